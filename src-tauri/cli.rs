@@ -1,0 +1,80 @@
+//! Command line: flags, environment variables and the `.env` file, in one clap definition.
+//!
+//! Every setting can come from a flag or from its environment variable (the TypeScript version's names are kept);
+//! a `.env` file in the working directory fills in variables that are not already set. Values are raw strings
+//! here: [`crate::config`] validates them so that errors can name the variable.
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+/// Durable Chatwoot → GoWA (WhatsApp) webhook relay.
+#[derive(Debug, Parser)]
+#[command(name = "chatgowa", version, about)]
+pub struct Cli {
+    /// Run the headless relay (no window, no tray): the mode for servers and Docker.
+    #[arg(long, global = true)]
+    pub server: bool,
+
+    #[command(flatten)]
+    pub settings: Settings,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Exit 0 if a relay answers on the configured port and its database is reachable, 1 otherwise.
+    Healthcheck,
+}
+
+/// Raw settings as given; see `.env.example` for what each one means.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Settings {
+    /// TCP port of the relay (webhook, admin API, health).
+    #[arg(long, env = "PORT", global = true)]
+    pub port: Option<String>,
+    /// Address to listen on.
+    #[arg(long, env = "CHATGOWA_BIND", global = true)]
+    pub bind: Option<String>,
+    /// SQLite database: `file:./path.db`, `sqlite://path.db` or a plain path.
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+    /// User name for the admin API.
+    #[arg(long, env = "BASIC_AUTH_USER", global = true)]
+    pub basic_auth_user: Option<String>,
+    /// Password for the admin API; without one the admin API is not served.
+    #[arg(long, env = "BASIC_AUTH_PASS", hide_env_values = true, global = true)]
+    pub basic_auth_pass: Option<String>,
+    /// Timeout of one delivery attempt, in milliseconds.
+    #[arg(long, env = "FETCH_TIMEOUT_MS", global = true)]
+    pub fetch_timeout_ms: Option<String>,
+    /// Delays between delivery attempts, comma-separated (`1s,5s,30s,…`).
+    #[arg(long, env = "CHATGOWA_RETRY_SCHEDULE", global = true)]
+    pub retry_schedule: Option<String>,
+    /// How long a delivery keeps being retried before it is dead.
+    #[arg(long, env = "CHATGOWA_MAX_AGE", global = true)]
+    pub max_age: Option<String>,
+    /// Largest accepted webhook body (`1MiB`, `512KiB`, or bytes).
+    #[arg(long, env = "CHATGOWA_MAX_BODY", global = true)]
+    pub max_body: Option<String>,
+}
+
+/// Loads `.env` (without overriding variables already set) and parses the command line.
+///
+/// # Errors
+/// A `.env` file that exists but cannot be read or parsed.
+pub fn parse() -> anyhow::Result<Cli> {
+    match dotenvy::dotenv() {
+        Ok(_) => {}
+        Err(err) if err.not_found() => {}
+        Err(err) => return Err(err).context("reading .env in the working directory"),
+    }
+    Ok(Cli::parse())
+}
+
+/// Prints an error chain to stderr and returns the failure exit code.
+pub fn exit_with(err: &anyhow::Error) -> std::process::ExitCode {
+    eprintln!("chatgowa: {err:#}");
+    std::process::ExitCode::FAILURE
+}

@@ -1,0 +1,340 @@
+//! Validated configuration, built once at startup from [`crate::cli::Settings`].
+//!
+//! Every error names the variable, the value's problem and what is allowed, so a misconfigured relay stops
+//! with one readable line instead of misbehaving later. Secrets are wrapped in [`Secret`].
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::cli::Settings;
+
+pub const DEFAULT_PORT: u16 = 3000;
+pub const DEFAULT_DATABASE_URL: &str = "file:./chatgowa.db";
+pub const DEFAULT_ADMIN_USER: &str = "admin";
+pub const DEFAULT_FETCH_TIMEOUT_MS: u64 = 10_000;
+pub const DEFAULT_RETRY_SCHEDULE: &str = "1s,5s,30s,2m,10m,30m,1h,2h,4h,8h";
+pub const DEFAULT_MAX_AGE: &str = "24h";
+pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
+/// The password placeholder of `.env.example`; treated as "no password".
+pub const PLACEHOLDER_PASSWORD: &str = "yourpassword";
+
+/// The `CHATGOWA_*` variables this version reads; any other one is reported as probably misspelt.
+const KNOWN_PREFIXED_VARS: &[&str] = &[
+    "CHATGOWA_BIND",
+    "CHATGOWA_RETRY_SCHEDULE",
+    "CHATGOWA_MAX_AGE",
+    "CHATGOWA_MAX_BODY",
+];
+
+/// A value that must never be printed: `Debug` and `Display` show `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret<T>(T);
+
+impl<T> Secret<T> {
+    pub fn new(value: T) -> Self {
+        Self(value)
+    }
+
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminCredentials {
+    pub user: String,
+    pub password: Secret<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub bind: IpAddr,
+    pub port: u16,
+    /// Path of the SQLite file (created if missing).
+    pub database_path: PathBuf,
+    /// `None`: the admin API is not served at all.
+    pub admin: Option<AdminCredentials>,
+    pub fetch_timeout: Duration,
+    /// Delay before attempt n+1 is `retry_schedule[n-1]`; the last step repeats until `max_age`.
+    pub retry_schedule: Vec<Duration>,
+    pub max_age: Duration,
+    pub max_body: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {var} {value:?}: {problem}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub value: String,
+    pub problem: String,
+}
+
+impl Config {
+    /// Validates raw settings; `default_bind` differs between the headless and the desktop mode.
+    ///
+    /// # Errors
+    /// The first invalid setting, naming its variable.
+    pub fn from_settings(s: &Settings, default_bind: IpAddr) -> Result<Self, ConfigError> {
+        let admin = admin_credentials(s);
+        Ok(Self {
+            bind: parse_or(&s.bind, "CHATGOWA_BIND", default_bind, |v| {
+                v.parse::<IpAddr>()
+                    .map_err(|_| "expected an IP address such as 0.0.0.0, 127.0.0.1 or ::".into())
+            })?,
+            port: parse_or(&s.port, "PORT", DEFAULT_PORT, |v| {
+                v.parse::<u16>().map_err(|_| "expected a TCP port number from 0 to 65535".into())
+            })?,
+            database_path: database_path(
+                s.database_url.as_deref().unwrap_or(DEFAULT_DATABASE_URL),
+            )
+            .map_err(|problem| ConfigError {
+                var: "DATABASE_URL",
+                value: s.database_url.clone().unwrap_or_default(),
+                problem,
+            })?,
+            admin,
+            fetch_timeout: parse_or(
+                &s.fetch_timeout_ms,
+                "FETCH_TIMEOUT_MS",
+                Duration::from_millis(DEFAULT_FETCH_TIMEOUT_MS),
+                |v| match v.parse::<u64>() {
+                    Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
+                    _ => Err("expected a whole number of milliseconds greater than 0".into()),
+                },
+            )?,
+            retry_schedule: parse_or(
+                &s.retry_schedule,
+                "CHATGOWA_RETRY_SCHEDULE",
+                Vec::new(),
+                parse_schedule,
+            )
+            .map(|v| if v.is_empty() { default_schedule() } else { v })?,
+            max_age: parse_or(&s.max_age, "CHATGOWA_MAX_AGE", default_max_age(), |v| {
+                parse_duration(v)
+            })?,
+            max_body: parse_or(&s.max_body, "CHATGOWA_MAX_BODY", DEFAULT_MAX_BODY, parse_size)?,
+        })
+    }
+
+    /// Settings that are valid but probably not what the user meant, to be logged once logging is up.
+    pub fn warnings(&self, env: impl IntoIterator<Item = String>) -> Vec<String> {
+        let mut out: Vec<String> = env
+            .into_iter()
+            .filter(|k| k.starts_with("CHATGOWA_") && !KNOWN_PREFIXED_VARS.contains(&k.as_str()))
+            .map(|k| format!("unknown environment variable {k} is ignored (misspelt?)"))
+            .collect();
+        if self.admin.is_none() {
+            out.push(
+                "the admin API is disabled because no admin password is set: set BASIC_AUTH_PASS \
+                 (in the environment or in .env) to a strong password and restart"
+                    .into(),
+            );
+        }
+        out
+    }
+}
+
+fn admin_credentials(s: &Settings) -> Option<AdminCredentials> {
+    let password = s.basic_auth_pass.as_deref().map(str::trim).unwrap_or_default();
+    if password.is_empty() || password == PLACEHOLDER_PASSWORD {
+        return None;
+    }
+    let user = s
+        .basic_auth_user
+        .as_deref()
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .unwrap_or(DEFAULT_ADMIN_USER);
+    Some(AdminCredentials {
+        user: user.to_owned(),
+        password: Secret::new(password.to_owned()),
+    })
+}
+
+fn parse_or<T>(
+    raw: &Option<String>,
+    var: &'static str,
+    default: T,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<T, ConfigError> {
+    match raw.as_deref().map(str::trim) {
+        None | Some("") => Ok(default),
+        Some(v) => parse(v).map_err(|problem| ConfigError {
+            var,
+            value: v.to_owned(),
+            problem,
+        }),
+    }
+}
+
+fn default_schedule() -> Vec<Duration> {
+    parse_schedule(DEFAULT_RETRY_SCHEDULE).unwrap_or_default()
+}
+
+fn default_max_age() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+fn parse_duration(v: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(v) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err("must be greater than zero".into()),
+        Err(e) => Err(format!("{e}; expected a duration such as 500ms, 30s, 5m, 2h or 1d")),
+    }
+}
+
+fn parse_schedule(v: &str) -> Result<Vec<Duration>, String> {
+    v.split(',')
+        .map(|step| {
+            parse_duration(step.trim())
+                .map_err(|e| format!("step {:?}: {e} (list example: 1s,5s,30s,2m)", step.trim()))
+        })
+        .collect()
+}
+
+fn parse_size(v: &str) -> Result<usize, String> {
+    const HINT: &str = "expected a size such as 1048576, 512KiB, 1MiB or 2MB";
+    let digits_end = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (number, unit) = v.split_at(digits_end);
+    let number: usize = number.parse().map_err(|_| HINT.to_owned())?;
+    let factor = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1000,
+        "kib" | "k" => 1024,
+        "mb" => 1000 * 1000,
+        "mib" | "m" => 1024 * 1024,
+        _ => return Err(HINT.to_owned()),
+    };
+    match number.checked_mul(factor) {
+        Some(n) if n >= 1024 => Ok(n),
+        _ => Err(format!("must be at least 1KiB; {HINT}")),
+    }
+}
+
+/// Accepts Prisma-style `file:` URLs, `sqlite:` URLs and plain paths; relative paths are relative to the
+/// working directory.
+fn database_path(url: &str) -> Result<PathBuf, String> {
+    let url = url.trim();
+    let path = if let Some(rest) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        rest
+    } else if let Some(rest) = url.strip_prefix("file://").or_else(|| url.strip_prefix("file:")) {
+        rest
+    } else if url.contains("://") {
+        return Err("only SQLite is supported: use file:./path.db, sqlite://path.db or a plain path".into());
+    } else {
+        url
+    };
+    // Connection parameters (`?mode=rwc`, `?connection_limit=1` from Prisma) do not belong to the path.
+    let path = path.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Err("needs a file path; an in-memory database would lose queued messages".into());
+    }
+    Ok(PathBuf::from(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(f: impl FnOnce(&mut Settings)) -> Result<Config, ConfigError> {
+        let mut s = Settings::default();
+        f(&mut s);
+        Config::from_settings(&s, IpAddr::from([0, 0, 0, 0]))
+    }
+
+    #[test]
+    fn defaults_match_the_typescript_version() {
+        let c = load(|_| {}).unwrap();
+        assert_eq!(c.port, 3000);
+        assert_eq!(c.fetch_timeout, Duration::from_millis(10_000));
+        assert_eq!(c.max_body, 1024 * 1024);
+        assert_eq!(c.max_age, Duration::from_secs(86_400));
+        assert_eq!(c.retry_schedule.len(), 10);
+        assert_eq!(c.retry_schedule[0], Duration::from_secs(1));
+        assert_eq!(c.database_path, PathBuf::from("./chatgowa.db"));
+        assert!(c.admin.is_none());
+    }
+
+    #[test]
+    fn database_urls_in_every_accepted_form() {
+        for (url, path) in [
+            ("file:./prisma/dev.db", "./prisma/dev.db"),
+            ("file:/app/prisma/dev.db", "/app/prisma/dev.db"),
+            ("sqlite://data/relay.db", "data/relay.db"),
+            ("sqlite:relay.db?mode=rwc", "relay.db"),
+            ("/var/lib/chatgowa.db", "/var/lib/chatgowa.db"),
+        ] {
+            let c = load(|s| s.database_url = Some(url.into())).unwrap();
+            assert_eq!(c.database_path, PathBuf::from(path), "{url}");
+        }
+        for url in ["postgres://x/y", "sqlite::memory:", "file:"] {
+            let err = load(|s| s.database_url = Some(url.into())).unwrap_err();
+            assert_eq!(err.var, "DATABASE_URL", "{url}");
+        }
+    }
+
+    #[test]
+    fn errors_name_the_variable_and_what_is_allowed() {
+        let cases: [(fn(&mut Settings), &str, &str); 8] = [
+            (|s| s.port = Some("http".into()), "PORT", "0 to 65535"),
+            (|s| s.port = Some("70000".into()), "PORT", "0 to 65535"),
+            (|s| s.bind = Some("localhost:3000".into()), "CHATGOWA_BIND", "IP address"),
+            (|s| s.fetch_timeout_ms = Some("0".into()), "FETCH_TIMEOUT_MS", "milliseconds"),
+            (|s| s.retry_schedule = Some("1s,,5s".into()), "CHATGOWA_RETRY_SCHEDULE", "1s,5s"),
+            (|s| s.retry_schedule = Some("1s,0s".into()), "CHATGOWA_RETRY_SCHEDULE", "greater than zero"),
+            (|s| s.max_age = Some("forever".into()), "CHATGOWA_MAX_AGE", "30s"),
+            (|s| s.max_body = Some("1GB!".into()), "CHATGOWA_MAX_BODY", "1MiB"),
+        ];
+        for (set, var, hint) in cases {
+            let err = load(set).unwrap_err();
+            assert_eq!(err.var, var);
+            let text = err.to_string();
+            assert!(text.contains(var) && text.contains(hint), "{text}");
+        }
+    }
+
+    #[test]
+    fn millisecond_schedules_and_sizes() {
+        let c = load(|s| {
+            s.retry_schedule = Some(" 10ms, 20ms ,1s ".into());
+            s.max_body = Some("512KiB".into());
+            s.max_age = Some("2s".into());
+        })
+        .unwrap();
+        assert_eq!(
+            c.retry_schedule,
+            [10, 20, 1000].map(Duration::from_millis).to_vec()
+        );
+        assert_eq!(c.max_body, 512 * 1024);
+        assert_eq!(c.max_age, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn placeholder_or_empty_password_disables_admin() {
+        for pass in ["", "  ", PLACEHOLDER_PASSWORD] {
+            let c = load(|s| s.basic_auth_pass = Some(pass.into())).unwrap();
+            assert!(c.admin.is_none());
+            assert!(c.warnings([]).iter().any(|w| w.contains("BASIC_AUTH_PASS")));
+        }
+        let c = load(|s| s.basic_auth_pass = Some("s3cret-pass".into())).unwrap();
+        let admin = c.admin.unwrap();
+        assert_eq!(admin.user, "admin");
+        assert_eq!(format!("{admin:?}").contains("s3cret"), false);
+    }
+
+    #[test]
+    fn unknown_prefixed_variables_are_reported() {
+        let c = load(|s| s.basic_auth_pass = Some("pw-123456".into())).unwrap();
+        let w = c.warnings(["CHATGOWA_BINDD".to_owned(), "CHATGOWA_BIND".to_owned(), "HOME".to_owned()]);
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("CHATGOWA_BINDD"));
+    }
+}

@@ -1,0 +1,215 @@
+//! The outbound side: one HTTP POST of a stored webhook to a GoWA instance, described as data.
+//!
+//! Owns the wire format GoWA expects (see `tests/fixtures/gowa/README.md`); knows nothing about queues,
+//! retries or the database.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use sha2::Sha256;
+
+use super::retry;
+use crate::store::deliveries::Delivery;
+
+/// How much of a response body is kept in the delivery log.
+pub const SNIPPET_BYTES: usize = 1024;
+
+/// A route's URL made ready to send to: credentials moved from the URL into a Basic header.
+#[derive(Clone)]
+pub struct Target {
+    url: reqwest::Url,
+    authorization: Option<HeaderValue>,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target").field("url", &self.url.as_str()).finish_non_exhaustive()
+    }
+}
+
+impl Target {
+    /// # Errors
+    /// Not an absolute http(s) URL with a host.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let mut url = reqwest::Url::parse(raw.trim()).map_err(|e| e.to_string())?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+            return Err("must be an absolute http:// or https:// URL with a host".into());
+        }
+        let authorization = if url.username().is_empty() && url.password().is_none() {
+            None
+        } else {
+            let user = percent_decode(url.username());
+            let pass = url.password().map(percent_decode).unwrap_or_default();
+            let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+            let mut value = HeaderValue::from_str(&format!("Basic {token}")).map_err(|e| e.to_string())?;
+            value.set_sensitive(true);
+            // Infallible for http(s) URLs, which always can carry credentials.
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            Some(value)
+        };
+        Ok(Self { url, authorization })
+    }
+
+    /// The URL without credentials.
+    pub fn url(&self) -> &reqwest::Url {
+        &self.url
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
+}
+
+/// `sha256=<lowercase hex HMAC-SHA256(secret, body)>`, the `X-Hub-Signature-256` GoWA verifies.
+pub fn hub_signature(secret: &str, body: &[u8]) -> String {
+    // HMAC accepts keys of any length.
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap_or_else(|_| unreachable!());
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// What one attempt produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptResult {
+    /// `None` when no response arrived (connect error, timeout, reset).
+    pub status: Option<u16>,
+    pub timed_out: bool,
+    pub retry_after: Option<Duration>,
+    pub error: Option<String>,
+    pub snippet: Option<String>,
+    pub duration: Duration,
+}
+
+/// POSTs the stored body unchanged, with the pass-through and tracing headers.
+pub async fn send(
+    client: &reqwest::Client,
+    target: &Target,
+    delivery: &Delivery,
+    attempt: i64,
+    secret: Option<&str>,
+) -> AttemptResult {
+    let started = Instant::now();
+    let mut request = client
+        .post(target.url.clone())
+        .header(CONTENT_TYPE, "application/json")
+        .header("X-Chatgowa-Delivery", delivery.id.to_string())
+        .header("X-Chatgowa-Attempt", attempt.to_string());
+    for (name, value) in [
+        ("X-Chatwoot-Delivery", &delivery.dedupe_key),
+        ("X-Chatwoot-Timestamp", &delivery.cw_timestamp),
+        ("X-Chatwoot-Signature", &delivery.cw_signature),
+    ] {
+        if let Some(value) = value {
+            request = request.header(name, value);
+        }
+    }
+    if let Some(auth) = &target.authorization {
+        request = request.header(AUTHORIZATION, auth.clone());
+    }
+    if let Some(secret) = secret.filter(|s| !s.is_empty()) {
+        request = request.header("X-Hub-Signature-256", hub_signature(secret, &delivery.body));
+    }
+
+    match request.body(delivery.body.clone()).send().await {
+        Ok(mut response) => {
+            let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| retry::parse_retry_after(v, SystemTime::now()));
+            let mut body = Vec::new();
+            let mut read_error = None;
+            while body.len() < SNIPPET_BYTES {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                    Ok(None) => break,
+                    Err(e) => {
+                        read_error = Some(describe(&e));
+                        break;
+                    }
+                }
+            }
+            body.truncate(SNIPPET_BYTES);
+            let success = response.status().is_success();
+            AttemptResult {
+                status: Some(status),
+                timed_out: false,
+                retry_after,
+                error: if success { None } else { Some(format!("HTTP {status}")) }.or(read_error),
+                snippet: (!body.is_empty()).then(|| String::from_utf8_lossy(&body).into_owned()),
+                duration: started.elapsed(),
+            }
+        }
+        Err(e) => AttemptResult {
+            status: None,
+            timed_out: e.is_timeout(),
+            retry_after: None,
+            error: Some(describe(&e)),
+            snippet: None,
+            duration: started.elapsed(),
+        },
+    }
+}
+
+/// An error's cause chain without the URL, which may carry a secret in its query.
+fn describe(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_body() || e.is_decode() {
+        "reading the response failed"
+    } else {
+        "request failed"
+    };
+    let mut text = kind.to_owned();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_move_from_the_url_to_a_basic_header() {
+        let t = Target::parse("http://relay%40shop:p%3Ass@gowa.lan:3000/chatwoot/webhook/dev1?x=1").unwrap();
+        assert_eq!(t.url().as_str(), "http://gowa.lan:3000/chatwoot/webhook/dev1?x=1");
+        let expected = base64::engine::general_purpose::STANDARD.encode("relay@shop:p:ss");
+        assert_eq!(t.authorization.unwrap().to_str().unwrap(), format!("Basic {expected}"));
+        assert!(Target::parse("https://gowa.example.com/chatwoot/webhook").unwrap().authorization.is_none());
+        assert!(!format!("{:?}", Target::parse("http://u:secretpw@h/").unwrap()).contains("secretpw"));
+    }
+
+    #[test]
+    fn only_http_urls_with_a_host() {
+        for bad in ["ftp://h/x", "javascript:alert(1)", "file:///etc/passwd", "/relative", "http://"] {
+            assert!(Target::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hub_signature_matches_the_gowa_test_vector() {
+        let body = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/chatwoot/message_created.unicode_emoji.json"
+        ))
+        .unwrap();
+        assert_eq!(
+            hub_signature("gowa-shared-secret", &body),
+            "sha256=76d0c72122571dd9e2079cfe004919eaf142ddf236283b48a50f22a518d01f15"
+        );
+    }
+}

@@ -1,0 +1,182 @@
+//! Outbound delivery: per-conversation lanes that send stored webhooks to GoWA in arrival order.
+//!
+//! Each conversation (or, without one, each inbox) is a lane: an in-memory FIFO of pending delivery ids with
+//! one task working its head. The database stays the truth: lanes are rebuilt from it at startup, so a crash
+//! loses nothing that was acknowledged. Lanes of one inbox share a concurrency budget, so a slow GoWA holds up
+//! only its own route. Nothing here polls: a lane task wakes on new work, on its retry time or on a route change.
+//! Must not: call GoWA from anywhere but a lane task, or write SQL (see [`crate::store`]).
+
+pub mod gowa;
+pub mod retry;
+mod worker;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use sqlx::SqlitePool;
+use tokio::sync::{Semaphore, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::ids::{DeliveryId, InboxId};
+use crate::store::{self, Writer, writer::Queued};
+
+/// Attempts in flight across all routes.
+const MAX_IN_FLIGHT: usize = 256;
+/// Attempts in flight towards one inbox's GoWA.
+const MAX_IN_FLIGHT_PER_ROUTE: usize = 32;
+
+/// Deliveries that must go out one after another: one Chatwoot conversation, or an inbox's events that
+/// belong to no conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LaneKey {
+    pub inbox_id: InboxId,
+    pub conversation_id: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    pub retry_schedule: Vec<Duration>,
+    pub max_age: Duration,
+    pub fetch_timeout: Duration,
+}
+
+/// Handle to the lanes; cheap to clone.
+#[derive(Clone)]
+pub struct Dispatcher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: SqlitePool,
+    writer: Writer,
+    client: reqwest::Client,
+    config: DeliveryConfig,
+    lanes: Mutex<HashMap<LaneKey, VecDeque<DeliveryId>>>,
+    route_slots: Mutex<HashMap<InboxId, Arc<Semaphore>>>,
+    slots: Arc<Semaphore>,
+    /// Bumped whenever routes change, so lanes paused on a disabled route look again.
+    routes_changed: watch::Sender<()>,
+    tracker: TaskTracker,
+    /// Stop starting attempts.
+    shutdown: CancellationToken,
+    /// Abandon attempts still in flight (they are recorded and retried after a restart).
+    abort: CancellationToken,
+}
+
+/// Builds the one HTTP client used for every attempt.
+///
+/// # Errors
+/// The TLS backend cannot be initialised.
+pub fn http_client(fetch_timeout: Duration) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .user_agent(concat!("chatgowa/", env!("CARGO_PKG_VERSION")))
+        .timeout(fetch_timeout)
+        .connect_timeout(fetch_timeout.min(Duration::from_secs(5)))
+        // A redirected POST would turn into a GET and lose the body: treat redirects as errors instead.
+        .redirect(reqwest::redirect::Policy::none())
+        // GoWA is normally on the LAN; an HTTP_PROXY meant for browsing must not reroute it.
+        .no_proxy()
+        .pool_max_idle_per_host(MAX_IN_FLIGHT_PER_ROUTE)
+        .build()
+}
+
+impl Dispatcher {
+    pub fn new(
+        pool: SqlitePool,
+        writer: Writer,
+        client: reqwest::Client,
+        config: DeliveryConfig,
+        tracker: TaskTracker,
+        shutdown: CancellationToken,
+        abort: CancellationToken,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                pool,
+                writer,
+                client,
+                config,
+                lanes: Mutex::default(),
+                route_slots: Mutex::default(),
+                slots: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+                routes_changed: watch::Sender::new(()),
+                tracker,
+                shutdown,
+                abort,
+            }),
+        }
+    }
+
+    /// Puts every pending delivery in the database back in its lane (at startup).
+    ///
+    /// # Errors
+    /// The database cannot be read.
+    pub async fn load_pending(&self) -> sqlx::Result<usize> {
+        let pending = store::deliveries::list_pending(&self.inner.pool).await?;
+        let queued: Vec<Queued> = pending
+            .iter()
+            .map(|p| Queued { id: p.id, inbox_id: p.inbox_id, conversation_id: p.conversation_id })
+            .collect();
+        self.enqueue(&queued);
+        Ok(queued.len())
+    }
+
+    /// Appends committed deliveries to their lanes, in the order given, starting lane tasks as needed.
+    pub fn enqueue(&self, queued: &[Queued]) {
+        if self.inner.shutdown.is_cancelled() {
+            return;
+        }
+        let mut lanes = self.inner.lanes.lock().unwrap_or_else(PoisonError::into_inner);
+        for q in queued {
+            let key = LaneKey { inbox_id: q.inbox_id, conversation_id: q.conversation_id };
+            let lane = lanes.entry(key).or_default();
+            lane.push_back(q.id);
+            if lane.len() == 1 {
+                self.inner.tracker.spawn(worker::run_lane(self.inner.clone(), key));
+            }
+        }
+    }
+
+    /// Tells paused lanes that routes changed (enabled, re-pointed, deleted).
+    pub fn routes_changed(&self) {
+        self.inner.routes_changed.send_replace(());
+    }
+
+    /// Deliveries waiting in memory, across all lanes.
+    pub fn queued_in_memory(&self) -> usize {
+        let lanes = self.inner.lanes.lock().unwrap_or_else(PoisonError::into_inner);
+        lanes.values().map(VecDeque::len).sum()
+    }
+}
+
+impl Inner {
+    /// The lane's head, or `None` after removing the lane when it is empty: a later enqueue then starts a new
+    /// task. Both happen under one lock, so no delivery is left in a lane without a task.
+    fn head(&self, key: LaneKey) -> Option<DeliveryId> {
+        let mut lanes = self.lanes.lock().unwrap_or_else(PoisonError::into_inner);
+        let head = lanes.get(&key).and_then(|lane| lane.front().copied());
+        if head.is_none() {
+            lanes.remove(&key);
+        }
+        head
+    }
+
+    fn pop(&self, key: LaneKey, id: DeliveryId) {
+        let mut lanes = self.lanes.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(lane) = lanes.get_mut(&key)
+            && lane.front() == Some(&id)
+        {
+            lane.pop_front();
+        }
+    }
+
+    fn route_slots(&self, inbox_id: InboxId) -> Arc<Semaphore> {
+        let mut slots = self.route_slots.lock().unwrap_or_else(PoisonError::into_inner);
+        slots
+            .entry(inbox_id)
+            .or_insert_with(|| Arc::new(Semaphore::new(MAX_IN_FLIGHT_PER_ROUTE)))
+            .clone()
+    }
+}

@@ -1,0 +1,207 @@
+//! The lane task: take the head, wait for its time and its route, send it, record the attempt, move on.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng as _;
+use tokio::sync::watch;
+
+use super::gowa::{self, AttemptResult, Target};
+use super::retry::{self, Class};
+use super::{Inner, LaneKey};
+use crate::ids::DeliveryId;
+use crate::store::attempts::{Attempt, Trigger};
+use crate::store::deliveries::{self, DeliveryStatus, NextState};
+use crate::store::writer::WriteError;
+use crate::store::{now_ms, routes};
+
+/// Pause before trying the database again after it failed.
+const DB_RETRY_PAUSE: Duration = Duration::from_secs(1);
+
+enum Step {
+    /// The head is finished (delivered, dead or gone): move to the next one.
+    Done,
+    /// Look at the same head again (it was rescheduled, or its route changed).
+    Again,
+    /// Shutting down.
+    Stop,
+}
+
+pub(super) async fn run_lane(inner: Arc<Inner>, key: LaneKey) {
+    let mut route_changes = inner.routes_changed.subscribe();
+    while let Some(id) = inner.head(key) {
+        if inner.shutdown.is_cancelled() {
+            return;
+        }
+        match step(&inner, id, &mut route_changes).await {
+            Step::Done => inner.pop(key, id),
+            Step::Again => {}
+            Step::Stop => return,
+        }
+    }
+}
+
+async fn step(inner: &Inner, id: DeliveryId, route_changes: &mut watch::Receiver<()>) -> Step {
+    route_changes.borrow_and_update();
+    let delivery = match deliveries::find(&inner.pool, id).await {
+        Ok(Some(d)) if d.status == DeliveryStatus::Pending => d,
+        Ok(_) => return Step::Done,
+        Err(err) => return db_trouble(inner, "reading a delivery", &err).await,
+    };
+
+    let wait = delivery.next_attempt_at - now_ms();
+    if wait > 0 {
+        return match sleep(inner, Duration::from_millis(wait.unsigned_abs())).await {
+            true => Step::Again,
+            false => Step::Stop,
+        };
+    }
+
+    let route = match inner.pool.acquire().await {
+        Ok(mut conn) => routes::find_by_inbox(&mut conn, delivery.inbox_id).await,
+        Err(err) => Err(err),
+    };
+    let route = match route {
+        Ok(Some(route)) => route,
+        Ok(None) => {
+            let reason = format!("no route for inbox {}", delivery.inbox_id);
+            return finish_dead(inner, id, reason).await;
+        }
+        Err(err) => return db_trouble(inner, "reading a route", &err).await,
+    };
+    if !route.enabled {
+        // Paused until the route is enabled again (or changed in another way).
+        return tokio::select! {
+            changed = route_changes.changed() => if changed.is_ok() { Step::Again } else { Step::Stop },
+            () = inner.shutdown.cancelled() => Step::Stop,
+        };
+    }
+    let target = match Target::parse(&route.webhook_url) {
+        Ok(t) => t,
+        Err(e) => return finish_dead(inner, id, format!("invalid webhook URL: {e}")).await,
+    };
+
+    let route_slots = inner.route_slots(delivery.inbox_id);
+    let permits = tokio::select! {
+        permits = async { (route_slots.acquire_owned().await, inner.slots.clone().acquire_owned().await) } => permits,
+        () = inner.shutdown.cancelled() => return Step::Stop,
+    };
+
+    let attempt_no = delivery.attempts + 1;
+    let started_at = now_ms();
+    let result = tokio::select! {
+        r = gowa::send(&inner.client, &target, &delivery, attempt_no, route.secret.as_deref()) => Some(r),
+        () = inner.abort.cancelled() => None,
+    };
+    drop(permits);
+
+    let (attempt, next) = match result {
+        Some(result) => judge(inner, &delivery, attempt_no, started_at, result),
+        None => interrupted(&delivery, attempt_no, started_at),
+    };
+    tracing::info!(
+        delivery_id = %id,
+        inbox_id = %delivery.inbox_id,
+        conversation_id = delivery.conversation_id,
+        attempt = attempt_no,
+        status = attempt.status_code,
+        duration_ms = attempt.duration_ms,
+        outcome = ?next,
+        error = attempt.error.as_deref(),
+        "delivery attempt"
+    );
+    let outcome = next;
+    loop {
+        match inner.writer.record_attempt(attempt.clone(), outcome).await {
+            Ok(()) => break,
+            Err(WriteError::Stopped) => return Step::Stop,
+            Err(err) => {
+                if let Step::Stop = db_trouble(inner, "recording an attempt", &err).await {
+                    return Step::Stop;
+                }
+            }
+        }
+    }
+    match outcome {
+        NextState::RetryAt(_) => Step::Again,
+        NextState::Delivered | NextState::Dead => Step::Done,
+    }
+}
+
+/// Turns a response into the attempt row and the delivery's next state.
+fn judge(
+    inner: &Inner,
+    delivery: &deliveries::Delivery,
+    attempt_no: i64,
+    started_at: i64,
+    result: AttemptResult,
+) -> (Attempt, NextState) {
+    let next = match retry::classify(result.status, result.timed_out) {
+        Class::Success => NextState::Delivered,
+        Class::Permanent => NextState::Dead,
+        Class::Retryable { slow_down } => {
+            let attempts_made = u32::try_from(attempt_no).unwrap_or(u32::MAX);
+            let jitter = rand::rng().random_range(-1.0..=1.0);
+            let delay =
+                retry::delay(&inner.config.retry_schedule, attempts_made, slow_down, result.retry_after, jitter);
+            retry::next_state(now_ms(), delivery.received_at, inner.config.max_age, delay)
+        }
+    };
+    let attempt = Attempt {
+        delivery_id: delivery.id,
+        attempt: attempt_no,
+        trigger: Trigger::Scheduled,
+        started_at,
+        duration_ms: i64::try_from(result.duration.as_millis()).unwrap_or(i64::MAX),
+        status_code: result.status.map(i64::from),
+        error: result.error,
+        response_snippet: result.snippet,
+    };
+    (attempt, next)
+}
+
+/// An attempt cut short by shutdown: recorded, and due again as soon as the relay is back.
+fn interrupted(delivery: &deliveries::Delivery, attempt_no: i64, started_at: i64) -> (Attempt, NextState) {
+    let now = now_ms();
+    let attempt = Attempt {
+        delivery_id: delivery.id,
+        attempt: attempt_no,
+        trigger: Trigger::Scheduled,
+        started_at,
+        duration_ms: now - started_at,
+        status_code: None,
+        error: Some("interrupted by shutdown; the response, if any, was not seen".into()),
+        response_snippet: None,
+    };
+    (attempt, NextState::RetryAt(now))
+}
+
+async fn finish_dead(inner: &Inner, id: DeliveryId, reason: String) -> Step {
+    tracing::warn!(delivery_id = %id, reason, "delivery is dead");
+    loop {
+        match inner.writer.mark_dead(id, reason.clone()).await {
+            Ok(()) => return Step::Done,
+            Err(WriteError::Stopped) => return Step::Stop,
+            Err(err) => {
+                if let Step::Stop = db_trouble(inner, "marking a delivery dead", &err).await {
+                    return Step::Stop;
+                }
+            }
+        }
+    }
+}
+
+/// Logs a database failure and pauses before the lane tries again.
+async fn db_trouble(inner: &Inner, doing: &str, err: &(dyn std::fmt::Display + Sync)) -> Step {
+    tracing::error!(error = %err, "database error while {doing}; retrying");
+    if sleep(inner, DB_RETRY_PAUSE).await { Step::Again } else { Step::Stop }
+}
+
+/// Sleeps unless shutdown comes first; `false` on shutdown.
+async fn sleep(inner: &Inner, duration: Duration) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(duration) => true,
+        () = inner.shutdown.cancelled() => false,
+    }
+}
+

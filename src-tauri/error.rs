@@ -1,0 +1,101 @@
+//! Errors of the service layer, and the one wire shape they take on HTTP (and, later, IPC).
+//!
+//! User-facing messages for 4xx are written for the user; for 5xx the client gets a generic message while the
+//! cause goes to the log.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{what} {id} not found")]
+    NotFound { what: &'static str, id: String },
+    /// Bad input; `field` names the offending field where there is one.
+    #[error("{message}")]
+    Invalid { field: Option<&'static str>, message: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// The request was fine but could not be stored; retrying later may work.
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+impl Error {
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid { field: Some(field), message: message.into() }
+    }
+}
+
+/// The wire form of an error: `{error, code, message, field?}`. `error` keeps the TypeScript version's shape;
+/// `code` and `message` are what the UI reads.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiError {
+    #[serde(skip)]
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub error: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<&'static str>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        Self { status, code, error: message.clone(), message, field: None }
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(err: Error) -> Self {
+        match err {
+            Error::NotFound { .. } => Self::new(StatusCode::NOT_FOUND, "not_found", err.to_string()),
+            Error::Invalid { field, message } => {
+                Self { field, ..Self::new(StatusCode::BAD_REQUEST, "invalid", message) }
+            }
+            Error::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
+            Error::UnsupportedMediaType(m) => {
+                Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", m)
+            }
+            Error::PayloadTooLarge(m) => Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", m),
+            Error::Unavailable(cause) => {
+                tracing::error!(cause, "request could not be stored");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "temporarily unable to store the request; try again",
+                )
+            }
+            Error::Database(e) => {
+                tracing::error!(error = %e, "database error");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status;
+        let mut response = (status, axum::Json(self)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        ApiError::from(self).into_response()
+    }
+}

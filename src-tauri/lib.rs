@@ -1,0 +1,198 @@
+//! Chatgowa: a durable relay from Chatwoot webhooks to GoWA (go-whatsapp-web-multidevice) instances.
+//!
+//! A webhook is stored in SQLite before it is acknowledged, then delivered by per-conversation lanes with
+//! retries, byte for byte, to the GoWA URL that serves its inbox.
+//!
+//! # Layout
+//! - [`cli`], [`config`]: flags, environment and `.env`, validated once at startup.
+//! - [`relay`]: `POST /webhook` — parse the routing fields, store, answer.
+//! - [`store`]: all SQL; the group-commit [`store::Writer`].
+//! - [`delivery`]: lanes, the GoWA client and the retry rules.
+//! - [`admin`]: the route-management API (service layer, HTTP adapters, Basic Auth).
+//! - [`server`]: the router; [`state`]: what handlers share; [`shutdown`]: signals.
+
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod delivery;
+pub mod error;
+pub mod ids;
+pub mod relay;
+pub mod server;
+pub mod shutdown;
+pub mod state;
+pub mod store;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::cli::Settings;
+use crate::config::Config;
+use crate::delivery::{DeliveryConfig, Dispatcher};
+use crate::state::AppState;
+use crate::store::Writer;
+
+/// How long attempts in flight may take to finish once shutdown starts; then they are abandoned (and
+/// recorded as interrupted). Together with the rest of the shutdown this stays under Docker's 10 s grace.
+const ATTEMPT_GRACE: Duration = Duration::from_secs(5);
+/// Time left after abandoning attempts to record them.
+const RECORD_GRACE: Duration = Duration::from_secs(2);
+
+/// A started relay: database open, writer and lanes running, not yet serving HTTP.
+pub struct Relay {
+    state: AppState,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+    abort: CancellationToken,
+    writer_stop: CancellationToken,
+    writer_task: JoinHandle<()>,
+}
+
+impl Relay {
+    /// Opens the database, starts the writer and puts every pending delivery back in its lane.
+    /// Cancelling `shutdown` stops the relay (see [`Relay::serve`]).
+    ///
+    /// # Errors
+    /// The database cannot be opened or migrated, or the HTTP client cannot be built.
+    pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
+        let pool = store::connect(&config.database_path)
+            .await
+            .with_context(|| format!("opening the database at {}", config.database_path.display()))?;
+        let client = delivery::http_client(config.fetch_timeout).context("building the HTTP client")?;
+        let (writer, writer_inbox) = Writer::channel();
+        let tracker = TaskTracker::new();
+        let abort = CancellationToken::new();
+        let writer_stop = CancellationToken::new();
+        let dispatcher = Dispatcher::new(
+            pool.clone(),
+            writer.clone(),
+            client,
+            DeliveryConfig {
+                retry_schedule: config.retry_schedule.clone(),
+                max_age: config.max_age,
+                fetch_timeout: config.fetch_timeout,
+            },
+            tracker.clone(),
+            shutdown.clone(),
+            abort.clone(),
+        );
+        let lanes = dispatcher.clone();
+        let writer_task = writer_inbox.spawn(pool.clone(), writer_stop.clone(), move |q| lanes.enqueue(q));
+        let pending = dispatcher.load_pending().await.context("loading pending deliveries")?;
+        tracing::info!(pending, database = %config.database_path.display(), "relay started");
+        let state = AppState { config: Arc::new(config), pool, writer, dispatcher };
+        Ok(Self { state, tracker, shutdown, abort, writer_stop, writer_task })
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves HTTP on `listener` until shutdown, then stops everything in order (see [`Relay::stop`]).
+    ///
+    /// # Errors
+    /// The server fails.
+    pub async fn serve(self, listener: TcpListener) -> anyhow::Result<()> {
+        let router = server::build_router(self.state.clone());
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(self.shutdown.clone().cancelled_owned())
+            .await;
+        self.stop().await;
+        served.context("serving HTTP")
+    }
+
+    /// Stops taking attempts, lets those in flight finish and be recorded (bounded), writes what is queued,
+    /// closes the database.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(ATTEMPT_GRACE, self.tracker.wait()).await.is_err() {
+            tracing::warn!("abandoning delivery attempts still in flight");
+            self.abort.cancel();
+            let _ = tokio::time::timeout(RECORD_GRACE, self.tracker.wait()).await;
+        }
+        self.writer_stop.cancel();
+        let _ = self.writer_task.await;
+        self.state.pool.close().await;
+        tracing::info!("relay stopped");
+    }
+}
+
+/// Runs the relay headless until SIGINT/SIGTERM (`--server`).
+///
+/// # Errors
+/// Invalid configuration, the database, or the port cannot be bound.
+pub fn run_headless(settings: &Settings) -> anyhow::Result<()> {
+    let config = Config::from_settings(settings, IpAddr::V4(Ipv4Addr::UNSPECIFIED))?;
+    init_logging();
+    for warning in config.warnings(std::env::vars().map(|(k, _)| k)) {
+        tracing::warn!("{warning}");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        let addr = SocketAddr::new(config.bind, config.port);
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listening on {addr} (is another program using port {}?)", config.port))?;
+        let relay = Relay::start(config, shutdown.clone()).await?;
+        tracing::info!(address = %listener.local_addr()?, "listening");
+        tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move {
+                shutdown::signal().await;
+                shutdown.cancel();
+            }
+        });
+        relay.serve(listener).await
+    })
+}
+
+/// What `chatgowa` without `--server` runs: this build has no desktop app, so it is the headless relay.
+///
+/// # Errors
+/// As [`run_headless`].
+pub fn run_default(settings: &Settings) -> anyhow::Result<()> {
+    run_headless(settings)
+}
+
+/// `chatgowa healthcheck`: asks the relay on the configured port for `/healthz`.
+///
+/// # Errors
+/// The relay does not answer 200.
+pub fn healthcheck(settings: &Settings) -> anyhow::Result<()> {
+    let config = Config::from_settings(settings, IpAddr::V4(Ipv4Addr::LOCALHOST))?;
+    let host = match config.bind {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    let url = format!("http://{}/healthz", SocketAddr::new(host, config.port));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(3)).no_proxy().build()?;
+        let response = client.get(&url).send().await.with_context(|| format!("no answer from {url}"))?;
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        anyhow::ensure!(status.is_success(), "{url} answered {status}: {body}");
+        println!("{body}");
+        Ok(())
+    })
+}
+
+/// `RUST_LOG` if set, else info for Chatgowa and warnings for its libraries.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("chatgowa_lib=info,chatgowa=info,warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+}

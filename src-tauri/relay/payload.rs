@@ -1,0 +1,261 @@
+//! Reads the few fields of a Chatwoot webhook that routing needs, and nothing else.
+//!
+//! The body is validated as JSON in full, but only `event`, the inbox id and the conversation id are kept.
+//! Where Chatwoot puts the inbox id differs per event (see `tests/fixtures/chatwoot/README.md`): `inbox.id`,
+//! else top-level `inbox_id`, else `conversation.inbox_id`. Ids elsewhere (user data such as
+//! `custom_attributes.inbox_id`) are never taken.
+
+use std::fmt;
+
+use serde::de::{self, Deserializer, IgnoredAny, Visitor};
+use serde::Deserialize;
+
+use crate::ids::InboxId;
+
+/// The routing view of a webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payload {
+    pub event: String,
+    pub inbox_id: Option<InboxId>,
+    /// Orders deliveries: `conversation.id`, or the top-level `id` of a `conversation_*` event.
+    pub conversation_id: Option<i64>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PayloadError {
+    #[error("body is not valid JSON: {0}")]
+    NotJson(String),
+    #[error("body must be a JSON object")]
+    NotObject,
+}
+
+#[derive(Deserialize)]
+struct Raw {
+    event: Option<Text>,
+    id: Option<Id>,
+    inbox_id: Option<Id>,
+    inbox: Option<Obj<InboxRef>>,
+    conversation: Option<Obj<ConversationRef>>,
+}
+
+#[derive(Default, Deserialize)]
+struct InboxRef {
+    id: Option<Id>,
+}
+
+#[derive(Default, Deserialize)]
+struct ConversationRef {
+    id: Option<Id>,
+    inbox_id: Option<Id>,
+}
+
+/// Parses a webhook body.
+///
+/// # Errors
+/// The body is not JSON (including invalid UTF-8 and nesting deeper than 128), or not a JSON object.
+pub fn parse(body: &[u8]) -> Result<Payload, PayloadError> {
+    // serde would also read an array into a struct, field by position: only objects are webhooks.
+    let not_json = |e: serde_json::Error| PayloadError::NotJson(e.to_string());
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        serde_json::from_slice::<IgnoredAny>(body).map_err(not_json)?;
+        return Err(PayloadError::NotObject);
+    }
+    let raw: Raw = serde_json::from_slice(body).map_err(not_json)?;
+    let event = raw.event.and_then(|t| t.0).unwrap_or_default();
+    let conversation = raw.conversation.and_then(|c| c.0).unwrap_or_default();
+    // The first place that has an id decides, even if its value is unusable.
+    let inbox_id = raw
+        .inbox
+        .and_then(|i| i.0)
+        .and_then(|i| i.id)
+        .or(raw.inbox_id)
+        .or(conversation.inbox_id)
+        .and_then(|id| id.0)
+        .map(InboxId);
+    let conversation_id = conversation
+        .id
+        .or_else(|| raw.id.filter(|_| event.starts_with("conversation_")))
+        .and_then(|id| id.0);
+    Ok(Payload { event, inbox_id, conversation_id })
+}
+
+/// An id as Chatwoot sends it (a JSON integer) or as a numeric string; anything else reads as present but
+/// unusable (`Id(None)`), and never fails the whole payload.
+struct Id(Option<i64>);
+
+/// A string, or `None` for any other JSON value.
+struct Text(Option<String>);
+
+/// `T` when the value is an object, `None` for any other JSON value (e.g. `"inbox": "x"`).
+struct Obj<T>(Option<T>);
+
+/// Visits any JSON value: the `on_*` hooks of `S` pick the shapes it takes, everything else is skipped.
+struct Shape<S>(std::marker::PhantomData<S>);
+
+trait Accepts<'de>: Sized {
+    fn none() -> Self;
+    fn on_i64(_: i64) -> Self {
+        Self::none()
+    }
+    fn on_str(_: &str) -> Self {
+        Self::none()
+    }
+    fn on_map<A: de::MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Self::none())
+    }
+}
+
+impl<'de> Accepts<'de> for Id {
+    fn none() -> Self {
+        Id(None)
+    }
+    fn on_i64(v: i64) -> Self {
+        Id(Some(v).filter(|v| *v > 0))
+    }
+    fn on_str(v: &str) -> Self {
+        let digits = !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit());
+        Id(v.parse().ok().filter(|v| digits && *v > 0))
+    }
+}
+
+impl<'de> Accepts<'de> for Text {
+    fn none() -> Self {
+        Text(None)
+    }
+    fn on_str(v: &str) -> Self {
+        Text(Some(v.to_owned()))
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Accepts<'de> for Obj<T> {
+    fn none() -> Self {
+        Obj(None)
+    }
+    fn on_map<A: de::MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+        T::deserialize(de::value::MapAccessDeserializer::new(map)).map(|t| Obj(Some(t)))
+    }
+}
+
+impl<'de, S: Accepts<'de>> Visitor<'de> for Shape<S> {
+    type Value = S;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<S, E> {
+        Ok(i64::try_from(v).map_or_else(|_| S::none(), S::on_i64))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<S, E> {
+        Ok(S::on_i64(v))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<S, E> {
+        Ok(S::none())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<S, E> {
+        Ok(S::none())
+    }
+    fn visit_unit<E>(self) -> Result<S, E> {
+        Ok(S::none())
+    }
+    fn visit_str<E>(self, v: &str) -> Result<S, E> {
+        Ok(S::on_str(v))
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<S, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(S::none())
+    }
+    fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<S, A::Error> {
+        S::on_map(map)
+    }
+}
+
+macro_rules! deserialize_by_shape {
+    ($($t:ty),*) => {$(
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                d.deserialize_any(Shape(std::marker::PhantomData))
+            }
+        }
+    )*};
+}
+deserialize_by_shape!(Id, Text);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(Shape(std::marker::PhantomData))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(format!("{}/tests/fixtures/chatwoot/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    }
+
+    #[test]
+    fn every_shared_fixture_resolves_to_its_documented_inbox() {
+        let expected = [
+            ("message_created.incoming_text.json", Some(7), Some(42)),
+            ("message_created.outgoing_text.json", Some(7), Some(42)),
+            ("message_created.outgoing_image.json", Some(7), Some(42)),
+            ("message_created.private_note.json", Some(7), Some(42)),
+            ("message_created.outgoing_echo_from_gowa.json", Some(7), Some(42)),
+            ("message_updated.deleted.json", Some(7), Some(42)),
+            ("conversation_created.json", Some(7), Some(42)),
+            ("conversation_status_changed.resolved.json", Some(7), Some(42)),
+            ("conversation_updated.assignee_changed.json", Some(7), Some(42)),
+            ("conversation_typing_on.agent.json", Some(7), Some(42)),
+            ("conversation_typing_off.agent.json", Some(7), Some(42)),
+            ("contact_created.json", None, None),
+            ("contact_updated.json", None, None),
+            ("webwidget_triggered.json", Some(3), None),
+            ("message_created.unicode_emoji.json", Some(9), Some(57)),
+            ("message_created.large_text.json", Some(7), Some(42)),
+        ];
+        let dir = std::fs::read_dir(format!("{}/tests/fixtures/chatwoot", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let on_disk = dir.filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "json")).count();
+        assert_eq!(on_disk, expected.len(), "every fixture is covered");
+        for (name, inbox, conversation) in expected {
+            let p = parse(&fixture(name)).unwrap();
+            assert_eq!(p.inbox_id, inbox.map(InboxId), "{name}");
+            assert_eq!(p.conversation_id, conversation, "{name}");
+            assert!(name.starts_with(&p.event), "{name}: event {}", p.event);
+        }
+    }
+
+    #[test]
+    fn lookup_order_and_id_forms() {
+        let p = |s: &str| parse(s.as_bytes()).unwrap();
+        assert_eq!(p(r#"{"inbox":{"id":3},"inbox_id":4,"conversation":{"inbox_id":5}}"#).inbox_id, Some(InboxId(3)));
+        assert_eq!(p(r#"{"inbox_id":4,"conversation":{"inbox_id":5}}"#).inbox_id, Some(InboxId(4)));
+        assert_eq!(p(r#"{"inbox":null,"conversation":{"inbox_id":5}}"#).inbox_id, Some(InboxId(5)));
+        assert_eq!(p(r#"{"inbox_id":"12"}"#).inbox_id, Some(InboxId(12)));
+        for unusable in ["-1", "0", "1.5", "true", "null", "\"12a\"", "\"\"", "\"+3\"", "[1]", "{}", "99999999999999999999"] {
+            let body = format!(r#"{{"inbox_id":{unusable},"conversation":{{"inbox_id":5}}}}"#);
+            let expected = if unusable == "null" { Some(InboxId(5)) } else { None };
+            assert_eq!(p(&body).inbox_id, expected, "{unusable}");
+        }
+    }
+
+    #[test]
+    fn user_data_is_never_taken_for_the_inbox() {
+        let body = r#"{"event":"contact_updated","custom_attributes":{"inbox_id":7},"contact_inbox":{"inbox_id":7},
+                      "additional_attributes":{"inbox":{"id":7}}}"#;
+        assert_eq!(parse(body.as_bytes()).unwrap().inbox_id, None);
+    }
+
+    #[test]
+    fn odd_shapes_are_tolerated_but_not_json_is_rejected() {
+        let p = parse(br#"{"event":5,"inbox":"seven","conversation":[1]}"#).unwrap();
+        assert_eq!(p, Payload { event: String::new(), inbox_id: None, conversation_id: None });
+        assert_eq!(parse(b"[1,2]"), Err(PayloadError::NotObject));
+        assert_eq!(parse(b" 42"), Err(PayloadError::NotObject));
+        for bad in [&b""[..], b"{", b"{\"a\":1}x", b"{\"a\":\"\xff\"}", b"nope"] {
+            assert!(matches!(parse(bad), Err(PayloadError::NotJson(_))), "{bad:?}");
+        }
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        assert!(matches!(parse(format!("{{\"a\":{deep}}}").as_bytes()), Err(PayloadError::NotJson(_))));
+    }
+}

@@ -1,0 +1,72 @@
+//! The HTTP surface: `POST /webhook`, `GET /healthz`, and the admin API when credentials are configured.
+
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router, middleware};
+use serde::Serialize;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::admin::{auth, handlers};
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::store::deliveries;
+use crate::relay;
+
+/// A request still running after this is answered 408, so a stuck request cannot hold up shutdown.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub fn build_router(state: AppState) -> Router {
+    let mut router = Router::new()
+        .route(
+            "/webhook",
+            post(relay::webhook).layer(DefaultBodyLimit::max(state.config.max_body)),
+        )
+        .route("/healthz", get(healthz));
+    if state.config.admin.is_some() {
+        let admin = Router::new()
+            .route("/routes", get(handlers::list_routes).post(handlers::create_route))
+            .route("/routes/{id}", put(handlers::update_route).delete(handlers::delete_route))
+            .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_admin));
+        router = router.nest("/admin", admin);
+    }
+    router
+        .fallback(not_found)
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let path = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
+            tracing::debug_span!("http", method = %req.method(), path)
+        }))
+        .with_state(state)
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Health {
+    pub status: &'static str,
+    pub version: &'static str,
+    /// Deliveries waiting to be sent (queue depth); absent when the database does not answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending: Option<i64>,
+}
+
+/// `GET /healthz`, unauthenticated: 200 when the database answers, 503 otherwise.
+async fn healthz(State(state): State<AppState>) -> Response {
+    let version = env!("CARGO_PKG_VERSION");
+    match deliveries::count_pending(&state.pool).await {
+        Ok(pending) => Json(Health { status: "ok", version, pending: Some(pending) }).into_response(),
+        Err(err) => {
+            tracing::error!(error = %err, "health check: database unavailable");
+            let body = Health { status: "unavailable", version, pending: None };
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "not found")
+}

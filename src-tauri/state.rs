@@ -1,0 +1,18 @@
+//! Shared state of the relay: every field is cheap to clone, nothing is global.
+
+use std::sync::Arc;
+
+use sqlx::SqlitePool;
+
+use crate::config::Config;
+use crate::delivery::Dispatcher;
+use crate::store::Writer;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    /// For reads and admin writes; webhooks and attempt results go through `writer`.
+    pub pool: SqlitePool,
+    pub writer: Writer,
+    pub dispatcher: Dispatcher,
+}

@@ -1,0 +1,236 @@
+//! `deliveries`: one row per accepted webhook, holding the raw body once, and its delivery state.
+
+use bytes::Bytes;
+use serde::Serialize;
+use sqlx::{FromRow, SqliteConnection, SqlitePool};
+
+use crate::ids::{DeliveryId, InboxId};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(rename_all = "lowercase")]
+pub enum DeliveryStatus {
+    /// Waiting for its turn, or for a retry.
+    Pending,
+    Delivered,
+    /// Gave up: permanent error, no route, or older than the maximum age.
+    Dead,
+}
+
+/// What the relay stores for an accepted webhook.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub inbox_id: InboxId,
+    /// Ordering lane inside the inbox; `None` for events without a conversation.
+    pub conversation_id: Option<i64>,
+    pub event: String,
+    /// `X-Chatwoot-Delivery`: a repeat is not queued again.
+    pub dedupe_key: Option<String>,
+    pub cw_timestamp: Option<String>,
+    pub cw_signature: Option<String>,
+    pub body: Bytes,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct Delivery {
+    pub id: DeliveryId,
+    pub inbox_id: InboxId,
+    pub conversation_id: Option<i64>,
+    pub event: String,
+    pub dedupe_key: Option<String>,
+    pub cw_timestamp: Option<String>,
+    pub cw_signature: Option<String>,
+    pub body: Vec<u8>,
+    pub status: DeliveryStatus,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub last_status_code: Option<i64>,
+    pub last_error: Option<String>,
+    pub received_at: i64,
+    pub updated_at: i64,
+}
+
+/// Just enough of a pending delivery to put it back in its lane after a restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, FromRow)]
+pub struct PendingRef {
+    pub id: DeliveryId,
+    pub inbox_id: InboxId,
+    pub conversation_id: Option<i64>,
+}
+
+/// The state a delivery moves to after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextState {
+    Delivered,
+    RetryAt(i64),
+    Dead,
+}
+
+const COLUMNS: &str = "id, inbox_id, conversation_id, event, dedupe_key, cw_timestamp, cw_signature, body, \
+                       status, attempts, next_attempt_at, last_status_code, last_error, received_at, updated_at";
+
+/// Inserts a pending delivery due now; `None` if its dedupe key was seen before.
+pub async fn insert(
+    conn: &mut SqliteConnection,
+    d: &NewDelivery,
+    now: i64,
+) -> sqlx::Result<Option<DeliveryId>> {
+    sqlx::query_scalar(
+        "INSERT INTO deliveries (inbox_id, conversation_id, event, dedupe_key, cw_timestamp, cw_signature, body,
+                                 next_attempt_at, received_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?8)
+         ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
+    )
+    .bind(d.inbox_id)
+    .bind(d.conversation_id)
+    .bind(&d.event)
+    .bind(&d.dedupe_key)
+    .bind(&d.cw_timestamp)
+    .bind(&d.cw_signature)
+    .bind(d.body.as_ref())
+    .bind(now)
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn find_id_by_dedupe_key(
+    conn: &mut SqliteConnection,
+    key: &str,
+) -> sqlx::Result<Option<DeliveryId>> {
+    sqlx::query_scalar("SELECT id FROM deliveries WHERE dedupe_key = ?")
+        .bind(key)
+        .fetch_optional(conn)
+        .await
+}
+
+pub async fn find(pool: &SqlitePool, id: DeliveryId) -> sqlx::Result<Option<Delivery>> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM deliveries WHERE id = ?"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+}
+
+/// Every pending delivery in arrival order.
+pub async fn list_pending(pool: &SqlitePool) -> sqlx::Result<Vec<PendingRef>> {
+    sqlx::query_as(
+        "SELECT id, inbox_id, conversation_id FROM deliveries WHERE status = 'pending' ORDER BY id",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+pub async fn count_pending(pool: &SqlitePool) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE status = 'pending'")
+        .fetch_one(pool)
+        .await
+}
+
+/// Moves a delivery on after an attempt (the attempt row itself goes to `delivery_attempts`).
+pub async fn update_after_attempt(
+    conn: &mut SqliteConnection,
+    id: DeliveryId,
+    next: NextState,
+    status_code: Option<u16>,
+    error: Option<&str>,
+    now: i64,
+) -> sqlx::Result<()> {
+    let (status, next_attempt_at) = match next {
+        NextState::Delivered => (DeliveryStatus::Delivered, None),
+        NextState::RetryAt(at) => (DeliveryStatus::Pending, Some(at)),
+        NextState::Dead => (DeliveryStatus::Dead, None),
+    };
+    sqlx::query(
+        "UPDATE deliveries SET status = ?, attempts = attempts + 1,
+                next_attempt_at = coalesce(?, next_attempt_at), last_status_code = ?, last_error = ?,
+                updated_at = ?
+         WHERE id = ?",
+    )
+    .bind(status)
+    .bind(next_attempt_at)
+    .bind(status_code)
+    .bind(error)
+    .bind(now)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Marks a delivery dead without an attempt (e.g. its inbox no longer has a route).
+pub async fn mark_dead(
+    conn: &mut SqliteConnection,
+    id: DeliveryId,
+    reason: &str,
+    now: i64,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE deliveries SET status = 'dead', last_error = ?, updated_at = ? WHERE id = ?")
+        .bind(reason)
+        .bind(now)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::store::test_support::temp_db;
+
+    pub fn new_delivery(conversation: Option<i64>, key: Option<&str>) -> NewDelivery {
+        NewDelivery {
+            inbox_id: InboxId(7),
+            conversation_id: conversation,
+            event: "message_created".into(),
+            dedupe_key: key.map(Into::into),
+            cw_timestamp: Some("1781964310".into()),
+            cw_signature: None,
+            body: Bytes::from_static(b"{\"event\":\"message_created\"}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn insert_dedupes_on_the_chatwoot_delivery_id() {
+        let (pool, _dir) = temp_db().await;
+        let mut conn = pool.acquire().await.unwrap();
+        let a = insert(&mut conn, &new_delivery(Some(1), Some("uuid-1")), 10).await.unwrap().unwrap();
+        assert_eq!(insert(&mut conn, &new_delivery(Some(1), Some("uuid-1")), 11).await.unwrap(), None);
+        assert_eq!(find_id_by_dedupe_key(&mut conn, "uuid-1").await.unwrap(), Some(a));
+        // Without a key nothing is deduplicated.
+        let b = insert(&mut conn, &new_delivery(Some(1), None), 12).await.unwrap().unwrap();
+        let c = insert(&mut conn, &new_delivery(None, None), 13).await.unwrap().unwrap();
+        assert!(a < b && b < c);
+        drop(conn);
+
+        let d = find(&pool, a).await.unwrap().unwrap();
+        assert_eq!((d.status, d.attempts, d.next_attempt_at, d.received_at), (DeliveryStatus::Pending, 0, 10, 10));
+        assert_eq!(d.body, b"{\"event\":\"message_created\"}");
+        assert_eq!(count_pending(&pool).await.unwrap(), 3);
+    }
+
+    #[tokio::test]
+    async fn attempts_move_the_state_and_pending_lists_only_what_is_left() {
+        let (pool, _dir) = temp_db().await;
+        let mut conn = pool.acquire().await.unwrap();
+        let a = insert(&mut conn, &new_delivery(Some(1), None), 10).await.unwrap().unwrap();
+        let b = insert(&mut conn, &new_delivery(Some(2), None), 10).await.unwrap().unwrap();
+        let c = insert(&mut conn, &new_delivery(None, None), 10).await.unwrap().unwrap();
+        update_after_attempt(&mut conn, a, NextState::RetryAt(500), Some(503), Some("HTTP 503"), 20).await.unwrap();
+        update_after_attempt(&mut conn, b, NextState::Delivered, Some(200), None, 20).await.unwrap();
+        mark_dead(&mut conn, c, "no route", 30).await.unwrap();
+        drop(conn);
+
+        let a_row = find(&pool, a).await.unwrap().unwrap();
+        assert_eq!(
+            (a_row.status, a_row.attempts, a_row.next_attempt_at, a_row.last_status_code),
+            (DeliveryStatus::Pending, 1, 500, Some(503))
+        );
+        assert_eq!(find(&pool, b).await.unwrap().unwrap().status, DeliveryStatus::Delivered);
+        let c_row = find(&pool, c).await.unwrap().unwrap();
+        assert_eq!((c_row.status, c_row.last_error.as_deref()), (DeliveryStatus::Dead, Some("no route")));
+        assert_eq!(
+            list_pending(&pool).await.unwrap(),
+            vec![PendingRef { id: a, inbox_id: InboxId(7), conversation_id: Some(1) }]
+        );
+    }
+}

@@ -1,0 +1,164 @@
+//! `routes`: which GoWA URL serves which Chatwoot inbox.
+
+use sqlx::{FromRow, SqliteConnection, SqlitePool};
+
+use super::now_ms;
+use crate::ids::{InboxId, RouteId};
+
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct Route {
+    pub id: RouteId,
+    pub inbox_id: InboxId,
+    /// As entered, credentials included; they are sent as `Authorization: Basic`, never in the URL.
+    pub webhook_url: String,
+    pub name: Option<String>,
+    pub enabled: bool,
+    /// HMAC key for `X-Hub-Signature-256`; write-only over the admin API.
+    pub secret: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A route's fields, already validated by the caller.
+#[derive(Debug, Clone)]
+pub struct RouteFields {
+    pub inbox_id: InboxId,
+    pub webhook_url: String,
+    pub name: Option<String>,
+    pub enabled: bool,
+    pub secret: Option<String>,
+}
+
+impl From<Route> for RouteFields {
+    fn from(r: Route) -> Self {
+        Self {
+            inbox_id: r.inbox_id,
+            webhook_url: r.webhook_url,
+            name: r.name,
+            enabled: r.enabled,
+            secret: r.secret,
+        }
+    }
+}
+
+const COLUMNS: &str = "id, inbox_id, webhook_url, name, enabled, secret, created_at, updated_at";
+
+pub async fn list(pool: &SqlitePool) -> sqlx::Result<Vec<Route>> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM routes ORDER BY id"))
+        .fetch_all(pool)
+        .await
+}
+
+pub async fn find(pool: &SqlitePool, id: RouteId) -> sqlx::Result<Option<Route>> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM routes WHERE id = ?"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+}
+
+pub async fn find_by_inbox(
+    conn: &mut SqliteConnection,
+    inbox_id: InboxId,
+) -> sqlx::Result<Option<Route>> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM routes WHERE inbox_id = ?"))
+        .bind(inbox_id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// # Errors
+/// A unique violation when the inbox already has a route.
+pub async fn insert(pool: &SqlitePool, f: &RouteFields) -> sqlx::Result<Route> {
+    let now = now_ms();
+    sqlx::query_as(&format!(
+        "INSERT INTO routes (inbox_id, webhook_url, name, enabled, secret, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {COLUMNS}"
+    ))
+    .bind(f.inbox_id)
+    .bind(&f.webhook_url)
+    .bind(&f.name)
+    .bind(f.enabled)
+    .bind(&f.secret)
+    .bind(now)
+    .bind(now)
+    .fetch_one(pool)
+    .await
+}
+
+/// Replaces every field of route `id`; `None` when it does not exist.
+///
+/// # Errors
+/// A unique violation when another route already serves the new inbox id.
+pub async fn update(pool: &SqlitePool, id: RouteId, f: &RouteFields) -> sqlx::Result<Option<Route>> {
+    sqlx::query_as(&format!(
+        "UPDATE routes SET inbox_id = ?, webhook_url = ?, name = ?, enabled = ?, secret = ?, updated_at = ?
+         WHERE id = ? RETURNING {COLUMNS}"
+    ))
+    .bind(f.inbox_id)
+    .bind(&f.webhook_url)
+    .bind(&f.name)
+    .bind(f.enabled)
+    .bind(&f.secret)
+    .bind(now_ms())
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// `false` when there was no such route.
+pub async fn delete(pool: &SqlitePool, id: RouteId) -> sqlx::Result<bool> {
+    let done = sqlx::query("DELETE FROM routes WHERE id = ?").bind(id).execute(pool).await?;
+    Ok(done.rows_affected() > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_support::temp_db;
+
+    fn fields(inbox: i64) -> RouteFields {
+        RouteFields {
+            inbox_id: InboxId(inbox),
+            webhook_url: format!("http://gowa:3000/chatwoot/webhook/{inbox}"),
+            name: Some(format!("inbox {inbox}")),
+            enabled: true,
+            secret: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn crud_round_trip() {
+        let (pool, _dir) = temp_db().await;
+        let a = insert(&pool, &fields(7)).await.unwrap();
+        let b = insert(&pool, &fields(9)).await.unwrap();
+        assert_eq!(list(&pool).await.unwrap(), vec![a.clone(), b.clone()]);
+
+        let mut changed = RouteFields::from(a.clone());
+        changed.name = None;
+        changed.enabled = false;
+        changed.secret = Some("k".into());
+        let a2 = update(&pool, a.id, &changed).await.unwrap().unwrap();
+        assert_eq!((a2.name.as_deref(), a2.enabled, a2.secret.as_deref()), (None, false, Some("k")));
+        assert!(a2.updated_at >= a.updated_at);
+        assert_eq!(find(&pool, a.id).await.unwrap(), Some(a2.clone()));
+        let mut conn = pool.acquire().await.unwrap();
+        assert_eq!(find_by_inbox(&mut conn, InboxId(7)).await.unwrap(), Some(a2));
+        drop(conn);
+
+        assert!(delete(&pool, b.id).await.unwrap());
+        assert!(!delete(&pool, b.id).await.unwrap());
+        assert_eq!(update(&pool, b.id, &fields(9)).await.unwrap(), None);
+        assert_eq!(list(&pool).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn one_route_per_inbox() {
+        let (pool, _dir) = temp_db().await;
+        let a = insert(&pool, &fields(7)).await.unwrap();
+        let dup = insert(&pool, &fields(7)).await.unwrap_err();
+        assert!(dup.as_database_error().unwrap().is_unique_violation());
+        let b = insert(&pool, &fields(8)).await.unwrap();
+        let clash = update(&pool, b.id, &RouteFields::from(a)).await.unwrap_err();
+        assert!(clash.as_database_error().unwrap().is_unique_violation());
+    }
+}

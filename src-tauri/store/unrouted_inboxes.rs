@@ -1,0 +1,71 @@
+//! `unrouted_inboxes`: inbox ids that sent webhooks while no route served them.
+
+use serde::Serialize;
+use sqlx::{FromRow, SqliteConnection, SqlitePool};
+
+use crate::ids::InboxId;
+
+#[derive(Debug, Clone, PartialEq, Eq, FromRow, Serialize)]
+pub struct UnroutedInbox {
+    pub inbox_id: InboxId,
+    pub count: i64,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub last_event: String,
+}
+
+pub async fn record(
+    conn: &mut SqliteConnection,
+    inbox_id: InboxId,
+    event: &str,
+    now: i64,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO unrouted_inboxes (inbox_id, count, first_seen, last_seen, last_event)
+         VALUES (?1, 1, ?2, ?2, ?3)
+         ON CONFLICT (inbox_id) DO UPDATE SET count = count + 1, last_seen = ?2, last_event = ?3",
+    )
+    .bind(inbox_id)
+    .bind(now)
+    .bind(event)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn list(pool: &SqlitePool) -> sqlx::Result<Vec<UnroutedInbox>> {
+    sqlx::query_as(
+        "SELECT inbox_id, count, first_seen, last_seen, last_event FROM unrouted_inboxes
+         ORDER BY last_seen DESC",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_support::temp_db;
+
+    #[tokio::test]
+    async fn counts_and_keeps_first_and_last_seen() {
+        let (pool, _dir) = temp_db().await;
+        let mut conn = pool.acquire().await.unwrap();
+        record(&mut conn, InboxId(5), "message_created", 100).await.unwrap();
+        record(&mut conn, InboxId(5), "conversation_updated", 200).await.unwrap();
+        record(&mut conn, InboxId(6), "message_created", 150).await.unwrap();
+        drop(conn);
+        let rows = list(&pool).await.unwrap();
+        assert_eq!(
+            rows[0],
+            UnroutedInbox {
+                inbox_id: InboxId(5),
+                count: 2,
+                first_seen: 100,
+                last_seen: 200,
+                last_event: "conversation_updated".into()
+            }
+        );
+        assert_eq!(rows[1].inbox_id, InboxId(6));
+    }
+}

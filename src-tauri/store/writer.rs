@@ -1,0 +1,305 @@
+//! The single writer: every webhook and every attempt result is committed here, many per transaction.
+//!
+//! SQLite allows one writer at a time, and a durable commit costs an fsync. Requests queue on a channel and the
+//! writer takes everything waiting into one `BEGIN IMMEDIATE … COMMIT` (group commit); each caller is answered
+//! only after the commit that holds its write, and a failed commit fails every write in it.
+
+use std::sync::Arc;
+
+use sqlx::{SqliteConnection, SqlitePool};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::attempts::{self, Attempt};
+use super::deliveries::{self, NewDelivery, NextState};
+use super::{now_ms, routes, unrouted_inboxes};
+use crate::ids::{DeliveryId, InboxId};
+
+/// Most writes committed in one transaction.
+const MAX_BATCH: usize = 1024;
+/// Writes waiting for the writer; beyond this, callers wait for room (backpressure).
+const QUEUE_CAPACITY: usize = 16 * 1024;
+
+/// What happened to an incoming webhook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Queued(DeliveryId),
+    /// Its `X-Chatwoot-Delivery` was seen before: the earlier delivery.
+    Duplicate(DeliveryId),
+    NoRoute,
+    RouteDisabled,
+}
+
+/// A delivery that became pending in a commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Queued {
+    pub id: DeliveryId,
+    pub inbox_id: InboxId,
+    pub conversation_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriteError {
+    #[error("database write failed: {0}")]
+    Database(Arc<sqlx::Error>),
+    #[error("the writer has stopped")]
+    Stopped,
+}
+
+enum Op {
+    Ingest(Box<NewDelivery>, oneshot::Sender<Result<Decision, WriteError>>),
+    Attempt(Attempt, NextState, oneshot::Sender<Result<(), WriteError>>),
+    Dead(DeliveryId, String, oneshot::Sender<Result<(), WriteError>>),
+}
+
+/// The receiving end of a [`Writer`], not yet running.
+pub struct WriterInbox(mpsc::Receiver<Op>);
+
+impl WriterInbox {
+    /// Starts the writer. `on_queued` sees new pending deliveries in commit order, after each commit and before
+    /// any caller is answered. The task ends once `stop` is cancelled and what was already queued is written.
+    pub fn spawn(
+        self,
+        pool: SqlitePool,
+        stop: CancellationToken,
+        on_queued: impl FnMut(&[Queued]) + Send + 'static,
+    ) -> JoinHandle<()> {
+        tokio::spawn(run(pool, self.0, stop, on_queued))
+    }
+}
+
+/// Handle to the writer task; cheap to clone.
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<Op>,
+}
+
+impl Writer {
+    /// Creates the handle and the receiving end; start the task with [`WriterInbox::spawn`].
+    pub fn channel() -> (Self, WriterInbox) {
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        (Self { tx }, WriterInbox(rx))
+    }
+
+    /// Stores a webhook durably (or records why not) and says what was decided.
+    pub async fn ingest(&self, delivery: NewDelivery) -> Result<Decision, WriteError> {
+        self.call(|reply| Op::Ingest(Box::new(delivery), reply)).await
+    }
+
+    /// Records an attempt and moves its delivery to `next`, in one transaction.
+    pub async fn record_attempt(&self, attempt: Attempt, next: NextState) -> Result<(), WriteError> {
+        self.call(|reply| Op::Attempt(attempt, next, reply)).await
+    }
+
+    /// Marks a delivery dead without an attempt.
+    pub async fn mark_dead(&self, id: DeliveryId, reason: String) -> Result<(), WriteError> {
+        self.call(|reply| Op::Dead(id, reason, reply)).await
+    }
+
+    async fn call<T>(
+        &self,
+        op: impl FnOnce(oneshot::Sender<Result<T, WriteError>>) -> Op,
+    ) -> Result<T, WriteError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(op(reply)).await.map_err(|_| WriteError::Stopped)?;
+        answer.await.map_err(|_| WriteError::Stopped)?
+    }
+}
+
+async fn run(
+    pool: SqlitePool,
+    mut rx: mpsc::Receiver<Op>,
+    stop: CancellationToken,
+    mut on_queued: impl FnMut(&[Queued]),
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    loop {
+        tokio::select! {
+            biased;
+            n = rx.recv_many(&mut batch, MAX_BATCH) => if n == 0 { break },
+            () = stop.cancelled() => {
+                // Refuse new writes, then write what is already queued.
+                rx.close();
+                while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+                    commit(&pool, &mut batch, &mut on_queued).await;
+                }
+                break;
+            }
+        }
+        commit(&pool, &mut batch, &mut on_queued).await;
+    }
+}
+
+/// Writes one batch in one transaction and answers every caller in it.
+async fn commit(pool: &SqlitePool, batch: &mut Vec<Op>, on_queued: &mut impl FnMut(&[Queued])) {
+    let mut decisions = Vec::with_capacity(batch.len());
+    let result: sqlx::Result<()> = async {
+        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        let now = now_ms();
+        for op in batch.iter() {
+            decisions.push(apply(&mut tx, op, now).await?);
+        }
+        tx.commit().await
+    }
+    .await;
+
+    match result {
+        Ok(()) => {
+            let queued: Vec<Queued> = batch
+                .iter()
+                .zip(&decisions)
+                .filter_map(|(op, decision)| match (op, decision) {
+                    (Op::Ingest(d, _), Some(Decision::Queued(id))) => Some(Queued {
+                        id: *id,
+                        inbox_id: d.inbox_id,
+                        conversation_id: d.conversation_id,
+                    }),
+                    _ => None,
+                })
+                .collect();
+            if !queued.is_empty() {
+                on_queued(&queued);
+            }
+            for (op, decision) in batch.drain(..).zip(decisions) {
+                match op {
+                    Op::Ingest(_, reply) => {
+                        // `apply` returns a decision for every ingest.
+                        let _ = reply.send(decision.ok_or(WriteError::Stopped));
+                    }
+                    Op::Attempt(.., reply) | Op::Dead(.., reply) => {
+                        let _ = reply.send(Ok(()));
+                    }
+                }
+            }
+        }
+        Err(err) => {
+            tracing::error!(error = %err, writes = batch.len(), "database commit failed");
+            let err = WriteError::Database(Arc::new(err));
+            for op in batch.drain(..) {
+                match op {
+                    Op::Ingest(_, reply) => {
+                        let _ = reply.send(Err(err.clone()));
+                    }
+                    Op::Attempt(.., reply) | Op::Dead(.., reply) => {
+                        let _ = reply.send(Err(err.clone()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn apply(conn: &mut SqliteConnection, op: &Op, now: i64) -> sqlx::Result<Option<Decision>> {
+    match op {
+        Op::Ingest(d, _) => {
+            let route = routes::find_by_inbox(conn, d.inbox_id).await?;
+            let decision = match route {
+                None => {
+                    unrouted_inboxes::record(conn, d.inbox_id, &d.event, now).await?;
+                    Decision::NoRoute
+                }
+                Some(r) if !r.enabled => Decision::RouteDisabled,
+                Some(_) => match deliveries::insert(conn, d, now).await? {
+                    Some(id) => Decision::Queued(id),
+                    None => {
+                        let key = d.dedupe_key.as_deref().unwrap_or_default();
+                        let first = deliveries::find_id_by_dedupe_key(conn, key).await?;
+                        Decision::Duplicate(first.ok_or(sqlx::Error::RowNotFound)?)
+                    }
+                },
+            };
+            Ok(Some(decision))
+        }
+        Op::Attempt(a, next, _) => {
+            attempts::insert(conn, a).await?;
+            let (code, error) = (a.status_code.and_then(|c| u16::try_from(c).ok()), a.error.as_deref());
+            deliveries::update_after_attempt(conn, a.delivery_id, *next, code, error, now).await?;
+            Ok(None)
+        }
+        Op::Dead(id, reason, _) => {
+            deliveries::mark_dead(conn, *id, reason, now).await?;
+            Ok(None)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::store::deliveries::tests::new_delivery;
+    use crate::store::routes::RouteFields;
+    use crate::store::test_support::temp_db;
+
+    async fn add_route(pool: &SqlitePool, inbox: i64, enabled: bool) {
+        let f = RouteFields {
+            inbox_id: InboxId(inbox),
+            webhook_url: "http://127.0.0.1:9/x".into(),
+            name: None,
+            enabled,
+            secret: None,
+        };
+        routes::insert(pool, &f).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn decisions_and_commit_order_reach_the_callback() {
+        let (pool, _dir) = temp_db().await;
+        add_route(&pool, 7, true).await;
+        add_route(&pool, 8, false).await;
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let stop = CancellationToken::new();
+        let (writer, inbox) = Writer::channel();
+        let task = inbox.spawn(pool.clone(), stop.clone(), move |q| sink.lock().unwrap().extend_from_slice(q));
+
+        // Many concurrent ingests share commits, and each gets its own answer.
+        let handles: Vec<_> = (0..200)
+            .map(|i| {
+                let w = writer.clone();
+                tokio::spawn(async move { w.ingest(new_delivery(Some(i % 3), None)).await })
+            })
+            .collect();
+        let mut ids = Vec::new();
+        for h in handles {
+            match h.await.unwrap().unwrap() {
+                Decision::Queued(id) => ids.push(id),
+                other => panic!("{other:?}"),
+            }
+        }
+        let seen_ids: Vec<_> = seen.lock().unwrap().iter().map(|q| q.id).collect();
+        assert!(seen_ids.windows(2).all(|w| w[0] < w[1]), "callback sees commit order");
+        ids.sort();
+        assert_eq!(seen_ids, ids);
+
+        let first = writer.ingest(new_delivery(None, Some("k1"))).await.unwrap();
+        let Decision::Queued(first_id) = first else { panic!("{first:?}") };
+        assert_eq!(writer.ingest(new_delivery(None, Some("k1"))).await.unwrap(), Decision::Duplicate(first_id));
+
+        let mut other_inbox = new_delivery(None, None);
+        other_inbox.inbox_id = InboxId(8);
+        assert_eq!(writer.ingest(other_inbox.clone()).await.unwrap(), Decision::RouteDisabled);
+        other_inbox.inbox_id = InboxId(99);
+        assert_eq!(writer.ingest(other_inbox).await.unwrap(), Decision::NoRoute);
+        assert_eq!(unrouted_inboxes::list(&pool).await.unwrap()[0].inbox_id, InboxId(99));
+
+        stop.cancel();
+        task.await.unwrap();
+        assert!(matches!(writer.ingest(new_delivery(None, None)).await, Err(WriteError::Stopped)));
+        assert_eq!(deliveries::count_pending(&pool).await.unwrap(), 201);
+    }
+
+    #[tokio::test]
+    async fn a_failing_database_fails_every_write_in_the_batch() {
+        let (pool, _dir) = temp_db().await;
+        add_route(&pool, 7, true).await;
+        sqlx::query("DROP TABLE delivery_attempts").execute(&pool).await.unwrap();
+        sqlx::query("DROP TABLE deliveries").execute(&pool).await.unwrap();
+        let (writer, inbox) = Writer::channel();
+        let _task = inbox.spawn(pool, CancellationToken::new(), |_| panic!("nothing is queued"));
+        let err = writer.ingest(new_delivery(None, None)).await.unwrap_err();
+        assert!(matches!(err, WriteError::Database(_)));
+    }
+}
