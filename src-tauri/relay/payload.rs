@@ -27,7 +27,13 @@ pub enum PayloadError {
     NotJson(String),
     #[error("body must be a JSON object")]
     NotObject,
+    #[error("JSON nested deeper than {MAX_DEPTH} levels")]
+    TooDeep,
 }
+
+/// Deepest nesting accepted; Chatwoot's payloads stay under 10, and GoWA's decoder would refuse far less than
+/// what serde skips over without a limit.
+pub const MAX_DEPTH: usize = 64;
 
 #[derive(Deserialize)]
 struct Raw {
@@ -56,11 +62,16 @@ struct ConversationRef {
 pub fn parse(body: &[u8]) -> Result<Payload, PayloadError> {
     // serde would also read an array into a struct, field by position: only objects are webhooks.
     let not_json = |e: serde_json::Error| PayloadError::NotJson(e.to_string());
+    // serde_json does not check the UTF-8 of strings it skips; JSON must be UTF-8 throughout.
+    std::str::from_utf8(body).map_err(|e| PayloadError::NotJson(format!("not UTF-8: {e}")))?;
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         serde_json::from_slice::<IgnoredAny>(body).map_err(not_json)?;
         return Err(PayloadError::NotObject);
     }
     let raw: Raw = serde_json::from_slice(body).map_err(not_json)?;
+    if depth(body) > MAX_DEPTH {
+        return Err(PayloadError::TooDeep);
+    }
     let event = raw.event.and_then(|t| t.0).unwrap_or_default();
     let conversation = raw.conversation.and_then(|c| c.0).unwrap_or_default();
     // The first place that has an id decides, even if its value is unusable.
@@ -77,6 +88,32 @@ pub fn parse(body: &[u8]) -> Result<Payload, PayloadError> {
         .or_else(|| raw.id.filter(|_| event.starts_with("conversation_")))
         .and_then(|id| id.0);
     Ok(Payload { event, inbox_id, conversation_id })
+}
+
+/// Nesting depth of a document already known to be valid JSON: brackets outside strings.
+fn depth(json: &[u8]) -> usize {
+    let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in json {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+        } else {
+            match b {
+                b'"' => in_string = true,
+                b'{' | b'[' => {
+                    depth += 1;
+                    max = max.max(depth);
+                }
+                b'}' | b']' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+    }
+    max
 }
 
 /// An id as Chatwoot sends it (a JSON integer) or as a numeric string; anything else reads as present but
@@ -256,6 +293,10 @@ mod tests {
             assert!(matches!(parse(bad), Err(PayloadError::NotJson(_))), "{bad:?}");
         }
         let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
-        assert!(matches!(parse(format!("{{\"a\":{deep}}}").as_bytes()), Err(PayloadError::NotJson(_))));
+        assert_eq!(parse(format!("{{\"a\":{deep}}}").as_bytes()), Err(PayloadError::TooDeep));
+        let ok = format!("{{\"a\":{}1{},\"s\":\"[[[\\\"{{\"}}", "[".repeat(MAX_DEPTH - 1), "]".repeat(MAX_DEPTH - 1));
+        assert!(parse(ok.as_bytes()).is_ok(), "brackets in strings do not count: {ok}");
+        let over = format!("{{\"a\":{}1{}}}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert_eq!(parse(over.as_bytes()), Err(PayloadError::TooDeep));
     }
 }

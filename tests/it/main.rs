@@ -1,1 +1,7 @@
-fn main(){}
+//! One integration-test binary: router tests without sockets, delivery tests against a GoWA stand-in on
+//! loopback, and end-to-end tests of the real `chatgowa` binary.
+
+mod delivery;
+mod e2e;
+mod router;
+mod support;

@@ -1,0 +1,237 @@
+//! Test helpers: a relay on a temporary database, a GoWA stand-in on `127.0.0.1:0`, polling with a deadline.
+
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use chatgowa_lib::Relay;
+use chatgowa_lib::config::{AdminCredentials, Config, Secret};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub const ADMIN_USER: &str = "admin";
+pub const ADMIN_PASS: &str = "correct horse battery staple";
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/tests/fixtures/chatwoot/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+pub fn basic_auth(user: &str, pass: &str) -> String {
+    use base64::Engine as _;
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}")))
+}
+
+/// Polls `check` until it returns `Some`, failing the test after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+pub fn test_config(database_path: PathBuf) -> Config {
+    Config {
+        bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        port: 0,
+        database_path,
+        admin: Some(AdminCredentials { user: ADMIN_USER.into(), password: Secret::new(ADMIN_PASS.into()) }),
+        fetch_timeout: Duration::from_secs(2),
+        retry_schedule: vec![Duration::from_millis(20)],
+        max_age: Duration::from_secs(60),
+        max_body: 1024 * 1024,
+    }
+}
+
+/// A relay serving on an ephemeral loopback port, with a temporary database.
+pub struct TestRelay {
+    pub base: String,
+    pub state: chatgowa_lib::state::AppState,
+    pub http: reqwest::Client,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestRelay {
+    pub async fn start(configure: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(dir.path().join("relay.db"));
+        configure(&mut config);
+        let shutdown = CancellationToken::new();
+        let relay = Relay::start(config, shutdown.clone()).await.unwrap();
+        let state = relay.state().clone();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(relay.serve(listener));
+        Self { base, state, http: reqwest::Client::new(), shutdown, task, _dir: dir }
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.unwrap().unwrap();
+    }
+
+    pub async fn add_route(&self, inbox: i64, url: &str, secret: Option<&str>) -> serde_json::Value {
+        let response = self
+            .http
+            .post(format!("{}/admin/routes", self.base))
+            .header("authorization", basic_auth(ADMIN_USER, ADMIN_PASS))
+            .json(&serde_json::json!({"inboxId": inbox, "webhookUrl": url, "name": "test", "secret": secret}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        response.json().await.unwrap()
+    }
+
+    /// Posts a webhook and returns the relay's JSON answer (asserting 200).
+    pub async fn post_webhook(&self, body: Vec<u8>, delivery_id: Option<&str>) -> serde_json::Value {
+        let mut request = self
+            .http
+            .post(format!("{}/webhook", self.base))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(id) = delivery_id {
+            request = request.header("x-chatwoot-delivery", id);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+}
+
+/// A request the GoWA stand-in received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub status: u16,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+/// What the stand-in answers.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub delay: Duration,
+    pub retry_after: Option<&'static str>,
+}
+
+impl Reply {
+    pub fn status(status: u16) -> Self {
+        Self { status, delay: Duration::ZERO, retry_after: None }
+    }
+}
+
+type Behaviour = Box<dyn Fn(&Received, &[Received]) -> Reply + Send + Sync>;
+
+struct GowaState {
+    received: Mutex<Vec<Received>>,
+    behaviour: Mutex<Behaviour>,
+}
+
+/// A GoWA stand-in on `127.0.0.1:0` that records every request and answers as told.
+#[derive(Clone)]
+pub struct Gowa {
+    pub base: String,
+    state: Arc<GowaState>,
+}
+
+impl Gowa {
+    pub async fn start() -> Self {
+        Self::start_on(TcpListener::bind("127.0.0.1:0").await.unwrap())
+    }
+
+    pub fn start_on(listener: TcpListener) -> Self {
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let state = Arc::new(GowaState {
+            received: Mutex::default(),
+            behaviour: Mutex::new(Box::new(|_, _| Reply::status(200))),
+        });
+        let app = Router::new().fallback(receive).with_state(state.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { base, state }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.base.trim_start_matches("http://").parse().unwrap()
+    }
+
+    /// Decides each answer from the request and everything received before it.
+    pub fn set(&self, behaviour: impl Fn(&Received, &[Received]) -> Reply + Send + Sync + 'static) {
+        *self.state.behaviour.lock().unwrap() = Box::new(behaviour);
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.received.lock().unwrap().clone()
+    }
+
+    /// Waits until `done` holds for what was received.
+    pub async fn wait_for(&self, what: &str, timeout: Duration, done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
+        eventually(what, timeout, || async {
+            let got = self.received();
+            done(&got).then_some(got)
+        })
+        .await
+    }
+}
+
+async fn receive(State(state): State<Arc<GowaState>>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let mut request = Received { path: uri.to_string(), headers, body, status: 0 };
+    let reply = {
+        let received = state.received.lock().unwrap();
+        (state.behaviour.lock().unwrap())(&request, &received)
+    };
+    request.status = reply.status;
+    if !reply.delay.is_zero() {
+        tokio::time::sleep(reply.delay).await;
+    }
+    state.received.lock().unwrap().push(request);
+    let mut response = (StatusCode::from_u16(reply.status).unwrap(), "OK").into_response();
+    if let Some(ra) = reply.retry_after {
+        response.headers_mut().insert("retry-after", HeaderValue::from_static(ra));
+    }
+    response
+}
+
+/// A Chatwoot-shaped `message_created` body for conversation `conversation` with a sequence number.
+pub fn message(inbox: i64, conversation: i64, seq: usize) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "event": "message_created",
+        "id": seq,
+        "message_type": "outgoing",
+        "content": format!("message {seq}"),
+        "inbox": {"id": inbox, "name": "WhatsApp"},
+        "conversation": {"id": conversation, "inbox_id": inbox},
+    }))
+    .unwrap()
+}
