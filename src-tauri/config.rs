@@ -90,16 +90,15 @@ impl Config {
                     .map_err(|_| "expected an IP address such as 0.0.0.0, 127.0.0.1 or ::".into())
             })?,
             port: parse_or(&s.port, "PORT", DEFAULT_PORT, |v| {
-                v.parse::<u16>().map_err(|_| "expected a TCP port number from 0 to 65535".into())
+                v.parse::<u16>()
+                    .map_err(|_| "expected a TCP port number from 0 to 65535".into())
             })?,
-            database_path: database_path(
-                s.database_url.as_deref().unwrap_or(DEFAULT_DATABASE_URL),
-            )
-            .map_err(|problem| ConfigError {
-                var: "DATABASE_URL",
-                value: s.database_url.clone().unwrap_or_default(),
-                problem,
-            })?,
+            database_path: database_path(s.database_url.as_deref().unwrap_or(DEFAULT_DATABASE_URL))
+                .map_err(|problem| ConfigError {
+                    var: "DATABASE_URL",
+                    value: s.database_url.clone().unwrap_or_default(),
+                    problem,
+                })?,
             admin,
             fetch_timeout: parse_or(
                 &s.fetch_timeout_ms,
@@ -120,7 +119,12 @@ impl Config {
             max_age: parse_or(&s.max_age, "CHATGOWA_MAX_AGE", default_max_age(), |v| {
                 parse_duration(v)
             })?,
-            max_body: parse_or(&s.max_body, "CHATGOWA_MAX_BODY", DEFAULT_MAX_BODY, parse_size)?,
+            max_body: parse_or(
+                &s.max_body,
+                "CHATGOWA_MAX_BODY",
+                DEFAULT_MAX_BODY,
+                parse_size,
+            )?,
         })
     }
 
@@ -143,7 +147,11 @@ impl Config {
 }
 
 fn admin_credentials(s: &Settings) -> Option<AdminCredentials> {
-    let password = s.basic_auth_pass.as_deref().map(str::trim).unwrap_or_default();
+    let password = s
+        .basic_auth_pass
+        .as_deref()
+        .map(str::trim)
+        .unwrap_or_default();
     if password.is_empty() || password == PLACEHOLDER_PASSWORD {
         return None;
     }
@@ -187,7 +195,9 @@ fn parse_duration(v: &str) -> Result<Duration, String> {
     match humantime::parse_duration(v) {
         Ok(d) if !d.is_zero() => Ok(d),
         Ok(_) => Err("must be greater than zero".into()),
-        Err(e) => Err(format!("{e}; expected a duration such as 500ms, 30s, 5m, 2h or 1d")),
+        Err(e) => Err(format!(
+            "{e}; expected a duration such as 500ms, 30s, 5m, 2h or 1d"
+        )),
     }
 }
 
@@ -223,12 +233,20 @@ fn parse_size(v: &str) -> Result<usize, String> {
 /// working directory.
 fn database_path(url: &str) -> Result<PathBuf, String> {
     let url = url.trim();
-    let path = if let Some(rest) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+    let path = if let Some(rest) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
         rest
-    } else if let Some(rest) = url.strip_prefix("file://").or_else(|| url.strip_prefix("file:")) {
+    } else if let Some(rest) = url
+        .strip_prefix("file://")
+        .or_else(|| url.strip_prefix("file:"))
+    {
         rest
     } else if url.contains("://") {
-        return Err("only SQLite is supported: use file:./path.db, sqlite://path.db or a plain path".into());
+        return Err(
+            "only SQLite is supported: use file:./path.db, sqlite://path.db or a plain path".into(),
+        );
     } else {
         url
     };
@@ -283,15 +301,40 @@ mod tests {
 
     #[test]
     fn errors_name_the_variable_and_what_is_allowed() {
-        let cases: [(fn(&mut Settings), &str, &str); 8] = [
+        type Case = (fn(&mut Settings), &'static str, &'static str);
+        let cases: [Case; 8] = [
             (|s| s.port = Some("http".into()), "PORT", "0 to 65535"),
             (|s| s.port = Some("70000".into()), "PORT", "0 to 65535"),
-            (|s| s.bind = Some("localhost:3000".into()), "CHATGOWA_BIND", "IP address"),
-            (|s| s.fetch_timeout_ms = Some("0".into()), "FETCH_TIMEOUT_MS", "milliseconds"),
-            (|s| s.retry_schedule = Some("1s,,5s".into()), "CHATGOWA_RETRY_SCHEDULE", "1s,5s"),
-            (|s| s.retry_schedule = Some("1s,0s".into()), "CHATGOWA_RETRY_SCHEDULE", "greater than zero"),
-            (|s| s.max_age = Some("forever".into()), "CHATGOWA_MAX_AGE", "30s"),
-            (|s| s.max_body = Some("1GB!".into()), "CHATGOWA_MAX_BODY", "1MiB"),
+            (
+                |s| s.bind = Some("localhost:3000".into()),
+                "CHATGOWA_BIND",
+                "IP address",
+            ),
+            (
+                |s| s.fetch_timeout_ms = Some("0".into()),
+                "FETCH_TIMEOUT_MS",
+                "milliseconds",
+            ),
+            (
+                |s| s.retry_schedule = Some("1s,,5s".into()),
+                "CHATGOWA_RETRY_SCHEDULE",
+                "1s,5s",
+            ),
+            (
+                |s| s.retry_schedule = Some("1s,0s".into()),
+                "CHATGOWA_RETRY_SCHEDULE",
+                "greater than zero",
+            ),
+            (
+                |s| s.max_age = Some("forever".into()),
+                "CHATGOWA_MAX_AGE",
+                "30s",
+            ),
+            (
+                |s| s.max_body = Some("1GB!".into()),
+                "CHATGOWA_MAX_BODY",
+                "1MiB",
+            ),
         ];
         for (set, var, hint) in cases {
             let err = load(set).unwrap_err();
@@ -327,13 +370,17 @@ mod tests {
         let c = load(|s| s.basic_auth_pass = Some("s3cret-pass".into())).unwrap();
         let admin = c.admin.unwrap();
         assert_eq!(admin.user, "admin");
-        assert_eq!(format!("{admin:?}").contains("s3cret"), false);
+        assert!(!format!("{admin:?}").contains("s3cret"));
     }
 
     #[test]
     fn unknown_prefixed_variables_are_reported() {
         let c = load(|s| s.basic_auth_pass = Some("pw-123456".into())).unwrap();
-        let w = c.warnings(["CHATGOWA_BINDD".to_owned(), "CHATGOWA_BIND".to_owned(), "HOME".to_owned()]);
+        let w = c.warnings([
+            "CHATGOWA_BINDD".to_owned(),
+            "CHATGOWA_BIND".to_owned(),
+            "HOME".to_owned(),
+        ]);
         assert_eq!(w.len(), 1);
         assert!(w[0].contains("CHATGOWA_BINDD"));
     }

@@ -15,7 +15,10 @@ pub enum Error {
     NotFound { what: &'static str, id: String },
     /// Bad input; `field` names the offending field where there is one.
     #[error("{message}")]
-    Invalid { field: Option<&'static str>, message: String },
+    Invalid {
+        field: Option<&'static str>,
+        message: String,
+    },
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -31,7 +34,10 @@ pub enum Error {
 
 impl Error {
     pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
-        Self::Invalid { field: Some(field), message: message.into() }
+        Self::Invalid {
+            field: Some(field),
+            message: message.into(),
+        }
     }
 }
 
@@ -51,22 +57,35 @@ pub struct ApiError {
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         let message = message.into();
-        Self { status, code, error: message.clone(), message, field: None }
+        Self {
+            status,
+            code,
+            error: message.clone(),
+            message,
+            field: None,
+        }
     }
 }
 
 impl From<Error> for ApiError {
     fn from(err: Error) -> Self {
         match err {
-            Error::NotFound { .. } => Self::new(StatusCode::NOT_FOUND, "not_found", err.to_string()),
-            Error::Invalid { field, message } => {
-                Self { field, ..Self::new(StatusCode::BAD_REQUEST, "invalid", message) }
+            Error::NotFound { .. } => {
+                Self::new(StatusCode::NOT_FOUND, "not_found", err.to_string())
             }
+            Error::Invalid { field, message } => Self {
+                field,
+                ..Self::new(StatusCode::BAD_REQUEST, "invalid", message)
+            },
             Error::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
-            Error::UnsupportedMediaType(m) => {
-                Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", m)
+            Error::UnsupportedMediaType(m) => Self::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                m,
+            ),
+            Error::PayloadTooLarge(m) => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", m)
             }
-            Error::PayloadTooLarge(m) => Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", m),
             Error::Unavailable(cause) => {
                 tracing::error!(cause, "request could not be stored");
                 Self::new(
@@ -77,7 +96,11 @@ impl From<Error> for ApiError {
             }
             Error::Database(e) => {
                 tracing::error!(error = %e, "database error");
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error",
+                )
             }
         }
     }
@@ -88,7 +111,9 @@ impl IntoResponse for ApiError {
         let status = self.status;
         let mut response = (status, axum::Json(self)).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
     }

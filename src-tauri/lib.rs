@@ -23,6 +23,7 @@ pub mod shutdown;
 pub mod state;
 pub mod store;
 
+use std::future::IntoFuture as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,8 +65,11 @@ impl Relay {
     pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
         let pool = store::connect(&config.database_path)
             .await
-            .with_context(|| format!("opening the database at {}", config.database_path.display()))?;
-        let client = delivery::http_client(config.fetch_timeout).context("building the HTTP client")?;
+            .with_context(|| {
+                format!("opening the database at {}", config.database_path.display())
+            })?;
+        let client =
+            delivery::http_client(config.fetch_timeout).context("building the HTTP client")?;
         let (writer, writer_inbox) = Writer::channel();
         let tracker = TaskTracker::new();
         let abort = CancellationToken::new();
@@ -84,40 +88,73 @@ impl Relay {
             abort.clone(),
         );
         let lanes = dispatcher.clone();
-        let writer_task = writer_inbox.spawn(pool.clone(), writer_stop.clone(), move |q| lanes.enqueue(q));
-        let pending = dispatcher.load_pending().await.context("loading pending deliveries")?;
+        let writer_task =
+            writer_inbox.spawn(pool.clone(), writer_stop.clone(), move |q| lanes.enqueue(q));
+        let pending = dispatcher
+            .load_pending()
+            .await
+            .context("loading pending deliveries")?;
         tracing::info!(pending, database = %config.database_path.display(), "relay started");
-        let state = AppState { config: Arc::new(config), pool, writer, dispatcher };
-        Ok(Self { state, tracker, shutdown, abort, writer_stop, writer_task })
+        let state = AppState {
+            config: Arc::new(config),
+            pool,
+            writer,
+            dispatcher,
+        };
+        Ok(Self {
+            state,
+            tracker,
+            shutdown,
+            abort,
+            writer_stop,
+            writer_task,
+        })
     }
 
     pub fn state(&self) -> &AppState {
         &self.state
     }
 
-    /// Serves HTTP on `listener` until shutdown, then stops everything in order (see [`Relay::stop`]).
+    /// Serves HTTP on `listener` until shutdown, then stops everything in order. HTTP requests in progress
+    /// and delivery attempts in flight wind down side by side, so the whole stop stays within Docker's grace.
     ///
     /// # Errors
     /// The server fails.
     pub async fn serve(self, listener: TcpListener) -> anyhow::Result<()> {
         let router = server::build_router(self.state.clone());
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(self.shutdown.clone().cancelled_owned())
-            .await;
-        self.stop().await;
+        let server = axum::serve(listener, router)
+            .with_graceful_shutdown(self.shutdown.clone().cancelled_owned());
+        let attempts = async {
+            self.shutdown.cancelled().await;
+            self.drain_attempts().await;
+        };
+        let (served, ()) = tokio::join!(server.into_future(), attempts);
+        self.close().await;
         served.context("serving HTTP")
     }
 
-    /// Stops taking attempts, lets those in flight finish and be recorded (bounded), writes what is queued,
-    /// closes the database.
+    /// Stops a relay that is not serving HTTP (or whose server has returned).
     pub async fn stop(self) {
         self.shutdown.cancel();
+        self.drain_attempts().await;
+        self.close().await;
+    }
+
+    /// Lets attempts in flight finish and be recorded; abandons (and records) those that take too long.
+    async fn drain_attempts(&self) {
         self.tracker.close();
-        if tokio::time::timeout(ATTEMPT_GRACE, self.tracker.wait()).await.is_err() {
+        if tokio::time::timeout(ATTEMPT_GRACE, self.tracker.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("abandoning delivery attempts still in flight");
             self.abort.cancel();
             let _ = tokio::time::timeout(RECORD_GRACE, self.tracker.wait()).await;
         }
+    }
+
+    /// Writes what is queued for the writer and closes the database.
+    async fn close(self) {
         self.writer_stop.cancel();
         let _ = self.writer_task.await;
         self.state.pool.close().await;
@@ -142,9 +179,12 @@ pub fn run_headless(settings: &Settings) -> anyhow::Result<()> {
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
         let addr = SocketAddr::new(config.bind, config.port);
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("listening on {addr} (is another program using port {}?)", config.port))?;
+        let listener = TcpListener::bind(addr).await.with_context(|| {
+            format!(
+                "listening on {addr} (is another program using port {}?)",
+                config.port
+            )
+        })?;
         let relay = Relay::start(config, shutdown.clone()).await?;
         tracing::info!(address = %listener.local_addr()?, "listening");
         tokio::spawn({
@@ -178,10 +218,19 @@ pub fn healthcheck(settings: &Settings) -> anyhow::Result<()> {
         ip => ip,
     };
     let url = format!("http://{}/healthz", SocketAddr::new(host, config.port));
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(3)).no_proxy().build()?;
-        let response = client.get(&url).send().await.with_context(|| format!("no answer from {url}"))?;
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(3))
+            .no_proxy()
+            .build()?;
+        let response = client
+            .get(&url)
+            .send()
+            .await
+            .with_context(|| format!("no answer from {url}"))?;
         let status = response.status();
         let body = response.text().await.unwrap_or_default();
         anyhow::ensure!(status.is_success(), "{url} answered {status}: {body}");
@@ -192,7 +241,12 @@ pub fn healthcheck(settings: &Settings) -> anyhow::Result<()> {
 
 /// `RUST_LOG` if set, else info for Chatgowa and warnings for its libraries.
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("chatgowa_lib=info,chatgowa=info,warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("chatgowa_lib=info,chatgowa=info,warn")
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
 }

@@ -13,9 +13,9 @@ use tower_http::trace::TraceLayer;
 
 use crate::admin::{auth, handlers};
 use crate::error::ApiError;
+use crate::relay;
 use crate::state::AppState;
 use crate::store::deliveries;
-use crate::relay;
 
 /// A request still running after this is answered 408, so a stuck request cannot hold up shutdown.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -29,16 +29,31 @@ pub fn build_router(state: AppState) -> Router {
         .route("/healthz", get(healthz));
     if state.config.admin.is_some() {
         let admin = Router::new()
-            .route("/routes", get(handlers::list_routes).post(handlers::create_route))
-            .route("/routes/{id}", put(handlers::update_route).delete(handlers::delete_route))
-            .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_admin));
+            .route(
+                "/routes",
+                get(handlers::list_routes).post(handlers::create_route),
+            )
+            .route(
+                "/routes/{id}",
+                put(handlers::update_route).delete(handlers::delete_route),
+            )
+            .route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                auth::require_admin,
+            ));
         router = router.nest("/admin", admin);
     }
     router
         .fallback(not_found)
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            let path = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
+            let path = req
+                .extensions()
+                .get::<MatchedPath>()
+                .map(MatchedPath::as_str);
             tracing::debug_span!("http", method = %req.method(), path)
         }))
         .with_state(state)
@@ -58,10 +73,19 @@ pub struct Health {
 async fn healthz(State(state): State<AppState>) -> Response {
     let version = env!("CARGO_PKG_VERSION");
     match deliveries::count_pending(&state.pool).await {
-        Ok(pending) => Json(Health { status: "ok", version, pending: Some(pending) }).into_response(),
+        Ok(pending) => Json(Health {
+            status: "ok",
+            version,
+            pending: Some(pending),
+        })
+        .into_response(),
         Err(err) => {
             tracing::error!(error = %err, "health check: database unavailable");
-            let body = Health { status: "unavailable", version, pending: None };
+            let body = Health {
+                status: "unavailable",
+                version,
+                pending: None,
+            };
             (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
         }
     }

@@ -18,7 +18,11 @@ use crate::state::AppState;
 pub const REALM: &str = "Chatgowa Admin";
 
 /// axum middleware: lets the request through only with the configured credentials.
-pub async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn require_admin(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let authorized = state.config.admin.as_ref().is_some_and(|admin| {
         request
             .headers()
@@ -29,8 +33,12 @@ pub async fn require_admin(State(state): State<AppState>, request: Request, next
     if authorized {
         return next.run(request).await;
     }
-    let mut response =
-        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "admin credentials required").into_response();
+    let mut response = ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "admin credentials required",
+    )
+    .into_response();
     response.headers_mut().insert(
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static(r#"Basic realm="Chatgowa Admin", charset="UTF-8""#),
@@ -68,14 +76,26 @@ mod tests {
     use crate::config::Secret;
 
     fn basic(raw: &str) -> String {
-        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(raw)
+        )
     }
 
     #[test]
     fn only_the_exact_credentials_pass() {
-        let admin = AdminCredentials { user: "admin".into(), password: Secret::new("p:ss word".into()) };
+        let admin = AdminCredentials {
+            user: "admin".into(),
+            password: Secret::new("p:ss word".into()),
+        };
         assert!(check(&admin, &basic("admin:p:ss word")));
-        assert!(check(&admin, &format!("basic  {}", base64::engine::general_purpose::STANDARD.encode("admin:p:ss word"))));
+        assert!(check(
+            &admin,
+            &format!(
+                "basic  {}",
+                base64::engine::general_purpose::STANDARD.encode("admin:p:ss word")
+            )
+        ));
         for bad in [
             basic("admin:p:ss wor"),
             basic("Admin:p:ss word"),

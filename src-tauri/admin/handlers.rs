@@ -14,7 +14,9 @@ use crate::ids::RouteId;
 use crate::state::AppState;
 
 pub async fn list_routes(State(state): State<AppState>) -> Result<Json<RoutesBody>> {
-    Ok(Json(RoutesBody { routes: service::list_routes(&state).await? }))
+    Ok(Json(RoutesBody {
+        routes: service::list_routes(&state).await?,
+    }))
 }
 
 pub async fn create_route(
@@ -49,7 +51,10 @@ impl<'de> serde::Deserialize<'de> for RouteIdParam {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let raw = String::deserialize(d)?;
         let id = raw.parse::<i64>().ok().filter(|id| *id > 0).map(RouteId);
-        Ok(Self(id.ok_or(Error::NotFound { what: "route", id: raw })))
+        Ok(Self(id.ok_or(Error::NotFound {
+            what: "route",
+            id: raw,
+        })))
     }
 }
 
@@ -68,13 +73,24 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             .and_then(|v| v.split(';').next())
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
         if !is_json {
-            return Err(Error::UnsupportedMediaType("send the body as Content-Type: application/json".into()).into());
+            return Err(Error::UnsupportedMediaType(
+                "send the body as Content-Type: application/json".into(),
+            )
+            .into());
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|e: BytesRejection| {
-            ApiError::from(Error::Invalid { field: None, message: e.body_text() })
-        })?;
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e: BytesRejection| {
+                ApiError::from(Error::Invalid {
+                    field: None,
+                    message: e.body_text(),
+                })
+            })?;
         let value = serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError::from(Error::Invalid { field: None, message: format!("body is not valid JSON: {e}") })
+            ApiError::from(Error::Invalid {
+                field: None,
+                message: format!("body is not valid JSON: {e}"),
+            })
         })?;
         Ok(Self(value))
     }

@@ -15,12 +15,18 @@ pub const MAX_URL_CHARS: usize = 2048;
 pub const MAX_SECRET_CHARS: usize = 256;
 
 pub async fn list_routes(state: &AppState) -> Result<Vec<dto::Route>> {
-    Ok(routes::list(&state.pool).await?.into_iter().map(Into::into).collect())
+    Ok(routes::list(&state.pool)
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect())
 }
 
 pub async fn create_route(state: &AppState, input: RouteInput) -> Result<dto::Route> {
     let fields = validate(input, None)?;
-    let route = routes::insert(&state.pool, &fields).await.map_err(|e| conflict(e, fields.inbox_id))?;
+    let route = routes::insert(&state.pool, &fields)
+        .await
+        .map_err(|e| conflict(e, fields.inbox_id))?;
     tracing::info!(route_id = %route.id, inbox_id = %route.inbox_id, "route created");
     state.dispatcher.routes_changed();
     Ok(route.into())
@@ -48,7 +54,10 @@ pub async fn delete_route(state: &AppState, id: RouteId) -> Result<()> {
 }
 
 fn not_found(id: RouteId) -> Error {
-    Error::NotFound { what: "route", id: id.to_string() }
+    Error::NotFound {
+        what: "route",
+        id: id.to_string(),
+    }
 }
 
 fn conflict(err: sqlx::Error, inbox_id: InboxId) -> Error {
@@ -86,18 +95,29 @@ fn validate(input: RouteInput, base: Option<RouteFields>) -> Result<RouteFields>
         Some(v) => optional_text(&v, "secret", MAX_SECRET_CHARS)?,
         None => base.and_then(|b| b.secret),
     };
-    Ok(RouteFields { inbox_id, webhook_url, name, enabled, secret })
+    Ok(RouteFields {
+        inbox_id,
+        webhook_url,
+        name,
+        enabled,
+        secret,
+    })
 }
 
 fn inbox_id(v: &Value) -> Result<InboxId> {
     let id = match v {
         Value::Number(n) => n.as_i64(),
-        Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s.parse().ok(),
+        Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+            s.parse().ok()
+        }
         _ => None,
     };
-    id.filter(|id| *id > 0)
-        .map(InboxId)
-        .ok_or_else(|| Error::invalid("inboxId", "inboxId must be a positive integer (the Chatwoot inbox id)"))
+    id.filter(|id| *id > 0).map(InboxId).ok_or_else(|| {
+        Error::invalid(
+            "inboxId",
+            "inboxId must be a positive integer (the Chatwoot inbox id)",
+        )
+    })
 }
 
 fn webhook_url(v: &Value) -> Result<String> {
@@ -106,7 +126,10 @@ fn webhook_url(v: &Value) -> Result<String> {
     };
     let url = url.trim();
     if url.chars().count() > MAX_URL_CHARS {
-        return Err(Error::invalid("webhookUrl", format!("webhookUrl must be at most {MAX_URL_CHARS} characters")));
+        return Err(Error::invalid(
+            "webhookUrl",
+            format!("webhookUrl must be at most {MAX_URL_CHARS} characters"),
+        ));
     }
     Target::parse(url).map_err(|_| {
         Error::invalid(
@@ -124,14 +147,23 @@ fn optional_text(v: &Value, field: &'static str, max: usize) -> Result<Option<St
         Value::String(s) => {
             let s = s.trim();
             if s.chars().count() > max {
-                Err(Error::invalid(field, format!("{field} must be at most {max} characters")))
+                Err(Error::invalid(
+                    field,
+                    format!("{field} must be at most {max} characters"),
+                ))
             } else if s.chars().any(char::is_control) {
-                Err(Error::invalid(field, format!("{field} must not contain control characters")))
+                Err(Error::invalid(
+                    field,
+                    format!("{field} must not contain control characters"),
+                ))
             } else {
                 Ok((!s.is_empty()).then(|| s.to_owned()))
             }
         }
-        _ => Err(Error::invalid(field, format!("{field} must be a string or null"))),
+        _ => Err(Error::invalid(
+            field,
+            format!("{field} must be a string or null"),
+        )),
     }
 }
 
@@ -154,34 +186,86 @@ mod tests {
 
     #[test]
     fn create_requires_inbox_and_url_and_checks_each_field() {
-        let ok = validate(input(json!({"inboxId": 7, "webhookUrl": " http://gowa:3000/chatwoot/webhook "})), None)
-            .unwrap();
-        assert_eq!((ok.inbox_id, ok.webhook_url.as_str(), ok.enabled), (InboxId(7), "http://gowa:3000/chatwoot/webhook", true));
-        assert_eq!(validate(input(json!({"inboxId": "12", "webhookUrl": "https://g/x"})), None).unwrap().inbox_id, InboxId(12));
+        let ok = validate(
+            input(json!({"inboxId": 7, "webhookUrl": " http://gowa:3000/chatwoot/webhook "})),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            (ok.inbox_id, ok.webhook_url.as_str(), ok.enabled),
+            (InboxId(7), "http://gowa:3000/chatwoot/webhook", true)
+        );
+        assert_eq!(
+            validate(
+                input(json!({"inboxId": "12", "webhookUrl": "https://g/x"})),
+                None
+            )
+            .unwrap()
+            .inbox_id,
+            InboxId(12)
+        );
 
         let cases = [
             (json!({"webhookUrl": "http://g/x"}), "inboxId"),
             (json!({"inboxId": 7}), "webhookUrl"),
             (json!({"inboxId": 0, "webhookUrl": "http://g/x"}), "inboxId"),
-            (json!({"inboxId": -3, "webhookUrl": "http://g/x"}), "inboxId"),
-            (json!({"inboxId": 1.5, "webhookUrl": "http://g/x"}), "inboxId"),
-            (json!({"inboxId": true, "webhookUrl": "http://g/x"}), "inboxId"),
-            (json!({"inboxId": null, "webhookUrl": "http://g/x"}), "inboxId"),
-            (json!({"inboxId": 7, "webhookUrl": "javascript:alert(1)"}), "webhookUrl"),
-            (json!({"inboxId": 7, "webhookUrl": "file:///etc/passwd"}), "webhookUrl"),
-            (json!({"inboxId": 7, "webhookUrl": "gowa:3000"}), "webhookUrl"),
+            (
+                json!({"inboxId": -3, "webhookUrl": "http://g/x"}),
+                "inboxId",
+            ),
+            (
+                json!({"inboxId": 1.5, "webhookUrl": "http://g/x"}),
+                "inboxId",
+            ),
+            (
+                json!({"inboxId": true, "webhookUrl": "http://g/x"}),
+                "inboxId",
+            ),
+            (
+                json!({"inboxId": null, "webhookUrl": "http://g/x"}),
+                "inboxId",
+            ),
+            (
+                json!({"inboxId": 7, "webhookUrl": "javascript:alert(1)"}),
+                "webhookUrl",
+            ),
+            (
+                json!({"inboxId": 7, "webhookUrl": "file:///etc/passwd"}),
+                "webhookUrl",
+            ),
+            (
+                json!({"inboxId": 7, "webhookUrl": "gowa:3000"}),
+                "webhookUrl",
+            ),
             (json!({"inboxId": 7, "webhookUrl": 5}), "webhookUrl"),
-            (json!({"inboxId": 7, "webhookUrl": "http://g/x", "name": "n".repeat(101)}), "name"),
-            (json!({"inboxId": 7, "webhookUrl": "http://g/x", "name": 5}), "name"),
-            (json!({"inboxId": 7, "webhookUrl": "http://g/x", "enabled": "yes"}), "enabled"),
-            (json!({"inboxId": 7, "webhookUrl": "http://g/x", "secret": ["a"]}), "secret"),
+            (
+                json!({"inboxId": 7, "webhookUrl": "http://g/x", "name": "n".repeat(101)}),
+                "name",
+            ),
+            (
+                json!({"inboxId": 7, "webhookUrl": "http://g/x", "name": 5}),
+                "name",
+            ),
+            (
+                json!({"inboxId": 7, "webhookUrl": "http://g/x", "enabled": "yes"}),
+                "enabled",
+            ),
+            (
+                json!({"inboxId": 7, "webhookUrl": "http://g/x", "secret": ["a"]}),
+                "secret",
+            ),
         ];
         for (body, field) in cases {
             let err = validate(input(body.clone()), None).unwrap_err();
             assert_eq!(field_of(err), Some(field), "{body}");
         }
         let long_url = format!("http://g/{}", "a".repeat(MAX_URL_CHARS));
-        assert_eq!(field_of(validate(input(json!({"inboxId": 7, "webhookUrl": long_url})), None).unwrap_err()), Some("webhookUrl"));
+        assert_eq!(
+            field_of(
+                validate(input(json!({"inboxId": 7, "webhookUrl": long_url})), None).unwrap_err()
+            ),
+            Some("webhookUrl")
+        );
     }
 
     #[test]
@@ -194,8 +278,18 @@ mod tests {
             secret: Some("k".into()),
         };
         let same = validate(input(json!({})), Some(base.clone())).unwrap();
-        assert_eq!((same.name.as_deref(), same.secret.as_deref()), (Some("Shop"), Some("k")));
-        let cleared = validate(input(json!({"name": null, "secret": "", "enabled": false})), Some(base)).unwrap();
-        assert_eq!((cleared.name, cleared.secret, cleared.enabled), (None, None, false));
+        assert_eq!(
+            (same.name.as_deref(), same.secret.as_deref()),
+            (Some("Shop"), Some("k"))
+        );
+        let cleared = validate(
+            input(json!({"name": null, "secret": "", "enabled": false})),
+            Some(base),
+        )
+        .unwrap();
+        assert_eq!(
+            (cleared.name, cleared.secret, cleared.enabled),
+            (None, None, false)
+        );
     }
 }

@@ -25,7 +25,9 @@ pub struct Target {
 
 impl std::fmt::Debug for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Target").field("url", &self.url.as_str()).finish_non_exhaustive()
+        f.debug_struct("Target")
+            .field("url", &self.url.as_str())
+            .finish_non_exhaustive()
     }
 }
 
@@ -43,7 +45,8 @@ impl Target {
             let user = percent_decode(url.username());
             let pass = url.password().map(percent_decode).unwrap_or_default();
             let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
-            let mut value = HeaderValue::from_str(&format!("Basic {token}")).map_err(|e| e.to_string())?;
+            let mut value =
+                HeaderValue::from_str(&format!("Basic {token}")).map_err(|e| e.to_string())?;
             value.set_sensitive(true);
             // Infallible for http(s) URLs, which always can carry credentials.
             let _ = url.set_username("");
@@ -60,13 +63,16 @@ impl Target {
 }
 
 fn percent_decode(s: &str) -> String {
-    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// `sha256=<lowercase hex HMAC-SHA256(secret, body)>`, the `X-Hub-Signature-256` GoWA verifies.
 pub fn hub_signature(secret: &str, body: &[u8]) -> String {
     // HMAC accepts keys of any length.
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap_or_else(|_| unreachable!());
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap_or_else(|_| unreachable!());
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
@@ -139,7 +145,12 @@ pub async fn send(
                 status: Some(status),
                 timed_out: false,
                 retry_after,
-                error: if success { None } else { Some(format!("HTTP {status}")) }.or(read_error),
+                error: if success {
+                    None
+                } else {
+                    Some(format!("HTTP {status}"))
+                }
+                .or(read_error),
                 snippet: (!body.is_empty()).then(|| String::from_utf8_lossy(&body).into_owned()),
                 duration: started.elapsed(),
             }
@@ -185,17 +196,37 @@ mod tests {
 
     #[test]
     fn credentials_move_from_the_url_to_a_basic_header() {
-        let t = Target::parse("http://relay%40shop:p%3Ass@gowa.lan:3000/chatwoot/webhook/dev1?x=1").unwrap();
-        assert_eq!(t.url().as_str(), "http://gowa.lan:3000/chatwoot/webhook/dev1?x=1");
+        let t = Target::parse("http://relay%40shop:p%3Ass@gowa.lan:3000/chatwoot/webhook/dev1?x=1")
+            .unwrap();
+        assert_eq!(
+            t.url().as_str(),
+            "http://gowa.lan:3000/chatwoot/webhook/dev1?x=1"
+        );
         let expected = base64::engine::general_purpose::STANDARD.encode("relay@shop:p:ss");
-        assert_eq!(t.authorization.unwrap().to_str().unwrap(), format!("Basic {expected}"));
-        assert!(Target::parse("https://gowa.example.com/chatwoot/webhook").unwrap().authorization.is_none());
-        assert!(!format!("{:?}", Target::parse("http://u:secretpw@h/").unwrap()).contains("secretpw"));
+        assert_eq!(
+            t.authorization.unwrap().to_str().unwrap(),
+            format!("Basic {expected}")
+        );
+        assert!(
+            Target::parse("https://gowa.example.com/chatwoot/webhook")
+                .unwrap()
+                .authorization
+                .is_none()
+        );
+        assert!(
+            !format!("{:?}", Target::parse("http://u:secretpw@h/").unwrap()).contains("secretpw")
+        );
     }
 
     #[test]
     fn only_http_urls_with_a_host() {
-        for bad in ["ftp://h/x", "javascript:alert(1)", "file:///etc/passwd", "/relative", "http://"] {
+        for bad in [
+            "ftp://h/x",
+            "javascript:alert(1)",
+            "file:///etc/passwd",
+            "/relative",
+            "http://",
+        ] {
             assert!(Target::parse(bad).is_err(), "{bad}");
         }
     }

@@ -117,7 +117,11 @@ impl Dispatcher {
         let pending = store::deliveries::list_pending(&self.inner.pool).await?;
         let queued: Vec<Queued> = pending
             .iter()
-            .map(|p| Queued { id: p.id, inbox_id: p.inbox_id, conversation_id: p.conversation_id })
+            .map(|p| Queued {
+                id: p.id,
+                inbox_id: p.inbox_id,
+                conversation_id: p.conversation_id,
+            })
             .collect();
         self.enqueue(&queued);
         Ok(queued.len())
@@ -128,13 +132,22 @@ impl Dispatcher {
         if self.inner.shutdown.is_cancelled() {
             return;
         }
-        let mut lanes = self.inner.lanes.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut lanes = self
+            .inner
+            .lanes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         for q in queued {
-            let key = LaneKey { inbox_id: q.inbox_id, conversation_id: q.conversation_id };
+            let key = LaneKey {
+                inbox_id: q.inbox_id,
+                conversation_id: q.conversation_id,
+            };
             let lane = lanes.entry(key).or_default();
             lane.push_back(q.id);
             if lane.len() == 1 {
-                self.inner.tracker.spawn(worker::run_lane(self.inner.clone(), key));
+                self.inner
+                    .tracker
+                    .spawn(worker::run_lane(self.inner.clone(), key));
             }
         }
     }
@@ -146,7 +159,11 @@ impl Dispatcher {
 
     /// Deliveries waiting in memory, across all lanes.
     pub fn queued_in_memory(&self) -> usize {
-        let lanes = self.inner.lanes.lock().unwrap_or_else(PoisonError::into_inner);
+        let lanes = self
+            .inner
+            .lanes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         lanes.values().map(VecDeque::len).sum()
     }
 }
@@ -173,7 +190,10 @@ impl Inner {
     }
 
     fn route_slots(&self, inbox_id: InboxId) -> Arc<Semaphore> {
-        let mut slots = self.route_slots.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut slots = self
+            .route_slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         slots
             .entry(inbox_id)
             .or_insert_with(|| Arc::new(Semaphore::new(MAX_IN_FLIGHT_PER_ROUTE)))

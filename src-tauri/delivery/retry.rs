@@ -9,7 +9,9 @@ use crate::store::deliveries::NextState;
 pub enum Class {
     Success,
     /// Worth retrying; `slow_down` after a 429 or a timeout, where the receiver is overloaded.
-    Retryable { slow_down: bool },
+    Retryable {
+        slow_down: bool,
+    },
     /// Retrying cannot help (4xx other than 408/425/429, a redirect): dead at once.
     Permanent,
 }
@@ -21,7 +23,9 @@ pub fn classify(status: Option<u16>, timed_out: bool) -> Class {
         Some(429) => Class::Retryable { slow_down: true },
         Some(408 | 425 | 500..) => Class::Retryable { slow_down: false },
         Some(_) => Class::Permanent,
-        None => Class::Retryable { slow_down: timed_out },
+        None => Class::Retryable {
+            slow_down: timed_out,
+        },
     }
 }
 
@@ -50,7 +54,12 @@ pub fn delay(
 }
 
 /// Schedules the retry, or gives up if it would fall after the delivery's maximum age.
-pub fn next_state(now_ms: i64, received_at_ms: i64, max_age: Duration, delay: Duration) -> NextState {
+pub fn next_state(
+    now_ms: i64,
+    received_at_ms: i64,
+    max_age: Duration,
+    delay: Duration,
+) -> NextState {
     let at = now_ms.saturating_add(millis(delay));
     if at > received_at_ms.saturating_add(millis(max_age)) {
         NextState::Dead
@@ -84,9 +93,16 @@ mod tests {
         assert_eq!(classify(Some(200), false), Class::Success);
         assert_eq!(classify(Some(204), false), Class::Success);
         for code in [408, 425, 500, 502, 503, 504] {
-            assert_eq!(classify(Some(code), false), Class::Retryable { slow_down: false }, "{code}");
+            assert_eq!(
+                classify(Some(code), false),
+                Class::Retryable { slow_down: false },
+                "{code}"
+            );
         }
-        assert_eq!(classify(Some(429), false), Class::Retryable { slow_down: true });
+        assert_eq!(
+            classify(Some(429), false),
+            Class::Retryable { slow_down: true }
+        );
         for code in [301, 400, 401, 403, 404, 410, 413, 422] {
             assert_eq!(classify(Some(code), false), Class::Permanent, "{code}");
         }
@@ -103,7 +119,11 @@ mod tests {
         assert_eq!(delay(&schedule, 9, false, None, 0.0), S(30));
         assert_eq!(delay(&schedule, 2, false, None, 1.0), S(6));
         assert_eq!(delay(&schedule, 2, false, None, -1.0), S(4));
-        assert_eq!(delay(&schedule, 2, false, None, 7.0), S(6), "jitter is bounded");
+        assert_eq!(
+            delay(&schedule, 2, false, None, 7.0),
+            S(6),
+            "jitter is bounded"
+        );
         assert_eq!(delay(&[], 1, false, None, 0.0), Duration::ZERO);
     }
 
@@ -118,8 +138,16 @@ mod tests {
     fn retry_after_is_honoured_within_bounds() {
         let schedule = [S(10)];
         assert_eq!(delay(&schedule, 1, true, Some(S(15)), 0.9), S(15));
-        assert_eq!(delay(&schedule, 1, true, Some(S(1)), 0.0), S(10), "not sooner than the step");
-        assert_eq!(delay(&schedule, 1, true, Some(S(86_400)), 0.0), S(20), "not later than twice the step");
+        assert_eq!(
+            delay(&schedule, 1, true, Some(S(1)), 0.0),
+            S(10),
+            "not sooner than the step"
+        );
+        assert_eq!(
+            delay(&schedule, 1, true, Some(S(86_400)), 0.0),
+            S(20),
+            "not later than twice the step"
+        );
     }
 
     #[test]
@@ -137,8 +165,14 @@ mod tests {
     #[test]
     fn gives_up_past_the_maximum_age() {
         let max_age = S(60);
-        assert_eq!(next_state(1_000, 0, max_age, S(10)), NextState::RetryAt(11_000));
-        assert_eq!(next_state(50_000, 0, max_age, S(10)), NextState::RetryAt(60_000));
+        assert_eq!(
+            next_state(1_000, 0, max_age, S(10)),
+            NextState::RetryAt(11_000)
+        );
+        assert_eq!(
+            next_state(50_000, 0, max_age, S(10)),
+            NextState::RetryAt(60_000)
+        );
         assert_eq!(next_state(50_001, 0, max_age, S(10)), NextState::Dead);
     }
 }

@@ -99,6 +99,11 @@ async fn step(inner: &Inner, id: DeliveryId, route_changes: &mut watch::Receiver
         Some(result) => judge(inner, &delivery, attempt_no, started_at, result),
         None => interrupted(&delivery, attempt_no, started_at),
     };
+    let (outcome_name, retry_in_ms) = match next {
+        NextState::Delivered => ("delivered", None),
+        NextState::RetryAt(at) => ("retry", Some(at - now_ms())),
+        NextState::Dead => ("dead", None),
+    };
     tracing::info!(
         delivery_id = %id,
         inbox_id = %delivery.inbox_id,
@@ -106,7 +111,8 @@ async fn step(inner: &Inner, id: DeliveryId, route_changes: &mut watch::Receiver
         attempt = attempt_no,
         status = attempt.status_code,
         duration_ms = attempt.duration_ms,
-        outcome = ?next,
+        outcome = outcome_name,
+        retry_in_ms,
         error = attempt.error.as_deref(),
         "delivery attempt"
     );
@@ -142,8 +148,13 @@ fn judge(
         Class::Retryable { slow_down } => {
             let attempts_made = u32::try_from(attempt_no).unwrap_or(u32::MAX);
             let jitter = rand::rng().random_range(-1.0..=1.0);
-            let delay =
-                retry::delay(&inner.config.retry_schedule, attempts_made, slow_down, result.retry_after, jitter);
+            let delay = retry::delay(
+                &inner.config.retry_schedule,
+                attempts_made,
+                slow_down,
+                result.retry_after,
+                jitter,
+            );
             retry::next_state(now_ms(), delivery.received_at, inner.config.max_age, delay)
         }
     };
@@ -161,7 +172,11 @@ fn judge(
 }
 
 /// An attempt cut short by shutdown: recorded, and due again as soon as the relay is back.
-fn interrupted(delivery: &deliveries::Delivery, attempt_no: i64, started_at: i64) -> (Attempt, NextState) {
+fn interrupted(
+    delivery: &deliveries::Delivery,
+    attempt_no: i64,
+    started_at: i64,
+) -> (Attempt, NextState) {
     let now = now_ms();
     let attempt = Attempt {
         delivery_id: delivery.id,
@@ -194,7 +209,11 @@ async fn finish_dead(inner: &Inner, id: DeliveryId, reason: String) -> Step {
 /// Logs a database failure and pauses before the lane tries again.
 async fn db_trouble(inner: &Inner, doing: &str, err: &(dyn std::fmt::Display + Sync)) -> Step {
     tracing::error!(error = %err, "database error while {doing}; retrying");
-    if sleep(inner, DB_RETRY_PAUSE).await { Step::Again } else { Step::Stop }
+    if sleep(inner, DB_RETRY_PAUSE).await {
+        Step::Again
+    } else {
+        Step::Stop
+    }
 }
 
 /// Sleeps unless shutdown comes first; `false` on shutdown.
@@ -204,4 +223,3 @@ async fn sleep(inner: &Inner, duration: Duration) -> bool {
         () = inner.shutdown.cancelled() => false,
     }
 }
-

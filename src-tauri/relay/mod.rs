@@ -43,7 +43,10 @@ pub async fn webhook(
             "body is larger than the limit of {} bytes (CHATGOWA_MAX_BODY)",
             state.config.max_body
         )),
-        _ => Error::Invalid { field: None, message: rejection.body_text() },
+        _ => Error::Invalid {
+            field: None,
+            message: rejection.body_text(),
+        },
     })?;
     accept(&state.writer, &headers, body).await.map(Json)
 }
@@ -57,16 +60,36 @@ pub async fn accept(writer: &Writer, headers: &HeaderMap, body: Bytes) -> Result
     if let Some(ct) = headers.get(header::CONTENT_TYPE)
         && !is_json(ct.to_str().unwrap_or_default())
     {
-        return Err(Error::UnsupportedMediaType("webhooks must be sent as application/json".into()));
+        return Err(Error::UnsupportedMediaType(
+            "webhooks must be sent as application/json".into(),
+        ));
     }
-    let payload =
-        payload::parse(&body).map_err(|e| Error::Invalid { field: None, message: e.to_string() })?;
+    let payload = payload::parse(&body).map_err(|e| Error::Invalid {
+        field: None,
+        message: e.to_string(),
+    })?;
     let size = body.len();
     let Some(inbox_id) = payload.inbox_id else {
-        tracing::info!(event = payload.event, bytes = size, decision = "no_inbox", "webhook");
-        return Ok(Receipt { received: true, queued: false, reason: Some("no_inbox"), delivery_id: None, inbox_id: None });
+        tracing::info!(
+            event = payload.event,
+            bytes = size,
+            decision = "no_inbox",
+            "webhook"
+        );
+        return Ok(Receipt {
+            received: true,
+            queued: false,
+            reason: Some("no_inbox"),
+            delivery_id: None,
+            inbox_id: None,
+        });
     };
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
     let delivery = NewDelivery {
         inbox_id,
         conversation_id: payload.conversation_id,
@@ -76,7 +99,10 @@ pub async fn accept(writer: &Writer, headers: &HeaderMap, body: Bytes) -> Result
         cw_signature: text("x-chatwoot-signature"),
         body,
     };
-    let decision = writer.ingest(delivery).await.map_err(|e| Error::Unavailable(e.to_string()))?;
+    let decision = writer
+        .ingest(delivery)
+        .await
+        .map_err(|e| Error::Unavailable(e.to_string()))?;
     let (queued, reason, delivery_id) = match decision {
         Decision::Queued(id) => (true, None, Some(id)),
         Decision::Duplicate(id) => (false, Some("duplicate"), Some(id)),
@@ -91,13 +117,25 @@ pub async fn accept(writer: &Writer, headers: &HeaderMap, body: Bytes) -> Result
         delivery_id = delivery_id.map(|d| d.0),
         "webhook"
     );
-    Ok(Receipt { received: true, queued, reason, delivery_id, inbox_id: Some(inbox_id) })
+    Ok(Receipt {
+        received: true,
+        queued,
+        reason,
+        delivery_id,
+        inbox_id: Some(inbox_id),
+    })
 }
 
 /// `application/json` or `…+json`, parameters allowed.
 fn is_json(content_type: &str) -> bool {
-    let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 #[cfg(test)]
@@ -106,10 +144,20 @@ mod tests {
 
     #[test]
     fn json_content_types() {
-        for ok in ["application/json", "application/json; charset=utf-8", "Application/JSON", "application/ld+json"] {
+        for ok in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON",
+            "application/ld+json",
+        ] {
             assert!(is_json(ok), "{ok}");
         }
-        for bad in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", ""] {
+        for bad in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "",
+        ] {
             assert!(!is_json(bad), "{bad}");
         }
     }

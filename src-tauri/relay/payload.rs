@@ -7,8 +7,8 @@
 
 use std::fmt;
 
-use serde::de::{self, Deserializer, IgnoredAny, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, Visitor};
 
 use crate::ids::InboxId;
 
@@ -87,7 +87,11 @@ pub fn parse(body: &[u8]) -> Result<Payload, PayloadError> {
         .id
         .or_else(|| raw.id.filter(|_| event.starts_with("conversation_")))
         .and_then(|id| id.0);
-    Ok(Payload { event, inbox_id, conversation_id })
+    Ok(Payload {
+        event,
+        inbox_id,
+        conversation_id,
+    })
 }
 
 /// Nesting depth of a document already known to be valid JSON: brackets outside strings.
@@ -228,7 +232,11 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> Vec<u8> {
-        std::fs::read(format!("{}/tests/fixtures/chatwoot/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+        std::fs::read(format!(
+            "{}/tests/fixtures/chatwoot/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
     }
 
     #[test]
@@ -238,11 +246,23 @@ mod tests {
             ("message_created.outgoing_text.json", Some(7), Some(42)),
             ("message_created.outgoing_image.json", Some(7), Some(42)),
             ("message_created.private_note.json", Some(7), Some(42)),
-            ("message_created.outgoing_echo_from_gowa.json", Some(7), Some(42)),
+            (
+                "message_created.outgoing_echo_from_gowa.json",
+                Some(7),
+                Some(42),
+            ),
             ("message_updated.deleted.json", Some(7), Some(42)),
             ("conversation_created.json", Some(7), Some(42)),
-            ("conversation_status_changed.resolved.json", Some(7), Some(42)),
-            ("conversation_updated.assignee_changed.json", Some(7), Some(42)),
+            (
+                "conversation_status_changed.resolved.json",
+                Some(7),
+                Some(42),
+            ),
+            (
+                "conversation_updated.assignee_changed.json",
+                Some(7),
+                Some(42),
+            ),
             ("conversation_typing_on.agent.json", Some(7), Some(42)),
             ("conversation_typing_off.agent.json", Some(7), Some(42)),
             ("contact_created.json", None, None),
@@ -251,8 +271,20 @@ mod tests {
             ("message_created.unicode_emoji.json", Some(9), Some(57)),
             ("message_created.large_text.json", Some(7), Some(42)),
         ];
-        let dir = std::fs::read_dir(format!("{}/tests/fixtures/chatwoot", env!("CARGO_MANIFEST_DIR"))).unwrap();
-        let on_disk = dir.filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "json")).count();
+        let dir = std::fs::read_dir(format!(
+            "{}/tests/fixtures/chatwoot",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        let on_disk = dir
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "json")
+            })
+            .count();
         assert_eq!(on_disk, expected.len(), "every fixture is covered");
         for (name, inbox, conversation) in expected {
             let p = parse(&fixture(name)).unwrap();
@@ -265,13 +297,38 @@ mod tests {
     #[test]
     fn lookup_order_and_id_forms() {
         let p = |s: &str| parse(s.as_bytes()).unwrap();
-        assert_eq!(p(r#"{"inbox":{"id":3},"inbox_id":4,"conversation":{"inbox_id":5}}"#).inbox_id, Some(InboxId(3)));
-        assert_eq!(p(r#"{"inbox_id":4,"conversation":{"inbox_id":5}}"#).inbox_id, Some(InboxId(4)));
-        assert_eq!(p(r#"{"inbox":null,"conversation":{"inbox_id":5}}"#).inbox_id, Some(InboxId(5)));
+        assert_eq!(
+            p(r#"{"inbox":{"id":3},"inbox_id":4,"conversation":{"inbox_id":5}}"#).inbox_id,
+            Some(InboxId(3))
+        );
+        assert_eq!(
+            p(r#"{"inbox_id":4,"conversation":{"inbox_id":5}}"#).inbox_id,
+            Some(InboxId(4))
+        );
+        assert_eq!(
+            p(r#"{"inbox":null,"conversation":{"inbox_id":5}}"#).inbox_id,
+            Some(InboxId(5))
+        );
         assert_eq!(p(r#"{"inbox_id":"12"}"#).inbox_id, Some(InboxId(12)));
-        for unusable in ["-1", "0", "1.5", "true", "null", "\"12a\"", "\"\"", "\"+3\"", "[1]", "{}", "99999999999999999999"] {
+        for unusable in [
+            "-1",
+            "0",
+            "1.5",
+            "true",
+            "null",
+            "\"12a\"",
+            "\"\"",
+            "\"+3\"",
+            "[1]",
+            "{}",
+            "99999999999999999999",
+        ] {
             let body = format!(r#"{{"inbox_id":{unusable},"conversation":{{"inbox_id":5}}}}"#);
-            let expected = if unusable == "null" { Some(InboxId(5)) } else { None };
+            let expected = if unusable == "null" {
+                Some(InboxId(5))
+            } else {
+                None
+            };
             assert_eq!(p(&body).inbox_id, expected, "{unusable}");
         }
     }
@@ -286,17 +343,41 @@ mod tests {
     #[test]
     fn odd_shapes_are_tolerated_but_not_json_is_rejected() {
         let p = parse(br#"{"event":5,"inbox":"seven","conversation":[1]}"#).unwrap();
-        assert_eq!(p, Payload { event: String::new(), inbox_id: None, conversation_id: None });
+        assert_eq!(
+            p,
+            Payload {
+                event: String::new(),
+                inbox_id: None,
+                conversation_id: None
+            }
+        );
         assert_eq!(parse(b"[1,2]"), Err(PayloadError::NotObject));
         assert_eq!(parse(b" 42"), Err(PayloadError::NotObject));
         for bad in [&b""[..], b"{", b"{\"a\":1}x", b"{\"a\":\"\xff\"}", b"nope"] {
-            assert!(matches!(parse(bad), Err(PayloadError::NotJson(_))), "{bad:?}");
+            assert!(
+                matches!(parse(bad), Err(PayloadError::NotJson(_))),
+                "{bad:?}"
+            );
         }
         let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
-        assert_eq!(parse(format!("{{\"a\":{deep}}}").as_bytes()), Err(PayloadError::TooDeep));
-        let ok = format!("{{\"a\":{}1{},\"s\":\"[[[\\\"{{\"}}", "[".repeat(MAX_DEPTH - 1), "]".repeat(MAX_DEPTH - 1));
-        assert!(parse(ok.as_bytes()).is_ok(), "brackets in strings do not count: {ok}");
-        let over = format!("{{\"a\":{}1{}}}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert_eq!(
+            parse(format!("{{\"a\":{deep}}}").as_bytes()),
+            Err(PayloadError::TooDeep)
+        );
+        let ok = format!(
+            "{{\"a\":{}1{},\"s\":\"[[[\\\"{{\"}}",
+            "[".repeat(MAX_DEPTH - 1),
+            "]".repeat(MAX_DEPTH - 1)
+        );
+        assert!(
+            parse(ok.as_bytes()).is_ok(),
+            "brackets in strings do not count: {ok}"
+        );
+        let over = format!(
+            "{{\"a\":{}1{}}}",
+            "[".repeat(MAX_DEPTH),
+            "]".repeat(MAX_DEPTH)
+        );
         assert_eq!(parse(over.as_bytes()), Err(PayloadError::TooDeep));
     }
 }

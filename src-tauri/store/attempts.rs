@@ -67,7 +67,10 @@ mod tests {
     async fn attempts_are_listed_in_order() {
         let (pool, _dir) = temp_db().await;
         let mut conn = pool.acquire().await.unwrap();
-        let id = deliveries::insert(&mut conn, &new_delivery(None, None), 1).await.unwrap().unwrap();
+        let id = deliveries::insert(&mut conn, &new_delivery(None, None), 1)
+            .await
+            .unwrap()
+            .unwrap();
         let first = Attempt {
             delivery_id: id,
             attempt: 1,
@@ -89,6 +92,9 @@ mod tests {
         insert(&mut conn, &first).await.unwrap();
         insert(&mut conn, &second).await.unwrap();
         drop(conn);
-        assert_eq!(list_for_delivery(&pool, id).await.unwrap(), vec![first, second]);
+        assert_eq!(
+            list_for_delivery(&pool, id).await.unwrap(),
+            vec![first, second]
+        );
     }
 }

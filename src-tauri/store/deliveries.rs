@@ -163,12 +163,14 @@ pub async fn mark_dead(
     reason: &str,
     now: i64,
 ) -> sqlx::Result<()> {
-    sqlx::query("UPDATE deliveries SET status = 'dead', last_error = ?, updated_at = ? WHERE id = ?")
-        .bind(reason)
-        .bind(now)
-        .bind(id)
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "UPDATE deliveries SET status = 'dead', last_error = ?, updated_at = ? WHERE id = ?",
+    )
+    .bind(reason)
+    .bind(now)
+    .bind(id)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -193,17 +195,37 @@ pub(crate) mod tests {
     async fn insert_dedupes_on_the_chatwoot_delivery_id() {
         let (pool, _dir) = temp_db().await;
         let mut conn = pool.acquire().await.unwrap();
-        let a = insert(&mut conn, &new_delivery(Some(1), Some("uuid-1")), 10).await.unwrap().unwrap();
-        assert_eq!(insert(&mut conn, &new_delivery(Some(1), Some("uuid-1")), 11).await.unwrap(), None);
-        assert_eq!(find_id_by_dedupe_key(&mut conn, "uuid-1").await.unwrap(), Some(a));
+        let a = insert(&mut conn, &new_delivery(Some(1), Some("uuid-1")), 10)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            insert(&mut conn, &new_delivery(Some(1), Some("uuid-1")), 11)
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            find_id_by_dedupe_key(&mut conn, "uuid-1").await.unwrap(),
+            Some(a)
+        );
         // Without a key nothing is deduplicated.
-        let b = insert(&mut conn, &new_delivery(Some(1), None), 12).await.unwrap().unwrap();
-        let c = insert(&mut conn, &new_delivery(None, None), 13).await.unwrap().unwrap();
+        let b = insert(&mut conn, &new_delivery(Some(1), None), 12)
+            .await
+            .unwrap()
+            .unwrap();
+        let c = insert(&mut conn, &new_delivery(None, None), 13)
+            .await
+            .unwrap()
+            .unwrap();
         assert!(a < b && b < c);
         drop(conn);
 
         let d = find(&pool, a).await.unwrap().unwrap();
-        assert_eq!((d.status, d.attempts, d.next_attempt_at, d.received_at), (DeliveryStatus::Pending, 0, 10, 10));
+        assert_eq!(
+            (d.status, d.attempts, d.next_attempt_at, d.received_at),
+            (DeliveryStatus::Pending, 0, 10, 10)
+        );
         assert_eq!(d.body, b"{\"event\":\"message_created\"}");
         assert_eq!(count_pending(&pool).await.unwrap(), 3);
     }
@@ -212,25 +234,60 @@ pub(crate) mod tests {
     async fn attempts_move_the_state_and_pending_lists_only_what_is_left() {
         let (pool, _dir) = temp_db().await;
         let mut conn = pool.acquire().await.unwrap();
-        let a = insert(&mut conn, &new_delivery(Some(1), None), 10).await.unwrap().unwrap();
-        let b = insert(&mut conn, &new_delivery(Some(2), None), 10).await.unwrap().unwrap();
-        let c = insert(&mut conn, &new_delivery(None, None), 10).await.unwrap().unwrap();
-        update_after_attempt(&mut conn, a, NextState::RetryAt(500), Some(503), Some("HTTP 503"), 20).await.unwrap();
-        update_after_attempt(&mut conn, b, NextState::Delivered, Some(200), None, 20).await.unwrap();
+        let a = insert(&mut conn, &new_delivery(Some(1), None), 10)
+            .await
+            .unwrap()
+            .unwrap();
+        let b = insert(&mut conn, &new_delivery(Some(2), None), 10)
+            .await
+            .unwrap()
+            .unwrap();
+        let c = insert(&mut conn, &new_delivery(None, None), 10)
+            .await
+            .unwrap()
+            .unwrap();
+        update_after_attempt(
+            &mut conn,
+            a,
+            NextState::RetryAt(500),
+            Some(503),
+            Some("HTTP 503"),
+            20,
+        )
+        .await
+        .unwrap();
+        update_after_attempt(&mut conn, b, NextState::Delivered, Some(200), None, 20)
+            .await
+            .unwrap();
         mark_dead(&mut conn, c, "no route", 30).await.unwrap();
         drop(conn);
 
         let a_row = find(&pool, a).await.unwrap().unwrap();
         assert_eq!(
-            (a_row.status, a_row.attempts, a_row.next_attempt_at, a_row.last_status_code),
+            (
+                a_row.status,
+                a_row.attempts,
+                a_row.next_attempt_at,
+                a_row.last_status_code
+            ),
             (DeliveryStatus::Pending, 1, 500, Some(503))
         );
-        assert_eq!(find(&pool, b).await.unwrap().unwrap().status, DeliveryStatus::Delivered);
+        assert_eq!(
+            find(&pool, b).await.unwrap().unwrap().status,
+            DeliveryStatus::Delivered
+        );
         let c_row = find(&pool, c).await.unwrap().unwrap();
-        assert_eq!((c_row.status, c_row.last_error.as_deref()), (DeliveryStatus::Dead, Some("no route")));
+        assert_eq!(
+            (c_row.status, c_row.last_error.as_deref()),
+            (DeliveryStatus::Dead, Some("no route"))
+        );
         assert_eq!(
             list_pending(&pool).await.unwrap(),
-            vec![PendingRef { id: a, inbox_id: InboxId(7), conversation_id: Some(1) }]
+            vec![PendingRef {
+                id: a,
+                inbox_id: InboxId(7),
+                conversation_id: Some(1)
+            }]
         );
     }
 }

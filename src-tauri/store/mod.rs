@@ -12,8 +12,8 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 pub use writer::Writer;
 
@@ -83,10 +83,18 @@ mod tests {
                 .fetch_all(&pool)
                 .await
                 .unwrap();
-        for t in ["deliveries", "delivery_attempts", "routes", "unrouted_inboxes"] {
+        for t in [
+            "deliveries",
+            "delivery_attempts",
+            "routes",
+            "unrouted_inboxes",
+        ] {
             assert!(tables.iter().any(|n| n == t), "{t} missing in {tables:?}");
         }
-        let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&pool).await.unwrap();
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
         assert_eq!(mode, "wal");
         pool.close().await;
         // Reopening the same file applies nothing twice.

@@ -89,7 +89,11 @@ pub async fn insert(pool: &SqlitePool, f: &RouteFields) -> sqlx::Result<Route> {
 ///
 /// # Errors
 /// A unique violation when another route already serves the new inbox id.
-pub async fn update(pool: &SqlitePool, id: RouteId, f: &RouteFields) -> sqlx::Result<Option<Route>> {
+pub async fn update(
+    pool: &SqlitePool,
+    id: RouteId,
+    f: &RouteFields,
+) -> sqlx::Result<Option<Route>> {
     sqlx::query_as(&format!(
         "UPDATE routes SET inbox_id = ?, webhook_url = ?, name = ?, enabled = ?, secret = ?, updated_at = ?
          WHERE id = ? RETURNING {COLUMNS}"
@@ -107,7 +111,10 @@ pub async fn update(pool: &SqlitePool, id: RouteId, f: &RouteFields) -> sqlx::Re
 
 /// `false` when there was no such route.
 pub async fn delete(pool: &SqlitePool, id: RouteId) -> sqlx::Result<bool> {
-    let done = sqlx::query("DELETE FROM routes WHERE id = ?").bind(id).execute(pool).await?;
+    let done = sqlx::query("DELETE FROM routes WHERE id = ?")
+        .bind(id)
+        .execute(pool)
+        .await?;
     Ok(done.rows_affected() > 0)
 }
 
@@ -138,11 +145,17 @@ mod tests {
         changed.enabled = false;
         changed.secret = Some("k".into());
         let a2 = update(&pool, a.id, &changed).await.unwrap().unwrap();
-        assert_eq!((a2.name.as_deref(), a2.enabled, a2.secret.as_deref()), (None, false, Some("k")));
+        assert_eq!(
+            (a2.name.as_deref(), a2.enabled, a2.secret.as_deref()),
+            (None, false, Some("k"))
+        );
         assert!(a2.updated_at >= a.updated_at);
         assert_eq!(find(&pool, a.id).await.unwrap(), Some(a2.clone()));
         let mut conn = pool.acquire().await.unwrap();
-        assert_eq!(find_by_inbox(&mut conn, InboxId(7)).await.unwrap(), Some(a2));
+        assert_eq!(
+            find_by_inbox(&mut conn, InboxId(7)).await.unwrap(),
+            Some(a2)
+        );
         drop(conn);
 
         assert!(delete(&pool, b.id).await.unwrap());
@@ -158,7 +171,9 @@ mod tests {
         let dup = insert(&pool, &fields(7)).await.unwrap_err();
         assert!(dup.as_database_error().unwrap().is_unique_violation());
         let b = insert(&pool, &fields(8)).await.unwrap();
-        let clash = update(&pool, b.id, &RouteFields::from(a)).await.unwrap_err();
+        let clash = update(&pool, b.id, &RouteFields::from(a))
+            .await
+            .unwrap_err();
         assert!(clash.as_database_error().unwrap().is_unique_violation());
     }
 }

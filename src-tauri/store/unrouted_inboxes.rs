@@ -51,9 +51,15 @@ mod tests {
     async fn counts_and_keeps_first_and_last_seen() {
         let (pool, _dir) = temp_db().await;
         let mut conn = pool.acquire().await.unwrap();
-        record(&mut conn, InboxId(5), "message_created", 100).await.unwrap();
-        record(&mut conn, InboxId(5), "conversation_updated", 200).await.unwrap();
-        record(&mut conn, InboxId(6), "message_created", 150).await.unwrap();
+        record(&mut conn, InboxId(5), "message_created", 100)
+            .await
+            .unwrap();
+        record(&mut conn, InboxId(5), "conversation_updated", 200)
+            .await
+            .unwrap();
+        record(&mut conn, InboxId(6), "message_created", 150)
+            .await
+            .unwrap();
         drop(conn);
         let rows = list(&pool).await.unwrap();
         assert_eq!(

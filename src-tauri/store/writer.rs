@@ -48,7 +48,10 @@ pub enum WriteError {
 }
 
 enum Op {
-    Ingest(Box<NewDelivery>, oneshot::Sender<Result<Decision, WriteError>>),
+    Ingest(
+        Box<NewDelivery>,
+        oneshot::Sender<Result<Decision, WriteError>>,
+    ),
     Attempt(Attempt, NextState, oneshot::Sender<Result<(), WriteError>>),
     Dead(DeliveryId, String, oneshot::Sender<Result<(), WriteError>>),
 }
@@ -84,11 +87,16 @@ impl Writer {
 
     /// Stores a webhook durably (or records why not) and says what was decided.
     pub async fn ingest(&self, delivery: NewDelivery) -> Result<Decision, WriteError> {
-        self.call(|reply| Op::Ingest(Box::new(delivery), reply)).await
+        self.call(|reply| Op::Ingest(Box::new(delivery), reply))
+            .await
     }
 
     /// Records an attempt and moves its delivery to `next`, in one transaction.
-    pub async fn record_attempt(&self, attempt: Attempt, next: NextState) -> Result<(), WriteError> {
+    pub async fn record_attempt(
+        &self,
+        attempt: Attempt,
+        next: NextState,
+    ) -> Result<(), WriteError> {
         self.call(|reply| Op::Attempt(attempt, next, reply)).await
     }
 
@@ -102,7 +110,10 @@ impl Writer {
         op: impl FnOnce(oneshot::Sender<Result<T, WriteError>>) -> Op,
     ) -> Result<T, WriteError> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send(op(reply)).await.map_err(|_| WriteError::Stopped)?;
+        self.tx
+            .send(op(reply))
+            .await
+            .map_err(|_| WriteError::Stopped)?;
         answer.await.map_err(|_| WriteError::Stopped)?
     }
 }
@@ -213,7 +224,10 @@ async fn apply(conn: &mut SqliteConnection, op: &Op, now: i64) -> sqlx::Result<O
         }
         Op::Attempt(a, next, _) => {
             attempts::insert(conn, a).await?;
-            let (code, error) = (a.status_code.and_then(|c| u16::try_from(c).ok()), a.error.as_deref());
+            let (code, error) = (
+                a.status_code.and_then(|c| u16::try_from(c).ok()),
+                a.error.as_deref(),
+            );
             deliveries::update_after_attempt(conn, a.delivery_id, *next, code, error, now).await?;
             Ok(None)
         }
@@ -253,7 +267,9 @@ mod tests {
         let sink = seen.clone();
         let stop = CancellationToken::new();
         let (writer, inbox) = Writer::channel();
-        let task = inbox.spawn(pool.clone(), stop.clone(), move |q| sink.lock().unwrap().extend_from_slice(q));
+        let task = inbox.spawn(pool.clone(), stop.clone(), move |q| {
+            sink.lock().unwrap().extend_from_slice(q)
+        });
 
         // Many concurrent ingests share commits, and each gets its own answer.
         let handles: Vec<_> = (0..200)
@@ -270,24 +286,41 @@ mod tests {
             }
         }
         let seen_ids: Vec<_> = seen.lock().unwrap().iter().map(|q| q.id).collect();
-        assert!(seen_ids.windows(2).all(|w| w[0] < w[1]), "callback sees commit order");
+        assert!(
+            seen_ids.windows(2).all(|w| w[0] < w[1]),
+            "callback sees commit order"
+        );
         ids.sort();
         assert_eq!(seen_ids, ids);
 
         let first = writer.ingest(new_delivery(None, Some("k1"))).await.unwrap();
-        let Decision::Queued(first_id) = first else { panic!("{first:?}") };
-        assert_eq!(writer.ingest(new_delivery(None, Some("k1"))).await.unwrap(), Decision::Duplicate(first_id));
+        let Decision::Queued(first_id) = first else {
+            panic!("{first:?}")
+        };
+        assert_eq!(
+            writer.ingest(new_delivery(None, Some("k1"))).await.unwrap(),
+            Decision::Duplicate(first_id)
+        );
 
         let mut other_inbox = new_delivery(None, None);
         other_inbox.inbox_id = InboxId(8);
-        assert_eq!(writer.ingest(other_inbox.clone()).await.unwrap(), Decision::RouteDisabled);
+        assert_eq!(
+            writer.ingest(other_inbox.clone()).await.unwrap(),
+            Decision::RouteDisabled
+        );
         other_inbox.inbox_id = InboxId(99);
         assert_eq!(writer.ingest(other_inbox).await.unwrap(), Decision::NoRoute);
-        assert_eq!(unrouted_inboxes::list(&pool).await.unwrap()[0].inbox_id, InboxId(99));
+        assert_eq!(
+            unrouted_inboxes::list(&pool).await.unwrap()[0].inbox_id,
+            InboxId(99)
+        );
 
         stop.cancel();
         task.await.unwrap();
-        assert!(matches!(writer.ingest(new_delivery(None, None)).await, Err(WriteError::Stopped)));
+        assert!(matches!(
+            writer.ingest(new_delivery(None, None)).await,
+            Err(WriteError::Stopped)
+        ));
         assert_eq!(deliveries::count_pending(&pool).await.unwrap(), 201);
     }
 
@@ -295,10 +328,18 @@ mod tests {
     async fn a_failing_database_fails_every_write_in_the_batch() {
         let (pool, _dir) = temp_db().await;
         add_route(&pool, 7, true).await;
-        sqlx::query("DROP TABLE delivery_attempts").execute(&pool).await.unwrap();
-        sqlx::query("DROP TABLE deliveries").execute(&pool).await.unwrap();
+        sqlx::query("DROP TABLE delivery_attempts")
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query("DROP TABLE deliveries")
+            .execute(&pool)
+            .await
+            .unwrap();
         let (writer, inbox) = Writer::channel();
-        let _task = inbox.spawn(pool, CancellationToken::new(), |_| panic!("nothing is queued"));
+        let _task = inbox.spawn(pool, CancellationToken::new(), |_| {
+            panic!("nothing is queued")
+        });
         let err = writer.ingest(new_delivery(None, None)).await.unwrap_err();
         assert!(matches!(err, WriteError::Database(_)));
     }

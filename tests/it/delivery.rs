@@ -4,16 +4,23 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use chatgowa_lib::ids::DeliveryId;
-use chatgowa_lib::store::{attempts, deliveries};
 use chatgowa_lib::store::deliveries::DeliveryStatus;
+use chatgowa_lib::store::{attempts, deliveries};
 
 use crate::support::{Gowa, Reply, TestRelay, eventually, fixture, message};
 
 const WAIT: Duration = Duration::from_secs(10);
 
-async fn wait_status(relay: &TestRelay, id: DeliveryId, status: DeliveryStatus) -> deliveries::Delivery {
+async fn wait_status(
+    relay: &TestRelay,
+    id: DeliveryId,
+    status: DeliveryStatus,
+) -> deliveries::Delivery {
     eventually(&format!("delivery {id} to be {status:?}"), WAIT, || async {
-        deliveries::find(&relay.state.pool, id).await.unwrap().filter(|d| d.status == status)
+        deliveries::find(&relay.state.pool, id)
+            .await
+            .unwrap()
+            .filter(|d| d.status == status)
     })
     .await
 }
@@ -27,17 +34,29 @@ async fn retries_until_gowa_recovers() {
     let gowa = Gowa::start().await;
     gowa.set(|_, before| Reply::status(if before.len() < 2 { 503 } else { 200 }));
     let relay = TestRelay::start(|_| {}).await;
-    relay.add_route(7, &gowa.url("/chatwoot/webhook"), None).await;
-    let id = delivery_id(&relay.post_webhook(fixture("message_created.outgoing_text.json"), None).await);
+    relay
+        .add_route(7, &gowa.url("/chatwoot/webhook"), None)
+        .await;
+    let id = delivery_id(
+        &relay
+            .post_webhook(fixture("message_created.outgoing_text.json"), None)
+            .await,
+    );
 
     let done = wait_status(&relay, id, DeliveryStatus::Delivered).await;
     assert_eq!(done.attempts, 3);
-    let log = attempts::list_for_delivery(&relay.state.pool, id).await.unwrap();
+    let log = attempts::list_for_delivery(&relay.state.pool, id)
+        .await
+        .unwrap();
     let codes: Vec<_> = log.iter().map(|a| a.status_code).collect();
     assert_eq!(codes, [Some(503), Some(503), Some(200)]);
     assert_eq!(log[0].error.as_deref(), Some("HTTP 503"));
     assert_eq!(log[2].response_snippet.as_deref(), Some("OK"));
-    let numbers: Vec<_> = gowa.received().iter().map(|r| r.header("x-chatgowa-attempt").unwrap().to_owned()).collect();
+    let numbers: Vec<_> = gowa
+        .received()
+        .iter()
+        .map(|r| r.header("x-chatgowa-attempt").unwrap().to_owned())
+        .collect();
     assert_eq!(numbers, ["1", "2", "3"]);
     relay.stop().await;
 }
@@ -49,11 +68,21 @@ async fn connection_errors_are_retried() {
     let addr = listener.local_addr().unwrap();
     drop(listener);
     let relay = TestRelay::start(|_| {}).await;
-    relay.add_route(7, &format!("http://{addr}/chatwoot/webhook"), None).await;
-    let id = delivery_id(&relay.post_webhook(fixture("message_created.outgoing_text.json"), None).await);
+    relay
+        .add_route(7, &format!("http://{addr}/chatwoot/webhook"), None)
+        .await;
+    let id = delivery_id(
+        &relay
+            .post_webhook(fixture("message_created.outgoing_text.json"), None)
+            .await,
+    );
     eventually("a failed connection attempt", WAIT, || async {
-        let log = attempts::list_for_delivery(&relay.state.pool, id).await.unwrap();
-        log.first().filter(|a| a.status_code.is_none() && a.error.is_some()).cloned()
+        let log = attempts::list_for_delivery(&relay.state.pool, id)
+            .await
+            .unwrap();
+        log.first()
+            .filter(|a| a.status_code.is_none() && a.error.is_some())
+            .cloned()
     })
     .await;
     let gowa = Gowa::start_on(tokio::net::TcpListener::bind(addr).await.unwrap());
@@ -67,8 +96,14 @@ async fn permanent_client_errors_go_dead_at_once() {
     let gowa = Gowa::start().await;
     gowa.set(|_, _| Reply::status(401));
     let relay = TestRelay::start(|_| {}).await;
-    relay.add_route(7, &gowa.url("/chatwoot/webhook"), None).await;
-    let id = delivery_id(&relay.post_webhook(fixture("message_created.outgoing_text.json"), None).await);
+    relay
+        .add_route(7, &gowa.url("/chatwoot/webhook"), None)
+        .await;
+    let id = delivery_id(
+        &relay
+            .post_webhook(fixture("message_created.outgoing_text.json"), None)
+            .await,
+    );
     let dead = wait_status(&relay, id, DeliveryStatus::Dead).await;
     assert_eq!((dead.attempts, dead.last_status_code), (1, Some(401)));
     relay.stop().await;
@@ -79,11 +114,24 @@ async fn gives_up_after_the_maximum_age() {
     let gowa = Gowa::start().await;
     gowa.set(|_, _| Reply::status(500));
     let relay = TestRelay::start(|c| c.max_age = Duration::from_millis(300)).await;
-    relay.add_route(7, &gowa.url("/chatwoot/webhook"), None).await;
-    let id = delivery_id(&relay.post_webhook(fixture("message_created.outgoing_text.json"), None).await);
+    relay
+        .add_route(7, &gowa.url("/chatwoot/webhook"), None)
+        .await;
+    let id = delivery_id(
+        &relay
+            .post_webhook(fixture("message_created.outgoing_text.json"), None)
+            .await,
+    );
     let dead = wait_status(&relay, id, DeliveryStatus::Dead).await;
-    assert!(dead.attempts > 1, "retried before giving up: {}", dead.attempts);
-    assert!(dead.updated_at - dead.received_at <= 300 + 200, "no attempt long after max age");
+    assert!(
+        dead.attempts > 1,
+        "retried before giving up: {}",
+        dead.attempts
+    );
+    assert!(
+        dead.updated_at - dead.received_at <= 300 + 200,
+        "no attempt long after max age"
+    );
     relay.stop().await;
 }
 
@@ -91,15 +139,26 @@ async fn gives_up_after_the_maximum_age() {
 async fn retry_after_is_honoured() {
     let gowa = Gowa::start().await;
     gowa.set(|_, before| match before.len() {
-        0 => Reply { retry_after: Some("1"), ..Reply::status(429) },
+        0 => Reply {
+            retry_after: Some("1"),
+            ..Reply::status(429)
+        },
         _ => Reply::status(200),
     });
     let step = Duration::from_millis(150);
     let relay = TestRelay::start(|c| c.retry_schedule = vec![step]).await;
-    relay.add_route(7, &gowa.url("/chatwoot/webhook"), None).await;
-    let id = delivery_id(&relay.post_webhook(fixture("message_created.outgoing_text.json"), None).await);
+    relay
+        .add_route(7, &gowa.url("/chatwoot/webhook"), None)
+        .await;
+    let id = delivery_id(
+        &relay
+            .post_webhook(fixture("message_created.outgoing_text.json"), None)
+            .await,
+    );
     wait_status(&relay, id, DeliveryStatus::Delivered).await;
-    let log = attempts::list_for_delivery(&relay.state.pool, id).await.unwrap();
+    let log = attempts::list_for_delivery(&relay.state.pool, id)
+        .await
+        .unwrap();
     let gap = log[1].started_at - log[0].started_at;
     // Retry-After: 1 s, clamped to twice the 150 ms step; the step alone would be at most 180 ms.
     assert!(gap >= 300, "second attempt after {gap} ms");
@@ -113,17 +172,24 @@ async fn a_conversation_waits_for_its_head_while_others_proceed() {
     gowa.set(|req, before| {
         let m = req.json();
         let first_of_1 = m["conversation"]["id"] == 1 && m["id"] == 0;
-        let failures = before.iter().filter(|r| r.json()["id"] == 0 && r.json()["conversation"]["id"] == 1).count();
+        let failures = before
+            .iter()
+            .filter(|r| r.json()["id"] == 0 && r.json()["conversation"]["id"] == 1)
+            .count();
         Reply::status(if first_of_1 && failures < 3 { 500 } else { 200 })
     });
     let relay = TestRelay::start(|c| c.retry_schedule = vec![Duration::from_millis(50)]).await;
-    relay.add_route(7, &gowa.url("/chatwoot/webhook"), None).await;
+    relay
+        .add_route(7, &gowa.url("/chatwoot/webhook"), None)
+        .await;
     for seq in 0..5 {
         relay.post_webhook(message(7, 1, seq), None).await;
         relay.post_webhook(message(7, 2, seq), None).await;
     }
     let got = gowa
-        .wait_for("all ten messages delivered", WAIT, |r| r.iter().filter(|r| r.status == 200).count() == 10)
+        .wait_for("all ten messages delivered", WAIT, |r| {
+            r.iter().filter(|r| r.status == 200).count() == 10
+        })
         .await;
     let order = |conversation: i64| -> Vec<(u64, u16)> {
         got.iter()
@@ -131,29 +197,62 @@ async fn a_conversation_waits_for_its_head_while_others_proceed() {
             .map(|r| (r.json()["id"].as_u64().unwrap(), r.status))
             .collect()
     };
-    assert_eq!(order(1), [(0, 500), (0, 500), (0, 500), (0, 200), (1, 200), (2, 200), (3, 200), (4, 200)]);
+    assert_eq!(
+        order(1),
+        [
+            (0, 500),
+            (0, 500),
+            (0, 500),
+            (0, 200),
+            (1, 200),
+            (2, 200),
+            (3, 200),
+            (4, 200)
+        ]
+    );
     assert_eq!(order(2), [(0, 200), (1, 200), (2, 200), (3, 200), (4, 200)]);
-    let first_success_of_1 = got.iter().position(|r| r.json()["conversation"]["id"] == 1 && r.status == 200).unwrap();
-    let last_of_2 = got.iter().rposition(|r| r.json()["conversation"]["id"] == 2).unwrap();
-    assert!(last_of_2 < first_success_of_1, "conversation 2 did not wait for conversation 1");
+    let first_success_of_1 = got
+        .iter()
+        .position(|r| r.json()["conversation"]["id"] == 1 && r.status == 200)
+        .unwrap();
+    let last_of_2 = got
+        .iter()
+        .rposition(|r| r.json()["conversation"]["id"] == 2)
+        .unwrap();
+    assert!(
+        last_of_2 < first_success_of_1,
+        "conversation 2 did not wait for conversation 1"
+    );
     relay.stop().await;
 }
 
 #[tokio::test]
 async fn a_slow_route_does_not_delay_another_route() {
     let slow = Gowa::start().await;
-    slow.set(|_, _| Reply { delay: Duration::from_secs(1), ..Reply::status(200) });
+    slow.set(|_, _| Reply {
+        delay: Duration::from_secs(1),
+        ..Reply::status(200)
+    });
     let fast = Gowa::start().await;
     let relay = TestRelay::start(|_| {}).await;
-    relay.add_route(7, &slow.url("/chatwoot/webhook"), None).await;
-    relay.add_route(8, &fast.url("/chatwoot/webhook"), None).await;
+    relay
+        .add_route(7, &slow.url("/chatwoot/webhook"), None)
+        .await;
+    relay
+        .add_route(8, &fast.url("/chatwoot/webhook"), None)
+        .await;
     for conversation in 0..40 {
         relay.post_webhook(message(7, conversation, 0), None).await;
     }
     let started = Instant::now();
     relay.post_webhook(message(8, 1, 0), None).await;
-    fast.wait_for("the fast route's delivery", WAIT, |r| r.len() == 1).await;
-    assert!(started.elapsed() < Duration::from_millis(900), "waited {:?}", started.elapsed());
+    fast.wait_for("the fast route's delivery", WAIT, |r| r.len() == 1)
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "waited {:?}",
+        started.elapsed()
+    );
     relay.stop().await;
 }
 
@@ -161,15 +260,30 @@ async fn a_slow_route_does_not_delay_another_route() {
 async fn a_repeated_chatwoot_delivery_is_sent_once() {
     let gowa = Gowa::start().await;
     let relay = TestRelay::start(|_| {}).await;
-    relay.add_route(7, &gowa.url("/chatwoot/webhook"), None).await;
-    let first = relay.post_webhook(message(7, 1, 0), Some("3b1f6c1e-uuid")).await;
-    let again = relay.post_webhook(message(7, 1, 0), Some("3b1f6c1e-uuid")).await;
+    relay
+        .add_route(7, &gowa.url("/chatwoot/webhook"), None)
+        .await;
+    let first = relay
+        .post_webhook(message(7, 1, 0), Some("3b1f6c1e-uuid"))
+        .await;
+    let again = relay
+        .post_webhook(message(7, 1, 0), Some("3b1f6c1e-uuid"))
+        .await;
     assert_eq!(first["queued"], true);
-    assert_eq!((again["queued"].as_bool(), again["reason"].as_str()), (Some(false), Some("duplicate")));
+    assert_eq!(
+        (again["queued"].as_bool(), again["reason"].as_str()),
+        (Some(false), Some("duplicate"))
+    );
     assert_eq!(again["deliveryId"], first["deliveryId"]);
     // A later message of the same conversation arrives after anything queued before it.
-    relay.post_webhook(message(7, 1, 1), Some("other-uuid")).await;
-    let got = gowa.wait_for("the later message", WAIT, |r| r.iter().any(|r| r.json()["id"] == 1)).await;
+    relay
+        .post_webhook(message(7, 1, 1), Some("other-uuid"))
+        .await;
+    let got = gowa
+        .wait_for("the later message", WAIT, |r| {
+            r.iter().any(|r| r.json()["id"] == 1)
+        })
+        .await;
     assert_eq!(got.len(), 2, "the duplicate was not sent");
     relay.stop().await;
 }
@@ -178,8 +292,23 @@ async fn a_repeated_chatwoot_delivery_is_sent_once() {
 async fn sends_the_exact_bytes_and_the_expected_headers() {
     let gowa = Gowa::start().await;
     let relay = TestRelay::start(|_| {}).await;
-    relay.add_route(9, &gowa.url("/chatwoot/webhook/device-1"), Some("gowa-shared-secret")).await;
-    relay.add_route(7, &format!("http://relay%40shop:pa%20ss@{}/chatwoot/webhook", gowa.addr()), None).await;
+    relay
+        .add_route(
+            9,
+            &gowa.url("/chatwoot/webhook/device-1"),
+            Some("gowa-shared-secret"),
+        )
+        .await;
+    relay
+        .add_route(
+            7,
+            &format!(
+                "http://relay%40shop:pa%20ss@{}/chatwoot/webhook",
+                gowa.addr()
+            ),
+            None,
+        )
+        .await;
 
     let emoji = fixture("message_created.unicode_emoji.json");
     let large = fixture("message_created.large_text.json");
@@ -190,7 +319,10 @@ async fn sends_the_exact_bytes_and_the_expected_headers() {
         .header("content-type", "application/json")
         .header("x-chatwoot-delivery", "d-1")
         .header("x-chatwoot-timestamp", "1781964310")
-        .header("x-chatwoot-signature", "sha256=7b522d6052446175fc3076b9f47236002d6dd7beef4af12d98622a1332b49737")
+        .header(
+            "x-chatwoot-signature",
+            "sha256=7b522d6052446175fc3076b9f47236002d6dd7beef4af12d98622a1332b49737",
+        )
         .body(emoji.clone())
         .send()
         .await
@@ -199,7 +331,10 @@ async fn sends_the_exact_bytes_and_the_expected_headers() {
     relay.post_webhook(large.clone(), None).await;
 
     let got = gowa.wait_for("both fixtures", WAIT, |r| r.len() == 2).await;
-    let emoji_req = got.iter().find(|r| r.path == "/chatwoot/webhook/device-1").unwrap();
+    let emoji_req = got
+        .iter()
+        .find(|r| r.path == "/chatwoot/webhook/device-1")
+        .unwrap();
     let large_req = got.iter().find(|r| r.path == "/chatwoot/webhook").unwrap();
     assert_eq!(emoji_req.body.as_ref(), emoji.as_slice(), "byte for byte");
     assert_eq!(large_req.body.as_ref(), large.as_slice(), "byte for byte");
@@ -209,19 +344,31 @@ async fn sends_the_exact_bytes_and_the_expected_headers() {
         Some("sha256=76d0c72122571dd9e2079cfe004919eaf142ddf236283b48a50f22a518d01f15")
     );
     assert_eq!(emoji_req.header("content-type"), Some("application/json"));
-    assert_eq!(emoji_req.header("user-agent"), Some(concat!("chatgowa/", env!("CARGO_PKG_VERSION"))));
+    assert_eq!(
+        emoji_req.header("user-agent"),
+        Some(concat!("chatgowa/", env!("CARGO_PKG_VERSION")))
+    );
     assert_eq!(emoji_req.header("x-chatwoot-delivery"), Some("d-1"));
     assert_eq!(emoji_req.header("x-chatwoot-timestamp"), Some("1781964310"));
     assert_eq!(
         emoji_req.header("x-chatwoot-signature"),
         Some("sha256=7b522d6052446175fc3076b9f47236002d6dd7beef4af12d98622a1332b49737")
     );
-    assert!(emoji_req.header("x-chatgowa-delivery").unwrap().parse::<i64>().is_ok());
+    assert!(
+        emoji_req
+            .header("x-chatgowa-delivery")
+            .unwrap()
+            .parse::<i64>()
+            .is_ok()
+    );
     assert_eq!(emoji_req.header("x-chatgowa-attempt"), Some("1"));
     assert_eq!(emoji_req.header("authorization"), None);
 
     let expected = base64::engine::general_purpose::STANDARD.encode("relay@shop:pa ss");
-    assert_eq!(large_req.header("authorization"), Some(format!("Basic {expected}").as_str()));
+    assert_eq!(
+        large_req.header("authorization"),
+        Some(format!("Basic {expected}").as_str())
+    );
     assert_eq!(large_req.header("x-hub-signature-256"), None);
     assert_eq!(large_req.header("x-chatwoot-delivery"), None);
     relay.stop().await;
@@ -232,10 +379,13 @@ async fn a_disabled_route_pauses_its_queue_until_enabled() {
     let gowa = Gowa::start().await;
     gowa.set(|_, before| Reply::status(if before.is_empty() { 503 } else { 200 }));
     let relay = TestRelay::start(|c| c.retry_schedule = vec![Duration::from_millis(200)]).await;
-    let route = relay.add_route(7, &gowa.url("/chatwoot/webhook"), None).await;
+    let route = relay
+        .add_route(7, &gowa.url("/chatwoot/webhook"), None)
+        .await;
     let route_id = route["route"]["id"].as_i64().unwrap();
     let id = delivery_id(&relay.post_webhook(message(7, 1, 0), None).await);
-    gowa.wait_for("the first (failing) attempt", WAIT, |r| r.len() == 1).await;
+    gowa.wait_for("the first (failing) attempt", WAIT, |r| r.len() == 1)
+        .await;
 
     let auth = crate::support::basic_auth(crate::support::ADMIN_USER, crate::support::ADMIN_PASS);
     let set_enabled = |enabled: bool| {
@@ -252,7 +402,10 @@ async fn a_disabled_route_pauses_its_queue_until_enabled() {
     assert_eq!(answer["reason"], "route_disabled");
     // The pending one is held: its retry time passes without an attempt.
     eventually("the retry time to pass", WAIT, || async {
-        let d = deliveries::find(&relay.state.pool, id).await.unwrap().unwrap();
+        let d = deliveries::find(&relay.state.pool, id)
+            .await
+            .unwrap()
+            .unwrap();
         (chatgowa_lib::store::now_ms() > d.next_attempt_at + 300).then_some(())
     })
     .await;

@@ -10,7 +10,11 @@ use crate::support::{ADMIN_PASS, ADMIN_USER, Gowa, Reply, basic_auth, eventually
 const BIN: &str = env!("CARGO_BIN_EXE_chatgowa");
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Server {
@@ -19,7 +23,7 @@ struct Server {
 }
 
 impl Server {
-    fn spawn(dir: &Path, port: u16) -> Self {
+    fn spawn(dir: &Path, port: u16, env: &[(&str, &str)]) -> Self {
         let child = Command::new(BIN)
             .arg("--server")
             .current_dir(dir)
@@ -30,9 +34,13 @@ impl Server {
             .env("BASIC_AUTH_PASS", ADMIN_PASS)
             .env("CHATGOWA_RETRY_SCHEDULE", "30ms,60ms")
             .env("FETCH_TIMEOUT_MS", "2000")
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("TEST_RELAY_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
+            .envs(env.iter().copied())
             .spawn()
             .unwrap();
         Self { child, port }
@@ -51,9 +59,11 @@ impl Server {
     }
 
     async fn wait_healthy(&self) {
-        eventually("the relay to answer its health check", Duration::from_secs(20), || async {
-            self.healthcheck().then_some(())
-        })
+        eventually(
+            "the relay to answer its health check",
+            Duration::from_secs(20),
+            || async { self.healthcheck().then_some(()) },
+        )
         .await;
     }
 
@@ -69,23 +79,100 @@ impl Drop for Server {
     }
 }
 
+async fn add_route(server: &Server, inbox: i64, url: &str) {
+    let created = reqwest::Client::new()
+        .post(format!("{}/admin/routes", server.base()))
+        .header("authorization", basic_auth(ADMIN_USER, ADMIN_PASS))
+        .json(&serde_json::json!({"inboxId": inbox, "webhookUrl": url}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+}
+
+async fn post(server: &Server, body: Vec<u8>) -> serde_json::Value {
+    let response = reqwest::Client::new()
+        .post(format!("{}/webhook", server.base()))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
 #[tokio::test]
-async fn sigterm_stops_the_relay_cleanly() {
+async fn sigterm_finishes_and_records_attempts_in_flight_then_exits() {
+    let slow = Gowa::start().await;
+    slow.set(|_, _| Reply {
+        delay: Duration::from_millis(1500),
+        ..Reply::status(200)
+    });
+    let hung = Gowa::start().await;
+    hung.set(|_, _| Reply {
+        delay: Duration::from_secs(60),
+        ..Reply::status(200)
+    });
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::spawn(dir.path(), free_port());
+    let mut server = Server::spawn(dir.path(), free_port(), &[("FETCH_TIMEOUT_MS", "30000")]);
     server.wait_healthy().await;
-    let status = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
+    add_route(&server, 7, &slow.url("/chatwoot/webhook")).await;
+    add_route(&server, 8, &hung.url("/chatwoot/webhook")).await;
+    let finished = post(&server, message(7, 1, 0)).await["deliveryId"]
+        .as_i64()
+        .unwrap();
+    let abandoned = post(&server, message(8, 1, 0)).await["deliveryId"]
+        .as_i64()
+        .unwrap();
+    eventually(
+        "both attempts in flight",
+        Duration::from_secs(10),
+        || async { (slow.arrivals() == 1 && hung.arrivals() == 1).then_some(()) },
+    )
+    .await;
+
+    let signalled = std::time::Instant::now();
+    let status = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let exit = loop {
         if let Some(exit) = server.child.try_wait().unwrap() {
             break exit;
         }
-        assert!(std::time::Instant::now() < deadline, "the relay did not exit within 10 s of SIGTERM");
+        assert!(
+            signalled.elapsed() < Duration::from_secs(10),
+            "the relay did not exit within 10 s of SIGTERM"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(exit.success(), "exit status {exit:?}");
-    assert!(!server.healthcheck(), "healthcheck fails once the relay is gone");
+    assert!(
+        !server.healthcheck(),
+        "healthcheck fails once the relay is gone"
+    );
+
+    // The slow attempt finished and was recorded; the hung one was recorded as interrupted and stays pending.
+    let url = format!("sqlite://{}", dir.path().join("data/relay.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let state = |id: i64| {
+        sqlx::query_as::<_, (String, i64, Option<i64>, Option<String>)>(
+            "SELECT d.status, d.attempts, a.status_code, a.error FROM deliveries d
+             JOIN delivery_attempts a ON a.delivery_id = d.id WHERE d.id = ?",
+        )
+        .bind(id)
+        .fetch_one(&pool)
+    };
+    let (status, attempts, code, _) = state(finished).await.unwrap();
+    assert_eq!(
+        (status.as_str(), attempts, code),
+        ("delivered", 1, Some(200))
+    );
+    let (status, attempts, code, error) = state(abandoned).await.unwrap();
+    assert_eq!((status.as_str(), attempts, code), ("pending", 1, None));
+    assert!(error.unwrap().contains("interrupted"));
 }
 
 #[tokio::test]
@@ -94,61 +181,67 @@ async fn nothing_acknowledged_is_lost_across_kill_9() {
     gowa.set(|_, _| Reply::status(503));
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut server = Server::spawn(dir.path(), port);
+    let mut server = Server::spawn(dir.path(), port, &[]);
     server.wait_healthy().await;
 
-    let http = reqwest::Client::new();
-    let auth = basic_auth(ADMIN_USER, ADMIN_PASS);
     for inbox in [7, 8] {
-        let created = http
-            .post(format!("{}/admin/routes", server.base()))
-            .header("authorization", &auth)
-            .json(&serde_json::json!({"inboxId": inbox, "webhookUrl": gowa.url(&format!("/chatwoot/webhook/{inbox}"))}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(created.status(), 201);
+        add_route(
+            &server,
+            inbox,
+            &gowa.url(&format!("/chatwoot/webhook/{inbox}")),
+        )
+        .await;
     }
 
     // Webhooks for 6 conversations over 2 inboxes, acknowledged while GoWA is failing.
     let mut acked = Vec::new();
     for seq in 0..60 {
         let (inbox, conversation) = (7 + (seq % 2) as i64, (seq % 6) as i64);
-        let response = http
-            .post(format!("{}/webhook", server.base()))
-            .header("content-type", "application/json")
-            .body(message(inbox, conversation, seq))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        let answer: serde_json::Value = response.json().await.unwrap();
-        assert_eq!(answer["queued"], true);
+        assert_eq!(
+            post(&server, message(inbox, conversation, seq)).await["queued"],
+            true
+        );
         acked.push((conversation, seq));
     }
-    gowa.wait_for("failing attempts", Duration::from_secs(10), |r| r.len() >= 6).await;
+    gowa.wait_for("failing attempts", Duration::from_secs(10), |r| {
+        r.len() >= 6
+    })
+    .await;
 
     server.child.kill().unwrap(); // SIGKILL
     server.child.wait().unwrap();
     gowa.set(|_, _| Reply::status(200));
-    let server = Server::spawn(dir.path(), port);
+    let server = Server::spawn(dir.path(), port, &[]);
     server.wait_healthy().await;
 
     let got = gowa
         .wait_for("every acknowledged webhook", Duration::from_secs(20), |r| {
-            let delivered: std::collections::HashSet<u64> =
-                r.iter().filter(|r| r.status == 200).map(|r| r.json()["id"].as_u64().unwrap()).collect();
+            let delivered: std::collections::HashSet<u64> = r
+                .iter()
+                .filter(|r| r.status == 200)
+                .map(|r| r.json()["id"].as_u64().unwrap())
+                .collect();
             delivered.len() == acked.len()
         })
         .await;
     let mut per_conversation: HashMap<i64, Vec<u64>> = HashMap::new();
     for r in got.iter().filter(|r| r.status == 200) {
         let m = r.json();
-        per_conversation.entry(m["conversation"]["id"].as_i64().unwrap()).or_default().push(m["id"].as_u64().unwrap());
+        per_conversation
+            .entry(m["conversation"]["id"].as_i64().unwrap())
+            .or_default()
+            .push(m["id"].as_u64().unwrap());
     }
     for (conversation, seqs) in per_conversation {
-        let expected: Vec<u64> = acked.iter().filter(|(c, _)| *c == conversation).map(|(_, s)| *s as u64).collect();
-        assert_eq!(seqs, expected, "conversation {conversation} in order, each once after the restart");
+        let expected: Vec<u64> = acked
+            .iter()
+            .filter(|(c, _)| *c == conversation)
+            .map(|(_, s)| *s as u64)
+            .collect();
+        assert_eq!(
+            seqs, expected,
+            "conversation {conversation} in order, each once after the restart"
+        );
     }
     drop(server);
 }

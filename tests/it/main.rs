@@ -1,6 +1,8 @@
 //! One integration-test binary: router tests without sockets, delivery tests against a GoWA stand-in on
 //! loopback, and end-to-end tests of the real `chatgowa` binary.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
+
 mod delivery;
 mod e2e;
 mod router;

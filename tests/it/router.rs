@@ -9,8 +9,14 @@ use tower::ServiceExt as _;
 
 use crate::support::{ADMIN_PASS, ADMIN_USER, TestRelay, basic_auth, fixture};
 
-async fn call(relay: &TestRelay, request: Request<Body>) -> (StatusCode, Value, axum::http::HeaderMap) {
-    let response = build_router(relay.state.clone()).oneshot(request).await.unwrap();
+async fn call(
+    relay: &TestRelay,
+    request: Request<Body>,
+) -> (StatusCode, Value, axum::http::HeaderMap) {
+    let response = build_router(relay.state.clone())
+        .oneshot(request)
+        .await
+        .unwrap();
     let status = response.status();
     let headers = response.headers().clone();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
@@ -24,18 +30,26 @@ fn admin(method: &str, uri: &str, body: Option<Value>) -> Request<Body> {
         .uri(uri)
         .header("authorization", basic_auth(ADMIN_USER, ADMIN_PASS));
     match body {
-        Some(b) => builder.header("content-type", "application/json").body(Body::from(b.to_string())),
+        Some(b) => builder
+            .header("content-type", "application/json")
+            .body(Body::from(b.to_string())),
         None => builder.body(Body::empty()),
     }
     .unwrap()
 }
 
 fn webhook(body: impl Into<Body>) -> Request<Body> {
-    Request::post("/webhook").header("content-type", "application/json").body(body.into()).unwrap()
+    Request::post("/webhook")
+        .header("content-type", "application/json")
+        .body(body.into())
+        .unwrap()
 }
 
 async fn count(relay: &TestRelay, table: &str) -> i64 {
-    sqlx::query_scalar(&format!("SELECT count(*) FROM {table}")).fetch_one(&relay.state.pool).await.unwrap()
+    sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+        .fetch_one(&relay.state.pool)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -72,12 +86,26 @@ async fn admin_is_not_served_without_a_password() {
     let relay = TestRelay::start(|c| c.admin = None).await;
     let (status, _, _) = call(&relay, admin("GET", "/admin/routes", None)).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _, _) =
-        call(&relay, admin("POST", "/admin/routes", Some(json!({"inboxId": 1, "webhookUrl": "http://g/x"})))).await;
+    let (status, _, _) = call(
+        &relay,
+        admin(
+            "POST",
+            "/admin/routes",
+            Some(json!({"inboxId": 1, "webhookUrl": "http://g/x"})),
+        ),
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     // The webhook keeps working.
-    let (status, body, _) = call(&relay, webhook(fixture("message_created.outgoing_text.json"))).await;
-    assert_eq!((status, body["reason"].as_str()), (StatusCode::OK, Some("no_route")));
+    let (status, body, _) = call(
+        &relay,
+        webhook(fixture("message_created.outgoing_text.json")),
+    )
+    .await;
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (StatusCode::OK, Some("no_route"))
+    );
     relay.stop().await;
 }
 
@@ -105,27 +133,58 @@ async fn route_crud_is_a_drop_in_for_the_typescript_api() {
     let id = route["id"].as_i64().unwrap();
 
     // Duplicate inbox → 409, and nothing changes.
-    let (status, body, _) =
-        call(&relay, admin("POST", "/admin/routes", Some(json!({"inboxId": 7, "webhookUrl": "http://other/x"})))).await;
+    let (status, body, _) = call(
+        &relay,
+        admin(
+            "POST",
+            "/admin/routes",
+            Some(json!({"inboxId": 7, "webhookUrl": "http://other/x"})),
+        ),
+    )
+    .await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert!(body["error"].as_str().unwrap().contains("inbox 7"));
 
     // Partial update.
-    let (status, body, _) =
-        call(&relay, admin("PUT", &format!("/admin/routes/{id}"), Some(json!({"name": "Shop 2", "enabled": false})))).await;
+    let (status, body, _) = call(
+        &relay,
+        admin(
+            "PUT",
+            &format!("/admin/routes/{id}"),
+            Some(json!({"name": "Shop 2", "enabled": false})),
+        ),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!((body["route"]["name"].as_str(), body["route"]["enabled"].as_bool()), (Some("Shop 2"), Some(false)));
-    assert_eq!(body["route"]["webhookUrl"], "http://gowa:3000/chatwoot/webhook");
+    assert_eq!(
+        (
+            body["route"]["name"].as_str(),
+            body["route"]["enabled"].as_bool()
+        ),
+        (Some("Shop 2"), Some(false))
+    );
+    assert_eq!(
+        body["route"]["webhookUrl"],
+        "http://gowa:3000/chatwoot/webhook"
+    );
     assert_eq!(body["route"]["hasSecret"], true);
 
     let (status, body, _) = call(&relay, admin("GET", "/admin/routes", None)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["routes"].as_array().unwrap().len(), 1);
 
-    let (status, body, _) = call(&relay, admin("DELETE", &format!("/admin/routes/{id}"), None)).await;
+    let (status, body, _) = call(
+        &relay,
+        admin("DELETE", &format!("/admin/routes/{id}"), None),
+    )
+    .await;
     assert_eq!((status, body), (StatusCode::OK, json!({"success": true})));
     for (method, body) in [("PUT", Some(json!({"name": "x"}))), ("DELETE", None)] {
-        for path in [format!("/admin/routes/{id}"), "/admin/routes/abc".into(), "/admin/routes/-1".into()] {
+        for path in [
+            format!("/admin/routes/{id}"),
+            "/admin/routes/abc".into(),
+            "/admin/routes/-1".into(),
+        ] {
             let (status, body, _) = call(&relay, admin(method, &path, body.clone())).await;
             assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}");
             assert!(body["error"].is_string());
@@ -140,15 +199,27 @@ async fn bad_admin_input_is_refused_and_changes_nothing() {
     let relay = TestRelay::start(|_| {}).await;
     let bad = [
         (json!({"webhookUrl": "http://g/x"}), "inboxId"),
-        (json!({"inboxId": "seven", "webhookUrl": "http://g/x"}), "inboxId"),
-        (json!({"inboxId": 7, "webhookUrl": "javascript:alert(1)"}), "webhookUrl"),
-        (json!({"inboxId": 7, "webhookUrl": "http://g/x", "name": "n".repeat(10_000)}), "name"),
+        (
+            json!({"inboxId": "seven", "webhookUrl": "http://g/x"}),
+            "inboxId",
+        ),
+        (
+            json!({"inboxId": 7, "webhookUrl": "javascript:alert(1)"}),
+            "webhookUrl",
+        ),
+        (
+            json!({"inboxId": 7, "webhookUrl": "http://g/x", "name": "n".repeat(10_000)}),
+            "name",
+        ),
     ];
     for (body, field) in bad {
         let (status, answer, _) = call(&relay, admin("POST", "/admin/routes", Some(body))).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(answer["field"], field);
-        assert!(answer["error"].as_str().unwrap().contains(field), "{answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains(field),
+            "{answer}"
+        );
     }
     // Not JSON, and JSON that is not an object.
     for raw in ["{nope", "[1,2]", "\"x\""] {
@@ -162,8 +233,13 @@ async fn bad_admin_input_is_refused_and_changes_nothing() {
         assert!(answer["error"].is_string());
     }
     // A form post (what a cross-site page could forge) is refused before it is read.
-    for ct in [None, Some("application/x-www-form-urlencoded"), Some("text/plain")] {
-        let mut request = Request::post("/admin/routes").header("authorization", basic_auth(ADMIN_USER, ADMIN_PASS));
+    for ct in [
+        None,
+        Some("application/x-www-form-urlencoded"),
+        Some("text/plain"),
+    ] {
+        let mut request = Request::post("/admin/routes")
+            .header("authorization", basic_auth(ADMIN_USER, ADMIN_PASS));
         if let Some(ct) = ct {
             request = request.header("content-type", ct);
         }
@@ -179,19 +255,40 @@ async fn bad_admin_input_is_refused_and_changes_nothing() {
 #[tokio::test]
 async fn webhook_answers() {
     let relay = TestRelay::start(|c| c.max_body = 64 * 1024).await;
-    let (status, body, _) = call(&relay, admin("POST", "/admin/routes", Some(json!({"inboxId": 7, "webhookUrl": "http://127.0.0.1:9/x"})))).await;
+    let (status, body, _) = call(
+        &relay,
+        admin(
+            "POST",
+            "/admin/routes",
+            Some(json!({"inboxId": 7, "webhookUrl": "http://127.0.0.1:9/x"})),
+        ),
+    )
+    .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 
-    let (status, body, _) = call(&relay, webhook(fixture("message_created.outgoing_text.json"))).await;
+    let (status, body, _) = call(
+        &relay,
+        webhook(fixture("message_created.outgoing_text.json")),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!((body["received"].as_bool(), body["queued"].as_bool()), (Some(true), Some(true)));
+    assert_eq!(
+        (body["received"].as_bool(), body["queued"].as_bool()),
+        (Some(true), Some(true))
+    );
     assert!(body["deliveryId"].as_i64().is_some());
     assert_eq!(count(&relay, "deliveries").await, 1);
 
     // Deliberate decisions not to queue are 200 and say why.
-    for (file, reason) in [("contact_created.json", "no_inbox"), ("message_created.unicode_emoji.json", "no_route")] {
+    for (file, reason) in [
+        ("contact_created.json", "no_inbox"),
+        ("message_created.unicode_emoji.json", "no_route"),
+    ] {
         let (status, body, _) = call(&relay, webhook(fixture(file))).await;
-        assert_eq!((status, body["queued"].as_bool(), body["reason"].as_str()), (StatusCode::OK, Some(false), Some(reason)));
+        assert_eq!(
+            (status, body["queued"].as_bool(), body["reason"].as_str()),
+            (StatusCode::OK, Some(false), Some(reason))
+        );
     }
 
     // Not JSON, not an object, not UTF-8 → 400; too big → 413; a form → 415. Nothing stored.
@@ -202,21 +299,37 @@ async fn webhook_answers() {
     }
     let (status, body, _) = call(&relay, webhook(fixture("message_created.large_text.json"))).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert!(body["error"].as_str().unwrap().contains("CHATGOWA_MAX_BODY"));
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("CHATGOWA_MAX_BODY")
+    );
     let form = Request::post("/webhook")
         .header("content-type", "application/x-www-form-urlencoded")
         .body(Body::from(fixture("message_created.outgoing_text.json")))
         .unwrap();
-    assert_eq!(call(&relay, form).await.0, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(
+        call(&relay, form).await.0,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE
+    );
     assert_eq!(count(&relay, "deliveries").await, 1);
 
     // When nothing can be stored, Chatwoot must hear about it: 503, not a silent 200.
     relay.state.pool.close().await;
-    let (status, body, headers) = call(&relay, webhook(fixture("message_created.outgoing_text.json"))).await;
+    let (status, body, headers) = call(
+        &relay,
+        webhook(fixture("message_created.outgoing_text.json")),
+    )
+    .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(body["error"].is_string());
     assert!(headers.contains_key("retry-after"));
-    let (status, _, _) = call(&relay, Request::get("/healthz").body(Body::empty()).unwrap()).await;
+    let (status, _, _) = call(
+        &relay,
+        Request::get("/healthz").body(Body::empty()).unwrap(),
+    )
+    .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     relay.stop().await;
 }
@@ -224,7 +337,11 @@ async fn webhook_answers() {
 #[tokio::test]
 async fn healthz_reports_version_and_queue_depth() {
     let relay = TestRelay::start(|_| {}).await;
-    let (status, body, _) = call(&relay, Request::get("/healthz").body(Body::empty()).unwrap()).await;
+    let (status, body, _) = call(
+        &relay,
+        Request::get("/healthz").body(Body::empty()).unwrap(),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["status"], "ok");
     assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));

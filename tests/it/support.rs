@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,12 +21,19 @@ pub const ADMIN_USER: &str = "admin";
 pub const ADMIN_PASS: &str = "correct horse battery staple";
 
 pub fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/tests/fixtures/chatwoot/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    std::fs::read(format!(
+        "{}/tests/fixtures/chatwoot/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
 }
 
 pub fn basic_auth(user: &str, pass: &str) -> String {
     use base64::Engine as _;
-    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}")))
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+    )
 }
 
 /// Polls `check` until it returns `Some`, failing the test after `timeout`.
@@ -39,7 +47,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -49,7 +60,10 @@ pub fn test_config(database_path: PathBuf) -> Config {
         bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
         port: 0,
         database_path,
-        admin: Some(AdminCredentials { user: ADMIN_USER.into(), password: Secret::new(ADMIN_PASS.into()) }),
+        admin: Some(AdminCredentials {
+            user: ADMIN_USER.into(),
+            password: Secret::new(ADMIN_PASS.into()),
+        }),
         fetch_timeout: Duration::from_secs(2),
         retry_schedule: vec![Duration::from_millis(20)],
         max_age: Duration::from_secs(60),
@@ -78,7 +92,14 @@ impl TestRelay {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let task = tokio::spawn(relay.serve(listener));
-        Self { base, state, http: reqwest::Client::new(), shutdown, task, _dir: dir }
+        Self {
+            base,
+            state,
+            http: reqwest::Client::new(),
+            shutdown,
+            task,
+            _dir: dir,
+        }
     }
 
     pub async fn stop(self) {
@@ -86,7 +107,12 @@ impl TestRelay {
         self.task.await.unwrap().unwrap();
     }
 
-    pub async fn add_route(&self, inbox: i64, url: &str, secret: Option<&str>) -> serde_json::Value {
+    pub async fn add_route(
+        &self,
+        inbox: i64,
+        url: &str,
+        secret: Option<&str>,
+    ) -> serde_json::Value {
         let response = self
             .http
             .post(format!("{}/admin/routes", self.base))
@@ -100,7 +126,11 @@ impl TestRelay {
     }
 
     /// Posts a webhook and returns the relay's JSON answer (asserting 200).
-    pub async fn post_webhook(&self, body: Vec<u8>, delivery_id: Option<&str>) -> serde_json::Value {
+    pub async fn post_webhook(
+        &self,
+        body: Vec<u8>,
+        delivery_id: Option<&str>,
+    ) -> serde_json::Value {
         let mut request = self
             .http
             .post(format!("{}/webhook", self.base))
@@ -144,13 +174,19 @@ pub struct Reply {
 
 impl Reply {
     pub fn status(status: u16) -> Self {
-        Self { status, delay: Duration::ZERO, retry_after: None }
+        Self {
+            status,
+            delay: Duration::ZERO,
+            retry_after: None,
+        }
     }
 }
 
 type Behaviour = Box<dyn Fn(&Received, &[Received]) -> Reply + Send + Sync>;
 
 struct GowaState {
+    /// Requests that have started, answered or not.
+    arrivals: AtomicUsize,
     received: Mutex<Vec<Received>>,
     behaviour: Mutex<Behaviour>,
 }
@@ -170,6 +206,7 @@ impl Gowa {
     pub fn start_on(listener: TcpListener) -> Self {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let state = Arc::new(GowaState {
+            arrivals: AtomicUsize::new(0),
             received: Mutex::default(),
             behaviour: Mutex::new(Box::new(|_, _| Reply::status(200))),
         });
@@ -191,12 +228,23 @@ impl Gowa {
         *self.state.behaviour.lock().unwrap() = Box::new(behaviour);
     }
 
+    /// Requests that have started, including those still waiting for their answer.
+    pub fn arrivals(&self) -> usize {
+        self.state.arrivals.load(Ordering::SeqCst)
+    }
+
+    /// Requests answered so far.
     pub fn received(&self) -> Vec<Received> {
         self.state.received.lock().unwrap().clone()
     }
 
     /// Waits until `done` holds for what was received.
-    pub async fn wait_for(&self, what: &str, timeout: Duration, done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
+    pub async fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&[Received]) -> bool,
+    ) -> Vec<Received> {
         eventually(what, timeout, || async {
             let got = self.received();
             done(&got).then_some(got)
@@ -205,8 +253,19 @@ impl Gowa {
     }
 }
 
-async fn receive(State(state): State<Arc<GowaState>>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    let mut request = Received { path: uri.to_string(), headers, body, status: 0 };
+async fn receive(
+    State(state): State<Arc<GowaState>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    state.arrivals.fetch_add(1, Ordering::SeqCst);
+    let mut request = Received {
+        path: uri.to_string(),
+        headers,
+        body,
+        status: 0,
+    };
     let reply = {
         let received = state.received.lock().unwrap();
         (state.behaviour.lock().unwrap())(&request, &received)
@@ -218,7 +277,9 @@ async fn receive(State(state): State<Arc<GowaState>>, uri: Uri, headers: HeaderM
     state.received.lock().unwrap().push(request);
     let mut response = (StatusCode::from_u16(reply.status).unwrap(), "OK").into_response();
     if let Some(ra) = reply.retry_after {
-        response.headers_mut().insert("retry-after", HeaderValue::from_static(ra));
+        response
+            .headers_mut()
+            .insert("retry-after", HeaderValue::from_static(ra));
     }
     response
 }
