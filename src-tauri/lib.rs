@@ -49,6 +49,7 @@ const RECORD_GRACE: Duration = Duration::from_secs(2);
 /// A started relay: database open, writer and lanes running, not yet serving HTTP.
 pub struct Relay {
     state: AppState,
+    _lock: store::DatabaseLock,
     tracker: TaskTracker,
     shutdown: CancellationToken,
     abort: CancellationToken,
@@ -61,8 +62,9 @@ impl Relay {
     /// Cancelling `shutdown` stops the relay (see [`Relay::serve`]).
     ///
     /// # Errors
-    /// The database cannot be opened or migrated, or the HTTP client cannot be built.
+    /// Another relay uses the database, it cannot be opened or migrated, or the HTTP client cannot be built.
     pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
+        let lock = store::lock_database(&config.database_path)?;
         let pool = store::connect(&config.database_path)
             .await
             .with_context(|| {
@@ -103,6 +105,7 @@ impl Relay {
         };
         Ok(Self {
             state,
+            _lock: lock,
             tracker,
             shutdown,
             abort,

@@ -37,12 +37,68 @@ pub async fn connect(path: &Path) -> Result<SqlitePool, sqlx::Error> {
         .synchronous(SqliteSynchronous::Full)
         .busy_timeout(Duration::from_secs(5))
         .foreign_keys(true);
+    // Local file connections never go stale: keeping them avoids a maintenance task waking up while idle.
     let pool = SqlitePoolOptions::new()
         .max_connections(8)
+        .idle_timeout(None)
+        .max_lifetime(None)
         .connect_with(options)
         .await?;
     MIGRATOR.run(&pool).await?;
     Ok(pool)
+}
+
+/// Proof that this process is the only relay using a database: the lanes keep their queue in memory, so two
+/// relays on one file would send the same deliveries twice. The OS releases the lock when the process dies, even
+/// on `kill -9`, so a crashed relay never blocks its successor.
+#[derive(Debug)]
+pub struct DatabaseLock {
+    _file: std::fs::File,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("another Chatgowa is already using this database (lock file {0}); stop it first")]
+    Busy(String),
+    #[error("cannot lock {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// Takes the database's lock file (`<database>.lock`) for the life of the returned value.
+///
+/// # Errors
+/// Another process holds it, or the file cannot be created.
+pub fn lock_database(database: &Path) -> Result<DatabaseLock, LockError> {
+    let mut name = database.as_os_str().to_owned();
+    name.push(".lock");
+    let path = std::path::PathBuf::from(name);
+    let shown = path.display().to_string();
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| LockError::Io {
+            path: shown.clone(),
+            source,
+        })?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| LockError::Io {
+            path: shown.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(DatabaseLock { _file: file }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(LockError::Busy(shown)),
+        Err(std::fs::TryLockError::Error(source)) => Err(LockError::Io {
+            path: shown,
+            source,
+        }),
+    }
 }
 
 /// Current time as unix milliseconds.
@@ -100,6 +156,17 @@ mod tests {
         // Reopening the same file applies nothing twice.
         let pool = connect(&path).await.unwrap();
         pool.close().await;
+    }
+
+    #[test]
+    fn one_relay_per_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("relay.db");
+        let held = lock_database(&db).unwrap();
+        assert!(matches!(lock_database(&db), Err(LockError::Busy(_))));
+        assert!(lock_database(&dir.path().join("other.db")).is_ok());
+        drop(held);
+        assert!(lock_database(&db).is_ok());
     }
 
     #[test]

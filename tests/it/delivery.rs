@@ -3,11 +3,12 @@
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use chatgowa_lib::config::Config;
 use chatgowa_lib::ids::DeliveryId;
 use chatgowa_lib::store::deliveries::DeliveryStatus;
 use chatgowa_lib::store::{attempts, deliveries};
 
-use crate::support::{Gowa, Reply, TestRelay, eventually, fixture, message};
+use crate::support::{Gowa, Received, Reply, TestRelay, eventually, fixture, message};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -29,19 +30,37 @@ fn delivery_id(answer: &serde_json::Value) -> DeliveryId {
     DeliveryId(answer["deliveryId"].as_i64().unwrap())
 }
 
-#[tokio::test]
-async fn retries_until_gowa_recovers() {
+/// A GoWA stand-in answering as `behaviour` says, and a relay that routes inbox 7 to it.
+async fn relay_to_gowa(
+    behaviour: impl Fn(&Received, &[Received]) -> Reply + Send + Sync + 'static,
+    configure: impl FnOnce(&mut Config),
+) -> (Gowa, TestRelay) {
     let gowa = Gowa::start().await;
-    gowa.set(|_, before| Reply::status(if before.len() < 2 { 503 } else { 200 }));
-    let relay = TestRelay::start(|_| {}).await;
+    gowa.set(behaviour);
+    let relay = TestRelay::start(configure).await;
     relay
         .add_route(7, &gowa.url("/chatwoot/webhook"), None)
         .await;
-    let id = delivery_id(
+    (gowa, relay)
+}
+
+/// Posts the agent-reply fixture (inbox 7) and returns its delivery id.
+async fn queue_reply(relay: &TestRelay) -> DeliveryId {
+    delivery_id(
         &relay
             .post_webhook(fixture("message_created.outgoing_text.json"), None)
             .await,
-    );
+    )
+}
+
+#[tokio::test]
+async fn retries_until_gowa_recovers() {
+    let (gowa, relay) = relay_to_gowa(
+        |_, before| Reply::status(if before.len() < 2 { 503 } else { 200 }),
+        |_| {},
+    )
+    .await;
+    let id = queue_reply(&relay).await;
 
     let done = wait_status(&relay, id, DeliveryStatus::Delivered).await;
     assert_eq!(done.attempts, 3);
@@ -71,11 +90,7 @@ async fn connection_errors_are_retried() {
     relay
         .add_route(7, &format!("http://{addr}/chatwoot/webhook"), None)
         .await;
-    let id = delivery_id(
-        &relay
-            .post_webhook(fixture("message_created.outgoing_text.json"), None)
-            .await,
-    );
+    let id = queue_reply(&relay).await;
     eventually("a failed connection attempt", WAIT, || async {
         let log = attempts::list_for_delivery(&relay.state.pool, id)
             .await
@@ -93,17 +108,8 @@ async fn connection_errors_are_retried() {
 
 #[tokio::test]
 async fn permanent_client_errors_go_dead_at_once() {
-    let gowa = Gowa::start().await;
-    gowa.set(|_, _| Reply::status(401));
-    let relay = TestRelay::start(|_| {}).await;
-    relay
-        .add_route(7, &gowa.url("/chatwoot/webhook"), None)
-        .await;
-    let id = delivery_id(
-        &relay
-            .post_webhook(fixture("message_created.outgoing_text.json"), None)
-            .await,
-    );
+    let (_gowa, relay) = relay_to_gowa(|_, _| Reply::status(401), |_| {}).await;
+    let id = queue_reply(&relay).await;
     let dead = wait_status(&relay, id, DeliveryStatus::Dead).await;
     assert_eq!((dead.attempts, dead.last_status_code), (1, Some(401)));
     relay.stop().await;
@@ -111,17 +117,12 @@ async fn permanent_client_errors_go_dead_at_once() {
 
 #[tokio::test]
 async fn gives_up_after_the_maximum_age() {
-    let gowa = Gowa::start().await;
-    gowa.set(|_, _| Reply::status(500));
-    let relay = TestRelay::start(|c| c.max_age = Duration::from_millis(300)).await;
-    relay
-        .add_route(7, &gowa.url("/chatwoot/webhook"), None)
-        .await;
-    let id = delivery_id(
-        &relay
-            .post_webhook(fixture("message_created.outgoing_text.json"), None)
-            .await,
-    );
+    let (_gowa, relay) = relay_to_gowa(
+        |_, _| Reply::status(500),
+        |c| c.max_age = Duration::from_millis(300),
+    )
+    .await;
+    let id = queue_reply(&relay).await;
     let dead = wait_status(&relay, id, DeliveryStatus::Dead).await;
     assert!(
         dead.attempts > 1,
@@ -137,24 +138,16 @@ async fn gives_up_after_the_maximum_age() {
 
 #[tokio::test]
 async fn retry_after_is_honoured() {
-    let gowa = Gowa::start().await;
-    gowa.set(|_, before| match before.len() {
+    let step = Duration::from_millis(150);
+    let once_429 = |_: &Received, before: &[Received]| match before.len() {
         0 => Reply {
             retry_after: Some("1"),
             ..Reply::status(429)
         },
         _ => Reply::status(200),
-    });
-    let step = Duration::from_millis(150);
-    let relay = TestRelay::start(|c| c.retry_schedule = vec![step]).await;
-    relay
-        .add_route(7, &gowa.url("/chatwoot/webhook"), None)
-        .await;
-    let id = delivery_id(
-        &relay
-            .post_webhook(fixture("message_created.outgoing_text.json"), None)
-            .await,
-    );
+    };
+    let (_gowa, relay) = relay_to_gowa(once_429, |c| c.retry_schedule = vec![step]).await;
+    let id = queue_reply(&relay).await;
     wait_status(&relay, id, DeliveryStatus::Delivered).await;
     let log = attempts::list_for_delivery(&relay.state.pool, id)
         .await
@@ -167,21 +160,21 @@ async fn retry_after_is_honoured() {
 
 #[tokio::test]
 async fn a_conversation_waits_for_its_head_while_others_proceed() {
-    let gowa = Gowa::start().await;
     // Conversation 1's first message fails three times; conversation 2 is healthy.
-    gowa.set(|req, before| {
-        let m = req.json();
-        let first_of_1 = m["conversation"]["id"] == 1 && m["id"] == 0;
-        let failures = before
-            .iter()
-            .filter(|r| r.json()["id"] == 0 && r.json()["conversation"]["id"] == 1)
-            .count();
-        Reply::status(if first_of_1 && failures < 3 { 500 } else { 200 })
-    });
-    let relay = TestRelay::start(|c| c.retry_schedule = vec![Duration::from_millis(50)]).await;
-    relay
-        .add_route(7, &gowa.url("/chatwoot/webhook"), None)
-        .await;
+    let head_fails_thrice = |req: &Received, before: &[Received]| {
+        let is_head_of_1 =
+            |r: &Received| r.json()["conversation"]["id"] == 1 && r.json()["id"] == 0;
+        let failures = before.iter().filter(|r| is_head_of_1(r)).count();
+        Reply::status(if is_head_of_1(req) && failures < 3 {
+            500
+        } else {
+            200
+        })
+    };
+    let (gowa, relay) = relay_to_gowa(head_fails_thrice, |c| {
+        c.retry_schedule = vec![Duration::from_millis(50)]
+    })
+    .await;
     for seq in 0..5 {
         relay.post_webhook(message(7, 1, seq), None).await;
         relay.post_webhook(message(7, 2, seq), None).await;
@@ -258,11 +251,7 @@ async fn a_slow_route_does_not_delay_another_route() {
 
 #[tokio::test]
 async fn a_repeated_chatwoot_delivery_is_sent_once() {
-    let gowa = Gowa::start().await;
-    let relay = TestRelay::start(|_| {}).await;
-    relay
-        .add_route(7, &gowa.url("/chatwoot/webhook"), None)
-        .await;
+    let (gowa, relay) = relay_to_gowa(|_, _| Reply::status(200), |_| {}).await;
     let first = relay
         .post_webhook(message(7, 1, 0), Some("3b1f6c1e-uuid"))
         .await;
@@ -376,13 +365,17 @@ async fn sends_the_exact_bytes_and_the_expected_headers() {
 
 #[tokio::test]
 async fn a_disabled_route_pauses_its_queue_until_enabled() {
-    let gowa = Gowa::start().await;
-    gowa.set(|_, before| Reply::status(if before.is_empty() { 503 } else { 200 }));
-    let relay = TestRelay::start(|c| c.retry_schedule = vec![Duration::from_millis(200)]).await;
-    let route = relay
-        .add_route(7, &gowa.url("/chatwoot/webhook"), None)
-        .await;
-    let route_id = route["route"]["id"].as_i64().unwrap();
+    let first_fails = |_: &Received, before: &[Received]| {
+        Reply::status(if before.is_empty() { 503 } else { 200 })
+    };
+    let (gowa, relay) = relay_to_gowa(first_fails, |c| {
+        c.retry_schedule = vec![Duration::from_millis(200)]
+    })
+    .await;
+    let route_id = chatgowa_lib::store::routes::list(&relay.state.pool)
+        .await
+        .unwrap()[0]
+        .id;
     let id = delivery_id(&relay.post_webhook(message(7, 1, 0), None).await);
     gowa.wait_for("the first (failing) attempt", WAIT, |r| r.len() == 1)
         .await;

@@ -245,3 +245,22 @@ async fn nothing_acknowledged_is_lost_across_kill_9() {
     }
     drop(server);
 }
+
+#[tokio::test]
+async fn a_second_relay_on_the_same_database_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Server::spawn(dir.path(), free_port(), &[]);
+    first.wait_healthy().await;
+    let second = Command::new(BIN)
+        .arg("--server")
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PORT", free_port().to_string())
+        .env("DATABASE_URL", "file:./data/relay.db")
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("already using this database"), "{stderr}");
+    assert!(first.healthcheck(), "the first relay is unaffected");
+}
