@@ -21,6 +21,7 @@ CREATE TABLE deliveries (
     cw_signature     TEXT,             -- X-Chatwoot-Signature, passed through
     body             BLOB    NOT NULL,
     status           TEXT    NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'delivered', 'dead')),
+    trigger          TEXT    NOT NULL DEFAULT 'scheduled' CHECK (trigger IN ('scheduled', 'manual')),
     attempts         INTEGER NOT NULL DEFAULT 0,
     next_attempt_at  INTEGER NOT NULL,
     last_status_code INTEGER,
@@ -32,6 +33,8 @@ CREATE TABLE deliveries (
 CREATE INDEX deliveries_pending ON deliveries (id) WHERE status = 'pending';
 CREATE INDEX deliveries_inbox ON deliveries (inbox_id, id);
 CREATE INDEX deliveries_status ON deliveries (status, id);
+CREATE INDEX deliveries_conversation ON deliveries (conversation_id, id);
+CREATE INDEX deliveries_inbox_updated ON deliveries (inbox_id, updated_at);
 
 -- One row per HTTP attempt, successful or not.
 CREATE TABLE delivery_attempts (

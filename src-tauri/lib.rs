@@ -16,6 +16,7 @@ pub mod cli;
 pub mod config;
 pub mod delivery;
 pub mod error;
+pub mod events;
 pub mod ids;
 pub mod relay;
 pub mod server;
@@ -37,6 +38,7 @@ use tokio_util::task::TaskTracker;
 use crate::cli::Settings;
 use crate::config::Config;
 use crate::delivery::{DeliveryConfig, Dispatcher};
+use crate::events::{Events, UiEvent};
 use crate::state::AppState;
 use crate::store::Writer;
 
@@ -89,9 +91,19 @@ impl Relay {
             shutdown.clone(),
             abort.clone(),
         );
-        let lanes = dispatcher.clone();
-        let writer_task =
-            writer_inbox.spawn(pool.clone(), writer_stop.clone(), move |q| lanes.enqueue(q));
+        let events = Events::default();
+        let writer_task = writer_inbox.spawn(pool.clone(), writer_stop.clone(), {
+            let (lanes, events) = (dispatcher.clone(), events.clone());
+            move |commit| {
+                lanes.enqueue(commit.queued);
+                if commit.deliveries_changed {
+                    events.send(UiEvent::Deliveries);
+                }
+                if commit.unrouted_changed {
+                    events.send(UiEvent::Unrouted);
+                }
+            }
+        });
         let pending = dispatcher
             .load_pending()
             .await
@@ -102,6 +114,8 @@ impl Relay {
             pool,
             writer,
             dispatcher,
+            events,
+            shutdown: shutdown.clone(),
         };
         Ok(Self {
             state,

@@ -5,19 +5,19 @@ use std::time::Duration;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
-use axum::{Json, Router, middleware};
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use serde::Serialize;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::admin::{auth, handlers};
+use crate::admin::handlers;
 use crate::error::ApiError;
 use crate::relay;
 use crate::state::AppState;
 use crate::store::deliveries;
 
-/// A request still running after this is answered 408, so a stuck request cannot hold up shutdown.
+/// A webhook or health request still running after this is answered 408, so it cannot hold up shutdown.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub fn build_router(state: AppState) -> Router {
@@ -26,34 +26,15 @@ pub fn build_router(state: AppState) -> Router {
             "/webhook",
             post(relay::webhook).layer(DefaultBodyLimit::max(state.config.max_body)),
         )
-        .route("/healthz", get(healthz));
+        .route("/healthz", get(healthz))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT));
     if state.config.admin.is_some() {
-        let admin = Router::new()
-            .route(
-                "/routes",
-                get(handlers::list_routes).post(handlers::create_route),
-            )
-            .route(
-                "/routes/{id}",
-                put(handlers::update_route).delete(handlers::delete_route),
-            )
-            .route_layer(middleware::from_fn_with_state(
-                state.clone(),
-                auth::require_admin,
-            ));
-        router = router.nest("/admin", admin);
+        router = router.merge(handlers::router(&state));
     }
     router
         .fallback(not_found)
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
-        ))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            let path = req
-                .extensions()
-                .get::<MatchedPath>()
-                .map(MatchedPath::as_str);
+            let path = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
             tracing::debug_span!("http", method = %req.method(), path)
         }))
         .with_state(state)

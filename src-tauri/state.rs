@@ -6,6 +6,7 @@ use sqlx::SqlitePool;
 
 use crate::config::Config;
 use crate::delivery::Dispatcher;
+use crate::events::Events;
 use crate::store::Writer;
 
 #[derive(Clone)]
@@ -15,4 +16,7 @@ pub struct AppState {
     pub pool: SqlitePool,
     pub writer: Writer,
     pub dispatcher: Dispatcher,
+    pub events: Events,
+    /// Cancelled when the relay stops; long-lived responses (the event stream) end with it.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }

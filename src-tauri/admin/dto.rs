@@ -3,7 +3,10 @@
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
-use crate::ids::{InboxId, RouteId};
+use crate::ids::{DeliveryId, InboxId, RouteId};
+use crate::store::attempts::{Attempt, Trigger};
+use crate::store::deliveries::{DeliveryStatus, DeliverySummary, Totals};
+use crate::store::unrouted_inboxes::UnroutedInbox;
 use crate::store::{self, routes};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,10 +21,14 @@ pub struct Route {
     pub has_secret: bool,
     pub created_at: String,
     pub updated_at: String,
+    /// Deliveries of this inbox waiting to be sent.
+    pub pending: i64,
+    /// The outcome of the inbox's latest attempt; `None` before the first one.
+    pub health: Option<RouteHealth>,
 }
 
-impl From<routes::Route> for Route {
-    fn from(r: routes::Route) -> Self {
+impl Route {
+    pub fn new(r: routes::Route, pending: i64, last: Option<DeliverySummary>) -> Self {
         Self {
             id: r.id,
             inbox_id: r.inbox_id,
@@ -31,8 +38,200 @@ impl From<routes::Route> for Route {
             has_secret: r.secret.is_some(),
             created_at: store::to_rfc3339(r.created_at),
             updated_at: store::to_rfc3339(r.updated_at),
+            pending,
+            health: last.map(RouteHealth::from),
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthState {
+    /// The latest attempt succeeded.
+    Ok,
+    /// The latest attempt failed and will be retried.
+    Failing,
+    /// The latest attempt failed for good.
+    Dead,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteHealth {
+    pub state: HealthState,
+    pub at: String,
+    pub status_code: Option<i64>,
+    pub error: Option<String>,
+}
+
+impl From<DeliverySummary> for RouteHealth {
+    fn from(d: DeliverySummary) -> Self {
+        let state = match d.status {
+            DeliveryStatus::Delivered => HealthState::Ok,
+            DeliveryStatus::Pending => HealthState::Failing,
+            DeliveryStatus::Dead => HealthState::Dead,
+        };
+        Self { state, at: store::to_rfc3339(d.updated_at), status_code: d.last_status_code, error: d.last_error }
+    }
+}
+
+/// A delivery in the log, without its body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Delivery {
+    pub id: DeliveryId,
+    pub inbox_id: InboxId,
+    pub conversation_id: Option<i64>,
+    pub event: String,
+    pub status: DeliveryStatus,
+    pub attempts: i64,
+    /// When the next attempt is due (pending deliveries only).
+    pub next_attempt_at: Option<String>,
+    pub last_status_code: Option<i64>,
+    pub last_error: Option<String>,
+    pub received_at: String,
+    pub updated_at: String,
+    /// Body size in bytes.
+    pub size: i64,
+}
+
+impl From<DeliverySummary> for Delivery {
+    fn from(d: DeliverySummary) -> Self {
+        Self {
+            id: d.id,
+            inbox_id: d.inbox_id,
+            conversation_id: d.conversation_id,
+            event: d.event,
+            status: d.status,
+            attempts: d.attempts,
+            next_attempt_at: (d.status == DeliveryStatus::Pending).then(|| store::to_rfc3339(d.next_attempt_at)),
+            last_status_code: d.last_status_code,
+            last_error: d.last_error,
+            received_at: store::to_rfc3339(d.received_at),
+            updated_at: store::to_rfc3339(d.updated_at),
+            size: d.size,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptView {
+    pub attempt: i64,
+    pub trigger: Trigger,
+    pub started_at: String,
+    pub duration_ms: i64,
+    pub status_code: Option<i64>,
+    pub error: Option<String>,
+    pub response_snippet: Option<String>,
+}
+
+impl From<Attempt> for AttemptView {
+    fn from(a: Attempt) -> Self {
+        Self {
+            attempt: a.attempt,
+            trigger: a.trigger,
+            started_at: store::to_rfc3339(a.started_at),
+            duration_ms: a.duration_ms,
+            status_code: a.status_code,
+            error: a.error,
+            response_snippet: a.response_snippet,
+        }
+    }
+}
+
+/// A delivery with its payload (as text; Chatwoot sends UTF-8 JSON) and every attempt.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryDetail {
+    #[serde(flatten)]
+    pub delivery: Delivery,
+    pub payload: String,
+    pub attempts: Vec<AttemptView>,
+}
+
+/// Filters and page of the delivery log; all optional, as strings so that errors can name the field.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryQuery {
+    pub status: Option<String>,
+    pub route_id: Option<String>,
+    pub inbox_id: Option<String>,
+    pub conversation_id: Option<String>,
+    /// `nextCursor` of the previous page.
+    pub cursor: Option<String>,
+    pub limit: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveriesBody {
+    pub deliveries: Vec<Delivery>,
+    /// Pass as `cursor` for the next (older) page; absent on the last page.
+    pub next_cursor: Option<DeliveryId>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DeliveryBody {
+    pub delivery: DeliveryDetail,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RetriedBody {
+    pub retried: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Unrouted {
+    pub inbox_id: InboxId,
+    pub count: i64,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub last_event: String,
+}
+
+impl From<UnroutedInbox> for Unrouted {
+    fn from(u: UnroutedInbox) -> Self {
+        Self {
+            inbox_id: u.inbox_id,
+            count: u.count,
+            first_seen: store::to_rfc3339(u.first_seen),
+            last_seen: store::to_rfc3339(u.last_seen),
+            last_event: u.last_event,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct UnroutedBody {
+    pub unrouted: Vec<Unrouted>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stats {
+    pub version: String,
+    pub totals: Totals,
+    /// Deliveries waiting (the same as `totals.pending`).
+    pub queue_depth: i64,
+    /// Age of the oldest pending delivery.
+    pub oldest_pending_age_ms: Option<i64>,
+    pub routes: usize,
+    pub unrouted_inboxes: usize,
+    /// Where Chatwoot posts, relative to the relay's address.
+    pub webhook_path: String,
+}
+
+/// The outcome of sending a test event to a route's GoWA.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TestResult {
+    pub ok: bool,
+    pub status_code: Option<u16>,
+    pub latency_ms: u64,
+    pub error: Option<String>,
+    pub response_snippet: Option<String>,
 }
 
 /// Body of `POST /admin/routes` and `PUT /admin/routes/:id`. Fields stay raw JSON so that validation can say

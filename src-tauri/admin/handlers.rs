@@ -1,22 +1,50 @@
 //! axum adapters for the admin API: map the request, call [`super::service`], map the answer.
 
-use axum::Json;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequest, Path, Request, State};
-use axum::http::{StatusCode, header};
-use bytes::Bytes;
-use serde::de::DeserializeOwned;
+use std::convert::Infallible;
 
-use super::dto::{RouteBody, RouteInput, RoutesBody, SuccessBody};
-use super::service;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::routing::{get, post, put};
+use axum::{Json, Router, middleware};
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt as _};
+use serde::de::DeserializeOwned;
+use tokio_stream::wrappers::BroadcastStream;
+
+use super::dto::{
+    DeliveriesBody, DeliveryBody, DeliveryQuery, RetriedBody, RouteBody, RouteInput, RoutesBody, Stats,
+    SuccessBody, TestResult, UnroutedBody,
+};
+use super::{auth, panel, service};
 use crate::error::{ApiError, Error, Result};
-use crate::ids::RouteId;
+use crate::events::UiEvent;
+use crate::ids::{DeliveryId, RouteId};
 use crate::state::AppState;
 
+/// Everything under `/admin`, behind Basic Auth.
+pub fn router(state: &AppState) -> Router<AppState> {
+    Router::new()
+        .route("/admin", get(panel::redirect_to_panel))
+        .route("/admin/", get(panel::index))
+        .route("/admin/{*path}", get(panel::asset))
+        .route("/admin/routes", get(list_routes).post(create_route))
+        .route("/admin/routes/{id}", put(update_route).delete(delete_route))
+        .route("/admin/routes/{id}/test", post(test_route))
+        .route("/admin/routes/{id}/retry-dead", post(retry_dead))
+        .route("/admin/deliveries", get(list_deliveries))
+        .route("/admin/deliveries/{id}", get(delivery).delete(discard_delivery))
+        .route("/admin/deliveries/{id}/retry", post(retry_delivery))
+        .route("/admin/unrouted", get(list_unrouted))
+        .route("/admin/stats", get(stats))
+        .route("/admin/events", get(events))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_admin))
+}
+
 pub async fn list_routes(State(state): State<AppState>) -> Result<Json<RoutesBody>> {
-    Ok(Json(RoutesBody {
-        routes: service::list_routes(&state).await?,
-    }))
+    Ok(Json(RoutesBody { routes: service::list_routes(&state).await? }))
 }
 
 pub async fn create_route(
@@ -29,69 +57,145 @@ pub async fn create_route(
 
 pub async fn update_route(
     State(state): State<AppState>,
-    Path(id): Path<RouteIdParam>,
+    Path(id): Path<IdParam>,
     JsonBody(input): JsonBody<RouteInput>,
 ) -> Result<Json<RouteBody>> {
-    let route = service::update_route(&state, id.0?, input).await?;
+    let route = service::update_route(&state, id.route()?, input).await?;
     Ok(Json(RouteBody { route }))
 }
 
-pub async fn delete_route(
-    State(state): State<AppState>,
-    Path(id): Path<RouteIdParam>,
-) -> Result<Json<SuccessBody>> {
-    service::delete_route(&state, id.0?).await?;
+pub async fn delete_route(State(state): State<AppState>, Path(id): Path<IdParam>) -> Result<Json<SuccessBody>> {
+    service::delete_route(&state, id.route()?).await?;
     Ok(Json(SuccessBody { success: true }))
 }
 
-/// A route id from the path; anything but a positive integer is a 404, as no such route can exist.
-pub struct RouteIdParam(Result<RouteId>);
+pub async fn test_route(
+    State(state): State<AppState>,
+    Path(id): Path<IdParam>,
+    _: JsonAction,
+) -> Result<Json<TestResult>> {
+    Ok(Json(service::test_route(&state, id.route()?).await?))
+}
 
-impl<'de> serde::Deserialize<'de> for RouteIdParam {
+pub async fn retry_dead(
+    State(state): State<AppState>,
+    Path(id): Path<IdParam>,
+    _: JsonAction,
+) -> Result<Json<RetriedBody>> {
+    Ok(Json(RetriedBody { retried: service::retry_dead_for_route(&state, id.route()?).await? }))
+}
+
+pub async fn list_deliveries(
+    State(state): State<AppState>,
+    Query(query): Query<DeliveryQuery>,
+) -> Result<Json<DeliveriesBody>> {
+    Ok(Json(service::list_deliveries(&state, query).await?))
+}
+
+pub async fn delivery(State(state): State<AppState>, Path(id): Path<IdParam>) -> Result<Json<DeliveryBody>> {
+    Ok(Json(DeliveryBody { delivery: service::delivery_detail(&state, id.delivery()?).await? }))
+}
+
+pub async fn retry_delivery(
+    State(state): State<AppState>,
+    Path(id): Path<IdParam>,
+    _: JsonAction,
+) -> Result<(StatusCode, Json<DeliveryBody>)> {
+    let delivery = service::retry_delivery(&state, id.delivery()?).await?;
+    Ok((StatusCode::ACCEPTED, Json(DeliveryBody { delivery })))
+}
+
+pub async fn discard_delivery(
+    State(state): State<AppState>,
+    Path(id): Path<IdParam>,
+) -> Result<Json<SuccessBody>> {
+    service::discard_delivery(&state, id.delivery()?).await?;
+    Ok(Json(SuccessBody { success: true }))
+}
+
+pub async fn list_unrouted(State(state): State<AppState>) -> Result<Json<UnroutedBody>> {
+    Ok(Json(UnroutedBody { unrouted: service::list_unrouted(&state).await? }))
+}
+
+pub async fn stats(State(state): State<AppState>) -> Result<Json<Stats>> {
+    Ok(Json(service::stats(&state).await?))
+}
+
+/// `GET /admin/events`: server-sent events, one `change` event per [`UiEvent`], until the relay stops.
+pub async fn events(State(state): State<AppState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let stream = BroadcastStream::new(state.events.subscribe())
+        .map(|received| {
+            let event = received.unwrap_or(UiEvent::Resync);
+            let data = serde_json::to_string(&event).unwrap_or_default();
+            Ok(Event::default().event("change").data(data))
+        })
+        .take_until(state.shutdown.clone().cancelled_owned());
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// An id from the path; anything but a positive integer is a 404, as no such row can exist.
+pub struct IdParam(String);
+
+impl<'de> serde::Deserialize<'de> for IdParam {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let raw = String::deserialize(d)?;
-        let id = raw.parse::<i64>().ok().filter(|id| *id > 0).map(RouteId);
-        Ok(Self(id.ok_or(Error::NotFound {
-            what: "route",
-            id: raw,
-        })))
+        String::deserialize(d).map(Self)
     }
 }
 
-/// A JSON body that must be sent as `application/json`: an HTML form from another site cannot produce
-/// that content type, so the browser's cached Basic credentials cannot be abused to change routes.
+impl IdParam {
+    fn parse(&self, what: &'static str) -> Result<i64> {
+        self.0.parse::<i64>().ok().filter(|id| *id > 0).ok_or(Error::NotFound { what, id: self.0.clone() })
+    }
+
+    fn route(&self) -> Result<RouteId> {
+        self.parse("route").map(RouteId)
+    }
+
+    fn delivery(&self) -> Result<DeliveryId> {
+        self.parse("delivery").map(DeliveryId)
+    }
+}
+
+/// Refuses a mutating request not sent as `application/json`: an HTML form from another site cannot produce
+/// that content type, so a browser's saved Basic credentials cannot be abused to change anything.
+fn require_json(headers: &HeaderMap) -> std::result::Result<(), ApiError> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if is_json {
+        Ok(())
+    } else {
+        Err(Error::UnsupportedMediaType("send the request as Content-Type: application/json".into()).into())
+    }
+}
+
+/// A JSON body, sent as `application/json` (see [`require_json`]).
 pub struct JsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> std::result::Result<Self, Self::Rejection> {
-        let is_json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-        if !is_json {
-            return Err(Error::UnsupportedMediaType(
-                "send the body as Content-Type: application/json".into(),
-            )
-            .into());
-        }
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e: BytesRejection| {
-                ApiError::from(Error::Invalid {
-                    field: None,
-                    message: e.body_text(),
-                })
-            })?;
+        require_json(req.headers())?;
+        let bytes = Bytes::from_request(req, state).await.map_err(|e: BytesRejection| {
+            ApiError::from(Error::Invalid { field: None, message: e.body_text() })
+        })?;
         let value = serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError::from(Error::Invalid {
-                field: None,
-                message: format!("body is not valid JSON: {e}"),
-            })
+            ApiError::from(Error::Invalid { field: None, message: format!("body is not valid JSON: {e}") })
         })?;
         Ok(Self(value))
+    }
+}
+
+/// An action without parameters (retry, test): only the content type is checked, the body is ignored.
+pub struct JsonAction;
+
+impl<S: Send + Sync> FromRequestParts<S> for JsonAction {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> std::result::Result<Self, Self::Rejection> {
+        require_json(&parts.headers).map(|()| Self)
     }
 }

@@ -3,23 +3,47 @@
 
 use serde_json::Value;
 
-use super::dto::{self, RouteInput};
-use crate::delivery::gowa::Target;
+use super::dto::{self, DeliveryQuery, RouteInput};
+use crate::delivery::gowa::{self, Target};
 use crate::error::{Error, Result};
-use crate::ids::{InboxId, RouteId};
+use crate::events::UiEvent;
+use crate::ids::{DeliveryId, InboxId, RouteId};
 use crate::state::AppState;
-use crate::store::routes::{self, RouteFields};
+use crate::store::deliveries::{self, DeliveryStatus, Filter, PendingRef};
+use crate::store::routes::{self, Route, RouteFields};
+use crate::store::writer::Queued;
+use crate::store::{attempts, now_ms, unrouted_inboxes};
 
 pub const MAX_NAME_CHARS: usize = 100;
 pub const MAX_URL_CHARS: usize = 2048;
 pub const MAX_SECRET_CHARS: usize = 256;
 
+pub const DEFAULT_PAGE: i64 = 50;
+pub const MAX_PAGE: i64 = 500;
+
 pub async fn list_routes(state: &AppState) -> Result<Vec<dto::Route>> {
-    Ok(routes::list(&state.pool)
-        .await?
-        .into_iter()
-        .map(Into::into)
-        .collect())
+    let mut views = Vec::new();
+    for route in routes::list(&state.pool).await? {
+        views.push(route_view(state, route).await?);
+    }
+    Ok(views)
+}
+
+/// A route with its queue and health.
+async fn route_view(state: &AppState, route: Route) -> Result<dto::Route> {
+    let pending = deliveries::count_pending_for_inbox(&state.pool, route.inbox_id).await?;
+    let last = deliveries::last_attempted_for_inbox(&state.pool, route.inbox_id).await?;
+    Ok(dto::Route::new(route, pending, last))
+}
+
+async fn find_route(state: &AppState, id: RouteId) -> Result<Route> {
+    routes::find(&state.pool, id).await?.ok_or_else(|| not_found(id))
+}
+
+/// Routes changed: paused lanes look again, screens refresh.
+fn routes_changed(state: &AppState) {
+    state.dispatcher.routes_changed();
+    state.events.send(UiEvent::Routes);
 }
 
 pub async fn create_route(state: &AppState, input: RouteInput) -> Result<dto::Route> {
@@ -28,20 +52,20 @@ pub async fn create_route(state: &AppState, input: RouteInput) -> Result<dto::Ro
         .await
         .map_err(|e| conflict(e, fields.inbox_id))?;
     tracing::info!(route_id = %route.id, inbox_id = %route.inbox_id, "route created");
-    state.dispatcher.routes_changed();
-    Ok(route.into())
+    routes_changed(state);
+    route_view(state, route).await
 }
 
 pub async fn update_route(state: &AppState, id: RouteId, input: RouteInput) -> Result<dto::Route> {
-    let current = routes::find(&state.pool, id).await?.ok_or(not_found(id))?;
+    let current = find_route(state, id).await?;
     let fields = validate(input, Some(current.into()))?;
     let route = routes::update(&state.pool, id, &fields)
         .await
         .map_err(|e| conflict(e, fields.inbox_id))?
-        .ok_or(not_found(id))?;
+        .ok_or_else(|| not_found(id))?;
     tracing::info!(route_id = %route.id, inbox_id = %route.inbox_id, "route updated");
-    state.dispatcher.routes_changed();
-    Ok(route.into())
+    routes_changed(state);
+    route_view(state, route).await
 }
 
 pub async fn delete_route(state: &AppState, id: RouteId) -> Result<()> {
@@ -49,8 +73,164 @@ pub async fn delete_route(state: &AppState, id: RouteId) -> Result<()> {
         return Err(not_found(id));
     }
     tracing::info!(route_id = %id, "route deleted");
-    state.dispatcher.routes_changed();
+    routes_changed(state);
     Ok(())
+}
+
+/// Sends a harmless `chatgowa_test` event to the route's GoWA (which answers 200 to events it does not act
+/// on, and 401 to a wrong secret) and reports what came back.
+pub async fn test_route(state: &AppState, id: RouteId) -> Result<dto::TestResult> {
+    let route = find_route(state, id).await?;
+    let target = Target::parse(&route.webhook_url).map_err(|e| Error::invalid("webhookUrl", e))?;
+    let body = serde_json::json!({
+        "event": "chatgowa_test",
+        "message": "Test from Chatgowa: this event changes nothing.",
+        "inbox": {"id": route.inbox_id},
+        "sent_at": crate::store::to_rfc3339(now_ms()),
+    });
+    let request = gowa::Request { body: body.to_string().into_bytes(), headers: Vec::new() };
+    let result = gowa::send(&state.dispatcher.client(), &target, route.secret.as_deref(), request).await;
+    tracing::info!(route_id = %id, status = result.status, "route tested");
+    Ok(dto::TestResult {
+        ok: result.status.is_some_and(|s| (200..300).contains(&s)),
+        status_code: result.status,
+        latency_ms: u64::try_from(result.duration.as_millis()).unwrap_or(u64::MAX),
+        error: result.error,
+        response_snippet: result.snippet,
+    })
+}
+
+pub async fn stats(state: &AppState) -> Result<dto::Stats> {
+    let totals = deliveries::totals(&state.pool).await?;
+    let oldest = deliveries::oldest_pending_received_at(&state.pool).await?;
+    Ok(dto::Stats {
+        version: env!("CARGO_PKG_VERSION").into(),
+        totals,
+        queue_depth: totals.pending,
+        oldest_pending_age_ms: oldest.map(|at| (now_ms() - at).max(0)),
+        routes: routes::list(&state.pool).await?.len(),
+        unrouted_inboxes: unrouted_inboxes::list(&state.pool).await?.len(),
+        webhook_path: "/webhook".into(),
+    })
+}
+
+pub async fn list_unrouted(state: &AppState) -> Result<Vec<dto::Unrouted>> {
+    Ok(unrouted_inboxes::list(&state.pool).await?.into_iter().map(Into::into).collect())
+}
+
+/// One page of the delivery log, newest first.
+pub async fn list_deliveries(state: &AppState, query: DeliveryQuery) -> Result<dto::DeliveriesBody> {
+    let number = |value: Option<String>, field: &'static str| -> Result<Option<i64>> {
+        match value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(v) => v.parse::<i64>().ok().filter(|n| *n > 0).map(Some).ok_or_else(|| {
+                Error::invalid(field, format!("{field} must be a positive integer"))
+            }),
+        }
+    };
+    let status = match query.status.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+        None => None,
+        Some("pending") => Some(DeliveryStatus::Pending),
+        Some("delivered") => Some(DeliveryStatus::Delivered),
+        Some("dead") => Some(DeliveryStatus::Dead),
+        Some(_) => return Err(Error::invalid("status", "status must be pending, delivered or dead")),
+    };
+    let mut inbox_id = number(query.inbox_id, "inboxId")?.map(InboxId);
+    if let Some(route_id) = number(query.route_id, "routeId")? {
+        let route = find_route(state, RouteId(route_id)).await?;
+        if inbox_id.is_some_and(|i| i != route.inbox_id) {
+            return Ok(dto::DeliveriesBody { deliveries: Vec::new(), next_cursor: None });
+        }
+        inbox_id = Some(route.inbox_id);
+    }
+    let limit = number(query.limit, "limit")?.unwrap_or(DEFAULT_PAGE);
+    if limit > MAX_PAGE {
+        return Err(Error::invalid("limit", format!("limit must be at most {MAX_PAGE}")));
+    }
+    let filter = Filter {
+        status,
+        inbox_id,
+        conversation_id: number(query.conversation_id, "conversationId")?,
+        before: number(query.cursor, "cursor")?.map(DeliveryId),
+    };
+    let mut page = deliveries::list(&state.pool, &filter, limit + 1).await?;
+    let next_cursor = if page.len() > usize::try_from(limit).unwrap_or(usize::MAX) {
+        page.pop();
+        page.last().map(|d| d.id)
+    } else {
+        None
+    };
+    Ok(dto::DeliveriesBody { deliveries: page.into_iter().map(Into::into).collect(), next_cursor })
+}
+
+pub async fn delivery_detail(state: &AppState, id: DeliveryId) -> Result<dto::DeliveryDetail> {
+    let d = deliveries::find(&state.pool, id).await?.ok_or_else(|| delivery_not_found(id))?;
+    let log = attempts::list_for_delivery(&state.pool, id).await?;
+    let summary = deliveries::DeliverySummary {
+        id: d.id,
+        inbox_id: d.inbox_id,
+        conversation_id: d.conversation_id,
+        event: d.event,
+        status: d.status,
+        attempts: d.attempts,
+        next_attempt_at: d.next_attempt_at,
+        last_status_code: d.last_status_code,
+        last_error: d.last_error,
+        received_at: d.received_at,
+        updated_at: d.updated_at,
+        size: i64::try_from(d.body.len()).unwrap_or(i64::MAX),
+    };
+    Ok(dto::DeliveryDetail {
+        delivery: summary.into(),
+        payload: String::from_utf8_lossy(&d.body).into_owned(),
+        attempts: log.into_iter().map(Into::into).collect(),
+    })
+}
+
+/// Sends a delivered or dead delivery again: one attempt, in its conversation's order. If that attempt fails
+/// the delivery is dead again (a manual retry does not re-enter the retry schedule).
+pub async fn retry_delivery(state: &AppState, id: DeliveryId) -> Result<dto::DeliveryDetail> {
+    match deliveries::requeue(&state.pool, id, now_ms()).await? {
+        Some(pending) => requeued(state, &[pending]),
+        None if deliveries::find(&state.pool, id).await?.is_some() => {
+            return Err(Error::Conflict(format!("delivery {id} is already waiting to be sent")));
+        }
+        None => return Err(delivery_not_found(id)),
+    }
+    tracing::info!(delivery_id = %id, "delivery retried by hand");
+    delivery_detail(state, id).await
+}
+
+/// [`retry_delivery`] for every dead delivery of a route; returns how many.
+pub async fn retry_dead_for_route(state: &AppState, id: RouteId) -> Result<usize> {
+    let route = find_route(state, id).await?;
+    let pending = deliveries::requeue_dead_for_inbox(&state.pool, route.inbox_id, now_ms()).await?;
+    requeued(state, &pending);
+    tracing::info!(route_id = %id, count = pending.len(), "dead deliveries retried by hand");
+    Ok(pending.len())
+}
+
+/// Removes a delivery from the queue and the log.
+pub async fn discard_delivery(state: &AppState, id: DeliveryId) -> Result<()> {
+    if !deliveries::delete(&state.pool, id).await? {
+        return Err(delivery_not_found(id));
+    }
+    tracing::info!(delivery_id = %id, "delivery discarded");
+    state.events.send(UiEvent::Deliveries);
+    Ok(())
+}
+
+fn requeued(state: &AppState, pending: &[PendingRef]) {
+    let queued: Vec<Queued> = pending
+        .iter()
+        .map(|p| Queued { id: p.id, inbox_id: p.inbox_id, conversation_id: p.conversation_id })
+        .collect();
+    state.dispatcher.enqueue(&queued);
+    state.events.send(UiEvent::Deliveries);
+}
+
+fn delivery_not_found(id: DeliveryId) -> Error {
+    Error::NotFound { what: "delivery", id: id.to_string() }
 }
 
 fn not_found(id: RouteId) -> Error {

@@ -89,37 +89,53 @@ pub struct AttemptResult {
     pub duration: Duration,
 }
 
-/// POSTs the stored body unchanged, with the pass-through and tracing headers.
+/// One POST to GoWA: a body and the headers that are particular to it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub body: Vec<u8>,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Request {
+    /// A stored delivery: its body unchanged, Chatwoot's headers passed through, ours added.
+    pub fn delivery(delivery: &Delivery, attempt: i64) -> Self {
+        let mut headers = vec![
+            ("X-Chatgowa-Delivery", delivery.id.to_string()),
+            ("X-Chatgowa-Attempt", attempt.to_string()),
+        ];
+        for (name, value) in [
+            ("X-Chatwoot-Delivery", &delivery.dedupe_key),
+            ("X-Chatwoot-Timestamp", &delivery.cw_timestamp),
+            ("X-Chatwoot-Signature", &delivery.cw_signature),
+        ] {
+            if let Some(value) = value {
+                headers.push((name, value.clone()));
+            }
+        }
+        Self { body: delivery.body.clone(), headers }
+    }
+}
+
+/// POSTs a request with the route's credentials and signature.
 pub async fn send(
     client: &reqwest::Client,
     target: &Target,
-    delivery: &Delivery,
-    attempt: i64,
     secret: Option<&str>,
+    request: Request,
 ) -> AttemptResult {
     let started = Instant::now();
-    let mut request = client
-        .post(target.url.clone())
-        .header(CONTENT_TYPE, "application/json")
-        .header("X-Chatgowa-Delivery", delivery.id.to_string())
-        .header("X-Chatgowa-Attempt", attempt.to_string());
-    for (name, value) in [
-        ("X-Chatwoot-Delivery", &delivery.dedupe_key),
-        ("X-Chatwoot-Timestamp", &delivery.cw_timestamp),
-        ("X-Chatwoot-Signature", &delivery.cw_signature),
-    ] {
-        if let Some(value) = value {
-            request = request.header(name, value);
-        }
+    let mut builder = client.post(target.url.clone()).header(CONTENT_TYPE, "application/json");
+    for (name, value) in request.headers {
+        builder = builder.header(name, value);
     }
     if let Some(auth) = &target.authorization {
-        request = request.header(AUTHORIZATION, auth.clone());
+        builder = builder.header(AUTHORIZATION, auth.clone());
     }
     if let Some(secret) = secret.filter(|s| !s.is_empty()) {
-        request = request.header("X-Hub-Signature-256", hub_signature(secret, &delivery.body));
+        builder = builder.header("X-Hub-Signature-256", hub_signature(secret, &request.body));
     }
 
-    match request.body(delivery.body.clone()).send().await {
+    match builder.body(request.body).send().await {
         Ok(mut response) => {
             let status = response.status().as_u16();
             let retry_after = response

@@ -152,6 +152,11 @@ impl Dispatcher {
         }
     }
 
+    /// The HTTP client every attempt uses.
+    pub fn client(&self) -> reqwest::Client {
+        self.inner.client.clone()
+    }
+
     /// Tells paused lanes that routes changed (enabled, re-pointed, deleted).
     pub fn routes_changed(&self) {
         self.inner.routes_changed.send_replace(());

@@ -89,8 +89,9 @@ async fn step(inner: &Inner, id: DeliveryId, route_changes: &mut watch::Receiver
 
     let attempt_no = delivery.attempts + 1;
     let started_at = now_ms();
+    let request = gowa::Request::delivery(&delivery, attempt_no);
     let result = tokio::select! {
-        r = gowa::send(&inner.client, &target, &delivery, attempt_no, route.secret.as_deref()) => Some(r),
+        r = gowa::send(&inner.client, &target, route.secret.as_deref(), request) => Some(r),
         () = inner.abort.cancelled() => None,
     };
     drop(permits);
@@ -144,6 +145,8 @@ fn judge(
 ) -> (Attempt, NextState) {
     let next = match retry::classify(result.status, result.timed_out) {
         Class::Success => NextState::Delivered,
+        // A retry asked for by hand is one attempt: if it fails, the delivery is dead again.
+        Class::Permanent | Class::Retryable { .. } if delivery.trigger == Trigger::Manual => NextState::Dead,
         Class::Permanent => NextState::Dead,
         Class::Retryable { slow_down } => {
             let attempts_made = u32::try_from(attempt_no).unwrap_or(u32::MAX);
@@ -161,7 +164,7 @@ fn judge(
     let attempt = Attempt {
         delivery_id: delivery.id,
         attempt: attempt_no,
-        trigger: Trigger::Scheduled,
+        trigger: delivery.trigger,
         started_at,
         duration_ms: i64::try_from(result.duration.as_millis()).unwrap_or(i64::MAX),
         status_code: result.status.map(i64::from),
@@ -181,7 +184,7 @@ fn interrupted(
     let attempt = Attempt {
         delivery_id: delivery.id,
         attempt: attempt_no,
-        trigger: Trigger::Scheduled,
+        trigger: delivery.trigger,
         started_at,
         duration_ms: now - started_at,
         status_code: None,

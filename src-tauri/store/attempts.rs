@@ -1,12 +1,12 @@
 //! `delivery_attempts`: one row per HTTP attempt, kept for the delivery log.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::{FromRow, SqliteConnection, SqlitePool};
 
 use crate::ids::DeliveryId;
 
 /// What started an attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
 #[sqlx(rename_all = "lowercase")]
 pub enum Trigger {
@@ -28,11 +28,12 @@ pub struct Attempt {
     pub response_snippet: Option<String>,
 }
 
+/// Records an attempt; nothing if its delivery was deleted meanwhile.
 pub async fn insert(conn: &mut SqliteConnection, a: &Attempt) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO delivery_attempts
              (delivery_id, attempt, trigger, started_at, duration_ms, status_code, error, response_snippet)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE EXISTS (SELECT 1 FROM deliveries WHERE id = ?1)",
     )
     .bind(a.delivery_id)
     .bind(a.attempt)

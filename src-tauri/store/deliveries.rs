@@ -1,12 +1,13 @@
 //! `deliveries`: one row per accepted webhook, holding the raw body once, and its delivery state.
 
 use bytes::Bytes;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::{FromRow, SqliteConnection, SqlitePool};
 
+use super::attempts::Trigger;
 use crate::ids::{DeliveryId, InboxId};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
 #[sqlx(rename_all = "lowercase")]
 pub enum DeliveryStatus {
@@ -42,6 +43,8 @@ pub struct Delivery {
     pub cw_signature: Option<String>,
     pub body: Vec<u8>,
     pub status: DeliveryStatus,
+    /// What the next attempt of a pending delivery is: `Manual` after an admin asked for a retry.
+    pub trigger: Trigger,
     pub attempts: i64,
     pub next_attempt_at: i64,
     pub last_status_code: Option<i64>,
@@ -67,7 +70,144 @@ pub enum NextState {
 }
 
 const COLUMNS: &str = "id, inbox_id, conversation_id, event, dedupe_key, cw_timestamp, cw_signature, body, \
-                       status, attempts, next_attempt_at, last_status_code, last_error, received_at, updated_at";
+                       status, trigger, attempts, next_attempt_at, last_status_code, last_error, received_at, \
+                       updated_at";
+
+/// A delivery without its body, for the delivery log.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct DeliverySummary {
+    pub id: DeliveryId,
+    pub inbox_id: InboxId,
+    pub conversation_id: Option<i64>,
+    pub event: String,
+    pub status: DeliveryStatus,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub last_status_code: Option<i64>,
+    pub last_error: Option<String>,
+    pub received_at: i64,
+    pub updated_at: i64,
+    pub size: i64,
+}
+
+const SUMMARY_COLUMNS: &str = "id, inbox_id, conversation_id, event, status, attempts, next_attempt_at, \
+                               last_status_code, last_error, received_at, updated_at, length(body) AS size";
+
+/// Which deliveries to list; `None` fields do not filter.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub status: Option<DeliveryStatus>,
+    pub inbox_id: Option<InboxId>,
+    pub conversation_id: Option<i64>,
+    /// Only deliveries older than this one (the page cursor).
+    pub before: Option<DeliveryId>,
+}
+
+/// Newest first, at most `limit`.
+pub async fn list(pool: &SqlitePool, filter: &Filter, limit: i64) -> sqlx::Result<Vec<DeliverySummary>> {
+    let mut q = sqlx::QueryBuilder::new(format!("SELECT {SUMMARY_COLUMNS} FROM deliveries WHERE 1 = 1"));
+    if let Some(status) = filter.status {
+        q.push(" AND status = ").push_bind(status);
+    }
+    if let Some(inbox) = filter.inbox_id {
+        q.push(" AND inbox_id = ").push_bind(inbox);
+    }
+    if let Some(conversation) = filter.conversation_id {
+        q.push(" AND conversation_id = ").push_bind(conversation);
+    }
+    if let Some(before) = filter.before {
+        q.push(" AND id < ").push_bind(before);
+    }
+    q.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
+    q.build_query_as().fetch_all(pool).await
+}
+
+/// Number of deliveries in each status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    pub pending: i64,
+    pub delivered: i64,
+    pub dead: i64,
+}
+
+pub async fn totals(pool: &SqlitePool) -> sqlx::Result<Totals> {
+    let rows: Vec<(DeliveryStatus, i64)> =
+        sqlx::query_as("SELECT status, count(*) FROM deliveries GROUP BY status").fetch_all(pool).await?;
+    let mut totals = Totals::default();
+    for (status, n) in rows {
+        match status {
+            DeliveryStatus::Pending => totals.pending = n,
+            DeliveryStatus::Delivered => totals.delivered = n,
+            DeliveryStatus::Dead => totals.dead = n,
+        }
+    }
+    Ok(totals)
+}
+
+/// When the oldest pending delivery arrived.
+pub async fn oldest_pending_received_at(pool: &SqlitePool) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar("SELECT received_at FROM deliveries WHERE status = 'pending' ORDER BY id LIMIT 1")
+        .fetch_optional(pool)
+        .await
+}
+
+pub async fn count_pending_for_inbox(pool: &SqlitePool, inbox_id: InboxId) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE status = 'pending' AND inbox_id = ?")
+        .bind(inbox_id)
+        .fetch_one(pool)
+        .await
+}
+
+/// The inbox's most recently attempted delivery: how its route is doing.
+pub async fn last_attempted_for_inbox(
+    pool: &SqlitePool,
+    inbox_id: InboxId,
+) -> sqlx::Result<Option<DeliverySummary>> {
+    sqlx::query_as(&format!(
+        "SELECT {SUMMARY_COLUMNS} FROM deliveries WHERE inbox_id = ? AND attempts > 0
+         ORDER BY updated_at DESC, id DESC LIMIT 1"
+    ))
+    .bind(inbox_id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// Puts a delivered or dead delivery back in the queue for one manual attempt, due now.
+/// `None` if it does not exist or is already pending.
+pub async fn requeue(pool: &SqlitePool, id: DeliveryId, now: i64) -> sqlx::Result<Option<PendingRef>> {
+    sqlx::query_as(
+        "UPDATE deliveries SET status = 'pending', trigger = 'manual', next_attempt_at = ?1, updated_at = ?1
+         WHERE id = ?2 AND status IN ('delivered', 'dead') RETURNING id, inbox_id, conversation_id",
+    )
+    .bind(now)
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// [`requeue`] for every dead delivery of an inbox, in arrival order.
+pub async fn requeue_dead_for_inbox(
+    pool: &SqlitePool,
+    inbox_id: InboxId,
+    now: i64,
+) -> sqlx::Result<Vec<PendingRef>> {
+    let mut requeued: Vec<PendingRef> = sqlx::query_as(
+        "UPDATE deliveries SET status = 'pending', trigger = 'manual', next_attempt_at = ?1, updated_at = ?1
+         WHERE inbox_id = ?2 AND status = 'dead' RETURNING id, inbox_id, conversation_id",
+    )
+    .bind(now)
+    .bind(inbox_id)
+    .fetch_all(pool)
+    .await?;
+    requeued.sort_by_key(|p| p.id);
+    Ok(requeued)
+}
+
+/// Removes a delivery and its attempts; `false` if there was none.
+pub async fn delete(pool: &SqlitePool, id: DeliveryId) -> sqlx::Result<bool> {
+    let done = sqlx::query("DELETE FROM deliveries WHERE id = ?").bind(id).execute(pool).await?;
+    Ok(done.rows_affected() > 0)
+}
 
 /// Inserts a pending delivery due now; `None` if its dedupe key was seen before.
 pub async fn insert(
@@ -125,7 +265,8 @@ pub async fn count_pending(pool: &SqlitePool) -> sqlx::Result<i64> {
         .await
 }
 
-/// Moves a delivery on after an attempt (the attempt row itself goes to `delivery_attempts`).
+/// Moves a pending delivery on after an attempt (the attempt row itself goes to `delivery_attempts`). A delivery
+/// that stopped being pending meanwhile (deleted, or retried by hand) is left alone.
 pub async fn update_after_attempt(
     conn: &mut SqliteConnection,
     id: DeliveryId,
@@ -140,10 +281,10 @@ pub async fn update_after_attempt(
         NextState::Dead => (DeliveryStatus::Dead, None),
     };
     sqlx::query(
-        "UPDATE deliveries SET status = ?, attempts = attempts + 1,
+        "UPDATE deliveries SET status = ?, trigger = 'scheduled', attempts = attempts + 1,
                 next_attempt_at = coalesce(?, next_attempt_at), last_status_code = ?, last_error = ?,
                 updated_at = ?
-         WHERE id = ?",
+         WHERE id = ? AND status = 'pending'",
     )
     .bind(status)
     .bind(next_attempt_at)

@@ -31,6 +31,17 @@ pub enum Decision {
     RouteDisabled,
 }
 
+/// What a commit changed, for whoever follows the store (the delivery lanes, the admin UI).
+#[derive(Debug, Clone, Copy)]
+pub struct Committed<'a> {
+    /// New pending deliveries, in commit order.
+    pub queued: &'a [Queued],
+    /// Any delivery was added or changed state.
+    pub deliveries_changed: bool,
+    /// An unrouted inbox was counted.
+    pub unrouted_changed: bool,
+}
+
 /// A delivery that became pending in a commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Queued {
@@ -60,15 +71,15 @@ enum Op {
 pub struct WriterInbox(mpsc::Receiver<Op>);
 
 impl WriterInbox {
-    /// Starts the writer. `on_queued` sees new pending deliveries in commit order, after each commit and before
-    /// any caller is answered. The task ends once `stop` is cancelled and what was already queued is written.
+    /// Starts the writer. `on_commit` hears of each commit that changed something, before any caller in it is
+    /// answered. The task ends once `stop` is cancelled and what was already queued is written.
     pub fn spawn(
         self,
         pool: SqlitePool,
         stop: CancellationToken,
-        on_queued: impl FnMut(&[Queued]) + Send + 'static,
+        on_commit: impl FnMut(&Committed) + Send + 'static,
     ) -> JoinHandle<()> {
-        tokio::spawn(run(pool, self.0, stop, on_queued))
+        tokio::spawn(run(pool, self.0, stop, on_commit))
     }
 }
 
@@ -122,7 +133,7 @@ async fn run(
     pool: SqlitePool,
     mut rx: mpsc::Receiver<Op>,
     stop: CancellationToken,
-    mut on_queued: impl FnMut(&[Queued]),
+    mut on_commit: impl FnMut(&Committed),
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     loop {
@@ -133,17 +144,17 @@ async fn run(
                 // Refuse new writes, then write what is already queued.
                 rx.close();
                 while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-                    commit(&pool, &mut batch, &mut on_queued).await;
+                    commit(&pool, &mut batch, &mut on_commit).await;
                 }
                 break;
             }
         }
-        commit(&pool, &mut batch, &mut on_queued).await;
+        commit(&pool, &mut batch, &mut on_commit).await;
     }
 }
 
 /// Writes one batch in one transaction and answers every caller in it.
-async fn commit(pool: &SqlitePool, batch: &mut Vec<Op>, on_queued: &mut impl FnMut(&[Queued])) {
+async fn commit(pool: &SqlitePool, batch: &mut Vec<Op>, on_commit: &mut impl FnMut(&Committed)) {
     let mut decisions = Vec::with_capacity(batch.len());
     let result: sqlx::Result<()> = async {
         let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -169,8 +180,16 @@ async fn commit(pool: &SqlitePool, batch: &mut Vec<Op>, on_queued: &mut impl FnM
                     _ => None,
                 })
                 .collect();
-            if !queued.is_empty() {
-                on_queued(&queued);
+            let committed = Committed {
+                queued: &queued,
+                deliveries_changed: batch.iter().zip(&decisions).any(|(op, decision)| match op {
+                    Op::Ingest(..) => matches!(decision, Some(Decision::Queued(_))),
+                    Op::Attempt(..) | Op::Dead(..) => true,
+                }),
+                unrouted_changed: decisions.iter().any(|d| matches!(d, Some(Decision::NoRoute))),
+            };
+            if committed.deliveries_changed || committed.unrouted_changed {
+                on_commit(&committed);
             }
             for (op, decision) in batch.drain(..).zip(decisions) {
                 match op {
@@ -267,8 +286,8 @@ mod tests {
         let sink = seen.clone();
         let stop = CancellationToken::new();
         let (writer, inbox) = Writer::channel();
-        let task = inbox.spawn(pool.clone(), stop.clone(), move |q| {
-            sink.lock().unwrap().extend_from_slice(q)
+        let task = inbox.spawn(pool.clone(), stop.clone(), move |c| {
+            sink.lock().unwrap().extend_from_slice(c.queued)
         });
 
         // Many concurrent ingests share commits, and each gets its own answer.
