@@ -27,14 +27,20 @@ pub fn build_router(state: AppState) -> Router {
             post(relay::webhook).layer(DefaultBodyLimit::max(state.config.max_body)),
         )
         .route("/healthz", get(healthz))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT));
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ));
     if state.config.admin.is_some() {
         router = router.merge(handlers::router(&state));
     }
     router
         .fallback(not_found)
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            let path = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
+            let path = req
+                .extensions()
+                .get::<MatchedPath>()
+                .map(MatchedPath::as_str);
             tracing::debug_span!("http", method = %req.method(), path)
         }))
         .with_state(state)

@@ -71,7 +71,12 @@ impl From<DeliverySummary> for RouteHealth {
             DeliveryStatus::Pending => HealthState::Failing,
             DeliveryStatus::Dead => HealthState::Dead,
         };
-        Self { state, at: store::to_rfc3339(d.updated_at), status_code: d.last_status_code, error: d.last_error }
+        Self {
+            state,
+            at: store::to_rfc3339(d.updated_at),
+            status_code: d.last_status_code,
+            error: d.last_error,
+        }
     }
 }
 
@@ -104,7 +109,8 @@ impl From<DeliverySummary> for Delivery {
             event: d.event,
             status: d.status,
             attempts: d.attempts,
-            next_attempt_at: (d.status == DeliveryStatus::Pending).then(|| store::to_rfc3339(d.next_attempt_at)),
+            next_attempt_at: (d.status == DeliveryStatus::Pending)
+                .then(|| store::to_rfc3339(d.next_attempt_at)),
             last_status_code: d.last_status_code,
             last_error: d.last_error,
             received_at: store::to_rfc3339(d.received_at),
@@ -147,7 +153,8 @@ pub struct DeliveryDetail {
     #[serde(flatten)]
     pub delivery: Delivery,
     pub payload: String,
-    pub attempts: Vec<AttemptView>,
+    /// Every attempt, oldest first.
+    pub attempt_log: Vec<AttemptView>,
 }
 
 /// Filters and page of the delivery log; all optional, as strings so that errors can name the field.

@@ -15,8 +15,8 @@ use serde::de::DeserializeOwned;
 use tokio_stream::wrappers::BroadcastStream;
 
 use super::dto::{
-    DeliveriesBody, DeliveryBody, DeliveryQuery, RetriedBody, RouteBody, RouteInput, RoutesBody, Stats,
-    SuccessBody, TestResult, UnroutedBody,
+    DeliveriesBody, DeliveryBody, DeliveryQuery, RetriedBody, RouteBody, RouteInput, RoutesBody,
+    Stats, SuccessBody, TestResult, UnroutedBody,
 };
 use super::{auth, panel, service};
 use crate::error::{ApiError, Error, Result};
@@ -35,16 +35,24 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/admin/routes/{id}/test", post(test_route))
         .route("/admin/routes/{id}/retry-dead", post(retry_dead))
         .route("/admin/deliveries", get(list_deliveries))
-        .route("/admin/deliveries/{id}", get(delivery).delete(discard_delivery))
+        .route(
+            "/admin/deliveries/{id}",
+            get(delivery).delete(discard_delivery),
+        )
         .route("/admin/deliveries/{id}/retry", post(retry_delivery))
         .route("/admin/unrouted", get(list_unrouted))
         .route("/admin/stats", get(stats))
         .route("/admin/events", get(events))
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_admin))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_admin,
+        ))
 }
 
 pub async fn list_routes(State(state): State<AppState>) -> Result<Json<RoutesBody>> {
-    Ok(Json(RoutesBody { routes: service::list_routes(&state).await? }))
+    Ok(Json(RoutesBody {
+        routes: service::list_routes(&state).await?,
+    }))
 }
 
 pub async fn create_route(
@@ -64,7 +72,10 @@ pub async fn update_route(
     Ok(Json(RouteBody { route }))
 }
 
-pub async fn delete_route(State(state): State<AppState>, Path(id): Path<IdParam>) -> Result<Json<SuccessBody>> {
+pub async fn delete_route(
+    State(state): State<AppState>,
+    Path(id): Path<IdParam>,
+) -> Result<Json<SuccessBody>> {
     service::delete_route(&state, id.route()?).await?;
     Ok(Json(SuccessBody { success: true }))
 }
@@ -82,7 +93,9 @@ pub async fn retry_dead(
     Path(id): Path<IdParam>,
     _: JsonAction,
 ) -> Result<Json<RetriedBody>> {
-    Ok(Json(RetriedBody { retried: service::retry_dead_for_route(&state, id.route()?).await? }))
+    Ok(Json(RetriedBody {
+        retried: service::retry_dead_for_route(&state, id.route()?).await?,
+    }))
 }
 
 pub async fn list_deliveries(
@@ -92,8 +105,13 @@ pub async fn list_deliveries(
     Ok(Json(service::list_deliveries(&state, query).await?))
 }
 
-pub async fn delivery(State(state): State<AppState>, Path(id): Path<IdParam>) -> Result<Json<DeliveryBody>> {
-    Ok(Json(DeliveryBody { delivery: service::delivery_detail(&state, id.delivery()?).await? }))
+pub async fn delivery(
+    State(state): State<AppState>,
+    Path(id): Path<IdParam>,
+) -> Result<Json<DeliveryBody>> {
+    Ok(Json(DeliveryBody {
+        delivery: service::delivery_detail(&state, id.delivery()?).await?,
+    }))
 }
 
 pub async fn retry_delivery(
@@ -114,7 +132,9 @@ pub async fn discard_delivery(
 }
 
 pub async fn list_unrouted(State(state): State<AppState>) -> Result<Json<UnroutedBody>> {
-    Ok(Json(UnroutedBody { unrouted: service::list_unrouted(&state).await? }))
+    Ok(Json(UnroutedBody {
+        unrouted: service::list_unrouted(&state).await?,
+    }))
 }
 
 pub async fn stats(State(state): State<AppState>) -> Result<Json<Stats>> {
@@ -122,7 +142,9 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<Stats>> {
 }
 
 /// `GET /admin/events`: server-sent events, one `change` event per [`UiEvent`], until the relay stops.
-pub async fn events(State(state): State<AppState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+pub async fn events(
+    State(state): State<AppState>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let stream = BroadcastStream::new(state.events.subscribe())
         .map(|received| {
             let event = received.unwrap_or(UiEvent::Resync);
@@ -144,7 +166,14 @@ impl<'de> serde::Deserialize<'de> for IdParam {
 
 impl IdParam {
     fn parse(&self, what: &'static str) -> Result<i64> {
-        self.0.parse::<i64>().ok().filter(|id| *id > 0).ok_or(Error::NotFound { what, id: self.0.clone() })
+        self.0
+            .parse::<i64>()
+            .ok()
+            .filter(|id| *id > 0)
+            .ok_or(Error::NotFound {
+                what,
+                id: self.0.clone(),
+            })
     }
 
     fn route(&self) -> Result<RouteId> {
@@ -167,7 +196,10 @@ fn require_json(headers: &HeaderMap) -> std::result::Result<(), ApiError> {
     if is_json {
         Ok(())
     } else {
-        Err(Error::UnsupportedMediaType("send the request as Content-Type: application/json".into()).into())
+        Err(Error::UnsupportedMediaType(
+            "send the request as Content-Type: application/json".into(),
+        )
+        .into())
     }
 }
 
@@ -179,11 +211,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 
     async fn from_request(req: Request, state: &S) -> std::result::Result<Self, Self::Rejection> {
         require_json(req.headers())?;
-        let bytes = Bytes::from_request(req, state).await.map_err(|e: BytesRejection| {
-            ApiError::from(Error::Invalid { field: None, message: e.body_text() })
-        })?;
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e: BytesRejection| {
+                ApiError::from(Error::Invalid {
+                    field: None,
+                    message: e.body_text(),
+                })
+            })?;
         let value = serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError::from(Error::Invalid { field: None, message: format!("body is not valid JSON: {e}") })
+            ApiError::from(Error::Invalid {
+                field: None,
+                message: format!("body is not valid JSON: {e}"),
+            })
         })?;
         Ok(Self(value))
     }
@@ -195,7 +235,10 @@ pub struct JsonAction;
 impl<S: Send + Sync> FromRequestParts<S> for JsonAction {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> std::result::Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _: &S,
+    ) -> std::result::Result<Self, Self::Rejection> {
         require_json(&parts.headers).map(|()| Self)
     }
 }

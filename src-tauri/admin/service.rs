@@ -37,7 +37,9 @@ async fn route_view(state: &AppState, route: Route) -> Result<dto::Route> {
 }
 
 async fn find_route(state: &AppState, id: RouteId) -> Result<Route> {
-    routes::find(&state.pool, id).await?.ok_or_else(|| not_found(id))
+    routes::find(&state.pool, id)
+        .await?
+        .ok_or_else(|| not_found(id))
 }
 
 /// Routes changed: paused lanes look again, screens refresh.
@@ -88,8 +90,17 @@ pub async fn test_route(state: &AppState, id: RouteId) -> Result<dto::TestResult
         "inbox": {"id": route.inbox_id},
         "sent_at": crate::store::to_rfc3339(now_ms()),
     });
-    let request = gowa::Request { body: body.to_string().into_bytes(), headers: Vec::new() };
-    let result = gowa::send(&state.dispatcher.client(), &target, route.secret.as_deref(), request).await;
+    let request = gowa::Request {
+        body: body.to_string().into_bytes(),
+        headers: Vec::new(),
+    };
+    let result = gowa::send(
+        &state.dispatcher.client(),
+        &target,
+        route.secret.as_deref(),
+        request,
+    )
+    .await;
     tracing::info!(route_id = %id, status = result.status, "route tested");
     Ok(dto::TestResult {
         ok: result.status.is_some_and(|s| (200..300).contains(&s)),
@@ -115,37 +126,65 @@ pub async fn stats(state: &AppState) -> Result<dto::Stats> {
 }
 
 pub async fn list_unrouted(state: &AppState) -> Result<Vec<dto::Unrouted>> {
-    Ok(unrouted_inboxes::list(&state.pool).await?.into_iter().map(Into::into).collect())
+    Ok(unrouted_inboxes::list(&state.pool)
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect())
 }
 
 /// One page of the delivery log, newest first.
-pub async fn list_deliveries(state: &AppState, query: DeliveryQuery) -> Result<dto::DeliveriesBody> {
+pub async fn list_deliveries(
+    state: &AppState,
+    query: DeliveryQuery,
+) -> Result<dto::DeliveriesBody> {
     let number = |value: Option<String>, field: &'static str| -> Result<Option<i64>> {
         match value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
             None => Ok(None),
-            Some(v) => v.parse::<i64>().ok().filter(|n| *n > 0).map(Some).ok_or_else(|| {
-                Error::invalid(field, format!("{field} must be a positive integer"))
-            }),
+            Some(v) => v
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .map(Some)
+                .ok_or_else(|| {
+                    Error::invalid(field, format!("{field} must be a positive integer"))
+                }),
         }
     };
-    let status = match query.status.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+    let status = match query
+        .status
+        .as_deref()
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+    {
         None => None,
         Some("pending") => Some(DeliveryStatus::Pending),
         Some("delivered") => Some(DeliveryStatus::Delivered),
         Some("dead") => Some(DeliveryStatus::Dead),
-        Some(_) => return Err(Error::invalid("status", "status must be pending, delivered or dead")),
+        Some(_) => {
+            return Err(Error::invalid(
+                "status",
+                "status must be pending, delivered or dead",
+            ));
+        }
     };
     let mut inbox_id = number(query.inbox_id, "inboxId")?.map(InboxId);
     if let Some(route_id) = number(query.route_id, "routeId")? {
         let route = find_route(state, RouteId(route_id)).await?;
         if inbox_id.is_some_and(|i| i != route.inbox_id) {
-            return Ok(dto::DeliveriesBody { deliveries: Vec::new(), next_cursor: None });
+            return Ok(dto::DeliveriesBody {
+                deliveries: Vec::new(),
+                next_cursor: None,
+            });
         }
         inbox_id = Some(route.inbox_id);
     }
     let limit = number(query.limit, "limit")?.unwrap_or(DEFAULT_PAGE);
     if limit > MAX_PAGE {
-        return Err(Error::invalid("limit", format!("limit must be at most {MAX_PAGE}")));
+        return Err(Error::invalid(
+            "limit",
+            format!("limit must be at most {MAX_PAGE}"),
+        ));
     }
     let filter = Filter {
         status,
@@ -160,11 +199,16 @@ pub async fn list_deliveries(state: &AppState, query: DeliveryQuery) -> Result<d
     } else {
         None
     };
-    Ok(dto::DeliveriesBody { deliveries: page.into_iter().map(Into::into).collect(), next_cursor })
+    Ok(dto::DeliveriesBody {
+        deliveries: page.into_iter().map(Into::into).collect(),
+        next_cursor,
+    })
 }
 
 pub async fn delivery_detail(state: &AppState, id: DeliveryId) -> Result<dto::DeliveryDetail> {
-    let d = deliveries::find(&state.pool, id).await?.ok_or_else(|| delivery_not_found(id))?;
+    let d = deliveries::find(&state.pool, id)
+        .await?
+        .ok_or_else(|| delivery_not_found(id))?;
     let log = attempts::list_for_delivery(&state.pool, id).await?;
     let summary = deliveries::DeliverySummary {
         id: d.id,
@@ -183,7 +227,7 @@ pub async fn delivery_detail(state: &AppState, id: DeliveryId) -> Result<dto::De
     Ok(dto::DeliveryDetail {
         delivery: summary.into(),
         payload: String::from_utf8_lossy(&d.body).into_owned(),
-        attempts: log.into_iter().map(Into::into).collect(),
+        attempt_log: log.into_iter().map(Into::into).collect(),
     })
 }
 
@@ -193,7 +237,9 @@ pub async fn retry_delivery(state: &AppState, id: DeliveryId) -> Result<dto::Del
     match deliveries::requeue(&state.pool, id, now_ms()).await? {
         Some(pending) => requeued(state, &[pending]),
         None if deliveries::find(&state.pool, id).await?.is_some() => {
-            return Err(Error::Conflict(format!("delivery {id} is already waiting to be sent")));
+            return Err(Error::Conflict(format!(
+                "delivery {id} is already waiting to be sent"
+            )));
         }
         None => return Err(delivery_not_found(id)),
     }
@@ -223,14 +269,21 @@ pub async fn discard_delivery(state: &AppState, id: DeliveryId) -> Result<()> {
 fn requeued(state: &AppState, pending: &[PendingRef]) {
     let queued: Vec<Queued> = pending
         .iter()
-        .map(|p| Queued { id: p.id, inbox_id: p.inbox_id, conversation_id: p.conversation_id })
+        .map(|p| Queued {
+            id: p.id,
+            inbox_id: p.inbox_id,
+            conversation_id: p.conversation_id,
+        })
         .collect();
     state.dispatcher.enqueue(&queued);
     state.events.send(UiEvent::Deliveries);
 }
 
 fn delivery_not_found(id: DeliveryId) -> Error {
-    Error::NotFound { what: "delivery", id: id.to_string() }
+    Error::NotFound {
+        what: "delivery",
+        id: id.to_string(),
+    }
 }
 
 fn not_found(id: RouteId) -> Error {

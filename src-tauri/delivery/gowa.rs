@@ -112,7 +112,10 @@ impl Request {
                 headers.push((name, value.clone()));
             }
         }
-        Self { body: delivery.body.clone(), headers }
+        Self {
+            body: delivery.body.clone(),
+            headers,
+        }
     }
 }
 
@@ -124,7 +127,9 @@ pub async fn send(
     request: Request,
 ) -> AttemptResult {
     let started = Instant::now();
-    let mut builder = client.post(target.url.clone()).header(CONTENT_TYPE, "application/json");
+    let mut builder = client
+        .post(target.url.clone())
+        .header(CONTENT_TYPE, "application/json");
     for (name, value) in request.headers {
         builder = builder.header(name, value);
     }

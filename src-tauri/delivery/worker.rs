@@ -146,7 +146,9 @@ fn judge(
     let next = match retry::classify(result.status, result.timed_out) {
         Class::Success => NextState::Delivered,
         // A retry asked for by hand is one attempt: if it fails, the delivery is dead again.
-        Class::Permanent | Class::Retryable { .. } if delivery.trigger == Trigger::Manual => NextState::Dead,
+        Class::Permanent | Class::Retryable { .. } if delivery.trigger == Trigger::Manual => {
+            NextState::Dead
+        }
         Class::Permanent => NextState::Dead,
         Class::Retryable { slow_down } => {
             let attempts_made = u32::try_from(attempt_no).unwrap_or(u32::MAX);

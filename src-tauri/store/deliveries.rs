@@ -104,8 +104,14 @@ pub struct Filter {
 }
 
 /// Newest first, at most `limit`.
-pub async fn list(pool: &SqlitePool, filter: &Filter, limit: i64) -> sqlx::Result<Vec<DeliverySummary>> {
-    let mut q = sqlx::QueryBuilder::new(format!("SELECT {SUMMARY_COLUMNS} FROM deliveries WHERE 1 = 1"));
+pub async fn list(
+    pool: &SqlitePool,
+    filter: &Filter,
+    limit: i64,
+) -> sqlx::Result<Vec<DeliverySummary>> {
+    let mut q = sqlx::QueryBuilder::new(format!(
+        "SELECT {SUMMARY_COLUMNS} FROM deliveries WHERE 1 = 1"
+    ));
     if let Some(status) = filter.status {
         q.push(" AND status = ").push_bind(status);
     }
@@ -132,7 +138,9 @@ pub struct Totals {
 
 pub async fn totals(pool: &SqlitePool) -> sqlx::Result<Totals> {
     let rows: Vec<(DeliveryStatus, i64)> =
-        sqlx::query_as("SELECT status, count(*) FROM deliveries GROUP BY status").fetch_all(pool).await?;
+        sqlx::query_as("SELECT status, count(*) FROM deliveries GROUP BY status")
+            .fetch_all(pool)
+            .await?;
     let mut totals = Totals::default();
     for (status, n) in rows {
         match status {
@@ -146,9 +154,11 @@ pub async fn totals(pool: &SqlitePool) -> sqlx::Result<Totals> {
 
 /// When the oldest pending delivery arrived.
 pub async fn oldest_pending_received_at(pool: &SqlitePool) -> sqlx::Result<Option<i64>> {
-    sqlx::query_scalar("SELECT received_at FROM deliveries WHERE status = 'pending' ORDER BY id LIMIT 1")
-        .fetch_optional(pool)
-        .await
+    sqlx::query_scalar(
+        "SELECT received_at FROM deliveries WHERE status = 'pending' ORDER BY id LIMIT 1",
+    )
+    .fetch_optional(pool)
+    .await
 }
 
 pub async fn count_pending_for_inbox(pool: &SqlitePool, inbox_id: InboxId) -> sqlx::Result<i64> {
@@ -174,7 +184,11 @@ pub async fn last_attempted_for_inbox(
 
 /// Puts a delivered or dead delivery back in the queue for one manual attempt, due now.
 /// `None` if it does not exist or is already pending.
-pub async fn requeue(pool: &SqlitePool, id: DeliveryId, now: i64) -> sqlx::Result<Option<PendingRef>> {
+pub async fn requeue(
+    pool: &SqlitePool,
+    id: DeliveryId,
+    now: i64,
+) -> sqlx::Result<Option<PendingRef>> {
     sqlx::query_as(
         "UPDATE deliveries SET status = 'pending', trigger = 'manual', next_attempt_at = ?1, updated_at = ?1
          WHERE id = ?2 AND status IN ('delivered', 'dead') RETURNING id, inbox_id, conversation_id",
@@ -205,7 +219,10 @@ pub async fn requeue_dead_for_inbox(
 
 /// Removes a delivery and its attempts; `false` if there was none.
 pub async fn delete(pool: &SqlitePool, id: DeliveryId) -> sqlx::Result<bool> {
-    let done = sqlx::query("DELETE FROM deliveries WHERE id = ?").bind(id).execute(pool).await?;
+    let done = sqlx::query("DELETE FROM deliveries WHERE id = ?")
+        .bind(id)
+        .execute(pool)
+        .await?;
     Ok(done.rows_affected() > 0)
 }
 
@@ -430,5 +447,160 @@ pub(crate) mod tests {
                 conversation_id: Some(1)
             }]
         );
+    }
+
+    #[tokio::test]
+    async fn log_queries_requeue_and_delete() {
+        let (pool, _dir) = temp_db().await;
+        let mut conn = pool.acquire().await.unwrap();
+        let mut ids = Vec::new();
+        for (at, conversation) in [(10, Some(1)), (20, Some(1)), (30, Some(2)), (40, None)] {
+            ids.push(
+                insert(&mut conn, &new_delivery(conversation, None), at)
+                    .await
+                    .unwrap()
+                    .unwrap(),
+            );
+        }
+        let other = NewDelivery {
+            inbox_id: InboxId(8),
+            ..new_delivery(Some(1), None)
+        };
+        let other = insert(&mut conn, &other, 50).await.unwrap().unwrap();
+        update_after_attempt(&mut conn, ids[0], NextState::Delivered, Some(200), None, 60)
+            .await
+            .unwrap();
+        update_after_attempt(
+            &mut conn,
+            ids[1],
+            NextState::Dead,
+            Some(404),
+            Some("HTTP 404"),
+            70,
+        )
+        .await
+        .unwrap();
+        // A finished delivery is not moved by a late attempt result.
+        update_after_attempt(
+            &mut conn,
+            ids[1],
+            NextState::RetryAt(999),
+            Some(503),
+            None,
+            80,
+        )
+        .await
+        .unwrap();
+        drop(conn);
+
+        let all = list(&pool, &Filter::default(), 10).await.unwrap();
+        assert_eq!(
+            all.iter().map(|d| d.id).collect::<Vec<_>>(),
+            [other, ids[3], ids[2], ids[1], ids[0]]
+        );
+        assert_eq!(all[0].size, 27);
+        let page = list(
+            &pool,
+            &Filter {
+                before: Some(ids[2]),
+                ..Filter::default()
+            },
+            1,
+        )
+        .await
+        .unwrap();
+        assert_eq!(page[0].id, ids[1]);
+        let by = |f: Filter| {
+            let pool = pool.clone();
+            async move {
+                list(&pool, &f, 10)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|d| d.id)
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(
+            by(Filter {
+                status: Some(DeliveryStatus::Dead),
+                ..Filter::default()
+            })
+            .await,
+            [ids[1]]
+        );
+        assert_eq!(
+            by(Filter {
+                inbox_id: Some(InboxId(8)),
+                ..Filter::default()
+            })
+            .await,
+            [other]
+        );
+        assert_eq!(
+            by(Filter {
+                inbox_id: Some(InboxId(7)),
+                conversation_id: Some(1),
+                ..Filter::default()
+            })
+            .await,
+            [ids[1], ids[0]]
+        );
+
+        assert_eq!(
+            totals(&pool).await.unwrap(),
+            Totals {
+                pending: 3,
+                delivered: 1,
+                dead: 1
+            }
+        );
+        assert_eq!(oldest_pending_received_at(&pool).await.unwrap(), Some(30));
+        assert_eq!(count_pending_for_inbox(&pool, InboxId(7)).await.unwrap(), 2);
+        let last = last_attempted_for_inbox(&pool, InboxId(7))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (last.id, last.status, last.last_status_code),
+            (ids[1], DeliveryStatus::Dead, Some(404))
+        );
+        assert_eq!(
+            last_attempted_for_inbox(&pool, InboxId(8)).await.unwrap(),
+            None
+        );
+
+        // Requeue: only finished deliveries, as one manual attempt due now.
+        assert_eq!(
+            requeue(&pool, ids[2], 100).await.unwrap(),
+            None,
+            "already pending"
+        );
+        let back = requeue(&pool, ids[0], 100).await.unwrap().unwrap();
+        assert_eq!((back.id, back.conversation_id), (ids[0], Some(1)));
+        let row = find(&pool, ids[0]).await.unwrap().unwrap();
+        assert_eq!(
+            (row.status, row.trigger, row.next_attempt_at),
+            (DeliveryStatus::Pending, Trigger::Manual, 100)
+        );
+        let dead: Vec<_> = requeue_dead_for_inbox(&pool, InboxId(7), 110)
+            .await
+            .unwrap()
+            .iter()
+            .map(|p| p.id)
+            .collect();
+        assert_eq!(dead, [ids[1]]);
+        assert_eq!(
+            totals(&pool).await.unwrap(),
+            Totals {
+                pending: 5,
+                delivered: 0,
+                dead: 0
+            }
+        );
+
+        assert!(delete(&pool, ids[3]).await.unwrap());
+        assert!(!delete(&pool, ids[3]).await.unwrap());
+        assert_eq!(find(&pool, ids[3]).await.unwrap(), None);
     }
 }

@@ -33,10 +33,11 @@ pub async fn record(
     Ok(())
 }
 
+/// Inboxes seen without a route that still have none, most recent first.
 pub async fn list(pool: &SqlitePool) -> sqlx::Result<Vec<UnroutedInbox>> {
     sqlx::query_as(
         "SELECT inbox_id, count, first_seen, last_seen, last_event FROM unrouted_inboxes
-         ORDER BY last_seen DESC",
+         WHERE inbox_id NOT IN (SELECT inbox_id FROM routes) ORDER BY last_seen DESC",
     )
     .fetch_all(pool)
     .await

@@ -186,7 +186,9 @@ async fn commit(pool: &SqlitePool, batch: &mut Vec<Op>, on_commit: &mut impl FnM
                     Op::Ingest(..) => matches!(decision, Some(Decision::Queued(_))),
                     Op::Attempt(..) | Op::Dead(..) => true,
                 }),
-                unrouted_changed: decisions.iter().any(|d| matches!(d, Some(Decision::NoRoute))),
+                unrouted_changed: decisions
+                    .iter()
+                    .any(|d| matches!(d, Some(Decision::NoRoute))),
             };
             if committed.deliveries_changed || committed.unrouted_changed {
                 on_commit(&committed);

@@ -1,83 +1,12 @@
 //! The real binary: `chatgowa --server`, `chatgowa healthcheck`, SIGTERM, and `kill -9` mid-delivery.
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use crate::support::{ADMIN_PASS, ADMIN_USER, Gowa, Reply, basic_auth, eventually, message};
-
-const BIN: &str = env!("CARGO_BIN_EXE_chatgowa");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Server {
-    fn spawn(dir: &Path, port: u16, env: &[(&str, &str)]) -> Self {
-        let child = Command::new(BIN)
-            .arg("--server")
-            .current_dir(dir)
-            .env_clear()
-            .env("PORT", port.to_string())
-            .env("CHATGOWA_BIND", "127.0.0.1")
-            .env("DATABASE_URL", "file:./data/relay.db")
-            .env("BASIC_AUTH_PASS", ADMIN_PASS)
-            .env("CHATGOWA_RETRY_SCHEDULE", "30ms,60ms")
-            .env("FETCH_TIMEOUT_MS", "2000")
-            .env(
-                "RUST_LOG",
-                std::env::var("TEST_RELAY_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .envs(env.iter().copied())
-            .spawn()
-            .unwrap();
-        Self { child, port }
-    }
-
-    fn healthcheck(&self) -> bool {
-        Command::new(BIN)
-            .arg("healthcheck")
-            .env_clear()
-            .env("PORT", self.port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap()
-            .success()
-    }
-
-    async fn wait_healthy(&self) {
-        eventually(
-            "the relay to answer its health check",
-            Duration::from_secs(20),
-            || async { self.healthcheck().then_some(()) },
-        )
-        .await;
-    }
-
-    fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::support::{
+    ADMIN_PASS, ADMIN_USER, BIN, Gowa, Reply, Server, basic_auth, eventually, free_port, message,
+};
 
 async fn add_route(server: &Server, inbox: i64, url: &str) {
     let created = reqwest::Client::new()

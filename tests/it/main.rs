@@ -3,7 +3,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
+mod admin_api;
+mod browser;
 mod delivery;
 mod e2e;
 mod router;
 mod support;
+mod ui;

@@ -2,7 +2,8 @@
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -295,4 +296,77 @@ pub fn message(inbox: i64, conversation: i64, seq: usize) -> Vec<u8> {
         "conversation": {"id": conversation, "inbox_id": inbox},
     }))
     .unwrap()
+}
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_chatgowa");
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The real `chatgowa --server` in a directory of its own, on a loopback port.
+pub struct Server {
+    pub child: Child,
+    pub port: u16,
+}
+
+impl Server {
+    pub fn spawn(dir: &Path, port: u16, env: &[(&str, &str)]) -> Self {
+        let child = Command::new(BIN)
+            .arg("--server")
+            .current_dir(dir)
+            .env_clear()
+            .env("PORT", port.to_string())
+            .env("CHATGOWA_BIND", "127.0.0.1")
+            .env("DATABASE_URL", "file:./data/relay.db")
+            .env("BASIC_AUTH_PASS", ADMIN_PASS)
+            .env("CHATGOWA_RETRY_SCHEDULE", "30ms,60ms")
+            .env("FETCH_TIMEOUT_MS", "2000")
+            .env(
+                "RUST_LOG",
+                std::env::var("TEST_RELAY_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .envs(env.iter().copied())
+            .spawn()
+            .unwrap();
+        Self { child, port }
+    }
+
+    pub fn healthcheck(&self) -> bool {
+        Command::new(BIN)
+            .arg("healthcheck")
+            .env_clear()
+            .env("PORT", self.port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    }
+
+    pub async fn wait_healthy(&self) {
+        eventually(
+            "the relay to answer its health check",
+            Duration::from_secs(20),
+            || async { self.healthcheck().then_some(()) },
+        )
+        .await;
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

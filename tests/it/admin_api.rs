@@ -1,0 +1,651 @@
+//! The admin API behind the panel, over real HTTP: delivery log, retry, discard, unrouted, stats, route test,
+//! the event stream and the panel's files.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::support::{
+    ADMIN_PASS, ADMIN_USER, Gowa, Received, Reply, TestRelay, basic_auth, eventually, message,
+};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// An authenticated admin request; `body` is sent as JSON.
+async fn admin(
+    relay: &TestRelay,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = relay
+        .http
+        .request(method, format!("{}{path}", relay.base))
+        .header("authorization", basic_auth(ADMIN_USER, ADMIN_PASS));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn get(relay: &TestRelay, path: &str) -> Value {
+    let (status, body) = admin(relay, Method::GET, path, None).await;
+    assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    body
+}
+
+async fn wait_status(relay: &TestRelay, id: i64, status: &str) -> Value {
+    eventually(&format!("delivery {id} {status}"), WAIT, || async {
+        let d = get(relay, &format!("/admin/deliveries/{id}")).await["delivery"].clone();
+        (d["status"] == status).then_some(d)
+    })
+    .await
+}
+
+async fn relay_with_gowa(
+    behaviour: impl Fn(&Received, &[Received]) -> Reply + Send + Sync + 'static,
+) -> (Gowa, TestRelay) {
+    let gowa = Gowa::start().await;
+    gowa.set(behaviour);
+    let relay = TestRelay::start(|_| {}).await;
+    relay
+        .add_route(7, &gowa.url("/chatwoot/webhook"), None)
+        .await;
+    (gowa, relay)
+}
+
+#[tokio::test]
+async fn every_admin_endpoint_requires_credentials() {
+    let relay = TestRelay::start(|_| {}).await;
+    for (method, path) in [
+        (Method::GET, "/admin"),
+        (Method::GET, "/admin/"),
+        (Method::GET, "/admin/src/main.js"),
+        (Method::GET, "/admin/deliveries"),
+        (Method::GET, "/admin/deliveries/1"),
+        (Method::POST, "/admin/deliveries/1/retry"),
+        (Method::DELETE, "/admin/deliveries/1"),
+        (Method::POST, "/admin/routes/1/test"),
+        (Method::POST, "/admin/routes/1/retry-dead"),
+        (Method::GET, "/admin/unrouted"),
+        (Method::GET, "/admin/stats"),
+        (Method::GET, "/admin/events"),
+    ] {
+        let response = relay
+            .http
+            .request(method.clone(), format!("{}{path}", relay.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::UNAUTHORIZED,
+            "{method} {path}"
+        );
+    }
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn the_panel_is_served_with_a_strict_policy() {
+    let relay = TestRelay::start(|_| {}).await;
+    let auth = basic_auth(ADMIN_USER, ADMIN_PASS);
+    let no_redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = no_redirect
+        .get(format!("{}/admin", relay.base))
+        .header("authorization", &auth)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(r.headers()["location"], "/admin/");
+
+    let r = relay
+        .http
+        .get(format!("{}/admin/", relay.base))
+        .header("authorization", &auth)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert!(!csp.contains("unsafe-inline"));
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    let html = r.text().await.unwrap();
+    assert!(html.contains("src/main.js"));
+    assert!(!html.contains("<script>"), "no inline script");
+
+    let r = relay
+        .http
+        .get(format!("{}/admin/src/main.js", relay.base))
+        .header("authorization", &auth)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .contains("javascript")
+    );
+    let r = relay
+        .http
+        .get(format!("{}/admin/nope.js", relay.base))
+        .header("authorization", &auth)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn delivery_log_filters_and_pages() {
+    let (gowa, relay) = relay_with_gowa(|r, _| {
+        Reply::status(if r.json()["conversation"]["id"] == 2 {
+            401
+        } else {
+            200
+        })
+    })
+    .await;
+    relay
+        .add_route(8, &gowa.url("/chatwoot/webhook/8"), None)
+        .await;
+    for seq in 0..5 {
+        relay.post_webhook(message(7, 1, seq), None).await;
+    }
+    relay.post_webhook(message(7, 2, 5), None).await;
+    relay.post_webhook(message(8, 3, 6), None).await;
+    gowa.wait_for("all seven attempts", WAIT, |r| r.len() == 7)
+        .await;
+    eventually("stats to settle", WAIT, || async {
+        let s = get(&relay, "/admin/stats").await;
+        (s["totals"]["pending"] == 0).then_some(s)
+    })
+    .await;
+
+    let all = get(&relay, "/admin/deliveries").await;
+    let ids: Vec<i64> = all["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 7);
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first");
+    assert!(all.get("nextCursor").is_none() || all["nextCursor"].is_null());
+    let first = &all["deliveries"][0];
+    assert_eq!(
+        (first["inboxId"].as_i64(), first["event"].as_str()),
+        (Some(8), Some("message_created"))
+    );
+    assert!(first["size"].as_i64().unwrap() > 0);
+    assert!(first.get("payload").is_none(), "the list carries no bodies");
+
+    let dead = get(&relay, "/admin/deliveries?status=dead").await;
+    assert_eq!(dead["deliveries"].as_array().unwrap().len(), 1);
+    assert_eq!(dead["deliveries"][0]["conversationId"], 2);
+    assert_eq!(dead["deliveries"][0]["lastStatusCode"], 401);
+    let route8 = get(&relay, "/admin/routes").await["routes"][1]["id"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(
+        get(&relay, &format!("/admin/deliveries?routeId={route8}")).await["deliveries"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        get(&relay, "/admin/deliveries?inboxId=7").await["deliveries"]
+            .as_array()
+            .unwrap()
+            .len(),
+        6
+    );
+    assert_eq!(
+        get(
+            &relay,
+            "/admin/deliveries?conversationId=1&status=delivered"
+        )
+        .await["deliveries"]
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
+
+    // Pages of 3: 3 + 3 + 1, no overlap, same order.
+    let mut paged = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = get(&relay, &format!("/admin/deliveries?limit=3{cursor}")).await;
+        paged.extend(
+            page["deliveries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d["id"].as_i64().unwrap()),
+        );
+        match page["nextCursor"].as_i64() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(paged, ids);
+
+    for (query, field) in [
+        ("status=lost", "status"),
+        ("limit=0", "limit"),
+        ("limit=501", "limit"),
+        ("inboxId=abc", "inboxId"),
+        ("cursor=-1", "cursor"),
+    ] {
+        let (status, body) = admin(
+            &relay,
+            Method::GET,
+            &format!("/admin/deliveries?{query}"),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
+        assert_eq!(body["field"], field, "{query}");
+    }
+    let (status, _) = admin(&relay, Method::GET, "/admin/deliveries?routeId=999", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let stats = get(&relay, "/admin/stats").await;
+    assert_eq!(
+        stats["totals"],
+        json!({"pending": 0, "delivered": 6, "dead": 1})
+    );
+    assert_eq!(
+        (stats["queueDepth"].as_i64(), stats["routes"].as_i64()),
+        (Some(0), Some(2))
+    );
+    assert!(stats["oldestPendingAgeMs"].is_null());
+    assert_eq!(stats["webhookPath"], "/webhook");
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn detail_shows_the_payload_and_every_attempt() {
+    let (_gowa, relay) =
+        relay_with_gowa(|_, before| Reply::status(if before.is_empty() { 500 } else { 200 })).await;
+    let body = message(7, 1, 0);
+    let id = relay.post_webhook(body.clone(), None).await["deliveryId"]
+        .as_i64()
+        .unwrap();
+    let d = wait_status(&relay, id, "delivered").await;
+    assert_eq!(d["payload"].as_str().unwrap().as_bytes(), body.as_slice());
+    let attempts = d["attemptLog"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(
+        (
+            attempts[0]["statusCode"].as_i64(),
+            attempts[0]["error"].as_str()
+        ),
+        (Some(500), Some("HTTP 500"))
+    );
+    assert_eq!(
+        (
+            attempts[1]["attempt"].as_i64(),
+            attempts[1]["trigger"].as_str()
+        ),
+        (Some(2), Some("scheduled"))
+    );
+    assert_eq!(attempts[1]["responseSnippet"], "OK");
+    for path in ["/admin/deliveries/999", "/admin/deliveries/abc"] {
+        let (status, body) = admin(&relay, Method::GET, path, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert!(body["error"].is_string());
+    }
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_manual_retry_sends_again_once_and_records_a_manual_attempt() {
+    let (gowa, relay) = relay_with_gowa(|_, _| Reply::status(401)).await;
+    let id = relay.post_webhook(message(7, 1, 0), None).await["deliveryId"]
+        .as_i64()
+        .unwrap();
+    wait_status(&relay, id, "dead").await;
+
+    // Still failing: one manual attempt, then dead again (no retry schedule).
+    let (status, body) = admin(
+        &relay,
+        Method::POST,
+        &format!("/admin/deliveries/{id}/retry"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["delivery"]["status"], "pending");
+    let d = eventually("the manual attempt", WAIT, || async {
+        let d = get(&relay, &format!("/admin/deliveries/{id}")).await["delivery"].clone();
+        (d["attemptLog"].as_array().unwrap().len() == 2 && d["status"] == "dead").then_some(d)
+    })
+    .await;
+    assert_eq!(d["attemptLog"][1]["trigger"], "manual");
+
+    // GoWA fixed: the retry delivers.
+    gowa.set(|_, _| Reply::status(200));
+    admin(
+        &relay,
+        Method::POST,
+        &format!("/admin/deliveries/{id}/retry"),
+        Some(json!({})),
+    )
+    .await;
+    let d = wait_status(&relay, id, "delivered").await;
+    assert_eq!(d["attemptLog"].as_array().unwrap().len(), 3);
+    assert_eq!(gowa.received().len(), 3);
+
+    // A delivered one can be sent again; a pending one cannot be retried twice.
+    gowa.set(|_, _| Reply {
+        delay: Duration::from_millis(500),
+        ..Reply::status(200)
+    });
+    let (status, _) = admin(
+        &relay,
+        Method::POST,
+        &format!("/admin/deliveries/{id}/retry"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (status, body) = admin(
+        &relay,
+        Method::POST,
+        &format!("/admin/deliveries/{id}/retry"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    wait_status(&relay, id, "delivered").await;
+
+    // Retrying needs JSON (a cross-site form cannot), and an existing delivery.
+    let form = relay
+        .http
+        .post(format!("{}/admin/deliveries/{id}/retry", relay.base))
+        .header("authorization", basic_auth(ADMIN_USER, ADMIN_PASS))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("x=1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let (status, _) = admin(
+        &relay,
+        Method::POST,
+        "/admin/deliveries/999/retry",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn retry_dead_of_a_route_resends_them_in_order() {
+    let (gowa, relay) = relay_with_gowa(|_, _| Reply::status(404)).await;
+    let mut ids = Vec::new();
+    for seq in 0..3 {
+        ids.push(
+            relay.post_webhook(message(7, 1, seq), None).await["deliveryId"]
+                .as_i64()
+                .unwrap(),
+        );
+    }
+    for id in &ids {
+        wait_status(&relay, *id, "dead").await;
+    }
+    gowa.set(|_, _| Reply::status(200));
+    let route = get(&relay, "/admin/routes").await["routes"][0].clone();
+    assert_eq!(route["health"]["state"], "dead");
+    let route_id = route["id"].as_i64().unwrap();
+    let (status, body) = admin(
+        &relay,
+        Method::POST,
+        &format!("/admin/routes/{route_id}/retry-dead"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"retried": 3})));
+    for id in &ids {
+        wait_status(&relay, *id, "delivered").await;
+    }
+    let delivered: Vec<u64> = gowa
+        .received()
+        .iter()
+        .filter(|r| r.status == 200)
+        .map(|r| r.json()["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(delivered, [0, 1, 2]);
+    let route = get(&relay, "/admin/routes").await["routes"][0].clone();
+    assert_eq!(
+        (route["health"]["state"].as_str(), route["pending"].as_i64()),
+        (Some("ok"), Some(0))
+    );
+    let (status, _) = admin(
+        &relay,
+        Method::POST,
+        "/admin/routes/999/retry-dead",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn discarding_a_stuck_head_lets_its_conversation_move_on() {
+    let (gowa, relay) =
+        relay_with_gowa(|r, _| Reply::status(if r.json()["id"] == 0 { 503 } else { 200 })).await;
+    let head = relay.post_webhook(message(7, 1, 0), None).await["deliveryId"]
+        .as_i64()
+        .unwrap();
+    let next = relay.post_webhook(message(7, 1, 1), None).await["deliveryId"]
+        .as_i64()
+        .unwrap();
+    let route = eventually("the route to show as failing", WAIT, || async {
+        let route = get(&relay, "/admin/routes").await["routes"][0].clone();
+        (route["health"]["state"] == "failing").then_some(route)
+    })
+    .await;
+    assert_eq!(route["pending"], 2);
+    assert_eq!(
+        gowa.received()
+            .iter()
+            .filter(|r| r.json()["id"] == 1)
+            .count(),
+        0,
+        "the next one waits"
+    );
+
+    let (status, body) = admin(
+        &relay,
+        Method::DELETE,
+        &format!("/admin/deliveries/{head}"),
+        None,
+    )
+    .await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"success": true})));
+    wait_status(&relay, next, "delivered").await;
+    let (status, _) = admin(
+        &relay,
+        Method::GET,
+        &format!("/admin/deliveries/{head}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = admin(
+        &relay,
+        Method::DELETE,
+        &format!("/admin/deliveries/{head}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn unrouted_inboxes_are_listed_until_they_get_a_route() {
+    let relay = TestRelay::start(|_| {}).await;
+    relay.post_webhook(message(99, 1, 0), None).await;
+    relay.post_webhook(message(99, 1, 1), None).await;
+    let list = get(&relay, "/admin/unrouted").await;
+    let entry = &list["unrouted"][0];
+    assert_eq!(
+        (
+            entry["inboxId"].as_i64(),
+            entry["count"].as_i64(),
+            entry["lastEvent"].as_str()
+        ),
+        (Some(99), Some(2), Some("message_created"))
+    );
+    assert!(entry["firstSeen"].as_str().unwrap() <= entry["lastSeen"].as_str().unwrap());
+    assert_eq!(get(&relay, "/admin/stats").await["unroutedInboxes"], 1);
+    relay.add_route(99, "http://127.0.0.1:9/x", None).await;
+    assert_eq!(
+        get(&relay, "/admin/unrouted").await,
+        json!({"unrouted": []})
+    );
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn testing_a_route_reports_what_gowa_answered() {
+    let gowa = Gowa::start().await;
+    let relay = TestRelay::start(|_| {}).await;
+    let created = relay
+        .add_route(
+            7,
+            &gowa.url("/chatwoot/webhook"),
+            Some("gowa-shared-secret"),
+        )
+        .await;
+    let id = created["route"]["id"].as_i64().unwrap();
+    let (status, result) = admin(
+        &relay,
+        Method::POST,
+        &format!("/admin/routes/{id}/test"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (result["ok"].as_bool(), result["statusCode"].as_i64()),
+        (Some(true), Some(200))
+    );
+    assert!(result["latencyMs"].as_u64().is_some());
+    let sent = &gowa.received()[0];
+    assert_eq!(sent.json()["event"], "chatgowa_test");
+    let expected = chatgowa_lib::delivery::gowa::hub_signature("gowa-shared-secret", &sent.body);
+    assert_eq!(sent.header("x-hub-signature-256"), Some(expected.as_str()));
+
+    gowa.set(|_, _| Reply::status(401));
+    let (_, result) = admin(
+        &relay,
+        Method::POST,
+        &format!("/admin/routes/{id}/test"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(
+        (result["ok"].as_bool(), result["statusCode"].as_i64()),
+        (Some(false), Some(401))
+    );
+    assert_eq!(result["error"], "HTTP 401");
+
+    relay
+        .add_route(8, "http://127.0.0.1:9/nothing-listens", None)
+        .await;
+    let id8 = get(&relay, "/admin/routes").await["routes"][1]["id"]
+        .as_i64()
+        .unwrap();
+    let (_, result) = admin(
+        &relay,
+        Method::POST,
+        &format!("/admin/routes/{id8}/test"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(
+        (result["ok"].as_bool(), result["statusCode"].clone()),
+        (Some(false), Value::Null)
+    );
+    assert!(result["error"].as_str().unwrap().contains("connection"));
+    let (status, _) = admin(
+        &relay,
+        Method::POST,
+        "/admin/routes/999/test",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn the_event_stream_announces_changes() {
+    let relay = TestRelay::start(|_| {}).await;
+    let mut stream = relay
+        .http
+        .get(format!("{}/admin/events", relay.base))
+        .header("authorization", basic_auth(ADMIN_USER, ADMIN_PASS))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    assert!(
+        stream.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+
+    relay.post_webhook(message(42, 1, 0), None).await; // unrouted
+    relay.add_route(7, "http://127.0.0.1:9/x", None).await; // routes
+    relay.post_webhook(message(7, 1, 0), None).await; // deliveries
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !["\"unrouted\"", "\"routes\"", "\"deliveries\""]
+        .iter()
+        .all(|t| seen.contains(t))
+    {
+        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
+            .await
+            .expect("events in time")
+            .unwrap()
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(seen.contains("event: change"), "{seen}");
+    // The stream ends when the relay stops, so shutdown is not held up by an open panel.
+    relay.stop().await;
+    while stream.chunk().await.unwrap_or(None).is_some() {}
+}

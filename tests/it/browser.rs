@@ -1,0 +1,302 @@
+//! The admin panel in a real headless Chromium (Debian `chromium` + `chromium-driver`) against the real binary:
+//! log in, add a route, watch deliveries arrive live, retry a dead one, turn an unrouted inbox into a route,
+//! switch to Bahasa Indonesia. Screenshots of every screen (EN and ID, wide and 360 px) are written to
+//! `<target>/tmp/screenshots/`, or to `docs/screenshots/` with `CHATGOWA_UPDATE_SCREENSHOTS=1`.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use futures_util::FutureExt as _;
+use serde_json::json;
+
+use crate::support::{ADMIN_PASS, ADMIN_USER, Gowa, Reply, Server, eventually, free_port, message};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+/// chromedriver on a free port, stopped on drop.
+struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Driver {
+    async fn start() -> Self {
+        let port = free_port();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver not found: install Debian's chromium and chromium-driver (scripts/test does)");
+        let driver = Self { child, port };
+        let status = format!("http://127.0.0.1:{port}/status");
+        eventually("chromedriver to start", WAIT, || async {
+            reqwest::get(&status)
+                .await
+                .ok()
+                .filter(|r| r.status().is_success())
+                .map(|_| ())
+        })
+        .await;
+        driver
+    }
+
+    async fn browser(&self, profile: &std::path::Path) -> Client {
+        let caps = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                         "--no-first-run", "--disable-quic", "--window-size=1280,800",
+                         format!("--user-data-dir={}", profile.display())],
+            }
+        });
+        let serde_json::Value::Object(caps) = caps else {
+            unreachable!()
+        };
+        ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{}", self.port))
+            .await
+            .expect("a WebDriver session")
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn screenshot_dir() -> PathBuf {
+    let dir = if std::env::var_os("CHATGOWA_UPDATE_SCREENSHOTS").is_some() {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots")
+    } else {
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots")
+    };
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn css(c: &Client, selector: &str) -> fantoccini::elements::Element {
+    c.wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css(selector))
+        .await
+        .unwrap_or_else(|e| panic!("{selector}: {e}"))
+}
+
+/// Waits until the element's text contains `needle`.
+async fn text_of(c: &Client, selector: &str, needle: &str) -> String {
+    eventually(&format!("{selector} to show {needle:?}"), WAIT, || async {
+        let text = c
+            .find(Locator::Css(selector))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.contains(needle).then_some(text)
+    })
+    .await
+}
+
+async fn go(c: &Client, base: &str, hash: &str, ready: &str) {
+    c.goto(&format!("{base}/admin/{hash}")).await.unwrap();
+    css(c, ready).await;
+}
+
+async fn post(server: &Server, body: Vec<u8>) -> i64 {
+    let response = reqwest::Client::new()
+        .post(format!("{}/webhook", server.base()))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let answer: serde_json::Value = response.json().await.unwrap();
+    answer["deliveryId"].as_i64().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn the_admin_panel_in_a_real_browser() {
+    let gowa = Gowa::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::spawn(
+        dir.path(),
+        free_port(),
+        &[("CHATGOWA_RETRY_SCHEDULE", "20ms")],
+    );
+    server.wait_healthy().await;
+    let driver = Driver::start().await;
+    let c = driver.browser(&dir.path().join("profile")).await;
+    // Close the browser even when a step fails, then report the failure.
+    let outcome = std::panic::AssertUnwindSafe(scenario(&c, &server, &gowa))
+        .catch_unwind()
+        .await;
+    let _ = c.close().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+async fn scenario(c: &Client, server: &Server, gowa: &Gowa) {
+    let base = format!(
+        "http://{ADMIN_USER}:{}@127.0.0.1:{}",
+        ADMIN_PASS.replace(' ', "%20"),
+        server.port
+    );
+    let plain = server.base();
+
+    // Log in (Basic Auth) and land on the overview, in English.
+    c.goto(&format!("{base}/admin/")).await.unwrap();
+    text_of(c, "#nav", "Routes").await;
+    let url = css(c, "#webhook-url")
+        .await
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(url, format!("{plain}/webhook"));
+
+    // Add a route: the server's validation message appears under the field first.
+    go(c, &plain, "#/routes", "#add-route").await;
+    css(c, "#add-route").await.click().await.unwrap();
+    css(c, "#route-inboxId").await.send_keys("7").await.unwrap();
+    css(c, "#route-name")
+        .await
+        .send_keys("Toko Sejahtera")
+        .await
+        .unwrap();
+    css(c, "#route-webhookUrl")
+        .await
+        .send_keys("gowa:3000/chatwoot/webhook")
+        .await
+        .unwrap();
+    css(c, "#route-save").await.click().await.unwrap();
+    text_of(
+        c,
+        "#route-webhookUrl-error",
+        "webhookUrl must be an absolute",
+    )
+    .await;
+    let url_field = css(c, "#route-webhookUrl").await;
+    url_field.clear().await.unwrap();
+    url_field
+        .send_keys(&gowa.url("/chatwoot/webhook"))
+        .await
+        .unwrap();
+    css(c, "#route-save").await.click().await.unwrap();
+    css(c, "tr[data-inbox-id='7']").await;
+
+    // A webhook appears in the delivery list without a reload.
+    go(c, &plain, "#/deliveries", "#deliveries-list").await;
+    let first = post(server, message(7, 1, 0)).await;
+    css(
+        c,
+        &format!("tr[data-delivery-id='{first}'] [data-status='delivered']"),
+    )
+    .await;
+
+    // A dead delivery, retried from its page, turns delivered.
+    gowa.set(|_, _| Reply::status(401));
+    let dead = post(server, message(7, 2, 1)).await;
+    css(
+        c,
+        &format!("tr[data-delivery-id='{dead}'] [data-status='dead']"),
+    )
+    .await;
+    css(c, &format!("tr[data-delivery-id='{dead}'] a"))
+        .await
+        .click()
+        .await
+        .unwrap();
+    css(c, "#delivery-status [data-status='dead']").await;
+    gowa.set(|_, _| Reply::status(200));
+    css(c, "#retry").await.click().await.unwrap();
+    css(c, "#delivery-status [data-status='delivered']").await;
+    text_of(c, "main table", "manual").await;
+
+    // An unrouted inbox becomes a route in one click.
+    post(server, message(55, 9, 2)).await;
+    go(c, &plain, "#/unrouted", "tr[data-inbox-id='55']").await;
+    css(c, "tr[data-inbox-id='55'] .add-route")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let inbox = css(c, "#route-inboxId")
+        .await
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(inbox, "55");
+    css(c, "#route-webhookUrl")
+        .await
+        .send_keys(&gowa.url("/chatwoot/webhook/55"))
+        .await
+        .unwrap();
+    css(c, "#route-save").await.click().await.unwrap();
+    css(c, "tr[data-inbox-id='55']").await;
+
+    shoot_every_screen(c, &plain, dead, "en").await;
+
+    // Bahasa Indonesia: labels change, and the choice is remembered.
+    go(c, &plain, "#/routes", "#lang").await;
+    css(c, "#lang option[value='id']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    text_of(c, "#nav", "Pengiriman").await;
+    text_of(c, "h1", "Rute").await;
+    c.refresh().await.unwrap();
+    text_of(c, "#nav", "Inbox tanpa rute").await;
+    shoot_every_screen(c, &plain, dead, "id").await;
+}
+
+async fn shoot_every_screen(c: &Client, plain: &str, delivery: i64, lang: &str) {
+    let dir = screenshot_dir();
+    let screens = [
+        ("overview", "#/".to_owned(), "#webhook-url"),
+        ("routes", "#/routes".to_owned(), "tr[data-inbox-id='7']"),
+        (
+            "deliveries",
+            "#/deliveries".to_owned(),
+            "tr[data-delivery-id]",
+        ),
+        (
+            "delivery",
+            format!("#/deliveries/{delivery}"),
+            "#delivery-status",
+        ),
+        ("unrouted", "#/unrouted".to_owned(), "p.empty"),
+    ];
+    for (width, height, size) in [(1280, 900, "wide"), (360, 800, "narrow")] {
+        c.set_window_size(width, height).await.unwrap();
+        for (name, hash, ready) in &screens {
+            go(c, plain, hash, ready).await;
+            // The page must not scroll sideways as a whole at this width (tables scroll inside their box).
+            let overflow = c
+                .execute("return document.documentElement.scrollWidth - document.documentElement.clientWidth", vec![])
+                .await
+                .unwrap();
+            assert!(
+                overflow.as_i64().unwrap_or(0) <= 1,
+                "{name} at {width}px overflows by {overflow}"
+            );
+            c.execute("document.getElementById('toast').replaceChildren()", vec![])
+                .await
+                .unwrap();
+            let png = c.screenshot().await.unwrap();
+            std::fs::write(dir.join(format!("{name}-{lang}-{size}.png")), png).unwrap();
+        }
+    }
+    c.set_window_size(1280, 800).await.unwrap();
+}

@@ -1,0 +1,25 @@
+// The admin operations, one function each. Every call goes through the transport seam.
+
+import { transport } from "./transport.js";
+
+const call = (command, method, path, input = {}, { query, body } = {}) =>
+  transport.call({ command, method, path, input, query, body });
+
+export const api = {
+  stats: () => call("stats", "GET", "/stats"),
+  listRoutes: () => call("list_routes", "GET", "/routes"),
+  createRoute: (route) => call("create_route", "POST", "/routes", route, { body: route }),
+  updateRoute: (id, changes) =>
+    call("update_route", "PUT", `/routes/${id}`, { id, ...changes }, { body: changes }),
+  deleteRoute: (id) => call("delete_route", "DELETE", `/routes/${id}`, { id }),
+  testRoute: (id) => call("test_route", "POST", `/routes/${id}/test`, { id }),
+  retryDead: (id) => call("retry_dead", "POST", `/routes/${id}/retry-dead`, { id }),
+  listDeliveries: (filters) =>
+    call("list_deliveries", "GET", "/deliveries", filters, { query: filters }),
+  delivery: (id) => call("delivery", "GET", `/deliveries/${id}`, { id }),
+  retryDelivery: (id) => call("retry_delivery", "POST", `/deliveries/${id}/retry`, { id }),
+  discardDelivery: (id) => call("discard_delivery", "DELETE", `/deliveries/${id}`, { id }),
+  listUnrouted: () => call("list_unrouted", "GET", "/unrouted"),
+  subscribe: (onEvent, onState) => transport.subscribe(onEvent, onState),
+  webhookUrl: (path) => transport.webhookUrl(path),
+};

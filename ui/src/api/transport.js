@@ -1,0 +1,90 @@
+// The one place that knows how the UI talks to the relay: HTTP (`fetch` to /admin/…, with the browser's Basic
+// Auth) in a browser, Tauri IPC (`invoke`) in the native window. Both return the same DTOs and fail with the same
+// ApiError {code, message, field}. Screens never branch on the transport.
+
+export class ApiError extends Error {
+  constructor({ code = "error", message = "", field = null, status = 0 } = {}) {
+    super(message);
+    this.code = code;
+    this.field = field;
+    this.status = status;
+  }
+}
+
+/**
+ * An operation: `command` names the Tauri command; `method`/`path` the HTTP endpoint.
+ * `input` is the request: path parameters (`id`), query parameters and body fields, all in one object.
+ */
+function httpTransport() {
+  return {
+    async call({ method, path, query, body }) {
+      const url = new URL(`/admin${path}`, window.location.origin);
+      for (const [key, value] of Object.entries(query ?? {})) {
+        if (value !== undefined && value !== null && value !== "") url.searchParams.set(key, value);
+      }
+      const init = { method, headers: { Accept: "application/json" } };
+      if (method !== "GET" && method !== "DELETE") {
+        init.headers["Content-Type"] = "application/json";
+        init.body = JSON.stringify(body ?? {});
+      }
+      let response;
+      try {
+        response = await fetch(url, init);
+      } catch (err) {
+        throw new ApiError({ code: "offline", message: String(err) });
+      }
+      const data = await response.json().catch(() => null);
+      if (!response.ok) {
+        throw new ApiError({
+          code: data?.code ?? "http_error",
+          message: data?.message ?? data?.error ?? response.statusText,
+          field: data?.field ?? null,
+          status: response.status,
+        });
+      }
+      return data;
+    },
+
+    /** Calls `onEvent({type})` for every change; `onState(connected)` when the stream comes and goes. */
+    subscribe(onEvent, onState) {
+      const source = new EventSource("/admin/events");
+      source.addEventListener("change", (e) => onEvent(JSON.parse(e.data)));
+      source.addEventListener("open", () => onState(true));
+      source.addEventListener("error", () => onState(false));
+      return () => source.close();
+    },
+
+    /** The address Chatwoot should post to, as seen from the browser. */
+    webhookUrl(path) {
+      return new URL(path, window.location.origin).toString();
+    },
+  };
+}
+
+function ipcTransport(tauri) {
+  const invoke = tauri.core.invoke;
+  return {
+    async call({ command, input }) {
+      try {
+        return await invoke(command, { input: input ?? {} });
+      } catch (err) {
+        throw new ApiError(typeof err === "object" && err ? err : { message: String(err) });
+      }
+    },
+
+    subscribe(onEvent, onState) {
+      let unlisten = null;
+      tauri.event.listen("chatgowa://change", (e) => onEvent(e.payload)).then((fn) => {
+        unlisten = fn;
+        onState(true);
+      });
+      return () => unlisten?.();
+    },
+
+    webhookUrl(path) {
+      return tauri.__webhookBase ? new URL(path, tauri.__webhookBase).toString() : path;
+    },
+  };
+}
+
+export const transport = globalThis.__TAURI__?.core ? ipcTransport(globalThis.__TAURI__) : httpTransport();

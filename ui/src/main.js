@@ -1,0 +1,84 @@
+// Boot: language, navigation between screens (hash routes), and live updates from the relay's event stream.
+
+import { api } from "./api/api.js";
+import { h, replace, reportError } from "./dom.js";
+import { language, setLanguage, t } from "./i18n.js";
+import * as overview from "./views/overview.js";
+import * as routes from "./views/routes.js";
+import * as deliveries from "./views/deliveries.js";
+import * as delivery from "./views/delivery.js";
+import * as unrouted from "./views/unrouted.js";
+
+const SCREENS = [
+  { hash: "#/", label: "nav.overview", view: overview },
+  { hash: "#/routes", label: "nav.routes", view: routes },
+  { hash: "#/deliveries", label: "nav.deliveries", view: deliveries },
+  { hash: "#/unrouted", label: "nav.unrouted", view: unrouted },
+];
+
+let current = null; // {view, controller}
+let live = false;
+
+/** Which screen the address names, and its parameters. */
+function resolve() {
+  const [path, queryString] = (window.location.hash || "#/").split("?");
+  const params = Object.fromEntries(new URLSearchParams(queryString ?? ""));
+  const detail = path.match(/^#\/deliveries\/(\d+)$/);
+  if (detail) return { view: delivery, params: { ...params, id: detail[1] }, nav: "#/deliveries" };
+  const screen = SCREENS.find((s) => s.hash === path) ?? SCREENS[0];
+  return { view: screen.view, params, nav: screen.hash };
+}
+
+function renderChrome(activeHash) {
+  document.getElementById("skip").textContent = t("skip");
+  document.getElementById("lang-label").textContent = t("language");
+  document.getElementById("lang").value = language();
+  replace(document.getElementById("nav"),
+    SCREENS.map((s) => h("a", {
+      href: s.hash,
+      class: s.hash === activeHash ? "active" : null,
+      "aria-current": s.hash === activeHash ? "page" : null,
+    }, t(s.label))),
+    h("span", { class: `live ${live ? "on" : "off"}`, title: t(live ? "live.connected" : "live.disconnected") },
+      h("span", { class: "dot", "aria-hidden": "true" }),
+      h("span", { class: "visually-hidden" }, t(live ? "live.connected" : "live.disconnected"))));
+}
+
+function show() {
+  const { view, params, nav } = resolve();
+  renderChrome(nav);
+  const main = document.getElementById("main");
+  current = { view, controller: view.render(main, params) };
+}
+
+// Many changes can arrive at once (one per commit): refresh at most once per frame burst.
+let pending = new Set();
+let scheduled = false;
+function onChange(event) {
+  pending.add(event.type);
+  if (scheduled) return;
+  scheduled = true;
+  setTimeout(() => {
+    const types = pending;
+    pending = new Set();
+    scheduled = false;
+    current?.controller?.onChange?.(types);
+  }, 150);
+}
+
+document.getElementById("lang").addEventListener("change", (e) => {
+  setLanguage(e.target.value);
+  show();
+});
+window.addEventListener("hashchange", show);
+window.addEventListener("unhandledrejection", (e) => reportError(e.reason));
+
+setLanguage(language());
+api.subscribe(onChange, (connected) => {
+  if (connected === live) return;
+  live = connected;
+  renderChrome(resolve().nav);
+  // After a reconnect anything may have changed.
+  if (connected) onChange({ type: "resync" });
+});
+show();

@@ -1,0 +1,50 @@
+// Overview: totals, queue, the webhook URL to paste into Chatwoot, and the setup steps.
+
+import { api } from "../api/api.js";
+import { h, replace, reportError, toast } from "../dom.js";
+import { formatAge, formatNumber, t } from "../i18n.js";
+
+export function render(main) {
+  replace(main, h("h1", {}, t("overview.title")), h("p", {}, t("common.loading")));
+  const load = () => api.stats().then((stats) => draw(main, stats)).catch(reportError);
+  load();
+  return { onChange: load };
+}
+
+function card(label, value, kind = "") {
+  return h("div", { class: `card ${kind}` }, h("div", { class: "card-label" }, label),
+    h("div", { class: "card-value", "data-testid": `stat-${kind || label}` }, value));
+}
+
+function draw(main, stats) {
+  const url = api.webhookUrl(stats.webhookPath);
+  const urlInput = h("input", { id: "webhook-url", readonly: true, value: url, "aria-label": t("overview.webhookTitle") });
+  const copy = async () => {
+    urlInput.select();
+    try {
+      await navigator.clipboard.writeText(url);
+    } catch {
+      document.execCommand?.("copy");
+    }
+    toast(t("common.copied"));
+  };
+  replace(main,
+    h("h1", {}, t("overview.title")),
+    h("div", { class: "cards" },
+      card(t("overview.pending"), formatNumber(stats.totals.pending), "pending"),
+      card(t("overview.delivered"), formatNumber(stats.totals.delivered), "delivered"),
+      card(t("overview.dead"), formatNumber(stats.totals.dead), "dead"),
+      card(t("overview.oldestPending"),
+        stats.oldestPendingAgeMs == null ? t("common.none") : formatAge(stats.oldestPendingAgeMs), "oldest"),
+      card(t("overview.routes"), formatNumber(stats.routes), "routes"),
+      card(t("overview.unrouted"), formatNumber(stats.unroutedInboxes), "unrouted")),
+    h("section", { class: "panel" },
+      h("h2", {}, t("overview.webhookTitle")),
+      h("div", { class: "copy-row" }, urlInput, h("button", { type: "button", onclick: copy }, t("common.copy"))),
+      h("p", { class: "hint" }, t("overview.webhookHelp"))),
+    h("section", { class: "panel" },
+      h("h2", {}, t("overview.setupTitle")),
+      h("ol", { class: "steps" },
+        ["overview.step1", "overview.step2", "overview.step3", "overview.step4"].map((k) => h("li", {}, t(k))))),
+    h("p", { class: "hint" }, t("overview.version", { version: stats.version })));
+}

@@ -1,0 +1,177 @@
+// Routes: the table with health and queue, the add/edit form with the server's validation messages, enable
+// toggle, test, retry of dead deliveries, delete.
+
+import { api } from "../api/api.js";
+import { h, maskUrl, replace, reportError, table, toast } from "../dom.js";
+import { formatTime, t } from "../i18n.js";
+
+export function render(main, params) {
+  const state = { routes: [], editing: null, results: new Map() };
+  const formArea = h("div", { id: "route-form-area" });
+  const listArea = h("div", {}, h("p", {}, t("common.loading")));
+  replace(main,
+    h("div", { class: "title-row" },
+      h("h1", {}, t("routes.title")),
+      h("button", { type: "button", id: "add-route", onclick: () => openForm(null) }, t("routes.add"))),
+    formArea,
+    listArea);
+
+  const load = () => api.listRoutes().then(({ routes }) => {
+    state.routes = routes;
+    drawList();
+  }).catch(reportError);
+
+  function drawList() {
+    if (state.routes.length === 0) {
+      replace(listArea, h("p", { class: "empty" }, t("routes.empty")));
+      return;
+    }
+    replace(listArea, table(
+      [t("routes.inbox"), t("routes.name"), t("routes.target"), t("routes.enabled"), t("routes.health"),
+        t("routes.pending"), t("routes.actions")],
+      state.routes.map(row)));
+  }
+
+  function row(route) {
+    const result = state.results.get(route.id);
+    return h("tr", { "data-route-id": route.id, "data-inbox-id": route.inboxId },
+      h("td", { class: "num" }, route.inboxId),
+      h("td", {}, route.name ?? t("common.none")),
+      h("td", { class: "url" }, maskUrl(route.webhookUrl)),
+      h("td", {}, h("input", {
+        type: "checkbox",
+        checked: route.enabled,
+        "aria-label": t("routes.enabled"),
+        class: "enabled-toggle",
+        onchange: (e) => api.updateRoute(route.id, { enabled: e.target.checked }).then(load).catch((err) => {
+          e.target.checked = !e.target.checked;
+          reportError(err);
+        }),
+      })),
+      h("td", {}, health(route)),
+      h("td", { class: "num" }, route.pending),
+      h("td", { class: "actions" },
+        h("button", { type: "button", onclick: () => openForm(route) }, t("common.edit")),
+        h("button", { type: "button", class: "test", onclick: (e) => test(route, e.target) }, t("routes.test")),
+        route.health?.state === "dead" || route.health?.state === "failing"
+          ? h("button", { type: "button", onclick: () => retryDead(route) }, t("routes.retryDead")) : null,
+        h("button", { type: "button", class: "danger", onclick: () => remove(route) }, t("common.delete")),
+        result ? h("div", { class: `test-result ${result.ok ? "ok" : "bad"}`, role: "status" }, describe(result)) : null));
+  }
+
+  function health(route) {
+    if (!route.health) return h("span", { class: "badge none" }, t("health.none"));
+    const state = t(`health.${route.health.state}`);
+    return h("span", { class: `badge ${route.health.state}`, title: route.health.error ?? "" },
+      t("health.at", { state, time: formatTime(route.health.at) }));
+  }
+
+  function describe(r) {
+    if (r.ok) return t("routes.testOk", { status: r.statusCode, ms: r.latencyMs });
+    if (r.statusCode) return t("routes.testFailedStatus", { status: r.statusCode, ms: r.latencyMs, error: r.error ?? "" });
+    return t("routes.testFailed", { ms: r.latencyMs, error: r.error ?? "" });
+  }
+
+  async function test(route, button) {
+    button.disabled = true;
+    button.textContent = t("routes.testing");
+    try {
+      state.results.set(route.id, await api.testRoute(route.id));
+    } catch (err) {
+      reportError(err);
+    }
+    drawList();
+  }
+
+  async function retryDead(route) {
+    try {
+      const { retried } = await api.retryDead(route.id);
+      toast(t("routes.retriedDead", { count: retried }));
+      load();
+    } catch (err) {
+      reportError(err);
+    }
+  }
+
+  async function remove(route) {
+    if (!window.confirm(t("routes.confirmDelete", { inbox: route.inboxId }))) return;
+    try {
+      await api.deleteRoute(route.id);
+      toast(t("routes.deleted"));
+      if (state.editing?.id === route.id) closeForm();
+      load();
+    } catch (err) {
+      reportError(err);
+    }
+  }
+
+  function field(name, label, input, hint) {
+    return h("div", { class: "field" },
+      h("label", { for: `route-${name}` }, label),
+      input,
+      hint ? h("p", { class: "hint" }, hint) : null,
+      h("p", { class: "field-error", id: `route-${name}-error`, role: "alert" }));
+  }
+
+  function openForm(route, inboxId) {
+    state.editing = route;
+    const inbox = h("input", {
+      id: "route-inboxId", name: "inboxId", inputmode: "numeric", required: true,
+      value: route?.inboxId ?? inboxId ?? "",
+    });
+    const name = h("input", { id: "route-name", name: "name", maxlength: 100, value: route?.name ?? "" });
+    const url = h("input", {
+      id: "route-webhookUrl", name: "webhookUrl", type: "url", required: true,
+      placeholder: "http://gowa:3000/chatwoot/webhook", value: route?.webhookUrl ?? "",
+    });
+    const secret = h("input", { id: "route-secret", name: "secret", type: "password", autocomplete: "new-password" });
+    const clearSecret = h("input", { type: "checkbox", id: "route-secret-clear" });
+    const enabled = h("input", { type: "checkbox", id: "route-enabled", checked: route?.enabled ?? true });
+    const form = h("form", { class: "panel route-form", novalidate: true },
+      h("h2", {}, route ? t("routes.formEdit", { inbox: route.inboxId }) : t("routes.formAdd")),
+      field("inboxId", t("routes.fieldInbox"), inbox),
+      field("name", t("routes.fieldName"), name),
+      field("webhookUrl", t("routes.fieldUrl"), url, t("routes.fieldUrlHint")),
+      field("secret", t("routes.fieldSecret"), secret,
+        route?.hasSecret ? t("routes.secretKeep") : t("routes.fieldSecretHint")),
+      route?.hasSecret ? h("label", { class: "check" }, clearSecret, t("routes.secretClear")) : null,
+      h("label", { class: "check" }, enabled, t("routes.fieldEnabled")),
+      h("div", { class: "buttons" },
+        h("button", { type: "submit", class: "primary", id: "route-save" }, t("common.save")),
+        h("button", { type: "button", onclick: closeForm }, t("common.cancel"))));
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      for (const el of form.querySelectorAll(".field-error")) el.textContent = "";
+      const input = { inboxId: inbox.value.trim(), webhookUrl: url.value.trim(), name: name.value.trim() || null,
+        enabled: enabled.checked };
+      if (secret.value) input.secret = secret.value;
+      else if (clearSecret.checked) input.secret = null;
+      try {
+        if (route) await api.updateRoute(route.id, input);
+        else await api.createRoute(input);
+        toast(t("routes.saved"));
+        closeForm();
+        load();
+      } catch (err) {
+        const target = err.field && form.querySelector(`#route-${err.field}-error`);
+        if (target) {
+          target.textContent = err.message;
+          form.querySelector(`#route-${err.field}`)?.focus();
+        } else {
+          reportError(err);
+        }
+      }
+    });
+    replace(formArea, form);
+    (route ? url : inbox).focus();
+  }
+
+  function closeForm() {
+    state.editing = null;
+    replace(formArea);
+  }
+
+  load();
+  if (params.new) openForm(null, params.new);
+  return { onChange: (types) => (types.has("routes") || types.has("deliveries") || types.has("resync")) && load() };
+}
