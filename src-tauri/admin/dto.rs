@@ -23,12 +23,14 @@ pub struct Route {
     pub updated_at: String,
     /// Deliveries of this inbox waiting to be sent.
     pub pending: i64,
+    /// Deliveries of this inbox that gave up (see retry-dead).
+    pub dead: i64,
     /// The outcome of the inbox's latest attempt; `None` before the first one.
     pub health: Option<RouteHealth>,
 }
 
 impl Route {
-    pub fn new(r: routes::Route, pending: i64, last: Option<DeliverySummary>) -> Self {
+    pub fn new(r: routes::Route, pending: i64, dead: i64, last: Option<DeliverySummary>) -> Self {
         Self {
             id: r.id,
             inbox_id: r.inbox_id,
@@ -39,6 +41,7 @@ impl Route {
             created_at: store::to_rfc3339(r.created_at),
             updated_at: store::to_rfc3339(r.updated_at),
             pending,
+            dead,
             health: last.map(RouteHealth::from),
         }
     }

@@ -31,9 +31,12 @@ pub async fn list_routes(state: &AppState) -> Result<Vec<dto::Route>> {
 
 /// A route with its queue and health.
 async fn route_view(state: &AppState, route: Route) -> Result<dto::Route> {
-    let pending = deliveries::count_pending_for_inbox(&state.pool, route.inbox_id).await?;
+    let pending =
+        deliveries::count_for_inbox(&state.pool, route.inbox_id, DeliveryStatus::Pending).await?;
+    let dead =
+        deliveries::count_for_inbox(&state.pool, route.inbox_id, DeliveryStatus::Dead).await?;
     let last = deliveries::last_attempted_for_inbox(&state.pool, route.inbox_id).await?;
-    Ok(dto::Route::new(route, pending, last))
+    Ok(dto::Route::new(route, pending, dead, last))
 }
 
 async fn find_route(state: &AppState, id: RouteId) -> Result<Route> {

@@ -161,9 +161,15 @@ pub async fn oldest_pending_received_at(pool: &SqlitePool) -> sqlx::Result<Optio
     .await
 }
 
-pub async fn count_pending_for_inbox(pool: &SqlitePool, inbox_id: InboxId) -> sqlx::Result<i64> {
-    sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE status = 'pending' AND inbox_id = ?")
+/// How many of an inbox's deliveries are in `status`.
+pub async fn count_for_inbox(
+    pool: &SqlitePool,
+    inbox_id: InboxId,
+    status: DeliveryStatus,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE inbox_id = ? AND status = ?")
         .bind(inbox_id)
+        .bind(status)
         .fetch_one(pool)
         .await
 }
@@ -556,7 +562,18 @@ pub(crate) mod tests {
             }
         );
         assert_eq!(oldest_pending_received_at(&pool).await.unwrap(), Some(30));
-        assert_eq!(count_pending_for_inbox(&pool, InboxId(7)).await.unwrap(), 2);
+        assert_eq!(
+            count_for_inbox(&pool, InboxId(7), DeliveryStatus::Pending)
+                .await
+                .unwrap(),
+            2
+        );
+        assert_eq!(
+            count_for_inbox(&pool, InboxId(7), DeliveryStatus::Dead)
+                .await
+                .unwrap(),
+            1
+        );
         let last = last_attempted_for_inbox(&pool, InboxId(7))
             .await
             .unwrap()

@@ -423,7 +423,10 @@ async fn retry_dead_of_a_route_resends_them_in_order() {
     }
     gowa.set(|_, _| Reply::status(200));
     let route = get(&relay, "/admin/routes").await["routes"][0].clone();
-    assert_eq!(route["health"]["state"], "dead");
+    assert_eq!(
+        (route["health"]["state"].as_str(), route["dead"].as_i64()),
+        (Some("dead"), Some(3))
+    );
     let route_id = route["id"].as_i64().unwrap();
     let (status, body) = admin(
         &relay,

@@ -53,8 +53,9 @@ export function render(main, params) {
       h("td", { class: "actions" },
         h("button", { type: "button", onclick: () => openForm(route) }, t("common.edit")),
         h("button", { type: "button", class: "test", onclick: (e) => test(route, e.target) }, t("routes.test")),
-        route.health?.state === "dead" || route.health?.state === "failing"
-          ? h("button", { type: "button", onclick: () => retryDead(route) }, t("routes.retryDead")) : null,
+        route.dead > 0
+          ? h("button", { type: "button", class: "retry-dead", onclick: () => retryDead(route) },
+            t("routes.retryDead", { count: route.dead })) : null,
         h("button", { type: "button", class: "danger", onclick: () => remove(route) }, t("common.delete")),
         result ? h("div", { class: `test-result ${result.ok ? "ok" : "bad"}`, role: "status" }, describe(result)) : null));
   }
