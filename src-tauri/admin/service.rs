@@ -11,7 +11,6 @@ use crate::ids::{DeliveryId, InboxId, RouteId};
 use crate::state::AppState;
 use crate::store::deliveries::{self, DeliveryStatus, Filter, PendingRef};
 use crate::store::routes::{self, Route, RouteFields};
-use crate::store::writer::Queued;
 use crate::store::{attempts, now_ms, unrouted_inboxes};
 
 pub const MAX_NAME_CHARS: usize = 100;
@@ -213,22 +212,8 @@ pub async fn delivery_detail(state: &AppState, id: DeliveryId) -> Result<dto::De
         .await?
         .ok_or_else(|| delivery_not_found(id))?;
     let log = attempts::list_for_delivery(&state.pool, id).await?;
-    let summary = deliveries::DeliverySummary {
-        id: d.id,
-        inbox_id: d.inbox_id,
-        conversation_id: d.conversation_id,
-        event: d.event,
-        status: d.status,
-        attempts: d.attempts,
-        next_attempt_at: d.next_attempt_at,
-        last_status_code: d.last_status_code,
-        last_error: d.last_error,
-        received_at: d.received_at,
-        updated_at: d.updated_at,
-        size: i64::try_from(d.body.len()).unwrap_or(i64::MAX),
-    };
     Ok(dto::DeliveryDetail {
-        delivery: summary.into(),
+        delivery: d.summary().into(),
         payload: String::from_utf8_lossy(&d.body).into_owned(),
         attempt_log: log.into_iter().map(Into::into).collect(),
     })
@@ -270,15 +255,7 @@ pub async fn discard_delivery(state: &AppState, id: DeliveryId) -> Result<()> {
 }
 
 fn requeued(state: &AppState, pending: &[PendingRef]) {
-    let queued: Vec<Queued> = pending
-        .iter()
-        .map(|p| Queued {
-            id: p.id,
-            inbox_id: p.inbox_id,
-            conversation_id: p.conversation_id,
-        })
-        .collect();
-    state.dispatcher.enqueue(&queued);
+    state.dispatcher.enqueue(pending);
     state.events.send(UiEvent::Deliveries);
 }
 

@@ -20,7 +20,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::ids::{DeliveryId, InboxId};
-use crate::store::{self, Writer, writer::Queued};
+use crate::store::deliveries::PendingRef;
+use crate::store::{self, Writer};
 
 /// Attempts in flight across all routes.
 const MAX_IN_FLIGHT: usize = 256;
@@ -115,20 +116,12 @@ impl Dispatcher {
     /// The database cannot be read.
     pub async fn load_pending(&self) -> sqlx::Result<usize> {
         let pending = store::deliveries::list_pending(&self.inner.pool).await?;
-        let queued: Vec<Queued> = pending
-            .iter()
-            .map(|p| Queued {
-                id: p.id,
-                inbox_id: p.inbox_id,
-                conversation_id: p.conversation_id,
-            })
-            .collect();
-        self.enqueue(&queued);
-        Ok(queued.len())
+        self.enqueue(&pending);
+        Ok(pending.len())
     }
 
     /// Appends committed deliveries to their lanes, in the order given, starting lane tasks as needed.
-    pub fn enqueue(&self, queued: &[Queued]) {
+    pub fn enqueue(&self, queued: &[PendingRef]) {
         if self.inner.shutdown.is_cancelled() {
             return;
         }

@@ -53,7 +53,27 @@ pub struct Delivery {
     pub updated_at: i64,
 }
 
-/// Just enough of a pending delivery to put it back in its lane after a restart.
+impl Delivery {
+    /// The delivery without its body.
+    pub fn summary(&self) -> DeliverySummary {
+        DeliverySummary {
+            id: self.id,
+            inbox_id: self.inbox_id,
+            conversation_id: self.conversation_id,
+            event: self.event.clone(),
+            status: self.status,
+            attempts: self.attempts,
+            next_attempt_at: self.next_attempt_at,
+            last_status_code: self.last_status_code,
+            last_error: self.last_error.clone(),
+            received_at: self.received_at,
+            updated_at: self.updated_at,
+            size: i64::try_from(self.body.len()).unwrap_or(i64::MAX),
+        }
+    }
+}
+
+/// Just enough of a pending delivery to put it in its lane.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, FromRow)]
 pub struct PendingRef {
     pub id: DeliveryId,

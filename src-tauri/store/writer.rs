@@ -12,9 +12,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::attempts::{self, Attempt};
-use super::deliveries::{self, NewDelivery, NextState};
+use super::deliveries::{self, NewDelivery, NextState, PendingRef};
 use super::{now_ms, routes, unrouted_inboxes};
-use crate::ids::{DeliveryId, InboxId};
+use crate::ids::DeliveryId;
 
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 1024;
@@ -35,19 +35,11 @@ pub enum Decision {
 #[derive(Debug, Clone, Copy)]
 pub struct Committed<'a> {
     /// New pending deliveries, in commit order.
-    pub queued: &'a [Queued],
+    pub queued: &'a [PendingRef],
     /// Any delivery was added or changed state.
     pub deliveries_changed: bool,
     /// An unrouted inbox was counted.
     pub unrouted_changed: bool,
-}
-
-/// A delivery that became pending in a commit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Queued {
-    pub id: DeliveryId,
-    pub inbox_id: InboxId,
-    pub conversation_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -168,11 +160,11 @@ async fn commit(pool: &SqlitePool, batch: &mut Vec<Op>, on_commit: &mut impl FnM
 
     match result {
         Ok(()) => {
-            let queued: Vec<Queued> = batch
+            let queued: Vec<PendingRef> = batch
                 .iter()
                 .zip(&decisions)
                 .filter_map(|(op, decision)| match (op, decision) {
-                    (Op::Ingest(d, _), Some(Decision::Queued(id))) => Some(Queued {
+                    (Op::Ingest(d, _), Some(Decision::Queued(id))) => Some(PendingRef {
                         id: *id,
                         inbox_id: d.inbox_id,
                         conversation_id: d.conversation_id,
@@ -264,6 +256,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
+    use crate::ids::InboxId;
     use crate::store::deliveries::tests::new_delivery;
     use crate::store::routes::RouteFields;
     use crate::store::test_support::temp_db;

@@ -89,6 +89,17 @@ async fn every_admin_endpoint_requires_credentials() {
     relay.stop().await;
 }
 
+/// An authenticated GET, answer as it came.
+async fn fetch(relay: &TestRelay, path: &str) -> reqwest::Response {
+    relay
+        .http
+        .get(format!("{}{path}", relay.base))
+        .header("authorization", basic_auth(ADMIN_USER, ADMIN_PASS))
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn the_panel_is_served_with_a_strict_policy() {
     let relay = TestRelay::start(|_| {}).await;
@@ -106,13 +117,7 @@ async fn the_panel_is_served_with_a_strict_policy() {
     assert_eq!(r.status(), StatusCode::PERMANENT_REDIRECT);
     assert_eq!(r.headers()["location"], "/admin/");
 
-    let r = relay
-        .http
-        .get(format!("{}/admin/", relay.base))
-        .header("authorization", &auth)
-        .send()
-        .await
-        .unwrap();
+    let r = fetch(&relay, "/admin/").await;
     assert_eq!(r.status(), StatusCode::OK);
     assert!(
         r.headers()["content-type"]
@@ -134,13 +139,7 @@ async fn the_panel_is_served_with_a_strict_policy() {
     assert!(html.contains("src/main.js"));
     assert!(!html.contains("<script>"), "no inline script");
 
-    let r = relay
-        .http
-        .get(format!("{}/admin/src/main.js", relay.base))
-        .header("authorization", &auth)
-        .send()
-        .await
-        .unwrap();
+    let r = fetch(&relay, "/admin/src/main.js").await;
     assert_eq!(r.status(), StatusCode::OK);
     assert!(
         r.headers()["content-type"]
@@ -148,13 +147,7 @@ async fn the_panel_is_served_with_a_strict_policy() {
             .unwrap()
             .contains("javascript")
     );
-    let r = relay
-        .http
-        .get(format!("{}/admin/nope.js", relay.base))
-        .header("authorization", &auth)
-        .send()
-        .await
-        .unwrap();
+    let r = fetch(&relay, "/admin/nope.js").await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     relay.stop().await;
 }

@@ -110,19 +110,6 @@ async fn go(c: &Client, base: &str, hash: &str, ready: &str) {
     css(c, ready).await;
 }
 
-async fn post(server: &Server, body: Vec<u8>) -> i64 {
-    let response = reqwest::Client::new()
-        .post(format!("{}/webhook", server.base()))
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let answer: serde_json::Value = response.json().await.unwrap();
-    answer["deliveryId"].as_i64().unwrap_or_default()
-}
-
 #[tokio::test]
 async fn the_admin_panel_in_a_real_browser() {
     let gowa = Gowa::start().await;
@@ -196,7 +183,9 @@ async fn scenario(c: &Client, server: &Server, gowa: &Gowa) {
 
     // A webhook appears in the delivery list without a reload.
     go(c, &plain, "#/deliveries", "#deliveries-list").await;
-    let first = post(server, message(7, 1, 0)).await;
+    let first = server.post_webhook(message(7, 1, 0)).await["deliveryId"]
+        .as_i64()
+        .unwrap_or_default();
     css(
         c,
         &format!("tr[data-delivery-id='{first}'] [data-status='delivered']"),
@@ -205,7 +194,9 @@ async fn scenario(c: &Client, server: &Server, gowa: &Gowa) {
 
     // A dead delivery, retried from its page, turns delivered.
     gowa.set(|_, _| Reply::status(401));
-    let dead = post(server, message(7, 2, 1)).await;
+    let dead = server.post_webhook(message(7, 2, 1)).await["deliveryId"]
+        .as_i64()
+        .unwrap_or_default();
     css(
         c,
         &format!("tr[data-delivery-id='{dead}'] [data-status='dead']"),
@@ -223,7 +214,9 @@ async fn scenario(c: &Client, server: &Server, gowa: &Gowa) {
     text_of(c, "main table", "manual").await;
 
     // An unrouted inbox becomes a route in one click.
-    post(server, message(55, 9, 2)).await;
+    server.post_webhook(message(55, 9, 2)).await["deliveryId"]
+        .as_i64()
+        .unwrap_or_default();
     go(c, &plain, "#/unrouted", "tr[data-inbox-id='55']").await;
     css(c, "tr[data-inbox-id='55'] .add-route")
         .await

@@ -4,32 +4,7 @@ use std::collections::HashMap;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::{
-    ADMIN_PASS, ADMIN_USER, BIN, Gowa, Reply, Server, basic_auth, eventually, free_port, message,
-};
-
-async fn add_route(server: &Server, inbox: i64, url: &str) {
-    let created = reqwest::Client::new()
-        .post(format!("{}/admin/routes", server.base()))
-        .header("authorization", basic_auth(ADMIN_USER, ADMIN_PASS))
-        .json(&serde_json::json!({"inboxId": inbox, "webhookUrl": url}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
-}
-
-async fn post(server: &Server, body: Vec<u8>) -> serde_json::Value {
-    let response = reqwest::Client::new()
-        .post(format!("{}/webhook", server.base()))
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    response.json().await.unwrap()
-}
+use crate::support::{BIN, Gowa, Reply, Server, eventually, free_port, message};
 
 #[tokio::test]
 async fn sigterm_finishes_and_records_attempts_in_flight_then_exits() {
@@ -46,12 +21,12 @@ async fn sigterm_finishes_and_records_attempts_in_flight_then_exits() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::spawn(dir.path(), free_port(), &[("FETCH_TIMEOUT_MS", "30000")]);
     server.wait_healthy().await;
-    add_route(&server, 7, &slow.url("/chatwoot/webhook")).await;
-    add_route(&server, 8, &hung.url("/chatwoot/webhook")).await;
-    let finished = post(&server, message(7, 1, 0)).await["deliveryId"]
+    server.add_route(7, &slow.url("/chatwoot/webhook")).await;
+    server.add_route(8, &hung.url("/chatwoot/webhook")).await;
+    let finished = server.post_webhook(message(7, 1, 0)).await["deliveryId"]
         .as_i64()
         .unwrap();
-    let abandoned = post(&server, message(8, 1, 0)).await["deliveryId"]
+    let abandoned = server.post_webhook(message(8, 1, 0)).await["deliveryId"]
         .as_i64()
         .unwrap();
     eventually(
@@ -114,12 +89,9 @@ async fn nothing_acknowledged_is_lost_across_kill_9() {
     server.wait_healthy().await;
 
     for inbox in [7, 8] {
-        add_route(
-            &server,
-            inbox,
-            &gowa.url(&format!("/chatwoot/webhook/{inbox}")),
-        )
-        .await;
+        server
+            .add_route(inbox, &gowa.url(&format!("/chatwoot/webhook/{inbox}")))
+            .await;
     }
 
     // Webhooks for 6 conversations over 2 inboxes, acknowledged while GoWA is failing.
@@ -127,7 +99,7 @@ async fn nothing_acknowledged_is_lost_across_kill_9() {
     for seq in 0..60 {
         let (inbox, conversation) = (7 + (seq % 2) as i64, (seq % 6) as i64);
         assert_eq!(
-            post(&server, message(inbox, conversation, seq)).await["queued"],
+            server.post_webhook(message(inbox, conversation, seq)).await["queued"],
             true
         );
         acked.push((conversation, seq));

@@ -362,6 +362,30 @@ impl Server {
     pub fn base(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
+
+    pub async fn add_route(&self, inbox: i64, url: &str) {
+        let created = reqwest::Client::new()
+            .post(format!("{}/admin/routes", self.base()))
+            .header("authorization", basic_auth(ADMIN_USER, ADMIN_PASS))
+            .json(&serde_json::json!({"inboxId": inbox, "webhookUrl": url}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 201);
+    }
+
+    /// Posts a webhook and returns the relay's answer (asserting 200).
+    pub async fn post_webhook(&self, body: Vec<u8>) -> serde_json::Value {
+        let response = reqwest::Client::new()
+            .post(format!("{}/webhook", self.base()))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
 }
 
 impl Drop for Server {
