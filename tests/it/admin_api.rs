@@ -31,6 +31,11 @@ async fn admin(
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// POSTs an action (retry, test) with an empty JSON body.
+async fn action(relay: &TestRelay, path: &str) -> (StatusCode, Value) {
+    admin(relay, Method::POST, path, Some(json!({}))).await
+}
+
 async fn get(relay: &TestRelay, path: &str) -> Value {
     let (status, body) = admin(relay, Method::GET, path, None).await;
     assert_eq!(status, StatusCode::OK, "{path}: {body}");
@@ -326,13 +331,7 @@ async fn a_manual_retry_sends_again_once_and_records_a_manual_attempt() {
     wait_status(&relay, id, "dead").await;
 
     // Still failing: one manual attempt, then dead again (no retry schedule).
-    let (status, body) = admin(
-        &relay,
-        Method::POST,
-        &format!("/admin/deliveries/{id}/retry"),
-        Some(json!({})),
-    )
-    .await;
+    let (status, body) = action(&relay, &format!("/admin/deliveries/{id}/retry")).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body["delivery"]["status"], "pending");
     let d = eventually("the manual attempt", WAIT, || async {
@@ -344,13 +343,7 @@ async fn a_manual_retry_sends_again_once_and_records_a_manual_attempt() {
 
     // GoWA fixed: the retry delivers.
     gowa.set(|_, _| Reply::status(200));
-    admin(
-        &relay,
-        Method::POST,
-        &format!("/admin/deliveries/{id}/retry"),
-        Some(json!({})),
-    )
-    .await;
+    action(&relay, &format!("/admin/deliveries/{id}/retry")).await;
     let d = wait_status(&relay, id, "delivered").await;
     assert_eq!(d["attemptLog"].as_array().unwrap().len(), 3);
     assert_eq!(gowa.received().len(), 3);
@@ -360,21 +353,9 @@ async fn a_manual_retry_sends_again_once_and_records_a_manual_attempt() {
         delay: Duration::from_millis(500),
         ..Reply::status(200)
     });
-    let (status, _) = admin(
-        &relay,
-        Method::POST,
-        &format!("/admin/deliveries/{id}/retry"),
-        Some(json!({})),
-    )
-    .await;
+    let (status, _) = action(&relay, &format!("/admin/deliveries/{id}/retry")).await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    let (status, body) = admin(
-        &relay,
-        Method::POST,
-        &format!("/admin/deliveries/{id}/retry"),
-        Some(json!({})),
-    )
-    .await;
+    let (status, body) = action(&relay, &format!("/admin/deliveries/{id}/retry")).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     wait_status(&relay, id, "delivered").await;
 
@@ -389,13 +370,7 @@ async fn a_manual_retry_sends_again_once_and_records_a_manual_attempt() {
         .await
         .unwrap();
     assert_eq!(form.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    let (status, _) = admin(
-        &relay,
-        Method::POST,
-        "/admin/deliveries/999/retry",
-        Some(json!({})),
-    )
-    .await;
+    let (status, _) = action(&relay, "/admin/deliveries/999/retry").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     relay.stop().await;
 }
@@ -421,13 +396,7 @@ async fn retry_dead_of_a_route_resends_them_in_order() {
         (Some("dead"), Some(3))
     );
     let route_id = route["id"].as_i64().unwrap();
-    let (status, body) = admin(
-        &relay,
-        Method::POST,
-        &format!("/admin/routes/{route_id}/retry-dead"),
-        Some(json!({})),
-    )
-    .await;
+    let (status, body) = action(&relay, &format!("/admin/routes/{route_id}/retry-dead")).await;
     assert_eq!((status, body), (StatusCode::OK, json!({"retried": 3})));
     for id in &ids {
         wait_status(&relay, *id, "delivered").await;
@@ -444,13 +413,7 @@ async fn retry_dead_of_a_route_resends_them_in_order() {
         (route["health"]["state"].as_str(), route["pending"].as_i64()),
         (Some("ok"), Some(0))
     );
-    let (status, _) = admin(
-        &relay,
-        Method::POST,
-        "/admin/routes/999/retry-dead",
-        Some(json!({})),
-    )
-    .await;
+    let (status, _) = action(&relay, "/admin/routes/999/retry-dead").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     relay.stop().await;
 }
@@ -545,13 +508,7 @@ async fn testing_a_route_reports_what_gowa_answered() {
         )
         .await;
     let id = created["route"]["id"].as_i64().unwrap();
-    let (status, result) = admin(
-        &relay,
-        Method::POST,
-        &format!("/admin/routes/{id}/test"),
-        Some(json!({})),
-    )
-    .await;
+    let (status, result) = action(&relay, &format!("/admin/routes/{id}/test")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         (result["ok"].as_bool(), result["statusCode"].as_i64()),
@@ -564,13 +521,7 @@ async fn testing_a_route_reports_what_gowa_answered() {
     assert_eq!(sent.header("x-hub-signature-256"), Some(expected.as_str()));
 
     gowa.set(|_, _| Reply::status(401));
-    let (_, result) = admin(
-        &relay,
-        Method::POST,
-        &format!("/admin/routes/{id}/test"),
-        Some(json!({})),
-    )
-    .await;
+    let (_, result) = action(&relay, &format!("/admin/routes/{id}/test")).await;
     assert_eq!(
         (result["ok"].as_bool(), result["statusCode"].as_i64()),
         (Some(false), Some(401))
@@ -583,25 +534,13 @@ async fn testing_a_route_reports_what_gowa_answered() {
     let id8 = get(&relay, "/admin/routes").await["routes"][1]["id"]
         .as_i64()
         .unwrap();
-    let (_, result) = admin(
-        &relay,
-        Method::POST,
-        &format!("/admin/routes/{id8}/test"),
-        Some(json!({})),
-    )
-    .await;
+    let (_, result) = action(&relay, &format!("/admin/routes/{id8}/test")).await;
     assert_eq!(
         (result["ok"].as_bool(), result["statusCode"].clone()),
         (Some(false), Value::Null)
     );
     assert!(result["error"].as_str().unwrap().contains("connection"));
-    let (status, _) = admin(
-        &relay,
-        Method::POST,
-        "/admin/routes/999/test",
-        Some(json!({})),
-    )
-    .await;
+    let (status, _) = action(&relay, "/admin/routes/999/test").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     relay.stop().await;
 }
