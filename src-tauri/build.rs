@@ -1,4 +1,31 @@
+//! Embeds the migrations and, for the desktop build, generates Tauri's context and command permissions.
+
+/// Every command the native window may call; each needs its `allow-*` permission in `capabilities/`.
+#[cfg(feature = "desktop")]
+const COMMANDS: &[&str] = &[
+    "stats",
+    "list_routes",
+    "create_route",
+    "update_route",
+    "delete_route",
+    "test_route",
+    "retry_dead",
+    "list_deliveries",
+    "delivery",
+    "retry_delivery",
+    "discard_delivery",
+    "list_unrouted",
+    "desktop_info",
+];
+
 fn main() {
     // `sqlx::migrate!` embeds the files at compile time but does not notice new ones by itself.
     println!("cargo:rerun-if-changed=migrations");
+    #[cfg(feature = "desktop")]
+    if let Err(err) = tauri_build::try_build(
+        tauri_build::Attributes::new()
+            .app_manifest(tauri_build::AppManifest::new().commands(COMMANDS)),
+    ) {
+        panic!("tauri-build failed (is tauri.conf.json valid and are the icons present?): {err:#}");
+    }
 }

@@ -15,6 +15,10 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub server: bool,
 
+    /// Start the desktop app in the tray, without opening its window (used when starting at login).
+    #[arg(long)]
+    pub minimized: bool,
+
     #[command(flatten)]
     pub settings: Settings,
 

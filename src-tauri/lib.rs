@@ -15,6 +15,8 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod delivery;
+#[cfg(feature = "desktop")]
+mod desktop;
 pub mod error;
 pub mod events;
 pub mod ids;
@@ -185,7 +187,7 @@ impl Relay {
 /// Invalid configuration, the database, or the port cannot be bound.
 pub fn run_headless(settings: &Settings) -> anyhow::Result<()> {
     let config = Config::from_settings(settings, IpAddr::V4(Ipv4Addr::UNSPECIFIED))?;
-    init_logging();
+    init_logging(None);
     for warning in config.warnings(std::env::vars().map(|(k, _)| k)) {
         tracing::warn!("{warning}");
     }
@@ -215,12 +217,19 @@ pub fn run_headless(settings: &Settings) -> anyhow::Result<()> {
     })
 }
 
-/// What `chatgowa` without `--server` runs: this build has no desktop app, so it is the headless relay.
+/// What `chatgowa` without `--server` runs: the desktop app (tray and window) when this build has it, else the
+/// headless relay. `minimized` starts in the tray without a window (autostart uses it).
 ///
 /// # Errors
-/// As [`run_headless`].
-pub fn run_default(settings: &Settings) -> anyhow::Result<()> {
-    run_headless(settings)
+/// As [`run_headless`], or the desktop app cannot start.
+pub fn run_default(settings: &Settings, minimized: bool) -> anyhow::Result<()> {
+    #[cfg(feature = "desktop")]
+    return desktop::run(settings, minimized);
+    #[cfg(not(feature = "desktop"))]
+    {
+        let _ = minimized;
+        run_headless(settings)
+    }
 }
 
 /// `chatgowa healthcheck`: asks the relay on the configured port for `/healthz`.
@@ -256,14 +265,25 @@ pub fn healthcheck(settings: &Settings) -> anyhow::Result<()> {
     })
 }
 
-/// `RUST_LOG` if set, else info for Chatgowa and warnings for its libraries.
-fn init_logging() {
+/// `RUST_LOG` if set, else info for Chatgowa and warnings for its libraries; to stderr, and also to a daily
+/// rolling file in `log_dir` when given (the desktop app's log folder).
+pub(crate) fn init_logging(log_dir: Option<&std::path::Path>) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("chatgowa_lib=info,chatgowa=info,warn")
     });
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let file = log_dir.map(|dir| {
+        tracing_subscriber::fmt::layer()
+            .with_ansi(false)
+            .with_writer(tracing_appender::rolling::daily(dir, "chatgowa.log"))
+    });
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(stderr)
+        .with(file)
         .try_init();
 }

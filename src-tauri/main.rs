@@ -13,7 +13,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Healthcheck) => chatgowa_lib::healthcheck(&cli.settings),
         None if cli.server => chatgowa_lib::run_headless(&cli.settings),
-        None => chatgowa_lib::run_default(&cli.settings),
+        None => chatgowa_lib::run_default(&cli.settings, cli.minimized),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -59,6 +59,8 @@ struct Inner {
     slots: Arc<Semaphore>,
     /// Bumped whenever routes change, so lanes paused on a disabled route look again.
     routes_changed: watch::Sender<()>,
+    /// While true, no attempt starts (webhooks are still accepted and queued).
+    paused: watch::Sender<bool>,
     tracker: TaskTracker,
     /// Stop starting attempts.
     shutdown: CancellationToken,
@@ -103,6 +105,7 @@ impl Dispatcher {
                 route_slots: Mutex::default(),
                 slots: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
                 routes_changed: watch::Sender::new(()),
+                paused: watch::Sender::new(false),
                 tracker,
                 shutdown,
                 abort,
@@ -153,6 +156,15 @@ impl Dispatcher {
     /// Tells paused lanes that routes changed (enabled, re-pointed, deleted).
     pub fn routes_changed(&self) {
         self.inner.routes_changed.send_replace(());
+    }
+
+    /// Pauses or resumes all deliveries; attempts in flight finish either way.
+    pub fn set_paused(&self, paused: bool) {
+        self.inner.paused.send_replace(paused);
+    }
+
+    pub fn is_paused(&self) -> bool {
+        *self.inner.paused.borrow()
     }
 
     /// Deliveries waiting in memory, across all lanes.

@@ -81,6 +81,16 @@ async fn step(inner: &Inner, id: DeliveryId, route_changes: &mut watch::Receiver
         Err(e) => return finish_dead(inner, id, format!("invalid webhook URL: {e}")).await,
     };
 
+    if inner.paused.borrow().to_owned() {
+        let mut paused = inner.paused.subscribe();
+        tokio::select! {
+            _ = paused.wait_for(|p| !p) => {}
+            () = inner.shutdown.cancelled() => return Step::Stop,
+        }
+        // Things may have changed while paused: look at the head again.
+        return Step::Again;
+    }
+
     let route_slots = inner.route_slots(delivery.inbox_id);
     let permits = tokio::select! {
         permits = async { (route_slots.acquire_owned().await, inner.slots.clone().acquire_owned().await) } => permits,

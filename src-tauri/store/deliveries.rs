@@ -181,6 +181,16 @@ pub async fn oldest_pending_received_at(pool: &SqlitePool) -> sqlx::Result<Optio
     .await
 }
 
+/// Deliveries delivered since `since` (unix ms).
+pub async fn count_delivered_since(pool: &SqlitePool, since: i64) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM deliveries WHERE status = 'delivered' AND updated_at >= ?",
+    )
+    .bind(since)
+    .fetch_one(pool)
+    .await
+}
+
 /// How many of an inbox's deliveries are in `status`.
 pub async fn count_for_inbox(
     pool: &SqlitePool,
@@ -582,6 +592,8 @@ pub(crate) mod tests {
             }
         );
         assert_eq!(oldest_pending_received_at(&pool).await.unwrap(), Some(30));
+        assert_eq!(count_delivered_since(&pool, 60).await.unwrap(), 1);
+        assert_eq!(count_delivered_since(&pool, 61).await.unwrap(), 0);
         assert_eq!(
             count_for_inbox(&pool, InboxId(7), DeliveryStatus::Pending)
                 .await

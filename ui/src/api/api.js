@@ -14,8 +14,12 @@ export const api = {
   deleteRoute: (id) => call("delete_route", "DELETE", `/routes/${id}`, { id }),
   testRoute: (id) => call("test_route", "POST", `/routes/${id}/test`, { id }),
   retryDead: (id) => call("retry_dead", "POST", `/routes/${id}/retry-dead`, { id }),
-  listDeliveries: (filters) =>
-    call("list_deliveries", "GET", "/deliveries", filters, { query: filters }),
+  listDeliveries: (filters) => {
+    // Query parameters are strings on both transports.
+    const query = Object.fromEntries(
+      Object.entries(filters).filter(([, v]) => v !== undefined && v !== null && v !== "").map(([k, v]) => [k, String(v)]));
+    return call("list_deliveries", "GET", "/deliveries", query, { query });
+  },
   delivery: (id) => call("delivery", "GET", `/deliveries/${id}`, { id }),
   retryDelivery: (id) => call("retry_delivery", "POST", `/deliveries/${id}/retry`, { id }),
   discardDelivery: (id) => call("discard_delivery", "DELETE", `/deliveries/${id}`, { id }),

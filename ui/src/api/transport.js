@@ -55,7 +55,7 @@ function httpTransport() {
     },
 
     /** The address Chatwoot should post to, as seen from the browser. */
-    webhookUrl(path) {
+    async webhookUrl(path) {
       return new URL(path, window.location.origin).toString();
     },
   };
@@ -81,8 +81,9 @@ function ipcTransport(tauri) {
       return () => unlisten?.();
     },
 
-    webhookUrl(path) {
-      return tauri.__webhookBase ? new URL(path, tauri.__webhookBase).toString() : path;
+    /** The native window has no address of its own: the relay says where it listens. */
+    async webhookUrl() {
+      return (await invoke("desktop_info", {})).webhookUrl;
     },
   };
 }

@@ -6,7 +6,9 @@ import { formatAge, formatNumber, t } from "../i18n.js";
 
 export function render(main) {
   replace(main, h("h1", {}, t("overview.title")), h("p", {}, t("common.loading")));
-  const load = () => api.stats().then((stats) => draw(main, stats)).catch(reportError);
+  const load = () => api.stats()
+    .then(async (stats) => draw(main, stats, await api.webhookUrl(stats.webhookPath)))
+    .catch(reportError);
   load();
   return { onChange: load };
 }
@@ -16,8 +18,7 @@ function card(label, value, kind = "") {
     h("div", { class: "card-value", "data-testid": `stat-${kind || label}` }, value));
 }
 
-function draw(main, stats) {
-  const url = api.webhookUrl(stats.webhookPath);
+function draw(main, stats, url) {
   const urlInput = h("input", { id: "webhook-url", readonly: true, value: url, "aria-label": t("overview.webhookTitle") });
   const copy = async () => {
     urlInput.select();

@@ -1,0 +1,129 @@
+//! Tauri commands: the admin service over IPC. Each takes one `input` (the same JSON the HTTP API takes) and
+//! answers with the same DTOs and the same `{code, message, field}` error.
+
+use serde::{Deserialize, Serialize};
+use tauri::State;
+
+use super::Desktop;
+use crate::admin::dto::{self, DeliveryQuery, RouteInput};
+use crate::admin::service;
+use crate::error::ApiError;
+use crate::ids::{DeliveryId, RouteId};
+use crate::state::AppState;
+
+type Answer<T> = Result<T, ApiError>;
+
+#[derive(Debug, Deserialize)]
+pub struct IdInput {
+    id: i64,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct UpdateRouteInput {
+    id: i64,
+    #[serde(flatten)]
+    changes: RouteInput,
+}
+
+#[tauri::command]
+pub async fn stats(state: State<'_, AppState>) -> Answer<dto::Stats> {
+    Ok(service::stats(&state).await?)
+}
+
+#[tauri::command]
+pub async fn list_routes(state: State<'_, AppState>) -> Answer<dto::RoutesBody> {
+    Ok(dto::RoutesBody {
+        routes: service::list_routes(&state).await?,
+    })
+}
+
+#[tauri::command]
+pub async fn create_route(state: State<'_, AppState>, input: RouteInput) -> Answer<dto::RouteBody> {
+    Ok(dto::RouteBody {
+        route: service::create_route(&state, input).await?,
+    })
+}
+
+#[tauri::command]
+pub async fn update_route(
+    state: State<'_, AppState>,
+    input: UpdateRouteInput,
+) -> Answer<dto::RouteBody> {
+    Ok(dto::RouteBody {
+        route: service::update_route(&state, RouteId(input.id), input.changes).await?,
+    })
+}
+
+#[tauri::command]
+pub async fn delete_route(state: State<'_, AppState>, input: IdInput) -> Answer<dto::SuccessBody> {
+    service::delete_route(&state, RouteId(input.id)).await?;
+    Ok(dto::SuccessBody { success: true })
+}
+
+#[tauri::command]
+pub async fn test_route(state: State<'_, AppState>, input: IdInput) -> Answer<dto::TestResult> {
+    Ok(service::test_route(&state, RouteId(input.id)).await?)
+}
+
+#[tauri::command]
+pub async fn retry_dead(state: State<'_, AppState>, input: IdInput) -> Answer<dto::RetriedBody> {
+    Ok(dto::RetriedBody {
+        retried: service::retry_dead_for_route(&state, RouteId(input.id)).await?,
+    })
+}
+
+#[tauri::command]
+pub async fn list_deliveries(
+    state: State<'_, AppState>,
+    input: DeliveryQuery,
+) -> Answer<dto::DeliveriesBody> {
+    Ok(service::list_deliveries(&state, input).await?)
+}
+
+#[tauri::command]
+pub async fn delivery(state: State<'_, AppState>, input: IdInput) -> Answer<dto::DeliveryBody> {
+    Ok(dto::DeliveryBody {
+        delivery: service::delivery_detail(&state, DeliveryId(input.id)).await?,
+    })
+}
+
+#[tauri::command]
+pub async fn retry_delivery(
+    state: State<'_, AppState>,
+    input: IdInput,
+) -> Answer<dto::DeliveryBody> {
+    Ok(dto::DeliveryBody {
+        delivery: service::retry_delivery(&state, DeliveryId(input.id)).await?,
+    })
+}
+
+#[tauri::command]
+pub async fn discard_delivery(
+    state: State<'_, AppState>,
+    input: IdInput,
+) -> Answer<dto::SuccessBody> {
+    service::discard_delivery(&state, DeliveryId(input.id)).await?;
+    Ok(dto::SuccessBody { success: true })
+}
+
+#[tauri::command]
+pub async fn list_unrouted(state: State<'_, AppState>) -> Answer<dto::UnroutedBody> {
+    Ok(dto::UnroutedBody {
+        unrouted: service::list_unrouted(&state).await?,
+    })
+}
+
+/// Where the relay listens, for the window (which has no address of its own to show).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DesktopInfo {
+    pub webhook_url: String,
+    pub admin_url: String,
+    /// Why the relay is not listening, e.g. a busy port.
+    pub listen_error: Option<String>,
+}
+
+#[tauri::command]
+pub async fn desktop_info(desktop: State<'_, Desktop>) -> Answer<DesktopInfo> {
+    Ok(desktop.info())
+}
