@@ -32,3 +32,13 @@ ensure_rust() {
 
 # The packages every build needs: a C compiler (bundled SQLite) and what fetching Rust needs.
 BUILD_PACKAGES=(build-essential pkg-config curl ca-certificates)
+
+# What building the desktop app (Tauri, WebKitGTK, tray) needs.
+DESKTOP_BUILD_PACKAGES=(libwebkit2gtk-4.1-dev libxdo-dev libssl-dev libayatana-appindicator3-dev librsvg2-dev file)
+
+# ensure_tauri_driver: the WebDriver bridge for the native window's tests.
+ensure_tauri_driver() {
+  if ! command -v tauri-driver >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/tauri-driver" ]; then
+    cargo install tauri-driver --locked
+  fi
+}

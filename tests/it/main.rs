@@ -6,6 +6,7 @@
 mod admin_api;
 mod browser;
 mod delivery;
+mod desktop;
 mod e2e;
 mod router;
 mod support;

@@ -1,0 +1,362 @@
+//! The native window (WebKitGTK under Xvfb), driven by `tauri-driver` + `WebKitWebDriver`, against the real
+//! desktop binary: the window's screens work over Tauri IPC on the same store as the HTTP API, live updates
+//! arrive as Tauri events, closing the window leaves the relay running, a second launch brings the window back.
+//! Needs a display and a session bus: `scripts/test` runs the tests under `xvfb-run` and `dbus-run-session`.
+
+#![cfg(feature = "desktop")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use futures_util::FutureExt as _;
+use serde_json::json;
+
+use crate::support::{
+    ADMIN_PASS, ADMIN_USER, BIN, Gowa, basic_auth, eventually, free_port, message,
+};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The environment the app runs with: its own HOME (app data, logs, autostart entry), port and database.
+fn app_env(home: &Path, port: u16) -> Vec<(&'static str, String)> {
+    vec![
+        ("HOME", home.display().to_string()),
+        ("XDG_DATA_HOME", home.join("data").display().to_string()),
+        ("XDG_CONFIG_HOME", home.join("config").display().to_string()),
+        ("PORT", port.to_string()),
+        ("CHATGOWA_BIND", "127.0.0.1".into()),
+        ("BASIC_AUTH_PASS", ADMIN_PASS.into()),
+        ("CHATGOWA_RETRY_SCHEDULE", "20ms".into()),
+    ]
+}
+
+/// tauri-driver on free ports; stopped with SIGTERM so that it also stops WebKitWebDriver.
+struct TauriDriver {
+    child: Child,
+    port: u16,
+}
+
+impl TauriDriver {
+    fn start(env: &[(&'static str, String)]) -> Self {
+        let (port, native) = (free_port(), free_port());
+        let driver = std::env::var("TAURI_DRIVER")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| {
+                let home = std::env::var("CARGO_HOME")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|_| {
+                        PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo")
+                    });
+                home.join("bin/tauri-driver")
+            });
+        let child = Command::new(&driver)
+            .args([
+                "--port",
+                &port.to_string(),
+                "--native-port",
+                &native.to_string(),
+            ])
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{} not found ({e}): `cargo install tauri-driver --locked`",
+                    driver.display()
+                )
+            });
+        Self { child, port }
+    }
+}
+
+impl Drop for TauriDriver {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+async fn session(port: u16) -> Client {
+    let caps = json!({"tauri:options": {"application": BIN, "args": []}});
+    let serde_json::Value::Object(caps) = caps else {
+        unreachable!()
+    };
+    eventually("a WebDriver session with the app", WAIT, || async {
+        ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps.clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .ok()
+    })
+    .await
+}
+
+async fn css(c: &Client, selector: &str) -> fantoccini::elements::Element {
+    c.wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css(selector))
+        .await
+        .unwrap_or_else(|e| panic!("{selector}: {e}"))
+}
+
+/// Evaluates `expression` in the page, giving up on a call after a few seconds (so a busy webview cannot hang
+/// the test).
+async fn eval(c: &Client, expression: &str) -> Option<serde_json::Value> {
+    let script = format!("return {expression};");
+    let call = c.execute(&script, vec![]);
+    tokio::time::timeout(Duration::from_secs(5), call)
+        .await
+        .ok()?
+        .ok()
+}
+
+/// Waits until the element's text contains `needle`.
+async fn text_of(c: &Client, selector: &str, needle: &str) -> String {
+    let expression = format!("document.querySelector({selector:?})?.textContent ?? ''");
+    eventually(&format!("{selector} to show {needle:?}"), WAIT, || async {
+        let text = eval(c, &expression).await?.as_str()?.to_owned();
+        text.contains(needle).then_some(text)
+    })
+    .await
+}
+
+/// Waits until an input holds `expected`.
+async fn value_of(c: &Client, selector: &str, expected: &str) {
+    let expression = format!("document.querySelector({selector:?})?.value ?? ''");
+    eventually(
+        &format!("{selector} to hold {expected:?}"),
+        WAIT,
+        || async { (eval(c, &expression).await?.as_str()? == expected).then_some(()) },
+    )
+    .await;
+}
+
+/// Switches screens (after the script returns: a navigation inside a script call can stall WebKit's driver)
+/// and waits until `ready` is on the page.
+async fn show(c: &Client, hash: &str, ready: &str) {
+    eval(
+        c,
+        &format!("setTimeout(() => {{ window.location.hash = '{hash}'; }}, 0)"),
+    )
+    .await;
+    present(c, ready).await;
+}
+
+/// Waits until `selector` matches an element, asking the page itself.
+async fn present(c: &Client, selector: &str) {
+    let probe = format!("document.querySelector({selector:?}) !== null");
+    eventually(&format!("{selector} on the page"), WAIT, || async {
+        (eval(c, &probe).await? == serde_json::Value::Bool(true)).then_some(())
+    })
+    .await;
+}
+
+/// The X windows titled "Chatgowa" (asked of the X server itself, as a window manager would).
+fn chatgowa_windows(conn: &impl x11rb::connection::Connection, root: u32) -> Vec<u32> {
+    use x11rb::protocol::xproto::{AtomEnum, ConnectionExt as _};
+    let mut found = Vec::new();
+    let mut todo = vec![root];
+    while let Some(window) = todo.pop() {
+        let Ok(Ok(tree)) = conn.query_tree(window).map(|c| c.reply()) else {
+            continue;
+        };
+        todo.extend(tree.children);
+        let name = conn
+            .get_property(false, window, AtomEnum::WM_NAME, AtomEnum::STRING, 0, 64)
+            .ok()
+            .and_then(|c| c.reply().ok())
+            .map(|p| p.value)
+            .unwrap_or_default();
+        if name == b"Chatgowa" {
+            found.push(window);
+        }
+    }
+    found
+}
+
+/// Clicks the window's close button, in effect: sends WM_DELETE_WINDOW, the request a window manager sends.
+fn close_chatgowa_windows(conn: &impl x11rb::connection::Connection, root: u32) {
+    use x11rb::protocol::xproto::{ClientMessageEvent, ConnectionExt as _, EventMask};
+    let atom = |name: &[u8]| conn.intern_atom(false, name).unwrap().reply().unwrap().atom;
+    let (protocols, delete) = (atom(b"WM_PROTOCOLS"), atom(b"WM_DELETE_WINDOW"));
+    for window in chatgowa_windows(conn, root) {
+        let event = ClientMessageEvent::new(
+            32,
+            window,
+            protocols,
+            [delete, x11rb::CURRENT_TIME, 0, 0, 0],
+        );
+        conn.send_event(false, window, EventMask::NO_EVENT, event)
+            .unwrap();
+    }
+    x11rb::connection::Connection::flush(conn).unwrap();
+}
+
+fn screenshot_dir() -> PathBuf {
+    let dir = if std::env::var_os("CHATGOWA_UPDATE_SCREENSHOTS").is_some() {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots")
+    } else {
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots")
+    };
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn the_native_window() {
+    assert!(
+        std::env::var_os("DISPLAY").is_some(),
+        "the desktop test needs a display: run it under xvfb-run (scripts/test does)"
+    );
+    let gowa = Gowa::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let env = app_env(home.path(), port);
+    let driver = TauriDriver::start(&env);
+    let c = session(driver.port).await;
+    let outcome = std::panic::AssertUnwindSafe(scenario(&c, &gowa, port, &env))
+        .catch_unwind()
+        .await;
+    let _ = c.close().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+async fn scenario(c: &Client, gowa: &Gowa, port: u16, env: &[(&'static str, String)]) {
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let auth = basic_auth(ADMIN_USER, ADMIN_PASS);
+
+    // The window opens on the overview, which knows where the relay listens.
+    text_of(c, "#nav", "Routes").await;
+    value_of(c, "#webhook-url", &format!("{base}/webhook")).await;
+
+    // A route added in the window is there for the HTTP admin API.
+    show(c, "#/routes", "#add-route").await;
+    css(c, "#add-route").await.click().await.unwrap();
+    css(c, "#route-inboxId").await.send_keys("7").await.unwrap();
+    css(c, "#route-name")
+        .await
+        .send_keys("Kasir")
+        .await
+        .unwrap();
+    css(c, "#route-webhookUrl")
+        .await
+        .send_keys("ftp://nope")
+        .await
+        .unwrap();
+    css(c, "#route-save").await.click().await.unwrap();
+    text_of(c, "#route-webhookUrl-error", "webhookUrl").await;
+    let field = css(c, "#route-webhookUrl").await;
+    field.clear().await.unwrap();
+    field
+        .send_keys(&gowa.url("/chatwoot/webhook"))
+        .await
+        .unwrap();
+    css(c, "#route-save").await.click().await.unwrap();
+    present(c, "tr[data-inbox-id='7']").await;
+    let routes: serde_json::Value = http
+        .get(format!("{base}/admin/routes"))
+        .header("authorization", &auth)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            routes["routes"][0]["inboxId"].as_i64(),
+            routes["routes"][0]["name"].as_str()
+        ),
+        (Some(7), Some("Kasir"))
+    );
+
+    // A webhook shows up in the window's delivery list without a reload (Tauri events).
+    show(c, "#/deliveries", "#deliveries-list").await;
+    let answer: serde_json::Value = http
+        .post(format!("{base}/webhook"))
+        .header("content-type", "application/json")
+        .body(message(7, 1, 0))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = answer["deliveryId"].as_i64().unwrap();
+    present(
+        c,
+        &format!("tr[data-delivery-id='{id}'] [data-status='delivered']"),
+    )
+    .await;
+
+    let dir = screenshot_dir();
+    for (name, hash, ready) in [
+        ("overview", "#/", "#webhook-url"),
+        ("routes", "#/routes", "tr[data-inbox-id='7']"),
+        ("deliveries", "#/deliveries", "tr[data-delivery-id]"),
+    ] {
+        show(c, hash, ready).await;
+        eval(c, "document.getElementById('toast').replaceChildren()").await;
+        std::fs::write(
+            dir.join(format!("desktop-{name}-en.png")),
+            c.screenshot().await.unwrap(),
+        )
+        .unwrap();
+    }
+
+    // Bahasa Indonesia in the window too.
+    css(c, "#lang option[value='id']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    text_of(c, "#nav", "Pengiriman").await;
+    eval(c, "document.getElementById('toast').replaceChildren()").await;
+    std::fs::write(
+        dir.join("desktop-deliveries-id.png"),
+        c.screenshot().await.unwrap(),
+    )
+    .unwrap();
+
+    // Closing the window leaves the app in the tray, still relaying.
+    let (x, screen) = x11rb::connect(None).expect("an X display");
+    let root = x11rb::connection::Connection::setup(&x).roots[screen].root;
+    let open_windows = chatgowa_windows(&x, root).len();
+    assert!(open_windows > 0, "the window is on the X screen");
+    close_chatgowa_windows(&x, root);
+    eventually("the window to close", WAIT, || async {
+        chatgowa_windows(&x, root).is_empty().then_some(())
+    })
+    .await;
+    http.post(format!("{base}/webhook"))
+        .header("content-type", "application/json")
+        .body(message(7, 1, 1))
+        .send()
+        .await
+        .unwrap();
+    gowa.wait_for("a delivery with the window closed", WAIT, |r| {
+        r.iter().any(|r| r.json()["id"] == 1)
+    })
+    .await;
+
+    // Launching Chatgowa again brings the window back instead of starting a second relay.
+    let second = Command::new(BIN)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(second.success());
+    eventually("the window to reopen", WAIT, || async {
+        (chatgowa_windows(&x, root).len() == open_windows).then_some(())
+    })
+    .await;
+}
