@@ -30,6 +30,8 @@ pub struct Cli {
 pub enum Command {
     /// Exit 0 if a relay answers on the configured port and its database is reachable, 1 otherwise.
     Healthcheck,
+    /// Read a password on standard input and print its Argon2 hash, for BASIC_AUTH_PASS.
+    HashPassword,
 }
 
 /// Raw settings as given; see `.env.example` for what each one means.

@@ -51,7 +51,26 @@ impl<T> fmt::Debug for Secret<T> {
 #[derive(Debug, Clone)]
 pub struct AdminCredentials {
     pub user: String,
+    /// The password, or an Argon2 hash of it in PHC form (`$argon2id$…`, see `chatgowa hash-password`).
     pub password: Secret<String>,
+    /// Argon2 is slow on purpose and the panel makes many requests: the SHA-256 digest of the password once it
+    /// has verified against the hash, for constant-time comparison afterwards.
+    pub(crate) verified: std::sync::Arc<std::sync::OnceLock<[u8; 32]>>,
+}
+
+impl AdminCredentials {
+    pub fn new(user: impl Into<String>, password: impl Into<String>) -> Self {
+        Self {
+            user: user.into(),
+            password: Secret::new(password.into()),
+            verified: Default::default(),
+        }
+    }
+
+    /// Whether the password is stored as an Argon2 PHC string rather than in plain text.
+    pub fn is_hashed(&self) -> bool {
+        self.password.expose().starts_with("$argon2")
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -84,6 +103,21 @@ impl Config {
     /// The first invalid setting, naming its variable.
     pub fn from_settings(s: &Settings, default_bind: IpAddr) -> Result<Self, ConfigError> {
         let admin = admin_credentials(s);
+        if let Some(admin) = admin.as_ref().filter(|a| a.is_hashed()) {
+            argon2::PasswordHash::new(admin.password.expose())
+                .map_err(|e| e.to_string())
+                .and_then(|h| match (h.salt, h.hash) {
+                    (Some(_), Some(_)) => Ok(()),
+                    _ => Err("salt or hash missing".to_owned()),
+                })
+                .map_err(|e| ConfigError {
+                    var: "BASIC_AUTH_PASS",
+                    value: "$argon2…".into(),
+                    problem: format!(
+                        "not a valid Argon2 hash ({e}); make one with `chatgowa hash-password`"
+                    ),
+                })?;
+        }
         Ok(Self {
             bind: parse_or(&s.bind, "CHATGOWA_BIND", default_bind, |v| {
                 v.parse::<IpAddr>()
@@ -135,6 +169,12 @@ impl Config {
             .filter(|k| k.starts_with("CHATGOWA_") && !KNOWN_PREFIXED_VARS.contains(&k.as_str()))
             .map(|k| format!("unknown environment variable {k} is ignored (misspelt?)"))
             .collect();
+        if self.admin.as_ref().is_some_and(|a| !a.is_hashed()) {
+            out.push(
+                "BASIC_AUTH_PASS is plain text; store an Argon2 hash instead (`chatgowa hash-password` makes one)"
+                    .into(),
+            );
+        }
         if self.admin.is_none() {
             out.push(
                 "the admin API is disabled because no admin password is set: set BASIC_AUTH_PASS \
@@ -161,10 +201,7 @@ fn admin_credentials(s: &Settings) -> Option<AdminCredentials> {
         .map(str::trim)
         .filter(|u| !u.is_empty())
         .unwrap_or(DEFAULT_ADMIN_USER);
-    Some(AdminCredentials {
-        user: user.to_owned(),
-        password: Secret::new(password.to_owned()),
-    })
+    Some(AdminCredentials::new(user, password))
 }
 
 fn parse_or<T>(
@@ -374,6 +411,21 @@ mod tests {
     }
 
     #[test]
+    fn argon2_hashes_are_accepted_and_checked() {
+        let hash = crate::admin::auth::hash_password("s3cret-pass");
+        let c = load(|s| s.basic_auth_pass = Some(hash.clone())).unwrap();
+        assert!(c.admin.as_ref().unwrap().is_hashed());
+        assert!(!c.warnings([]).iter().any(|w| w.contains("plain text")));
+        let plain = load(|s| s.basic_auth_pass = Some("s3cret-pass".into())).unwrap();
+        assert!(plain.warnings([]).iter().any(|w| w.contains("plain text")));
+        let err = load(|s| s.basic_auth_pass = Some("$argon2id$broken".into())).unwrap_err();
+        assert!(
+            err.to_string().contains("hash-password") && !err.to_string().contains("broken"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn unknown_prefixed_variables_are_reported() {
         let c = load(|s| s.basic_auth_pass = Some("pw-123456".into())).unwrap();
         let w = c.warnings([
@@ -381,6 +433,10 @@ mod tests {
             "CHATGOWA_BIND".to_owned(),
             "HOME".to_owned(),
         ]);
+        let w: Vec<_> = w
+            .into_iter()
+            .filter(|w| w.contains("environment variable"))
+            .collect();
         assert_eq!(w.len(), 1);
         assert!(w[0].contains("CHATGOWA_BINDD"));
     }

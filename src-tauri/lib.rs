@@ -265,6 +265,24 @@ pub fn healthcheck(settings: &Settings) -> anyhow::Result<()> {
     })
 }
 
+/// `chatgowa hash-password`: the first line of standard input, hashed with Argon2id, on standard output.
+///
+/// # Errors
+/// Standard input cannot be read, or the password is empty.
+pub fn hash_password_command() -> anyhow::Result<()> {
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        eprint!("Password (it will be shown as you type): ");
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the password from standard input")?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    anyhow::ensure!(!password.is_empty(), "the password is empty");
+    println!("{}", admin::auth::hash_password(password));
+    Ok(())
+}
+
 /// `RUST_LOG` if set, else info for Chatgowa and warnings for its libraries; to stderr, and also to a daily
 /// rolling file in `log_dir` when given (the desktop app's log folder).
 pub(crate) fn init_logging(log_dir: Option<&std::path::Path>) {

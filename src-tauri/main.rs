@@ -12,6 +12,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Some(Command::Healthcheck) => chatgowa_lib::healthcheck(&cli.settings),
+        Some(Command::HashPassword) => chatgowa_lib::hash_password_command(),
         None if cli.server => chatgowa_lib::run_headless(&cli.settings),
         None => chatgowa_lib::run_default(&cli.settings, cli.minimized),
     };

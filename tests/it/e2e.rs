@@ -165,3 +165,42 @@ async fn a_second_relay_on_the_same_database_refuses_to_start() {
     assert!(stderr.contains("already using this database"), "{stderr}");
     assert!(first.healthcheck(), "the first relay is unaffected");
 }
+
+#[tokio::test]
+async fn an_argon2_hash_from_hash_password_guards_the_admin_api() {
+    use std::io::Write as _;
+    let mut child = Command::new(BIN)
+        .arg("hash-password")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"kopi tubruk 42\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let hash = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::spawn(
+        dir.path(),
+        free_port(),
+        &[("BASIC_AUTH_PASS", hash.as_str())],
+    );
+    server.wait_healthy().await;
+    let routes = |password: &'static str| {
+        reqwest::Client::new()
+            .get(format!("{}/admin/routes", server.base()))
+            .basic_auth("admin", Some(password))
+            .send()
+    };
+    for _ in 0..2 {
+        assert_eq!(routes("kopi tubruk 42").await.unwrap().status(), 200);
+        assert_eq!(routes("kopi tubruk 43").await.unwrap().status(), 401);
+    }
+}

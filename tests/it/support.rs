@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use chatgowa_lib::Relay;
-use chatgowa_lib::config::{AdminCredentials, Config, Secret};
+use chatgowa_lib::config::{AdminCredentials, Config};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -61,10 +61,7 @@ pub fn test_config(database_path: PathBuf) -> Config {
         bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
         port: 0,
         database_path,
-        admin: Some(AdminCredentials {
-            user: ADMIN_USER.into(),
-            password: Secret::new(ADMIN_PASS.into()),
-        }),
+        admin: Some(AdminCredentials::new(ADMIN_USER, ADMIN_PASS)),
         fetch_timeout: Duration::from_secs(2),
         retry_schedule: vec![Duration::from_millis(20)],
         max_age: Duration::from_secs(60),
