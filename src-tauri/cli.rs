@@ -43,6 +43,9 @@ pub struct Settings {
     /// Address to listen on.
     #[arg(long, env = "CHATGOWA_BIND", global = true)]
     pub bind: Option<String>,
+    /// Serve the admin API and panel on this address:port instead of the webhook's (e.g. 127.0.0.1:3001).
+    #[arg(long, env = "CHATGOWA_ADMIN_BIND", global = true)]
+    pub admin_bind: Option<String>,
     /// SQLite database: `file:./path.db`, `sqlite://path.db` or a plain path.
     #[arg(long, env = "DATABASE_URL", global = true)]
     pub database_url: Option<String>,

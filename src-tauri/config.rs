@@ -4,7 +4,7 @@
 //! with one readable line instead of misbehaving later. Secrets are wrapped in [`Secret`].
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -23,6 +23,7 @@ pub const PLACEHOLDER_PASSWORD: &str = "yourpassword";
 /// The `CHATGOWA_*` variables this version reads; any other one is reported as probably misspelt.
 const KNOWN_PREFIXED_VARS: &[&str] = &[
     "CHATGOWA_BIND",
+    "CHATGOWA_ADMIN_BIND",
     "CHATGOWA_RETRY_SCHEDULE",
     "CHATGOWA_MAX_AGE",
     "CHATGOWA_MAX_BODY",
@@ -77,6 +78,9 @@ impl AdminCredentials {
 pub struct Config {
     pub bind: IpAddr,
     pub port: u16,
+    /// Where the admin API and panel listen when apart from the webhook (e.g. loopback only, so that a tunnel
+    /// to the webhook port exposes nothing else). `None`: on the webhook's address and port.
+    pub admin_bind: Option<SocketAddr>,
     /// Path of the SQLite file (created if missing).
     pub database_path: PathBuf,
     /// `None`: the admin API is not served at all.
@@ -122,6 +126,11 @@ impl Config {
             bind: parse_or(&s.bind, "CHATGOWA_BIND", default_bind, |v| {
                 v.parse::<IpAddr>()
                     .map_err(|_| "expected an IP address such as 0.0.0.0, 127.0.0.1 or ::".into())
+            })?,
+            admin_bind: parse_or(&s.admin_bind, "CHATGOWA_ADMIN_BIND", None, |v| {
+                v.parse::<SocketAddr>()
+                    .map(Some)
+                    .map_err(|_| "expected an address and port such as 127.0.0.1:3001".into())
             })?,
             port: parse_or(&s.port, "PORT", DEFAULT_PORT, |v| {
                 v.parse::<u16>()
@@ -339,13 +348,18 @@ mod tests {
     #[test]
     fn errors_name_the_variable_and_what_is_allowed() {
         type Case = (fn(&mut Settings), &'static str, &'static str);
-        let cases: [Case; 8] = [
+        let cases: [Case; 9] = [
             (|s| s.port = Some("http".into()), "PORT", "0 to 65535"),
             (|s| s.port = Some("70000".into()), "PORT", "0 to 65535"),
             (
                 |s| s.bind = Some("localhost:3000".into()),
                 "CHATGOWA_BIND",
                 "IP address",
+            ),
+            (
+                |s| s.admin_bind = Some("127.0.0.1".into()),
+                "CHATGOWA_ADMIN_BIND",
+                "127.0.0.1:3001",
             ),
             (
                 |s| s.fetch_timeout_ms = Some("0".into()),

@@ -139,17 +139,30 @@ impl Relay {
     ///
     /// # Errors
     /// The server fails.
-    pub async fn serve(self, listener: TcpListener) -> anyhow::Result<()> {
-        let router = server::build_router(self.state.clone());
-        let server = axum::serve(listener, router)
-            .with_graceful_shutdown(self.shutdown.clone().cancelled_owned());
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        admin: Option<TcpListener>,
+    ) -> anyhow::Result<()> {
+        let serve = |listener: TcpListener, router: axum::Router| {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(self.shutdown.clone().cancelled_owned())
+                .into_future()
+        };
+        let main = serve(listener, server::build_router(self.state.clone()));
+        let admin = async {
+            match admin {
+                Some(l) => serve(l, server::build_admin_router(self.state.clone())).await,
+                None => Ok(()),
+            }
+        };
         let attempts = async {
             self.shutdown.cancelled().await;
             self.drain_attempts().await;
         };
-        let (served, ()) = tokio::join!(server.into_future(), attempts);
+        let (served, admin_served, ()) = tokio::join!(main, admin, attempts);
         self.close().await;
-        served.context("serving HTTP")
+        served.and(admin_served).context("serving HTTP")
     }
 
     /// Stops a relay that is not serving HTTP (or whose server has returned).
@@ -204,8 +217,19 @@ pub fn run_headless(settings: &Settings) -> anyhow::Result<()> {
                 config.port
             )
         })?;
+        let admin = match config.admin_bind.filter(|_| config.admin.is_some()) {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("listening on {addr} (CHATGOWA_ADMIN_BIND)"))?,
+            ),
+            None => None,
+        };
         let relay = Relay::start(config, shutdown.clone()).await?;
         tracing::info!(address = %listener.local_addr()?, "listening");
+        if let Some(admin) = &admin {
+            tracing::info!(address = %admin.local_addr()?, "admin API and panel listening");
+        }
         tokio::spawn({
             let shutdown = shutdown.clone();
             async move {
@@ -213,7 +237,7 @@ pub fn run_headless(settings: &Settings) -> anyhow::Result<()> {
                 shutdown.cancel();
             }
         });
-        relay.serve(listener).await
+        relay.serve(listener, admin).await
     })
 }
 

@@ -20,6 +20,7 @@ use crate::store::deliveries;
 /// A webhook or health request still running after this is answered 408, so it cannot hold up shutdown.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The webhook and `/healthz`, plus the admin API and panel unless they have an address of their own.
 pub fn build_router(state: AppState) -> Router {
     let mut router = Router::new()
         .route(
@@ -31,9 +32,21 @@ pub fn build_router(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ));
-    if state.config.admin.is_some() {
+    if state.config.admin.is_some() && state.config.admin_bind.is_none() {
         router = router.merge(handlers::router(&state));
     }
+    finish(router, state)
+}
+
+/// The admin API and panel on their own address (see `CHATGOWA_ADMIN_BIND`), with `/healthz`.
+pub fn build_admin_router(state: AppState) -> Router {
+    let router = Router::new()
+        .route("/healthz", get(healthz))
+        .merge(handlers::router(&state));
+    finish(router, state)
+}
+
+fn finish(router: Router<AppState>, state: AppState) -> Router {
     router
         .fallback(not_found)
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {

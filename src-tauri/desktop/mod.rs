@@ -175,36 +175,46 @@ fn setup(
     for warning in config.warnings(std::env::vars().map(|(k, _)| k)) {
         tracing::warn!("{warning}");
     }
+    // On the desktop the admin API and panel stay on this machine unless told otherwise: a tunnel or a port
+    // forward to the webhook then exposes nothing else.
+    if config.admin_bind.is_none() {
+        config.admin_bind = Some(SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            config.port.saturating_add(1),
+        ));
+    }
     let shutdown = CancellationToken::new();
     let addr = SocketAddr::new(config.bind, config.port);
-    let shown_host = if config.bind.is_unspecified() {
-        IpAddr::V4(Ipv4Addr::LOCALHOST)
-    } else {
-        config.bind
+    let admin_addr = config.admin_bind.filter(|_| config.admin.is_some());
+    let shown = |addr: SocketAddr| {
+        let host = if addr.ip().is_unspecified() {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        } else {
+            addr.ip()
+        };
+        format!("http://{}", SocketAddr::new(host, addr.port()))
     };
-    let base = format!("http://{}", SocketAddr::new(shown_host, config.port));
-    let (relay, listener) = tauri::async_runtime::block_on(async {
+    let webhook_url = format!("{}/webhook", shown(addr));
+    let admin_url = format!("{}/admin/", shown(admin_addr.unwrap_or(addr)));
+    let (relay, listeners) = tauri::async_runtime::block_on(async {
         let relay = Relay::start(config, shutdown.clone()).await;
-        (relay, TcpListener::bind(addr).await)
+        let listeners = bind(addr, admin_addr).await;
+        (relay, listeners)
     });
     let relay = relay?;
     let state = relay.state().clone();
     app.manage(state.clone());
 
-    let (listen_error, task) = match listener {
-        Ok(listener) => (
+    let (listen_error, task) = match listeners {
+        Ok((listener, admin)) => (
             None,
             tauri::async_runtime::spawn(async move {
-                if let Err(err) = relay.serve(listener).await {
+                if let Err(err) = relay.serve(listener, admin).await {
                     tracing::error!(error = %err, "relay stopped");
                 }
             }),
         ),
-        Err(err) => {
-            let message = format!(
-                "cannot listen on {addr}: {err} (is another program using port {}?)",
-                addr.port()
-            );
+        Err(message) => {
             tracing::error!("{message}");
             let stop = shutdown.clone();
             (
@@ -217,8 +227,8 @@ fn setup(
         }
     };
     app.manage(Desktop {
-        webhook_url: format!("{base}/webhook"),
-        admin_url: format!("{base}/admin/"),
+        webhook_url,
+        admin_url,
         listen_error,
         shutdown,
         relay_task: Mutex::new(Some(task)),
@@ -233,6 +243,25 @@ fn setup(
         window::open(app.handle());
     }
     Ok(())
+}
+
+/// Binds the webhook listener and, when it has its own address, the admin one; the error says which port.
+async fn bind(
+    addr: SocketAddr,
+    admin: Option<SocketAddr>,
+) -> Result<(TcpListener, Option<TcpListener>), String> {
+    let busy = |addr: SocketAddr, err: std::io::Error| {
+        format!(
+            "cannot listen on {addr}: {err} (is another program using port {}?)",
+            addr.port()
+        )
+    };
+    let main = TcpListener::bind(addr).await.map_err(|e| busy(addr, e))?;
+    let admin = match admin {
+        Some(a) => Some(TcpListener::bind(a).await.map_err(|e| busy(a, e))?),
+        None => None,
+    };
+    Ok((main, admin))
 }
 
 /// Relays change events to the window and keeps the tray up to date.

@@ -20,8 +20,9 @@ use crate::support::{
 const WAIT: Duration = Duration::from_secs(30);
 
 /// The environment the app runs with: its own HOME (app data, logs, autostart entry), port and database.
-fn app_env(home: &Path, port: u16) -> Vec<(&'static str, String)> {
+fn app_env(home: &Path, port: u16, admin_port: u16) -> Vec<(&'static str, String)> {
     vec![
+        ("CHATGOWA_ADMIN_BIND", format!("127.0.0.1:{admin_port}")),
         ("HOME", home.display().to_string()),
         ("XDG_DATA_HOME", home.join("data").display().to_string()),
         ("XDG_CONFIG_HOME", home.join("config").display().to_string()),
@@ -215,11 +216,11 @@ async fn the_native_window() {
     );
     let gowa = Gowa::start().await;
     let home = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let env = app_env(home.path(), port);
+    let (port, admin_port) = (free_port(), free_port());
+    let env = app_env(home.path(), port, admin_port);
     let driver = TauriDriver::start(&env);
     let c = session(driver.port).await;
-    let outcome = std::panic::AssertUnwindSafe(scenario(&c, &gowa, port, &env))
+    let outcome = std::panic::AssertUnwindSafe(scenario(&c, &gowa, port, admin_port, &env))
         .catch_unwind()
         .await;
     let _ = c.close().await;
@@ -228,8 +229,15 @@ async fn the_native_window() {
     }
 }
 
-async fn scenario(c: &Client, gowa: &Gowa, port: u16, env: &[(&'static str, String)]) {
+async fn scenario(
+    c: &Client,
+    gowa: &Gowa,
+    port: u16,
+    admin_port: u16,
+    env: &[(&'static str, String)],
+) {
     let base = format!("http://127.0.0.1:{port}");
+    let admin = format!("http://127.0.0.1:{admin_port}");
     let http = reqwest::Client::new();
     let auth = basic_auth(ADMIN_USER, ADMIN_PASS);
 
@@ -262,7 +270,7 @@ async fn scenario(c: &Client, gowa: &Gowa, port: u16, env: &[(&'static str, Stri
     css(c, "#route-save").await.click().await.unwrap();
     present(c, "tr[data-inbox-id='7']").await;
     let routes: serde_json::Value = http
-        .get(format!("{base}/admin/routes"))
+        .get(format!("{admin}/admin/routes"))
         .header("authorization", &auth)
         .send()
         .await

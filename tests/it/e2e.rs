@@ -204,3 +204,43 @@ async fn an_argon2_hash_from_hash_password_guards_the_admin_api() {
         assert_eq!(routes("kopi tubruk 43").await.unwrap().status(), 401);
     }
 }
+
+#[tokio::test]
+async fn the_admin_can_listen_apart_from_the_webhook() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin_port = free_port();
+    let admin_bind = format!("127.0.0.1:{admin_port}");
+    let server = Server::spawn(
+        dir.path(),
+        free_port(),
+        &[("CHATGOWA_ADMIN_BIND", admin_bind.as_str())],
+    );
+    server.wait_healthy().await;
+    let http = reqwest::Client::new();
+    let status = |url: String| {
+        let request = http
+            .get(url)
+            .basic_auth(crate::support::ADMIN_USER, Some(crate::support::ADMIN_PASS));
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    let admin = format!("http://{admin_bind}");
+    // Only the webhook (and health) on the main port: a tunnel to it exposes no admin.
+    assert_eq!(status(format!("{}/admin/routes", server.base())).await, 404);
+    assert_eq!(status(format!("{}/admin/", server.base())).await, 404);
+    assert_eq!(status(format!("{}/healthz", server.base())).await, 200);
+    // The admin API and panel on their own address, without the webhook.
+    assert_eq!(status(format!("{admin}/admin/routes")).await, 200);
+    assert_eq!(status(format!("{admin}/admin/")).await, 200);
+    assert_eq!(status(format!("{admin}/healthz")).await, 200);
+    let webhook = http
+        .post(format!("{admin}/webhook"))
+        .body(message(7, 1, 0))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(webhook.status(), 404);
+    assert_eq!(
+        server.post_webhook(message(7, 1, 0)).await["reason"],
+        "no_route"
+    );
+}

@@ -60,6 +60,7 @@ pub fn test_config(database_path: PathBuf) -> Config {
     Config {
         bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
         port: 0,
+        admin_bind: None,
         database_path,
         admin: Some(AdminCredentials::new(ADMIN_USER, ADMIN_PASS)),
         fetch_timeout: Duration::from_secs(2),
@@ -89,7 +90,7 @@ impl TestRelay {
         let state = relay.state().clone();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let task = tokio::spawn(relay.serve(listener));
+        let task = tokio::spawn(relay.serve(listener, None));
         Self {
             base,
             state,
