@@ -26,4 +26,5 @@ export const api = {
   listUnrouted: () => call("list_unrouted", "GET", "/unrouted"),
   subscribe: (onEvent, onState) => transport.subscribe(onEvent, onState),
   webhookUrl: (path) => transport.webhookUrl(path),
+  listenProblem: () => transport.listenProblem(),
 };

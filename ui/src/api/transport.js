@@ -58,6 +58,11 @@ function httpTransport() {
     async webhookUrl(path) {
       return new URL(path, window.location.origin).toString();
     },
+
+    /** Why the relay is not listening; a page served by the relay is proof that it is. */
+    async listenProblem() {
+      return null;
+    },
   };
 }
 
@@ -84,6 +89,11 @@ function ipcTransport(tauri) {
     /** The native window has no address of its own: the relay says where it listens. */
     async webhookUrl() {
       return (await invoke("desktop_info", {})).webhookUrl;
+    },
+
+    /** E.g. the port is busy: the app runs, but Chatwoot cannot reach it. */
+    async listenProblem() {
+      return (await invoke("desktop_info", {})).listenError ?? null;
     },
   };
 }

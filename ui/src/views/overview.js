@@ -7,7 +7,7 @@ import { formatAge, formatNumber, t } from "../i18n.js";
 export function render(main) {
   replace(main, h("h1", {}, t("overview.title")), h("p", {}, t("common.loading")));
   const load = () => api.stats()
-    .then(async (stats) => draw(main, stats, await api.webhookUrl(stats.webhookPath)))
+    .then(async (stats) => draw(main, stats, await api.webhookUrl(stats.webhookPath), await api.listenProblem()))
     .catch(reportError);
   load();
   return { onChange: load };
@@ -18,7 +18,7 @@ function card(label, value, kind = "") {
     h("div", { class: "card-value", "data-testid": `stat-${kind || label}` }, value));
 }
 
-function draw(main, stats, url) {
+function draw(main, stats, url, problem) {
   const urlInput = h("input", { id: "webhook-url", readonly: true, value: url, "aria-label": t("overview.webhookTitle") });
   const copy = async () => {
     urlInput.select();
@@ -31,6 +31,7 @@ function draw(main, stats, url) {
   };
   replace(main,
     h("h1", {}, t("overview.title")),
+    problem ? h("p", { class: "alert", role: "alert", id: "listen-problem" }, t("overview.notListening", { problem })) : null,
     h("div", { class: "cards" },
       card(t("overview.pending"), formatNumber(stats.totals.pending), "pending"),
       card(t("overview.delivered"), formatNumber(stats.totals.delivered), "delivered"),
