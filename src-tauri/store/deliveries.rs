@@ -218,6 +218,10 @@ pub async fn last_attempted_for_inbox(
     .await
 }
 
+/// Turns deliveries back into pending ones, for one manual attempt due at `?1`.
+const REQUEUE: &str = "UPDATE deliveries SET status = 'pending', trigger = 'manual', next_attempt_at = ?1, \
+                       updated_at = ?1";
+
 /// Puts a delivered or dead delivery back in the queue for one manual attempt, due now.
 /// `None` if it does not exist or is already pending.
 pub async fn requeue(
@@ -225,10 +229,9 @@ pub async fn requeue(
     id: DeliveryId,
     now: i64,
 ) -> sqlx::Result<Option<PendingRef>> {
-    sqlx::query_as(
-        "UPDATE deliveries SET status = 'pending', trigger = 'manual', next_attempt_at = ?1, updated_at = ?1
-         WHERE id = ?2 AND status IN ('delivered', 'dead') RETURNING id, inbox_id, conversation_id",
-    )
+    sqlx::query_as(&format!(
+        "{REQUEUE} WHERE id = ?2 AND status IN ('delivered', 'dead') RETURNING id, inbox_id, conversation_id"
+    ))
     .bind(now)
     .bind(id)
     .fetch_optional(pool)
@@ -241,10 +244,9 @@ pub async fn requeue_dead_for_inbox(
     inbox_id: InboxId,
     now: i64,
 ) -> sqlx::Result<Vec<PendingRef>> {
-    let mut requeued: Vec<PendingRef> = sqlx::query_as(
-        "UPDATE deliveries SET status = 'pending', trigger = 'manual', next_attempt_at = ?1, updated_at = ?1
-         WHERE inbox_id = ?2 AND status = 'dead' RETURNING id, inbox_id, conversation_id",
-    )
+    let mut requeued: Vec<PendingRef> = sqlx::query_as(&format!(
+        "{REQUEUE} WHERE inbox_id = ?2 AND status = 'dead' RETURNING id, inbox_id, conversation_id"
+    ))
     .bind(now)
     .bind(inbox_id)
     .fetch_all(pool)

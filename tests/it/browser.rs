@@ -3,7 +3,6 @@
 //! switch to Bahasa Indonesia. Screenshots of every screen (EN and ID, wide and 360 px) are written to
 //! `<target>/tmp/screenshots/`, or to `docs/screenshots/` with `CHATGOWA_UPDATE_SCREENSHOTS=1`.
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -12,6 +11,7 @@ use futures_util::FutureExt as _;
 use serde_json::json;
 
 use crate::support::{ADMIN_PASS, ADMIN_USER, Gowa, Reply, Server, eventually, free_port, message};
+use crate::webdriver::{css, resubmit_url, screenshot_dir, submit_route};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -70,24 +70,6 @@ impl Drop for Driver {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn screenshot_dir() -> PathBuf {
-    let dir = if std::env::var_os("CHATGOWA_UPDATE_SCREENSHOTS").is_some() {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots")
-    } else {
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots")
-    };
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-async fn css(c: &Client, selector: &str) -> fantoccini::elements::Element {
-    c.wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css(selector))
-        .await
-        .unwrap_or_else(|e| panic!("{selector}: {e}"))
 }
 
 /// Waits until the element's text contains `needle`.
@@ -154,31 +136,14 @@ async fn scenario(c: &Client, server: &Server, gowa: &Gowa) {
     // Add a route: the server's validation message appears under the field first.
     go(c, &plain, "#/routes", "#add-route").await;
     css(c, "#add-route").await.click().await.unwrap();
-    css(c, "#route-inboxId").await.send_keys("7").await.unwrap();
-    css(c, "#route-name")
-        .await
-        .send_keys("Toko Sejahtera")
-        .await
-        .unwrap();
-    css(c, "#route-webhookUrl")
-        .await
-        .send_keys("gowa:3000/chatwoot/webhook")
-        .await
-        .unwrap();
-    css(c, "#route-save").await.click().await.unwrap();
+    submit_route(c, "7", "Toko Sejahtera", "gowa:3000/chatwoot/webhook").await;
     text_of(
         c,
         "#route-webhookUrl-error",
         "webhookUrl must be an absolute",
     )
     .await;
-    let url_field = css(c, "#route-webhookUrl").await;
-    url_field.clear().await.unwrap();
-    url_field
-        .send_keys(&gowa.url("/chatwoot/webhook"))
-        .await
-        .unwrap();
-    css(c, "#route-save").await.click().await.unwrap();
+    resubmit_url(c, &gowa.url("/chatwoot/webhook")).await;
     css(c, "tr[data-inbox-id='7']").await;
 
     // A webhook appears in the delivery list without a reload.

@@ -9,13 +9,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, ClientBuilder};
 use futures_util::FutureExt as _;
 use serde_json::json;
 
 use crate::support::{
     ADMIN_PASS, ADMIN_USER, BIN, Gowa, basic_auth, eventually, free_port, message,
 };
+use crate::webdriver::{css, resubmit_url, screenshot_dir, submit_route};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -95,14 +96,6 @@ async fn session(port: u16) -> Client {
             .ok()
     })
     .await
-}
-
-async fn css(c: &Client, selector: &str) -> fantoccini::elements::Element {
-    c.wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css(selector))
-        .await
-        .unwrap_or_else(|e| panic!("{selector}: {e}"))
 }
 
 /// Evaluates `expression` in the page, giving up on a call after a few seconds (so a busy webview cannot hang
@@ -198,16 +191,6 @@ fn close_chatgowa_windows(conn: &impl x11rb::connection::Connection, root: u32) 
     x11rb::connection::Connection::flush(conn).unwrap();
 }
 
-fn screenshot_dir() -> PathBuf {
-    let dir = if std::env::var_os("CHATGOWA_UPDATE_SCREENSHOTS").is_some() {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots")
-    } else {
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots")
-    };
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 #[tokio::test]
 async fn the_native_window() {
     assert!(
@@ -248,26 +231,9 @@ async fn scenario(
     // A route added in the window is there for the HTTP admin API.
     show(c, "#/routes", "#add-route").await;
     css(c, "#add-route").await.click().await.unwrap();
-    css(c, "#route-inboxId").await.send_keys("7").await.unwrap();
-    css(c, "#route-name")
-        .await
-        .send_keys("Kasir")
-        .await
-        .unwrap();
-    css(c, "#route-webhookUrl")
-        .await
-        .send_keys("ftp://nope")
-        .await
-        .unwrap();
-    css(c, "#route-save").await.click().await.unwrap();
+    submit_route(c, "7", "Kasir", "ftp://nope").await;
     text_of(c, "#route-webhookUrl-error", "webhookUrl").await;
-    let field = css(c, "#route-webhookUrl").await;
-    field.clear().await.unwrap();
-    field
-        .send_keys(&gowa.url("/chatwoot/webhook"))
-        .await
-        .unwrap();
-    css(c, "#route-save").await.click().await.unwrap();
+    resubmit_url(c, &gowa.url("/chatwoot/webhook")).await;
     present(c, "tr[data-inbox-id='7']").await;
     let routes: serde_json::Value = http
         .get(format!("{admin}/admin/routes"))

@@ -11,3 +11,4 @@ mod e2e;
 mod router;
 mod support;
 mod ui;
+mod webdriver;
