@@ -16,6 +16,7 @@ const COMMANDS: &[&str] = &[
     "discard_delivery",
     "list_unrouted",
     "desktop_info",
+    "set_start_at_login",
 ];
 
 fn main() {

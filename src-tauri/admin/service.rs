@@ -11,11 +11,35 @@ use crate::ids::{DeliveryId, InboxId, RouteId};
 use crate::state::AppState;
 use crate::store::deliveries::{self, DeliveryStatus, Filter, PendingRef};
 use crate::store::routes::{self, Route, RouteFields};
-use crate::store::{attempts, now_ms, unrouted_inboxes};
+use crate::store::{attempts, now_ms, settings, unrouted_inboxes};
 
 pub const MAX_NAME_CHARS: usize = 100;
 pub const MAX_URL_CHARS: usize = 2048;
 pub const MAX_SECRET_CHARS: usize = 256;
+
+/// Length of a generated browser-panel password (alphanumeric: about 119 bits).
+pub const GENERATED_PASSWORD_CHARS: usize = 20;
+
+/// The desktop's browser-panel password when none is configured: the stored Argon2 hash, or on first run a new
+/// random password, stored only as its hash. The plain password is returned only when it was just generated,
+/// so the app can show it once.
+pub async fn generated_admin_password(pool: &sqlx::SqlitePool) -> Result<(String, Option<String>)> {
+    use rand::Rng as _;
+    if let Some(hash) = settings::find(pool, settings::ADMIN_PASSWORD_HASH).await? {
+        return Ok((hash, None));
+    }
+    let password: String = rand::rng()
+        .sample_iter(&rand::distr::Alphanumeric)
+        .take(GENERATED_PASSWORD_CHARS)
+        .map(char::from)
+        .collect();
+    let hash = super::auth::hash_password(&password);
+    settings::upsert(pool, settings::ADMIN_PASSWORD_HASH, &hash).await?;
+    tracing::info!(
+        "generated a password for the browser admin panel (shown in the app's Settings)"
+    );
+    Ok((hash, Some(password)))
+}
 
 pub const DEFAULT_PAGE: i64 = 50;
 pub const MAX_PAGE: i64 = 500;
@@ -478,6 +502,27 @@ mod tests {
                 validate(input(json!({"inboxId": 7, "webhookUrl": long_url})), None).unwrap_err()
             ),
             Some("webhookUrl")
+        );
+    }
+
+    #[tokio::test]
+    async fn the_generated_password_is_made_once_and_kept_as_a_hash() {
+        let (pool, _dir) = crate::store::test_support::temp_db().await;
+        let (hash, shown) = generated_admin_password(&pool).await.unwrap();
+        let shown = shown.expect("first run shows the password");
+        assert_eq!(shown.len(), GENERATED_PASSWORD_CHARS);
+        assert!(hash.starts_with("$argon2id$") && !hash.contains(&shown));
+        let admin = crate::config::AdminCredentials::new("admin", hash.clone());
+        use base64::Engine as _;
+        let header = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("admin:{shown}"))
+        );
+        assert!(super::super::auth::check(&admin, &header));
+        assert_eq!(
+            generated_admin_password(&pool).await.unwrap(),
+            (hash, None),
+            "later runs keep it, unshown"
         );
     }
 

@@ -113,7 +113,7 @@ pub async fn list_unrouted(state: State<'_, AppState>) -> Answer<dto::UnroutedBo
     })
 }
 
-/// Where the relay listens, for the window (which has no address of its own to show).
+/// Where the relay listens and how to log in to the browser panel, for the window.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DesktopInfo {
@@ -121,9 +121,32 @@ pub struct DesktopInfo {
     pub admin_url: String,
     /// Why the relay is not listening, e.g. a busy port.
     pub listen_error: Option<String>,
+    /// `None` when the browser panel is off (no password).
+    pub admin_user: Option<String>,
+    /// The browser-panel password generated on this first run; never available again after a restart.
+    pub generated_password: Option<String>,
+    pub start_at_login: bool,
 }
 
 #[tauri::command]
-pub async fn desktop_info(desktop: State<'_, Desktop>) -> Answer<DesktopInfo> {
-    Ok(desktop.info())
+pub async fn desktop_info(
+    app: tauri::AppHandle,
+    desktop: State<'_, Desktop>,
+) -> Answer<DesktopInfo> {
+    Ok(desktop.info(&app))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EnabledInput {
+    enabled: bool,
+}
+
+#[tauri::command]
+pub async fn set_start_at_login(
+    app: tauri::AppHandle,
+    desktop: State<'_, Desktop>,
+    input: EnabledInput,
+) -> Answer<DesktopInfo> {
+    desktop.set_autostart(&app, input.enabled);
+    Ok(desktop.info(&app))
 }

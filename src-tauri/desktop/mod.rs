@@ -45,6 +45,8 @@ pub struct Desktop {
     webhook_url: String,
     admin_url: String,
     listen_error: Option<String>,
+    admin_user: Option<String>,
+    generated_password: Option<String>,
     shutdown: CancellationToken,
     relay_task: Mutex<Option<tauri::async_runtime::JoinHandle<()>>>,
     last_health: Mutex<tray::HealthMemory>,
@@ -53,11 +55,14 @@ pub struct Desktop {
 }
 
 impl Desktop {
-    fn info(&self) -> commands::DesktopInfo {
+    fn info(&self, app: &AppHandle) -> commands::DesktopInfo {
         commands::DesktopInfo {
             webhook_url: self.webhook_url.clone(),
             admin_url: self.admin_url.clone(),
             listen_error: self.listen_error.clone(),
+            admin_user: self.admin_user.clone(),
+            generated_password: self.generated_password.clone(),
+            start_at_login: app.autolaunch().is_enabled().unwrap_or(false),
         }
     }
 
@@ -82,10 +87,9 @@ impl Desktop {
         paused
     }
 
-    /// Turns start-at-login on or off; returns whether it is on now.
-    fn toggle_autostart(&self, app: &AppHandle) -> bool {
+    /// Turns start-at-login on or off (tray checkbox included); returns whether it is on now.
+    fn set_autostart(&self, app: &AppHandle, on: bool) -> bool {
         let launcher = app.autolaunch();
-        let on = !launcher.is_enabled().unwrap_or(false);
         let result = if on {
             launcher.enable()
         } else {
@@ -94,7 +98,11 @@ impl Desktop {
         if let Err(err) = result {
             tracing::warn!(error = %err, "cannot change start at login");
         }
-        launcher.is_enabled().unwrap_or(false)
+        let now = launcher.is_enabled().unwrap_or(false);
+        if let Some(menu) = app.try_state::<tray::TrayMenu>() {
+            menu.show_autostart(now);
+        }
+        now
     }
 
     /// Whether `key` may notify now (and remembers that it did).
@@ -147,6 +155,7 @@ pub fn run(settings: &Settings, minimized: bool) -> anyhow::Result<()> {
             commands::discard_delivery,
             commands::list_unrouted,
             commands::desktop_info,
+            commands::set_start_at_login,
         ])
         .setup(move |app| setup(app, config, database_from_env, minimized))
         .build(tauri::generate_context!())?
@@ -172,9 +181,26 @@ fn setup(
     if !database_from_env {
         config.database_path = app.path().app_data_dir()?.join(DB_FILE);
     }
+    // No password configured: the browser panel gets a generated one, kept as an Argon2 hash and shown once.
+    let mut generated_password = None;
+    if config.admin.is_none() {
+        let (hash, shown) = tauri::async_runtime::block_on(async {
+            let pool = store::connect(&config.database_path).await?;
+            let generated = service::generated_admin_password(&pool).await;
+            pool.close().await;
+            generated.map_err(|e| sqlx::Error::Protocol(e.to_string()))
+        })?;
+        config.admin = Some(crate::config::AdminCredentials::new(
+            crate::config::DEFAULT_ADMIN_USER,
+            hash,
+        ));
+        generated_password = shown;
+    }
+    let admin_user = config.admin.as_ref().map(|a| a.user.clone());
     for warning in config.warnings(std::env::vars().map(|(k, _)| k)) {
         tracing::warn!("{warning}");
     }
+
     // On the desktop the admin API and panel stay on this machine unless told otherwise: a tunnel or a port
     // forward to the webhook then exposes nothing else.
     if config.admin_bind.is_none() {
@@ -229,6 +255,8 @@ fn setup(
     app.manage(Desktop {
         webhook_url,
         admin_url,
+        admin_user,
+        generated_password,
         listen_error,
         shutdown,
         relay_task: Mutex::new(Some(task)),

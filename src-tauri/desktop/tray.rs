@@ -48,6 +48,12 @@ pub struct TrayMenu {
     autostart: CheckMenuItem<Wry>,
 }
 
+impl TrayMenu {
+    pub fn show_autostart(&self, on: bool) {
+        let _ = self.autostart.set_checked(on);
+    }
+}
+
 pub fn create(app: &App) -> tauri::Result<TrayMenu> {
     let autostart_on = app.autolaunch().is_enabled().unwrap_or(false);
     let pause = MenuItem::with_id(app, ids::PAUSE, "Pause deliveries", true, None::<&str>)?;
@@ -115,10 +121,8 @@ fn on_menu(app: &AppHandle, id: &str) {
             }
         }
         ids::AUTOSTART => {
-            let on = desktop.toggle_autostart(app);
-            if let Some(menu) = app.try_state::<TrayMenu>() {
-                let _ = menu.autostart.set_checked(on);
-            }
+            let on = app.autolaunch().is_enabled().unwrap_or(false);
+            desktop.set_autostart(app, !on);
         }
         ids::QUIT => super::quit(app),
         _ => {}

@@ -5,6 +5,7 @@
 pub mod attempts;
 pub mod deliveries;
 pub mod routes;
+pub mod settings;
 pub mod unrouted_inboxes;
 pub mod writer;
 

@@ -13,9 +13,7 @@ use fantoccini::{Client, ClientBuilder};
 use futures_util::FutureExt as _;
 use serde_json::json;
 
-use crate::support::{
-    ADMIN_PASS, ADMIN_USER, BIN, Gowa, basic_auth, eventually, free_port, message,
-};
+use crate::support::{BIN, Gowa, basic_auth, eventually, free_port, message};
 use crate::webdriver::{css, resubmit_url, screenshot_dir, submit_route};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -29,7 +27,6 @@ fn app_env(home: &Path, port: u16, admin_port: u16) -> Vec<(&'static str, String
         ("XDG_CONFIG_HOME", home.join("config").display().to_string()),
         ("PORT", port.to_string()),
         ("CHATGOWA_BIND", "127.0.0.1".into()),
-        ("BASIC_AUTH_PASS", ADMIN_PASS.into()),
         ("CHATGOWA_RETRY_SCHEDULE", "20ms".into()),
     ]
 }
@@ -199,13 +196,16 @@ async fn the_native_window() {
     );
     let gowa = Gowa::start().await;
     let home = tempfile::tempdir().unwrap();
+    // A user's home has ~/.config (where the autostart entry goes).
+    std::fs::create_dir_all(home.path().join(".config")).unwrap();
     let (port, admin_port) = (free_port(), free_port());
     let env = app_env(home.path(), port, admin_port);
     let driver = TauriDriver::start(&env);
     let c = session(driver.port).await;
-    let outcome = std::panic::AssertUnwindSafe(scenario(&c, &gowa, port, admin_port, &env))
-        .catch_unwind()
-        .await;
+    let outcome =
+        std::panic::AssertUnwindSafe(scenario(&c, &gowa, port, admin_port, &env, home.path()))
+            .catch_unwind()
+            .await;
     let _ = c.close().await;
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
@@ -218,15 +218,44 @@ async fn scenario(
     port: u16,
     admin_port: u16,
     env: &[(&'static str, String)],
+    home: &Path,
 ) {
     let base = format!("http://127.0.0.1:{port}");
     let admin = format!("http://127.0.0.1:{admin_port}");
     let http = reqwest::Client::new();
-    let auth = basic_auth(ADMIN_USER, ADMIN_PASS);
 
     // The window opens on the overview, which knows where the relay listens.
     text_of(c, "#nav", "Routes").await;
     value_of(c, "#webhook-url", &format!("{base}/webhook")).await;
+
+    // First run without BASIC_AUTH_PASS: Settings shows a generated browser-panel password, once.
+    show(c, "#/settings", "#admin-password").await;
+    let password = eval(c, "document.querySelector('#admin-password').value")
+        .await
+        .unwrap();
+    let password = password.as_str().unwrap().to_owned();
+    assert_eq!(password.len(), 20);
+    value_of(c, "#settings-admin-url", &format!("{admin}/admin/")).await;
+    let auth = basic_auth("admin", &password);
+    let wrong = http
+        .get(format!("{admin}/admin/routes"))
+        .header("authorization", basic_auth("admin", "x"))
+        .send();
+    assert_eq!(wrong.await.unwrap().status(), 401);
+    std::fs::write(
+        screenshot_dir().join("desktop-settings-en.png"),
+        c.screenshot().await.unwrap(),
+    )
+    .unwrap();
+
+    // Start at login writes the autostart entry (which starts the app in the tray).
+    css(c, "#start-at-login").await.click().await.unwrap();
+    let entry = home.join(".config/autostart/Chatgowa.desktop");
+    let entry = eventually("the autostart entry", WAIT, || async {
+        std::fs::read_to_string(&entry).ok()
+    })
+    .await;
+    assert!(entry.contains("--minimized"), "{entry}");
 
     // A route added in the window is there for the HTTP admin API.
     show(c, "#/routes", "#add-route").await;

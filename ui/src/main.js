@@ -8,12 +8,14 @@ import * as routes from "./views/routes.js";
 import * as deliveries from "./views/deliveries.js";
 import * as delivery from "./views/delivery.js";
 import * as unrouted from "./views/unrouted.js";
+import * as settings from "./views/settings.js";
 
 const SCREENS = [
   { hash: "#/", label: "nav.overview", view: overview },
   { hash: "#/routes", label: "nav.routes", view: routes },
   { hash: "#/deliveries", label: "nav.deliveries", view: deliveries },
   { hash: "#/unrouted", label: "nav.unrouted", view: unrouted },
+  ...(api.isDesktop ? [{ hash: "#/settings", label: "nav.settings", view: settings }] : []),
 ];
 
 let current = null; // {view, controller}

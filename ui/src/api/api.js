@@ -27,4 +27,8 @@ export const api = {
   subscribe: (onEvent, onState) => transport.subscribe(onEvent, onState),
   webhookUrl: (path) => transport.webhookUrl(path),
   listenProblem: () => transport.listenProblem(),
+  // The native window only: where the relay listens, the browser-panel login, start at login.
+  isDesktop: transport.isDesktop,
+  desktopInfo: () => call("desktop_info", "GET", "/desktop-info"),
+  setStartAtLogin: (enabled) => call("set_start_at_login", "PUT", "/desktop-info", { enabled }),
 };

@@ -17,6 +17,8 @@ export class ApiError extends Error {
  */
 function httpTransport() {
   return {
+    isDesktop: false,
+
     async call({ method, path, query, body }) {
       const url = new URL(`/admin${path}`, window.location.origin);
       for (const [key, value] of Object.entries(query ?? {})) {
@@ -69,6 +71,8 @@ function httpTransport() {
 function ipcTransport(tauri) {
   const invoke = tauri.core.invoke;
   return {
+    isDesktop: true,
+
     async call({ command, input }) {
       try {
         return await invoke(command, { input: input ?? {} });

@@ -1,0 +1,37 @@
+//! `settings`: small values the app keeps for itself, by key.
+
+use sqlx::SqlitePool;
+
+/// The Argon2 hash of the desktop's generated browser-panel password.
+pub const ADMIN_PASSWORD_HASH: &str = "admin_password_hash";
+
+pub async fn find(pool: &SqlitePool, key: &str) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
+        .bind(key)
+        .fetch_optional(pool)
+        .await
+}
+
+pub async fn upsert(pool: &SqlitePool, key: &str, value: &str) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2")
+        .bind(key)
+        .bind(value)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_support::temp_db;
+
+    #[tokio::test]
+    async fn values_are_kept_and_replaced() {
+        let (pool, _dir) = temp_db().await;
+        assert_eq!(find(&pool, "k").await.unwrap(), None);
+        upsert(&pool, "k", "1").await.unwrap();
+        upsert(&pool, "k", "2").await.unwrap();
+        assert_eq!(find(&pool, "k").await.unwrap().as_deref(), Some("2"));
+    }
+}
