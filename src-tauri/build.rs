@@ -17,6 +17,7 @@ const COMMANDS: &[&str] = &[
     "list_unrouted",
     "desktop_info",
     "set_start_at_login",
+    "set_notifications",
 ];
 
 fn main() {

@@ -126,6 +126,7 @@ pub struct DesktopInfo {
     /// The browser-panel password generated on this first run; never available again after a restart.
     pub generated_password: Option<String>,
     pub start_at_login: bool,
+    pub notifications: bool,
 }
 
 #[tauri::command]
@@ -148,5 +149,16 @@ pub async fn set_start_at_login(
     input: EnabledInput,
 ) -> Answer<DesktopInfo> {
     desktop.set_autostart(&app, input.enabled);
+    Ok(desktop.info(&app))
+}
+
+#[tauri::command]
+pub async fn set_notifications(
+    app: tauri::AppHandle,
+    state: State<'_, AppState>,
+    desktop: State<'_, Desktop>,
+    input: EnabledInput,
+) -> Answer<DesktopInfo> {
+    desktop.set_notifications(&state, input.enabled).await?;
     Ok(desktop.info(&app))
 }

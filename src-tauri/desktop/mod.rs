@@ -47,6 +47,7 @@ pub struct Desktop {
     listen_error: Option<String>,
     admin_user: Option<String>,
     generated_password: Option<String>,
+    notifications: std::sync::atomic::AtomicBool,
     shutdown: CancellationToken,
     relay_task: Mutex<Option<tauri::async_runtime::JoinHandle<()>>>,
     last_health: Mutex<tray::HealthMemory>,
@@ -63,7 +64,23 @@ impl Desktop {
             admin_user: self.admin_user.clone(),
             generated_password: self.generated_password.clone(),
             start_at_login: app.autolaunch().is_enabled().unwrap_or(false),
+            notifications: self
+                .notifications
+                .load(std::sync::atomic::Ordering::Relaxed),
         }
+    }
+
+    /// Turns notifications on or off, and remembers the choice.
+    async fn set_notifications(&self, state: &AppState, on: bool) -> crate::error::Result<()> {
+        store::settings::upsert(
+            &state.pool,
+            store::settings::NOTIFICATIONS,
+            if on { "on" } else { "off" },
+        )
+        .await?;
+        self.notifications
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 
     fn open_admin_in_browser(&self, app: &AppHandle) {
@@ -156,6 +173,7 @@ pub fn run(settings: &Settings, minimized: bool) -> anyhow::Result<()> {
             commands::list_unrouted,
             commands::desktop_info,
             commands::set_start_at_login,
+            commands::set_notifications,
         ])
         .setup(move |app| setup(app, config, database_from_env, minimized))
         .build(tauri::generate_context!())?
@@ -230,6 +248,11 @@ fn setup(
     let relay = relay?;
     let state = relay.state().clone();
     app.manage(state.clone());
+    let notifications = tauri::async_runtime::block_on(store::settings::find(
+        &state.pool,
+        store::settings::NOTIFICATIONS,
+    ))?
+    .is_none_or(|v| v != "off");
 
     let (listen_error, task) = match listeners {
         Ok((listener, admin)) => (
@@ -257,6 +280,7 @@ fn setup(
         admin_url,
         admin_user,
         generated_password,
+        notifications: notifications.into(),
         listen_error,
         shutdown,
         relay_task: Mutex::new(Some(task)),
@@ -416,6 +440,12 @@ async fn refresh_status(app: &AppHandle) {
     }
     *last_dead = Some(stats.totals.dead);
     drop(last_dead);
+    if !desktop
+        .notifications
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        return;
+    }
     for (key, title, body) in notes {
         if desktop.may_notify(key) {
             let _ = app.notification().builder().title(title).body(body).show();

@@ -4,6 +4,8 @@ use sqlx::SqlitePool;
 
 /// The Argon2 hash of the desktop's generated browser-panel password.
 pub const ADMIN_PASSWORD_HASH: &str = "admin_password_hash";
+/// "off" when the desktop should not show notifications.
+pub const NOTIFICATIONS: &str = "notifications";
 
 pub async fn find(pool: &SqlitePool, key: &str) -> sqlx::Result<Option<String>> {
     sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")

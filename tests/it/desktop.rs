@@ -257,6 +257,17 @@ async fn scenario(
     .await;
     assert!(entry.contains("--minimized"), "{entry}");
 
+    // Notifications can be turned off, and the choice is kept (the screen re-reads it from the app).
+    css(c, "#notifications").await.click().await.unwrap();
+    eventually("notifications to stay off", WAIT, || async {
+        // Leave the screen and come back: it is drawn again from what the app reports.
+        show(c, "#/", "#webhook-url").await;
+        show(c, "#/settings", "#notifications").await;
+        let checked = eval(c, "document.querySelector('#notifications').checked").await?;
+        (checked == serde_json::Value::Bool(false)).then_some(())
+    })
+    .await;
+
     // A route added in the window is there for the HTTP admin API.
     show(c, "#/routes", "#add-route").await;
     css(c, "#add-route").await.click().await.unwrap();

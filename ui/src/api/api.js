@@ -31,4 +31,5 @@ export const api = {
   isDesktop: transport.isDesktop,
   desktopInfo: () => call("desktop_info", "GET", "/desktop-info"),
   setStartAtLogin: (enabled) => call("set_start_at_login", "PUT", "/desktop-info", { enabled }),
+  setNotifications: (enabled) => call("set_notifications", "PUT", "/desktop-info", { enabled }),
 };

@@ -1,5 +1,5 @@
 // Settings (native window only): where the relay listens, the browser panel's login (a generated password is
-// shown once), start at login.
+// shown once), start at login, notifications.
 
 import { api } from "../api/api.js";
 import { h, replace, reportError, toast } from "../dom.js";
@@ -25,6 +25,8 @@ export function render(main) {
   const draw = (info) => {
     const autostart = h("input", { type: "checkbox", id: "start-at-login", checked: info.startAtLogin });
     autostart.addEventListener("change", () => api.setStartAtLogin(autostart.checked).then(draw).catch(reportError));
+    const notify = h("input", { type: "checkbox", id: "notifications", checked: info.notifications });
+    notify.addEventListener("change", () => api.setNotifications(notify.checked).then(draw).catch(reportError));
     replace(main,
       h("h1", {}, t("settings.title")),
       h("section", { class: "panel" },
@@ -44,6 +46,7 @@ export function render(main) {
         ] : h("p", { class: "hint" }, t("settings.adminOff"))),
       h("section", { class: "panel" },
         h("label", { class: "check" }, autostart, t("settings.startAtLogin")),
+        h("label", { class: "check" }, notify, t("settings.notifications")),
         h("p", { class: "hint" }, t("settings.language"))));
   };
 
