@@ -18,6 +18,7 @@ const COMMANDS: &[&str] = &[
     "desktop_info",
     "set_start_at_login",
     "set_notifications",
+    "set_language",
 ];
 
 fn main() {

@@ -162,3 +162,20 @@ pub async fn set_notifications(
     desktop.set_notifications(&state, input.enabled).await?;
     Ok(desktop.info(&app))
 }
+
+#[derive(Debug, Deserialize)]
+pub struct LanguageInput {
+    language: String,
+}
+
+/// The window's language, for the tray menu.
+#[tauri::command]
+pub async fn set_language(
+    app: tauri::AppHandle,
+    state: State<'_, AppState>,
+    desktop: State<'_, Desktop>,
+    input: LanguageInput,
+) -> Answer<DesktopInfo> {
+    desktop.set_language(&app, &state, &input.language).await?;
+    Ok(desktop.info(&app))
+}

@@ -70,6 +70,20 @@ impl Desktop {
         }
     }
 
+    /// Speaks `language` in the tray from now on, and remembers it.
+    async fn set_language(
+        &self,
+        app: &AppHandle,
+        state: &AppState,
+        language: &str,
+    ) -> crate::error::Result<()> {
+        store::settings::upsert(&state.pool, store::settings::LANGUAGE, language).await?;
+        if let Some(menu) = app.try_state::<tray::TrayMenu>() {
+            menu.relabel(tray::labels(language), state.dispatcher.is_paused());
+        }
+        Ok(())
+    }
+
     /// Turns notifications on or off, and remembers the choice.
     async fn set_notifications(&self, state: &AppState, on: bool) -> crate::error::Result<()> {
         store::settings::upsert(
@@ -174,6 +188,7 @@ pub fn run(settings: &Settings, minimized: bool) -> anyhow::Result<()> {
             commands::desktop_info,
             commands::set_start_at_login,
             commands::set_notifications,
+            commands::set_language,
         ])
         .setup(move |app| setup(app, config, database_from_env, minimized))
         .build(tauri::generate_context!())?
@@ -288,7 +303,19 @@ fn setup(
         last_notified: Mutex::default(),
         last_dead: Mutex::default(),
     });
-    let menu = tray::create(app)?;
+    let language = tauri::async_runtime::block_on(store::settings::find(
+        &state.pool,
+        store::settings::LANGUAGE,
+    ))?
+    .unwrap_or_else(|| {
+        let lang = std::env::var("LANG").unwrap_or_default();
+        if lang.starts_with("id") {
+            "id".into()
+        } else {
+            "en".into()
+        }
+    });
+    let menu = tray::create(app, tray::labels(&language))?;
     app.manage(menu);
     forward_changes(app.handle().clone(), state);
     if !minimized {

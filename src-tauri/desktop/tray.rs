@@ -42,46 +42,114 @@ impl TrayState {
     }
 }
 
-/// Items whose text or check mark changes.
+/// The tray's words in one language (the window's language, chosen there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Labels {
+    pub open: &'static str,
+    pub open_browser: &'static str,
+    pub copy_url: &'static str,
+    pub pause: &'static str,
+    pub resume: &'static str,
+    pub autostart: &'static str,
+    pub quit: &'static str,
+}
+
+/// `id` (Bahasa Indonesia) or anything else (English).
+pub fn labels(language: &str) -> Labels {
+    if language == "id" {
+        Labels {
+            open: "Buka Chatgowa",
+            open_browser: "Buka admin di browser",
+            copy_url: "Salin URL webhook",
+            pause: "Jeda pengiriman",
+            resume: "Lanjutkan pengiriman",
+            autostart: "Jalankan saat login",
+            quit: "Keluar",
+        }
+    } else {
+        Labels {
+            open: "Open Chatgowa",
+            open_browser: "Open admin in browser",
+            copy_url: "Copy webhook URL",
+            pause: "Pause deliveries",
+            resume: "Resume deliveries",
+            autostart: "Start at login",
+            quit: "Quit",
+        }
+    }
+}
+
+/// The menu's items, kept to change their text or check mark.
 pub struct TrayMenu {
+    open: MenuItem<Wry>,
+    open_browser: MenuItem<Wry>,
+    copy_url: MenuItem<Wry>,
     pause: MenuItem<Wry>,
     autostart: CheckMenuItem<Wry>,
+    quit: MenuItem<Wry>,
+    labels: std::sync::Mutex<Labels>,
 }
 
 impl TrayMenu {
     pub fn show_autostart(&self, on: bool) {
         let _ = self.autostart.set_checked(on);
     }
+
+    fn show_paused(&self, paused: bool) {
+        let labels = *self
+            .labels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _ = self
+            .pause
+            .set_text(if paused { labels.resume } else { labels.pause });
+    }
+
+    /// Relabels the menu in `labels`' language.
+    pub fn relabel(&self, labels: Labels, paused: bool) {
+        *self
+            .labels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = labels;
+        let _ = self.open.set_text(labels.open);
+        let _ = self.open_browser.set_text(labels.open_browser);
+        let _ = self.copy_url.set_text(labels.copy_url);
+        let _ = self.autostart.set_text(labels.autostart);
+        let _ = self.quit.set_text(labels.quit);
+        self.show_paused(paused);
+    }
 }
 
-pub fn create(app: &App) -> tauri::Result<TrayMenu> {
+pub fn create(app: &App, labels: Labels) -> tauri::Result<TrayMenu> {
     let autostart_on = app.autolaunch().is_enabled().unwrap_or(false);
-    let pause = MenuItem::with_id(app, ids::PAUSE, "Pause deliveries", true, None::<&str>)?;
-    let autostart = CheckMenuItem::with_id(
-        app,
-        ids::AUTOSTART,
-        "Start at login",
-        true,
-        autostart_on,
-        None::<&str>,
-    )?;
+    let item = |id: &str, text: &str| MenuItem::with_id(app, id, text, true, None::<&str>);
+    let items = TrayMenu {
+        open: item(ids::OPEN, labels.open)?,
+        open_browser: item(ids::OPEN_BROWSER, labels.open_browser)?,
+        copy_url: item(ids::COPY_URL, labels.copy_url)?,
+        pause: item(ids::PAUSE, labels.pause)?,
+        autostart: CheckMenuItem::with_id(
+            app,
+            ids::AUTOSTART,
+            labels.autostart,
+            true,
+            autostart_on,
+            None::<&str>,
+        )?,
+        quit: item(ids::QUIT, labels.quit)?,
+        labels: std::sync::Mutex::new(labels),
+    };
     let menu = Menu::with_items(
         app,
         &[
-            &MenuItem::with_id(app, ids::OPEN, "Open Chatgowa", true, None::<&str>)?,
-            &MenuItem::with_id(
-                app,
-                ids::OPEN_BROWSER,
-                "Open admin in browser",
-                true,
-                None::<&str>,
-            )?,
-            &MenuItem::with_id(app, ids::COPY_URL, "Copy webhook URL", true, None::<&str>)?,
+            &items.open,
+            &items.open_browser,
+            &items.copy_url,
             &PredefinedMenuItem::separator(app)?,
-            &pause,
-            &autostart,
+            &items.pause,
+            &items.autostart,
             &PredefinedMenuItem::separator(app)?,
-            &MenuItem::with_id(app, ids::QUIT, "Quit", true, None::<&str>)?,
+            &items.quit,
         ],
     )?;
     TrayIconBuilder::with_id(TRAY_ID)
@@ -101,7 +169,7 @@ pub fn create(app: &App) -> tauri::Result<TrayMenu> {
             }
         })
         .build(app)?;
-    Ok(TrayMenu { pause, autostart })
+    Ok(items)
 }
 
 fn on_menu(app: &AppHandle, id: &str) {
@@ -113,11 +181,7 @@ fn on_menu(app: &AppHandle, id: &str) {
         ids::PAUSE => {
             let paused = desktop.toggle_pause(app);
             if let Some(menu) = app.try_state::<TrayMenu>() {
-                let _ = menu.pause.set_text(if paused {
-                    "Resume deliveries"
-                } else {
-                    "Pause deliveries"
-                });
+                menu.show_paused(paused);
             }
         }
         ids::AUTOSTART => {
@@ -141,3 +205,17 @@ pub fn show(app: &AppHandle, state: TrayState, tooltip: &str) {
 
 /// Route health as last seen, to notice changes worth a notification.
 pub type HealthMemory = HashMap<crate::ids::RouteId, crate::admin::dto::HealthState>;
+
+#[cfg(test)]
+mod tests {
+    use super::labels;
+
+    #[test]
+    fn the_tray_speaks_both_languages() {
+        assert_eq!(labels("en").quit, "Quit");
+        assert_eq!(labels("id").quit, "Keluar");
+        assert_eq!(labels("fr"), labels("en"));
+        let id = labels("id");
+        assert_ne!(id.pause, id.resume);
+    }
+}

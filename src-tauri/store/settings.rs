@@ -4,6 +4,8 @@ use sqlx::SqlitePool;
 
 /// The Argon2 hash of the desktop's generated browser-panel password.
 pub const ADMIN_PASSWORD_HASH: &str = "admin_password_hash";
+/// The window's language (`en`, `id`), which the tray speaks too.
+pub const LANGUAGE: &str = "language";
 /// "off" when the desktop should not show notifications.
 pub const NOTIFICATIONS: &str = "notifications";
 

@@ -333,6 +333,21 @@ async fn scenario(
         .await
         .unwrap();
     text_of(c, "#nav", "Pengiriman").await;
+    // …and the tray follows: the choice reaches the app (kept in its settings).
+    let db = home.join("data/id.chatgowa.relay/chatgowa-dev.db");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    eventually("the language setting", WAIT, || async {
+        let value: Option<String> =
+            sqlx::query_scalar("SELECT value FROM settings WHERE key = 'language'")
+                .fetch_optional(&pool)
+                .await
+                .ok()?;
+        (value.as_deref() == Some("id")).then_some(())
+    })
+    .await;
+    pool.close().await;
     eval(c, "document.getElementById('toast').replaceChildren()").await;
     std::fs::write(
         dir.join("desktop-deliveries-id.png"),

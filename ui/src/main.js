@@ -70,6 +70,8 @@ function onChange(event) {
 
 document.getElementById("lang").addEventListener("change", (e) => {
   setLanguage(e.target.value);
+  // The desktop's tray menu follows the window's language.
+  if (api.isDesktop) api.setLanguage(e.target.value).catch(reportError);
   show();
 });
 window.addEventListener("hashchange", show);

@@ -32,4 +32,5 @@ export const api = {
   desktopInfo: () => call("desktop_info", "GET", "/desktop-info"),
   setStartAtLogin: (enabled) => call("set_start_at_login", "PUT", "/desktop-info", { enabled }),
   setNotifications: (enabled) => call("set_notifications", "PUT", "/desktop-info", { enabled }),
+  setLanguage: (language) => call("set_language", "PUT", "/desktop-info", { language }),
 };
