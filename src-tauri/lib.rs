@@ -87,7 +87,6 @@ impl Relay {
             DeliveryConfig {
                 retry_schedule: config.retry_schedule.clone(),
                 max_age: config.max_age,
-                fetch_timeout: config.fetch_timeout,
             },
             tracker.clone(),
             shutdown.clone(),

@@ -40,7 +40,6 @@ pub struct LaneKey {
 pub struct DeliveryConfig {
     pub retry_schedule: Vec<Duration>,
     pub max_age: Duration,
-    pub fetch_timeout: Duration,
 }
 
 /// Handle to the lanes; cheap to clone.
@@ -165,16 +164,6 @@ impl Dispatcher {
 
     pub fn is_paused(&self) -> bool {
         *self.inner.paused.borrow()
-    }
-
-    /// Deliveries waiting in memory, across all lanes.
-    pub fn queued_in_memory(&self) -> usize {
-        let lanes = self
-            .inner
-            .lanes
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        lanes.values().map(VecDeque::len).sum()
     }
 }
 

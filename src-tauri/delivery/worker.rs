@@ -81,7 +81,7 @@ async fn step(inner: &Inner, id: DeliveryId, route_changes: &mut watch::Receiver
         Err(e) => return finish_dead(inner, id, format!("invalid webhook URL: {e}")).await,
     };
 
-    if inner.paused.borrow().to_owned() {
+    if *inner.paused.borrow() {
         let mut paused = inner.paused.subscribe();
         tokio::select! {
             _ = paused.wait_for(|p| !p) => {}

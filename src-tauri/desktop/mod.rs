@@ -221,7 +221,7 @@ fn setup(
             let pool = store::connect(&config.database_path).await?;
             let generated = service::generated_admin_password(&pool).await;
             pool.close().await;
-            generated.map_err(|e| sqlx::Error::Protocol(e.to_string()))
+            generated
         })?;
         config.admin = Some(crate::config::AdminCredentials::new(
             crate::config::DEFAULT_ADMIN_USER,
