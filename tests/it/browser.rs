@@ -108,6 +108,9 @@ async fn the_admin_panel_in_a_real_browser() {
     let outcome = std::panic::AssertUnwindSafe(scenario(&c, &server, &gowa))
         .catch_unwind()
         .await;
+    if outcome.is_err() {
+        crate::webdriver::record_failure(&c, "browser").await;
+    }
     let _ = c.close().await;
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);

@@ -206,6 +206,9 @@ async fn the_native_window() {
         std::panic::AssertUnwindSafe(scenario(&c, &gowa, port, admin_port, &env, home.path()))
             .catch_unwind()
             .await;
+    if outcome.is_err() {
+        crate::webdriver::record_failure(&c, "desktop").await;
+    }
     let _ = c.close().await;
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);

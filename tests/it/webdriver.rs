@@ -49,3 +49,18 @@ pub fn screenshot_dir() -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// Leaves what the page showed when a step failed: a screenshot and its text, in the test output folder.
+pub async fn record_failure(c: &Client, name: &str) {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("failures");
+    let _ = std::fs::create_dir_all(&dir);
+    if let Ok(png) = c.screenshot().await {
+        let _ = std::fs::write(dir.join(format!("{name}.png")), png);
+    }
+    let text = c.execute("return document.body.innerText", vec![]).await;
+    eprintln!(
+        "{name}: the page showed {:?} at {:?}",
+        text.ok(),
+        c.current_url().await.ok().map(|u| u.to_string())
+    );
+}
