@@ -254,11 +254,12 @@ async fn scenario(
     // Start at login writes the autostart entry (which starts the app in the tray).
     css(c, "#start-at-login").await.click().await.unwrap();
     let entry = home.join(".config/autostart/Chatgowa.desktop");
-    let entry = eventually("the autostart entry", WAIT, || async {
-        std::fs::read_to_string(&entry).ok()
+    // The file may be seen half written: wait for the whole entry, which starts the app in the tray.
+    eventually("the autostart entry", WAIT, || async {
+        let text = std::fs::read_to_string(&entry).ok()?;
+        (text.contains("Exec=") && text.contains("--minimized")).then_some(())
     })
     .await;
-    assert!(entry.contains("--minimized"), "{entry}");
 
     // Notifications can be turned off, and the choice is kept (the screen re-reads it from the app).
     css(c, "#notifications").await.click().await.unwrap();
