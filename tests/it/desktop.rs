@@ -130,12 +130,15 @@ async fn value_of(c: &Client, selector: &str, expected: &str) {
 /// Switches screens (after the script returns: a navigation inside a script call can stall WebKit's driver)
 /// and waits until `ready` is on the page.
 async fn show(c: &Client, hash: &str, ready: &str) {
-    eval(
-        c,
-        &format!("setTimeout(() => {{ window.location.hash = '{hash}'; }}, 0)"),
-    )
+    // Asks again on every poll until the screen is there: a lost request cannot strand the test.
+    let probe = format!(
+        "(() => {{ if (location.hash !== '{hash}') setTimeout(() => {{ location.hash = '{hash}'; }}, 0); \
+         return location.hash === '{hash}' && document.querySelector({ready:?}) !== null; }})()"
+    );
+    eventually(&format!("{hash} to show {ready}"), WAIT, || async {
+        (eval(c, &probe).await? == serde_json::Value::Bool(true)).then_some(())
+    })
     .await;
-    present(c, ready).await;
 }
 
 /// Waits until `selector` matches an element, asking the page itself.
