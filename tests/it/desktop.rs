@@ -14,7 +14,7 @@ use futures_util::FutureExt as _;
 use serde_json::json;
 
 use crate::support::{BIN, Gowa, basic_auth, eventually, free_port, message};
-use crate::webdriver::{css, resubmit_url, screenshot_dir, submit_route};
+use crate::webdriver::{click, css, resubmit_url, screenshot_dir, submit_route};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -255,7 +255,7 @@ async fn scenario(
     .unwrap();
 
     // Start at login writes the autostart entry (which starts the app in the tray).
-    css(c, "#start-at-login").await.click().await.unwrap();
+    click(c, "#start-at-login").await;
     let entry = home.join(".config/autostart/Chatgowa.desktop");
     // The file may be seen half written: wait for the whole entry, which starts the app in the tray.
     eventually("the autostart entry", WAIT, || async {
@@ -265,7 +265,7 @@ async fn scenario(
     .await;
 
     // Notifications can be turned off, and the choice is kept (the screen re-reads it from the app).
-    css(c, "#notifications").await.click().await.unwrap();
+    click(c, "#notifications").await;
     eventually("notifications to stay off", WAIT, || async {
         // Leave the screen and come back: it is drawn again from what the app reports.
         show(c, "#/", "#webhook-url").await;

@@ -15,6 +15,20 @@ pub async fn css(c: &Client, selector: &str) -> Element {
         .unwrap_or_else(|e| panic!("{selector}: {e}"))
 }
 
+/// Clicks an element, finding it again if the screen redrew it in between (a stale element is not clicked).
+pub async fn click(c: &Client, selector: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match css(c, selector).await.click().await {
+            Ok(_) => return,
+            Err(fantoccini::error::CmdError::Standard(e))
+                if e.error == fantoccini::error::ErrorStatus::StaleElementReference
+                    && std::time::Instant::now() < deadline => {}
+            Err(e) => panic!("clicking {selector}: {e}"),
+        }
+    }
+}
+
 /// Fills the open add-route form by typing, and saves it.
 pub async fn submit_route(c: &Client, inbox: &str, name: &str, url: &str) {
     css(c, "#route-inboxId")
