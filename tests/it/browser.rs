@@ -11,7 +11,7 @@ use futures_util::FutureExt as _;
 use serde_json::json;
 
 use crate::support::{ADMIN_PASS, ADMIN_USER, Gowa, Reply, Server, eventually, free_port, message};
-use crate::webdriver::{css, resubmit_url, screenshot_dir, submit_route};
+use crate::webdriver::{click, css, resubmit_url, screenshot_dir, submit_route};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -138,7 +138,7 @@ async fn scenario(c: &Client, server: &Server, gowa: &Gowa) {
 
     // Add a route: the server's validation message appears under the field first.
     go(c, &plain, "#/routes", "#add-route").await;
-    css(c, "#add-route").await.click().await.unwrap();
+    click(c, "#add-route").await;
     submit_route(c, "7", "Toko Sejahtera", "gowa:3000/chatwoot/webhook").await;
     text_of(
         c,
@@ -170,14 +170,10 @@ async fn scenario(c: &Client, server: &Server, gowa: &Gowa) {
         &format!("tr[data-delivery-id='{dead}'] [data-status='dead']"),
     )
     .await;
-    css(c, &format!("tr[data-delivery-id='{dead}'] a"))
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(c, &format!("tr[data-delivery-id='{dead}'] a")).await;
     css(c, "#delivery-status [data-status='dead']").await;
     gowa.set(|_, _| Reply::status(200));
-    css(c, "#retry").await.click().await.unwrap();
+    click(c, "#retry").await;
     css(c, "#delivery-status [data-status='delivered']").await;
     text_of(c, "main table", "manual").await;
 
@@ -186,11 +182,7 @@ async fn scenario(c: &Client, server: &Server, gowa: &Gowa) {
         .as_i64()
         .unwrap_or_default();
     go(c, &plain, "#/unrouted", "tr[data-inbox-id='55']").await;
-    css(c, "tr[data-inbox-id='55'] .add-route")
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(c, "tr[data-inbox-id='55'] .add-route").await;
     let inbox = css(c, "#route-inboxId")
         .await
         .prop("value")
@@ -203,18 +195,14 @@ async fn scenario(c: &Client, server: &Server, gowa: &Gowa) {
         .send_keys(&gowa.url("/chatwoot/webhook/55"))
         .await
         .unwrap();
-    css(c, "#route-save").await.click().await.unwrap();
+    click(c, "#route-save").await;
     css(c, "tr[data-inbox-id='55']").await;
 
     shoot_every_screen(c, &plain, dead, "en").await;
 
     // Bahasa Indonesia: labels change, and the choice is remembered.
     go(c, &plain, "#/routes", "#lang").await;
-    css(c, "#lang option[value='id']")
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(c, "#lang option[value='id']").await;
     text_of(c, "#nav", "Pengiriman").await;
     text_of(c, "h1", "Rute").await;
     c.refresh().await.unwrap();

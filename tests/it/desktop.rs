@@ -14,7 +14,7 @@ use futures_util::FutureExt as _;
 use serde_json::json;
 
 use crate::support::{BIN, Gowa, basic_auth, eventually, free_port, message};
-use crate::webdriver::{click, css, resubmit_url, screenshot_dir, submit_route};
+use crate::webdriver::{click, resubmit_url, screenshot_dir, submit_route};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -277,7 +277,7 @@ async fn scenario(
 
     // A route added in the window is there for the HTTP admin API.
     show(c, "#/routes", "#add-route").await;
-    css(c, "#add-route").await.click().await.unwrap();
+    click(c, "#add-route").await;
     submit_route(c, "7", "Kasir", "ftp://nope").await;
     text_of(c, "#route-webhookUrl-error", "webhookUrl").await;
     resubmit_url(c, &gowa.url("/chatwoot/webhook")).await;
@@ -334,11 +334,7 @@ async fn scenario(
     }
 
     // Bahasa Indonesia in the window too.
-    css(c, "#lang option[value='id']")
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(c, "#lang option[value='id']").await;
     text_of(c, "#nav", "Pengiriman").await;
     // …and the tray follows: the choice reaches the app (kept in its settings).
     let db = home.join("data/id.chatgowa.relay/chatgowa-dev.db");

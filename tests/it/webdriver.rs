@@ -42,7 +42,7 @@ pub async fn submit_route(c: &Client, inbox: &str, name: &str, url: &str) {
         .send_keys(url)
         .await
         .unwrap();
-    css(c, "#route-save").await.click().await.unwrap();
+    click(c, "#route-save").await;
 }
 
 /// Retypes the form's URL and saves again.
@@ -50,7 +50,7 @@ pub async fn resubmit_url(c: &Client, url: &str) {
     let field = css(c, "#route-webhookUrl").await;
     field.clear().await.unwrap();
     field.send_keys(url).await.unwrap();
-    css(c, "#route-save").await.click().await.unwrap();
+    click(c, "#route-save").await;
 }
 
 /// Where screenshots go: `docs/screenshots/` with `CHATGOWA_UPDATE_SCREENSHOTS=1`, else the test output folder.
