@@ -19,6 +19,8 @@ const COMMANDS: &[&str] = &[
     "set_start_at_login",
     "set_notifications",
     "set_language",
+    "set_addresses",
+    "new_password",
 ];
 
 fn main() {

@@ -20,13 +20,14 @@ mod desktop;
 pub mod error;
 pub mod events;
 pub mod ids;
+pub mod listeners;
 pub mod relay;
 pub mod server;
 pub mod shutdown;
 pub mod state;
+pub mod status;
 pub mod store;
 
-use std::future::IntoFuture as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +42,7 @@ use crate::cli::Settings;
 use crate::config::Config;
 use crate::delivery::{DeliveryConfig, Dispatcher};
 use crate::events::{Events, UiEvent};
+use crate::server::{HttpServer, Surface};
 use crate::state::AppState;
 use crate::store::Writer;
 
@@ -111,6 +113,7 @@ impl Relay {
             .context("loading pending deliveries")?;
         tracing::info!(pending, database = %config.database_path.display(), "relay started");
         let state = AppState {
+            admin: Arc::new(std::sync::RwLock::new(config.admin.clone())),
             config: Arc::new(config),
             pool,
             writer,
@@ -133,35 +136,45 @@ impl Relay {
         &self.state
     }
 
-    /// Serves HTTP on `listener` until shutdown, then stops everything in order. HTTP requests in progress
-    /// and delivery attempts in flight wind down side by side, so the whole stop stays within Docker's grace.
+    /// Serves HTTP on `listener` (and the admin API on `admin` when it has its own) until shutdown, then
+    /// stops everything in order; see [`Relay::run`].
     ///
     /// # Errors
-    /// The server fails.
+    /// A listener is closed, or a server fails.
     pub async fn serve(
         self,
         listener: TcpListener,
         admin: Option<TcpListener>,
     ) -> anyhow::Result<()> {
-        let serve = |listener: TcpListener, router: axum::Router| {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(self.shutdown.clone().cancelled_owned())
-                .into_future()
-        };
-        let main = serve(listener, server::build_router(self.state.clone()));
-        let admin = async {
-            match admin {
-                Some(l) => serve(l, server::build_admin_router(self.state.clone())).await,
-                None => Ok(()),
-            }
-        };
+        let with_admin = admin.is_none() && self.state.config.admin.is_some();
+        let mut servers = vec![HttpServer::spawn(
+            listener,
+            &self.state,
+            Surface::Webhook { with_admin },
+        )?];
+        if let Some(admin) = admin {
+            servers.push(HttpServer::spawn(admin, &self.state, Surface::Admin)?);
+        }
+        self.run(servers).await
+    }
+
+    /// Waits for shutdown, then stops: requests in progress on `servers` and delivery attempts in flight wind
+    /// down side by side, so the whole stop stays within Docker's grace; then the database is closed.
+    ///
+    /// # Errors
+    /// A server fails.
+    pub async fn run(self, servers: Vec<HttpServer>) -> anyhow::Result<()> {
+        let http = futures_util::future::join_all(servers.into_iter().map(HttpServer::finished));
         let attempts = async {
             self.shutdown.cancelled().await;
             self.drain_attempts().await;
         };
-        let (served, admin_served, ()) = tokio::join!(main, admin, attempts);
+        let (served, ()) = tokio::join!(http, attempts);
         self.close().await;
-        served.and(admin_served).context("serving HTTP")
+        served
+            .into_iter()
+            .collect::<std::io::Result<()>>()
+            .context("serving HTTP")
     }
 
     /// Stops a relay that is not serving HTTP (or whose server has returned).
@@ -210,18 +223,9 @@ pub fn run_headless(settings: &Settings) -> anyhow::Result<()> {
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
         let addr = SocketAddr::new(config.bind, config.port);
-        let listener = TcpListener::bind(addr).await.with_context(|| {
-            format!(
-                "listening on {addr} (is another program using port {}?)",
-                config.port
-            )
-        })?;
+        let listener = server::bind(addr).await?;
         let admin = match config.admin_bind.filter(|_| config.admin.is_some()) {
-            Some(addr) => Some(
-                TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("listening on {addr} (CHATGOWA_ADMIN_BIND)"))?,
-            ),
+            Some(addr) => Some(server::bind(addr).await.context("CHATGOWA_ADMIN_BIND")?),
             None => None,
         };
         let relay = Relay::start(config, shutdown.clone()).await?;

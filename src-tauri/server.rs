@@ -1,13 +1,21 @@
-//! The HTTP surface: `POST /webhook`, `GET /healthz`, and the admin API when credentials are configured.
+//! The HTTP surface: `POST /webhook`, `GET /healthz`, and the admin API when credentials are configured, and
+//! [`HttpServer`], one listener serving them that can be stopped on its own (the desktop moves its listeners
+//! to another port while the relay keeps running).
 
+use std::future::IntoFuture as _;
+use std::io;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
@@ -20,35 +28,58 @@ use crate::store::deliveries;
 /// A webhook or health request still running after this is answered 408, so it cannot hold up shutdown.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Which requests a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// `/webhook` and `/healthz`, plus the admin API and panel when `with_admin`.
+    Webhook { with_admin: bool },
+    /// The admin API and panel (and `/healthz`) on an address of their own (see `CHATGOWA_ADMIN_BIND`).
+    Admin,
+}
+
+/// Cancelled when the listener that accepted a request stops: long-lived responses (the event stream) end
+/// with it, so that the listener can wind down.
+#[derive(Debug, Clone)]
+pub struct Stopping(pub CancellationToken);
+
 /// The webhook and `/healthz`, plus the admin API and panel unless they have an address of their own.
 pub fn build_router(state: AppState) -> Router {
-    let mut router = Router::new()
-        .route(
-            "/webhook",
-            post(relay::webhook).layer(DefaultBodyLimit::max(state.config.max_body)),
-        )
-        .route("/healthz", get(healthz))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
-        ));
-    if state.config.admin.is_some() && state.config.admin_bind.is_none() {
-        router = router.merge(handlers::router(&state));
-    }
-    finish(router, state)
+    let with_admin = state.config.admin.is_some() && state.config.admin_bind.is_none();
+    let stop = state.shutdown.child_token();
+    router(state, Surface::Webhook { with_admin }, stop)
 }
 
 /// The admin API and panel on their own address (see `CHATGOWA_ADMIN_BIND`), with `/healthz`.
 pub fn build_admin_router(state: AppState) -> Router {
-    let router = Router::new()
-        .route("/healthz", get(healthz))
-        .merge(handlers::router(&state));
-    finish(router, state)
+    let stop = state.shutdown.child_token();
+    router(state, Surface::Admin, stop)
 }
 
-fn finish(router: Router<AppState>, state: AppState) -> Router {
+fn router(state: AppState, surface: Surface, stop: CancellationToken) -> Router {
+    let health = Router::new().route("/healthz", get(healthz));
+    let router = match surface {
+        Surface::Webhook { with_admin } => {
+            let webhook = Router::new()
+                .route(
+                    "/webhook",
+                    post(relay::webhook).layer(DefaultBodyLimit::max(state.config.max_body)),
+                )
+                .merge(health)
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    REQUEST_TIMEOUT,
+                ));
+            if with_admin {
+                webhook.merge(handlers::router(&state))
+            } else {
+                webhook
+            }
+        }
+        Surface::Admin => health.merge(handlers::router(&state)),
+    };
     router
         .fallback(not_found)
+        .layer(Extension(Stopping(stop)))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let path = req
                 .extensions()
@@ -57,6 +88,93 @@ fn finish(router: Router<AppState>, state: AppState) -> Router {
             tracing::debug_span!("http", method = %req.method(), path)
         }))
         .with_state(state)
+}
+
+/// A listener that cannot be opened; the message says which address and what to check.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr}: {source} ({hint})")]
+pub struct ListenError {
+    pub addr: SocketAddr,
+    pub source: io::Error,
+    hint: String,
+}
+
+/// Opens a listener on `addr`.
+///
+/// # Errors
+/// The port is taken, the address is not one of this computer's, or the port needs privileges.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ListenError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ListenError::new(addr, source))
+}
+
+impl ListenError {
+    pub fn new(addr: SocketAddr, source: io::Error) -> Self {
+        let hint = match source.kind() {
+            io::ErrorKind::AddrInUse => {
+                format!("is another program using port {}?", addr.port())
+            }
+            io::ErrorKind::AddrNotAvailable => {
+                format!("is {} an address of this computer?", addr.ip())
+            }
+            io::ErrorKind::PermissionDenied => {
+                "ports below 1024 need administrator rights; pick a higher one".to_owned()
+            }
+            _ => "pick another address or port".to_owned(),
+        };
+        Self { addr, source, hint }
+    }
+}
+
+/// One listener serving a [`Surface`] until the relay shuts down or [`HttpServer::stop`] is called.
+#[derive(Debug)]
+pub struct HttpServer {
+    addr: SocketAddr,
+    stop: CancellationToken,
+    task: JoinHandle<io::Result<()>>,
+}
+
+impl HttpServer {
+    /// Serves `surface` on `listener`; stops with the relay (its shutdown token is the parent of this one).
+    ///
+    /// # Errors
+    /// The listener has no local address (it is closed).
+    pub fn spawn(listener: TcpListener, state: &AppState, surface: Surface) -> io::Result<Self> {
+        let addr = listener.local_addr()?;
+        let stop = state.shutdown.child_token();
+        let app = router(state.clone(), surface, stop.clone());
+        let task = tokio::spawn(
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop.clone().cancelled_owned())
+                .into_future(),
+        );
+        Ok(Self { addr, stop, task })
+    }
+
+    /// The address actually listened on (the port is known even when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Waits until the listener has stopped and the requests it accepted have ended.
+    ///
+    /// # Errors
+    /// The server failed.
+    pub async fn finished(self) -> io::Result<()> {
+        self.task.await.unwrap_or_else(|e| Err(io::Error::other(e)))
+    }
+
+    /// Stops accepting at once, lets requests in progress end, and gives up on those still running after
+    /// the request timeout.
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        let grace = REQUEST_TIMEOUT + Duration::from_secs(1);
+        if tokio::time::timeout(grace, &mut self.task).await.is_err() {
+            tracing::warn!(address = %self.addr, "closing connections still open on the old address");
+            self.task.abort();
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]

@@ -1,10 +1,10 @@
 //! Shared state of the relay: every field is cheap to clone, nothing is global.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use sqlx::SqlitePool;
 
-use crate::config::Config;
+use crate::config::{AdminCredentials, Config};
 use crate::delivery::Dispatcher;
 use crate::events::Events;
 use crate::store::Writer;
@@ -12,6 +12,8 @@ use crate::store::Writer;
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
+    /// The admin login in force: `config.admin` at start; the desktop can replace its generated password.
+    pub admin: Arc<RwLock<Option<AdminCredentials>>>,
     /// For reads and admin writes; webhooks and attempt results go through `writer`.
     pub pool: SqlitePool,
     pub writer: Writer,

@@ -24,7 +24,12 @@ pub async fn require_admin(
     request: Request,
     next: Next,
 ) -> Response {
-    let authorized = state.config.admin.as_ref().is_some_and(|admin| {
+    let admin = state
+        .admin
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let authorized = admin.as_ref().is_some_and(|admin| {
         request
             .headers()
             .get(header::AUTHORIZATION)

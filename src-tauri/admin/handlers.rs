@@ -8,7 +8,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::{get, post, put};
-use axum::{Json, Router, middleware};
+use axum::{Extension, Json, Router, middleware};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _};
 use serde::de::DeserializeOwned;
@@ -22,6 +22,7 @@ use super::{auth, panel, service};
 use crate::error::{ApiError, Error, Result};
 use crate::events::UiEvent;
 use crate::ids::{DeliveryId, RouteId};
+use crate::server::Stopping;
 use crate::state::AppState;
 
 /// Everything under `/admin`, behind Basic Auth.
@@ -141,9 +142,11 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<Stats>> {
     Ok(Json(service::stats(&state).await?))
 }
 
-/// `GET /admin/events`: server-sent events, one `change` event per [`UiEvent`], until the relay stops.
+/// `GET /admin/events`: server-sent events, one `change` event per [`UiEvent`], until the relay or the
+/// listener stops.
 pub async fn events(
     State(state): State<AppState>,
+    Extension(Stopping(stop)): Extension<Stopping>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let stream = BroadcastStream::new(state.events.subscribe())
         .map(|received| {
@@ -151,7 +154,7 @@ pub async fn events(
             let data = serde_json::to_string(&event).unwrap_or_default();
             Ok(Event::default().event("change").data(data))
         })
-        .take_until(state.shutdown.clone().cancelled_owned());
+        .take_until(stop.cancelled_owned());
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 

@@ -24,10 +24,36 @@ pub const GENERATED_PASSWORD_CHARS: usize = 20;
 /// random password, stored only as its hash. The plain password is returned only when it was just generated,
 /// so the app can show it once.
 pub async fn generated_admin_password(pool: &sqlx::SqlitePool) -> Result<(String, Option<String>)> {
-    use rand::Rng as _;
     if let Some(hash) = settings::find(pool, settings::ADMIN_PASSWORD_HASH).await? {
         return Ok((hash, None));
     }
+    let (hash, password) = store_new_password(pool).await?;
+    tracing::info!(
+        "generated a password for the browser admin panel (shown in the app's Settings)"
+    );
+    Ok((hash, Some(password)))
+}
+
+/// Replaces the browser-panel password with a new random one, at once for the running relay too; returns
+/// the password, which is not kept anywhere in plain text.
+pub async fn new_admin_password(state: &AppState) -> Result<String> {
+    let (hash, password) = store_new_password(&state.pool).await?;
+    let mut admin = state
+        .admin
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let user = admin
+        .as_ref()
+        .map_or(crate::config::DEFAULT_ADMIN_USER, |a| a.user.as_str())
+        .to_owned();
+    *admin = Some(crate::config::AdminCredentials::new(user, hash));
+    drop(admin);
+    tracing::info!("the browser admin panel has a new password");
+    Ok(password)
+}
+
+async fn store_new_password(pool: &sqlx::SqlitePool) -> Result<(String, String)> {
+    use rand::Rng as _;
     let password: String = rand::rng()
         .sample_iter(&rand::distr::Alphanumeric)
         .take(GENERATED_PASSWORD_CHARS)
@@ -35,10 +61,7 @@ pub async fn generated_admin_password(pool: &sqlx::SqlitePool) -> Result<(String
         .collect();
     let hash = super::auth::hash_password(&password);
     settings::upsert(pool, settings::ADMIN_PASSWORD_HASH, &hash).await?;
-    tracing::info!(
-        "generated a password for the browser admin panel (shown in the app's Settings)"
-    );
-    Ok((hash, Some(password)))
+    Ok((hash, password))
 }
 
 pub const DEFAULT_PAGE: i64 = 50;

@@ -9,6 +9,7 @@ use crate::admin::dto::{self, DeliveryQuery, RouteInput};
 use crate::admin::service;
 use crate::error::ApiError;
 use crate::ids::{DeliveryId, RouteId};
+use crate::listeners::{AddressesInput, Locks};
 use crate::state::AppState;
 
 type Answer<T> = Result<T, ApiError>;
@@ -121,20 +122,31 @@ pub struct DesktopInfo {
     pub admin_url: String,
     /// Why the relay is not listening, e.g. a busy port.
     pub listen_error: Option<String>,
-    /// `None` when the browser panel is off (no password).
+    pub webhook_host: String,
+    pub webhook_port: u16,
+    pub admin_host: String,
+    pub admin_port: u16,
+    /// Addresses the environment sets, which the window shows but does not change.
+    pub locked: Locks,
+    /// `None` when the browser panel is off.
     pub admin_user: Option<String>,
-    /// The browser-panel password generated on this first run; never available again after a restart.
+    /// A browser-panel password generated in this run (first start, or "new password"); never shown again
+    /// after the app quits.
     pub generated_password: Option<String>,
+    /// `BASIC_AUTH_PASS` sets the password.
+    pub password_locked: bool,
     pub start_at_login: bool,
     pub notifications: bool,
+    pub language: String,
 }
 
 #[tauri::command]
 pub async fn desktop_info(
     app: tauri::AppHandle,
+    state: State<'_, AppState>,
     desktop: State<'_, Desktop>,
 ) -> Answer<DesktopInfo> {
-    Ok(desktop.info(&app))
+    Ok(desktop.info(&app, &state))
 }
 
 #[derive(Debug, Deserialize)]
@@ -145,11 +157,12 @@ pub struct EnabledInput {
 #[tauri::command]
 pub async fn set_start_at_login(
     app: tauri::AppHandle,
+    state: State<'_, AppState>,
     desktop: State<'_, Desktop>,
     input: EnabledInput,
 ) -> Answer<DesktopInfo> {
     desktop.set_autostart(&app, input.enabled);
-    Ok(desktop.info(&app))
+    Ok(desktop.info(&app, &state))
 }
 
 #[tauri::command]
@@ -160,7 +173,7 @@ pub async fn set_notifications(
     input: EnabledInput,
 ) -> Answer<DesktopInfo> {
     desktop.set_notifications(&state, input.enabled).await?;
-    Ok(desktop.info(&app))
+    Ok(desktop.info(&app, &state))
 }
 
 #[derive(Debug, Deserialize)]
@@ -177,5 +190,28 @@ pub async fn set_language(
     input: LanguageInput,
 ) -> Answer<DesktopInfo> {
     desktop.set_language(&app, &state, &input.language).await?;
-    Ok(desktop.info(&app))
+    Ok(desktop.info(&app, &state))
+}
+
+/// Moves the webhook and admin listeners without restarting.
+#[tauri::command]
+pub async fn set_addresses(
+    app: tauri::AppHandle,
+    state: State<'_, AppState>,
+    desktop: State<'_, Desktop>,
+    input: AddressesInput,
+) -> Answer<DesktopInfo> {
+    desktop.set_addresses(&app, &input).await?;
+    Ok(desktop.info(&app, &state))
+}
+
+/// Replaces the browser-panel password with a new generated one.
+#[tauri::command]
+pub async fn new_password(
+    app: tauri::AppHandle,
+    state: State<'_, AppState>,
+    desktop: State<'_, Desktop>,
+) -> Answer<DesktopInfo> {
+    desktop.new_password(&state).await?;
+    Ok(desktop.info(&app, &state))
 }

@@ -8,24 +8,26 @@ mod commands;
 mod tray;
 mod window;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
 use tauri::{App, AppHandle, Emitter, Manager, RunEvent};
 use tauri_plugin_autostart::{MacosLauncher, ManagerExt as _};
 use tauri_plugin_clipboard_manager::ClipboardExt as _;
 use tauri_plugin_notification::NotificationExt as _;
 use tauri_plugin_opener::OpenerExt as _;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::admin::dto::HealthState;
 use crate::admin::service;
 use crate::cli::Settings;
 use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::listeners::{AddressesInput, ListenStatus, Listeners, Locks};
 use crate::state::AppState;
-use crate::{Relay, store};
+use crate::status::{self, Words};
+use crate::{Relay, listeners, store};
 
 /// The database file in the app-data directory; development builds keep theirs apart.
 const DB_FILE: &str = if cfg!(debug_assertions) {
@@ -36,75 +38,135 @@ const DB_FILE: &str = if cfg!(debug_assertions) {
 /// The Tauri event that carries [`crate::events::UiEvent`]s to the window.
 const CHANGE_EVENT: &str = "chatgowa://change";
 /// How long changes are gathered before the tray is updated.
-const STATUS_DEBOUNCE: Duration = Duration::from_millis(500);
-/// At most one notification per route in this time.
-const NOTIFY_EVERY: Duration = Duration::from_secs(300);
+const STATUS_DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(500);
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// Desktop-only state, managed by Tauri.
 pub struct Desktop {
-    webhook_url: String,
-    admin_url: String,
-    listen_error: Option<String>,
-    admin_user: Option<String>,
-    generated_password: Option<String>,
-    notifications: std::sync::atomic::AtomicBool,
+    /// Until Quit; then its servers and attempts wind down.
+    relay: Mutex<Option<Relay>>,
+    listeners: tokio::sync::Mutex<Option<Listeners>>,
+    /// What `listeners` last said, for the tray and menu handlers (which cannot wait).
+    listening: Mutex<ListenStatus>,
+    /// Addresses set by the environment, which the app does not change.
+    locks: Locks,
+    /// `BASIC_AUTH_PASS` is set: the app neither generates nor replaces the password.
+    password_from_env: bool,
+    /// A password generated in this run, shown in Settings until the app quits.
+    generated_password: Mutex<Option<String>>,
+    notifications: AtomicBool,
+    language: Mutex<String>,
+    watch: Mutex<status::Watch>,
     shutdown: CancellationToken,
-    relay_task: Mutex<Option<tauri::async_runtime::JoinHandle<()>>>,
-    last_health: Mutex<tray::HealthMemory>,
-    last_notified: Mutex<std::collections::HashMap<String, Instant>>,
-    last_dead: Mutex<Option<i64>>,
 }
 
 impl Desktop {
-    fn info(&self, app: &AppHandle) -> commands::DesktopInfo {
+    fn info(&self, app: &AppHandle, state: &AppState) -> commands::DesktopInfo {
+        let listening = lock(&self.listening).clone();
+        let admin = state.admin.read().unwrap_or_else(PoisonError::into_inner);
         commands::DesktopInfo {
-            webhook_url: self.webhook_url.clone(),
-            admin_url: self.admin_url.clone(),
-            listen_error: self.listen_error.clone(),
-            admin_user: self.admin_user.clone(),
-            generated_password: self.generated_password.clone(),
+            webhook_url: listening.webhook_url(),
+            admin_url: listening.admin_url(),
+            listen_error: listening.problem.clone(),
+            webhook_host: listening.wanted.webhook.ip().to_string(),
+            webhook_port: listening.wanted.webhook.port(),
+            admin_host: listening.wanted.admin.ip().to_string(),
+            admin_port: listening.wanted.admin.port(),
+            locked: self.locks.clone(),
+            admin_user: admin.as_ref().map(|a| a.user.clone()),
+            generated_password: lock(&self.generated_password).clone(),
+            password_locked: self.password_from_env,
             start_at_login: app.autolaunch().is_enabled().unwrap_or(false),
-            notifications: self
-                .notifications
-                .load(std::sync::atomic::Ordering::Relaxed),
+            notifications: self.notifications.load(Ordering::Relaxed),
+            language: lock(&self.language).clone(),
         }
     }
 
-    /// Speaks `language` in the tray from now on, and remembers it.
-    async fn set_language(
-        &self,
-        app: &AppHandle,
-        state: &AppState,
-        language: &str,
-    ) -> crate::error::Result<()> {
-        store::settings::upsert(&state.pool, store::settings::LANGUAGE, language).await?;
-        if let Some(menu) = app.try_state::<tray::TrayMenu>() {
-            menu.relabel(tray::labels(language), state.dispatcher.is_paused());
+    fn words(&self) -> Words {
+        Words::of(&lock(&self.language))
+    }
+
+    /// Moves the listeners (what is already where it should be stays), keeps the new addresses for the next
+    /// start, and updates the tray.
+    async fn set_addresses(&self, app: &AppHandle, input: &AddressesInput) -> Result<()> {
+        let wanted = input.parse()?;
+        let mut guard = self.listeners.lock().await;
+        let listeners = guard
+            .as_mut()
+            .ok_or_else(|| Error::Unavailable("Chatgowa is quitting".into()))?;
+        let current = listeners.status().wanted;
+        for (lock, field, same) in [
+            (
+                self.locks.webhook,
+                "webhookPort",
+                wanted.webhook == current.webhook,
+            ),
+            (self.locks.admin, "adminPort", wanted.admin == current.admin),
+        ] {
+            if let (Some(var), false) = (lock, same) {
+                return Err(Error::invalid(
+                    field,
+                    format!("set by {var} in the environment or .env; change it there"),
+                ));
+            }
         }
+        let moved = listeners.move_to(wanted).await;
+        let saved = listeners.save(&self.locks).await;
+        *lock(&self.listening) = listeners.status();
+        drop(guard);
+        refresh_status(app).await;
+        moved.and(saved)
+    }
+
+    /// A new browser-panel password, shown in Settings until the app quits.
+    async fn new_password(&self, state: &AppState) -> Result<()> {
+        if self.password_from_env {
+            return Err(Error::Conflict(
+                "the password is set by BASIC_AUTH_PASS in the environment or .env; change it there"
+                    .into(),
+            ));
+        }
+        let password = service::new_admin_password(state).await?;
+        *lock(&self.generated_password) = Some(password);
+        Ok(())
+    }
+
+    /// Speaks `language` in the tray from now on, and remembers it.
+    async fn set_language(&self, app: &AppHandle, state: &AppState, language: &str) -> Result<()> {
+        store::settings::upsert(&state.pool, store::settings::LANGUAGE, language).await?;
+        *lock(&self.language) = language.to_owned();
+        if let Some(menu) = app.try_state::<tray::TrayMenu>() {
+            menu.relabel(self.words(), state.dispatcher.is_paused());
+        }
+        refresh_status(app).await;
         Ok(())
     }
 
     /// Turns notifications on or off, and remembers the choice.
-    async fn set_notifications(&self, state: &AppState, on: bool) -> crate::error::Result<()> {
+    async fn set_notifications(&self, state: &AppState, on: bool) -> Result<()> {
         store::settings::upsert(
             &state.pool,
             store::settings::NOTIFICATIONS,
             if on { "on" } else { "off" },
         )
         .await?;
-        self.notifications
-            .store(on, std::sync::atomic::Ordering::Relaxed);
+        self.notifications.store(on, Ordering::Relaxed);
         Ok(())
     }
 
     fn open_admin_in_browser(&self, app: &AppHandle) {
-        if let Err(err) = app.opener().open_url(&self.admin_url, None::<&str>) {
+        let url = lock(&self.listening).admin_url();
+        if let Err(err) = app.opener().open_url(url, None::<&str>) {
             tracing::warn!(error = %err, "cannot open the browser");
         }
     }
 
     fn copy_webhook_url(&self, app: &AppHandle) {
-        if let Err(err) = app.clipboard().write_text(&self.webhook_url) {
+        let url = lock(&self.listening).webhook_url();
+        if let Err(err) = app.clipboard().write_text(url) {
             tracing::warn!(error = %err, "cannot copy to the clipboard");
         }
     }
@@ -135,23 +197,6 @@ impl Desktop {
         }
         now
     }
-
-    /// Whether `key` may notify now (and remembers that it did).
-    fn may_notify(&self, key: String) -> bool {
-        let mut last = self
-            .last_notified
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let now = Instant::now();
-        if last
-            .get(&key)
-            .is_some_and(|at| now.duration_since(*at) < NOTIFY_EVERY)
-        {
-            return false;
-        }
-        last.insert(key, now);
-        true
-    }
 }
 
 /// Runs the desktop app until Quit.
@@ -160,7 +205,7 @@ impl Desktop {
 /// Invalid configuration, or Tauri cannot start.
 pub fn run(settings: &Settings, minimized: bool) -> anyhow::Result<()> {
     let config = Config::from_settings(settings, IpAddr::V4(Ipv4Addr::UNSPECIFIED))?;
-    let database_from_env = settings.database_url.is_some();
+    let settings = settings.clone();
     tauri::Builder::default()
         .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| {
             window::open(app)
@@ -189,8 +234,10 @@ pub fn run(settings: &Settings, minimized: bool) -> anyhow::Result<()> {
             commands::set_start_at_login,
             commands::set_notifications,
             commands::set_language,
+            commands::set_addresses,
+            commands::new_password,
         ])
-        .setup(move |app| setup(app, config, database_from_env, minimized))
+        .setup(move |app| setup(app, config, &settings, minimized))
         .build(tauri::generate_context!())?
         .run(|_app, event| {
             // Closing the last window keeps the app in the tray; only Quit (an explicit exit code) ends it.
@@ -207,140 +254,77 @@ pub fn run(settings: &Settings, minimized: bool) -> anyhow::Result<()> {
 fn setup(
     app: &mut App,
     mut config: Config,
-    database_from_env: bool,
+    settings: &Settings,
     minimized: bool,
-) -> Result<(), Box<dyn std::error::Error>> {
+) -> std::result::Result<(), Box<dyn std::error::Error>> {
     crate::init_logging(Some(&app.path().app_log_dir()?));
-    if !database_from_env {
+    if settings.database_url.is_none() {
         config.database_path = app.path().app_data_dir()?.join(DB_FILE);
     }
-    // No password configured: the browser panel gets a generated one, kept as an Argon2 hash and shown once.
-    let mut generated_password = None;
-    if config.admin.is_none() {
-        let (hash, shown) = tauri::async_runtime::block_on(async {
-            let pool = store::connect(&config.database_path).await?;
-            let generated = service::generated_admin_password(&pool).await;
-            pool.close().await;
-            generated
-        })?;
-        config.admin = Some(crate::config::AdminCredentials::new(
-            crate::config::DEFAULT_ADMIN_USER,
-            hash,
-        ));
-        generated_password = shown;
-    }
-    let admin_user = config.admin.as_ref().map(|a| a.user.clone());
+    let given = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.trim().is_empty());
+    let locks = Locks::new(
+        given(&settings.port) || given(&settings.bind),
+        given(&settings.admin_bind),
+    );
+    let password_from_env = config.admin.is_some();
     for warning in config.warnings(std::env::vars().map(|(k, _)| k)) {
         tracing::warn!("{warning}");
     }
 
-    // On the desktop the admin API and panel stay on this machine unless told otherwise: a tunnel or a port
-    // forward to the webhook then exposes nothing else.
-    if config.admin_bind.is_none() {
-        config.admin_bind = Some(SocketAddr::new(
-            IpAddr::V4(Ipv4Addr::LOCALHOST),
-            config.port.saturating_add(1),
-        ));
-    }
     let shutdown = CancellationToken::new();
-    let addr = SocketAddr::new(config.bind, config.port);
-    let admin_addr = config.admin_bind.filter(|_| config.admin.is_some());
-    let shown = |addr: SocketAddr| {
-        let host = if addr.ip().is_unspecified() {
-            IpAddr::V4(Ipv4Addr::LOCALHOST)
-        } else {
-            addr.ip()
-        };
-        format!("http://{}", SocketAddr::new(host, addr.port()))
-    };
-    let webhook_url = format!("{}/webhook", shown(addr));
-    let admin_url = format!("{}/admin/", shown(admin_addr.unwrap_or(addr)));
-    let (relay, listeners) = tauri::async_runtime::block_on(async {
-        let relay = Relay::start(config, shutdown.clone()).await;
-        let listeners = bind(addr, admin_addr).await;
-        (relay, listeners)
-    });
-    let relay = relay?;
+    let (relay, generated_password) = tauri::async_runtime::block_on(async {
+        // No password configured: the browser panel gets a generated one, kept as an Argon2 hash and shown
+        // once (and in Settings until Quit).
+        let mut generated_password = None;
+        if config.admin.is_none() {
+            let pool = store::connect(&config.database_path).await?;
+            let generated = service::generated_admin_password(&pool).await;
+            pool.close().await;
+            let (hash, shown) = generated?;
+            config.admin = Some(crate::config::AdminCredentials::new(
+                crate::config::DEFAULT_ADMIN_USER,
+                hash,
+            ));
+            generated_password = shown;
+        }
+        let relay = Relay::start(config, shutdown.clone()).await?;
+        anyhow::Ok((relay, generated_password))
+    })?;
     let state = relay.state().clone();
-    app.manage(state.clone());
-    let notifications = tauri::async_runtime::block_on(store::settings::find(
-        &state.pool,
-        store::settings::NOTIFICATIONS,
-    ))?
-    .is_none_or(|v| v != "off");
-
-    let (listen_error, task) = match listeners {
-        Ok((listener, admin)) => (
-            None,
-            tauri::async_runtime::spawn(async move {
-                if let Err(err) = relay.serve(listener, admin).await {
-                    tracing::error!(error = %err, "relay stopped");
-                }
-            }),
-        ),
-        Err(message) => {
-            tracing::error!("{message}");
-            let stop = shutdown.clone();
-            (
-                Some(message),
-                tauri::async_runtime::spawn(async move {
-                    stop.cancelled().await;
-                    relay.stop().await;
-                }),
-            )
-        }
-    };
-    app.manage(Desktop {
-        webhook_url,
-        admin_url,
-        admin_user,
-        generated_password,
-        notifications: notifications.into(),
-        listen_error,
-        shutdown,
-        relay_task: Mutex::new(Some(task)),
-        last_health: Mutex::default(),
-        last_notified: Mutex::default(),
-        last_dead: Mutex::default(),
-    });
-    let language = tauri::async_runtime::block_on(store::settings::find(
-        &state.pool,
-        store::settings::LANGUAGE,
-    ))?
-    .unwrap_or_else(|| {
+    let (listeners, stored) = tauri::async_runtime::block_on(async {
+        let wanted = listeners::initial(&state.pool, &state.config, &locks).await?;
+        let listeners = Listeners::start(state.clone(), wanted).await;
+        let stored = (
+            store::settings::find(&state.pool, store::settings::NOTIFICATIONS).await?,
+            store::settings::find(&state.pool, store::settings::LANGUAGE).await?,
+        );
+        Ok::<_, Error>((listeners, stored))
+    })?;
+    let (notifications, language) = stored;
+    let language = language.unwrap_or_else(|| {
         let lang = std::env::var("LANG").unwrap_or_default();
-        if lang.starts_with("id") {
-            "id".into()
-        } else {
-            "en".into()
-        }
+        if lang.starts_with("id") { "id" } else { "en" }.to_owned()
     });
-    let menu = tray::create(app, tray::labels(&language))?;
+    app.manage(state.clone());
+    app.manage(Desktop {
+        relay: Mutex::new(Some(relay)),
+        listening: Mutex::new(listeners.status()),
+        listeners: tokio::sync::Mutex::new(Some(listeners)),
+        locks,
+        password_from_env,
+        generated_password: Mutex::new(generated_password),
+        notifications: notifications.is_none_or(|v| v != "off").into(),
+        language: Mutex::new(language),
+        watch: Mutex::default(),
+        shutdown,
+    });
+    let menu = tray::create(app, app.state::<Desktop>().words())?;
     app.manage(menu);
     forward_changes(app.handle().clone(), state);
     if !minimized {
         window::open(app.handle());
     }
     Ok(())
-}
-
-/// Binds the webhook listener and, when it has its own address, the admin one; the error says which port.
-async fn bind(
-    addr: SocketAddr,
-    admin: Option<SocketAddr>,
-) -> Result<(TcpListener, Option<TcpListener>), String> {
-    let busy = |addr: SocketAddr, err: std::io::Error| {
-        format!(
-            "cannot listen on {addr}: {err} (is another program using port {}?)",
-            addr.port()
-        )
-    };
-    let main = TcpListener::bind(addr).await.map_err(|e| busy(addr, e))?;
-    let admin = match admin {
-        Some(a) => Some(TcpListener::bind(a).await.map_err(|e| busy(a, e))?),
-        None => None,
-    };
-    Ok((main, admin))
 }
 
 /// Relays change events to the window and keeps the tray up to date.
@@ -372,127 +356,64 @@ fn forward_changes(app: AppHandle, state: AppState) {
 async fn refresh_status(app: &AppHandle) {
     let state = app.state::<AppState>();
     let desktop = app.state::<Desktop>();
-    let (Ok(routes), Ok(stats)) = (
+    let (Ok(routes), Ok(stats), Ok(delivered_today)) = (
         service::list_routes(&state).await,
         service::stats(&state).await,
+        store::deliveries::count_delivered_since(&state.pool, status::start_of_today_ms()).await,
     ) else {
         return;
     };
-    let since = chrono::Local::now()
-        .date_naive()
-        .and_hms_opt(0, 0, 0)
-        .and_then(|midnight| midnight.and_local_timezone(chrono::Local).earliest())
-        .map_or(0, |midnight| midnight.timestamp_millis());
-    let delivered_today = store::deliveries::count_delivered_since(&state.pool, since)
-        .await
-        .unwrap_or(0);
-
-    let failing: Vec<_> = routes
-        .iter()
-        .filter(|r| {
-            r.health
-                .as_ref()
-                .is_some_and(|h| h.state != HealthState::Ok)
-        })
-        .collect();
-    let (tray_state, headline) = if let Some(error) = &desktop.listen_error {
-        (tray::TrayState::Stopped, error.clone())
-    } else if state.dispatcher.is_paused() {
-        (tray::TrayState::Stopped, "deliveries paused".to_owned())
-    } else if !failing.is_empty() {
-        (
-            tray::TrayState::Failing,
-            format!("{} route(s) failing", failing.len()),
-        )
-    } else {
-        (tray::TrayState::Relaying, "relaying".to_owned())
-    };
-    let tooltip = format!(
-        "Chatgowa — {headline}\nToday: {delivered_today} delivered, {} pending",
-        stats.totals.pending
+    let words = desktop.words();
+    let problem = lock(&desktop.listening).problem.clone();
+    let (tray_state, tooltip) = status::glance(
+        &status::Facts {
+            listen_problem: problem.as_deref(),
+            paused: state.dispatcher.is_paused(),
+            routes: &routes,
+            delivered_today,
+            pending: stats.totals.pending,
+        },
+        &words,
     );
     tray::show(app, tray_state, &tooltip);
 
-    let mut last = desktop
-        .last_health
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    let mut notes = Vec::new();
-    for route in &routes {
-        let Some(now) = route.health.as_ref().map(|h| h.state) else {
-            continue;
-        };
-        let name = route
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("inbox {}", route.inbox_id));
-        let before = last.insert(route.id, now);
-        match (before, now) {
-            (Some(HealthState::Ok) | None, HealthState::Failing | HealthState::Dead) => {
-                let error = route
-                    .health
-                    .as_ref()
-                    .and_then(|h| h.error.clone())
-                    .unwrap_or_default();
-                notes.push((
-                    format!("route-{}", route.id),
-                    format!("{name} is failing"),
-                    error,
-                ));
-            }
-            (Some(HealthState::Failing | HealthState::Dead), HealthState::Ok) => {
-                notes.push((
-                    format!("route-{}", route.id),
-                    format!("{name} recovered"),
-                    String::new(),
-                ));
-            }
-            _ => {}
-        }
-    }
-    drop(last);
-    let mut last_dead = desktop
-        .last_dead
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    if last_dead.is_some_and(|before| stats.totals.dead > before) {
-        notes.push((
-            "dead".to_owned(),
-            "Deliveries gave up".to_owned(),
-            format!(
-                "{} deliveries are dead; open Chatgowa to retry them.",
-                stats.totals.dead
-            ),
-        ));
-    }
-    *last_dead = Some(stats.totals.dead);
-    drop(last_dead);
-    if !desktop
-        .notifications
-        .load(std::sync::atomic::Ordering::Relaxed)
-    {
+    let mut watch = lock(&desktop.watch);
+    let notes = watch.changes(&routes, stats.totals.dead, &words);
+    if !desktop.notifications.load(Ordering::Relaxed) {
         return;
     }
-    for (key, title, body) in notes {
-        if desktop.may_notify(key) {
-            let _ = app.notification().builder().title(title).body(body).show();
+    let now = Instant::now();
+    for note in notes {
+        if watch.may_notify(&note.key, now) {
+            let _ = app
+                .notification()
+                .builder()
+                .title(note.title)
+                .body(note.body)
+                .show();
         }
     }
 }
 
-/// Stops the relay (attempts in flight finish and are recorded), then exits.
+/// Stops the relay (requests in progress and attempts in flight finish and are recorded), then exits.
 pub fn quit(app: &AppHandle) {
     let desktop = app.state::<Desktop>();
     desktop.shutdown.cancel();
-    let task = desktop
-        .relay_task
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .take();
+    let relay = lock(&desktop.relay).take();
     let app = app.clone();
     tauri::async_runtime::spawn(async move {
-        if let Some(task) = task {
-            let _ = task.await;
+        let desktop = app.state::<Desktop>();
+        let servers = desktop
+            .listeners
+            .lock()
+            .await
+            .take()
+            .map(Listeners::into_servers)
+            .unwrap_or_default();
+        if let Some(relay) = relay
+            && let Err(err) = relay.run(servers).await
+        {
+            tracing::error!(error = %err, "relay stopped");
         }
         app.exit(0);
     });

@@ -2,8 +2,6 @@
 //! the menu. Menu handlers are one-liners over functions of [`super`], which tests can call directly (there is
 //! no tray host to click on in a headless session).
 
-use std::collections::HashMap;
-
 use tauri::image::Image;
 use tauri::menu::{CheckMenuItem, Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::{MouseButton, MouseButtonState, TrayIconBuilder, TrayIconEvent};
@@ -11,6 +9,7 @@ use tauri::{App, AppHandle, Manager, Wry};
 use tauri_plugin_autostart::ManagerExt as _;
 
 use super::{Desktop, window};
+use crate::status::{TrayState, Words};
 
 /// Menu item ids.
 pub mod ids {
@@ -24,58 +23,11 @@ pub mod ids {
 
 const TRAY_ID: &str = "chatgowa";
 
-/// What the icon shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TrayState {
-    Relaying,
-    Failing,
-    Stopped,
-}
-
-impl TrayState {
-    fn icon(self) -> &'static [u8] {
-        match self {
-            Self::Relaying => include_bytes!("../../icons/tray/ok.png"),
-            Self::Failing => include_bytes!("../../icons/tray/failing.png"),
-            Self::Stopped => include_bytes!("../../icons/tray/stopped.png"),
-        }
-    }
-}
-
-/// The tray's words in one language (the window's language, chosen there).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Labels {
-    pub open: &'static str,
-    pub open_browser: &'static str,
-    pub copy_url: &'static str,
-    pub pause: &'static str,
-    pub resume: &'static str,
-    pub autostart: &'static str,
-    pub quit: &'static str,
-}
-
-/// `id` (Bahasa Indonesia) or anything else (English).
-pub fn labels(language: &str) -> Labels {
-    if language == "id" {
-        Labels {
-            open: "Buka Chatgowa",
-            open_browser: "Buka admin di browser",
-            copy_url: "Salin URL webhook",
-            pause: "Jeda pengiriman",
-            resume: "Lanjutkan pengiriman",
-            autostart: "Jalankan saat login",
-            quit: "Keluar",
-        }
-    } else {
-        Labels {
-            open: "Open Chatgowa",
-            open_browser: "Open admin in browser",
-            copy_url: "Copy webhook URL",
-            pause: "Pause deliveries",
-            resume: "Resume deliveries",
-            autostart: "Start at login",
-            quit: "Quit",
-        }
+fn icon(state: TrayState) -> &'static [u8] {
+    match state {
+        TrayState::Relaying => include_bytes!("../../icons/tray/ok.png"),
+        TrayState::Failing => include_bytes!("../../icons/tray/failing.png"),
+        TrayState::Stopped => include_bytes!("../../icons/tray/stopped.png"),
     }
 }
 
@@ -87,7 +39,7 @@ pub struct TrayMenu {
     pause: MenuItem<Wry>,
     autostart: CheckMenuItem<Wry>,
     quit: MenuItem<Wry>,
-    labels: std::sync::Mutex<Labels>,
+    words: std::sync::Mutex<Words>,
 }
 
 impl TrayMenu {
@@ -96,48 +48,48 @@ impl TrayMenu {
     }
 
     fn show_paused(&self, paused: bool) {
-        let labels = *self
-            .labels
+        let words = *self
+            .words
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let _ = self
             .pause
-            .set_text(if paused { labels.resume } else { labels.pause });
+            .set_text(if paused { words.resume } else { words.pause });
     }
 
-    /// Relabels the menu in `labels`' language.
-    pub fn relabel(&self, labels: Labels, paused: bool) {
+    /// Relabels the menu in `words`' language.
+    pub fn relabel(&self, words: Words, paused: bool) {
         *self
-            .labels
+            .words
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = labels;
-        let _ = self.open.set_text(labels.open);
-        let _ = self.open_browser.set_text(labels.open_browser);
-        let _ = self.copy_url.set_text(labels.copy_url);
-        let _ = self.autostart.set_text(labels.autostart);
-        let _ = self.quit.set_text(labels.quit);
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = words;
+        let _ = self.open.set_text(words.open);
+        let _ = self.open_browser.set_text(words.open_browser);
+        let _ = self.copy_url.set_text(words.copy_url);
+        let _ = self.autostart.set_text(words.autostart);
+        let _ = self.quit.set_text(words.quit);
         self.show_paused(paused);
     }
 }
 
-pub fn create(app: &App, labels: Labels) -> tauri::Result<TrayMenu> {
+pub fn create(app: &App, words: Words) -> tauri::Result<TrayMenu> {
     let autostart_on = app.autolaunch().is_enabled().unwrap_or(false);
     let item = |id: &str, text: &str| MenuItem::with_id(app, id, text, true, None::<&str>);
     let items = TrayMenu {
-        open: item(ids::OPEN, labels.open)?,
-        open_browser: item(ids::OPEN_BROWSER, labels.open_browser)?,
-        copy_url: item(ids::COPY_URL, labels.copy_url)?,
-        pause: item(ids::PAUSE, labels.pause)?,
+        open: item(ids::OPEN, words.open)?,
+        open_browser: item(ids::OPEN_BROWSER, words.open_browser)?,
+        copy_url: item(ids::COPY_URL, words.copy_url)?,
+        pause: item(ids::PAUSE, words.pause)?,
         autostart: CheckMenuItem::with_id(
             app,
             ids::AUTOSTART,
-            labels.autostart,
+            words.autostart,
             true,
             autostart_on,
             None::<&str>,
         )?,
-        quit: item(ids::QUIT, labels.quit)?,
-        labels: std::sync::Mutex::new(labels),
+        quit: item(ids::QUIT, words.quit)?,
+        words: std::sync::Mutex::new(words),
     };
     let menu = Menu::with_items(
         app,
@@ -153,7 +105,7 @@ pub fn create(app: &App, labels: Labels) -> tauri::Result<TrayMenu> {
         ],
     )?;
     TrayIconBuilder::with_id(TRAY_ID)
-        .icon(Image::from_bytes(TrayState::Relaying.icon())?)
+        .icon(Image::from_bytes(icon(TrayState::Relaying))?)
         .tooltip("Chatgowa")
         .menu(&menu)
         .show_menu_on_left_click(false)
@@ -196,26 +148,9 @@ fn on_menu(app: &AppHandle, id: &str) {
 /// Sets the icon and the tooltip.
 pub fn show(app: &AppHandle, state: TrayState, tooltip: &str) {
     if let Some(tray) = app.tray_by_id(TRAY_ID) {
-        if let Ok(icon) = Image::from_bytes(state.icon()) {
+        if let Ok(icon) = Image::from_bytes(icon(state)) {
             let _ = tray.set_icon(Some(icon));
         }
         let _ = tray.set_tooltip(Some(tooltip));
-    }
-}
-
-/// Route health as last seen, to notice changes worth a notification.
-pub type HealthMemory = HashMap<crate::ids::RouteId, crate::admin::dto::HealthState>;
-
-#[cfg(test)]
-mod tests {
-    use super::labels;
-
-    #[test]
-    fn the_tray_speaks_both_languages() {
-        assert_eq!(labels("en").quit, "Quit");
-        assert_eq!(labels("id").quit, "Keluar");
-        assert_eq!(labels("fr"), labels("en"));
-        let id = labels("id");
-        assert_ne!(id.pause, id.resume);
     }
 }

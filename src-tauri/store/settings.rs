@@ -6,6 +6,10 @@ use sqlx::SqlitePool;
 pub const ADMIN_PASSWORD_HASH: &str = "admin_password_hash";
 /// The window's language (`en`, `id`), which the tray speaks too.
 pub const LANGUAGE: &str = "language";
+/// Where the desktop's webhook listens (`ip:port`), when chosen in the app.
+pub const WEBHOOK_ADDRESS: &str = "webhook_address";
+/// Where the desktop's admin API and panel listen (`ip:port`), when chosen in the app.
+pub const ADMIN_ADDRESS: &str = "admin_address";
 /// "off" when the desktop should not show notifications.
 pub const NOTIFICATIONS: &str = "notifications";
 

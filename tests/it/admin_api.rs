@@ -584,3 +584,42 @@ async fn the_event_stream_announces_changes() {
     relay.stop().await;
     while stream.chunk().await.unwrap_or(None).is_some() {}
 }
+
+#[tokio::test]
+async fn a_new_panel_password_replaces_the_old_one_at_once() {
+    let relay = TestRelay::start(|_| {}).await;
+    let status = |user: &'static str, pass: String| {
+        let request = relay
+            .http
+            .get(format!("{}/admin/routes", relay.base))
+            .header("authorization", basic_auth(user, &pass));
+        async move { request.send().await.unwrap().status() }
+    };
+    assert_eq!(status(ADMIN_USER, ADMIN_PASS.into()).await, StatusCode::OK);
+
+    let new = chatgowa_lib::admin::service::new_admin_password(&relay.state)
+        .await
+        .unwrap();
+    assert_eq!(
+        new.len(),
+        chatgowa_lib::admin::service::GENERATED_PASSWORD_CHARS
+    );
+    assert_eq!(status(ADMIN_USER, new.clone()).await, StatusCode::OK);
+    assert_eq!(
+        status(ADMIN_USER, ADMIN_PASS.into()).await,
+        StatusCode::UNAUTHORIZED,
+        "the old password stops working"
+    );
+    let stored = chatgowa_lib::store::settings::find(
+        &relay.state.pool,
+        chatgowa_lib::store::settings::ADMIN_PASSWORD_HASH,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(
+        stored.starts_with("$argon2id$") && !stored.contains(&new),
+        "only the hash is kept"
+    );
+    relay.stop().await;
+}

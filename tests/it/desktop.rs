@@ -13,10 +13,16 @@ use fantoccini::{Client, ClientBuilder};
 use futures_util::FutureExt as _;
 use serde_json::json;
 
+use chatgowa_lib::store::settings;
+
 use crate::support::{BIN, Gowa, basic_auth, eventually, free_port, message};
 use crate::webdriver::{click, resubmit_url, screenshot_dir, submit_route};
 
 const WAIT: Duration = Duration::from_secs(30);
+
+/// One app at a time: a second instance on the same session bus would only bring the first one's window
+/// forward (single instance).
+static ONE_APP: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The environment the app runs with: its own HOME (app data, logs, autostart entry), port and database.
 fn app_env(home: &Path, port: u16, admin_port: u16) -> Vec<(&'static str, String)> {
@@ -197,6 +203,7 @@ async fn the_native_window() {
         std::env::var_os("DISPLAY").is_some(),
         "the desktop test needs a display: run it under xvfb-run (scripts/test does)"
     );
+    let _one = ONE_APP.lock().await;
     let gowa = Gowa::start().await;
     let home = tempfile::tempdir().unwrap();
     // A user's home has ~/.config (where the autostart entry goes).
@@ -209,13 +216,232 @@ async fn the_native_window() {
         std::panic::AssertUnwindSafe(scenario(&c, &gowa, port, admin_port, &env, home.path()))
             .catch_unwind()
             .await;
+    finish(c, driver, outcome, "desktop", &[port, admin_port]).await;
+}
+
+/// Ends the session and the app (waiting until its ports have closed, so the next app can start), then
+/// reports the scenario's failure, if any, with what the window showed.
+async fn finish(
+    c: Client,
+    driver: TauriDriver,
+    outcome: std::thread::Result<()>,
+    name: &str,
+    ports: &[u16],
+) {
     if outcome.is_err() {
-        crate::webdriver::record_failure(&c, "desktop").await;
+        crate::webdriver::record_failure(&c, name).await;
     }
     let _ = c.close().await;
+    drop(driver);
+    eventually("the app to exit", WAIT, || async {
+        ports
+            .iter()
+            .all(|port| std::net::TcpStream::connect(("127.0.0.1", *port)).is_err())
+            .then_some(())
+    })
+    .await;
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }
+}
+
+/// Sets an input's value as a user would have typed it.
+async fn set_value(c: &Client, selector: &str, value: &str) {
+    let script = format!("document.querySelector({selector:?}).value = {value:?}; return true;");
+    c.execute(&script, vec![]).await.unwrap();
+}
+
+/// The HTTP status of `GET url`, or `None` when nothing listens there.
+async fn status_of(http: &reqwest::Client, url: &str, auth: &str) -> Option<u16> {
+    let response = http
+        .get(url)
+        .header("authorization", auth)
+        .send()
+        .await
+        .ok()?;
+    Some(response.status().as_u16())
+}
+
+#[tokio::test]
+async fn the_settings_screen_moves_the_listeners() {
+    assert!(
+        std::env::var_os("DISPLAY").is_some(),
+        "the desktop test needs a display: run it under xvfb-run (scripts/test does)"
+    );
+    let _one = ONE_APP.lock().await;
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(home.path().join(".config")).unwrap();
+    // The addresses chosen last time: the webhook's port is now taken by another program.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_port = busy.local_addr().unwrap().port();
+    let admin_port = free_port();
+    let db = home.path().join("relay.db");
+    let pool = chatgowa_lib::store::connect(&db).await.unwrap();
+    for (key, port) in [
+        (settings::WEBHOOK_ADDRESS, busy_port),
+        (settings::ADMIN_ADDRESS, admin_port),
+    ] {
+        settings::upsert(&pool, key, &format!("127.0.0.1:{port}"))
+            .await
+            .unwrap();
+    }
+    pool.close().await;
+    let env = vec![
+        ("HOME", home.path().display().to_string()),
+        (
+            "XDG_DATA_HOME",
+            home.path().join("data").display().to_string(),
+        ),
+        (
+            "XDG_CONFIG_HOME",
+            home.path().join("config").display().to_string(),
+        ),
+        ("DATABASE_URL", format!("file:{}", db.display())),
+    ];
+    let driver = TauriDriver::start(&env);
+    let c = session(driver.port).await;
+    let (moved_admin, outcome) = {
+        let moved_admin = free_port();
+        let outcome = std::panic::AssertUnwindSafe(settings_scenario(
+            &c,
+            &db,
+            busy_port,
+            admin_port,
+            moved_admin,
+        ))
+        .catch_unwind()
+        .await;
+        (moved_admin, outcome)
+    };
+    drop(busy);
+    finish(
+        c,
+        driver,
+        outcome,
+        "desktop-settings",
+        &[admin_port, moved_admin],
+    )
+    .await;
+}
+
+async fn settings_scenario(
+    c: &Client,
+    db: &Path,
+    busy_port: u16,
+    admin_port: u16,
+    moved_admin: u16,
+) {
+    let http = reqwest::Client::new();
+    let admin = format!("http://127.0.0.1:{admin_port}");
+
+    // The busy port is a clear message in the window, not a crash; the admin panel listens anyway.
+    text_of(c, "#listen-problem", &format!("127.0.0.1:{busy_port}")).await;
+    assert_eq!(
+        status_of(&http, &format!("{admin}/healthz"), "").await,
+        Some(200)
+    );
+    show(c, "#/settings", "#settings-webhookPort").await;
+    text_of(c, "#settings-listen-problem", "another program").await;
+    value_of(c, "#settings-webhookPort", &busy_port.to_string()).await;
+    let first_password = eval(c, "document.querySelector('#admin-password').value")
+        .await
+        .unwrap();
+    let first_password = first_password.as_str().unwrap().to_owned();
+
+    // Bad input is answered next to its field and changes nothing.
+    set_value(c, "#settings-webhookPort", "70000").await;
+    click(c, "#settings-save-addresses").await;
+    text_of(c, "#settings-webhookPort-error", "1 to 65535").await;
+
+    // Another port: the relay listens there at once, without a restart.
+    let port = free_port();
+    set_value(c, "#settings-webhookPort", &port.to_string()).await;
+    click(c, "#settings-save-addresses").await;
+    value_of(
+        c,
+        "#settings-webhook-url",
+        &format!("http://127.0.0.1:{port}/webhook"),
+    )
+    .await;
+    present(c, "#settings-addresses").await;
+    eventually("the problem to be gone", WAIT, || async {
+        (eval(
+            c,
+            "document.querySelector('#settings-listen-problem') === null",
+        )
+        .await?
+            == serde_json::Value::Bool(true))
+        .then_some(())
+    })
+    .await;
+    let answer = http
+        .post(format!("http://127.0.0.1:{port}/webhook"))
+        .header("content-type", "application/json")
+        .body(message(7, 1, 0))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+
+    // The admin panel moves too: the new port answers, the old one is closed.
+    set_value(c, "#settings-adminPort", &moved_admin.to_string()).await;
+    click(c, "#settings-save-addresses").await;
+    let moved = format!("http://127.0.0.1:{moved_admin}");
+    value_of(c, "#settings-admin-url", &format!("{moved}/admin/")).await;
+    assert_eq!(
+        status_of(&http, &format!("{moved}/healthz"), "").await,
+        Some(200)
+    );
+    assert_eq!(
+        status_of(&http, &format!("{admin}/healthz"), "").await,
+        None
+    );
+
+    // A new browser-panel password works at once; the first one no longer does.
+    let routes = format!("{moved}/admin/routes");
+    let old_auth = basic_auth("admin", &first_password);
+    assert_eq!(status_of(&http, &routes, &old_auth).await, Some(200));
+    eval(c, "(window.confirm = () => true, true)").await;
+    click(c, "#settings-new-password").await;
+    let new_password = eventually("a new password", WAIT, || async {
+        let value = eval(c, "document.querySelector('#admin-password')?.value ?? ''").await?;
+        let value = value.as_str()?.to_owned();
+        (value.len() == 20 && value != first_password).then_some(value)
+    })
+    .await;
+    assert_eq!(
+        status_of(&http, &routes, &basic_auth("admin", &new_password)).await,
+        Some(200)
+    );
+    assert_eq!(status_of(&http, &routes, &old_auth).await, Some(401));
+    eval(c, "document.getElementById('toast').replaceChildren()").await;
+    std::fs::write(
+        screenshot_dir().join("desktop-settings-en.png"),
+        c.screenshot().await.unwrap(),
+    )
+    .unwrap();
+
+    // The new addresses are kept for the next start.
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let kept: Vec<(String, String)> = sqlx::query_as(
+        "SELECT key, value FROM settings WHERE key IN ('webhook_address', 'admin_address') ORDER BY key",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    assert_eq!(
+        kept,
+        [
+            (
+                "admin_address".to_owned(),
+                format!("127.0.0.1:{moved_admin}")
+            ),
+            ("webhook_address".to_owned(), format!("127.0.0.1:{port}")),
+        ]
+    );
 }
 
 async fn scenario(
@@ -249,7 +475,7 @@ async fn scenario(
         .send();
     assert_eq!(wrong.await.unwrap().status(), 401);
     std::fs::write(
-        screenshot_dir().join("desktop-settings-en.png"),
+        screenshot_dir().join("desktop-settings-env-en.png"),
         c.screenshot().await.unwrap(),
     )
     .unwrap();

@@ -8,6 +8,7 @@ mod browser;
 mod delivery;
 mod desktop;
 mod e2e;
+mod listeners;
 mod router;
 mod support;
 mod ui;

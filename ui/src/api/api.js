@@ -33,4 +33,6 @@ export const api = {
   setStartAtLogin: (enabled) => call("set_start_at_login", "PUT", "/desktop-info", { enabled }),
   setNotifications: (enabled) => call("set_notifications", "PUT", "/desktop-info", { enabled }),
   setLanguage: (language) => call("set_language", "PUT", "/desktop-info", { language }),
+  setAddresses: (addresses) => call("set_addresses", "PUT", "/desktop-info", addresses),
+  newPassword: () => call("new_password", "POST", "/desktop-info"),
 };
