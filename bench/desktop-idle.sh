@@ -9,7 +9,7 @@
 # bench/results/desktop-idle.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin="${1:-target/release/chatgowa}"
+bin="$(realpath -m "${1:-target/release/chatgowa}")"
 settle="${SETTLE_SECONDS:-20}"
 window="${IDLE_SECONDS:-60}"
 [ -x "$bin" ] || { echo "build it first: cargo build --release --features custom-protocol" >&2; exit 1; }

@@ -24,17 +24,42 @@ const WAIT: Duration = Duration::from_secs(30);
 /// forward (single instance).
 static ONE_APP: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// The environment the app runs with: its own HOME (app data, logs, autostart entry), port and database.
-fn app_env(home: &Path, port: u16, admin_port: u16) -> Vec<(&'static str, String)> {
+/// The app's own HOME (app data, logs, autostart entry).
+fn home_env(home: &Path) -> Vec<(&'static str, String)> {
     vec![
-        ("CHATGOWA_ADMIN_BIND", format!("127.0.0.1:{admin_port}")),
         ("HOME", home.display().to_string()),
         ("XDG_DATA_HOME", home.join("data").display().to_string()),
         ("XDG_CONFIG_HOME", home.join("config").display().to_string()),
+        ("CHATGOWA_RETRY_SCHEDULE", "20ms".into()),
+        // WebKitWebDriver's screenshots and scripts stall when WebKit renders without GL (the app's lighter
+        // default on Linux): the window is driven with GTK's and WebKit's own defaults.
+        ("GDK_GL", String::new()),
+        ("WEBKIT_DISABLE_DMABUF_RENDERER", "0".into()),
+    ]
+}
+
+/// The environment the app runs with: its own HOME, and the ports set as a power user would.
+fn app_env(home: &Path, port: u16, admin_port: u16) -> Vec<(&'static str, String)> {
+    let mut env = home_env(home);
+    env.extend([
+        ("CHATGOWA_ADMIN_BIND", format!("127.0.0.1:{admin_port}")),
         ("PORT", port.to_string()),
         ("CHATGOWA_BIND", "127.0.0.1".into()),
-        ("CHATGOWA_RETRY_SCHEDULE", "20ms".into()),
-    ]
+    ]);
+    env
+}
+
+/// Waits for the display and for any other app to be gone; gives a fresh home (a user's home has ~/.config,
+/// where the autostart entry goes).
+async fn prepare() -> (tokio::sync::MutexGuard<'static, ()>, tempfile::TempDir) {
+    assert!(
+        std::env::var_os("DISPLAY").is_some(),
+        "the desktop test needs a display: run it under xvfb-run (scripts/test does)"
+    );
+    let one = ONE_APP.lock().await;
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(home.path().join(".config")).unwrap();
+    (one, home)
 }
 
 /// tauri-driver on free ports; stopped with SIGTERM so that it also stops WebKitWebDriver.
@@ -199,15 +224,8 @@ fn close_chatgowa_windows(conn: &impl x11rb::connection::Connection, root: u32) 
 
 #[tokio::test]
 async fn the_native_window() {
-    assert!(
-        std::env::var_os("DISPLAY").is_some(),
-        "the desktop test needs a display: run it under xvfb-run (scripts/test does)"
-    );
-    let _one = ONE_APP.lock().await;
+    let (_one, home) = prepare().await;
     let gowa = Gowa::start().await;
-    let home = tempfile::tempdir().unwrap();
-    // A user's home has ~/.config (where the autostart entry goes).
-    std::fs::create_dir_all(home.path().join(".config")).unwrap();
     let (port, admin_port) = (free_port(), free_port());
     let env = app_env(home.path(), port, admin_port);
     let driver = TauriDriver::start(&env);
@@ -264,13 +282,7 @@ async fn status_of(http: &reqwest::Client, url: &str, auth: &str) -> Option<u16>
 
 #[tokio::test]
 async fn the_settings_screen_moves_the_listeners() {
-    assert!(
-        std::env::var_os("DISPLAY").is_some(),
-        "the desktop test needs a display: run it under xvfb-run (scripts/test does)"
-    );
-    let _one = ONE_APP.lock().await;
-    let home = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(home.path().join(".config")).unwrap();
+    let (_one, home) = prepare().await;
     // The addresses chosen last time: the webhook's port is now taken by another program.
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let busy_port = busy.local_addr().unwrap().port();
@@ -286,18 +298,8 @@ async fn the_settings_screen_moves_the_listeners() {
             .unwrap();
     }
     pool.close().await;
-    let env = vec![
-        ("HOME", home.path().display().to_string()),
-        (
-            "XDG_DATA_HOME",
-            home.path().join("data").display().to_string(),
-        ),
-        (
-            "XDG_CONFIG_HOME",
-            home.path().join("config").display().to_string(),
-        ),
-        ("DATABASE_URL", format!("file:{}", db.display())),
-    ];
+    let mut env = home_env(home.path());
+    env.push(("DATABASE_URL", format!("file:{}", db.display())));
     let driver = TauriDriver::start(&env);
     let c = session(driver.port).await;
     let (moved_admin, outcome) = {

@@ -70,3 +70,18 @@ export function maskUrl(raw) {
     return raw;
   }
 }
+
+/** A read-only field with a Copy button. */
+export function copyRow(id, value, label) {
+  const input = h("input", { id, readonly: true, value, "aria-label": label });
+  const copy = async () => {
+    input.select();
+    try {
+      await navigator.clipboard.writeText(value);
+    } catch {
+      document.execCommand?.("copy");
+    }
+    toast(t("common.copied"));
+  };
+  return h("div", { class: "copy-row" }, input, h("button", { type: "button", onclick: copy }, t("common.copy")));
+}

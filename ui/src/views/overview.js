@@ -1,7 +1,7 @@
 // Overview: totals, queue, the webhook URL to paste into Chatwoot, and the setup steps.
 
 import { api } from "../api/api.js";
-import { h, replace, reportError, toast } from "../dom.js";
+import { copyRow, h, replace, reportError } from "../dom.js";
 import { formatAge, formatNumber, t } from "../i18n.js";
 
 export function render(main) {
@@ -19,16 +19,6 @@ function card(label, value, kind = "") {
 }
 
 function draw(main, stats, url, problem) {
-  const urlInput = h("input", { id: "webhook-url", readonly: true, value: url, "aria-label": t("overview.webhookTitle") });
-  const copy = async () => {
-    urlInput.select();
-    try {
-      await navigator.clipboard.writeText(url);
-    } catch {
-      document.execCommand?.("copy");
-    }
-    toast(t("common.copied"));
-  };
   replace(main,
     h("h1", {}, t("overview.title")),
     problem ? h("p", { class: "alert", role: "alert", id: "listen-problem" }, t("overview.notListening", { problem })) : null,
@@ -42,7 +32,7 @@ function draw(main, stats, url, problem) {
       card(t("overview.unrouted"), formatNumber(stats.unroutedInboxes), "unrouted")),
     h("section", { class: "panel" },
       h("h2", {}, t("overview.webhookTitle")),
-      h("div", { class: "copy-row" }, urlInput, h("button", { type: "button", onclick: copy }, t("common.copy"))),
+      copyRow("webhook-url", url, t("overview.webhookTitle")),
       h("p", { class: "hint" }, t("overview.webhookHelp"))),
     h("section", { class: "panel" },
       h("h2", {}, t("overview.setupTitle")),

@@ -3,22 +3,8 @@
 // language.
 
 import { api } from "../api/api.js";
-import { h, replace, reportError, toast } from "../dom.js";
+import { copyRow, h, replace, reportError, toast } from "../dom.js";
 import { language, t } from "../i18n.js";
-
-function copyRow(id, value, label) {
-  const input = h("input", { id, readonly: true, value, "aria-label": label });
-  const copy = async () => {
-    input.select();
-    try {
-      await navigator.clipboard.writeText(value);
-    } catch {
-      document.execCommand?.("copy");
-    }
-    toast(t("common.copied"));
-  };
-  return h("div", { class: "copy-row" }, input, h("button", { type: "button", onclick: copy }, t("common.copy")));
-}
 
 function field(name, label, input) {
   return h("div", { class: "field" },
