@@ -177,13 +177,6 @@ impl Relay {
             .context("serving HTTP")
     }
 
-    /// Stops a relay that is not serving HTTP (or whose server has returned).
-    pub async fn stop(self) {
-        self.shutdown.cancel();
-        self.drain_attempts().await;
-        self.close().await;
-    }
-
     /// Lets attempts in flight finish and be recorded; abandons (and records) those that take too long.
     async fn drain_attempts(&self) {
         self.tracker.close();
