@@ -49,8 +49,11 @@ function renderChrome(activeHash) {
 function show() {
   const { view, params, nav } = resolve();
   renderChrome(nav);
-  const main = document.getElementById("main");
-  current = { view, controller: view.render(main, params) };
+  // Each screen draws into a container of its own: an answer that arrives after the user has moved on lands in
+  // a detached element instead of drawing the old screen over the new one.
+  const screen = h("div", { class: "screen" });
+  replace(document.getElementById("main"), screen);
+  current = { view, controller: view.render(screen, params) };
 }
 
 // Many changes can arrive at once (one per commit): refresh at most once per frame burst.
