@@ -67,6 +67,19 @@ pub struct Settings {
     /// Largest accepted webhook body (`1MiB`, `512KiB`, or bytes).
     #[arg(long, env = "CHATGOWA_MAX_BODY", global = true)]
     pub max_body: Option<String>,
+    /// How long delivered webhooks (payload and attempts) are kept.
+    #[arg(long, env = "CHATGOWA_RETENTION", global = true)]
+    pub retention: Option<String>,
+    /// How long dead deliveries are kept (so they can still be retried by hand).
+    #[arg(long, env = "CHATGOWA_DEAD_RETENTION", global = true)]
+    pub dead_retention: Option<String>,
+    /// Log format on standard error: `human` or `json`.
+    #[arg(long, env = "CHATGOWA_LOG_FORMAT", global = true)]
+    pub log_format: Option<String>,
+    /// Start even when, in a container, the database is not on a mounted volume (its queue then dies with
+    /// the container).
+    #[arg(long, env = "CHATGOWA_ALLOW_EPHEMERAL_DB", global = true)]
+    pub allow_ephemeral_db: Option<String>,
 }
 
 /// Loads `.env` (without overriding variables already set) and parses the command line.

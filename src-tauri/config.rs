@@ -17,6 +17,8 @@ pub const DEFAULT_FETCH_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_RETRY_SCHEDULE: &str = "1s,5s,30s,2m,10m,30m,1h,2h,4h,8h";
 pub const DEFAULT_MAX_AGE: &str = "24h";
 pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+pub const DEFAULT_DEAD_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 /// The password placeholder of `.env.example`; treated as "no password".
 pub const PLACEHOLDER_PASSWORD: &str = "yourpassword";
 
@@ -27,6 +29,10 @@ const KNOWN_PREFIXED_VARS: &[&str] = &[
     "CHATGOWA_RETRY_SCHEDULE",
     "CHATGOWA_MAX_AGE",
     "CHATGOWA_MAX_BODY",
+    "CHATGOWA_RETENTION",
+    "CHATGOWA_DEAD_RETENTION",
+    "CHATGOWA_LOG_FORMAT",
+    "CHATGOWA_ALLOW_EPHEMERAL_DB",
 ];
 
 /// A value that must never be printed: `Debug` and `Display` show `***`.
@@ -90,6 +96,21 @@ pub struct Config {
     pub retry_schedule: Vec<Duration>,
     pub max_age: Duration,
     pub max_body: usize,
+    /// Delivered deliveries (payload, attempts, dedupe key) are deleted this long after they finished.
+    pub retention: Duration,
+    /// Dead deliveries are deleted this long after they died.
+    pub dead_retention: Duration,
+    pub log_format: LogFormat,
+    /// Start in a container even though the database is not on a mounted volume.
+    pub allow_ephemeral_db: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One readable line per event.
+    Human,
+    /// One JSON object per line, for log collectors.
+    Json,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -168,6 +189,31 @@ impl Config {
                 DEFAULT_MAX_BODY,
                 parse_size,
             )?,
+            retention: parse_or(&s.retention, "CHATGOWA_RETENTION", DEFAULT_RETENTION, |v| {
+                parse_duration(v)
+            })?,
+            dead_retention: parse_or(
+                &s.dead_retention,
+                "CHATGOWA_DEAD_RETENTION",
+                DEFAULT_DEAD_RETENTION,
+                parse_duration,
+            )?,
+            log_format: parse_or(
+                &s.log_format,
+                "CHATGOWA_LOG_FORMAT",
+                LogFormat::Human,
+                |v| match v.to_ascii_lowercase().as_str() {
+                    "human" | "text" => Ok(LogFormat::Human),
+                    "json" => Ok(LogFormat::Json),
+                    _ => Err("expected human or json".into()),
+                },
+            )?,
+            allow_ephemeral_db: parse_or(
+                &s.allow_ephemeral_db,
+                "CHATGOWA_ALLOW_EPHEMERAL_DB",
+                false,
+                parse_bool,
+            )?,
         })
     }
 
@@ -244,6 +290,14 @@ fn parse_duration(v: &str) -> Result<Duration, String> {
         Err(e) => Err(format!(
             "{e}; expected a duration such as 500ms, 30s, 5m, 2h or 1d"
         )),
+    }
+}
+
+fn parse_bool(v: &str) -> Result<bool, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err("expected true or false".into()),
     }
 }
 
@@ -325,6 +379,10 @@ mod tests {
         assert_eq!(c.retry_schedule[0], Duration::from_secs(1));
         assert_eq!(c.database_path, PathBuf::from("./chatgowa.db"));
         assert!(c.admin.is_none());
+        assert_eq!(c.retention, Duration::from_secs(7 * 86_400));
+        assert_eq!(c.dead_retention, Duration::from_secs(30 * 86_400));
+        assert_eq!(c.log_format, LogFormat::Human);
+        assert!(!c.allow_ephemeral_db);
     }
 
     #[test]
@@ -348,7 +406,7 @@ mod tests {
     #[test]
     fn errors_name_the_variable_and_what_is_allowed() {
         type Case = (fn(&mut Settings), &'static str, &'static str);
-        let cases: [Case; 9] = [
+        let cases: [Case; 13] = [
             (|s| s.port = Some("http".into()), "PORT", "0 to 65535"),
             (|s| s.port = Some("70000".into()), "PORT", "0 to 65535"),
             (
@@ -385,6 +443,26 @@ mod tests {
                 |s| s.max_body = Some("1GB!".into()),
                 "CHATGOWA_MAX_BODY",
                 "1MiB",
+            ),
+            (
+                |s| s.retention = Some("a week".into()),
+                "CHATGOWA_RETENTION",
+                "1d",
+            ),
+            (
+                |s| s.dead_retention = Some("0s".into()),
+                "CHATGOWA_DEAD_RETENTION",
+                "greater than zero",
+            ),
+            (
+                |s| s.log_format = Some("xml".into()),
+                "CHATGOWA_LOG_FORMAT",
+                "human or json",
+            ),
+            (
+                |s| s.allow_ephemeral_db = Some("sure".into()),
+                "CHATGOWA_ALLOW_EPHEMERAL_DB",
+                "true or false",
             ),
         ];
         for (set, var, hint) in cases {

@@ -14,6 +14,7 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod container;
 pub mod delivery;
 #[cfg(feature = "desktop")]
 mod desktop;
@@ -21,7 +22,9 @@ pub mod error;
 pub mod events;
 pub mod ids;
 pub mod listeners;
+pub mod metrics;
 pub mod relay;
+pub mod retention;
 pub mod server;
 pub mod shutdown;
 pub mod state;
@@ -76,11 +79,22 @@ impl Relay {
             .with_context(|| {
                 format!("opening the database at {}", config.database_path.display())
             })?;
+        if let Some(imported) = store::prisma::import_routes(&pool)
+            .await
+            .context("importing the TypeScript version's routes")?
+        {
+            tracing::info!(
+                imported = imported.routes,
+                skipped = imported.skipped,
+                "routes imported from the TypeScript version's WebhookRoute table (left unchanged)"
+            );
+        }
         let client =
             delivery::http_client(config.fetch_timeout).context("building the HTTP client")?;
         let (writer, writer_inbox) = Writer::channel();
         let tracker = TaskTracker::new();
         let abort = CancellationToken::new();
+        let metrics = metrics::Metrics::default();
         let writer_stop = CancellationToken::new();
         let dispatcher = Dispatcher::new(
             pool.clone(),
@@ -90,17 +104,22 @@ impl Relay {
                 retry_schedule: config.retry_schedule.clone(),
                 max_age: config.max_age,
             },
-            tracker.clone(),
-            shutdown.clone(),
-            abort.clone(),
+            delivery::Lifecycle {
+                tracker: tracker.clone(),
+                shutdown: shutdown.clone(),
+                abort: abort.clone(),
+            },
+            metrics.clone(),
         );
         let events = Events::default();
+        let pruner = retention::Waker::default();
         let writer_task = writer_inbox.spawn(pool.clone(), writer_stop.clone(), {
-            let (lanes, events) = (dispatcher.clone(), events.clone());
+            let (lanes, events, pruner) = (dispatcher.clone(), events.clone(), pruner.clone());
             move |commit| {
                 lanes.enqueue(commit.queued);
                 if commit.deliveries_changed {
                     events.send(UiEvent::Deliveries);
+                    pruner.wake();
                 }
                 if commit.unrouted_changed {
                     events.send(UiEvent::Unrouted);
@@ -111,6 +130,16 @@ impl Relay {
             .load_pending()
             .await
             .context("loading pending deliveries")?;
+        tracker.spawn(
+            retention::Retention {
+                pool: pool.clone(),
+                delivered: config.retention,
+                dead: config.dead_retention,
+                events: events.clone(),
+                waker: pruner,
+            }
+            .run(shutdown.clone()),
+        );
         tracing::info!(pending, database = %config.database_path.display(), "relay started");
         let state = AppState {
             admin: Arc::new(std::sync::RwLock::new(config.admin.clone())),
@@ -119,6 +148,7 @@ impl Relay {
             writer,
             dispatcher,
             events,
+            metrics,
             shutdown: shutdown.clone(),
         };
         Ok(Self {
@@ -205,10 +235,11 @@ impl Relay {
 /// Invalid configuration, the database, or the port cannot be bound.
 pub fn run_headless(settings: &Settings) -> anyhow::Result<()> {
     let config = Config::from_settings(settings, IpAddr::V4(Ipv4Addr::UNSPECIFIED))?;
-    init_logging(None);
+    init_logging(config.log_format, None);
     for warning in config.warnings(std::env::vars().map(|(k, _)| k)) {
         tracing::warn!("{warning}");
     }
+    container::check_database_volume(&config.database_path, config.allow_ephemeral_db)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -303,25 +334,33 @@ pub fn hash_password_command() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `RUST_LOG` if set, else info for Chatgowa and warnings for its libraries; to stderr, and also to a daily
-/// rolling file in `log_dir` when given (the desktop app's log folder).
-pub(crate) fn init_logging(log_dir: Option<&std::path::Path>) {
+/// `RUST_LOG` if set, else info for Chatgowa and warnings for its libraries; to stderr in `format`, and also
+/// to a daily rolling file in `log_dir` when given (the desktop app's log folder).
+pub(crate) fn init_logging(format: config::LogFormat, log_dir: Option<&std::path::Path>) {
+    use tracing_subscriber::Layer as _;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
+    type Boxed = Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("chatgowa_lib=info,chatgowa=info,warn")
     });
-    let stderr = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let file = log_dir.map(|dir| {
-        tracing_subscriber::fmt::layer()
+    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let mut layers: Vec<Boxed> = vec![match format {
+        config::LogFormat::Json => stderr.json().flatten_event(true).boxed(),
+        config::LogFormat::Human => stderr
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .boxed(),
+    }];
+    if let Some(dir) = log_dir {
+        let file = tracing_subscriber::fmt::layer()
             .with_ansi(false)
-            .with_writer(tracing_appender::rolling::daily(dir, "chatgowa.log"))
-    });
+            .with_writer(tracing_appender::rolling::daily(dir, "chatgowa.log"));
+        layers.push(match format {
+            config::LogFormat::Json => file.json().flatten_event(true).boxed(),
+            config::LogFormat::Human => file.boxed(),
+        });
+    }
     let _ = tracing_subscriber::registry()
-        .with(filter)
-        .with(stderr)
-        .with(file)
+        .with(layers.with_filter(filter))
         .try_init();
 }

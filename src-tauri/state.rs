@@ -7,6 +7,7 @@ use sqlx::SqlitePool;
 use crate::config::{AdminCredentials, Config};
 use crate::delivery::Dispatcher;
 use crate::events::Events;
+use crate::metrics::Metrics;
 use crate::store::Writer;
 
 #[derive(Clone)]
@@ -19,6 +20,7 @@ pub struct AppState {
     pub writer: Writer,
     pub dispatcher: Dispatcher,
     pub events: Events,
+    pub metrics: Metrics,
     /// Cancelled when the relay stops; long-lived responses (the event stream) end with it.
     pub shutdown: tokio_util::sync::CancellationToken,
 }

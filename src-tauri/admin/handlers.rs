@@ -25,7 +25,7 @@ use crate::ids::{DeliveryId, RouteId};
 use crate::server::Stopping;
 use crate::state::AppState;
 
-/// Everything under `/admin`, behind Basic Auth.
+/// Everything under `/admin`, and `/metrics`, behind Basic Auth.
 pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/admin", get(panel::redirect_to_panel))
@@ -44,6 +44,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/admin/unrouted", get(list_unrouted))
         .route("/admin/stats", get(stats))
         .route("/admin/events", get(events))
+        .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_admin,
@@ -140,6 +141,17 @@ pub async fn list_unrouted(State(state): State<AppState>) -> Result<Json<Unroute
 
 pub async fn stats(State(state): State<AppState>) -> Result<Json<Stats>> {
     Ok(Json(service::stats(&state).await?))
+}
+
+/// `GET /metrics`: Prometheus (OpenMetrics text), behind the admin login like the rest of the admin API.
+pub async fn metrics(State(state): State<AppState>) -> Result<impl axum::response::IntoResponse> {
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        crate::metrics::render(&state).await?,
+    ))
 }
 
 /// `GET /admin/events`: server-sent events, one `change` event per [`UiEvent`], until the relay or the

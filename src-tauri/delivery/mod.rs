@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::ids::{DeliveryId, InboxId};
+use crate::metrics::Metrics;
 use crate::store::deliveries::PendingRef;
 use crate::store::{self, Writer};
 
@@ -65,6 +66,7 @@ struct Inner {
     shutdown: CancellationToken,
     /// Abandon attempts still in flight (they are recorded and retried after a restart).
     abort: CancellationToken,
+    metrics: Metrics,
 }
 
 /// Builds the one HTTP client used for every attempt.
@@ -84,16 +86,31 @@ pub fn http_client(fetch_timeout: Duration) -> reqwest::Result<reqwest::Client> 
         .build()
 }
 
+/// How lane tasks are tracked and stopped.
+#[derive(Clone)]
+pub struct Lifecycle {
+    /// Every lane task, so that shutdown can wait for attempts in flight.
+    pub tracker: TaskTracker,
+    /// Stop starting attempts.
+    pub shutdown: CancellationToken,
+    /// Abandon attempts still in flight.
+    pub abort: CancellationToken,
+}
+
 impl Dispatcher {
     pub fn new(
         pool: SqlitePool,
         writer: Writer,
         client: reqwest::Client,
         config: DeliveryConfig,
-        tracker: TaskTracker,
-        shutdown: CancellationToken,
-        abort: CancellationToken,
+        lifecycle: Lifecycle,
+        metrics: Metrics,
     ) -> Self {
+        let Lifecycle {
+            tracker,
+            shutdown,
+            abort,
+        } = lifecycle;
         Self {
             inner: Arc::new(Inner {
                 pool,
@@ -108,6 +125,7 @@ impl Dispatcher {
                 tracker,
                 shutdown,
                 abort,
+                metrics,
             }),
         }
     }

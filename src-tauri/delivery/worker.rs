@@ -10,6 +10,7 @@ use super::gowa::{self, AttemptResult, Target};
 use super::retry::{self, Class};
 use super::{Inner, LaneKey};
 use crate::ids::DeliveryId;
+use crate::metrics::Outcome;
 use crate::store::attempts::{Attempt, Trigger};
 use crate::store::deliveries::{self, DeliveryStatus, NextState};
 use crate::store::writer::WriteError;
@@ -106,6 +107,7 @@ async fn step(inner: &Inner, id: DeliveryId, route_changes: &mut watch::Receiver
     };
     drop(permits);
 
+    let cut_short = result.is_none();
     let (attempt, next) = match result {
         Some(result) => judge(inner, &delivery, attempt_no, started_at, result),
         None => interrupted(&delivery, attempt_no, started_at),
@@ -115,6 +117,15 @@ async fn step(inner: &Inner, id: DeliveryId, route_changes: &mut watch::Receiver
         NextState::RetryAt(at) => ("retry", Some(at - now_ms())),
         NextState::Dead => ("dead", None),
     };
+    let measured = match next {
+        _ if cut_short => Outcome::interrupted,
+        NextState::Delivered => Outcome::delivered,
+        NextState::RetryAt(_) => Outcome::retry,
+        NextState::Dead => Outcome::dead,
+    };
+    inner
+        .metrics
+        .attempt(measured, attempt.duration_ms as f64 / 1000.0);
     tracing::info!(
         delivery_id = %id,
         inbox_id = %delivery.inbox_id,

@@ -292,7 +292,7 @@ fn setup(
     settings: &Settings,
     minimized: bool,
 ) -> std::result::Result<(), Box<dyn std::error::Error>> {
-    crate::init_logging(Some(&app.path().app_log_dir()?));
+    crate::init_logging(config.log_format, Some(&app.path().app_log_dir()?));
     if settings.database_url.is_none() {
         config.database_path = app.path().app_data_dir()?.join(DB_FILE);
     }

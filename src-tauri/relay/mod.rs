@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::ids::{DeliveryId, InboxId};
+use crate::metrics;
 use crate::state::AppState;
 use crate::store::deliveries::NewDelivery;
 use crate::store::writer::{Decision, Writer};
@@ -47,8 +48,23 @@ pub async fn webhook(
             field: None,
             message: rejection.body_text(),
         },
-    })?;
-    accept(&state.writer, &headers, body).await.map(Json)
+    });
+    let result = match body {
+        Ok(body) => accept(&state.writer, &headers, body).await,
+        Err(err) => Err(err),
+    };
+    state.metrics.webhook(match &result {
+        Ok(receipt) => match receipt.reason {
+            None => metrics::Decision::queued,
+            Some("duplicate") => metrics::Decision::duplicate,
+            Some("no_route") => metrics::Decision::no_route,
+            Some("route_disabled") => metrics::Decision::route_disabled,
+            Some(_) => metrics::Decision::no_inbox,
+        },
+        Err(Error::Unavailable(_)) => metrics::Decision::unavailable,
+        Err(_) => metrics::Decision::rejected,
+    });
+    result.map(Json)
 }
 
 /// Validates, stores and decides; the service behind `POST /webhook`.

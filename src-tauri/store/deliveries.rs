@@ -255,6 +255,37 @@ pub async fn requeue_dead_for_inbox(
     Ok(requeued)
 }
 
+/// When the delivery in `status` that finished first finished (its last change), if there is one.
+pub async fn oldest_finished_at(
+    pool: &SqlitePool,
+    status: DeliveryStatus,
+) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar("SELECT min(updated_at) FROM deliveries WHERE status = ?")
+        .bind(status)
+        .fetch_one(pool)
+        .await
+}
+
+/// Deletes up to `limit` deliveries in `status` that last changed before `before`, oldest first, with their
+/// attempts and dedupe keys; returns how many. Small batches keep each write transaction short.
+pub async fn prune(
+    pool: &SqlitePool,
+    status: DeliveryStatus,
+    before: i64,
+    limit: i64,
+) -> sqlx::Result<u64> {
+    let done = sqlx::query(
+        "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries \
+         WHERE status = ? AND updated_at < ? ORDER BY updated_at LIMIT ?)",
+    )
+    .bind(status)
+    .bind(before)
+    .bind(limit)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// Removes a delivery and its attempts; `false` if there was none.
 pub async fn delete(pool: &SqlitePool, id: DeliveryId) -> sqlx::Result<bool> {
     let done = sqlx::query("DELETE FROM deliveries WHERE id = ?")

@@ -4,6 +4,7 @@
 
 pub mod attempts;
 pub mod deliveries;
+pub mod prisma;
 pub mod routes;
 pub mod settings;
 pub mod unrouted_inboxes;

@@ -10,6 +10,8 @@ pub const LANGUAGE: &str = "language";
 pub const WEBHOOK_ADDRESS: &str = "webhook_address";
 /// Where the desktop's admin API and panel listen (`ip:port`), when chosen in the app.
 pub const ADMIN_ADDRESS: &str = "admin_address";
+/// Set once the TypeScript version's routes were copied (see [`super::prisma`]): how many.
+pub const PRISMA_ROUTES_IMPORTED: &str = "prisma_routes_imported";
 /// "off" when the desktop should not show notifications.
 pub const NOTIFICATIONS: &str = "notifications";
 

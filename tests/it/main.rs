@@ -9,6 +9,7 @@ mod delivery;
 mod desktop;
 mod e2e;
 mod listeners;
+mod ops;
 mod router;
 mod support;
 mod ui;

@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use chatgowa_lib::Relay;
-use chatgowa_lib::config::{AdminCredentials, Config};
+use chatgowa_lib::config::{self, AdminCredentials, Config};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -67,6 +67,10 @@ pub fn test_config(database_path: PathBuf) -> Config {
         retry_schedule: vec![Duration::from_millis(20)],
         max_age: Duration::from_secs(60),
         max_body: 1024 * 1024,
+        retention: config::DEFAULT_RETENTION,
+        dead_retention: config::DEFAULT_DEAD_RETENTION,
+        log_format: config::LogFormat::Human,
+        allow_ephemeral_db: false,
     }
 }
 
@@ -310,10 +314,25 @@ pub fn free_port() -> u16 {
 pub struct Server {
     pub child: Child,
     pub port: u16,
+    /// Where its standard error goes, when captured.
+    log: Option<PathBuf>,
 }
 
 impl Server {
     pub fn spawn(dir: &Path, port: u16, env: &[(&str, &str)]) -> Self {
+        Self::start(dir, port, env, None)
+    }
+
+    /// As [`Server::spawn`], with standard error captured for [`Server::stop_and_read_log`].
+    pub fn spawn_logging(dir: &Path, port: u16, env: &[(&str, &str)]) -> Self {
+        Self::start(dir, port, env, Some(dir.join(format!("stderr-{port}.log"))))
+    }
+
+    fn start(dir: &Path, port: u16, env: &[(&str, &str)], log: Option<PathBuf>) -> Self {
+        let stderr = match &log {
+            Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+            None => Stdio::inherit(),
+        };
         let child = Command::new(BIN)
             .arg("--server")
             .current_dir(dir)
@@ -324,16 +343,41 @@ impl Server {
             .env("BASIC_AUTH_PASS", ADMIN_PASS)
             .env("CHATGOWA_RETRY_SCHEDULE", "30ms,60ms")
             .env("FETCH_TIMEOUT_MS", "2000")
+            // Test databases are throw-away by design, wherever the machine keeps its temporary files.
+            .env("CHATGOWA_ALLOW_EPHEMERAL_DB", "true")
             .env(
                 "RUST_LOG",
                 std::env::var("TEST_RELAY_LOG").unwrap_or_else(|_| "warn".into()),
             )
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .envs(env.iter().copied())
             .spawn()
             .unwrap();
-        Self { child, port }
+        Self { child, port, log }
+    }
+
+    /// Stops the relay with SIGTERM, waits for it, and returns what it wrote to standard error.
+    pub fn stop_and_read_log(mut self) -> String {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert!(self.child.wait().unwrap().success());
+        std::fs::read_to_string(self.log.as_ref().expect("started with spawn_logging")).unwrap()
+    }
+
+    /// A request to the admin API, as the admin; the JSON answer (asserting 200).
+    pub async fn admin(&self, method: reqwest::Method, path: &str) -> serde_json::Value {
+        let response = reqwest::Client::new()
+            .request(method, format!("{}{path}", self.base()))
+            .header("authorization", basic_auth(ADMIN_USER, ADMIN_PASS))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
     }
 
     pub fn healthcheck(&self) -> bool {
