@@ -33,6 +33,21 @@ pub enum Decision {
     unavailable,
 }
 
+impl Decision {
+    /// Its name in logs, in metrics and in the answer to Chatwoot (`reason`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::queued => "queued",
+            Self::duplicate => "duplicate",
+            Self::no_inbox => "no_inbox",
+            Self::no_route => "no_route",
+            Self::route_disabled => "route_disabled",
+            Self::rejected => "rejected",
+            Self::unavailable => "unavailable",
+        }
+    }
+}
+
 /// How a delivery attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
 #[allow(non_camel_case_types)]

@@ -112,12 +112,11 @@ async fn step(inner: &Inner, id: DeliveryId, route_changes: &mut watch::Receiver
         Some(result) => judge(inner, &delivery, attempt_no, started_at, result),
         None => interrupted(&delivery, attempt_no, started_at),
     };
-    let (outcome_name, retry_in_ms) = match next {
-        NextState::Delivered => ("delivered", None),
-        NextState::RetryAt(at) => ("retry", Some(at - now_ms())),
-        NextState::Dead => ("dead", None),
+    let retry_in_ms = match next {
+        NextState::RetryAt(at) => Some(at - now_ms()),
+        NextState::Delivered | NextState::Dead => None,
     };
-    let measured = match next {
+    let outcome = match next {
         _ if cut_short => Outcome::interrupted,
         NextState::Delivered => Outcome::delivered,
         NextState::RetryAt(_) => Outcome::retry,
@@ -125,7 +124,7 @@ async fn step(inner: &Inner, id: DeliveryId, route_changes: &mut watch::Receiver
     };
     inner
         .metrics
-        .attempt(measured, attempt.duration_ms as f64 / 1000.0);
+        .attempt(outcome, attempt.duration_ms as f64 / 1000.0);
     tracing::info!(
         delivery_id = %id,
         inbox_id = %delivery.inbox_id,
@@ -133,14 +132,13 @@ async fn step(inner: &Inner, id: DeliveryId, route_changes: &mut watch::Receiver
         attempt = attempt_no,
         status = attempt.status_code,
         duration_ms = attempt.duration_ms,
-        outcome = outcome_name,
+        ?outcome,
         retry_in_ms,
         error = attempt.error.as_deref(),
         "delivery attempt"
     );
-    let outcome = next;
     loop {
-        match inner.writer.record_attempt(attempt.clone(), outcome).await {
+        match inner.writer.record_attempt(attempt.clone(), next).await {
             Ok(()) => break,
             Err(WriteError::Stopped) => return Step::Stop,
             Err(err) => {
@@ -150,7 +148,7 @@ async fn step(inner: &Inner, id: DeliveryId, route_changes: &mut watch::Receiver
             }
         }
     }
-    match outcome {
+    match next {
         NextState::RetryAt(_) => Step::Again,
         NextState::Delivered | NextState::Dead => Step::Done,
     }

@@ -31,6 +31,27 @@ pub struct Receipt {
     pub delivery_id: Option<DeliveryId>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inbox_id: Option<InboxId>,
+    /// What was decided, for the metrics; `queued` and `reason` say it on the wire.
+    #[serde(skip)]
+    pub decision: metrics::Decision,
+}
+
+impl Receipt {
+    fn new(
+        decision: metrics::Decision,
+        delivery_id: Option<DeliveryId>,
+        inbox_id: Option<InboxId>,
+    ) -> Self {
+        let queued = decision == metrics::Decision::queued;
+        Self {
+            received: true,
+            queued,
+            reason: (!queued).then(|| decision.as_str()),
+            delivery_id,
+            inbox_id,
+            decision,
+        }
+    }
 }
 
 /// `POST /webhook`.
@@ -54,13 +75,7 @@ pub async fn webhook(
         Err(err) => Err(err),
     };
     state.metrics.webhook(match &result {
-        Ok(receipt) => match receipt.reason {
-            None => metrics::Decision::queued,
-            Some("duplicate") => metrics::Decision::duplicate,
-            Some("no_route") => metrics::Decision::no_route,
-            Some("route_disabled") => metrics::Decision::route_disabled,
-            Some(_) => metrics::Decision::no_inbox,
-        },
+        Ok(receipt) => receipt.decision,
         Err(Error::Unavailable(_)) => metrics::Decision::unavailable,
         Err(_) => metrics::Decision::rejected,
     });
@@ -92,13 +107,7 @@ pub async fn accept(writer: &Writer, headers: &HeaderMap, body: Bytes) -> Result
             decision = "no_inbox",
             "webhook"
         );
-        return Ok(Receipt {
-            received: true,
-            queued: false,
-            reason: Some("no_inbox"),
-            delivery_id: None,
-            inbox_id: None,
-        });
+        return Ok(Receipt::new(metrics::Decision::no_inbox, None, None));
     };
     let text = |name: &str| {
         headers
@@ -119,27 +128,21 @@ pub async fn accept(writer: &Writer, headers: &HeaderMap, body: Bytes) -> Result
         .ingest(delivery)
         .await
         .map_err(|e| Error::Unavailable(e.to_string()))?;
-    let (queued, reason, delivery_id) = match decision {
-        Decision::Queued(id) => (true, None, Some(id)),
-        Decision::Duplicate(id) => (false, Some("duplicate"), Some(id)),
-        Decision::NoRoute => (false, Some("no_route"), None),
-        Decision::RouteDisabled => (false, Some("route_disabled"), None),
+    let (decision, delivery_id) = match decision {
+        Decision::Queued(id) => (metrics::Decision::queued, Some(id)),
+        Decision::Duplicate(id) => (metrics::Decision::duplicate, Some(id)),
+        Decision::NoRoute => (metrics::Decision::no_route, None),
+        Decision::RouteDisabled => (metrics::Decision::route_disabled, None),
     };
     tracing::info!(
         event = payload.event,
         inbox_id = %inbox_id,
         bytes = size,
-        decision = reason.unwrap_or("queued"),
+        decision = decision.as_str(),
         delivery_id = delivery_id.map(|d| d.0),
         "webhook"
     );
-    Ok(Receipt {
-        received: true,
-        queued,
-        reason,
-        delivery_id,
-        inbox_id: Some(inbox_id),
-    })
+    Ok(Receipt::new(decision, delivery_id, Some(inbox_id)))
 }
 
 /// `application/json` or `…+json`, parameters allowed.
