@@ -80,6 +80,15 @@ pub struct Settings {
     /// the container).
     #[arg(long, env = "CHATGOWA_ALLOW_EPHEMERAL_DB", global = true)]
     pub allow_ephemeral_db: Option<String>,
+    /// Chatwoot's webhook secret(s), comma-separated (several during a rotation): webhooks must then carry a
+    /// valid `X-Chatwoot-Signature`.
+    #[arg(
+        long,
+        env = "CHATGOWA_CHATWOOT_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub chatwoot_secret: Option<String>,
 }
 
 /// Loads `.env` (without overriding variables already set) and parses the command line.

@@ -33,6 +33,7 @@ const KNOWN_PREFIXED_VARS: &[&str] = &[
     "CHATGOWA_DEAD_RETENTION",
     "CHATGOWA_LOG_FORMAT",
     "CHATGOWA_ALLOW_EPHEMERAL_DB",
+    "CHATGOWA_CHATWOOT_SECRET",
 ];
 
 /// A value that must never be printed: `Debug` and `Display` show `***`.
@@ -103,6 +104,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Start in a container even though the database is not on a mounted volume.
     pub allow_ephemeral_db: bool,
+    /// Chatwoot webhook secrets; when any is set (here or on the webhook's route), webhooks must be signed.
+    pub chatwoot_secrets: Vec<Secret<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,6 +217,7 @@ impl Config {
                 false,
                 parse_bool,
             )?,
+            chatwoot_secrets: secrets(s.chatwoot_secret.as_deref().unwrap_or_default()),
         })
     }
 
@@ -291,6 +295,15 @@ fn parse_duration(v: &str) -> Result<Duration, String> {
             "{e}; expected a duration such as 500ms, 30s, 5m, 2h or 1d"
         )),
     }
+}
+
+/// A comma-separated list of secrets (old and new during a rotation); blanks are ignored.
+pub fn secrets(v: &str) -> Vec<Secret<String>> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| Secret::new(s.to_owned()))
+        .collect()
 }
 
 fn parse_bool(v: &str) -> Result<bool, String> {
@@ -531,5 +544,80 @@ mod tests {
             .collect();
         assert_eq!(w.len(), 1);
         assert!(w[0].contains("CHATGOWA_BINDD"));
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// Values as people type them: numbers, units, separators, junk.
+        fn typed() -> impl Strategy<Value = Option<String>> {
+            prop::option::of(prop_oneof![
+                "[0-9]{0,12}",
+                "[0-9]{1,6}(ms|s|m|h|d|KiB|MiB|kb|b| |,)?",
+                "(file:|sqlite://)?[./a-z]{0,12}",
+                "[ -~]{0,16}",
+                "\\PC{0,8}",
+            ])
+        }
+
+        proptest! {
+            #[test]
+            fn any_settings_give_a_config_or_an_error_naming_a_known_variable(
+                fields in prop::collection::vec(typed(), 15)
+            ) {
+                let mut f = fields.into_iter();
+                let mut next = || f.next().flatten();
+                let s = Settings {
+                    port: next(),
+                    bind: next(),
+                    admin_bind: next(),
+                    database_url: next(),
+                    basic_auth_user: next(),
+                    basic_auth_pass: next(),
+                    fetch_timeout_ms: next(),
+                    retry_schedule: next(),
+                    max_age: next(),
+                    max_body: next(),
+                    retention: next(),
+                    dead_retention: next(),
+                    log_format: next(),
+                    allow_ephemeral_db: next(),
+                    chatwoot_secret: next(),
+                };
+                match Config::from_settings(&s, IpAddr::from([127, 0, 0, 1])) {
+                    Ok(c) => {
+                        prop_assert!(!c.retry_schedule.is_empty());
+                        prop_assert!(c.max_body >= 1024 && !c.fetch_timeout.is_zero());
+                    }
+                    Err(e) => {
+                        let known = ["PORT", "DATABASE_URL", "BASIC_AUTH_PASS", "FETCH_TIMEOUT_MS"];
+                        prop_assert!(known.contains(&e.var) || KNOWN_PREFIXED_VARS.contains(&e.var), "{}", e.var);
+                        prop_assert!(!e.problem.is_empty());
+                    }
+                }
+            }
+
+            #[test]
+            fn durations_sizes_and_schedules_read_back_exactly(
+                steps in prop::collection::vec(1u64..10_000_000, 1..10),
+                size in 1usize..4_000_000,
+            ) {
+                let list = steps.iter().map(|ms| format!("{ms}ms")).collect::<Vec<_>>().join(", ");
+                let expected: Vec<Duration> = steps.iter().map(|ms| Duration::from_millis(*ms)).collect();
+                prop_assert_eq!(parse_schedule(&list), Ok(expected));
+                prop_assert_eq!(parse_size(&format!("{size}KiB")), Ok(size * 1024));
+                prop_assert_eq!(parse_size(&size.to_string()), if size >= 1024 { Ok(size) } else { Err("must be at least 1KiB; expected a size such as 1048576, 512KiB, 1MiB or 2MB".to_owned()) });
+            }
+
+            #[test]
+            fn secrets_are_split_on_commas_and_trimmed(parts in prop::collection::vec("[A-Za-z0-9_-]{0,12}", 0..5)) {
+                let joined = parts.iter().map(|p| format!(" {p} ")).collect::<Vec<_>>().join(",");
+                let got: Vec<String> = secrets(&joined).into_iter().map(|s| s.expose().clone()).collect();
+                let expected: Vec<String> = parts.into_iter().filter(|p| !p.is_empty()).collect();
+                prop_assert_eq!(got, expected);
+            }
+        }
     }
 }

@@ -25,6 +25,12 @@ pub enum Error {
     UnsupportedMediaType(String),
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// The request's credentials or signature are missing or wrong.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// More requests at once than the relay takes; retrying shortly will work.
+    #[error("{0}")]
+    Overloaded(String),
     /// The request was fine but could not be stored; retrying later may work.
     #[error("{0}")]
     Unavailable(String),
@@ -86,6 +92,8 @@ impl From<Error> for ApiError {
             Error::PayloadTooLarge(m) => {
                 Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", m)
             }
+            Error::Unauthorized(m) => Self::new(StatusCode::UNAUTHORIZED, "unauthorized", m),
+            Error::Overloaded(m) => Self::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", m),
             Error::Unavailable(cause) => {
                 tracing::error!(cause, "request could not be stored");
                 Self::new(

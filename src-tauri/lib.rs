@@ -141,6 +141,7 @@ impl Relay {
             .run(shutdown.clone()),
         );
         tracing::info!(pending, database = %config.database_path.display(), "relay started");
+        let admission = relay::Admission::new(config.max_body);
         let state = AppState {
             admin: Arc::new(std::sync::RwLock::new(config.admin.clone())),
             config: Arc::new(config),
@@ -149,6 +150,8 @@ impl Relay {
             dispatcher,
             events,
             metrics,
+            admission,
+            logins: Arc::default(),
             shutdown: shutdown.clone(),
         };
         Ok(Self {

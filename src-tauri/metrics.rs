@@ -29,6 +29,10 @@ pub enum Decision {
     route_disabled,
     /// Refused: not JSON, too large, wrong content type.
     rejected,
+    /// Refused: a Chatwoot secret is configured and the signature is missing, stale or wrong (401).
+    unsigned,
+    /// Shed: more webhooks at once than the relay takes (503 + Retry-After).
+    shed,
     /// Could not be stored (answered 503).
     unavailable,
 }
@@ -43,6 +47,8 @@ impl Decision {
             Self::no_route => "no_route",
             Self::route_disabled => "route_disabled",
             Self::rejected => "rejected",
+            Self::unsigned => "unsigned",
+            Self::shed => "shed",
             Self::unavailable => "unavailable",
         }
     }

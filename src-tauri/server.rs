@@ -11,7 +11,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json, Router, middleware};
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -62,7 +62,9 @@ fn router(state: AppState, surface: Surface, stop: CancellationToken) -> Router 
             let webhook = Router::new()
                 .route(
                     "/webhook",
-                    post(relay::webhook).layer(DefaultBodyLimit::max(state.config.max_body)),
+                    post(relay::webhook)
+                        .layer(DefaultBodyLimit::max(state.config.max_body))
+                        .layer(middleware::from_fn_with_state(state.clone(), relay::admit)),
                 )
                 .merge(health)
                 .layer(TimeoutLayer::with_status_code(
@@ -145,9 +147,12 @@ impl HttpServer {
         let stop = state.shutdown.child_token();
         let app = router(state.clone(), surface, stop.clone());
         let task = tokio::spawn(
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop.clone().cancelled_owned())
-                .into_future(),
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(stop.clone().cancelled_owned())
+            .into_future(),
         );
         Ok(Self { addr, stop, task })
     }

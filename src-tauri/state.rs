@@ -4,10 +4,12 @@ use std::sync::{Arc, RwLock};
 
 use sqlx::SqlitePool;
 
+use crate::admin::auth::Throttle;
 use crate::config::{AdminCredentials, Config};
 use crate::delivery::Dispatcher;
 use crate::events::Events;
 use crate::metrics::Metrics;
+use crate::relay::Admission;
 use crate::store::Writer;
 
 #[derive(Clone)]
@@ -21,6 +23,10 @@ pub struct AppState {
     pub dispatcher: Dispatcher,
     pub events: Events,
     pub metrics: Metrics,
+    /// The memory budget of webhooks in progress.
+    pub admission: Admission,
+    /// Failed admin logins per address.
+    pub logins: Arc<Throttle>,
     /// Cancelled when the relay stops; long-lived responses (the event stream) end with it.
     pub shutdown: tokio_util::sync::CancellationToken,
 }

@@ -220,6 +220,7 @@ mod tests {
             name: (id != 2).then(|| format!("Sales {id}")),
             enabled: true,
             has_secret: false,
+            has_chatwoot_secret: false,
             created_at: String::new(),
             updated_at: String::new(),
             pending: 0,

@@ -1,11 +1,18 @@
-//! HTTP Basic Auth for the admin API, realm `Chatgowa Admin`.
+//! HTTP Basic Auth for the admin API, realm `Chatgowa Admin`, and what guards it.
 //!
 //! Both the user name and the password are compared in constant time (over SHA-256 digests, so that not even
 //! the length leaks), or the password is verified against an Argon2 hash. A wrong or missing header gets 401
-//! with a `WWW-Authenticate` challenge.
+//! with a `WWW-Authenticate` challenge. Before that: an address that keeps failing is throttled (429, see
+//! [`Throttle`]), and a state-changing request sent by a page of another site (its `Origin`) is refused.
+//! Every admin response says not to sniff, frame, cache or refer.
 
-use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -18,26 +25,65 @@ use crate::state::AppState;
 
 pub const REALM: &str = "Chatgowa Admin";
 
-/// axum middleware: lets the request through only with the configured credentials.
+/// axum middleware: lets the request through only with the configured credentials, from an address that is
+/// not throttled, and (for changes) from the panel's own origin.
 pub async fn require_admin(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Response {
+    let mut response = guard(&state, request, next).await;
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+async fn guard(state: &AppState, request: Request, next: Next) -> Response {
+    if !is_safe(request.method()) && !same_origin(request.headers()) {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "changes must come from the admin panel's own address (Origin refused)",
+        )
+        .into_response();
+    }
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    if let Some(wait) = state.logins.blocked(peer, Instant::now()) {
+        return too_many(wait);
+    }
     let admin = state
         .admin
         .read()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
-    let authorized = admin.as_ref().is_some_and(|admin| {
-        request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| check(admin, v))
-    });
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or_default());
+    let authorized = admin
+        .as_ref()
+        .zip(given)
+        .is_some_and(|(admin, given)| check(admin, given));
     if authorized {
+        state.logins.succeeded(peer);
         return next.run(request).await;
+    }
+    if given.is_some() {
+        // A missing header is the browser asking for the login dialog; a wrong one is a guess.
+        state.logins.failed(peer, Instant::now());
+        tracing::warn!(peer = ?peer, "admin login failed");
     }
     let mut response = ApiError::new(
         StatusCode::UNAUTHORIZED,
@@ -50,6 +96,129 @@ pub async fn require_admin(
         HeaderValue::from_static(r#"Basic realm="Chatgowa Admin", charset="UTF-8""#),
     );
     response
+}
+
+fn too_many(wait: Duration) -> Response {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let mut response = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_attempts",
+        format!("too many failed logins from this address; try again in {seconds} s"),
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
+}
+
+fn is_safe(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// No `Origin` (not a browser page, e.g. curl), or the origin the request was sent to. Browsers send `Origin`
+/// on every cross-site POST/PUT/DELETE, so a page elsewhere cannot drive the admin API with the stored login.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let text = |name| headers.get(name).map(|v| v.to_str().unwrap_or_default());
+    if text(header::HeaderName::from_static("sec-fetch-site")) == Some("cross-site") {
+        return false;
+    }
+    let Some(origin) = text(header::ORIGIN) else {
+        return true;
+    };
+    let host = text(header::HOST).unwrap_or_default();
+    url::Url::parse(origin).is_ok_and(|origin| {
+        let authority = match (origin.host_str(), origin.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_owned(),
+            (None, _) => return false,
+        };
+        authority.eq_ignore_ascii_case(host)
+    })
+}
+
+/// Failed logins per address. An address gets [`Throttle::FREE_FAILURES`] guesses per
+/// [`Throttle::WINDOW`]; after that it is refused with 429 for a pause that doubles with each further failure
+/// (from [`Throttle::FIRST_PAUSE`] up to the window), correct password or not. Other addresses are not
+/// affected, so an attacker cannot lock the admin out. IPv6 addresses count per /64, which one host usually
+/// holds entirely; when too many addresses are tracked, new ones share one bucket.
+#[derive(Debug, Default)]
+pub struct Throttle {
+    failures: Mutex<HashMap<Option<IpAddr>, Failures>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    count: u32,
+    last: Instant,
+    blocked_until: Option<Instant>,
+}
+
+impl Throttle {
+    pub const FREE_FAILURES: u32 = 5;
+    pub const WINDOW: Duration = Duration::from_secs(15 * 60);
+    pub const FIRST_PAUSE: Duration = Duration::from_secs(30);
+    const MAX_TRACKED: usize = 10_000;
+
+    /// How long `peer` must still wait, if it is blocked.
+    pub fn blocked(&self, peer: Option<IpAddr>, now: Instant) -> Option<Duration> {
+        let failures = self.lock();
+        let until = failures.get(&self.key(&failures, peer))?.blocked_until?;
+        until.checked_duration_since(now).filter(|d| !d.is_zero())
+    }
+
+    pub fn failed(&self, peer: Option<IpAddr>, now: Instant) {
+        let mut failures = self.lock();
+        if failures.len() >= Self::MAX_TRACKED {
+            failures.retain(|_, f| now.duration_since(f.last) < Self::WINDOW);
+        }
+        let key = self.key(&failures, peer);
+        let entry = failures.entry(key).or_insert(Failures {
+            count: 0,
+            last: now,
+            blocked_until: None,
+        });
+        if now.duration_since(entry.last) >= Self::WINDOW {
+            entry.count = 0;
+        }
+        entry.count += 1;
+        entry.last = now;
+        if let Some(over) = entry.count.checked_sub(Self::FREE_FAILURES + 1) {
+            let pause = Self::FIRST_PAUSE
+                .saturating_mul(1 << over.min(16))
+                .min(Self::WINDOW);
+            entry.blocked_until = Some(now + pause);
+        }
+    }
+
+    pub fn succeeded(&self, peer: Option<IpAddr>) {
+        let mut failures = self.lock();
+        let key = self.key(&failures, peer);
+        failures.remove(&key);
+    }
+
+    /// The bucket of `peer`: its address (IPv6: its /64), or the shared one once the table is full.
+    fn key(
+        &self,
+        failures: &HashMap<Option<IpAddr>, Failures>,
+        peer: Option<IpAddr>,
+    ) -> Option<IpAddr> {
+        let key = peer.map(|ip| match ip.to_canonical() {
+            IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+            v4 => v4,
+        });
+        if failures.len() >= Self::MAX_TRACKED && !failures.contains_key(&key) {
+            None
+        } else {
+            key
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Option<IpAddr>, Failures>> {
+        self.failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// Checks an `Authorization` header value against the credentials.
@@ -116,6 +285,107 @@ fn digest(bytes: &[u8]) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_guessing_address_is_paused_and_others_are_not() {
+        let throttle = Throttle::default();
+        let t0 = Instant::now();
+        let attacker = Some(IpAddr::from([203, 0, 113, 9]));
+        let admin = Some(IpAddr::from([198, 51, 100, 7]));
+        for _ in 0..Throttle::FREE_FAILURES {
+            throttle.failed(attacker, t0);
+            assert_eq!(throttle.blocked(attacker, t0), None);
+        }
+        throttle.failed(attacker, t0);
+        assert_eq!(throttle.blocked(attacker, t0), Some(Throttle::FIRST_PAUSE));
+        assert_eq!(throttle.blocked(admin, t0), None);
+        let later = t0 + Throttle::FIRST_PAUSE;
+        assert_eq!(throttle.blocked(attacker, later), None, "the pause ends");
+        throttle.failed(attacker, later);
+        assert_eq!(
+            throttle.blocked(attacker, later),
+            Some(Throttle::FIRST_PAUSE * 2),
+            "and doubles"
+        );
+        for _ in 0..40 {
+            throttle.failed(attacker, later);
+        }
+        assert_eq!(throttle.blocked(attacker, later), Some(Throttle::WINDOW));
+        throttle.succeeded(attacker);
+        assert_eq!(throttle.blocked(attacker, later), None);
+    }
+
+    #[test]
+    fn ipv6_counts_per_64_and_a_full_table_shares_one_bucket() {
+        let throttle = Throttle::default();
+        let now = Instant::now();
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        for _ in 0..=Throttle::FREE_FAILURES {
+            throttle.failed(Some(a), now);
+        }
+        assert!(throttle.blocked(Some(b), now).is_some());
+        assert!(throttle.blocked(Some(other), now).is_none());
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        for _ in 0..=Throttle::FREE_FAILURES {
+            throttle.failed(Some(mapped), now);
+        }
+        assert!(
+            throttle
+                .blocked(Some(IpAddr::from([192, 0, 2, 1])), now)
+                .is_some()
+        );
+
+        let full = Throttle::default();
+        for i in 0..Throttle::MAX_TRACKED {
+            full.failed(Some(IpAddr::from((i as u32).to_be_bytes())), now);
+        }
+        let newcomer = Some(IpAddr::from([10, 9, 8, 7]));
+        for _ in 0..=Throttle::FREE_FAILURES {
+            full.failed(newcomer, now);
+        }
+        assert!(full.blocked(newcomer, now).is_some(), "shared bucket");
+        assert!(
+            full.blocked(Some(IpAddr::from([0, 0, 0, 1])), now)
+                .is_none(),
+            "tracked addresses keep their own count"
+        );
+    }
+
+    #[test]
+    fn changes_are_refused_from_another_origin() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, HeaderValue::from_static(v));
+            }
+            h
+        };
+        assert!(same_origin(&headers(&[("host", "127.0.0.1:3001")])));
+        assert!(same_origin(&headers(&[
+            ("host", "127.0.0.1:3001"),
+            ("origin", "http://127.0.0.1:3001")
+        ])));
+        assert!(same_origin(&headers(&[
+            ("host", "relay.example.com"),
+            ("origin", "https://relay.example.com")
+        ])));
+        for bad in [
+            &[
+                ("host", "127.0.0.1:3001"),
+                ("origin", "http://evil.example"),
+            ][..],
+            &[
+                ("host", "127.0.0.1:3001"),
+                ("origin", "http://127.0.0.1:3002"),
+            ],
+            &[("host", "127.0.0.1:3001"), ("origin", "null")],
+            &[("host", "127.0.0.1:3001"), ("sec-fetch-site", "cross-site")],
+        ] {
+            assert!(!same_origin(&headers(bad)), "{bad:?}");
+        }
+    }
 
     fn basic(raw: &str) -> String {
         format!(

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
+use crate::delivery::gowa::mask_password;
 use crate::ids::{DeliveryId, InboxId, RouteId};
 use crate::store::attempts::{Attempt, Trigger};
 use crate::store::deliveries::{DeliveryStatus, DeliverySummary, Totals};
@@ -14,11 +15,14 @@ use crate::store::{self, routes};
 pub struct Route {
     pub id: RouteId,
     pub inbox_id: InboxId,
+    /// With its password, if any, masked ([`crate::delivery::gowa::MASKED_PASSWORD`]).
     pub webhook_url: String,
     pub name: Option<String>,
     pub enabled: bool,
     /// Whether a GoWA secret is set; the secret itself is never sent back.
     pub has_secret: bool,
+    /// Whether this inbox's webhooks must be signed with a Chatwoot secret of its own (never sent back).
+    pub has_chatwoot_secret: bool,
     pub created_at: String,
     pub updated_at: String,
     /// Deliveries of this inbox waiting to be sent.
@@ -34,10 +38,11 @@ impl Route {
         Self {
             id: r.id,
             inbox_id: r.inbox_id,
-            webhook_url: r.webhook_url,
+            webhook_url: mask_password(&r.webhook_url),
             name: r.name,
             enabled: r.enabled,
             has_secret: r.secret.is_some(),
+            has_chatwoot_secret: r.chatwoot_secret.is_some(),
             created_at: store::to_rfc3339(r.created_at),
             updated_at: store::to_rfc3339(r.updated_at),
             pending,
@@ -260,6 +265,9 @@ pub struct RouteInput {
     /// Write-only GoWA secret (`X-Hub-Signature-256`).
     #[serde(default, deserialize_with = "present")]
     pub secret: Option<Value>,
+    /// Write-only Chatwoot webhook secret(s) of this inbox, comma-separated.
+    #[serde(default, deserialize_with = "present")]
+    pub chatwoot_secret: Option<Value>,
 }
 
 /// `Some(value)` whenever the key is present, `null` included (serde's `Option` would fold `null` into `None`).

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::dto::{self, DeliveryQuery, RouteInput};
-use crate::delivery::gowa::{self, Target};
+use crate::delivery::gowa::{self, Target, unmask_password};
 use crate::error::{Error, Result};
 use crate::events::UiEvent;
 use crate::ids::{DeliveryId, InboxId, RouteId};
@@ -338,7 +338,15 @@ fn validate(input: RouteInput, base: Option<RouteFields>) -> Result<RouteFields>
         (None, None) => return Err(Error::invalid("inboxId", "inboxId is required")),
     };
     let webhook_url = match (input.webhook_url, &base) {
-        (Some(v), _) => webhook_url(&v)?,
+        (Some(v), Some(b)) => {
+            unmask_password(&webhook_url(&v)?, &b.webhook_url).ok_or_else(|| {
+                Error::invalid(
+                    "webhookUrl",
+                    "the password in webhookUrl is masked; type the GoWA password again",
+                )
+            })?
+        }
+        (Some(v), None) => webhook_url(&v)?,
         (None, Some(b)) => b.webhook_url.clone(),
         (None, None) => return Err(Error::invalid("webhookUrl", "webhookUrl is required")),
     };
@@ -353,7 +361,11 @@ fn validate(input: RouteInput, base: Option<RouteFields>) -> Result<RouteFields>
     };
     let secret = match input.secret {
         Some(v) => optional_text(&v, "secret", MAX_SECRET_CHARS)?,
-        None => base.and_then(|b| b.secret),
+        None => base.as_ref().and_then(|b| b.secret.clone()),
+    };
+    let chatwoot_secret = match input.chatwoot_secret {
+        Some(v) => optional_text(&v, "chatwootSecret", MAX_SECRET_CHARS)?,
+        None => base.and_then(|b| b.chatwoot_secret),
     };
     Ok(RouteFields {
         inbox_id,
@@ -361,6 +373,7 @@ fn validate(input: RouteInput, base: Option<RouteFields>) -> Result<RouteFields>
         name,
         enabled,
         secret,
+        chatwoot_secret,
     })
 }
 
@@ -557,6 +570,7 @@ mod tests {
             name: Some("Shop".into()),
             enabled: true,
             secret: Some("k".into()),
+            chatwoot_secret: Some("cw".into()),
         };
         let same = validate(input(json!({})), Some(base.clone())).unwrap();
         assert_eq!(

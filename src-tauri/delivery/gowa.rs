@@ -62,6 +62,35 @@ impl Target {
     }
 }
 
+/// Shown in place of the password of a route's URL; sent back unchanged, it keeps the stored one.
+pub const MASKED_PASSWORD: &str = "********";
+
+/// `raw` with its password, if it has one, replaced by [`MASKED_PASSWORD`]: how a route's URL is shown.
+pub fn mask_password(raw: &str) -> String {
+    match reqwest::Url::parse(raw) {
+        Ok(mut url) if url.password().is_some() => {
+            // Infallible: a URL that has a password can have another one.
+            let _ = url.set_password(Some(MASKED_PASSWORD));
+            url.into()
+        }
+        _ => raw.to_owned(),
+    }
+}
+
+/// `new` with a masked password replaced by the password of `stored`: what a form that showed the masked URL
+/// sends back. `None` when `new` carries the mask but `stored` has no password to keep.
+pub fn unmask_password(new: &str, stored: &str) -> Option<String> {
+    let Ok(mut url) = reqwest::Url::parse(new) else {
+        return Some(new.to_owned());
+    };
+    if url.password() != Some(MASKED_PASSWORD) {
+        return Some(new.to_owned());
+    }
+    let kept = reqwest::Url::parse(stored).ok()?.password()?.to_owned();
+    url.set_password(Some(&kept)).ok()?;
+    Some(url.into())
+}
+
 fn percent_decode(s: &str) -> String {
     percent_encoding::percent_decode_str(s)
         .decode_utf8_lossy()

@@ -4,20 +4,75 @@
 //! was made); GoWA is never called from here.
 
 pub mod payload;
+pub mod signature;
+
+use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::Serialize;
+use tokio::sync::Semaphore;
 
+use crate::config::{self, Secret};
 use crate::error::{Error, Result};
 use crate::ids::{DeliveryId, InboxId};
 use crate::metrics;
 use crate::state::AppState;
 use crate::store::deliveries::NewDelivery;
-use crate::store::writer::{Decision, Writer};
+use crate::store::routes;
+use crate::store::writer::{Decision, WriteError};
+
+/// How many maximum-size bodies may be in memory at once (being read or waiting for their commit).
+const BODIES_IN_MEMORY: usize = 64;
+/// What a webhook counts for at least, so that a flood of empty bodies is bounded too.
+const MIN_CHARGE: usize = 1024;
+
+/// Bounds the memory held by webhooks in progress: each one takes its size (from `Content-Length`, or the
+/// maximum) from a budget of [`BODIES_IN_MEMORY`] maximum bodies until it is answered. When the budget is
+/// spent, webhooks are shed with 503 + `Retry-After` instead of queueing without bound.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    budget: Arc<Semaphore>,
+    max_body: usize,
+}
+
+impl Admission {
+    pub fn new(max_body: usize) -> Self {
+        let permits = max_body
+            .saturating_mul(BODIES_IN_MEMORY)
+            .min(Semaphore::MAX_PERMITS);
+        Self {
+            budget: Arc::new(Semaphore::new(permits)),
+            max_body,
+        }
+    }
+}
+
+/// axum middleware of `POST /webhook`: admits the request within the memory budget, or sheds it.
+pub async fn admit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let admission = &state.admission;
+    let size = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .unwrap_or(admission.max_body)
+        .clamp(MIN_CHARGE, admission.max_body.max(MIN_CHARGE));
+    let permit = u32::try_from(size)
+        .ok()
+        .and_then(|n| admission.budget.clone().try_acquire_many_owned(n).ok());
+    let Some(_permit) = permit else {
+        state.metrics.webhook(metrics::Decision::shed);
+        tracing::debug!(bytes = size, "webhook shed: too many in progress");
+        return Error::Overloaded("too many webhooks at once; retry shortly".into())
+            .into_response();
+    };
+    next.run(request).await
+}
 
 /// The answer to Chatwoot: always `received`, and whether (or why not) the webhook was queued.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -71,12 +126,14 @@ pub async fn webhook(
         },
     });
     let result = match body {
-        Ok(body) => accept(&state.writer, &headers, body).await,
+        Ok(body) => accept(&state, &headers, body).await,
         Err(err) => Err(err),
     };
     state.metrics.webhook(match &result {
         Ok(receipt) => receipt.decision,
         Err(Error::Unavailable(_)) => metrics::Decision::unavailable,
+        Err(Error::Overloaded(_)) => metrics::Decision::shed,
+        Err(Error::Unauthorized(_)) => metrics::Decision::unsigned,
         Err(_) => metrics::Decision::rejected,
     });
     result.map(Json)
@@ -85,12 +142,15 @@ pub async fn webhook(
 /// Validates, stores and decides; the service behind `POST /webhook`.
 ///
 /// # Errors
-/// `UnsupportedMediaType` / `Invalid` for a body that is not a JSON object, `Unavailable` when it could not be
-/// stored (Chatwoot then shows the message as failed instead of it being lost silently).
-pub async fn accept(writer: &Writer, headers: &HeaderMap, body: Bytes) -> Result<Receipt> {
-    if let Some(ct) = headers.get(header::CONTENT_TYPE)
-        && !is_json(ct.to_str().unwrap_or_default())
-    {
+/// `UnsupportedMediaType` / `Invalid` for a body that is not a JSON object, `Unauthorized` for a missing or
+/// wrong Chatwoot signature where one is required, `Overloaded` when the writer's queue is full,
+/// `Unavailable` when it could not be stored (Chatwoot then shows the message as failed instead of it being
+/// lost silently).
+pub async fn accept(state: &AppState, headers: &HeaderMap, body: Bytes) -> Result<Receipt> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .map(|ct| ct.to_str().unwrap_or_default());
+    if !content_type.is_some_and(is_json) {
         return Err(Error::UnsupportedMediaType(
             "webhooks must be sent as application/json".into(),
         ));
@@ -100,6 +160,26 @@ pub async fn accept(writer: &Writer, headers: &HeaderMap, body: Bytes) -> Result
         message: e.to_string(),
     })?;
     let size = body.len();
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let secrets = signing_secrets(state, payload.inbox_id).await?;
+    if !secrets.is_empty() {
+        signature::verify(
+            &secrets,
+            text("x-chatwoot-timestamp").as_deref(),
+            text("x-chatwoot-signature").as_deref(),
+            &body,
+            chrono::Utc::now().timestamp(),
+        )
+        .map_err(|e| {
+            tracing::info!(event = payload.event, inbox_id = ?payload.inbox_id, problem = %e, "webhook refused");
+            Error::Unauthorized(e.to_string())
+        })?;
+    }
     let Some(inbox_id) = payload.inbox_id else {
         tracing::info!(
             event = payload.event,
@@ -108,12 +188,6 @@ pub async fn accept(writer: &Writer, headers: &HeaderMap, body: Bytes) -> Result
             "webhook"
         );
         return Ok(Receipt::new(metrics::Decision::no_inbox, None, None));
-    };
-    let text = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
     };
     let delivery = NewDelivery {
         inbox_id,
@@ -124,10 +198,10 @@ pub async fn accept(writer: &Writer, headers: &HeaderMap, body: Bytes) -> Result
         cw_signature: text("x-chatwoot-signature"),
         body,
     };
-    let decision = writer
-        .ingest(delivery)
-        .await
-        .map_err(|e| Error::Unavailable(e.to_string()))?;
+    let decision = state.writer.ingest(delivery).await.map_err(|e| match e {
+        WriteError::Full => Error::Overloaded("too many webhooks at once; retry shortly".into()),
+        e => Error::Unavailable(e.to_string()),
+    })?;
     let (decision, delivery_id) = match decision {
         Decision::Queued(id) => (metrics::Decision::queued, Some(id)),
         Decision::Duplicate(id) => (metrics::Decision::duplicate, Some(id)),
@@ -143,6 +217,24 @@ pub async fn accept(writer: &Writer, headers: &HeaderMap, body: Bytes) -> Result
         "webhook"
     );
     Ok(Receipt::new(decision, delivery_id, Some(inbox_id)))
+}
+
+/// The secrets a webhook for `inbox_id` must be signed with: its route's own, else `CHATGOWA_CHATWOOT_SECRET`;
+/// none means no signature is required.
+async fn signing_secrets(
+    state: &AppState,
+    inbox_id: Option<InboxId>,
+) -> Result<Vec<Secret<String>>> {
+    let own = match inbox_id {
+        Some(inbox_id) => routes::chatwoot_secret(&state.pool, inbox_id)
+            .await
+            .map_err(|e| Error::Unavailable(e.to_string()))?,
+        None => None,
+    };
+    Ok(match own {
+        Some(own) => config::secrets(&own),
+        None => state.config.chatwoot_secrets.clone(),
+    })
 }
 
 /// `application/json` or `…+json`, parameters allowed.

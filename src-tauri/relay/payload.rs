@@ -380,4 +380,132 @@ mod tests {
         );
         assert_eq!(parse(over.as_bytes()), Err(PayloadError::TooDeep));
     }
+
+    mod properties {
+        use proptest::prelude::*;
+        use serde_json::{Map, Value};
+
+        use super::*;
+
+        /// The lookup rule, written again over `serde_json::Value`: the first of `inbox.id`, `inbox_id`,
+        /// `conversation.inbox_id` that is present and not null decides; it must be a positive integer or a
+        /// string of digits.
+        fn model(v: &Map<String, Value>) -> Option<i64> {
+            let inside = |key: &str, field: &str| match v.get(key) {
+                Some(Value::Object(o)) => o.get(field).cloned(),
+                _ => None,
+            };
+            let first = [
+                inside("inbox", "id"),
+                v.get("inbox_id").cloned(),
+                inside("conversation", "inbox_id"),
+            ]
+            .into_iter()
+            .flatten()
+            .find(|x| !x.is_null())?;
+            match first {
+                Value::Number(n) => n.as_i64(),
+                Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+                    s.parse().ok()
+                }
+                _ => None,
+            }
+            .filter(|id| *id > 0)
+        }
+
+        fn leaf() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                any::<u64>().prop_map(Value::from),
+                (-1e6f64..1e6).prop_map(Value::from),
+                "[0-9]{0,20}".prop_map(Value::from),
+                "[ -~]{0,8}".prop_map(Value::from),
+                "\\PC{0,6}".prop_map(Value::from),
+            ]
+        }
+
+        fn json() -> impl Strategy<Value = Value> {
+            leaf().prop_recursive(3, 24, 4, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                    prop::collection::btree_map("[a-z_]{1,8}", inner, 0..4)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        /// Something at `key`: absent, any value, or an object that may hold `field`.
+        fn slot(field: &'static str) -> impl Strategy<Value = Option<Value>> {
+            prop_oneof![
+                Just(None),
+                json().prop_map(Some),
+                (
+                    prop::option::of(leaf()),
+                    prop::collection::btree_map("[a-z]{1,4}", leaf(), 0..3)
+                )
+                    .prop_map(move |(id, extra)| {
+                        let mut o: Map<String, Value> = extra.into_iter().collect();
+                        if let Some(id) = id {
+                            o.insert(field.to_owned(), id);
+                        }
+                        Some(Value::Object(o))
+                    }),
+            ]
+        }
+
+        fn webhook() -> impl Strategy<Value = Map<String, Value>> {
+            (
+                slot("id"),
+                prop::option::of(leaf()),
+                slot("inbox_id"),
+                prop::collection::btree_map("[a-z]{1,6}", json(), 0..4),
+            )
+                .prop_map(|(inbox, inbox_id, conversation, extra)| {
+                    let mut o: Map<String, Value> = extra.into_iter().collect();
+                    for (key, value) in [
+                        ("inbox", inbox),
+                        ("inbox_id", inbox_id),
+                        ("conversation", conversation),
+                    ] {
+                        match value {
+                            Some(v) => o.insert(key.to_owned(), v),
+                            None => o.remove(key),
+                        };
+                    }
+                    o
+                })
+        }
+
+        proptest! {
+            #[test]
+            fn the_inbox_is_found_where_the_rule_says(webhook in webhook()) {
+                let body = serde_json::to_vec(&webhook).unwrap();
+                let parsed = parse(&body).unwrap();
+                prop_assert_eq!(parsed.inbox_id.map(|i| i.0), model(&webhook));
+            }
+
+            #[test]
+            fn any_bytes_are_answered_without_panicking(body in prop::collection::vec(any::<u8>(), 0..512)) {
+                let _ = parse(&body);
+            }
+
+            #[test]
+            fn damaged_webhooks_are_answered_without_panicking(
+                cut in 0usize..4000,
+                flips in prop::collection::vec((0usize..4000, any::<u8>()), 0..8),
+            ) {
+                let mut body = fixture("message_created.unicode_emoji.json");
+                for (at, byte) in flips {
+                    let at = at % body.len();
+                    body[at] = byte;
+                }
+                body.truncate(cut.min(body.len()));
+                if let Ok(p) = parse(&body) {
+                    prop_assert!(p.inbox_id.is_none_or(|i| i.0 > 0));
+                }
+            }
+        }
+    }
 }

@@ -21,6 +21,10 @@ pub use writer::Writer;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// How long a statement waits for a lock held by another connection or process before failing. Short enough
+/// that a webhook caught behind a lock is answered 503 well within Chatwoot's 5 s, instead of timing out.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Opens (creating if needed) the database file and applies pending migrations.
 ///
 /// WAL lets the admin and the workers read while the writer commits; `synchronous = FULL` makes every commit
@@ -37,7 +41,7 @@ pub async fn connect(path: &Path) -> Result<SqlitePool, sqlx::Error> {
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
-        .busy_timeout(Duration::from_secs(5))
+        .busy_timeout(BUSY_TIMEOUT)
         .foreign_keys(true);
     // Local file connections never go stale: keeping them avoids a maintenance task waking up while idle.
     let pool = SqlitePoolOptions::new()

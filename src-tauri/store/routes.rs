@@ -15,6 +15,8 @@ pub struct Route {
     pub enabled: bool,
     /// HMAC key for `X-Hub-Signature-256`; write-only over the admin API.
     pub secret: Option<String>,
+    /// Chatwoot's webhook secret(s) for this inbox, comma-separated; write-only over the admin API.
+    pub chatwoot_secret: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -27,6 +29,7 @@ pub struct RouteFields {
     pub name: Option<String>,
     pub enabled: bool,
     pub secret: Option<String>,
+    pub chatwoot_secret: Option<String>,
 }
 
 impl From<Route> for RouteFields {
@@ -37,11 +40,13 @@ impl From<Route> for RouteFields {
             name: r.name,
             enabled: r.enabled,
             secret: r.secret,
+            chatwoot_secret: r.chatwoot_secret,
         }
     }
 }
 
-const COLUMNS: &str = "id, inbox_id, webhook_url, name, enabled, secret, created_at, updated_at";
+const COLUMNS: &str =
+    "id, inbox_id, webhook_url, name, enabled, secret, chatwoot_secret, created_at, updated_at";
 
 pub async fn list(pool: &SqlitePool) -> sqlx::Result<Vec<Route>> {
     sqlx::query_as(&format!("SELECT {COLUMNS} FROM routes ORDER BY id"))
@@ -66,19 +71,30 @@ pub async fn find_by_inbox(
         .await
 }
 
+/// The Chatwoot secret(s) set on the route of `inbox_id`, if it has a route and they are set.
+pub async fn chatwoot_secret(pool: &SqlitePool, inbox_id: InboxId) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("SELECT chatwoot_secret FROM routes WHERE inbox_id = ?")
+        .bind(inbox_id)
+        .fetch_optional(pool)
+        .await
+        .map(Option::flatten)
+}
+
 /// # Errors
 /// A unique violation when the inbox already has a route.
 pub async fn insert(pool: &SqlitePool, f: &RouteFields) -> sqlx::Result<Route> {
     let now = now_ms();
     sqlx::query_as(&format!(
-        "INSERT INTO routes (inbox_id, webhook_url, name, enabled, secret, created_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {COLUMNS}"
+        "INSERT INTO routes (inbox_id, webhook_url, name, enabled, secret, chatwoot_secret, created_at,
+                             updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING {COLUMNS}"
     ))
     .bind(f.inbox_id)
     .bind(&f.webhook_url)
     .bind(&f.name)
     .bind(f.enabled)
     .bind(&f.secret)
+    .bind(&f.chatwoot_secret)
     .bind(now)
     .bind(now)
     .fetch_one(pool)
@@ -95,7 +111,8 @@ pub async fn update(
     f: &RouteFields,
 ) -> sqlx::Result<Option<Route>> {
     sqlx::query_as(&format!(
-        "UPDATE routes SET inbox_id = ?, webhook_url = ?, name = ?, enabled = ?, secret = ?, updated_at = ?
+        "UPDATE routes SET inbox_id = ?, webhook_url = ?, name = ?, enabled = ?, secret = ?,
+                           chatwoot_secret = ?, updated_at = ?
          WHERE id = ? RETURNING {COLUMNS}"
     ))
     .bind(f.inbox_id)
@@ -103,6 +120,7 @@ pub async fn update(
     .bind(&f.name)
     .bind(f.enabled)
     .bind(&f.secret)
+    .bind(&f.chatwoot_secret)
     .bind(now_ms())
     .bind(id)
     .fetch_optional(pool)
@@ -130,6 +148,7 @@ mod tests {
             name: Some(format!("inbox {inbox}")),
             enabled: true,
             secret: None,
+            chatwoot_secret: None,
         }
     }
 

@@ -18,7 +18,7 @@ use crate::ids::DeliveryId;
 
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 1024;
-/// Writes waiting for the writer; beyond this, callers wait for room (backpressure).
+/// Writes waiting for the writer; beyond this, webhooks are shed (503) and attempt results wait for room.
 const QUEUE_CAPACITY: usize = 16 * 1024;
 
 /// What happened to an incoming webhook.
@@ -48,6 +48,9 @@ pub enum WriteError {
     Database(Arc<sqlx::Error>),
     #[error("the writer has stopped")]
     Stopped,
+    /// Only for webhooks: the queue is full, the webhook was not taken.
+    #[error("the writer's queue is full")]
+    Full,
 }
 
 enum Op {
@@ -88,10 +91,16 @@ impl Writer {
         (Self { tx }, WriterInbox(rx))
     }
 
-    /// Stores a webhook durably (or records why not) and says what was decided.
+    /// Stores a webhook durably (or records why not) and says what was decided. Does not wait for room in
+    /// the queue: a full queue is [`WriteError::Full`], so that a burst is shed instead of piling up.
     pub async fn ingest(&self, delivery: NewDelivery) -> Result<Decision, WriteError> {
-        self.call(|reply| Op::Ingest(Box::new(delivery), reply))
-            .await
+        let permit = self.tx.try_reserve().map_err(|e| match e {
+            mpsc::error::TrySendError::Full(()) => WriteError::Full,
+            mpsc::error::TrySendError::Closed(()) => WriteError::Stopped,
+        })?;
+        let (reply, answer) = oneshot::channel();
+        permit.send(Op::Ingest(Box::new(delivery), reply));
+        answer.await.map_err(|_| WriteError::Stopped)?
     }
 
     /// Records an attempt and moves its delivery to `next`, in one transaction.
@@ -268,6 +277,7 @@ mod tests {
             name: None,
             enabled,
             secret: None,
+            chatwoot_secret: None,
         };
         routes::insert(pool, &f).await.unwrap();
     }

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
 mod admin_api;
+mod bad_input;
 mod browser;
 mod delivery;
 mod desktop;
@@ -11,6 +12,7 @@ mod e2e;
 mod listeners;
 mod ops;
 mod router;
+mod security;
 mod support;
 mod ui;
 mod webdriver;

@@ -46,10 +46,7 @@ fn webhook(body: impl Into<Body>) -> Request<Body> {
 }
 
 async fn count(relay: &TestRelay, table: &str) -> i64 {
-    sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
-        .fetch_one(&relay.state.pool)
-        .await
-        .unwrap()
+    relay.count(table).await
 }
 
 #[tokio::test]

@@ -71,6 +71,7 @@ pub fn test_config(database_path: PathBuf) -> Config {
         dead_retention: config::DEFAULT_DEAD_RETENTION,
         log_format: config::LogFormat::Human,
         allow_ephemeral_db: false,
+        chatwoot_secrets: Vec::new(),
     }
 }
 
@@ -108,6 +109,14 @@ impl TestRelay {
     pub async fn stop(self) {
         self.shutdown.cancel();
         self.task.await.unwrap().unwrap();
+    }
+
+    /// Rows in `table` of the relay's database.
+    pub async fn count(&self, table: &str) -> i64 {
+        sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+            .fetch_one(&self.state.pool)
+            .await
+            .unwrap()
     }
 
     pub async fn add_route(

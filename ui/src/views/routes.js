@@ -114,6 +114,22 @@ export function render(main, params) {
       h("p", { class: "field-error", id: `route-${name}-error`, role: "alert" }));
   }
 
+  /** A write-only secret: empty keeps the stored one, the checkbox removes it. */
+  function secretField(name, has, texts) {
+    const input = h("input", { id: `route-${name}`, name, type: "password", autocomplete: "new-password" });
+    const clear = h("input", { type: "checkbox", id: `route-${name}-clear` });
+    return {
+      nodes: [
+        field(name, t(texts.label), input, has ? t(texts.keep) : t(texts.hint)),
+        has ? h("label", { class: "check" }, clear, t(texts.clear)) : null,
+      ],
+      apply(body) {
+        if (input.value) body[name] = input.value;
+        else if (clear.checked) body[name] = null;
+      },
+    };
+  }
+
   function openForm(route, inboxId) {
     state.editing = route;
     const inbox = h("input", {
@@ -125,17 +141,21 @@ export function render(main, params) {
       id: "route-webhookUrl", name: "webhookUrl", type: "url", required: true,
       placeholder: "http://gowa:3000/chatwoot/webhook", value: route?.webhookUrl ?? "",
     });
-    const secret = h("input", { id: "route-secret", name: "secret", type: "password", autocomplete: "new-password" });
-    const clearSecret = h("input", { type: "checkbox", id: "route-secret-clear" });
+    const secret = secretField("secret", route?.hasSecret, {
+      label: "routes.fieldSecret", hint: "routes.fieldSecretHint", keep: "routes.secretKeep", clear: "routes.secretClear",
+    });
+    const chatwootSecret = secretField("chatwootSecret", route?.hasChatwootSecret, {
+      label: "routes.fieldChatwootSecret", hint: "routes.fieldChatwootSecretHint", keep: "routes.secretKeep",
+      clear: "routes.secretClear",
+    });
     const enabled = h("input", { type: "checkbox", id: "route-enabled", checked: route?.enabled ?? true });
     const form = h("form", { class: "panel route-form", novalidate: true },
       h("h2", {}, route ? t("routes.formEdit", { inbox: route.inboxId }) : t("routes.formAdd")),
       field("inboxId", t("routes.fieldInbox"), inbox),
       field("name", t("routes.fieldName"), name),
       field("webhookUrl", t("routes.fieldUrl"), url, t("routes.fieldUrlHint")),
-      field("secret", t("routes.fieldSecret"), secret,
-        route?.hasSecret ? t("routes.secretKeep") : t("routes.fieldSecretHint")),
-      route?.hasSecret ? h("label", { class: "check" }, clearSecret, t("routes.secretClear")) : null,
+      ...secret.nodes,
+      ...chatwootSecret.nodes,
       h("label", { class: "check" }, enabled, t("routes.fieldEnabled")),
       h("div", { class: "buttons" },
         h("button", { type: "submit", class: "primary", id: "route-save" }, t("common.save")),
@@ -145,8 +165,8 @@ export function render(main, params) {
       for (const el of form.querySelectorAll(".field-error")) el.textContent = "";
       const input = { inboxId: inbox.value.trim(), webhookUrl: url.value.trim(), name: name.value.trim() || null,
         enabled: enabled.checked };
-      if (secret.value) input.secret = secret.value;
-      else if (clearSecret.checked) input.secret = null;
+      secret.apply(input);
+      chatwootSecret.apply(input);
       try {
         if (route) await api.updateRoute(route.id, input);
         else await api.createRoute(input);
