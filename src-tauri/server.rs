@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::admin::handlers;
 use crate::error::ApiError;
@@ -82,13 +82,19 @@ fn router(state: AppState, surface: Surface, stop: CancellationToken) -> Router 
     router
         .fallback(not_found)
         .layer(Extension(Stopping(stop)))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            let path = req
-                .extensions()
-                .get::<MatchedPath>()
-                .map(MatchedPath::as_str);
-            tracing::debug_span!("http", method = %req.method(), path)
-        }))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request| {
+                    let path = req
+                        .extensions()
+                        .get::<MatchedPath>()
+                        .map(MatchedPath::as_str);
+                    tracing::debug_span!("http", method = %req.method(), path)
+                })
+                // Failures that matter are logged where they happen, with their cause; a burst of shed
+                // requests must not flood the log.
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+        )
         .with_state(state)
 }
 

@@ -3,13 +3,15 @@
 //! Each conversation (or, without one, each inbox) is a lane: an in-memory FIFO of pending delivery ids with
 //! one task working its head. The database stays the truth: lanes are rebuilt from it at startup, so a crash
 //! loses nothing that was acknowledged. Lanes of one inbox share a concurrency budget, so a slow GoWA holds up
-//! only its own route. Nothing here polls: a lane task wakes on new work, on its retry time or on a route change.
+//! only its own route. Nothing here polls: a lane task wakes on new work, on its retry time, on a route change,
+//! or when its route's GoWA answers again after failing.
 //! Must not: call GoWA from anywhere but a lane task, or write SQL (see [`crate::store`]).
 
 pub mod gowa;
 pub mod retry;
 mod worker;
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -59,6 +61,9 @@ struct Inner {
     slots: Arc<Semaphore>,
     /// Bumped whenever routes change, so lanes paused on a disabled route look again.
     routes_changed: watch::Sender<()>,
+    /// The inbox whose GoWA answered again after failing: its lanes waiting to retry go at once instead of
+    /// sitting out their backoff (after a long outage, the schedule could otherwise hold them for hours).
+    recovered: watch::Sender<Option<InboxId>>,
     /// While true, no attempt starts (webhooks are still accepted and queued).
     paused: watch::Sender<bool>,
     tracker: TaskTracker,
@@ -121,6 +126,7 @@ impl Dispatcher {
                 route_slots: Mutex::default(),
                 slots: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
                 routes_changed: watch::Sender::new(()),
+                recovered: watch::Sender::new(None),
                 paused: watch::Sender::new(false),
                 tracker,
                 shutdown,
@@ -155,12 +161,16 @@ impl Dispatcher {
                 inbox_id: q.inbox_id,
                 conversation_id: q.conversation_id,
             };
-            let lane = lanes.entry(key).or_default();
-            lane.push_back(q.id);
-            if lane.len() == 1 {
-                self.inner
-                    .tracker
-                    .spawn(worker::run_lane(self.inner.clone(), key));
+            // A lane exists exactly while its one task runs: a new lane gets a task, an existing one is worked
+            // by the task it has.
+            match lanes.entry(key) {
+                Entry::Occupied(mut lane) => lane.get_mut().push_back(q.id),
+                Entry::Vacant(vacant) => {
+                    vacant.insert(VecDeque::from([q.id]));
+                    self.inner
+                        .tracker
+                        .spawn(worker::run_lane(self.inner.clone(), key));
+                }
             }
         }
     }
@@ -186,8 +196,7 @@ impl Dispatcher {
 }
 
 impl Inner {
-    /// The lane's head, or `None` after removing the lane when it is empty: a later enqueue then starts a new
-    /// task. Both happen under one lock, so no delivery is left in a lane without a task.
+    /// The lane's head; `None` (after removing the lane) when it is empty.
     fn head(&self, key: LaneKey) -> Option<DeliveryId> {
         let mut lanes = self.lanes.lock().unwrap_or_else(PoisonError::into_inner);
         let head = lanes.get(&key).and_then(|lane| lane.front().copied());
@@ -197,13 +206,19 @@ impl Inner {
         head
     }
 
-    fn pop(&self, key: LaneKey, id: DeliveryId) {
+    /// Removes the finished head `id` and returns the next one; when there is none, removes the lane in the
+    /// same step, so that the next enqueue starts a new task and never a second one beside this one.
+    fn advance(&self, key: LaneKey, id: DeliveryId) -> Option<DeliveryId> {
         let mut lanes = self.lanes.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(lane) = lanes.get_mut(&key)
-            && lane.front() == Some(&id)
-        {
+        let lane = lanes.get_mut(&key)?;
+        if lane.front() == Some(&id) {
             lane.pop_front();
         }
+        let next = lane.front().copied();
+        if next.is_none() {
+            lanes.remove(&key);
+        }
+        next
     }
 
     fn route_slots(&self, inbox_id: InboxId) -> Arc<Semaphore> {

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use super::gowa::{self, AttemptResult, Target};
 use super::retry::{self, Class};
 use super::{Inner, LaneKey};
-use crate::ids::DeliveryId;
+use crate::ids::{DeliveryId, InboxId};
 use crate::metrics::Outcome;
 use crate::store::attempts::{Attempt, Trigger};
 use crate::store::deliveries::{self, DeliveryStatus, NextState};
@@ -30,15 +30,16 @@ enum Step {
 
 pub(super) async fn run_lane(inner: Arc<Inner>, key: LaneKey) {
     let mut route_changes = inner.routes_changed.subscribe();
-    while let Some(id) = inner.head(key) {
+    let mut next = inner.head(key);
+    while let Some(id) = next {
         if inner.shutdown.is_cancelled() {
             return;
         }
-        match step(&inner, id, &mut route_changes).await {
-            Step::Done => inner.pop(key, id),
-            Step::Again => {}
+        next = match step(&inner, id, &mut route_changes).await {
+            Step::Done => inner.advance(key, id),
+            Step::Again => Some(id),
             Step::Stop => return,
-        }
+        };
     }
 }
 
@@ -52,10 +53,17 @@ async fn step(inner: &Inner, id: DeliveryId, route_changes: &mut watch::Receiver
 
     let wait = delivery.next_attempt_at - now_ms();
     if wait > 0 {
-        return match sleep(inner, Duration::from_millis(wait.unsigned_abs())).await {
-            true => Step::Again,
-            false => Step::Stop,
-        };
+        match backoff(
+            inner,
+            delivery.inbox_id,
+            Duration::from_millis(wait.unsigned_abs()),
+        )
+        .await
+        {
+            Backoff::Elapsed => return Step::Again,
+            Backoff::Recovered => {}
+            Backoff::Stop => return Step::Stop,
+        }
     }
 
     let route = match inner.pool.acquire().await {
@@ -116,6 +124,9 @@ async fn step(inner: &Inner, id: DeliveryId, route_changes: &mut watch::Receiver
         NextState::RetryAt(at) => Some(at - now_ms()),
         NextState::Delivered | NextState::Dead => None,
     };
+    if next == NextState::Delivered && attempt_no > 1 {
+        inner.recovered.send_replace(Some(delivery.inbox_id));
+    }
     let outcome = match next {
         _ if cut_short => Outcome::interrupted,
         NextState::Delivered => Outcome::delivered,
@@ -241,6 +252,31 @@ async fn db_trouble(inner: &Inner, doing: &str, err: &(dyn std::fmt::Display + S
 }
 
 /// Sleeps unless shutdown comes first; `false` on shutdown.
+enum Backoff {
+    Elapsed,
+    /// The inbox's GoWA answered another lane after failing: try now.
+    Recovered,
+    Stop,
+}
+
+/// Waits out a retry delay, cut short when the inbox's GoWA is seen to work again.
+async fn backoff(inner: &Inner, inbox_id: InboxId, duration: Duration) -> Backoff {
+    let deadline = tokio::time::Instant::now() + duration;
+    let mut recovered = inner.recovered.subscribe();
+    recovered.borrow_and_update();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline) => return Backoff::Elapsed,
+            () = inner.shutdown.cancelled() => return Backoff::Stop,
+            changed = recovered.changed() => match changed {
+                Ok(()) if *recovered.borrow_and_update() == Some(inbox_id) => return Backoff::Recovered,
+                Ok(()) => {}
+                Err(_) => return Backoff::Stop,
+            },
+        }
+    }
+}
+
 async fn sleep(inner: &Inner, duration: Duration) -> bool {
     tokio::select! {
         () = tokio::time::sleep(duration) => true,

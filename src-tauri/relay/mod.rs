@@ -53,13 +53,23 @@ impl Admission {
     }
 }
 
-/// axum middleware of `POST /webhook`: admits the request within the memory budget, or sheds it.
+/// How long the body of a refused webhook is read (and dropped) at most before the answer is sent.
+const DISCARD_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// axum middleware of `POST /webhook`: refuses a declared body over the limit, admits the request within the
+/// memory budget, or sheds it.
 pub async fn admit(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let admission = &state.admission;
-    let size = request
+    let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > admission.max_body) {
+        state.metrics.webhook(metrics::Decision::rejected);
+        discard_body(request).await;
+        return too_large(admission.max_body).into_response();
+    }
+    let size = declared
         .unwrap_or(admission.max_body)
         .clamp(MIN_CHARGE, admission.max_body.max(MIN_CHARGE));
     let permit = u32::try_from(size)
@@ -68,10 +78,26 @@ pub async fn admit(State(state): State<AppState>, request: Request, next: Next) 
     let Some(_permit) = permit else {
         state.metrics.webhook(metrics::Decision::shed);
         tracing::debug!(bytes = size, "webhook shed: too many in progress");
+        discard_body(request).await;
         return Error::Overloaded("too many webhooks at once; retry shortly".into())
             .into_response();
     };
     next.run(request).await
+}
+
+/// Reads and drops the body of a refused request (nothing is kept) for up to [`DISCARD_TIME`], so that a
+/// sender still writing it reads the answer instead of a reset connection.
+async fn discard_body(request: Request) {
+    use futures_util::StreamExt as _;
+    let mut stream = request.into_body().into_data_stream();
+    let drain = async { while let Some(Ok(_)) = stream.next().await {} };
+    let _ = tokio::time::timeout(DISCARD_TIME, drain).await;
+}
+
+fn too_large(max_body: usize) -> Error {
+    Error::PayloadTooLarge(format!(
+        "body is larger than the limit of {max_body} bytes (CHATGOWA_MAX_BODY)"
+    ))
 }
 
 /// The answer to Chatwoot: always `received`, and whether (or why not) the webhook was queued.
@@ -116,10 +142,7 @@ pub async fn webhook(
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Json<Receipt>> {
     let body = body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => Error::PayloadTooLarge(format!(
-            "body is larger than the limit of {} bytes (CHATGOWA_MAX_BODY)",
-            state.config.max_body
-        )),
+        StatusCode::PAYLOAD_TOO_LARGE => too_large(state.config.max_body),
         _ => Error::Invalid {
             field: None,
             message: rejection.body_text(),

@@ -275,6 +275,7 @@ async fn every_kind_of_bad_input_gets_a_clear_answer_and_changes_nothing() {
     let http = reqwest::Client::new();
     let cases = cases();
     assert!(cases.len() >= 30, "{} cases", cases.len());
+    println!("{} bad-input cases", cases.len());
     let mut queued = 0;
     for case in cases {
         let mut request = http

@@ -9,6 +9,7 @@ mod browser;
 mod delivery;
 mod desktop;
 mod e2e;
+mod faults;
 mod listeners;
 mod ops;
 mod router;

@@ -457,6 +457,7 @@ impl Dockerfile {
 /// STOPSIGNAL within Docker's 10 s grace.
 #[tokio::test]
 async fn the_dockerfile_build_runs_answers_its_healthcheck_and_stops_on_its_signal() {
+    let _heavy = crate::support::heavy().await;
     let image = Dockerfile::read();
     assert_ne!(image.user.split(':').next(), Some("0"), "not root");
     assert_ne!(image.user, "root");

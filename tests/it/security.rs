@@ -487,7 +487,8 @@ async fn no_secret_reaches_the_log_or_an_answer() {
             );
         }
         let response = request.send().await.unwrap();
-        answers.borrow_mut().push(response.text().await.unwrap());
+        let text = response.text().await.unwrap();
+        answers.borrow_mut().push(text);
     }
     let got = gowa
         .wait_for("the signed webhook", Duration::from_secs(10), |r| {

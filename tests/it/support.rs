@@ -37,6 +37,13 @@ pub fn basic_auth(user: &str, pass: &str) -> String {
     )
 }
 
+/// Held by tests that load the machine (the fault tests, the release build of the Dockerfile test), so that
+/// none of them measures while another one takes the CPU.
+pub async fn heavy() -> tokio::sync::MutexGuard<'static, ()> {
+    static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    HEAVY.lock().await
+}
+
 /// Polls `check` until it returns `Some`, failing the test after `timeout`.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
 where
@@ -199,6 +206,8 @@ type Behaviour = Box<dyn Fn(&Received, &[Received]) -> Reply + Send + Sync>;
 struct GowaState {
     /// Requests that have started, answered or not.
     arrivals: AtomicUsize,
+    /// Every request as it arrived, before its answer (which the sender may never see).
+    arrived: Mutex<Vec<Received>>,
     received: Mutex<Vec<Received>>,
     behaviour: Mutex<Behaviour>,
 }
@@ -219,6 +228,7 @@ impl Gowa {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let state = Arc::new(GowaState {
             arrivals: AtomicUsize::new(0),
+            arrived: Mutex::default(),
             received: Mutex::default(),
             behaviour: Mutex::new(Box::new(|_, _| Reply::status(200))),
         });
@@ -243,6 +253,11 @@ impl Gowa {
     /// Requests that have started, including those still waiting for their answer.
     pub fn arrivals(&self) -> usize {
         self.state.arrivals.load(Ordering::SeqCst)
+    }
+
+    /// Every request in the order it arrived, including those whose sender died before the answer.
+    pub fn arrived(&self) -> Vec<Received> {
+        self.state.arrived.lock().unwrap().clone()
     }
 
     /// Requests answered so far.
@@ -278,6 +293,7 @@ async fn receive(
         body,
         status: 0,
     };
+    state.arrived.lock().unwrap().push(request.clone());
     let reply = {
         let received = state.received.lock().unwrap();
         (state.behaviour.lock().unwrap())(&request, &received)
@@ -329,20 +345,46 @@ pub struct Server {
 
 impl Server {
     pub fn spawn(dir: &Path, port: u16, env: &[(&str, &str)]) -> Self {
-        Self::start(dir, port, env, None)
+        Self::start(Command::new(BIN), dir, port, env, None)
     }
 
     /// As [`Server::spawn`], with standard error captured for [`Server::stop_and_read_log`].
     pub fn spawn_logging(dir: &Path, port: u16, env: &[(&str, &str)]) -> Self {
-        Self::start(dir, port, env, Some(dir.join(format!("stderr-{port}.log"))))
+        Self::start(
+            Command::new(BIN),
+            dir,
+            port,
+            env,
+            Some(dir.join(format!("stderr-{port}.log"))),
+        )
     }
 
-    fn start(dir: &Path, port: u16, env: &[(&str, &str)], log: Option<PathBuf>) -> Self {
+    /// As [`Server::spawn_logging`], started through `sh -c "<prelude>; exec chatgowa --server"` (the relay
+    /// keeps the shell's pid and inherits what the prelude set, such as ignored signals).
+    pub fn spawn_after(dir: &Path, port: u16, env: &[(&str, &str)], prelude: &str) -> Self {
+        let mut command = Command::new("/bin/sh");
+        command.args(["-c", &format!("{prelude}; exec \"$0\" \"$@\""), BIN]);
+        Self::start(
+            command,
+            dir,
+            port,
+            env,
+            Some(dir.join(format!("stderr-{port}.log"))),
+        )
+    }
+
+    fn start(
+        mut command: Command,
+        dir: &Path,
+        port: u16,
+        env: &[(&str, &str)],
+        log: Option<PathBuf>,
+    ) -> Self {
         let stderr = match &log {
             Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
             None => Stdio::inherit(),
         };
-        let child = Command::new(BIN)
+        let child = command
             .arg("--server")
             .current_dir(dir)
             .env_clear()
