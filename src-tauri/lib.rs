@@ -126,6 +126,7 @@ impl Relay {
                 }
             }
         });
+        dispatcher.reload_routes().await.context("loading routes")?;
         let pending = dispatcher
             .load_pending()
             .await

@@ -91,10 +91,11 @@ async fn find_route(state: &AppState, id: RouteId) -> Result<Route> {
         .ok_or_else(|| not_found(id))
 }
 
-/// Routes changed: paused lanes look again, screens refresh.
-fn routes_changed(state: &AppState) {
-    state.dispatcher.routes_changed();
+/// Routes changed: the relay takes the new ones, paused lanes look again, screens refresh.
+async fn routes_changed(state: &AppState) -> Result<()> {
+    state.dispatcher.reload_routes().await?;
     state.events.send(UiEvent::Routes);
+    Ok(())
 }
 
 pub async fn create_route(state: &AppState, input: RouteInput) -> Result<dto::Route> {
@@ -103,7 +104,7 @@ pub async fn create_route(state: &AppState, input: RouteInput) -> Result<dto::Ro
         .await
         .map_err(|e| conflict(e, fields.inbox_id))?;
     tracing::info!(route_id = %route.id, inbox_id = %route.inbox_id, "route created");
-    routes_changed(state);
+    routes_changed(state).await?;
     route_view(state, route).await
 }
 
@@ -115,7 +116,7 @@ pub async fn update_route(state: &AppState, id: RouteId, input: RouteInput) -> R
         .map_err(|e| conflict(e, fields.inbox_id))?
         .ok_or_else(|| not_found(id))?;
     tracing::info!(route_id = %route.id, inbox_id = %route.inbox_id, "route updated");
-    routes_changed(state);
+    routes_changed(state).await?;
     route_view(state, route).await
 }
 
@@ -124,7 +125,7 @@ pub async fn delete_route(state: &AppState, id: RouteId) -> Result<()> {
         return Err(not_found(id));
     }
     tracing::info!(route_id = %id, "route deleted");
-    routes_changed(state);
+    routes_changed(state).await?;
     Ok(())
 }
 

@@ -13,7 +13,7 @@ mod worker;
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use sqlx::SqlitePool;
@@ -24,6 +24,7 @@ use tokio_util::task::TaskTracker;
 use crate::ids::{DeliveryId, InboxId};
 use crate::metrics::Metrics;
 use crate::store::deliveries::PendingRef;
+use crate::store::routes::Route;
 use crate::store::{self, Writer};
 
 /// Attempts in flight across all routes.
@@ -59,6 +60,8 @@ struct Inner {
     lanes: Mutex<HashMap<LaneKey, VecDeque<DeliveryId>>>,
     route_slots: Mutex<HashMap<InboxId, Arc<Semaphore>>>,
     slots: Arc<Semaphore>,
+    /// Every route by inbox, replaced as a whole by [`Dispatcher::reload_routes`].
+    routes: RwLock<Arc<HashMap<InboxId, Arc<Route>>>>,
     /// Bumped whenever routes change, so lanes paused on a disabled route look again.
     routes_changed: watch::Sender<()>,
     /// The inbox whose GoWA answered again after failing: its lanes waiting to retry go at once instead of
@@ -125,6 +128,7 @@ impl Dispatcher {
                 lanes: Mutex::default(),
                 route_slots: Mutex::default(),
                 slots: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+                routes: RwLock::default(),
                 routes_changed: watch::Sender::new(()),
                 recovered: watch::Sender::new(None),
                 paused: watch::Sender::new(false),
@@ -180,9 +184,29 @@ impl Dispatcher {
         self.inner.client.clone()
     }
 
-    /// Tells paused lanes that routes changed (enabled, re-pointed, deleted).
-    pub fn routes_changed(&self) {
+    /// Reads every route into memory (at start, and after each change), then tells paused lanes to look
+    /// again. Webhooks and attempts read routes from here, not from the database.
+    ///
+    /// # Errors
+    /// The routes cannot be read; the previous ones stay in force.
+    pub async fn reload_routes(&self) -> sqlx::Result<()> {
+        let table: HashMap<InboxId, Arc<Route>> = store::routes::list(&self.inner.pool)
+            .await?
+            .into_iter()
+            .map(|r| (r.inbox_id, Arc::new(r)))
+            .collect();
+        *self
+            .inner
+            .routes
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(table);
         self.inner.routes_changed.send_replace(());
+        Ok(())
+    }
+
+    /// The route of `inbox_id`, as last loaded.
+    pub fn route(&self, inbox_id: InboxId) -> Option<Arc<Route>> {
+        self.inner.route(inbox_id)
     }
 
     /// Pauses or resumes all deliveries; attempts in flight finish either way.
@@ -196,6 +220,14 @@ impl Dispatcher {
 }
 
 impl Inner {
+    fn route(&self, inbox_id: InboxId) -> Option<Arc<Route>> {
+        self.routes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&inbox_id)
+            .cloned()
+    }
+
     /// The lane's head; `None` (after removing the lane) when it is empty.
     fn head(&self, key: LaneKey) -> Option<DeliveryId> {
         let mut lanes = self.lanes.lock().unwrap_or_else(PoisonError::into_inner);

@@ -13,8 +13,8 @@ use crate::ids::{DeliveryId, InboxId};
 use crate::metrics::Outcome;
 use crate::store::attempts::{Attempt, Trigger};
 use crate::store::deliveries::{self, DeliveryStatus, NextState};
+use crate::store::now_ms;
 use crate::store::writer::WriteError;
-use crate::store::{now_ms, routes};
 
 /// Pause before trying the database again after it failed.
 const DB_RETRY_PAUSE: Duration = Duration::from_secs(1);
@@ -66,17 +66,9 @@ async fn step(inner: &Inner, id: DeliveryId, route_changes: &mut watch::Receiver
         }
     }
 
-    let route = match inner.pool.acquire().await {
-        Ok(mut conn) => routes::find_by_inbox(&mut conn, delivery.inbox_id).await,
-        Err(err) => Err(err),
-    };
-    let route = match route {
-        Ok(Some(route)) => route,
-        Ok(None) => {
-            let reason = format!("no route for inbox {}", delivery.inbox_id);
-            return finish_dead(inner, id, reason).await;
-        }
-        Err(err) => return db_trouble(inner, "reading a route", &err).await,
+    let Some(route) = inner.route(delivery.inbox_id) else {
+        let reason = format!("no route for inbox {}", delivery.inbox_id);
+        return finish_dead(inner, id, reason).await;
     };
     if !route.enabled {
         // Paused until the route is enabled again (or changed in another way).

@@ -24,7 +24,6 @@ use crate::ids::{DeliveryId, InboxId};
 use crate::metrics;
 use crate::state::AppState;
 use crate::store::deliveries::NewDelivery;
-use crate::store::routes;
 use crate::store::writer::{Decision, WriteError};
 
 /// How many maximum-size bodies may be in memory at once (being read or waiting for their commit).
@@ -189,7 +188,7 @@ pub async fn accept(state: &AppState, headers: &HeaderMap, body: Bytes) -> Resul
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
-    let secrets = signing_secrets(state, payload.inbox_id).await?;
+    let secrets = signing_secrets(state, payload.inbox_id);
     if !secrets.is_empty() {
         signature::verify(
             &secrets,
@@ -244,20 +243,11 @@ pub async fn accept(state: &AppState, headers: &HeaderMap, body: Bytes) -> Resul
 
 /// The secrets a webhook for `inbox_id` must be signed with: its route's own, else `CHATGOWA_CHATWOOT_SECRET`;
 /// none means no signature is required.
-async fn signing_secrets(
-    state: &AppState,
-    inbox_id: Option<InboxId>,
-) -> Result<Vec<Secret<String>>> {
-    let own = match inbox_id {
-        Some(inbox_id) => routes::chatwoot_secret(&state.pool, inbox_id)
-            .await
-            .map_err(|e| Error::Unavailable(e.to_string()))?,
-        None => None,
-    };
-    Ok(match own {
-        Some(own) => config::secrets(&own),
-        None => state.config.chatwoot_secrets.clone(),
-    })
+fn signing_secrets(state: &AppState, inbox_id: Option<InboxId>) -> Vec<Secret<String>> {
+    let own = inbox_id
+        .and_then(|inbox_id| state.dispatcher.route(inbox_id))
+        .and_then(|route| route.chatwoot_secret.as_deref().map(config::secrets));
+    own.unwrap_or_else(|| state.config.chatwoot_secrets.clone())
 }
 
 /// `application/json` or `…+json`, parameters allowed.

@@ -71,15 +71,6 @@ pub async fn find_by_inbox(
         .await
 }
 
-/// The Chatwoot secret(s) set on the route of `inbox_id`, if it has a route and they are set.
-pub async fn chatwoot_secret(pool: &SqlitePool, inbox_id: InboxId) -> sqlx::Result<Option<String>> {
-    sqlx::query_scalar("SELECT chatwoot_secret FROM routes WHERE inbox_id = ?")
-        .bind(inbox_id)
-        .fetch_optional(pool)
-        .await
-        .map(Option::flatten)
-}
-
 /// # Errors
 /// A unique violation when the inbox already has a route.
 pub async fn insert(pool: &SqlitePool, f: &RouteFields) -> sqlx::Result<Route> {

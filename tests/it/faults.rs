@@ -184,6 +184,15 @@ async fn kill_9_ten_times_under_load_loses_nothing_acknowledged() {
     // A duplicate is an attempt that was in flight when the relay was killed: GoWA saw it, but the relay has
     // no record of it and sent it again after the restart. So every delivery has exactly one recorded attempt
     // (GoWA always answers 200), and GoWA saw exactly `duplicates` requests more than the relay recorded.
+    eventually(
+        "every delivery recorded",
+        Duration::from_secs(20),
+        || async {
+            let stats = server.admin(reqwest::Method::GET, "/admin/stats").await;
+            (stats["totals"]["pending"] == 0).then_some(())
+        },
+    )
+    .await;
     server.child.kill().unwrap();
     server.child.wait().unwrap();
     let url = format!("sqlite://{}", dir.path().join("data/relay.db").display());
