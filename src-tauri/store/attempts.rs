@@ -28,23 +28,33 @@ pub struct Attempt {
     pub response_snippet: Option<String>,
 }
 
-/// Records an attempt; nothing if its delivery was deleted meanwhile.
+/// One attempt through [`insert_many`].
+#[cfg(test)]
 pub async fn insert(conn: &mut SqliteConnection, a: &Attempt) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO delivery_attempts
-             (delivery_id, attempt, trigger, started_at, duration_ms, status_code, error, response_snippet)
-         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE EXISTS (SELECT 1 FROM deliveries WHERE id = ?1)",
-    )
-    .bind(a.delivery_id)
-    .bind(a.attempt)
-    .bind(a.trigger)
-    .bind(a.started_at)
-    .bind(a.duration_ms)
-    .bind(a.status_code)
-    .bind(&a.error)
-    .bind(&a.response_snippet)
-    .execute(conn)
-    .await?;
+    insert_many(conn, &[a]).await
+}
+
+/// Inserts many attempts in few statements; an attempt whose delivery was removed meanwhile is dropped.
+pub async fn insert_many(conn: &mut SqliteConnection, attempts: &[&Attempt]) -> sqlx::Result<()> {
+    for chunk in attempts.chunks(500) {
+        let mut q = sqlx::QueryBuilder::new(
+            "INSERT INTO delivery_attempts
+                 (delivery_id, attempt, trigger, started_at, duration_ms, status_code, error, response_snippet)
+             SELECT * FROM (",
+        );
+        q.push_values(chunk, |mut row, a| {
+            row.push_bind(a.delivery_id)
+                .push_bind(a.attempt)
+                .push_bind(a.trigger)
+                .push_bind(a.started_at)
+                .push_bind(a.duration_ms)
+                .push_bind(a.status_code)
+                .push_bind(&a.error)
+                .push_bind(&a.response_snippet);
+        });
+        q.push(") AS v WHERE EXISTS (SELECT 1 FROM deliveries WHERE id = v.column1)");
+        q.build().persistent(false).execute(&mut *conn).await?;
+    }
     Ok(())
 }
 

@@ -295,38 +295,140 @@ pub async fn delete(pool: &SqlitePool, id: DeliveryId) -> sqlx::Result<bool> {
     Ok(done.rows_affected() > 0)
 }
 
-/// Inserts a pending delivery due now; `None` if its dedupe key was seen before.
+/// One delivery through [`insert_many`]: its id, or `None` when its dedupe key is already known.
+#[cfg(test)]
 pub async fn insert(
     conn: &mut SqliteConnection,
     d: &NewDelivery,
     now: i64,
 ) -> sqlx::Result<Option<DeliveryId>> {
+    let id = next_id(conn).await?;
+    let inserted = insert_many(conn, &[(id, d)], now).await?;
+    Ok(inserted.contains(&id).then_some(id))
+}
+
+/// Rows per multi-row statement: well under SQLite's 32 766 bound parameters. Such statements differ with
+/// their row count, so they are not kept prepared (`persistent(false)`): a cache of them would hold memory.
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// The id the next inserted delivery would get (ids are never reused, as with `AUTOINCREMENT`).
+pub async fn next_id(conn: &mut SqliteConnection) -> sqlx::Result<DeliveryId> {
     sqlx::query_scalar(
-        "INSERT INTO deliveries (inbox_id, conversation_id, event, dedupe_key, cw_timestamp, cw_signature, body,
-                                 next_attempt_at, received_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?8)
-         ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
+        "SELECT 1 + max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'deliveries'), 0),
+                        coalesce((SELECT max(id) FROM deliveries), 0))",
     )
-    .bind(d.inbox_id)
-    .bind(d.conversation_id)
-    .bind(&d.event)
-    .bind(&d.dedupe_key)
-    .bind(&d.cw_timestamp)
-    .bind(&d.cw_signature)
-    .bind(d.body.as_ref())
-    .bind(now)
-    .fetch_optional(conn)
+    .fetch_one(conn)
     .await
 }
 
+/// Inserts many deliveries with the ids given, in few statements; a delivery whose dedupe key is already known
+/// is skipped. Returns the ids actually inserted.
+pub async fn insert_many(
+    conn: &mut SqliteConnection,
+    rows: &[(DeliveryId, &NewDelivery)],
+    now: i64,
+) -> sqlx::Result<std::collections::HashSet<DeliveryId>> {
+    let mut inserted = std::collections::HashSet::with_capacity(rows.len());
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let mut q = sqlx::QueryBuilder::new(
+            "INSERT INTO deliveries (id, inbox_id, conversation_id, event, dedupe_key, cw_timestamp, cw_signature,
+                                     body, next_attempt_at, received_at, updated_at) ",
+        );
+        q.push_values(chunk, |mut row, (id, d)| {
+            row.push_bind(*id)
+                .push_bind(d.inbox_id)
+                .push_bind(d.conversation_id)
+                .push_bind(&d.event)
+                .push_bind(&d.dedupe_key)
+                .push_bind(&d.cw_timestamp)
+                .push_bind(&d.cw_signature)
+                .push_bind(d.body.as_ref())
+                .push_bind(now)
+                .push_bind(now)
+                .push_bind(now);
+        });
+        q.push(" ON CONFLICT (dedupe_key) DO NOTHING RETURNING id");
+        let ids: Vec<DeliveryId> = q
+            .build_query_scalar()
+            .persistent(false)
+            .fetch_all(&mut *conn)
+            .await?;
+        inserted.extend(ids);
+    }
+    Ok(inserted)
+}
+
+/// The deliveries that hold these dedupe keys.
+pub async fn ids_by_dedupe_key(
+    conn: &mut SqliteConnection,
+    keys: &[&str],
+) -> sqlx::Result<std::collections::HashMap<String, DeliveryId>> {
+    let mut found = std::collections::HashMap::with_capacity(keys.len());
+    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+        let mut q =
+            sqlx::QueryBuilder::new("SELECT dedupe_key, id FROM deliveries WHERE dedupe_key IN (");
+        let mut list = q.separated(", ");
+        for key in chunk {
+            list.push_bind(*key);
+        }
+        q.push(")");
+        let rows: Vec<(String, DeliveryId)> = q
+            .build_query_as()
+            .persistent(false)
+            .fetch_all(&mut *conn)
+            .await?;
+        found.extend(rows);
+    }
+    Ok(found)
+}
+
+/// The result of one attempt, for [`update_after_attempts`].
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptOutcome<'a> {
+    pub id: DeliveryId,
+    pub next: NextState,
+    pub status_code: Option<u16>,
+    pub error: Option<&'a str>,
+}
+
+/// Moves each delivery to its next state after an attempt (only while still pending: one discarded or retried
+/// by hand meanwhile is left as it is), in few statements.
+pub async fn update_after_attempts(
+    conn: &mut SqliteConnection,
+    outcomes: &[AttemptOutcome<'_>],
+    now: i64,
+) -> sqlx::Result<()> {
+    for chunk in outcomes.chunks(ROWS_PER_STATEMENT) {
+        let mut q = sqlx::QueryBuilder::new(
+            "UPDATE deliveries SET status = v.column2, trigger = 'scheduled', attempts = attempts + 1,
+                    next_attempt_at = coalesce(v.column3, next_attempt_at), last_status_code = v.column4,
+                    last_error = v.column5, updated_at = ",
+        );
+        q.push_bind(now).push(" FROM (");
+        q.push_values(chunk, |mut row, o| {
+            let (status, next_attempt_at) = match o.next {
+                NextState::Delivered => (DeliveryStatus::Delivered, None),
+                NextState::RetryAt(at) => (DeliveryStatus::Pending, Some(at)),
+                NextState::Dead => (DeliveryStatus::Dead, None),
+            };
+            row.push_bind(o.id)
+                .push_bind(status)
+                .push_bind(next_attempt_at)
+                .push_bind(o.status_code)
+                .push_bind(o.error);
+        });
+        q.push(") AS v WHERE deliveries.id = v.column1 AND deliveries.status = 'pending'");
+        q.build().persistent(false).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
 pub async fn find_id_by_dedupe_key(
     conn: &mut SqliteConnection,
     key: &str,
 ) -> sqlx::Result<Option<DeliveryId>> {
-    sqlx::query_scalar("SELECT id FROM deliveries WHERE dedupe_key = ?")
-        .bind(key)
-        .fetch_optional(conn)
-        .await
+    Ok(ids_by_dedupe_key(conn, &[key]).await?.get(key).copied())
 }
 
 pub async fn find(pool: &SqlitePool, id: DeliveryId) -> sqlx::Result<Option<Delivery>> {
@@ -351,8 +453,8 @@ pub async fn count_pending(pool: &SqlitePool) -> sqlx::Result<i64> {
         .await
 }
 
-/// Moves a pending delivery on after an attempt (the attempt row itself goes to `delivery_attempts`). A delivery
-/// that stopped being pending meanwhile (deleted, or retried by hand) is left alone.
+/// One delivery through [`update_after_attempts`].
+#[cfg(test)]
 pub async fn update_after_attempt(
     conn: &mut SqliteConnection,
     id: DeliveryId,
@@ -361,26 +463,13 @@ pub async fn update_after_attempt(
     error: Option<&str>,
     now: i64,
 ) -> sqlx::Result<()> {
-    let (status, next_attempt_at) = match next {
-        NextState::Delivered => (DeliveryStatus::Delivered, None),
-        NextState::RetryAt(at) => (DeliveryStatus::Pending, Some(at)),
-        NextState::Dead => (DeliveryStatus::Dead, None),
+    let outcome = AttemptOutcome {
+        id,
+        next,
+        status_code,
+        error,
     };
-    sqlx::query(
-        "UPDATE deliveries SET status = ?, trigger = 'scheduled', attempts = attempts + 1,
-                next_attempt_at = coalesce(?, next_attempt_at), last_status_code = ?, last_error = ?,
-                updated_at = ?
-         WHERE id = ? AND status = 'pending'",
-    )
-    .bind(status)
-    .bind(next_attempt_at)
-    .bind(status_code)
-    .bind(error)
-    .bind(now)
-    .bind(id)
-    .execute(conn)
-    .await?;
-    Ok(())
+    update_after_attempts(conn, &[outcome], now).await
 }
 
 /// Marks a delivery dead without an attempt (e.g. its inbox no longer has a route).

@@ -71,6 +71,16 @@ pub async fn find_by_inbox(
         .await
 }
 
+/// Whether each inbox that has a route has it enabled.
+pub async fn enabled_by_inbox(
+    conn: &mut SqliteConnection,
+) -> sqlx::Result<std::collections::HashMap<InboxId, bool>> {
+    let rows: Vec<(InboxId, bool)> = sqlx::query_as("SELECT inbox_id, enabled FROM routes")
+        .fetch_all(conn)
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
 /// # Errors
 /// A unique violation when the inbox already has a route.
 pub async fn insert(pool: &SqlitePool, f: &RouteFields) -> sqlx::Result<Route> {

@@ -4,6 +4,7 @@
 //! writer takes everything waiting into one `BEGIN IMMEDIATE … COMMIT` (group commit); each caller is answered
 //! only after the commit that holds its write, and a failed commit fails every write in it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use sqlx::{SqliteConnection, SqlitePool};
@@ -12,7 +13,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::attempts::{self, Attempt};
-use super::deliveries::{self, NewDelivery, NextState, PendingRef};
+use super::deliveries::{self, AttemptOutcome, NewDelivery, NextState, PendingRef};
 use super::{now_ms, routes, unrouted_inboxes};
 use crate::ids::DeliveryId;
 
@@ -156,13 +157,10 @@ async fn run(
 
 /// Writes one batch in one transaction and answers every caller in it.
 async fn commit(pool: &SqlitePool, batch: &mut Vec<Op>, on_commit: &mut impl FnMut(&Committed)) {
-    let mut decisions = Vec::with_capacity(batch.len());
+    let mut decisions = Vec::new();
     let result: sqlx::Result<()> = async {
         let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-        let now = now_ms();
-        for op in batch.iter() {
-            decisions.push(apply(&mut tx, op, now).await?);
-        }
+        decisions = apply(&mut tx, batch, now_ms()).await?;
         tx.commit().await
     }
     .await;
@@ -223,41 +221,93 @@ async fn commit(pool: &SqlitePool, batch: &mut Vec<Op>, on_commit: &mut impl FnM
     }
 }
 
-async fn apply(conn: &mut SqliteConnection, op: &Op, now: i64) -> sqlx::Result<Option<Decision>> {
-    match op {
-        Op::Ingest(d, _) => {
-            let route = routes::find_by_inbox(conn, d.inbox_id).await?;
-            let decision = match route {
+/// Writes a batch in a few statements whatever its size (each statement is a round trip to the connection's
+/// thread, which is what limits a single writer): the webhooks in one multi-row insert, the attempt results in
+/// one insert and one update. Returns each op's decision (`None` for attempt results and dead marks).
+async fn apply(
+    conn: &mut SqliteConnection,
+    batch: &[Op],
+    now: i64,
+) -> sqlx::Result<Vec<Option<Decision>>> {
+    let mut decisions: Vec<Option<Decision>> = vec![None; batch.len()];
+    let ingests: Vec<(usize, &NewDelivery)> = batch
+        .iter()
+        .enumerate()
+        .filter_map(|(i, op)| match op {
+            Op::Ingest(d, _) => Some((i, d.as_ref())),
+            _ => None,
+        })
+        .collect();
+    if !ingests.is_empty() {
+        let routes = routes::enabled_by_inbox(conn).await?;
+        let mut next = deliveries::next_id(conn).await?.0;
+        let mut rows = Vec::with_capacity(ingests.len());
+        for (i, d) in ingests {
+            match routes.get(&d.inbox_id) {
                 None => {
                     unrouted_inboxes::record(conn, d.inbox_id, &d.event, now).await?;
-                    Decision::NoRoute
+                    decisions[i] = Some(Decision::NoRoute);
                 }
-                Some(r) if !r.enabled => Decision::RouteDisabled,
-                Some(_) => match deliveries::insert(conn, d, now).await? {
-                    Some(id) => Decision::Queued(id),
-                    None => {
-                        let key = d.dedupe_key.as_deref().unwrap_or_default();
-                        let first = deliveries::find_id_by_dedupe_key(conn, key).await?;
-                        Decision::Duplicate(first.ok_or(sqlx::Error::RowNotFound)?)
-                    }
-                },
-            };
-            Ok(Some(decision))
+                Some(false) => decisions[i] = Some(Decision::RouteDisabled),
+                Some(true) => {
+                    rows.push((i, DeliveryId(next), d));
+                    next += 1;
+                }
+            }
         }
-        Op::Attempt(a, next, _) => {
-            attempts::insert(conn, a).await?;
-            let (code, error) = (
-                a.status_code.and_then(|c| u16::try_from(c).ok()),
-                a.error.as_deref(),
-            );
-            deliveries::update_after_attempt(conn, a.delivery_id, *next, code, error, now).await?;
-            Ok(None)
-        }
-        Op::Dead(id, reason, _) => {
-            deliveries::mark_dead(conn, *id, reason, now).await?;
-            Ok(None)
+        let new: Vec<(DeliveryId, &NewDelivery)> =
+            rows.iter().map(|(_, id, d)| (*id, *d)).collect();
+        let inserted = deliveries::insert_many(conn, &new, now).await?;
+        let repeated: Vec<&str> = rows
+            .iter()
+            .filter(|(_, id, _)| !inserted.contains(id))
+            .filter_map(|(_, _, d)| d.dedupe_key.as_deref())
+            .collect();
+        let earlier = if repeated.is_empty() {
+            HashMap::new()
+        } else {
+            deliveries::ids_by_dedupe_key(conn, &repeated).await?
+        };
+        for (i, id, d) in rows {
+            decisions[i] = Some(if inserted.contains(&id) {
+                Decision::Queued(id)
+            } else {
+                // Not inserted: its dedupe key was known (earlier, or earlier in this batch).
+                let key = d.dedupe_key.as_deref().unwrap_or_default();
+                Decision::Duplicate(*earlier.get(key).ok_or(sqlx::Error::RowNotFound)?)
+            });
         }
     }
+
+    let attempts: Vec<&Attempt> = batch
+        .iter()
+        .filter_map(|op| match op {
+            Op::Attempt(a, ..) => Some(a),
+            _ => None,
+        })
+        .collect();
+    if !attempts.is_empty() {
+        attempts::insert_many(conn, &attempts).await?;
+        let outcomes: Vec<AttemptOutcome> = batch
+            .iter()
+            .filter_map(|op| match op {
+                Op::Attempt(a, next, _) => Some(AttemptOutcome {
+                    id: a.delivery_id,
+                    next: *next,
+                    status_code: a.status_code.and_then(|c| u16::try_from(c).ok()),
+                    error: a.error.as_deref(),
+                }),
+                _ => None,
+            })
+            .collect();
+        deliveries::update_after_attempts(conn, &outcomes, now).await?;
+    }
+    for op in batch {
+        if let Op::Dead(id, reason, _) = op {
+            deliveries::mark_dead(conn, *id, reason, now).await?;
+        }
+    }
+    Ok(decisions)
 }
 
 #[cfg(test)]
