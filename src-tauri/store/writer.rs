@@ -316,6 +316,7 @@ mod tests {
 
     use super::*;
     use crate::ids::InboxId;
+    use crate::store::deliveries::DeliveryStatus;
     use crate::store::deliveries::tests::new_delivery;
     use crate::store::routes::RouteFields;
     use crate::store::test_support::temp_db;
@@ -330,6 +331,89 @@ mod tests {
             chatwoot_secret: None,
         };
         routes::insert(pool, &f).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn one_batch_holds_every_kind_of_decision_and_attempt_results() {
+        let (pool, _dir) = temp_db().await;
+        add_route(&pool, 7, true).await;
+        add_route(&pool, 8, false).await;
+        let stop = CancellationToken::new();
+        let (writer, inbox) = Writer::channel();
+        let task = inbox.spawn(pool.clone(), stop.clone(), |_| {});
+        let earlier = writer
+            .ingest(new_delivery(Some(1), Some("old")))
+            .await
+            .unwrap();
+        let Decision::Queued(earlier) = earlier else {
+            panic!("{earlier:?}")
+        };
+
+        // Queued together before the writer runs (one thread): one batch, one multi-row insert.
+        let mut disabled = new_delivery(None, None);
+        disabled.inbox_id = InboxId(8);
+        let mut unrouted = new_delivery(None, None);
+        unrouted.inbox_id = InboxId(99);
+        let attempt = Attempt {
+            delivery_id: earlier,
+            attempt: 1,
+            trigger: crate::store::attempts::Trigger::Scheduled,
+            started_at: 1,
+            duration_ms: 5,
+            status_code: Some(200),
+            error: None,
+            response_snippet: None,
+        };
+        let (a, b, c, d, e, f, g) = tokio::join!(
+            writer.ingest(new_delivery(Some(2), Some("new"))),
+            writer.ingest(new_delivery(Some(2), Some("new"))),
+            writer.ingest(new_delivery(Some(2), Some("old"))),
+            writer.ingest(disabled),
+            writer.ingest(unrouted),
+            writer.ingest(new_delivery(Some(2), None)),
+            writer.record_attempt(attempt, NextState::Delivered),
+        );
+        let Decision::Queued(new) = a.unwrap() else {
+            panic!("first of a key is queued")
+        };
+        assert_eq!(
+            b.unwrap(),
+            Decision::Duplicate(new),
+            "a repeat in the same batch"
+        );
+        assert_eq!(
+            c.unwrap(),
+            Decision::Duplicate(earlier),
+            "a repeat of an earlier batch"
+        );
+        assert_eq!(d.unwrap(), Decision::RouteDisabled);
+        assert_eq!(e.unwrap(), Decision::NoRoute);
+        let Decision::Queued(last) = f.unwrap() else {
+            panic!("no key: queued")
+        };
+        assert!(earlier < new && new < last, "ids follow arrival");
+        g.unwrap();
+        let delivered = deliveries::find(&pool, earlier).await.unwrap().unwrap();
+        assert_eq!(
+            (delivered.status, delivered.attempts),
+            (DeliveryStatus::Delivered, 1)
+        );
+        assert_eq!(
+            attempts::list_for_delivery(&pool, earlier)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        // Ids are never reused, even after the newest delivery is deleted.
+        assert!(deliveries::delete(&pool, last).await.unwrap());
+        let after = writer.ingest(new_delivery(None, None)).await.unwrap();
+        assert!(
+            matches!(after, Decision::Queued(id) if id > last),
+            "{after:?}"
+        );
+        stop.cancel();
+        task.await.unwrap();
     }
 
     #[tokio::test]
