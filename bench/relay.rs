@@ -568,6 +568,14 @@ fn proc_field_path(path: &str, key: &str) -> u64 {
 fn print_table(r: &Value) {
     let f = |v: &Value| v.as_f64().unwrap_or(0.0);
     println!("machine: {}", r["machine"].as_str().unwrap_or_default());
+    let spread = |v: &Value| {
+        format!(
+            "{:.2} / {:.2} / {:.2}",
+            f(&v["p50"]),
+            f(&v["p99"]),
+            f(&v["max"])
+        )
+    };
     let rows = [
         (
             "acknowledged webhooks/s (durable commits, 64 connections)",
@@ -575,21 +583,11 @@ fn print_table(r: &Value) {
         ),
         (
             "ack latency at full load p50 / p99 / max (ms)",
-            format!(
-                "{:.2} / {:.2} / {:.2}",
-                f(&r["ack_latency_full_ms"]["p50"]),
-                f(&r["ack_latency_full_ms"]["p99"]),
-                f(&r["ack_latency_full_ms"]["max"])
-            ),
+            spread(&r["ack_latency_full_ms"]),
         ),
         (
             "ack latency at 1 000/s p50 / p99 / max (ms)",
-            format!(
-                "{:.2} / {:.2} / {:.2}",
-                f(&r["ack_latency_1000_per_s_ms"]["p50"]),
-                f(&r["ack_latency_1000_per_s_ms"]["p99"]),
-                f(&r["ack_latency_1000_per_s_ms"]["max"])
-            ),
+            spread(&r["ack_latency_1000_per_s_ms"]),
         ),
         (
             "delivered/s end to end",
