@@ -4,6 +4,9 @@
 //!       [--out FILE] [--svg FILE]
 //!   … --plot bench/results/relay.json [--svg FILE]     (only redraw the plot of an earlier run)
 //!
+//! The relay runs with `RUST_LOG=warn` and its standard error discarded; `BENCH_RELAY_LOG=info` keeps its
+//! default per-webhook log lines instead.
+//!
 //! `bench/run` builds both and calls this. Payloads are the Chatwoot fixtures (`tests/fixtures/chatwoot/`), spread
 //! over 20 routes and 1 000 conversations, each with a unique message id so that the receiver can tell when each
 //! one arrived. Latencies go into HDR histograms; the fixed-rate phases measure from each request's scheduled
@@ -270,7 +273,10 @@ async fn start_relay(bin: &PathBuf, http: &HttpClient) -> (Relay, Duration) {
             format!("file:{}/relay.db", dir.path().display()),
         )
         .env("BASIC_AUTH_PASS", PASSWORD)
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("BENCH_RELAY_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
