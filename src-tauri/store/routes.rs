@@ -61,16 +61,6 @@ pub async fn find(pool: &SqlitePool, id: RouteId) -> sqlx::Result<Option<Route>>
         .await
 }
 
-pub async fn find_by_inbox(
-    conn: &mut SqliteConnection,
-    inbox_id: InboxId,
-) -> sqlx::Result<Option<Route>> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM routes WHERE inbox_id = ?"))
-        .bind(inbox_id)
-        .fetch_optional(conn)
-        .await
-}
-
 /// Whether each inbox that has a route has it enabled.
 pub async fn enabled_by_inbox(
     conn: &mut SqliteConnection,
@@ -172,9 +162,10 @@ mod tests {
         assert!(a2.updated_at >= a.updated_at);
         assert_eq!(find(&pool, a.id).await.unwrap(), Some(a2.clone()));
         let mut conn = pool.acquire().await.unwrap();
+        let enabled = enabled_by_inbox(&mut conn).await.unwrap();
         assert_eq!(
-            find_by_inbox(&mut conn, InboxId(7)).await.unwrap(),
-            Some(a2)
+            (enabled.get(&InboxId(7)), enabled.get(&InboxId(9))),
+            (Some(&false), Some(&true))
         );
         drop(conn);
 
