@@ -1,5 +1,6 @@
 //! Delivery against a GoWA stand-in on loopback: retries, dead letters, ordering, dedupe, headers, bytes.
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -8,7 +9,7 @@ use chatgowa_lib::ids::DeliveryId;
 use chatgowa_lib::store::deliveries::DeliveryStatus;
 use chatgowa_lib::store::{attempts, deliveries};
 
-use crate::support::{Gowa, Received, Reply, TestRelay, eventually, fixture, message};
+use crate::support::{Gowa, Received, Reply, TestRelay, eventually, fixture, free_port, message};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -83,9 +84,7 @@ async fn retries_until_gowa_recovers() {
 #[tokio::test]
 async fn connection_errors_are_retried() {
     // Reserve a port, start the relay against it while nothing listens, then bring GoWA up there.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
     let relay = TestRelay::start(|_| {}).await;
     relay
         .add_route(7, &format!("http://{addr}/chatwoot/webhook"), None)

@@ -327,12 +327,28 @@ pub fn message(inbox: i64, conversation: i64, seq: usize) -> Vec<u8> {
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_chatgowa");
 
+/// A port nothing listens on, on any address, taken just below the range the system hands out to outgoing
+/// connections: a port from that range can be taken by another test's connection between this call and the
+/// bind (or while a listener moves from one address to another on the same port).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static NEXT: AtomicUsize = AtomicUsize::new(usize::MAX);
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<usize>().ok())
+        .unwrap_or(32_768);
+    let span = ephemeral.saturating_sub(1_024).min(8_192);
+    assert!(span > 0, "no ports below the ephemeral range ({ephemeral})");
+    // Test processes running side by side start at different places.
+    let start = std::process::id() as usize % span;
+    let _ = NEXT.compare_exchange(usize::MAX, start, Ordering::Relaxed, Ordering::Relaxed);
+    for _ in 0..span {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % span;
+        let port = u16::try_from(ephemeral - span + offset).unwrap();
+        if std::net::TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below {ephemeral}");
 }
 
 /// The real `chatgowa --server` in a directory of its own, on a loopback port.
