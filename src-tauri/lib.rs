@@ -37,7 +37,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -62,8 +61,7 @@ pub struct Relay {
     tracker: TaskTracker,
     shutdown: CancellationToken,
     abort: CancellationToken,
-    writer_stop: CancellationToken,
-    writer_task: JoinHandle<()>,
+    writer: store::writer::WriterThread,
 }
 
 impl Relay {
@@ -95,7 +93,6 @@ impl Relay {
         let tracker = TaskTracker::new();
         let abort = CancellationToken::new();
         let metrics = metrics::Metrics::default();
-        let writer_stop = CancellationToken::new();
         let dispatcher = Dispatcher::new(
             pool.clone(),
             writer.clone(),
@@ -113,19 +110,21 @@ impl Relay {
         );
         let events = Events::default();
         let pruner = retention::Waker::default();
-        let writer_task = writer_inbox.spawn(pool.clone(), writer_stop.clone(), {
-            let (lanes, events, pruner) = (dispatcher.clone(), events.clone(), pruner.clone());
-            move |commit| {
-                lanes.enqueue(commit.queued);
-                if commit.deliveries_changed {
-                    events.send(UiEvent::Deliveries);
-                    pruner.wake();
+        let writer_thread = writer_inbox
+            .spawn(&config.database_path, {
+                let (lanes, events, pruner) = (dispatcher.clone(), events.clone(), pruner.clone());
+                move |commit| {
+                    lanes.enqueue_committed(commit.queued, commit.at);
+                    if commit.deliveries_changed {
+                        events.send(UiEvent::Deliveries);
+                        pruner.wake();
+                    }
+                    if commit.unrouted_changed {
+                        events.send(UiEvent::Unrouted);
+                    }
                 }
-                if commit.unrouted_changed {
-                    events.send(UiEvent::Unrouted);
-                }
-            }
-        });
+            })
+            .context("starting the database writer")?;
         dispatcher.reload_routes().await.context("loading routes")?;
         let pending = dispatcher
             .load_pending()
@@ -161,8 +160,7 @@ impl Relay {
             tracker,
             shutdown,
             abort,
-            writer_stop,
-            writer_task,
+            writer: writer_thread,
         })
     }
 
@@ -226,8 +224,7 @@ impl Relay {
 
     /// Writes what is queued for the writer and closes the database.
     async fn close(self) {
-        self.writer_stop.cancel();
-        let _ = self.writer_task.await;
+        self.writer.stop().await;
         self.state.pool.close().await;
         tracing::info!("relay stopped");
     }

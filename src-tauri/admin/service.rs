@@ -297,13 +297,14 @@ pub async fn discard_delivery(state: &AppState, id: DeliveryId) -> Result<()> {
     if !deliveries::delete(&state.pool, id).await? {
         return Err(delivery_not_found(id));
     }
+    state.dispatcher.forget(id);
     tracing::info!(delivery_id = %id, "delivery discarded");
     state.events.send(UiEvent::Deliveries);
     Ok(())
 }
 
 fn requeued(state: &AppState, pending: &[PendingRef]) {
-    state.dispatcher.enqueue(pending);
+    state.dispatcher.enqueue(pending.iter().copied());
     state.events.send(UiEvent::Deliveries);
 }
 

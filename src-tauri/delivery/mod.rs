@@ -23,7 +23,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::ids::{DeliveryId, InboxId};
 use crate::metrics::Metrics;
-use crate::store::deliveries::PendingRef;
+use crate::store::deliveries::{Delivery, NewDelivery, PendingRef};
 use crate::store::routes::Route;
 use crate::store::{self, Writer};
 
@@ -31,6 +31,9 @@ use crate::store::{self, Writer};
 const MAX_IN_FLIGHT: usize = 256;
 /// Attempts in flight towards one inbox's GoWA.
 const MAX_IN_FLIGHT_PER_ROUTE: usize = 32;
+/// Bodies of new deliveries kept in memory for their first attempt (beyond this, that attempt reads the
+/// database): bounded, so that a GoWA outage cannot fill memory with the queue behind it.
+const FRESH_BYTES: usize = 16 * 1024 * 1024;
 
 /// Deliveries that must go out one after another: one Chatwoot conversation, or an inbox's events that
 /// belong to no conversation.
@@ -58,6 +61,8 @@ struct Inner {
     client: reqwest::Client,
     config: DeliveryConfig,
     lanes: Mutex<HashMap<LaneKey, VecDeque<DeliveryId>>>,
+    /// New deliveries as the writer stored them, so that a first attempt need not read them back.
+    fresh: Mutex<Fresh>,
     route_slots: Mutex<HashMap<InboxId, Arc<Semaphore>>>,
     slots: Arc<Semaphore>,
     /// Every route by inbox, replaced as a whole by [`Dispatcher::reload_routes`].
@@ -126,6 +131,7 @@ impl Dispatcher {
                 client,
                 config,
                 lanes: Mutex::default(),
+                fresh: Mutex::default(),
                 route_slots: Mutex::default(),
                 slots: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
                 routes: RwLock::default(),
@@ -146,12 +152,32 @@ impl Dispatcher {
     /// The database cannot be read.
     pub async fn load_pending(&self) -> sqlx::Result<usize> {
         let pending = store::deliveries::list_pending(&self.inner.pool).await?;
-        self.enqueue(&pending);
-        Ok(pending.len())
+        let count = pending.len();
+        self.enqueue(pending);
+        Ok(count)
     }
 
-    /// Appends committed deliveries to their lanes, in the order given, starting lane tasks as needed.
-    pub fn enqueue(&self, queued: &[PendingRef]) {
+    /// Appends the deliveries of a commit made at `at` to their lanes, keeping what was stored for their
+    /// first attempt while there is room.
+    pub fn enqueue_committed(&self, queued: &[(DeliveryId, &NewDelivery)], at: i64) {
+        if self.inner.shutdown.is_cancelled() {
+            return;
+        }
+        {
+            let mut fresh = self.inner.fresh();
+            for (id, d) in queued {
+                fresh.keep(*id, d, at);
+            }
+        }
+        self.enqueue(queued.iter().map(|(id, d)| PendingRef {
+            id: *id,
+            inbox_id: d.inbox_id,
+            conversation_id: d.conversation_id,
+        }));
+    }
+
+    /// Appends deliveries to their lanes, in the order given, starting lane tasks as needed.
+    pub fn enqueue(&self, queued: impl IntoIterator<Item = PendingRef>) {
         if self.inner.shutdown.is_cancelled() {
             return;
         }
@@ -177,6 +203,11 @@ impl Dispatcher {
                 }
             }
         }
+    }
+
+    /// Drops what is kept in memory of a delivery removed from the database, so that no attempt sends it.
+    pub fn forget(&self, id: DeliveryId) {
+        self.inner.fresh().take(id);
     }
 
     /// The HTTP client every attempt uses.
@@ -220,6 +251,10 @@ impl Dispatcher {
 }
 
 impl Inner {
+    fn fresh(&self) -> std::sync::MutexGuard<'_, Fresh> {
+        self.fresh.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn route(&self, inbox_id: InboxId) -> Option<Arc<Route>> {
         self.routes
             .read()
@@ -262,5 +297,62 @@ impl Inner {
             .entry(inbox_id)
             .or_insert_with(|| Arc::new(Semaphore::new(MAX_IN_FLIGHT_PER_ROUTE)))
             .clone()
+    }
+}
+
+/// New deliveries waiting for their first attempt, as stored, within [`FRESH_BYTES`] of bodies.
+#[derive(Default)]
+struct Fresh {
+    by_id: HashMap<DeliveryId, Delivery>,
+    bytes: usize,
+}
+
+impl Fresh {
+    fn keep(&mut self, id: DeliveryId, new: &NewDelivery, at: i64) {
+        if self.bytes + new.body.len() <= FRESH_BYTES {
+            self.bytes += new.body.len();
+            self.by_id.insert(id, Delivery::inserted(id, new, at));
+        }
+    }
+
+    fn take(&mut self, id: DeliveryId) -> Option<Delivery> {
+        let delivery = self.by_id.remove(&id)?;
+        self.bytes -= delivery.body.len();
+        if self.by_id.is_empty() {
+            // Give back what a burst grew.
+            self.by_id.shrink_to(64);
+        }
+        Some(delivery)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::deliveries::tests::new_delivery;
+
+    #[test]
+    fn fresh_deliveries_stay_within_their_byte_budget() {
+        let mut fresh = Fresh::default();
+        let mut big = new_delivery(Some(1), None);
+        big.body = bytes::Bytes::from(vec![b' '; FRESH_BYTES / 4]);
+        for id in 1..=5 {
+            fresh.keep(DeliveryId(id), &big, 10);
+        }
+        assert_eq!(fresh.by_id.len(), 4, "the fifth does not fit");
+        assert_eq!(fresh.bytes, FRESH_BYTES);
+        assert!(
+            fresh.take(DeliveryId(5)).is_none(),
+            "read from the database"
+        );
+        let first = fresh.take(DeliveryId(1)).unwrap();
+        assert_eq!(first, Delivery::inserted(DeliveryId(1), &big, 10));
+        assert!(fresh.take(DeliveryId(1)).is_none(), "taken once");
+        fresh.keep(DeliveryId(6), &big, 11);
+        assert!(fresh.by_id.contains_key(&DeliveryId(6)), "room again");
+        for id in [2, 3, 4, 6] {
+            fresh.take(DeliveryId(id)).unwrap();
+        }
+        assert_eq!((fresh.by_id.len(), fresh.bytes), (0, 0));
     }
 }

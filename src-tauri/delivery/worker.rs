@@ -45,7 +45,13 @@ pub(super) async fn run_lane(inner: Arc<Inner>, key: LaneKey) {
 
 async fn step(inner: &Inner, id: DeliveryId, route_changes: &mut watch::Receiver<()>) -> Step {
     route_changes.borrow_and_update();
-    let delivery = match deliveries::find(&inner.pool, id).await {
+    // A new delivery's first look uses what the writer stored; any later one reads the database.
+    let fresh = inner.fresh().take(id);
+    let stored = match fresh {
+        Some(d) => Ok(Some(d)),
+        None => deliveries::find(&inner.pool, id).await,
+    };
+    let delivery = match stored {
         Ok(Some(d)) if d.status == DeliveryStatus::Pending => d,
         Ok(_) => return Step::Done,
         Err(err) => return db_trouble(inner, "reading a delivery", &err).await,
@@ -243,7 +249,7 @@ async fn db_trouble(inner: &Inner, doing: &str, err: &(dyn std::fmt::Display + S
     }
 }
 
-/// Sleeps unless shutdown comes first; `false` on shutdown.
+/// How a wait for a retry ended.
 enum Backoff {
     Elapsed,
     /// The inbox's GoWA answered another lane after failing: try now.
@@ -269,6 +275,7 @@ async fn backoff(inner: &Inner, inbox_id: InboxId, duration: Duration) -> Backof
     }
 }
 
+/// Sleeps unless shutdown comes first; `false` on shutdown.
 async fn sleep(inner: &Inner, duration: Duration) -> bool {
     tokio::select! {
         () = tokio::time::sleep(duration) => true,

@@ -1,7 +1,7 @@
 //! `delivery_attempts`: one row per HTTP attempt, kept for the delivery log.
 
 use serde::{Deserialize, Serialize};
-use sqlx::{FromRow, SqliteConnection, SqlitePool};
+use sqlx::{FromRow, SqlitePool};
 
 use crate::ids::DeliveryId;
 
@@ -28,33 +28,33 @@ pub struct Attempt {
     pub response_snippet: Option<String>,
 }
 
-/// One attempt through [`insert_many`].
-#[cfg(test)]
-pub async fn insert(conn: &mut SqliteConnection, a: &Attempt) -> sqlx::Result<()> {
-    insert_many(conn, &[a]).await
+impl rusqlite::ToSql for Trigger {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(match self {
+            Self::Scheduled => "scheduled",
+            Self::Manual => "manual",
+        }
+        .into())
+    }
 }
 
-/// Inserts many attempts in few statements; an attempt whose delivery was removed meanwhile is dropped.
-pub async fn insert_many(conn: &mut SqliteConnection, attempts: &[&Attempt]) -> sqlx::Result<()> {
-    for chunk in attempts.chunks(500) {
-        let mut q = sqlx::QueryBuilder::new(
-            "INSERT INTO delivery_attempts
-                 (delivery_id, attempt, trigger, started_at, duration_ms, status_code, error, response_snippet)
-             SELECT * FROM (",
-        );
-        q.push_values(chunk, |mut row, a| {
-            row.push_bind(a.delivery_id)
-                .push_bind(a.attempt)
-                .push_bind(a.trigger)
-                .push_bind(a.started_at)
-                .push_bind(a.duration_ms)
-                .push_bind(a.status_code)
-                .push_bind(&a.error)
-                .push_bind(&a.response_snippet);
-        });
-        q.push(") AS v WHERE EXISTS (SELECT 1 FROM deliveries WHERE id = v.column1)");
-        q.build().persistent(false).execute(&mut *conn).await?;
-    }
+/// Records an attempt (on the writer's connection); one whose delivery was removed meanwhile is dropped.
+pub fn insert(conn: &rusqlite::Connection, a: &Attempt) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO delivery_attempts
+             (delivery_id, attempt, trigger, started_at, duration_ms, status_code, error, response_snippet)
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE EXISTS (SELECT 1 FROM deliveries WHERE id = ?1)",
+    )?
+    .execute(rusqlite::params![
+        a.delivery_id,
+        a.attempt,
+        a.trigger,
+        a.started_at,
+        a.duration_ms,
+        a.status_code,
+        a.error,
+        a.response_snippet,
+    ])?;
     Ok(())
 }
 
@@ -72,14 +72,13 @@ pub async fn list_for_delivery(pool: &SqlitePool, id: DeliveryId) -> sqlx::Resul
 mod tests {
     use super::*;
     use crate::store::deliveries::{self, tests::new_delivery};
-    use crate::store::test_support::temp_db;
+    use crate::store::test_support::{temp_db, writer_connection};
 
     #[tokio::test]
     async fn attempts_are_listed_in_order() {
-        let (pool, _dir) = temp_db().await;
-        let mut conn = pool.acquire().await.unwrap();
-        let id = deliveries::insert(&mut conn, &new_delivery(None, None), 1)
-            .await
+        let (pool, dir) = temp_db().await;
+        let conn = writer_connection(&dir);
+        let id = deliveries::insert(&conn, &new_delivery(None, None), 1)
             .unwrap()
             .unwrap();
         let first = Attempt {
@@ -100,9 +99,8 @@ mod tests {
             response_snippet: Some("OK".into()),
             ..first.clone()
         };
-        insert(&mut conn, &first).await.unwrap();
-        insert(&mut conn, &second).await.unwrap();
-        drop(conn);
+        insert(&conn, &first).unwrap();
+        insert(&conn, &second).unwrap();
         assert_eq!(
             list_for_delivery(&pool, id).await.unwrap(),
             vec![first, second]

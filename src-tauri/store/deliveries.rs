@@ -1,8 +1,8 @@
-//! `deliveries`: one row per accepted webhook, holding the raw body once, and its delivery state.
+//! `deliveries`: one row per accepted webhook and its delivery state; `delivery_bodies`: its raw body, once.
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use sqlx::{FromRow, SqliteConnection, SqlitePool};
+use sqlx::{FromRow, SqlitePool};
 
 use super::attempts::Trigger;
 use crate::ids::{DeliveryId, InboxId};
@@ -16,6 +16,17 @@ pub enum DeliveryStatus {
     Delivered,
     /// Gave up: permanent error, no route, or older than the maximum age.
     Dead,
+}
+
+impl rusqlite::ToSql for DeliveryStatus {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Dead => "dead",
+        }
+        .into())
+    }
 }
 
 /// What the relay stores for an accepted webhook.
@@ -54,6 +65,28 @@ pub struct Delivery {
 }
 
 impl Delivery {
+    /// The row [`insert`] wrote for `new` at `now`.
+    pub fn inserted(id: DeliveryId, new: &NewDelivery, now: i64) -> Self {
+        Self {
+            id,
+            inbox_id: new.inbox_id,
+            conversation_id: new.conversation_id,
+            event: new.event.clone(),
+            dedupe_key: new.dedupe_key.clone(),
+            cw_timestamp: new.cw_timestamp.clone(),
+            cw_signature: new.cw_signature.clone(),
+            body: new.body.to_vec(),
+            status: DeliveryStatus::Pending,
+            trigger: Trigger::Scheduled,
+            attempts: 0,
+            next_attempt_at: now,
+            last_status_code: None,
+            last_error: None,
+            received_at: now,
+            updated_at: now,
+        }
+    }
+
     /// The delivery without its body.
     pub fn summary(&self) -> DeliverySummary {
         DeliverySummary {
@@ -89,7 +122,7 @@ pub enum NextState {
     Dead,
 }
 
-const COLUMNS: &str = "id, inbox_id, conversation_id, event, dedupe_key, cw_timestamp, cw_signature, body, \
+const COLUMNS: &str = "id, inbox_id, conversation_id, event, dedupe_key, cw_timestamp, cw_signature, b.body, \
                        status, trigger, attempts, next_attempt_at, last_status_code, last_error, received_at, \
                        updated_at";
 
@@ -111,7 +144,7 @@ pub struct DeliverySummary {
 }
 
 const SUMMARY_COLUMNS: &str = "id, inbox_id, conversation_id, event, status, attempts, next_attempt_at, \
-                               last_status_code, last_error, received_at, updated_at, length(body) AS size";
+                               last_status_code, last_error, received_at, updated_at, size";
 
 /// Which deliveries to list; `None` fields do not filter.
 #[derive(Debug, Clone, Default)]
@@ -295,147 +328,13 @@ pub async fn delete(pool: &SqlitePool, id: DeliveryId) -> sqlx::Result<bool> {
     Ok(done.rows_affected() > 0)
 }
 
-/// One delivery through [`insert_many`]: its id, or `None` when its dedupe key is already known.
-#[cfg(test)]
-pub async fn insert(
-    conn: &mut SqliteConnection,
-    d: &NewDelivery,
-    now: i64,
-) -> sqlx::Result<Option<DeliveryId>> {
-    let id = next_id(conn).await?;
-    let inserted = insert_many(conn, &[(id, d)], now).await?;
-    Ok(inserted.contains(&id).then_some(id))
-}
-
-/// Rows per multi-row statement: well under SQLite's 32 766 bound parameters. Such statements differ with
-/// their row count, so they are not kept prepared (`persistent(false)`): a cache of them would hold memory.
-const ROWS_PER_STATEMENT: usize = 500;
-
-/// The id the next inserted delivery would get (ids are never reused, as with `AUTOINCREMENT`).
-pub async fn next_id(conn: &mut SqliteConnection) -> sqlx::Result<DeliveryId> {
-    sqlx::query_scalar(
-        "SELECT 1 + max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'deliveries'), 0),
-                        coalesce((SELECT max(id) FROM deliveries), 0))",
-    )
-    .fetch_one(conn)
-    .await
-}
-
-/// Inserts many deliveries with the ids given, in few statements; a delivery whose dedupe key is already known
-/// is skipped. Returns the ids actually inserted.
-pub async fn insert_many(
-    conn: &mut SqliteConnection,
-    rows: &[(DeliveryId, &NewDelivery)],
-    now: i64,
-) -> sqlx::Result<std::collections::HashSet<DeliveryId>> {
-    let mut inserted = std::collections::HashSet::with_capacity(rows.len());
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let mut q = sqlx::QueryBuilder::new(
-            "INSERT INTO deliveries (id, inbox_id, conversation_id, event, dedupe_key, cw_timestamp, cw_signature,
-                                     body, next_attempt_at, received_at, updated_at) ",
-        );
-        q.push_values(chunk, |mut row, (id, d)| {
-            row.push_bind(*id)
-                .push_bind(d.inbox_id)
-                .push_bind(d.conversation_id)
-                .push_bind(&d.event)
-                .push_bind(&d.dedupe_key)
-                .push_bind(&d.cw_timestamp)
-                .push_bind(&d.cw_signature)
-                .push_bind(d.body.as_ref())
-                .push_bind(now)
-                .push_bind(now)
-                .push_bind(now);
-        });
-        q.push(" ON CONFLICT (dedupe_key) DO NOTHING RETURNING id");
-        let ids: Vec<DeliveryId> = q
-            .build_query_scalar()
-            .persistent(false)
-            .fetch_all(&mut *conn)
-            .await?;
-        inserted.extend(ids);
-    }
-    Ok(inserted)
-}
-
-/// The deliveries that hold these dedupe keys.
-pub async fn ids_by_dedupe_key(
-    conn: &mut SqliteConnection,
-    keys: &[&str],
-) -> sqlx::Result<std::collections::HashMap<String, DeliveryId>> {
-    let mut found = std::collections::HashMap::with_capacity(keys.len());
-    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
-        let mut q =
-            sqlx::QueryBuilder::new("SELECT dedupe_key, id FROM deliveries WHERE dedupe_key IN (");
-        let mut list = q.separated(", ");
-        for key in chunk {
-            list.push_bind(*key);
-        }
-        q.push(")");
-        let rows: Vec<(String, DeliveryId)> = q
-            .build_query_as()
-            .persistent(false)
-            .fetch_all(&mut *conn)
-            .await?;
-        found.extend(rows);
-    }
-    Ok(found)
-}
-
-/// The result of one attempt, for [`update_after_attempts`].
-#[derive(Debug, Clone, Copy)]
-pub struct AttemptOutcome<'a> {
-    pub id: DeliveryId,
-    pub next: NextState,
-    pub status_code: Option<u16>,
-    pub error: Option<&'a str>,
-}
-
-/// Moves each delivery to its next state after an attempt (only while still pending: one discarded or retried
-/// by hand meanwhile is left as it is), in few statements.
-pub async fn update_after_attempts(
-    conn: &mut SqliteConnection,
-    outcomes: &[AttemptOutcome<'_>],
-    now: i64,
-) -> sqlx::Result<()> {
-    for chunk in outcomes.chunks(ROWS_PER_STATEMENT) {
-        let mut q = sqlx::QueryBuilder::new(
-            "UPDATE deliveries SET status = v.column2, trigger = 'scheduled', attempts = attempts + 1,
-                    next_attempt_at = coalesce(v.column3, next_attempt_at), last_status_code = v.column4,
-                    last_error = v.column5, updated_at = ",
-        );
-        q.push_bind(now).push(" FROM (");
-        q.push_values(chunk, |mut row, o| {
-            let (status, next_attempt_at) = match o.next {
-                NextState::Delivered => (DeliveryStatus::Delivered, None),
-                NextState::RetryAt(at) => (DeliveryStatus::Pending, Some(at)),
-                NextState::Dead => (DeliveryStatus::Dead, None),
-            };
-            row.push_bind(o.id)
-                .push_bind(status)
-                .push_bind(next_attempt_at)
-                .push_bind(o.status_code)
-                .push_bind(o.error);
-        });
-        q.push(") AS v WHERE deliveries.id = v.column1 AND deliveries.status = 'pending'");
-        q.build().persistent(false).execute(&mut *conn).await?;
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-pub async fn find_id_by_dedupe_key(
-    conn: &mut SqliteConnection,
-    key: &str,
-) -> sqlx::Result<Option<DeliveryId>> {
-    Ok(ids_by_dedupe_key(conn, &[key]).await?.get(key).copied())
-}
-
 pub async fn find(pool: &SqlitePool, id: DeliveryId) -> sqlx::Result<Option<Delivery>> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM deliveries WHERE id = ?"))
-        .bind(id)
-        .fetch_optional(pool)
-        .await
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM deliveries JOIN delivery_bodies b ON b.delivery_id = id WHERE id = ?"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await
 }
 
 /// Every pending delivery in arrival order.
@@ -453,47 +352,99 @@ pub async fn count_pending(pool: &SqlitePool) -> sqlx::Result<i64> {
         .await
 }
 
-/// One delivery through [`update_after_attempts`].
-#[cfg(test)]
-pub async fn update_after_attempt(
-    conn: &mut SqliteConnection,
-    id: DeliveryId,
-    next: NextState,
-    status_code: Option<u16>,
-    error: Option<&str>,
+/// Inserts a new pending delivery (on the writer's connection); `None` when its dedupe key is already known.
+pub fn insert(
+    conn: &rusqlite::Connection,
+    d: &NewDelivery,
     now: i64,
-) -> sqlx::Result<()> {
-    let outcome = AttemptOutcome {
-        id,
-        next,
-        status_code,
-        error,
-    };
-    update_after_attempts(conn, &[outcome], now).await
+) -> rusqlite::Result<Option<DeliveryId>> {
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO deliveries (inbox_id, conversation_id, event, dedupe_key, cw_timestamp, cw_signature,
+                                     size, next_attempt_at, received_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?8)
+             ON CONFLICT (dedupe_key) DO NOTHING",
+        )?
+        .execute(rusqlite::params![
+            d.inbox_id,
+            d.conversation_id,
+            d.event,
+            d.dedupe_key,
+            d.cw_timestamp,
+            d.cw_signature,
+            d.body.len(),
+            now,
+        ])?;
+    if inserted == 0 {
+        return Ok(None);
+    }
+    let id = DeliveryId(conn.last_insert_rowid());
+    conn.prepare_cached("INSERT INTO delivery_bodies (delivery_id, body) VALUES (?1, ?2)")?
+        .execute(rusqlite::params![id, d.body.as_ref()])?;
+    Ok(Some(id))
 }
 
-/// Marks a delivery dead without an attempt (e.g. its inbox no longer has a route).
-pub async fn mark_dead(
-    conn: &mut SqliteConnection,
+/// The delivery that holds a dedupe key (on the writer's connection).
+pub fn id_by_dedupe_key(
+    conn: &rusqlite::Connection,
+    key: &str,
+) -> rusqlite::Result<Option<DeliveryId>> {
+    use rusqlite::OptionalExtension as _;
+    conn.prepare_cached("SELECT id FROM deliveries WHERE dedupe_key = ?1")?
+        .query_row([key], |row| row.get(0))
+        .optional()
+}
+
+/// Moves a delivery to its next state after an attempt (on the writer's connection), only while it is still
+/// pending: one discarded or retried by hand meanwhile is left as it is.
+pub fn update_after_attempt(
+    conn: &rusqlite::Connection,
+    id: DeliveryId,
+    next: NextState,
+    status_code: Option<i64>,
+    error: Option<&str>,
+    now: i64,
+) -> rusqlite::Result<()> {
+    let (status, next_attempt_at) = match next {
+        NextState::Delivered => (DeliveryStatus::Delivered, None),
+        NextState::RetryAt(at) => (DeliveryStatus::Pending, Some(at)),
+        NextState::Dead => (DeliveryStatus::Dead, None),
+    };
+    conn.prepare_cached(
+        "UPDATE deliveries SET status = ?2, trigger = 'scheduled', attempts = attempts + 1,
+                next_attempt_at = coalesce(?3, next_attempt_at), last_status_code = ?4, last_error = ?5,
+                updated_at = ?6
+         WHERE id = ?1 AND status = 'pending'",
+    )?
+    .execute(rusqlite::params![
+        id,
+        status,
+        next_attempt_at,
+        status_code,
+        error,
+        now
+    ])?;
+    Ok(())
+}
+
+/// Marks a delivery dead without an attempt (e.g. its inbox no longer has a route), on the writer's connection.
+pub fn mark_dead(
+    conn: &rusqlite::Connection,
     id: DeliveryId,
     reason: &str,
     now: i64,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE deliveries SET status = 'dead', last_error = ?, updated_at = ? WHERE id = ?",
-    )
-    .bind(reason)
-    .bind(now)
-    .bind(id)
-    .execute(conn)
-    .await?;
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE deliveries SET status = 'dead', last_error = ?2, updated_at = ?3 WHERE id = ?1",
+    )?
+    .execute(rusqlite::params![id, reason, now])?;
     Ok(())
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::store::test_support::temp_db;
+    use crate::store::test_support::{temp_db, writer_connection};
 
     pub fn new_delivery(conversation: Option<i64>, key: Option<&str>) -> NewDelivery {
         NewDelivery {
@@ -509,33 +460,24 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn insert_dedupes_on_the_chatwoot_delivery_id() {
-        let (pool, _dir) = temp_db().await;
-        let mut conn = pool.acquire().await.unwrap();
-        let a = insert(&mut conn, &new_delivery(Some(1), Some("uuid-1")), 10)
-            .await
+        let (pool, dir) = temp_db().await;
+        let conn = writer_connection(&dir);
+        let a = insert(&conn, &new_delivery(Some(1), Some("uuid-1")), 10)
             .unwrap()
             .unwrap();
         assert_eq!(
-            insert(&mut conn, &new_delivery(Some(1), Some("uuid-1")), 11)
-                .await
-                .unwrap(),
+            insert(&conn, &new_delivery(Some(1), Some("uuid-1")), 11).unwrap(),
             None
         );
-        assert_eq!(
-            find_id_by_dedupe_key(&mut conn, "uuid-1").await.unwrap(),
-            Some(a)
-        );
+        assert_eq!(id_by_dedupe_key(&conn, "uuid-1").unwrap(), Some(a));
         // Without a key nothing is deduplicated.
-        let b = insert(&mut conn, &new_delivery(Some(1), None), 12)
-            .await
+        let b = insert(&conn, &new_delivery(Some(1), None), 12)
             .unwrap()
             .unwrap();
-        let c = insert(&mut conn, &new_delivery(None, None), 13)
-            .await
+        let c = insert(&conn, &new_delivery(None, None), 13)
             .unwrap()
             .unwrap();
         assert!(a < b && b < c);
-        drop(conn);
 
         let d = find(&pool, a).await.unwrap().unwrap();
         assert_eq!(
@@ -548,35 +490,28 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn attempts_move_the_state_and_pending_lists_only_what_is_left() {
-        let (pool, _dir) = temp_db().await;
-        let mut conn = pool.acquire().await.unwrap();
-        let a = insert(&mut conn, &new_delivery(Some(1), None), 10)
-            .await
+        let (pool, dir) = temp_db().await;
+        let conn = writer_connection(&dir);
+        let a = insert(&conn, &new_delivery(Some(1), None), 10)
             .unwrap()
             .unwrap();
-        let b = insert(&mut conn, &new_delivery(Some(2), None), 10)
-            .await
+        let b = insert(&conn, &new_delivery(Some(2), None), 10)
             .unwrap()
             .unwrap();
-        let c = insert(&mut conn, &new_delivery(None, None), 10)
-            .await
+        let c = insert(&conn, &new_delivery(None, None), 10)
             .unwrap()
             .unwrap();
         update_after_attempt(
-            &mut conn,
+            &conn,
             a,
             NextState::RetryAt(500),
             Some(503),
             Some("HTTP 503"),
             20,
         )
-        .await
         .unwrap();
-        update_after_attempt(&mut conn, b, NextState::Delivered, Some(200), None, 20)
-            .await
-            .unwrap();
-        mark_dead(&mut conn, c, "no route", 30).await.unwrap();
-        drop(conn);
+        update_after_attempt(&conn, b, NextState::Delivered, Some(200), None, 20).unwrap();
+        mark_dead(&conn, c, "no route", 30).unwrap();
 
         let a_row = find(&pool, a).await.unwrap().unwrap();
         assert_eq!(
@@ -609,13 +544,12 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn log_queries_requeue_and_delete() {
-        let (pool, _dir) = temp_db().await;
-        let mut conn = pool.acquire().await.unwrap();
+        let (pool, dir) = temp_db().await;
+        let conn = writer_connection(&dir);
         let mut ids = Vec::new();
         for (at, conversation) in [(10, Some(1)), (20, Some(1)), (30, Some(2)), (40, None)] {
             ids.push(
-                insert(&mut conn, &new_delivery(conversation, None), at)
-                    .await
+                insert(&conn, &new_delivery(conversation, None), at)
                     .unwrap()
                     .unwrap(),
             );
@@ -624,32 +558,19 @@ pub(crate) mod tests {
             inbox_id: InboxId(8),
             ..new_delivery(Some(1), None)
         };
-        let other = insert(&mut conn, &other, 50).await.unwrap().unwrap();
-        update_after_attempt(&mut conn, ids[0], NextState::Delivered, Some(200), None, 60)
-            .await
-            .unwrap();
+        let other = insert(&conn, &other, 50).unwrap().unwrap();
+        update_after_attempt(&conn, ids[0], NextState::Delivered, Some(200), None, 60).unwrap();
         update_after_attempt(
-            &mut conn,
+            &conn,
             ids[1],
             NextState::Dead,
             Some(404),
             Some("HTTP 404"),
             70,
         )
-        .await
         .unwrap();
         // A finished delivery is not moved by a late attempt result.
-        update_after_attempt(
-            &mut conn,
-            ids[1],
-            NextState::RetryAt(999),
-            Some(503),
-            None,
-            80,
-        )
-        .await
-        .unwrap();
-        drop(conn);
+        update_after_attempt(&conn, ids[1], NextState::RetryAt(999), Some(503), None, 80).unwrap();
 
         let all = list(&pool, &Filter::default(), 10).await.unwrap();
         assert_eq!(

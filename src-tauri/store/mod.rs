@@ -56,6 +56,23 @@ pub async fn connect(path: &Path) -> Result<SqlitePool, sqlx::Error> {
     Ok(pool)
 }
 
+/// Opens the writer's own connection to a database that [`connect`] has created and migrated, with the same
+/// settings (WAL is a property of the file).
+///
+/// # Errors
+/// The file cannot be opened.
+pub fn open_writer_connection(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
+    use rusqlite::OpenFlags;
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    Ok(conn)
+}
+
 /// Proof that this process is the only relay using a database: the lanes keep their queue in memory, so two
 /// relays on one file would send the same deliveries twice. The OS releases the lock when the process dies, even
 /// on `kill -9`, so a crashed relay never blocks its successor.
@@ -128,8 +145,17 @@ pub(crate) mod test_support {
     /// A fresh migrated database in a temporary file (kept alive by the returned guard).
     pub async fn temp_db() -> (SqlitePool, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let pool = super::connect(&dir.path().join("test.db")).await.unwrap();
+        let pool = super::connect(&db_path(&dir)).await.unwrap();
         (pool, dir)
+    }
+
+    pub fn db_path(dir: &tempfile::TempDir) -> std::path::PathBuf {
+        dir.path().join("test.db")
+    }
+
+    /// A writer's connection to the database of [`temp_db`].
+    pub fn writer_connection(dir: &tempfile::TempDir) -> rusqlite::Connection {
+        super::open_writer_connection(&db_path(dir)).unwrap()
     }
 }
 
@@ -164,6 +190,54 @@ mod tests {
         // Reopening the same file applies nothing twice.
         let pool = connect(&path).await.unwrap();
         pool.close().await;
+    }
+
+    #[tokio::test]
+    async fn bodies_move_to_their_own_table_and_nothing_is_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        // The database as the releases before the move left it.
+        let earlier = dir.path().join("migrations");
+        std::fs::create_dir(&earlier).unwrap();
+        for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations")).unwrap()
+        {
+            let path = entry.unwrap().path();
+            if path.file_name().unwrap().to_str().unwrap() < "20261126000000" {
+                std::fs::copy(&path, earlier.join(path.file_name().unwrap())).unwrap();
+            }
+        }
+        let path = dir.path().join("relay.db");
+        let old = SqlitePool::connect_with(
+            SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true),
+        )
+        .await
+        .unwrap();
+        sqlx::migrate::Migrator::new(earlier.as_path())
+            .await
+            .unwrap()
+            .run(&old)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO deliveries (inbox_id, conversation_id, event, body, next_attempt_at, received_at, updated_at)
+             VALUES (7, 1, 'message_created', x'7b7d0001ff', 5, 5, 5)",
+        )
+        .execute(&old)
+        .await
+        .unwrap();
+        old.close().await;
+
+        let pool = connect(&path).await.unwrap();
+        let d = deliveries::find(&pool, crate::ids::DeliveryId(1))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.body, b"{}\x00\x01\xff");
+        let listed = deliveries::list(&pool, &deliveries::Filter::default(), 10)
+            .await
+            .unwrap();
+        assert_eq!(listed[0].size, 5);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! `routes`: which GoWA URL serves which Chatwoot inbox.
 
-use sqlx::{FromRow, SqliteConnection, SqlitePool};
+use sqlx::{FromRow, SqlitePool};
 
 use super::now_ms;
 use crate::ids::{InboxId, RouteId};
@@ -61,14 +61,13 @@ pub async fn find(pool: &SqlitePool, id: RouteId) -> sqlx::Result<Option<Route>>
         .await
 }
 
-/// Whether each inbox that has a route has it enabled.
-pub async fn enabled_by_inbox(
-    conn: &mut SqliteConnection,
-) -> sqlx::Result<std::collections::HashMap<InboxId, bool>> {
-    let rows: Vec<(InboxId, bool)> = sqlx::query_as("SELECT inbox_id, enabled FROM routes")
-        .fetch_all(conn)
-        .await?;
-    Ok(rows.into_iter().collect())
+/// Whether each inbox that has a route has it enabled (on the writer's connection).
+pub fn enabled_by_inbox(
+    conn: &rusqlite::Connection,
+) -> rusqlite::Result<std::collections::HashMap<InboxId, bool>> {
+    conn.prepare_cached("SELECT inbox_id, enabled FROM routes")?
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect()
 }
 
 /// # Errors
@@ -130,7 +129,7 @@ pub async fn delete(pool: &SqlitePool, id: RouteId) -> sqlx::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::test_support::temp_db;
+    use crate::store::test_support::{temp_db, writer_connection};
 
     fn fields(inbox: i64) -> RouteFields {
         RouteFields {
@@ -145,7 +144,7 @@ mod tests {
 
     #[tokio::test]
     async fn crud_round_trip() {
-        let (pool, _dir) = temp_db().await;
+        let (pool, dir) = temp_db().await;
         let a = insert(&pool, &fields(7)).await.unwrap();
         let b = insert(&pool, &fields(9)).await.unwrap();
         assert_eq!(list(&pool).await.unwrap(), vec![a.clone(), b.clone()]);
@@ -161,13 +160,11 @@ mod tests {
         );
         assert!(a2.updated_at >= a.updated_at);
         assert_eq!(find(&pool, a.id).await.unwrap(), Some(a2.clone()));
-        let mut conn = pool.acquire().await.unwrap();
-        let enabled = enabled_by_inbox(&mut conn).await.unwrap();
+        let enabled = enabled_by_inbox(&writer_connection(&dir)).unwrap();
         assert_eq!(
             (enabled.get(&InboxId(7)), enabled.get(&InboxId(9))),
             (Some(&false), Some(&true))
         );
-        drop(conn);
 
         assert!(delete(&pool, b.id).await.unwrap());
         assert!(!delete(&pool, b.id).await.unwrap());

@@ -1,7 +1,7 @@
 //! `unrouted_inboxes`: inbox ids that sent webhooks while no route served them.
 
 use serde::Serialize;
-use sqlx::{FromRow, SqliteConnection, SqlitePool};
+use sqlx::{FromRow, SqlitePool};
 
 use crate::ids::InboxId;
 
@@ -14,22 +14,19 @@ pub struct UnroutedInbox {
     pub last_event: String,
 }
 
-pub async fn record(
-    conn: &mut SqliteConnection,
+/// Counts a webhook for an inbox without a route (on the writer's connection).
+pub fn record(
+    conn: &rusqlite::Connection,
     inbox_id: InboxId,
     event: &str,
     now: i64,
-) -> sqlx::Result<()> {
-    sqlx::query(
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
         "INSERT INTO unrouted_inboxes (inbox_id, count, first_seen, last_seen, last_event)
          VALUES (?1, 1, ?2, ?2, ?3)
          ON CONFLICT (inbox_id) DO UPDATE SET count = count + 1, last_seen = ?2, last_event = ?3",
-    )
-    .bind(inbox_id)
-    .bind(now)
-    .bind(event)
-    .execute(conn)
-    .await?;
+    )?
+    .execute(rusqlite::params![inbox_id, now, event])?;
     Ok(())
 }
 
@@ -46,22 +43,15 @@ pub async fn list(pool: &SqlitePool) -> sqlx::Result<Vec<UnroutedInbox>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::test_support::temp_db;
+    use crate::store::test_support::{temp_db, writer_connection};
 
     #[tokio::test]
     async fn counts_and_keeps_first_and_last_seen() {
-        let (pool, _dir) = temp_db().await;
-        let mut conn = pool.acquire().await.unwrap();
-        record(&mut conn, InboxId(5), "message_created", 100)
-            .await
-            .unwrap();
-        record(&mut conn, InboxId(5), "conversation_updated", 200)
-            .await
-            .unwrap();
-        record(&mut conn, InboxId(6), "message_created", 150)
-            .await
-            .unwrap();
-        drop(conn);
+        let (pool, dir) = temp_db().await;
+        let conn = writer_connection(&dir);
+        record(&conn, InboxId(5), "message_created", 100).unwrap();
+        record(&conn, InboxId(5), "conversation_updated", 200).unwrap();
+        record(&conn, InboxId(6), "message_created", 150).unwrap();
         let rows = list(&pool).await.unwrap();
         assert_eq!(
             rows[0],

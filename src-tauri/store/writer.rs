@@ -3,19 +3,22 @@
 //! SQLite allows one writer at a time, and a durable commit costs an fsync. Requests queue on a channel and the
 //! writer takes everything waiting into one `BEGIN IMMEDIATE … COMMIT` (group commit); each caller is answered
 //! only after the commit that holds its write, and a failed commit fails every write in it.
+//!
+//! The writer is a thread of its own with a connection of its own and its statements prepared once, so that a
+//! batch is written without leaving the thread. (Through the pool each statement is a hand-off to the
+//! connection's thread and back; those hand-offs, not SQLite, were what limited the writer.)
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
 
-use sqlx::{SqliteConnection, SqlitePool};
+use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 use super::attempts::{self, Attempt};
-use super::deliveries::{self, AttemptOutcome, NewDelivery, NextState, PendingRef};
+use super::deliveries::{self, NewDelivery, NextState};
 use super::{now_ms, routes, unrouted_inboxes};
-use crate::ids::DeliveryId;
+use crate::ids::{DeliveryId, InboxId};
 
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 1024;
@@ -35,8 +38,10 @@ pub enum Decision {
 /// What a commit changed, for whoever follows the store (the delivery lanes, the admin UI).
 #[derive(Debug, Clone, Copy)]
 pub struct Committed<'a> {
-    /// New pending deliveries, in commit order.
-    pub queued: &'a [PendingRef],
+    /// New pending deliveries, in commit order, each with what was stored for it.
+    pub queued: &'a [(DeliveryId, &'a NewDelivery)],
+    /// When the commit's writes were made: the new deliveries' `received_at`.
+    pub at: i64,
     /// Any delivery was added or changed state.
     pub deliveries_changed: bool,
     /// An unrouted inbox was counted.
@@ -46,7 +51,7 @@ pub struct Committed<'a> {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum WriteError {
     #[error("database write failed: {0}")]
-    Database(Arc<sqlx::Error>),
+    Database(Arc<rusqlite::Error>),
     #[error("the writer has stopped")]
     Stopped,
     /// Only for webhooks: the queue is full, the webhook was not taken.
@@ -61,35 +66,68 @@ enum Op {
     ),
     Attempt(Attempt, NextState, oneshot::Sender<Result<(), WriteError>>),
     Dead(DeliveryId, String, oneshot::Sender<Result<(), WriteError>>),
+    /// Refuse new writes, write what is already queued, and end.
+    Stop,
 }
 
 /// The receiving end of a [`Writer`], not yet running.
-pub struct WriterInbox(mpsc::Receiver<Op>);
+pub struct WriterInbox {
+    rx: mpsc::Receiver<Op>,
+    tx: mpsc::Sender<Op>,
+}
 
 impl WriterInbox {
-    /// Starts the writer. `on_commit` hears of each commit that changed something, before any caller in it is
-    /// answered. The task ends once `stop` is cancelled and what was already queued is written.
+    /// Opens the writer's connection to `database` (created and migrated by [`super::connect`]) and starts the
+    /// writer's thread. `on_commit` hears of each commit that changed something, before any caller in it is
+    /// answered; it runs on that thread, inside the caller's tokio runtime (it may spawn tasks).
+    ///
+    /// # Errors
+    /// The database cannot be opened, or the thread cannot be started.
     pub fn spawn(
         self,
-        pool: SqlitePool,
-        stop: CancellationToken,
+        database: &Path,
         on_commit: impl FnMut(&Committed) + Send + 'static,
-    ) -> JoinHandle<()> {
-        tokio::spawn(run(pool, self.0, stop, on_commit))
+    ) -> std::io::Result<WriterThread> {
+        let conn = super::open_writer_connection(database).map_err(std::io::Error::other)?;
+        let runtime = tokio::runtime::Handle::current();
+        let (finished, done) = oneshot::channel();
+        let rx = self.rx;
+        std::thread::Builder::new()
+            .name("chatgowa-writer".into())
+            .spawn(move || {
+                let _runtime = runtime.enter();
+                run(conn, rx, on_commit);
+                let _ = finished.send(());
+            })?;
+        Ok(WriterThread { tx: self.tx, done })
     }
 }
 
-/// Handle to the writer task; cheap to clone.
+/// The running writer.
+pub struct WriterThread {
+    tx: mpsc::Sender<Op>,
+    done: oneshot::Receiver<()>,
+}
+
+impl WriterThread {
+    /// Refuses new writes, writes what is already queued, and waits for the writer to end.
+    pub async fn stop(self) {
+        let _ = self.tx.send(Op::Stop).await;
+        let _ = self.done.await;
+    }
+}
+
+/// Handle to the writer; cheap to clone.
 #[derive(Clone)]
 pub struct Writer {
     tx: mpsc::Sender<Op>,
 }
 
 impl Writer {
-    /// Creates the handle and the receiving end; start the task with [`WriterInbox::spawn`].
+    /// Creates the handle and the receiving end; start the writer with [`WriterInbox::spawn`].
     pub fn channel() -> (Self, WriterInbox) {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-        (Self { tx }, WriterInbox(rx))
+        (Self { tx: tx.clone() }, WriterInbox { rx, tx })
     }
 
     /// Stores a webhook durably (or records why not) and says what was decided. Does not wait for room in
@@ -131,60 +169,49 @@ impl Writer {
     }
 }
 
-async fn run(
-    pool: SqlitePool,
-    mut rx: mpsc::Receiver<Op>,
-    stop: CancellationToken,
-    mut on_commit: impl FnMut(&Committed),
-) {
+/// The writer's thread: waits for writes, then commits everything waiting in one transaction.
+fn run(mut conn: Connection, mut rx: mpsc::Receiver<Op>, mut on_commit: impl FnMut(&Committed)) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    loop {
-        tokio::select! {
-            biased;
-            n = rx.recv_many(&mut batch, MAX_BATCH) => if n == 0 { break },
-            () = stop.cancelled() => {
-                // Refuse new writes, then write what is already queued.
-                rx.close();
-                while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-                    commit(&pool, &mut batch, &mut on_commit).await;
-                }
-                break;
-            }
+    while rx.blocking_recv_many(&mut batch, MAX_BATCH) > 0 {
+        if batch.iter().any(|op| matches!(op, Op::Stop)) {
+            // Refuse new writes; what is already queued still comes out of `rx`.
+            rx.close();
+            batch.retain(|op| !matches!(op, Op::Stop));
         }
-        commit(&pool, &mut batch, &mut on_commit).await;
+        if !batch.is_empty() {
+            commit(&mut conn, &mut batch, &mut on_commit);
+        }
     }
 }
 
 /// Writes one batch in one transaction and answers every caller in it.
-async fn commit(pool: &SqlitePool, batch: &mut Vec<Op>, on_commit: &mut impl FnMut(&Committed)) {
-    let mut decisions = Vec::new();
-    let result: sqlx::Result<()> = async {
-        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-        decisions = apply(&mut tx, batch, now_ms()).await?;
-        tx.commit().await
-    }
-    .await;
+fn commit(conn: &mut Connection, batch: &mut Vec<Op>, on_commit: &mut impl FnMut(&Committed)) {
+    let now = now_ms();
+    let result = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .and_then(|tx| {
+            let decisions = apply(&tx, batch, now)?;
+            tx.commit()?;
+            Ok(decisions)
+        });
 
     match result {
-        Ok(()) => {
-            let queued: Vec<PendingRef> = batch
+        Ok(decisions) => {
+            let queued: Vec<(DeliveryId, &NewDelivery)> = batch
                 .iter()
                 .zip(&decisions)
                 .filter_map(|(op, decision)| match (op, decision) {
-                    (Op::Ingest(d, _), Some(Decision::Queued(id))) => Some(PendingRef {
-                        id: *id,
-                        inbox_id: d.inbox_id,
-                        conversation_id: d.conversation_id,
-                    }),
+                    (Op::Ingest(d, _), Some(Decision::Queued(id))) => Some((*id, d.as_ref())),
                     _ => None,
                 })
                 .collect();
             let committed = Committed {
                 queued: &queued,
-                deliveries_changed: batch.iter().zip(&decisions).any(|(op, decision)| match op {
-                    Op::Ingest(..) => matches!(decision, Some(Decision::Queued(_))),
-                    Op::Attempt(..) | Op::Dead(..) => true,
-                }),
+                at: now,
+                deliveries_changed: !queued.is_empty()
+                    || batch
+                        .iter()
+                        .any(|op| matches!(op, Op::Attempt(..) | Op::Dead(..))),
                 unrouted_changed: decisions
                     .iter()
                     .any(|d| matches!(d, Some(Decision::NoRoute))),
@@ -201,6 +228,7 @@ async fn commit(pool: &SqlitePool, batch: &mut Vec<Op>, on_commit: &mut impl FnM
                     Op::Attempt(.., reply) | Op::Dead(.., reply) => {
                         let _ = reply.send(Ok(()));
                     }
+                    Op::Stop => {}
                 }
             }
         }
@@ -215,111 +243,84 @@ async fn commit(pool: &SqlitePool, batch: &mut Vec<Op>, on_commit: &mut impl FnM
                     Op::Attempt(.., reply) | Op::Dead(.., reply) => {
                         let _ = reply.send(Err(err.clone()));
                     }
+                    Op::Stop => {}
                 }
             }
         }
     }
 }
 
-/// Writes a batch in a few statements whatever its size (each statement is a round trip to the connection's
-/// thread, which is what limits a single writer): the webhooks in one multi-row insert, the attempt results in
-/// one insert and one update. Returns each op's decision (`None` for attempt results and dead marks).
-async fn apply(
-    conn: &mut SqliteConnection,
-    batch: &[Op],
-    now: i64,
-) -> sqlx::Result<Vec<Option<Decision>>> {
-    let mut decisions: Vec<Option<Decision>> = vec![None; batch.len()];
-    let ingests: Vec<(usize, &NewDelivery)> = batch
-        .iter()
-        .enumerate()
-        .filter_map(|(i, op)| match op {
-            Op::Ingest(d, _) => Some((i, d.as_ref())),
-            _ => None,
-        })
-        .collect();
-    if !ingests.is_empty() {
-        let routes = routes::enabled_by_inbox(conn).await?;
-        let mut next = deliveries::next_id(conn).await?.0;
-        let mut rows = Vec::with_capacity(ingests.len());
-        for (i, d) in ingests {
-            match routes.get(&d.inbox_id) {
-                None => {
-                    unrouted_inboxes::record(conn, d.inbox_id, &d.event, now).await?;
-                    decisions[i] = Some(Decision::NoRoute);
-                }
-                Some(false) => decisions[i] = Some(Decision::RouteDisabled),
-                Some(true) => {
-                    rows.push((i, DeliveryId(next), d));
-                    next += 1;
-                }
-            }
-        }
-        let new: Vec<(DeliveryId, &NewDelivery)> =
-            rows.iter().map(|(_, id, d)| (*id, *d)).collect();
-        let inserted = deliveries::insert_many(conn, &new, now).await?;
-        let repeated: Vec<&str> = rows
-            .iter()
-            .filter(|(_, id, _)| !inserted.contains(id))
-            .filter_map(|(_, _, d)| d.dedupe_key.as_deref())
-            .collect();
-        let earlier = if repeated.is_empty() {
-            HashMap::new()
-        } else {
-            deliveries::ids_by_dedupe_key(conn, &repeated).await?
-        };
-        for (i, id, d) in rows {
-            decisions[i] = Some(if inserted.contains(&id) {
-                Decision::Queued(id)
-            } else {
-                // Not inserted: its dedupe key was known (earlier, or earlier in this batch).
-                let key = d.dedupe_key.as_deref().unwrap_or_default();
-                Decision::Duplicate(*earlier.get(key).ok_or(sqlx::Error::RowNotFound)?)
-            });
-        }
-    }
-
-    let attempts: Vec<&Attempt> = batch
-        .iter()
-        .filter_map(|op| match op {
-            Op::Attempt(a, ..) => Some(a),
-            _ => None,
-        })
-        .collect();
-    if !attempts.is_empty() {
-        attempts::insert_many(conn, &attempts).await?;
-        let outcomes: Vec<AttemptOutcome> = batch
-            .iter()
-            .filter_map(|op| match op {
-                Op::Attempt(a, next, _) => Some(AttemptOutcome {
-                    id: a.delivery_id,
-                    next: *next,
-                    status_code: a.status_code.and_then(|c| u16::try_from(c).ok()),
-                    error: a.error.as_deref(),
-                }),
-                _ => None,
-            })
-            .collect();
-        deliveries::update_after_attempts(conn, &outcomes, now).await?;
-    }
+/// Writes a batch, one prepared statement per write. Returns each op's decision (`None` for attempt results
+/// and dead marks).
+fn apply(conn: &Connection, batch: &[Op], now: i64) -> rusqlite::Result<Vec<Option<Decision>>> {
+    let mut routes: Option<HashMap<InboxId, bool>> = None;
+    let mut decisions = Vec::with_capacity(batch.len());
     for op in batch {
-        if let Op::Dead(id, reason, _) = op {
-            deliveries::mark_dead(conn, *id, reason, now).await?;
-        }
+        decisions.push(match op {
+            Op::Ingest(d, _) => {
+                let routes = match &mut routes {
+                    Some(routes) => routes,
+                    None => routes.insert(routes::enabled_by_inbox(conn)?),
+                };
+                Some(ingest(conn, routes, d, now)?)
+            }
+            Op::Attempt(a, next, _) => {
+                attempts::insert(conn, a)?;
+                deliveries::update_after_attempt(
+                    conn,
+                    a.delivery_id,
+                    *next,
+                    a.status_code,
+                    a.error.as_deref(),
+                    now,
+                )?;
+                None
+            }
+            Op::Dead(id, reason, _) => {
+                deliveries::mark_dead(conn, *id, reason, now)?;
+                None
+            }
+            Op::Stop => None,
+        });
     }
     Ok(decisions)
+}
+
+fn ingest(
+    conn: &Connection,
+    routes: &HashMap<InboxId, bool>,
+    d: &NewDelivery,
+    now: i64,
+) -> rusqlite::Result<Decision> {
+    Ok(match routes.get(&d.inbox_id) {
+        None => {
+            unrouted_inboxes::record(conn, d.inbox_id, &d.event, now)?;
+            Decision::NoRoute
+        }
+        Some(false) => Decision::RouteDisabled,
+        Some(true) => match deliveries::insert(conn, d, now)? {
+            Some(id) => Decision::Queued(id),
+            // Not inserted: its dedupe key is known (from earlier, or earlier in this batch).
+            None => {
+                let key = d.dedupe_key.as_deref().unwrap_or_default();
+                let earlier = deliveries::id_by_dedupe_key(conn, key)?;
+                Decision::Duplicate(earlier.ok_or(rusqlite::Error::QueryReturnedNoRows)?)
+            }
+        },
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
 
+    use sqlx::SqlitePool;
+
     use super::*;
-    use crate::ids::InboxId;
     use crate::store::deliveries::DeliveryStatus;
     use crate::store::deliveries::tests::new_delivery;
     use crate::store::routes::RouteFields;
-    use crate::store::test_support::temp_db;
+    use crate::store::test_support::{db_path, temp_db};
 
     async fn add_route(pool: &SqlitePool, inbox: i64, enabled: bool) {
         let f = RouteFields {
@@ -335,25 +336,38 @@ mod tests {
 
     #[tokio::test]
     async fn one_batch_holds_every_kind_of_decision_and_attempt_results() {
-        let (pool, _dir) = temp_db().await;
+        let (pool, dir) = temp_db().await;
         add_route(&pool, 7, true).await;
         add_route(&pool, 8, false).await;
-        let stop = CancellationToken::new();
-        let (writer, inbox) = Writer::channel();
-        let task = inbox.spawn(pool.clone(), stop.clone(), |_| {});
-        let earlier = writer
-            .ingest(new_delivery(Some(1), Some("old")))
-            .await
-            .unwrap();
+        let earlier = {
+            let (writer, inbox) = Writer::channel();
+            let task = inbox.spawn(&db_path(&dir), |_| {}).unwrap();
+            let decision = writer.ingest(new_delivery(Some(1), Some("old"))).await;
+            task.stop().await;
+            decision.unwrap()
+        };
         let Decision::Queued(earlier) = earlier else {
             panic!("{earlier:?}")
         };
 
-        // Queued together before the writer runs (one thread): one batch, one multi-row insert.
+        // Queued while no writer runs, then taken as one batch when it starts.
+        let (writer, inbox) = Writer::channel();
+        let ingest = |d: NewDelivery| {
+            let w = writer.clone();
+            tokio::spawn(async move { w.ingest(d).await })
+        };
         let mut disabled = new_delivery(None, None);
         disabled.inbox_id = InboxId(8);
         let mut unrouted = new_delivery(None, None);
         unrouted.inbox_id = InboxId(99);
+        let writes = [
+            ingest(new_delivery(Some(2), Some("new"))),
+            ingest(new_delivery(Some(2), Some("new"))),
+            ingest(new_delivery(Some(2), Some("old"))),
+            ingest(disabled),
+            ingest(unrouted),
+            ingest(new_delivery(Some(2), None)),
+        ];
         let attempt = Attempt {
             delivery_id: earlier,
             attempt: 1,
@@ -364,35 +378,44 @@ mod tests {
             error: None,
             response_snippet: None,
         };
-        let (a, b, c, d, e, f, g) = tokio::join!(
-            writer.ingest(new_delivery(Some(2), Some("new"))),
-            writer.ingest(new_delivery(Some(2), Some("new"))),
-            writer.ingest(new_delivery(Some(2), Some("old"))),
-            writer.ingest(disabled),
-            writer.ingest(unrouted),
-            writer.ingest(new_delivery(Some(2), None)),
-            writer.record_attempt(attempt, NextState::Delivered),
-        );
-        let Decision::Queued(new) = a.unwrap() else {
+        let recorded = {
+            let w = writer.clone();
+            tokio::spawn(async move { w.record_attempt(attempt, NextState::Delivered).await })
+        };
+        while writer.tx.capacity() > QUEUE_CAPACITY - 7 {
+            tokio::task::yield_now().await;
+        }
+        let commits = Arc::new(Mutex::new(0));
+        let counter = commits.clone();
+        let task = inbox
+            .spawn(&db_path(&dir), move |_| *counter.lock().unwrap() += 1)
+            .unwrap();
+        let mut decisions = Vec::new();
+        for write in writes {
+            decisions.push(write.await.unwrap().unwrap());
+        }
+        recorded.await.unwrap().unwrap();
+        assert_eq!(*commits.lock().unwrap(), 1, "one batch, one commit");
+
+        let Decision::Queued(new) = decisions[0] else {
             panic!("first of a key is queued")
         };
         assert_eq!(
-            b.unwrap(),
+            decisions[1],
             Decision::Duplicate(new),
             "a repeat in the same batch"
         );
         assert_eq!(
-            c.unwrap(),
+            decisions[2],
             Decision::Duplicate(earlier),
             "a repeat of an earlier batch"
         );
-        assert_eq!(d.unwrap(), Decision::RouteDisabled);
-        assert_eq!(e.unwrap(), Decision::NoRoute);
-        let Decision::Queued(last) = f.unwrap() else {
+        assert_eq!(decisions[3], Decision::RouteDisabled);
+        assert_eq!(decisions[4], Decision::NoRoute);
+        let Decision::Queued(last) = decisions[5] else {
             panic!("no key: queued")
         };
         assert!(earlier < new && new < last, "ids follow arrival");
-        g.unwrap();
         let delivered = deliveries::find(&pool, earlier).await.unwrap().unwrap();
         assert_eq!(
             (delivered.status, delivered.attempts),
@@ -412,22 +435,24 @@ mod tests {
             matches!(after, Decision::Queued(id) if id > last),
             "{after:?}"
         );
-        stop.cancel();
-        task.await.unwrap();
+        task.stop().await;
     }
 
     #[tokio::test]
     async fn decisions_and_commit_order_reach_the_callback() {
-        let (pool, _dir) = temp_db().await;
+        let (pool, dir) = temp_db().await;
         add_route(&pool, 7, true).await;
         add_route(&pool, 8, false).await;
         let seen = Arc::new(Mutex::new(Vec::new()));
         let sink = seen.clone();
-        let stop = CancellationToken::new();
         let (writer, inbox) = Writer::channel();
-        let task = inbox.spawn(pool.clone(), stop.clone(), move |c| {
-            sink.lock().unwrap().extend_from_slice(c.queued)
-        });
+        let task = inbox
+            .spawn(&db_path(&dir), move |c| {
+                sink.lock()
+                    .unwrap()
+                    .extend(c.queued.iter().map(|(id, _)| *id))
+            })
+            .unwrap();
 
         // Many concurrent ingests share commits, and each gets its own answer.
         let handles: Vec<_> = (0..200)
@@ -443,7 +468,7 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
-        let seen_ids: Vec<_> = seen.lock().unwrap().iter().map(|q| q.id).collect();
+        let seen_ids = seen.lock().unwrap().clone();
         assert!(
             seen_ids.windows(2).all(|w| w[0] < w[1]),
             "callback sees commit order"
@@ -473,8 +498,7 @@ mod tests {
             InboxId(99)
         );
 
-        stop.cancel();
-        task.await.unwrap();
+        task.stop().await;
         assert!(matches!(
             writer.ingest(new_delivery(None, None)).await,
             Err(WriteError::Stopped)
@@ -484,7 +508,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failing_database_fails_every_write_in_the_batch() {
-        let (pool, _dir) = temp_db().await;
+        let (pool, dir) = temp_db().await;
         add_route(&pool, 7, true).await;
         sqlx::query("DROP TABLE delivery_attempts")
             .execute(&pool)
@@ -495,9 +519,9 @@ mod tests {
             .await
             .unwrap();
         let (writer, inbox) = Writer::channel();
-        let _task = inbox.spawn(pool, CancellationToken::new(), |_| {
-            panic!("nothing is queued")
-        });
+        let _task = inbox
+            .spawn(&db_path(&dir), |_| panic!("nothing is queued"))
+            .unwrap();
         let err = writer.ingest(new_delivery(None, None)).await.unwrap_err();
         assert!(matches!(err, WriteError::Database(_)));
     }

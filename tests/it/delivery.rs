@@ -9,7 +9,10 @@ use chatgowa_lib::ids::DeliveryId;
 use chatgowa_lib::store::deliveries::DeliveryStatus;
 use chatgowa_lib::store::{attempts, deliveries};
 
-use crate::support::{Gowa, Received, Reply, TestRelay, eventually, fixture, free_port, message};
+use crate::support::{
+    ADMIN_PASS, ADMIN_USER, Gowa, Received, Reply, TestRelay, basic_auth, eventually, fixture,
+    free_port, message,
+};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -394,5 +397,32 @@ async fn a_disabled_route_pauses_its_queue_until_enabled() {
     assert_eq!(gowa.received().len(), 1);
     assert_eq!(set_enabled(true).await.unwrap().status(), 200);
     wait_status(&relay, id, DeliveryStatus::Delivered).await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_delivery_discarded_while_waiting_in_its_lane_is_never_sent() {
+    let (gowa, relay) = relay_to_gowa(|_, _| Reply::status(200), |_| {}).await;
+    relay.state.dispatcher.set_paused(true);
+    // One conversation: the second and third wait behind the first, as the writer stored them.
+    let first = queue_reply(&relay).await;
+    let second = queue_reply(&relay).await;
+    let third = queue_reply(&relay).await;
+    let discarded = relay
+        .http
+        .delete(format!("{}/admin/deliveries/{second}", relay.base))
+        .header("authorization", basic_auth(ADMIN_USER, ADMIN_PASS))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(discarded.status(), 200);
+    relay.state.dispatcher.set_paused(false);
+    wait_status(&relay, third, DeliveryStatus::Delivered).await;
+    let sent: Vec<String> = gowa
+        .received()
+        .iter()
+        .map(|r| r.header("x-chatgowa-delivery").unwrap().to_owned())
+        .collect();
+    assert_eq!(sent, [first.to_string(), third.to_string()]);
     relay.stop().await;
 }
