@@ -493,6 +493,7 @@ async fn main() {
 
     // (1)(2)(3)(5) Full load.
     let cpu0 = cpu_seconds(pid);
+    let disk0 = proc_field(&format!("/proc/{pid}/io"), "write_bytes");
     let arrivals0 = clock.arrivals.load(Ordering::Relaxed);
     let full = closed_loop(&http, &base, &payloads, &clock, 64, secs).await;
     let cpu = cpu_seconds(pid) - cpu0;
@@ -506,6 +507,8 @@ async fn main() {
     let delivered = clock.arrivals.load(Ordering::Relaxed) - arrivals0;
     let (e2e, arrived) = end_to_end(&clock, &full);
     let peak_kib = proc_field(&format!("/proc/{pid}/status"), "VmHWM");
+    // Everything the relay wrote to storage for these webhooks and their attempts (WAL, checkpoints).
+    let disk = proc_field(&format!("/proc/{pid}/io"), "write_bytes") - disk0;
 
     // The sweep for the plot: offered load against what was acknowledged and its p99.
     let mut sweep = Vec::new();
@@ -527,6 +530,7 @@ async fn main() {
         "post_to_arrival_ms": {"p50": ms(&e2e, 0.5), "p99": ms(&e2e, 0.99)},
         "direct_to_receiver_per_s": direct.acked as f64 / direct.seconds,
         "cpu_seconds_per_1000": cpu / full.acked as f64 * 1000.0,
+        "disk_kib_per_webhook": disk as f64 / 1024.0 / full.acked as f64,
         "idle_rss_mib": idle_kib as f64 / 1024.0,
         "peak_rss_mib": peak_kib as f64 / 1024.0,
         "cold_start_ms": cold.as_secs_f64() * 1000.0,
@@ -599,6 +603,10 @@ fn print_table(r: &Value) {
         (
             "CPU seconds per 1 000 webhooks",
             format!("{:.3}", f(&r["cpu_seconds_per_1000"])),
+        ),
+        (
+            "written to disk per webhook (KiB)",
+            format!("{:.1}", f(&r["disk_kib_per_webhook"])),
         ),
         (
             "idle RSS / peak RSS (MiB)",
