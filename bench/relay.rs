@@ -243,9 +243,24 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks as f64 / per_second
 }
 
+/// A webhook as Chatwoot sends it: JSON, with a fresh random UUID in `X-Chatwoot-Delivery` (one per job).
 fn post(base: &str, body: Bytes) -> Request<Full<Bytes>> {
+    let id = rand::random::<u128>() & !(0xf000 << 64) & !(0xc << 60) | (0x4000 << 64) | (0x8 << 60);
+    let id = format!("{id:032x}");
     Request::post(format!("{base}/webhook"))
         .header("content-type", "application/json")
+        .header("accept", "application/json")
+        .header(
+            "x-chatwoot-delivery",
+            format!(
+                "{}-{}-{}-{}-{}",
+                &id[..8],
+                &id[8..12],
+                &id[12..16],
+                &id[16..20],
+                &id[20..]
+            ),
+        )
         .body(Full::new(body))
         .unwrap()
 }
@@ -365,24 +380,48 @@ async fn closed_loop(
     }
 }
 
-/// `rate` requests a second for `seconds`, each timed from when it was due.
+/// Instants `rate` per second apart, each sent when it is due, from a thread of its own that sleeps with the
+/// OS's precise timer: tokio's timer works in whole milliseconds, which at 1 000/s would add up to a millisecond
+/// of the generator's own lateness to every latency measured from the schedule.
+fn pace(rate: u64, total: u64) -> tokio::sync::mpsc::UnboundedReceiver<Instant> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let started = Instant::now();
+    std::thread::spawn(move || {
+        for i in 0..total {
+            let due = started + Duration::from_nanos(i * 1_000_000_000 / rate);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            if tx.send(due).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// `rate` requests a second for `seconds`, each timed from when it was due (no coordinated omission). Also
+/// returns how late the generator started each request (µs): the harness's own error.
 async fn fixed_rate(
     http: &HttpClient,
     base: &str,
     payloads: &Arc<Payloads>,
     rate: u64,
     seconds: u64,
-) -> Load {
+) -> (Load, Histogram<u64>) {
     let first_id = payloads.next_id.load(Ordering::Relaxed);
     let total = rate * seconds;
-    let started = tokio::time::Instant::now();
+    let started = Instant::now();
     let mut tasks = Vec::with_capacity(usize::try_from(total).unwrap());
+    let mut lateness = Histogram::<u64>::new(3).unwrap();
     // At most this many requests open at once; beyond, a request waits, and its wait counts in its latency.
     let open = Arc::new(tokio::sync::Semaphore::new(512));
-    for i in 0..total {
-        let due = started + Duration::from_nanos(i * 1_000_000_000 / rate);
-        tokio::time::sleep_until(due).await;
+    let mut ticks = pace(rate, total);
+    while let Some(due) = ticks.recv().await {
         let permit = open.clone().acquire_owned().await.unwrap();
+        lateness
+            .record(u64::try_from(due.elapsed().as_micros()).unwrap())
+            .unwrap();
         let (http, base, payloads) = (http.clone(), base.to_owned(), payloads.clone());
         tasks.push(tokio::spawn(async move {
             let _permit = permit;
@@ -402,13 +441,14 @@ async fn fixed_rate(
             .record(u64::try_from(took.as_micros()).unwrap())
             .unwrap();
     }
-    Load {
+    let load = Load {
         acked,
         seconds: started.elapsed().as_secs_f64(),
         latency,
         first_id,
         last_id: payloads.next_id.load(Ordering::Relaxed),
-    }
+    };
+    (load, lateness)
 }
 
 /// POST → arrival at the receiver, for the messages of `load` (µs), and how many arrived.
@@ -467,6 +507,9 @@ async fn main() {
     )
     .await;
 
+    // The floor under a lone commit: one durable append on the filesystem the relay's database is on.
+    let floor = durable_write_floor();
+
     // (6) Cold start, idle memory, wake-ups while idle.
     let (relay, cold) = start_relay(&args.relay, &http).await;
     let pid = relay.child.id();
@@ -488,7 +531,7 @@ async fn main() {
     let idle_wakeups = wakeups(pid) - w0;
 
     // (2) At a fixed moderate rate.
-    let moderate = fixed_rate(&http, &base, &payloads, 1000, secs).await;
+    let (moderate, lateness) = fixed_rate(&http, &base, &payloads, 1000, secs).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     // (1)(2)(3)(5) Full load.
@@ -513,7 +556,7 @@ async fn main() {
     // The sweep for the plot: offered load against what was acknowledged and its p99.
     let mut sweep = Vec::new();
     for rate in [500, 1000, 2000, 4000, 8000, 16000, 32000] {
-        let l = fixed_rate(&http, &base, &payloads, rate, args.sweep_seconds).await;
+        let (l, _) = fixed_rate(&http, &base, &payloads, rate, args.sweep_seconds).await;
         sweep.push(json!({"offered": rate, "acked_per_s": l.acked as f64 / l.seconds, "p99_ms": ms(&l.latency, 0.99)}));
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
@@ -525,10 +568,12 @@ async fn main() {
         "acked_per_s": full.acked as f64 / full.seconds,
         "ack_latency_full_ms": {"p50": ms(&full.latency, 0.5), "p99": ms(&full.latency, 0.99), "max": full.latency.max() as f64 / 1000.0},
         "ack_latency_1000_per_s_ms": {"p50": ms(&moderate.latency, 0.5), "p99": ms(&moderate.latency, 0.99), "max": moderate.latency.max() as f64 / 1000.0},
+        "generator_lateness_1000_per_s_ms": {"p50": ms(&lateness, 0.5), "p99": ms(&lateness, 0.99)},
         "delivered_per_s": arrived as f64 / drained,
         "deliveries_seen": delivered,
         "post_to_arrival_ms": {"p50": ms(&e2e, 0.5), "p99": ms(&e2e, 0.99)},
         "direct_to_receiver_per_s": direct.acked as f64 / direct.seconds,
+        "fsync_floor_ms": {"p50": ms(&floor, 0.5), "p99": ms(&floor, 0.99), "max": floor.max() as f64 / 1000.0},
         "cpu_seconds_per_1000": cpu / full.acked as f64 * 1000.0,
         "disk_kib_per_webhook": disk as f64 / 1024.0 / full.acked as f64,
         "idle_rss_mib": idle_kib as f64 / 1024.0,
@@ -543,6 +588,25 @@ async fn main() {
     std::fs::create_dir_all(args.svg.parent().unwrap()).unwrap();
     std::fs::write(&args.svg, svg(&result)).unwrap();
     println!("\nwrote {} and {}", args.out.display(), args.svg.display());
+}
+
+/// Latencies (µs) of 4 KiB appended and made durable with `fdatasync`, as SQLite commits a small transaction
+/// to its WAL, in a file next to where the relay keeps its database. No commit can be faster than this.
+fn durable_write_floor() -> Histogram<u64> {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let mut file = std::fs::File::create(dir.path().join("floor")).unwrap();
+    let page = [0x5a_u8; 4096];
+    let mut latency = Histogram::new(3).unwrap();
+    for _ in 0..2000 {
+        let started = Instant::now();
+        file.write_all(&page).unwrap();
+        file.sync_data().unwrap();
+        latency
+            .record(started.elapsed().as_micros() as u64)
+            .unwrap();
+    }
+    latency
 }
 
 fn machine() -> String {
@@ -599,6 +663,10 @@ fn print_table(r: &Value) {
         (
             "limit: same load straight to the receiver (req/s)",
             format!("{:.0}", f(&r["direct_to_receiver_per_s"])),
+        ),
+        (
+            "floor: 4 KiB append + fdatasync p50 / p99 / max (ms)",
+            spread(&r["fsync_floor_ms"]),
         ),
         (
             "CPU seconds per 1 000 webhooks",

@@ -133,6 +133,7 @@ impl Relay {
         tracker.spawn(
             retention::Retention {
                 pool: pool.clone(),
+                writer: writer.clone(),
                 delivered: config.retention,
                 dead: config.dead_retention,
                 events: events.clone(),
@@ -142,7 +143,7 @@ impl Relay {
         );
         tracing::info!(pending, database = %config.database_path.display(), "relay started");
         let admission = relay::Admission::new(config.max_body);
-        let state = AppState {
+        let state = AppState::new(state::Shared {
             admin: Arc::new(std::sync::RwLock::new(config.admin.clone())),
             config: Arc::new(config),
             pool,
@@ -153,7 +154,7 @@ impl Relay {
             admission,
             logins: Arc::default(),
             shutdown: shutdown.clone(),
-        };
+        });
         Ok(Self {
             state,
             _lock: lock,

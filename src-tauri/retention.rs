@@ -17,10 +17,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::events::{Events, UiEvent};
 use crate::store::deliveries::{self, DeliveryStatus};
-use crate::store::now_ms;
+use crate::store::{Writer, now_ms};
 
 /// Deliveries deleted per transaction.
-const BATCH: i64 = 500;
+const BATCH: u16 = 500;
 /// Longest time between two pruning rounds while something is due, so that deletes are batched.
 const MAX_GAP: Duration = Duration::from_secs(60);
 /// Pause after a database error.
@@ -38,6 +38,8 @@ impl Waker {
 
 pub struct Retention {
     pub pool: SqlitePool,
+    /// Told of the deleted deliveries' dedupe keys.
+    pub writer: Writer,
     pub delivered: Duration,
     pub dead: Duration,
     pub events: Events,
@@ -93,9 +95,10 @@ impl Retention {
             let keep = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
             let before = now_ms().saturating_sub(keep);
             loop {
-                let n = deliveries::prune(&self.pool, status, before, BATCH).await?;
-                deleted += n;
-                if n < BATCH.unsigned_abs() {
+                let gone = deliveries::prune(&self.pool, status, before, i64::from(BATCH)).await?;
+                self.writer.forget_keys(&gone);
+                deleted += gone.len();
+                if gone.len() < usize::from(BATCH) {
                     break;
                 }
                 tokio::task::yield_now().await;

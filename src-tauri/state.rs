@@ -1,4 +1,4 @@
-//! Shared state of the relay: every field is cheap to clone, nothing is global.
+//! Shared state of the relay: one allocation behind an `Arc`, cloned per request; nothing is global.
 
 use std::sync::{Arc, RwLock};
 
@@ -12,8 +12,25 @@ use crate::metrics::Metrics;
 use crate::relay::Admission;
 use crate::store::Writer;
 
+/// What every handler, Tauri command and task of the relay shares; a clone is one reference count.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
     pub config: Arc<Config>,
     /// The admin login in force: `config.admin` at start; the desktop can replace its generated password.
     pub admin: Arc<RwLock<Option<AdminCredentials>>>,

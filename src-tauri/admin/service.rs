@@ -294,9 +294,10 @@ pub async fn retry_dead_for_route(state: &AppState, id: RouteId) -> Result<usize
 
 /// Removes a delivery from the queue and the log.
 pub async fn discard_delivery(state: &AppState, id: DeliveryId) -> Result<()> {
-    if !deliveries::delete(&state.pool, id).await? {
+    let Some(deleted) = deliveries::delete(&state.pool, id).await? else {
         return Err(delivery_not_found(id));
-    }
+    };
+    state.writer.forget_keys(&[deleted]);
     state.dispatcher.forget(id);
     tracing::info!(delivery_id = %id, "delivery discarded");
     state.events.send(UiEvent::Deliveries);

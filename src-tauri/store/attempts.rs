@@ -78,9 +78,7 @@ mod tests {
     async fn attempts_are_listed_in_order() {
         let (pool, dir) = temp_db().await;
         let conn = writer_connection(&dir);
-        let id = deliveries::insert(&conn, &new_delivery(None, None), 1)
-            .unwrap()
-            .unwrap();
+        let id = deliveries::insert(&conn, &new_delivery(None, None), 1).unwrap();
         let first = Attempt {
             delivery_id: id,
             attempt: 1,

@@ -299,33 +299,34 @@ pub async fn oldest_finished_at(
         .await
 }
 
+/// A deleted delivery and its dedupe key, for [`super::Writer::forget_keys`].
+pub type Deleted = (DeliveryId, Option<String>);
+
 /// Deletes up to `limit` deliveries in `status` that last changed before `before`, oldest first, with their
-/// attempts and dedupe keys; returns how many. Small batches keep each write transaction short.
+/// attempts and bodies. Small batches keep each write transaction short.
 pub async fn prune(
     pool: &SqlitePool,
     status: DeliveryStatus,
     before: i64,
     limit: i64,
-) -> sqlx::Result<u64> {
-    let done = sqlx::query(
+) -> sqlx::Result<Vec<Deleted>> {
+    sqlx::query_as(
         "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries \
-         WHERE status = ? AND updated_at < ? ORDER BY updated_at LIMIT ?)",
+         WHERE status = ? AND updated_at < ? ORDER BY updated_at LIMIT ?) RETURNING id, dedupe_key",
     )
     .bind(status)
     .bind(before)
     .bind(limit)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected())
+    .fetch_all(pool)
+    .await
 }
 
-/// Removes a delivery and its attempts; `false` if there was none.
-pub async fn delete(pool: &SqlitePool, id: DeliveryId) -> sqlx::Result<bool> {
-    let done = sqlx::query("DELETE FROM deliveries WHERE id = ?")
+/// Removes a delivery with its attempts and body; `None` if there was none.
+pub async fn delete(pool: &SqlitePool, id: DeliveryId) -> sqlx::Result<Option<Deleted>> {
+    sqlx::query_as("DELETE FROM deliveries WHERE id = ? RETURNING id, dedupe_key")
         .bind(id)
-        .execute(pool)
-        .await?;
-    Ok(done.rows_affected() > 0)
+        .fetch_optional(pool)
+        .await
 }
 
 pub async fn find(pool: &SqlitePool, id: DeliveryId) -> sqlx::Result<Option<Delivery>> {
@@ -352,47 +353,32 @@ pub async fn count_pending(pool: &SqlitePool) -> sqlx::Result<i64> {
         .await
 }
 
-/// Inserts a new pending delivery (on the writer's connection); `None` when its dedupe key is already known.
+/// Inserts a new pending delivery (on the writer's connection; its dedupe key was checked with
+/// [`super::dedupe::DedupeKeys`]).
 pub fn insert(
     conn: &rusqlite::Connection,
     d: &NewDelivery,
     now: i64,
-) -> rusqlite::Result<Option<DeliveryId>> {
-    let inserted = conn
-        .prepare_cached(
-            "INSERT INTO deliveries (inbox_id, conversation_id, event, dedupe_key, cw_timestamp, cw_signature,
-                                     size, next_attempt_at, received_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?8)
-             ON CONFLICT (dedupe_key) DO NOTHING",
-        )?
-        .execute(rusqlite::params![
-            d.inbox_id,
-            d.conversation_id,
-            d.event,
-            d.dedupe_key,
-            d.cw_timestamp,
-            d.cw_signature,
-            d.body.len(),
-            now,
-        ])?;
-    if inserted == 0 {
-        return Ok(None);
-    }
+) -> rusqlite::Result<DeliveryId> {
+    conn.prepare_cached(
+        "INSERT INTO deliveries (inbox_id, conversation_id, event, dedupe_key, cw_timestamp, cw_signature,
+                                 size, next_attempt_at, received_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?8)",
+    )?
+    .execute(rusqlite::params![
+        d.inbox_id,
+        d.conversation_id,
+        d.event,
+        d.dedupe_key,
+        d.cw_timestamp,
+        d.cw_signature,
+        d.body.len(),
+        now,
+    ])?;
     let id = DeliveryId(conn.last_insert_rowid());
     conn.prepare_cached("INSERT INTO delivery_bodies (delivery_id, body) VALUES (?1, ?2)")?
         .execute(rusqlite::params![id, d.body.as_ref()])?;
-    Ok(Some(id))
-}
-
-/// The delivery that holds a dedupe key (on the writer's connection).
-pub fn id_by_dedupe_key(
-    conn: &rusqlite::Connection,
-    key: &str,
-) -> rusqlite::Result<Option<DeliveryId>> {
-    use rusqlite::OptionalExtension as _;
-    conn.prepare_cached("SELECT id FROM deliveries WHERE dedupe_key = ?1")?
-        .query_row([key], |row| row.get(0))
-        .optional()
+    Ok(id)
 }
 
 /// Moves a delivery to its next state after an attempt (on the writer's connection), only while it is still
@@ -459,24 +445,12 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
-    async fn insert_dedupes_on_the_chatwoot_delivery_id() {
+    async fn insert_stores_a_pending_delivery_and_its_body() {
         let (pool, dir) = temp_db().await;
         let conn = writer_connection(&dir);
-        let a = insert(&conn, &new_delivery(Some(1), Some("uuid-1")), 10)
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            insert(&conn, &new_delivery(Some(1), Some("uuid-1")), 11).unwrap(),
-            None
-        );
-        assert_eq!(id_by_dedupe_key(&conn, "uuid-1").unwrap(), Some(a));
-        // Without a key nothing is deduplicated.
-        let b = insert(&conn, &new_delivery(Some(1), None), 12)
-            .unwrap()
-            .unwrap();
-        let c = insert(&conn, &new_delivery(None, None), 13)
-            .unwrap()
-            .unwrap();
+        let a = insert(&conn, &new_delivery(Some(1), Some("uuid-1")), 10).unwrap();
+        let b = insert(&conn, &new_delivery(Some(1), None), 12).unwrap();
+        let c = insert(&conn, &new_delivery(None, None), 13).unwrap();
         assert!(a < b && b < c);
 
         let d = find(&pool, a).await.unwrap().unwrap();
@@ -485,6 +459,7 @@ pub(crate) mod tests {
             (DeliveryStatus::Pending, 0, 10, 10)
         );
         assert_eq!(d.body, b"{\"event\":\"message_created\"}");
+        assert_eq!(d.dedupe_key.as_deref(), Some("uuid-1"));
         assert_eq!(count_pending(&pool).await.unwrap(), 3);
     }
 
@@ -492,15 +467,9 @@ pub(crate) mod tests {
     async fn attempts_move_the_state_and_pending_lists_only_what_is_left() {
         let (pool, dir) = temp_db().await;
         let conn = writer_connection(&dir);
-        let a = insert(&conn, &new_delivery(Some(1), None), 10)
-            .unwrap()
-            .unwrap();
-        let b = insert(&conn, &new_delivery(Some(2), None), 10)
-            .unwrap()
-            .unwrap();
-        let c = insert(&conn, &new_delivery(None, None), 10)
-            .unwrap()
-            .unwrap();
+        let a = insert(&conn, &new_delivery(Some(1), None), 10).unwrap();
+        let b = insert(&conn, &new_delivery(Some(2), None), 10).unwrap();
+        let c = insert(&conn, &new_delivery(None, None), 10).unwrap();
         update_after_attempt(
             &conn,
             a,
@@ -548,17 +517,13 @@ pub(crate) mod tests {
         let conn = writer_connection(&dir);
         let mut ids = Vec::new();
         for (at, conversation) in [(10, Some(1)), (20, Some(1)), (30, Some(2)), (40, None)] {
-            ids.push(
-                insert(&conn, &new_delivery(conversation, None), at)
-                    .unwrap()
-                    .unwrap(),
-            );
+            ids.push(insert(&conn, &new_delivery(conversation, None), at).unwrap());
         }
         let other = NewDelivery {
             inbox_id: InboxId(8),
             ..new_delivery(Some(1), None)
         };
-        let other = insert(&conn, &other, 50).unwrap().unwrap();
+        let other = insert(&conn, &other, 50).unwrap();
         update_after_attempt(&conn, ids[0], NextState::Delivered, Some(200), None, 60).unwrap();
         update_after_attempt(
             &conn,
@@ -691,8 +656,8 @@ pub(crate) mod tests {
             }
         );
 
-        assert!(delete(&pool, ids[3]).await.unwrap());
-        assert!(!delete(&pool, ids[3]).await.unwrap());
+        assert!(delete(&pool, ids[3]).await.unwrap().is_some());
+        assert!(delete(&pool, ids[3]).await.unwrap().is_none());
         assert_eq!(find(&pool, ids[3]).await.unwrap(), None);
     }
 }

@@ -3,6 +3,7 @@
 //! Other modules call typed functions and never write SQL themselves. Times are unix milliseconds (UTC).
 
 pub mod attempts;
+pub mod dedupe;
 pub mod deliveries;
 pub mod prisma;
 pub mod routes;
@@ -192,16 +193,17 @@ mod tests {
         pool.close().await;
     }
 
-    #[tokio::test]
-    async fn bodies_move_to_their_own_table_and_nothing_is_lost() {
-        let dir = tempfile::tempdir().unwrap();
-        // The database as the releases before the move left it.
+    /// A database as the releases before migration `version` left it.
+    async fn migrated_up_to(
+        dir: &tempfile::TempDir,
+        version: &str,
+    ) -> (std::path::PathBuf, SqlitePool) {
         let earlier = dir.path().join("migrations");
         std::fs::create_dir(&earlier).unwrap();
         for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations")).unwrap()
         {
             let path = entry.unwrap().path();
-            if path.file_name().unwrap().to_str().unwrap() < "20261126000000" {
+            if *path.file_name().unwrap().to_str().unwrap() < *version {
                 std::fs::copy(&path, earlier.join(path.file_name().unwrap())).unwrap();
             }
         }
@@ -209,7 +211,8 @@ mod tests {
         let old = SqlitePool::connect_with(
             SqliteConnectOptions::new()
                 .filename(&path)
-                .create_if_missing(true),
+                .create_if_missing(true)
+                .foreign_keys(true),
         )
         .await
         .unwrap();
@@ -219,6 +222,13 @@ mod tests {
             .run(&old)
             .await
             .unwrap();
+        (path, old)
+    }
+
+    #[tokio::test]
+    async fn bodies_move_to_their_own_table_and_nothing_is_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, old) = migrated_up_to(&dir, "20261126000000").await;
         sqlx::query(
             "INSERT INTO deliveries (inbox_id, conversation_id, event, body, next_attempt_at, received_at, updated_at)
              VALUES (7, 1, 'message_created', x'7b7d0001ff', 5, 5, 5)",
@@ -238,6 +248,71 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(listed[0].size, 5);
+    }
+
+    #[tokio::test]
+    async fn dedupe_keys_move_to_a_column_without_index_and_nothing_is_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, old) = migrated_up_to(&dir, "20261127000000").await;
+        sqlx::raw_sql(
+            "INSERT INTO deliveries (inbox_id, event, dedupe_key, next_attempt_at, received_at, updated_at, size)
+             VALUES (7, 'message_created', 'uuid-1', 5, 5, 5, 2), (7, 'message_created', 'uuid-2', 6, 6, 6, 2),
+                    (7, 'message_created', 'uuid-3', 7, 7, 7, 2);
+             INSERT INTO delivery_bodies (delivery_id, body) VALUES (1, x'7b7d'), (2, x'7b7d'), (3, x'7b7d');
+             INSERT INTO delivery_attempts (delivery_id, attempt, trigger, started_at, duration_ms)
+             VALUES (1, 1, 'scheduled', 5, 1);
+             DELETE FROM deliveries WHERE id = 3;",
+        )
+        .execute(&old)
+        .await
+        .unwrap();
+        old.close().await;
+
+        let pool = connect(&path).await.unwrap();
+        // Keys, attempts and bodies are where they were.
+        let d = deliveries::find(&pool, crate::ids::DeliveryId(1))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (d.dedupe_key.as_deref(), d.body.as_slice()),
+            (Some("uuid-1"), &b"{}"[..])
+        );
+        let attempts = attempts::list_for_delivery(&pool, d.id).await.unwrap();
+        assert_eq!(attempts.len(), 1);
+        let checks: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        assert_eq!(checks, ["ok"]);
+        let (broken, old_keys): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM pragma_foreign_key_check),
+                    (SELECT count(unused_unique_key) FROM deliveries)",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!((broken, old_keys), (0, 0));
+        // A second delivery with the same key can be stored (the relay's own index decides).
+        let conn = open_writer_connection(&path).unwrap();
+        let again = deliveries::insert(
+            &conn,
+            &deliveries::tests::new_delivery(None, Some("uuid-1")),
+            9,
+        )
+        .unwrap();
+        assert_eq!(again, crate::ids::DeliveryId(4));
+        assert!(
+            deliveries::delete(&pool, crate::ids::DeliveryId(1))
+                .await
+                .unwrap()
+                .is_some()
+        );
+        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM delivery_attempts")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(left, 0, "deleting a delivery still deletes its attempts");
     }
 
     #[test]

@@ -10,12 +10,13 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
 use super::attempts::{self, Attempt};
+use super::dedupe::{self, DedupeKeys};
 use super::deliveries::{self, NewDelivery, NextState};
 use super::{now_ms, routes, unrouted_inboxes};
 use crate::ids::{DeliveryId, InboxId};
@@ -74,6 +75,7 @@ enum Op {
 pub struct WriterInbox {
     rx: mpsc::Receiver<Op>,
     tx: mpsc::Sender<Op>,
+    keys: Arc<Mutex<DedupeKeys>>,
 }
 
 impl WriterInbox {
@@ -89,14 +91,15 @@ impl WriterInbox {
         on_commit: impl FnMut(&Committed) + Send + 'static,
     ) -> std::io::Result<WriterThread> {
         let conn = super::open_writer_connection(database).map_err(std::io::Error::other)?;
+        *lock(&self.keys) = DedupeKeys::load(&conn).map_err(std::io::Error::other)?;
         let runtime = tokio::runtime::Handle::current();
         let (finished, done) = oneshot::channel();
-        let rx = self.rx;
+        let (rx, keys) = (self.rx, self.keys);
         std::thread::Builder::new()
             .name("chatgowa-writer".into())
             .spawn(move || {
                 let _runtime = runtime.enter();
-                run(conn, rx, on_commit);
+                run(conn, rx, &keys, on_commit);
                 let _ = finished.send(());
             })?;
         Ok(WriterThread { tx: self.tx, done })
@@ -121,13 +124,30 @@ impl WriterThread {
 #[derive(Clone)]
 pub struct Writer {
     tx: mpsc::Sender<Op>,
+    keys: Arc<Mutex<DedupeKeys>>,
 }
 
 impl Writer {
     /// Creates the handle and the receiving end; start the writer with [`WriterInbox::spawn`].
     pub fn channel() -> (Self, WriterInbox) {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-        (Self { tx: tx.clone() }, WriterInbox { rx, tx })
+        let keys = Arc::new(Mutex::new(DedupeKeys::default()));
+        (
+            Self {
+                tx: tx.clone(),
+                keys: keys.clone(),
+            },
+            WriterInbox { rx, tx, keys },
+        )
+    }
+
+    /// Lets the dedupe keys of deleted deliveries go; call once their delete has committed.
+    pub fn forget_keys(&self, deleted: &[deliveries::Deleted]) {
+        lock(&self.keys).forget(
+            deleted
+                .iter()
+                .filter_map(|(id, key)| Some((*id, key.as_deref()?))),
+        );
     }
 
     /// Stores a webhook durably (or records why not) and says what was decided. Does not wait for room in
@@ -169,8 +189,18 @@ impl Writer {
     }
 }
 
+fn lock(keys: &Mutex<DedupeKeys>) -> MutexGuard<'_, DedupeKeys> {
+    // The map is consistent after every call, so a panic elsewhere while it was held leaves nothing half-done.
+    keys.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// The writer's thread: waits for writes, then commits everything waiting in one transaction.
-fn run(mut conn: Connection, mut rx: mpsc::Receiver<Op>, mut on_commit: impl FnMut(&Committed)) {
+fn run(
+    mut conn: Connection,
+    mut rx: mpsc::Receiver<Op>,
+    keys: &Mutex<DedupeKeys>,
+    mut on_commit: impl FnMut(&Committed),
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.blocking_recv_many(&mut batch, MAX_BATCH) > 0 {
         if batch.iter().any(|op| matches!(op, Op::Stop)) {
@@ -179,18 +209,24 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Op>, mut on_commit: impl FnM
             batch.retain(|op| !matches!(op, Op::Stop));
         }
         if !batch.is_empty() {
-            commit(&mut conn, &mut batch, &mut on_commit);
+            commit(&mut conn, &mut batch, &mut lock(keys), &mut on_commit);
         }
     }
 }
 
 /// Writes one batch in one transaction and answers every caller in it.
-fn commit(conn: &mut Connection, batch: &mut Vec<Op>, on_commit: &mut impl FnMut(&Committed)) {
+fn commit(
+    conn: &mut Connection,
+    batch: &mut Vec<Op>,
+    keys: &mut DedupeKeys,
+    on_commit: &mut impl FnMut(&Committed),
+) {
     let now = now_ms();
+    let mut undo = dedupe::Undo::default();
     let result = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .and_then(|tx| {
-            let decisions = apply(&tx, batch, now)?;
+            let decisions = apply(&tx, batch, now, keys, &mut undo)?;
             tx.commit()?;
             Ok(decisions)
         });
@@ -233,6 +269,7 @@ fn commit(conn: &mut Connection, batch: &mut Vec<Op>, on_commit: &mut impl FnMut
             }
         }
         Err(err) => {
+            keys.undo(undo);
             tracing::error!(error = %err, writes = batch.len(), "database commit failed");
             let err = WriteError::Database(Arc::new(err));
             for op in batch.drain(..) {
@@ -252,7 +289,13 @@ fn commit(conn: &mut Connection, batch: &mut Vec<Op>, on_commit: &mut impl FnMut
 
 /// Writes a batch, one prepared statement per write. Returns each op's decision (`None` for attempt results
 /// and dead marks).
-fn apply(conn: &Connection, batch: &[Op], now: i64) -> rusqlite::Result<Vec<Option<Decision>>> {
+fn apply(
+    conn: &Connection,
+    batch: &[Op],
+    now: i64,
+    keys: &mut DedupeKeys,
+    undo: &mut dedupe::Undo,
+) -> rusqlite::Result<Vec<Option<Decision>>> {
     let mut routes: Option<HashMap<InboxId, bool>> = None;
     let mut decisions = Vec::with_capacity(batch.len());
     for op in batch {
@@ -262,7 +305,7 @@ fn apply(conn: &Connection, batch: &[Op], now: i64) -> rusqlite::Result<Vec<Opti
                     Some(routes) => routes,
                     None => routes.insert(routes::enabled_by_inbox(conn)?),
                 };
-                Some(ingest(conn, routes, d, now)?)
+                Some(ingest(conn, routes, d, now, keys, undo)?)
             }
             Op::Attempt(a, next, _) => {
                 attempts::insert(conn, a)?;
@@ -291,23 +334,27 @@ fn ingest(
     routes: &HashMap<InboxId, bool>,
     d: &NewDelivery,
     now: i64,
+    keys: &mut DedupeKeys,
+    undo: &mut dedupe::Undo,
 ) -> rusqlite::Result<Decision> {
-    Ok(match routes.get(&d.inbox_id) {
+    match routes.get(&d.inbox_id) {
         None => {
             unrouted_inboxes::record(conn, d.inbox_id, &d.event, now)?;
-            Decision::NoRoute
+            return Ok(Decision::NoRoute);
         }
-        Some(false) => Decision::RouteDisabled,
-        Some(true) => match deliveries::insert(conn, d, now)? {
-            Some(id) => Decision::Queued(id),
-            // Not inserted: its dedupe key is known (from earlier, or earlier in this batch).
-            None => {
-                let key = d.dedupe_key.as_deref().unwrap_or_default();
-                let earlier = deliveries::id_by_dedupe_key(conn, key)?;
-                Decision::Duplicate(earlier.ok_or(rusqlite::Error::QueryReturnedNoRows)?)
-            }
-        },
-    })
+        Some(false) => return Ok(Decision::RouteDisabled),
+        Some(true) => {}
+    }
+    let key = d.dedupe_key.as_deref();
+    // Known from earlier, or from earlier in this batch.
+    if let Some(earlier) = key.map(|k| keys.find(conn, k)).transpose()?.flatten() {
+        return Ok(Decision::Duplicate(earlier));
+    }
+    let id = deliveries::insert(conn, d, now)?;
+    if let Some(key) = key {
+        keys.insert(key, id, undo);
+    }
+    Ok(Decision::Queued(id))
 }
 
 #[cfg(test)]
@@ -429,7 +476,7 @@ mod tests {
             1
         );
         // Ids are never reused, even after the newest delivery is deleted.
-        assert!(deliveries::delete(&pool, last).await.unwrap());
+        assert!(deliveries::delete(&pool, last).await.unwrap().is_some());
         let after = writer.ingest(new_delivery(None, None)).await.unwrap();
         assert!(
             matches!(after, Decision::Queued(id) if id > last),
@@ -507,22 +554,30 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failing_database_fails_every_write_in_the_batch() {
+    async fn a_failing_database_fails_every_write_in_the_batch_and_keeps_none_of_it() {
         let (pool, dir) = temp_db().await;
         add_route(&pool, 7, true).await;
-        sqlx::query("DROP TABLE delivery_attempts")
-            .execute(&pool)
-            .await
-            .unwrap();
-        sqlx::query("DROP TABLE deliveries")
-            .execute(&pool)
-            .await
-            .unwrap();
         let (writer, inbox) = Writer::channel();
-        let _task = inbox
-            .spawn(&db_path(&dir), |_| panic!("nothing is queued"))
+        let task = inbox.spawn(&db_path(&dir), |_| {}).unwrap();
+        // The delivery row goes in, its body cannot: the whole batch is rolled back.
+        let bodies = "CREATE TABLE delivery_bodies (
+                          delivery_id INTEGER PRIMARY KEY REFERENCES deliveries (id) ON DELETE CASCADE,
+                          body        BLOB    NOT NULL)";
+        sqlx::query("DROP TABLE delivery_bodies")
+            .execute(&pool)
+            .await
             .unwrap();
-        let err = writer.ingest(new_delivery(None, None)).await.unwrap_err();
+        let err = writer
+            .ingest(new_delivery(None, Some("k1")))
+            .await
+            .unwrap_err();
         assert!(matches!(err, WriteError::Database(_)));
+        assert_eq!(deliveries::count_pending(&pool).await.unwrap(), 0);
+
+        // Once the fault clears, the same webhook (Chatwoot's agent bot retries with its key) is new.
+        sqlx::query(bodies).execute(&pool).await.unwrap();
+        let again = writer.ingest(new_delivery(None, Some("k1"))).await;
+        task.stop().await;
+        assert!(matches!(again, Ok(Decision::Queued(_))), "{again:?}");
     }
 }
