@@ -11,6 +11,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt as _;
 use axum::{Extension, Json, Router, middleware};
 use serde::Serialize;
 use tokio::net::TcpListener;
@@ -152,6 +153,12 @@ impl HttpServer {
         let addr = listener.local_addr()?;
         let stop = state.shutdown.child_token();
         let app = router(state.clone(), surface, stop.clone());
+        // Answers go out at once instead of waiting for the ACK of the previous segment (Nagle).
+        let listener = listener.tap_io(|tcp| {
+            if let Err(err) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %err, "TCP_NODELAY could not be set");
+            }
+        });
         let task = tokio::spawn(
             axum::serve(
                 listener,
