@@ -193,10 +193,12 @@ mod tests {
         pool.close().await;
     }
 
-    /// A database as the releases before migration `version` left it.
-    async fn migrated_up_to(
+    /// A database as the releases before migration `version` left it, with `rows` written into it, then opened
+    /// as this release opens it (applying `version` and whatever follows). Returns its path and the pool.
+    async fn migrated_across(
         dir: &tempfile::TempDir,
         version: &str,
+        rows: &str,
     ) -> (std::path::PathBuf, SqlitePool) {
         let earlier = dir.path().join("migrations");
         std::fs::create_dir(&earlier).unwrap();
@@ -222,27 +224,30 @@ mod tests {
             .run(&old)
             .await
             .unwrap();
-        (path, old)
+        sqlx::raw_sql(rows).execute(&old).await.unwrap();
+        old.close().await;
+        let pool = connect(&path).await.unwrap();
+        (path, pool)
+    }
+
+    async fn first_delivery(pool: &SqlitePool) -> deliveries::Delivery {
+        deliveries::find(pool, crate::ids::DeliveryId(1))
+            .await
+            .unwrap()
+            .unwrap()
     }
 
     #[tokio::test]
     async fn bodies_move_to_their_own_table_and_nothing_is_lost() {
         let dir = tempfile::tempdir().unwrap();
-        let (path, old) = migrated_up_to(&dir, "20261126000000").await;
-        sqlx::query(
+        let (_, pool) = migrated_across(
+            &dir,
+            "20261126000000",
             "INSERT INTO deliveries (inbox_id, conversation_id, event, body, next_attempt_at, received_at, updated_at)
              VALUES (7, 1, 'message_created', x'7b7d0001ff', 5, 5, 5)",
         )
-        .execute(&old)
-        .await
-        .unwrap();
-        old.close().await;
-
-        let pool = connect(&path).await.unwrap();
-        let d = deliveries::find(&pool, crate::ids::DeliveryId(1))
-            .await
-            .unwrap()
-            .unwrap();
+        .await;
+        let d = first_delivery(&pool).await;
         assert_eq!(d.body, b"{}\x00\x01\xff");
         let listed = deliveries::list(&pool, &deliveries::Filter::default(), 10)
             .await
@@ -253,8 +258,9 @@ mod tests {
     #[tokio::test]
     async fn dedupe_keys_move_to_a_column_without_index_and_nothing_is_lost() {
         let dir = tempfile::tempdir().unwrap();
-        let (path, old) = migrated_up_to(&dir, "20261127000000").await;
-        sqlx::raw_sql(
+        let (path, pool) = migrated_across(
+            &dir,
+            "20261127000000",
             "INSERT INTO deliveries (inbox_id, event, dedupe_key, next_attempt_at, received_at, updated_at, size)
              VALUES (7, 'message_created', 'uuid-1', 5, 5, 5, 2), (7, 'message_created', 'uuid-2', 6, 6, 6, 2),
                     (7, 'message_created', 'uuid-3', 7, 7, 7, 2);
@@ -263,17 +269,9 @@ mod tests {
              VALUES (1, 1, 'scheduled', 5, 1);
              DELETE FROM deliveries WHERE id = 3;",
         )
-        .execute(&old)
-        .await
-        .unwrap();
-        old.close().await;
-
-        let pool = connect(&path).await.unwrap();
+        .await;
         // Keys, attempts and bodies are where they were.
-        let d = deliveries::find(&pool, crate::ids::DeliveryId(1))
-            .await
-            .unwrap()
-            .unwrap();
+        let d = first_delivery(&pool).await;
         assert_eq!(
             (d.dedupe_key.as_deref(), d.body.as_slice()),
             (Some("uuid-1"), &b"{}"[..])
