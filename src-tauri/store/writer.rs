@@ -209,7 +209,7 @@ fn run(
             batch.retain(|op| !matches!(op, Op::Stop));
         }
         if !batch.is_empty() {
-            commit(&mut conn, &mut batch, &mut lock(keys), &mut on_commit);
+            commit(&mut conn, &mut batch, keys, &mut on_commit);
         }
     }
 }
@@ -218,7 +218,7 @@ fn run(
 fn commit(
     conn: &mut Connection,
     batch: &mut Vec<Op>,
-    keys: &mut DedupeKeys,
+    keys: &Mutex<DedupeKeys>,
     on_commit: &mut impl FnMut(&Committed),
 ) {
     let now = now_ms();
@@ -226,7 +226,9 @@ fn commit(
     let result = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .and_then(|tx| {
-            let decisions = apply(&tx, batch, now, keys, &mut undo)?;
+            // The keys are locked while the batch is written, not while it waits for the lock on the database
+            // or for the disk: whoever forgets keys (on a tokio thread) is never held up by either.
+            let decisions = apply(&tx, batch, now, &mut lock(keys), &mut undo)?;
             tx.commit()?;
             Ok(decisions)
         });
@@ -269,7 +271,7 @@ fn commit(
             }
         }
         Err(err) => {
-            keys.undo(undo);
+            lock(keys).undo(undo);
             tracing::error!(error = %err, writes = batch.len(), "database commit failed");
             let err = WriteError::Database(Arc::new(err));
             for op in batch.drain(..) {
