@@ -185,7 +185,7 @@ impl Slot {
                 {
                     let old_addr = old.local_addr();
                     old.stop().await;
-                    match server::bind(addr).await {
+                    match bind_released(addr).await {
                         Ok(listener) => listener,
                         Err(err) => {
                             if let Ok(listener) = server::bind(old_addr).await {
@@ -219,6 +219,25 @@ impl Slot {
         if self.server.is_none() {
             tracing::error!("{err}");
             self.problem = Some(err.to_string());
+        }
+    }
+}
+
+/// Binds `addr` on a port that a listener of ours has just closed. For a moment the port can still be held: a
+/// process that another thread (WebKit starting a helper, say) forked keeps a copy of every descriptor until it
+/// runs `exec`. So a busy port is tried again, for at most half a second.
+async fn bind_released(
+    addr: SocketAddr,
+) -> std::result::Result<tokio::net::TcpListener, ListenError> {
+    const TRIES: u32 = 10;
+    let mut tries = 1;
+    loop {
+        match server::bind(addr).await {
+            Err(err) if err.source.kind() == io::ErrorKind::AddrInUse && tries < TRIES => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            bound => return bound,
         }
     }
 }
