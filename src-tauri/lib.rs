@@ -32,7 +32,6 @@ pub mod status;
 pub mod store;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -144,15 +143,15 @@ impl Relay {
         tracing::info!(pending, database = %config.database_path.display(), "relay started");
         let admission = relay::Admission::new(config.max_body);
         let state = AppState::new(state::Shared {
-            admin: Arc::new(std::sync::RwLock::new(config.admin.clone())),
-            config: Arc::new(config),
+            admin: std::sync::RwLock::new(config.admin.clone()),
+            config,
             pool,
             writer,
             dispatcher,
             events,
             metrics,
             admission,
-            logins: Arc::default(),
+            logins: admin::auth::Throttle::default(),
             shutdown: shutdown.clone(),
         });
         Ok(Self {

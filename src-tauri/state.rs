@@ -31,9 +31,9 @@ impl std::ops::Deref for AppState {
 }
 
 pub struct Shared {
-    pub config: Arc<Config>,
+    pub config: Config,
     /// The admin login in force: `config.admin` at start; the desktop can replace its generated password.
-    pub admin: Arc<RwLock<Option<AdminCredentials>>>,
+    pub admin: RwLock<Option<AdminCredentials>>,
     /// For reads and admin writes; webhooks and attempt results go through `writer`.
     pub pool: SqlitePool,
     pub writer: Writer,
@@ -43,7 +43,7 @@ pub struct Shared {
     /// The memory budget of webhooks in progress.
     pub admission: Admission,
     /// Failed admin logins per address.
-    pub logins: Arc<Throttle>,
+    pub logins: Throttle,
     /// Cancelled when the relay stops; long-lived responses (the event stream) end with it.
     pub shutdown: tokio_util::sync::CancellationToken,
 }
