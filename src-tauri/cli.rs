@@ -1,11 +1,17 @@
-//! Command line: flags, environment variables and the `.env` file, in one clap definition.
+//! Command line: the modes and subcommands (`healthcheck`, `hash-password`), parsed with clap.
 //!
 //! Every setting can come from a flag or from its environment variable (the TypeScript version's names are kept);
-//! a `.env` file in the working directory fills in variables that are not already set. Values are raw strings
-//! here: [`crate::config`] validates them so that errors can name the variable.
+//! a `.env` file in the working directory fills in variables that are not already set. The settings themselves
+//! are defined, and validated, in [`crate::config`].
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, Settings};
+use crate::login;
 
 /// Durable Chatwoot → GoWA (WhatsApp) webhook relay.
 #[derive(Debug, Parser)]
@@ -34,63 +40,6 @@ pub enum Command {
     HashPassword,
 }
 
-/// Raw settings as given; see `.env.example` for what each one means.
-#[derive(Debug, Clone, Default, Args)]
-pub struct Settings {
-    /// TCP port of the relay (webhook, admin API, health).
-    #[arg(long, env = "PORT", global = true)]
-    pub port: Option<String>,
-    /// Address to listen on.
-    #[arg(long, env = "CHATGOWA_BIND", global = true)]
-    pub bind: Option<String>,
-    /// Serve the admin API and panel on this address:port instead of the webhook's (e.g. 127.0.0.1:3001).
-    #[arg(long, env = "CHATGOWA_ADMIN_BIND", global = true)]
-    pub admin_bind: Option<String>,
-    /// SQLite database: `file:./path.db`, `sqlite://path.db` or a plain path.
-    #[arg(long, env = "DATABASE_URL", global = true)]
-    pub database_url: Option<String>,
-    /// User name for the admin API.
-    #[arg(long, env = "BASIC_AUTH_USER", global = true)]
-    pub basic_auth_user: Option<String>,
-    /// Password for the admin API; without one the admin API is not served.
-    #[arg(long, env = "BASIC_AUTH_PASS", hide_env_values = true, global = true)]
-    pub basic_auth_pass: Option<String>,
-    /// Timeout of one delivery attempt, in milliseconds.
-    #[arg(long, env = "FETCH_TIMEOUT_MS", global = true)]
-    pub fetch_timeout_ms: Option<String>,
-    /// Delays between delivery attempts, comma-separated (`1s,5s,30s,…`).
-    #[arg(long, env = "CHATGOWA_RETRY_SCHEDULE", global = true)]
-    pub retry_schedule: Option<String>,
-    /// How long a delivery keeps being retried before it is dead.
-    #[arg(long, env = "CHATGOWA_MAX_AGE", global = true)]
-    pub max_age: Option<String>,
-    /// Largest accepted webhook body (`1MiB`, `512KiB`, or bytes).
-    #[arg(long, env = "CHATGOWA_MAX_BODY", global = true)]
-    pub max_body: Option<String>,
-    /// How long delivered webhooks (payload and attempts) are kept.
-    #[arg(long, env = "CHATGOWA_RETENTION", global = true)]
-    pub retention: Option<String>,
-    /// How long dead deliveries are kept (so they can still be retried by hand).
-    #[arg(long, env = "CHATGOWA_DEAD_RETENTION", global = true)]
-    pub dead_retention: Option<String>,
-    /// Log format on standard error: `human` or `json`.
-    #[arg(long, env = "CHATGOWA_LOG_FORMAT", global = true)]
-    pub log_format: Option<String>,
-    /// Start even when, in a container, the database is not on a mounted volume (its queue then dies with
-    /// the container).
-    #[arg(long, env = "CHATGOWA_ALLOW_EPHEMERAL_DB", global = true)]
-    pub allow_ephemeral_db: Option<String>,
-    /// Chatwoot's webhook secret(s), comma-separated (several during a rotation): webhooks must then carry a
-    /// valid `X-Chatwoot-Signature`.
-    #[arg(
-        long,
-        env = "CHATGOWA_CHATWOOT_SECRET",
-        hide_env_values = true,
-        global = true
-    )]
-    pub chatwoot_secret: Option<String>,
-}
-
 /// Loads `.env` (without overriding variables already set) and parses the command line.
 ///
 /// # Errors
@@ -108,4 +57,55 @@ pub fn parse() -> anyhow::Result<Cli> {
 pub fn exit_with(err: &anyhow::Error) -> std::process::ExitCode {
     eprintln!("chatgowa: {err:#}");
     std::process::ExitCode::FAILURE
+}
+
+/// `chatgowa healthcheck`: asks the relay on the configured port for `/healthz`.
+///
+/// # Errors
+/// The relay does not answer 200.
+pub fn healthcheck(settings: &Settings) -> anyhow::Result<()> {
+    let config = Config::from_settings(settings, IpAddr::V4(Ipv4Addr::LOCALHOST))?;
+    let host = match config.bind {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    let url = format!("http://{}/healthz", SocketAddr::new(host, config.port));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(3))
+            .no_proxy()
+            .build()?;
+        let response = client
+            .get(&url)
+            .send()
+            .await
+            .with_context(|| format!("no answer from {url}"))?;
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        anyhow::ensure!(status.is_success(), "{url} answered {status}: {body}");
+        println!("{body}");
+        Ok(())
+    })
+}
+
+/// `chatgowa hash-password`: the first line of standard input, hashed with Argon2id, on standard output.
+///
+/// # Errors
+/// Standard input cannot be read, or the password is empty.
+pub fn hash_password() -> anyhow::Result<()> {
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        eprint!("Password (it will be shown as you type): ");
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the password from standard input")?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    anyhow::ensure!(!password.is_empty(), "the password is empty");
+    println!("{}", login::hash_password(password));
+    Ok(())
 }

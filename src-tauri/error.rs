@@ -1,4 +1,4 @@
-//! Errors of the service layer, and the one wire shape they take on HTTP (and, later, IPC).
+//! Errors of the service layer, and the one wire shape they take on HTTP and over Tauri IPC (`{code, message}`).
 //!
 //! User-facing messages for 4xx are written for the user; for 5xx the client gets a generic message while the
 //! cause goes to the log.

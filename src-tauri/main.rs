@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use chatgowa_lib::cli::{self, Command};
+use chatgowa_lib::{app, desktop};
 
 fn main() -> ExitCode {
     let cli = match cli::parse() {
@@ -11,10 +12,10 @@ fn main() -> ExitCode {
         Err(err) => return cli::exit_with(&err),
     };
     let result = match cli.command {
-        Some(Command::Healthcheck) => chatgowa_lib::healthcheck(&cli.settings),
-        Some(Command::HashPassword) => chatgowa_lib::hash_password_command(),
-        None if cli.server => chatgowa_lib::run_headless(&cli.settings),
-        None => chatgowa_lib::run_default(&cli.settings, cli.minimized),
+        Some(Command::Healthcheck) => cli::healthcheck(&cli.settings),
+        Some(Command::HashPassword) => cli::hash_password(),
+        None if cli.server => app::run_headless(&cli.settings),
+        None => desktop::run(&cli.settings, cli.minimized),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,78 +1,27 @@
-//! Prometheus metrics (`GET /metrics`, behind the admin login): counters kept as things happen, and gauges
-//! read from the database when scraped, so nothing runs while nobody asks.
+//! Prometheus metrics: a sink. The relay and the lanes count what happens (their own words are the labels);
+//! the admin service reads the gauges from the database when `/metrics` is scraped, so nothing runs while
+//! nobody asks, and renders them here. Knows no other module of the crate.
 //!
 //! One registry per relay (no global state), in the OpenMetrics text format that Prometheus scrapes.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::admin::dto::HealthState;
-use crate::admin::service;
-use crate::error::Result;
-use crate::state::AppState;
-
-/// What happened to an inbound webhook.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
-#[allow(non_camel_case_types)]
-pub enum Decision {
-    queued,
-    duplicate,
-    no_inbox,
-    no_route,
-    route_disabled,
-    /// Refused: not JSON, too large, wrong content type.
-    rejected,
-    /// Refused: a Chatwoot secret is configured and the signature is missing, stale or wrong (401).
-    unsigned,
-    /// Shed: more webhooks at once than the relay takes (503 + Retry-After).
-    shed,
-    /// Could not be stored (answered 503).
-    unavailable,
-}
-
-impl Decision {
-    /// Its name in logs, in metrics and in the answer to Chatwoot (`reason`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::queued => "queued",
-            Self::duplicate => "duplicate",
-            Self::no_inbox => "no_inbox",
-            Self::no_route => "no_route",
-            Self::route_disabled => "route_disabled",
-            Self::rejected => "rejected",
-            Self::unsigned => "unsigned",
-            Self::shed => "shed",
-            Self::unavailable => "unavailable",
-        }
-    }
-}
-
-/// How a delivery attempt ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
-#[allow(non_camel_case_types)]
-pub enum Outcome {
-    delivered,
-    retry,
-    dead,
-    /// Cut short by shutdown; retried after the restart.
-    interrupted,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct DecisionLabel {
-    decision: Decision,
+    decision: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct OutcomeLabel {
-    outcome: Outcome,
+    outcome: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -100,6 +49,7 @@ struct Inner {
 }
 
 impl Default for Metrics {
+    // Long on purpose: one registration per metric, in the order `/metrics` lists them.
     fn default() -> Self {
         let mut registry = Registry::with_prefix("chatgowa");
         let webhooks = Family::<DecisionLabel, Counter>::default();
@@ -168,14 +118,16 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn webhook(&self, decision: Decision) {
+    /// One webhook, by what was decided (`relay::Decision`'s name).
+    pub fn webhook(&self, decision: &'static str) {
         self.inner
             .webhooks
             .get_or_create(&DecisionLabel { decision })
             .inc();
     }
 
-    pub fn attempt(&self, outcome: Outcome, seconds: f64) {
+    /// One delivery attempt, by how it ended (`delivery::Outcome`'s name).
+    pub fn attempt(&self, outcome: &'static str, seconds: f64) {
         self.inner
             .attempts
             .get_or_create(&OutcomeLabel { outcome })
@@ -184,35 +136,50 @@ impl Metrics {
     }
 }
 
-/// The metrics in the OpenMetrics text format, with the gauges read now.
-///
-/// # Errors
-/// The database cannot be read.
-pub async fn render(state: &AppState) -> Result<String> {
-    let inner = &state.metrics.inner;
-    let stats = service::stats(state).await?;
-    inner.queue_depth.set(stats.queue_depth);
-    inner.dead.set(stats.totals.dead);
-    inner
-        .oldest_pending_seconds
-        .set(stats.oldest_pending_age_ms.unwrap_or(0) as f64 / 1000.0);
-    inner.paused.set(i64::from(state.dispatcher.is_paused()));
-    let routes = service::list_routes(state).await?;
-    inner.route_failing.clear();
-    for route in routes {
-        let failing = route.health.is_some_and(|h| h.state != HealthState::Ok);
+/// What the gauges show, read when the metrics are scraped.
+#[derive(Debug, Clone, Default)]
+pub struct Gauges {
+    pub queue_depth: i64,
+    pub oldest_pending_seconds: f64,
+    pub dead: i64,
+    pub paused: bool,
+    pub routes: Vec<RouteGauge>,
+}
+
+/// One route's health.
+#[derive(Debug, Clone)]
+pub struct RouteGauge {
+    pub inbox_id: i64,
+    pub name: String,
+    /// Its latest delivery attempt failed.
+    pub failing: bool,
+}
+
+impl Metrics {
+    /// The metrics in the OpenMetrics text format, with the gauges set to `gauges`.
+    pub fn encode(&self, gauges: &Gauges) -> String {
+        let inner = &self.inner;
+        inner.queue_depth.set(gauges.queue_depth);
+        inner.dead.set(gauges.dead);
         inner
-            .route_failing
-            .get_or_create(&RouteLabels {
-                inbox_id: route.inbox_id.0,
-                name: route.name.unwrap_or_default(),
-            })
-            .set(i64::from(failing));
+            .oldest_pending_seconds
+            .set(gauges.oldest_pending_seconds);
+        inner.paused.set(i64::from(gauges.paused));
+        inner.route_failing.clear();
+        for route in &gauges.routes {
+            inner
+                .route_failing
+                .get_or_create(&RouteLabels {
+                    inbox_id: route.inbox_id,
+                    name: route.name.clone(),
+                })
+                .set(i64::from(route.failing));
+        }
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &inner.registry);
+        out
     }
-    let mut out = String::new();
-    // Writing into a String cannot fail.
-    let _ = prometheus_client::encoding::text::encode(&mut out, &inner.registry);
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -222,12 +189,19 @@ mod tests {
     #[test]
     fn counters_and_histogram_are_encoded() {
         let metrics = Metrics::default();
-        metrics.webhook(Decision::queued);
-        metrics.webhook(Decision::queued);
-        metrics.webhook(Decision::no_route);
-        metrics.attempt(Outcome::delivered, 0.012);
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &metrics.inner.registry).unwrap();
+        metrics.webhook("queued");
+        metrics.webhook("queued");
+        metrics.webhook("no_route");
+        metrics.attempt("delivered", 0.012);
+        let out = metrics.encode(&Gauges {
+            queue_depth: 3,
+            routes: vec![RouteGauge {
+                inbox_id: 7,
+                name: "Sales".into(),
+                failing: true,
+            }],
+            ..Gauges::default()
+        });
         assert!(
             out.contains("chatgowa_webhooks_received_total{decision=\"queued\"} 2"),
             "{out}"
@@ -235,6 +209,8 @@ mod tests {
         assert!(out.contains("chatgowa_webhooks_received_total{decision=\"no_route\"} 1"));
         assert!(out.contains("chatgowa_delivery_attempts_total{outcome=\"delivered\"} 1"));
         assert!(out.contains("chatgowa_delivery_attempt_duration_seconds_bucket{le=\"0.02\"} 1"));
+        assert!(out.contains("chatgowa_queue_depth 3"), "{out}");
+        assert!(out.contains("chatgowa_route_failing{inbox_id=\"7\",name=\"Sales\"} 1"));
         assert!(out.ends_with("# EOF\n"));
     }
 }

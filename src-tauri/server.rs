@@ -20,11 +20,11 @@ use tokio_util::sync::CancellationToken;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
-use crate::admin::handlers;
+use crate::admin::{handlers, service};
 use crate::error::ApiError;
 use crate::relay;
+use crate::shutdown::Stopping;
 use crate::state::AppState;
-use crate::store::deliveries;
 
 /// A webhook or health request still running after this is answered 408, so it cannot hold up shutdown.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -38,22 +38,11 @@ pub enum Surface {
     Admin,
 }
 
-/// Cancelled when the listener that accepted a request stops: long-lived responses (the event stream) end
-/// with it, so that the listener can wind down.
-#[derive(Debug, Clone)]
-pub struct Stopping(pub CancellationToken);
-
 /// The webhook and `/healthz`, plus the admin API and panel unless they have an address of their own.
 pub fn build_router(state: AppState) -> Router {
     let with_admin = state.config.admin.is_some() && state.config.admin_bind.is_none();
     let stop = state.shutdown.child_token();
     router(state, Surface::Webhook { with_admin }, stop)
-}
-
-/// The admin API and panel on their own address (see `CHATGOWA_ADMIN_BIND`), with `/healthz`.
-pub fn build_admin_router(state: AppState) -> Router {
-    let stop = state.shutdown.child_token();
-    router(state, Surface::Admin, stop)
 }
 
 fn router(state: AppState, surface: Surface, stop: CancellationToken) -> Router {
@@ -64,8 +53,11 @@ fn router(state: AppState, surface: Surface, stop: CancellationToken) -> Router 
                 .route(
                     "/webhook",
                     post(relay::webhook)
-                        .layer(DefaultBodyLimit::max(state.config.max_body))
-                        .layer(middleware::from_fn_with_state(state.clone(), relay::admit)),
+                        .layer(DefaultBodyLimit::max(state.intake.max_body()))
+                        .layer(middleware::from_fn_with_state(
+                            state.intake.clone(),
+                            relay::admit,
+                        )),
                 )
                 .merge(health)
                 .layer(TimeoutLayer::with_status_code(
@@ -208,7 +200,7 @@ pub struct Health {
 /// `GET /healthz`, unauthenticated: 200 when the database answers, 503 otherwise.
 async fn healthz(State(state): State<AppState>) -> Response {
     let version = env!("CARGO_PKG_VERSION");
-    match deliveries::count_pending(&state.pool).await {
+    match service::count_pending(&state).await {
         Ok(pending) => Json(Health {
             status: "ok",
             version,

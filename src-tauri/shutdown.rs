@@ -1,4 +1,5 @@
-//! What stops the headless relay: SIGINT (Ctrl-C) or SIGTERM (`docker stop`).
+//! What stops things: SIGINT (Ctrl-C) or SIGTERM (`docker stop`) for the headless relay, and [`Stopping`] for
+//! the requests of one listener.
 
 /// Completes on the first SIGINT or SIGTERM.
 pub async fn signal() {
@@ -28,3 +29,8 @@ pub async fn signal() {
         () = terminate => tracing::info!("SIGTERM received, shutting down"),
     }
 }
+
+/// Cancelled when the listener that accepted a request stops: long-lived responses (the event stream) end
+/// with it, so that the listener can wind down. Put into each request by the server.
+#[derive(Debug, Clone)]
+pub struct Stopping(pub tokio_util::sync::CancellationToken);

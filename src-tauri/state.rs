@@ -1,15 +1,17 @@
 //! Shared state of the relay: one allocation behind an `Arc`, cloned per request; nothing is global.
+//! Built from the layers below it (store, delivery, relay) and used by the layers above (admin, server).
 
 use std::sync::{Arc, RwLock};
 
+use axum::extract::FromRef;
 use sqlx::SqlitePool;
 
-use crate::admin::auth::Throttle;
 use crate::config::{AdminCredentials, Config};
 use crate::delivery::Dispatcher;
 use crate::events::Events;
+use crate::login::Throttle;
 use crate::metrics::Metrics;
-use crate::relay::Admission;
+use crate::relay::Intake;
 use crate::store::Writer;
 
 /// What every handler, Tauri command and task of the relay shares; a clone is one reference count.
@@ -30,6 +32,13 @@ impl std::ops::Deref for AppState {
     }
 }
 
+/// `POST /webhook` takes only what the relay needs.
+impl FromRef<AppState> for Intake {
+    fn from_ref(state: &AppState) -> Self {
+        state.intake.clone()
+    }
+}
+
 pub struct Shared {
     pub config: Config,
     /// The admin login in force: `config.admin` at start; the desktop can replace its generated password.
@@ -40,8 +49,8 @@ pub struct Shared {
     pub dispatcher: Dispatcher,
     pub events: Events,
     pub metrics: Metrics,
-    /// The memory budget of webhooks in progress.
-    pub admission: Admission,
+    /// What `POST /webhook` works with (the writer, the routes' secrets, the memory budget).
+    pub intake: Intake,
     /// Failed admin logins per address.
     pub logins: Throttle,
     /// Cancelled when the relay stops; long-lived responses (the event stream) end with it.

@@ -1,29 +1,20 @@
 //! HTTP Basic Auth for the admin API, realm `Chatgowa Admin`, and what guards it.
 //!
-//! Both the user name and the password are compared in constant time (over SHA-256 digests, so that not even
-//! the length leaks), or the password is verified against an Argon2 hash. A wrong or missing header gets 401
-//! with a `WWW-Authenticate` challenge. Before that: an address that keeps failing is throttled (429, see
-//! [`Throttle`]), and a state-changing request sent by a page of another site (its `Origin`) is refused.
+//! The credentials are checked by [`crate::login`]. A wrong or missing header gets 401 with a
+//! `WWW-Authenticate` challenge. Before that: an address that keeps failing is throttled (429, see
+//! [`login::Throttle`]), and a state-changing request sent by a page of another site (its `Origin`) is refused.
 //! Every admin response says not to sniff, frame, cache or refer.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::error::ApiError;
+use crate::login;
+use crate::state::AppState;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
-
-use crate::config::AdminCredentials;
-use crate::error::ApiError;
-use crate::state::AppState;
-
-pub const REALM: &str = "Chatgowa Admin";
 
 /// axum middleware: lets the request through only with the configured credentials, from an address that is
 /// not throttled, and (for changes) from the panel's own origin.
@@ -75,7 +66,7 @@ async fn guard(state: &AppState, request: Request, next: Next) -> Response {
     let authorized = admin
         .as_ref()
         .zip(given)
-        .is_some_and(|(admin, given)| check(admin, given));
+        .is_some_and(|(admin, given)| login::check(admin, given));
     if authorized {
         state.logins.succeeded(peer);
         return next.run(request).await;
@@ -137,221 +128,9 @@ fn same_origin(headers: &HeaderMap) -> bool {
     })
 }
 
-/// Failed logins per address. An address gets [`Throttle::FREE_FAILURES`] guesses per
-/// [`Throttle::WINDOW`]; after that it is refused with 429 for a pause that doubles with each further failure
-/// (from [`Throttle::FIRST_PAUSE`] up to the window), correct password or not. Other addresses are not
-/// affected, so an attacker cannot lock the admin out. IPv6 addresses count per /64, which one host usually
-/// holds entirely; when too many addresses are tracked, new ones share one bucket.
-#[derive(Debug, Default)]
-pub struct Throttle {
-    failures: Mutex<HashMap<Option<IpAddr>, Failures>>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Failures {
-    count: u32,
-    last: Instant,
-    blocked_until: Option<Instant>,
-}
-
-impl Throttle {
-    pub const FREE_FAILURES: u32 = 5;
-    pub const WINDOW: Duration = Duration::from_secs(15 * 60);
-    pub const FIRST_PAUSE: Duration = Duration::from_secs(30);
-    const MAX_TRACKED: usize = 10_000;
-
-    /// How long `peer` must still wait, if it is blocked.
-    pub fn blocked(&self, peer: Option<IpAddr>, now: Instant) -> Option<Duration> {
-        let failures = self.lock();
-        let until = failures.get(&self.key(&failures, peer))?.blocked_until?;
-        until.checked_duration_since(now).filter(|d| !d.is_zero())
-    }
-
-    pub fn failed(&self, peer: Option<IpAddr>, now: Instant) {
-        let mut failures = self.lock();
-        if failures.len() >= Self::MAX_TRACKED {
-            failures.retain(|_, f| now.duration_since(f.last) < Self::WINDOW);
-        }
-        let key = self.key(&failures, peer);
-        let entry = failures.entry(key).or_insert(Failures {
-            count: 0,
-            last: now,
-            blocked_until: None,
-        });
-        if now.duration_since(entry.last) >= Self::WINDOW {
-            entry.count = 0;
-        }
-        entry.count += 1;
-        entry.last = now;
-        if let Some(over) = entry.count.checked_sub(Self::FREE_FAILURES + 1) {
-            let pause = Self::FIRST_PAUSE
-                .saturating_mul(1 << over.min(16))
-                .min(Self::WINDOW);
-            entry.blocked_until = Some(now + pause);
-        }
-    }
-
-    pub fn succeeded(&self, peer: Option<IpAddr>) {
-        let mut failures = self.lock();
-        let key = self.key(&failures, peer);
-        failures.remove(&key);
-    }
-
-    /// The bucket of `peer`: its address (IPv6: its /64), or the shared one once the table is full.
-    fn key(
-        &self,
-        failures: &HashMap<Option<IpAddr>, Failures>,
-        peer: Option<IpAddr>,
-    ) -> Option<IpAddr> {
-        let key = peer.map(|ip| match ip.to_canonical() {
-            IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
-            v4 => v4,
-        });
-        if failures.len() >= Self::MAX_TRACKED && !failures.contains_key(&key) {
-            None
-        } else {
-            key
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Option<IpAddr>, Failures>> {
-        self.failures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
-/// Checks an `Authorization` header value against the credentials.
-pub fn check(admin: &AdminCredentials, header_value: &str) -> bool {
-    let Some((scheme, encoded)) = header_value.trim().split_once(' ') else {
-        return false;
-    };
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return false;
-    }
-    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
-        return false;
-    };
-    let Some(colon) = decoded.iter().position(|b| *b == b':') else {
-        return false;
-    };
-    let (user, password) = (&decoded[..colon], &decoded[colon + 1..]);
-    let user_ok: bool = digest(user).ct_eq(&digest(admin.user.as_bytes())).into();
-    let password_ok = if admin.is_hashed() {
-        verify_hash(admin, password)
-    } else {
-        digest(password)
-            .ct_eq(&digest(admin.password.expose().as_bytes()))
-            .into()
-    };
-    user_ok & password_ok
-}
-
-/// Verifies against the Argon2 hash once; afterwards compares with the remembered digest in constant time.
-fn verify_hash(admin: &AdminCredentials, password: &[u8]) -> bool {
-    use argon2::PasswordVerifier as _;
-    let given = digest(password);
-    if let Some(known) = admin.verified.get() {
-        return given.ct_eq(known).into();
-    }
-    let Ok(hash) = argon2::PasswordHash::new(admin.password.expose()) else {
-        return false;
-    };
-    let ok = argon2::Argon2::default()
-        .verify_password(password, &hash)
-        .is_ok();
-    if ok {
-        let _ = admin.verified.set(given);
-    }
-    ok
-}
-
-/// An Argon2id hash of `password` in PHC form, with a random salt (`chatgowa hash-password`).
-pub fn hash_password(password: &str) -> String {
-    use argon2::PasswordHasher as _;
-    use argon2::password_hash::{SaltString, rand_core::OsRng};
-    let salt = SaltString::generate(&mut OsRng);
-    argon2::Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        // Hashing with default parameters and a generated salt has no failure case.
-        .unwrap_or_else(|e| unreachable!("argon2: {e}"))
-}
-
-fn digest(bytes: &[u8]) -> [u8; 32] {
-    Sha256::digest(bytes).into()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_guessing_address_is_paused_and_others_are_not() {
-        let throttle = Throttle::default();
-        let t0 = Instant::now();
-        let attacker = Some(IpAddr::from([203, 0, 113, 9]));
-        let admin = Some(IpAddr::from([198, 51, 100, 7]));
-        for _ in 0..Throttle::FREE_FAILURES {
-            throttle.failed(attacker, t0);
-            assert_eq!(throttle.blocked(attacker, t0), None);
-        }
-        throttle.failed(attacker, t0);
-        assert_eq!(throttle.blocked(attacker, t0), Some(Throttle::FIRST_PAUSE));
-        assert_eq!(throttle.blocked(admin, t0), None);
-        let later = t0 + Throttle::FIRST_PAUSE;
-        assert_eq!(throttle.blocked(attacker, later), None, "the pause ends");
-        throttle.failed(attacker, later);
-        assert_eq!(
-            throttle.blocked(attacker, later),
-            Some(Throttle::FIRST_PAUSE * 2),
-            "and doubles"
-        );
-        for _ in 0..40 {
-            throttle.failed(attacker, later);
-        }
-        assert_eq!(throttle.blocked(attacker, later), Some(Throttle::WINDOW));
-        throttle.succeeded(attacker);
-        assert_eq!(throttle.blocked(attacker, later), None);
-    }
-
-    #[test]
-    fn ipv6_counts_per_64_and_a_full_table_shares_one_bucket() {
-        let throttle = Throttle::default();
-        let now = Instant::now();
-        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
-        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
-        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        for _ in 0..=Throttle::FREE_FAILURES {
-            throttle.failed(Some(a), now);
-        }
-        assert!(throttle.blocked(Some(b), now).is_some());
-        assert!(throttle.blocked(Some(other), now).is_none());
-        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
-        for _ in 0..=Throttle::FREE_FAILURES {
-            throttle.failed(Some(mapped), now);
-        }
-        assert!(
-            throttle
-                .blocked(Some(IpAddr::from([192, 0, 2, 1])), now)
-                .is_some()
-        );
-
-        let full = Throttle::default();
-        for i in 0..Throttle::MAX_TRACKED {
-            full.failed(Some(IpAddr::from((i as u32).to_be_bytes())), now);
-        }
-        let newcomer = Some(IpAddr::from([10, 9, 8, 7]));
-        for _ in 0..=Throttle::FREE_FAILURES {
-            full.failed(newcomer, now);
-        }
-        assert!(full.blocked(newcomer, now).is_some(), "shared bucket");
-        assert!(
-            full.blocked(Some(IpAddr::from([0, 0, 0, 1])), now)
-                .is_none(),
-            "tracked addresses keep their own count"
-        );
-    }
 
     #[test]
     fn changes_are_refused_from_another_origin() {
@@ -384,51 +163,6 @@ mod tests {
             &[("host", "127.0.0.1:3001"), ("sec-fetch-site", "cross-site")],
         ] {
             assert!(!same_origin(&headers(bad)), "{bad:?}");
-        }
-    }
-
-    fn basic(raw: &str) -> String {
-        format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(raw)
-        )
-    }
-
-    #[test]
-    fn argon2_hashes_verify_and_stay_strict_once_cached() {
-        let admin = AdminCredentials::new("admin", hash_password("p:ss word"));
-        assert!(admin.is_hashed());
-        for _ in 0..2 {
-            assert!(check(&admin, &basic("admin:p:ss word")));
-            assert!(!check(&admin, &basic("admin:p:ss wor")));
-            assert!(!check(&admin, &basic("root:p:ss word")));
-        }
-        assert_ne!(hash_password("x"), hash_password("x"), "salted");
-    }
-
-    #[test]
-    fn only_the_exact_credentials_pass() {
-        let admin = AdminCredentials::new("admin", "p:ss word");
-        assert!(check(&admin, &basic("admin:p:ss word")));
-        assert!(check(
-            &admin,
-            &format!(
-                "basic  {}",
-                base64::engine::general_purpose::STANDARD.encode("admin:p:ss word")
-            )
-        ));
-        for bad in [
-            basic("admin:p:ss wor"),
-            basic("Admin:p:ss word"),
-            basic("admin"),
-            basic(":"),
-            basic(""),
-            "Basic !!!not-base64".into(),
-            "Bearer abc".into(),
-            "Basic".into(),
-            String::new(),
-        ] {
-            assert!(!check(&admin, &bad), "{bad}");
         }
     }
 }

@@ -22,7 +22,7 @@ use super::{auth, panel, service};
 use crate::error::{ApiError, Error, Result};
 use crate::events::UiEvent;
 use crate::ids::{DeliveryId, RouteId};
-use crate::server::Stopping;
+use crate::shutdown::Stopping;
 use crate::state::AppState;
 
 /// Everything under `/admin`, and `/metrics`, behind Basic Auth.
@@ -52,17 +52,15 @@ pub fn router(state: &AppState) -> Router<AppState> {
 }
 
 pub async fn list_routes(State(state): State<AppState>) -> Result<Json<RoutesBody>> {
-    Ok(Json(RoutesBody {
-        routes: service::list_routes(&state).await?,
-    }))
+    service::routes_body(&state).await.map(Json)
 }
 
 pub async fn create_route(
     State(state): State<AppState>,
     JsonBody(input): JsonBody<RouteInput>,
 ) -> Result<(StatusCode, Json<RouteBody>)> {
-    let route = service::create_route(&state, input).await?;
-    Ok((StatusCode::CREATED, Json(RouteBody { route })))
+    let body = service::create_route(&state, input).await?;
+    Ok((StatusCode::CREATED, Json(body)))
 }
 
 pub async fn update_route(
@@ -70,16 +68,16 @@ pub async fn update_route(
     Path(id): Path<IdParam>,
     JsonBody(input): JsonBody<RouteInput>,
 ) -> Result<Json<RouteBody>> {
-    let route = service::update_route(&state, id.route()?, input).await?;
-    Ok(Json(RouteBody { route }))
+    service::update_route(&state, id.route()?, input)
+        .await
+        .map(Json)
 }
 
 pub async fn delete_route(
     State(state): State<AppState>,
     Path(id): Path<IdParam>,
 ) -> Result<Json<SuccessBody>> {
-    service::delete_route(&state, id.route()?).await?;
-    Ok(Json(SuccessBody { success: true }))
+    service::delete_route(&state, id.route()?).await.map(Json)
 }
 
 pub async fn test_route(
@@ -87,7 +85,7 @@ pub async fn test_route(
     Path(id): Path<IdParam>,
     _: JsonAction,
 ) -> Result<Json<TestResult>> {
-    Ok(Json(service::test_route(&state, id.route()?).await?))
+    service::test_route(&state, id.route()?).await.map(Json)
 }
 
 pub async fn retry_dead(
@@ -95,25 +93,25 @@ pub async fn retry_dead(
     Path(id): Path<IdParam>,
     _: JsonAction,
 ) -> Result<Json<RetriedBody>> {
-    Ok(Json(RetriedBody {
-        retried: service::retry_dead_for_route(&state, id.route()?).await?,
-    }))
+    service::retry_dead_for_route(&state, id.route()?)
+        .await
+        .map(Json)
 }
 
 pub async fn list_deliveries(
     State(state): State<AppState>,
     Query(query): Query<DeliveryQuery>,
 ) -> Result<Json<DeliveriesBody>> {
-    Ok(Json(service::list_deliveries(&state, query).await?))
+    service::list_deliveries(&state, query).await.map(Json)
 }
 
 pub async fn delivery(
     State(state): State<AppState>,
     Path(id): Path<IdParam>,
 ) -> Result<Json<DeliveryBody>> {
-    Ok(Json(DeliveryBody {
-        delivery: service::delivery_detail(&state, id.delivery()?).await?,
-    }))
+    service::delivery_detail(&state, id.delivery()?)
+        .await
+        .map(Json)
 }
 
 pub async fn retry_delivery(
@@ -121,26 +119,25 @@ pub async fn retry_delivery(
     Path(id): Path<IdParam>,
     _: JsonAction,
 ) -> Result<(StatusCode, Json<DeliveryBody>)> {
-    let delivery = service::retry_delivery(&state, id.delivery()?).await?;
-    Ok((StatusCode::ACCEPTED, Json(DeliveryBody { delivery })))
+    let body = service::retry_delivery(&state, id.delivery()?).await?;
+    Ok((StatusCode::ACCEPTED, Json(body)))
 }
 
 pub async fn discard_delivery(
     State(state): State<AppState>,
     Path(id): Path<IdParam>,
 ) -> Result<Json<SuccessBody>> {
-    service::discard_delivery(&state, id.delivery()?).await?;
-    Ok(Json(SuccessBody { success: true }))
+    service::discard_delivery(&state, id.delivery()?)
+        .await
+        .map(Json)
 }
 
 pub async fn list_unrouted(State(state): State<AppState>) -> Result<Json<UnroutedBody>> {
-    Ok(Json(UnroutedBody {
-        unrouted: service::list_unrouted(&state).await?,
-    }))
+    service::list_unrouted(&state).await.map(Json)
 }
 
 pub async fn stats(State(state): State<AppState>) -> Result<Json<Stats>> {
-    Ok(Json(service::stats(&state).await?))
+    service::stats(&state).await.map(Json)
 }
 
 /// `GET /metrics`: Prometheus (OpenMetrics text), behind the admin login like the rest of the admin API.
@@ -150,7 +147,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl axum::respons
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        crate::metrics::render(&state).await?,
+        service::metrics(&state).await?,
     ))
 }
 

@@ -1,10 +1,12 @@
-//! The admin API: route management behind HTTP Basic Auth.
+//! The admin side: the use-cases behind the panel, the tray and `/metrics`, and the HTTP adapters for them.
 //!
-//! `service` holds the use-cases (shared by HTTP handlers and, later, Tauri commands); `handlers` adapts them
-//! to axum; `dto` is the wire format; `panel` serves the browser UI; `auth` guards it all.
+//! `service` (routes, deliveries, stats, metrics) and `settings` (the app's own settings) hold the use-cases,
+//! called alike by the HTTP `handlers` and the desktop's Tauri commands; `dto` is the wire format; `panel`
+//! serves the browser UI; `auth` guards the HTTP side.
 
 pub mod auth;
 pub mod dto;
 pub mod handlers;
 pub mod panel;
 pub mod service;
+pub mod settings;

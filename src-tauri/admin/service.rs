@@ -1,71 +1,32 @@
-//! Admin use-cases, one function each, called by the HTTP handlers (and the desktop commands). They validate
-//! input, talk to the store and tell the delivery lanes when routes change; they know nothing of transports.
+//! Admin use-cases, one function each, called by the HTTP handlers, the Tauri commands and the tray alike.
+//! They validate input, talk to the store and tell the delivery lanes when routes change; they know nothing
+//! of transports. Where both transports answer with the same body, the use-case returns that body.
 
 use serde_json::Value;
 
-use super::dto::{self, DeliveryQuery, RouteInput};
+use super::dto::{self, DeliveryQuery, HealthState, RouteInput};
 use crate::delivery::gowa::{self, Target, unmask_password};
 use crate::error::{Error, Result};
 use crate::events::UiEvent;
 use crate::ids::{DeliveryId, InboxId, RouteId};
+use crate::metrics::{Gauges, RouteGauge};
 use crate::state::AppState;
 use crate::store::deliveries::{self, DeliveryStatus, Filter, PendingRef};
 use crate::store::routes::{self, Route, RouteFields};
-use crate::store::{attempts, now_ms, settings, unrouted_inboxes};
+use crate::store::{attempts, now_ms, unrouted_inboxes};
 
 pub const MAX_NAME_CHARS: usize = 100;
 pub const MAX_URL_CHARS: usize = 2048;
 pub const MAX_SECRET_CHARS: usize = 256;
 
-/// Length of a generated browser-panel password (alphanumeric: about 119 bits).
-pub const GENERATED_PASSWORD_CHARS: usize = 20;
-
-/// The desktop's browser-panel password when none is configured: the stored Argon2 hash, or on first run a new
-/// random password, stored only as its hash. The plain password is returned only when it was just generated,
-/// so the app can show it once.
-pub async fn generated_admin_password(pool: &sqlx::SqlitePool) -> Result<(String, Option<String>)> {
-    if let Some(hash) = settings::find(pool, settings::ADMIN_PASSWORD_HASH).await? {
-        return Ok((hash, None));
-    }
-    let (hash, password) = store_new_password(pool).await?;
-    tracing::info!(
-        "generated a password for the browser admin panel (shown in the app's Settings)"
-    );
-    Ok((hash, Some(password)))
-}
-
-/// Replaces the browser-panel password with a new random one, at once for the running relay too; returns
-/// the password, which is not kept anywhere in plain text.
-pub async fn new_admin_password(state: &AppState) -> Result<String> {
-    let (hash, password) = store_new_password(&state.pool).await?;
-    let mut admin = state
-        .admin
-        .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let user = admin
-        .as_ref()
-        .map_or(crate::config::DEFAULT_ADMIN_USER, |a| a.user.as_str())
-        .to_owned();
-    *admin = Some(crate::config::AdminCredentials::new(user, hash));
-    drop(admin);
-    tracing::info!("the browser admin panel has a new password");
-    Ok(password)
-}
-
-async fn store_new_password(pool: &sqlx::SqlitePool) -> Result<(String, String)> {
-    use rand::Rng as _;
-    let password: String = rand::rng()
-        .sample_iter(&rand::distr::Alphanumeric)
-        .take(GENERATED_PASSWORD_CHARS)
-        .map(char::from)
-        .collect();
-    let hash = super::auth::hash_password(&password);
-    settings::upsert(pool, settings::ADMIN_PASSWORD_HASH, &hash).await?;
-    Ok((hash, password))
-}
-
 pub const DEFAULT_PAGE: i64 = 50;
 pub const MAX_PAGE: i64 = 500;
+
+pub async fn routes_body(state: &AppState) -> Result<dto::RoutesBody> {
+    Ok(dto::RoutesBody {
+        routes: list_routes(state).await?,
+    })
+}
 
 pub async fn list_routes(state: &AppState) -> Result<Vec<dto::Route>> {
     let mut views = Vec::new();
@@ -85,6 +46,12 @@ async fn route_view(state: &AppState, route: Route) -> Result<dto::Route> {
     Ok(dto::Route::new(route, pending, dead, last))
 }
 
+async fn route_body(state: &AppState, route: Route) -> Result<dto::RouteBody> {
+    Ok(dto::RouteBody {
+        route: route_view(state, route).await?,
+    })
+}
+
 async fn find_route(state: &AppState, id: RouteId) -> Result<Route> {
     routes::find(&state.pool, id)
         .await?
@@ -98,17 +65,21 @@ async fn routes_changed(state: &AppState) -> Result<()> {
     Ok(())
 }
 
-pub async fn create_route(state: &AppState, input: RouteInput) -> Result<dto::Route> {
+pub async fn create_route(state: &AppState, input: RouteInput) -> Result<dto::RouteBody> {
     let fields = validate(input, None)?;
     let route = routes::insert(&state.pool, &fields)
         .await
         .map_err(|e| conflict(e, fields.inbox_id))?;
     tracing::info!(route_id = %route.id, inbox_id = %route.inbox_id, "route created");
     routes_changed(state).await?;
-    route_view(state, route).await
+    route_body(state, route).await
 }
 
-pub async fn update_route(state: &AppState, id: RouteId, input: RouteInput) -> Result<dto::Route> {
+pub async fn update_route(
+    state: &AppState,
+    id: RouteId,
+    input: RouteInput,
+) -> Result<dto::RouteBody> {
     let current = find_route(state, id).await?;
     let fields = validate(input, Some(current.into()))?;
     let route = routes::update(&state.pool, id, &fields)
@@ -117,16 +88,16 @@ pub async fn update_route(state: &AppState, id: RouteId, input: RouteInput) -> R
         .ok_or_else(|| not_found(id))?;
     tracing::info!(route_id = %route.id, inbox_id = %route.inbox_id, "route updated");
     routes_changed(state).await?;
-    route_view(state, route).await
+    route_body(state, route).await
 }
 
-pub async fn delete_route(state: &AppState, id: RouteId) -> Result<()> {
+pub async fn delete_route(state: &AppState, id: RouteId) -> Result<dto::SuccessBody> {
     if !routes::delete(&state.pool, id).await? {
         return Err(not_found(id));
     }
     tracing::info!(route_id = %id, "route deleted");
     routes_changed(state).await?;
-    Ok(())
+    Ok(dto::SuccessBody { success: true })
 }
 
 /// Sends a harmless `chatgowa_test` event to the route's GoWA (which answers 200 to events it does not act
@@ -175,12 +146,45 @@ pub async fn stats(state: &AppState) -> Result<dto::Stats> {
     })
 }
 
-pub async fn list_unrouted(state: &AppState) -> Result<Vec<dto::Unrouted>> {
-    Ok(unrouted_inboxes::list(&state.pool)
+pub async fn list_unrouted(state: &AppState) -> Result<dto::UnroutedBody> {
+    Ok(dto::UnroutedBody {
+        unrouted: unrouted_inboxes::list(&state.pool)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    })
+}
+
+/// Deliveries waiting to be sent (the health check's figure).
+pub async fn count_pending(state: &AppState) -> Result<i64> {
+    Ok(deliveries::count_pending(&state.pool).await?)
+}
+
+/// Deliveries delivered since `since_ms` (the tray's "today").
+pub async fn count_delivered_since(state: &AppState, since_ms: i64) -> Result<i64> {
+    Ok(deliveries::count_delivered_since(&state.pool, since_ms).await?)
+}
+
+/// `/metrics`: the counters, and the gauges read now.
+pub async fn metrics(state: &AppState) -> Result<String> {
+    let stats = stats(state).await?;
+    let routes = list_routes(state)
         .await?
         .into_iter()
-        .map(Into::into)
-        .collect())
+        .map(|route| RouteGauge {
+            inbox_id: route.inbox_id.0,
+            name: route.name.unwrap_or_default(),
+            failing: route.health.is_some_and(|h| h.state != HealthState::Ok),
+        })
+        .collect();
+    Ok(state.metrics.encode(&Gauges {
+        queue_depth: stats.queue_depth,
+        oldest_pending_seconds: stats.oldest_pending_age_ms.unwrap_or(0) as f64 / 1000.0,
+        dead: stats.totals.dead,
+        paused: state.dispatcher.is_paused(),
+        routes,
+    }))
 }
 
 /// One page of the delivery log, newest first.
@@ -188,19 +192,28 @@ pub async fn list_deliveries(
     state: &AppState,
     query: DeliveryQuery,
 ) -> Result<dto::DeliveriesBody> {
-    let number = |value: Option<String>, field: &'static str| -> Result<Option<i64>> {
-        match value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
-            None => Ok(None),
-            Some(v) => v
-                .parse::<i64>()
-                .ok()
-                .filter(|n| *n > 0)
-                .map(Some)
-                .ok_or_else(|| {
-                    Error::invalid(field, format!("{field} must be a positive integer"))
-                }),
-        }
+    let Some((filter, limit)) = delivery_filter(state, query).await? else {
+        return Ok(dto::DeliveriesBody {
+            deliveries: Vec::new(),
+            next_cursor: None,
+        });
     };
+    let mut page = deliveries::list(&state.pool, &filter, limit + 1).await?;
+    let next_cursor = if page.len() > usize::try_from(limit).unwrap_or(usize::MAX) {
+        page.pop();
+        page.last().map(|d| d.id)
+    } else {
+        None
+    };
+    Ok(dto::DeliveriesBody {
+        deliveries: page.into_iter().map(Into::into).collect(),
+        next_cursor,
+    })
+}
+
+/// The delivery log's filter and page size from the query; `None` when no delivery can match (a route of
+/// another inbox). Parameters are checked in the order the first error found is reported.
+async fn delivery_filter(state: &AppState, query: DeliveryQuery) -> Result<Option<(Filter, i64)>> {
     let status = match query
         .status
         .as_deref()
@@ -218,18 +231,15 @@ pub async fn list_deliveries(
             ));
         }
     };
-    let mut inbox_id = number(query.inbox_id, "inboxId")?.map(InboxId);
-    if let Some(route_id) = number(query.route_id, "routeId")? {
+    let mut inbox_id = positive(query.inbox_id, "inboxId")?.map(InboxId);
+    if let Some(route_id) = positive(query.route_id, "routeId")? {
         let route = find_route(state, RouteId(route_id)).await?;
         if inbox_id.is_some_and(|i| i != route.inbox_id) {
-            return Ok(dto::DeliveriesBody {
-                deliveries: Vec::new(),
-                next_cursor: None,
-            });
+            return Ok(None);
         }
         inbox_id = Some(route.inbox_id);
     }
-    let limit = number(query.limit, "limit")?.unwrap_or(DEFAULT_PAGE);
+    let limit = positive(query.limit, "limit")?.unwrap_or(DEFAULT_PAGE);
     if limit > MAX_PAGE {
         return Err(Error::invalid(
             "limit",
@@ -239,37 +249,42 @@ pub async fn list_deliveries(
     let filter = Filter {
         status,
         inbox_id,
-        conversation_id: number(query.conversation_id, "conversationId")?,
-        before: number(query.cursor, "cursor")?.map(DeliveryId),
+        conversation_id: positive(query.conversation_id, "conversationId")?,
+        before: positive(query.cursor, "cursor")?.map(DeliveryId),
     };
-    let mut page = deliveries::list(&state.pool, &filter, limit + 1).await?;
-    let next_cursor = if page.len() > usize::try_from(limit).unwrap_or(usize::MAX) {
-        page.pop();
-        page.last().map(|d| d.id)
-    } else {
-        None
-    };
-    Ok(dto::DeliveriesBody {
-        deliveries: page.into_iter().map(Into::into).collect(),
-        next_cursor,
-    })
+    Ok(Some((filter, limit)))
 }
 
-pub async fn delivery_detail(state: &AppState, id: DeliveryId) -> Result<dto::DeliveryDetail> {
+/// A query parameter that must be a positive integer when given (blank counts as not given).
+fn positive(value: Option<String>, field: &'static str) -> Result<Option<i64>> {
+    match value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => v
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .map(Some)
+            .ok_or_else(|| Error::invalid(field, format!("{field} must be a positive integer"))),
+    }
+}
+
+pub async fn delivery_detail(state: &AppState, id: DeliveryId) -> Result<dto::DeliveryBody> {
     let d = deliveries::find(&state.pool, id)
         .await?
         .ok_or_else(|| delivery_not_found(id))?;
     let log = attempts::list_for_delivery(&state.pool, id).await?;
-    Ok(dto::DeliveryDetail {
-        delivery: d.summary().into(),
-        payload: String::from_utf8_lossy(&d.body).into_owned(),
-        attempt_log: log.into_iter().map(Into::into).collect(),
+    Ok(dto::DeliveryBody {
+        delivery: dto::DeliveryDetail {
+            delivery: d.summary().into(),
+            payload: String::from_utf8_lossy(&d.body).into_owned(),
+            attempt_log: log.into_iter().map(Into::into).collect(),
+        },
     })
 }
 
 /// Sends a delivered or dead delivery again: one attempt, in its conversation's order. If that attempt fails
 /// the delivery is dead again (a manual retry does not re-enter the retry schedule).
-pub async fn retry_delivery(state: &AppState, id: DeliveryId) -> Result<dto::DeliveryDetail> {
+pub async fn retry_delivery(state: &AppState, id: DeliveryId) -> Result<dto::DeliveryBody> {
     match deliveries::requeue(&state.pool, id, now_ms()).await? {
         Some(pending) => requeued(state, &[pending]),
         None if deliveries::find(&state.pool, id).await?.is_some() => {
@@ -283,17 +298,19 @@ pub async fn retry_delivery(state: &AppState, id: DeliveryId) -> Result<dto::Del
     delivery_detail(state, id).await
 }
 
-/// [`retry_delivery`] for every dead delivery of a route; returns how many.
-pub async fn retry_dead_for_route(state: &AppState, id: RouteId) -> Result<usize> {
+/// [`retry_delivery`] for every dead delivery of a route; says how many.
+pub async fn retry_dead_for_route(state: &AppState, id: RouteId) -> Result<dto::RetriedBody> {
     let route = find_route(state, id).await?;
     let pending = deliveries::requeue_dead_for_inbox(&state.pool, route.inbox_id, now_ms()).await?;
     requeued(state, &pending);
     tracing::info!(route_id = %id, count = pending.len(), "dead deliveries retried by hand");
-    Ok(pending.len())
+    Ok(dto::RetriedBody {
+        retried: pending.len(),
+    })
 }
 
 /// Removes a delivery from the queue and the log.
-pub async fn discard_delivery(state: &AppState, id: DeliveryId) -> Result<()> {
+pub async fn discard_delivery(state: &AppState, id: DeliveryId) -> Result<dto::SuccessBody> {
     let Some(deleted) = deliveries::delete(&state.pool, id).await? else {
         return Err(delivery_not_found(id));
     };
@@ -301,7 +318,7 @@ pub async fn discard_delivery(state: &AppState, id: DeliveryId) -> Result<()> {
     state.dispatcher.forget(id);
     tracing::info!(delivery_id = %id, "delivery discarded");
     state.events.send(UiEvent::Deliveries);
-    Ok(())
+    Ok(dto::SuccessBody { success: true })
 }
 
 fn requeued(state: &AppState, pending: &[PendingRef]) {
@@ -541,27 +558,6 @@ mod tests {
                 validate(input(json!({"inboxId": 7, "webhookUrl": long_url})), None).unwrap_err()
             ),
             Some("webhookUrl")
-        );
-    }
-
-    #[tokio::test]
-    async fn the_generated_password_is_made_once_and_kept_as_a_hash() {
-        let (pool, _dir) = crate::store::test_support::temp_db().await;
-        let (hash, shown) = generated_admin_password(&pool).await.unwrap();
-        let shown = shown.expect("first run shows the password");
-        assert_eq!(shown.len(), GENERATED_PASSWORD_CHARS);
-        assert!(hash.starts_with("$argon2id$") && !hash.contains(&shown));
-        let admin = crate::config::AdminCredentials::new("admin", hash.clone());
-        use base64::Engine as _;
-        let header = format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(format!("admin:{shown}"))
-        );
-        assert!(super::super::auth::check(&admin, &header));
-        assert_eq!(
-            generated_admin_password(&pool).await.unwrap(),
-            (hash, None),
-            "later runs keep it, unshown"
         );
     }
 

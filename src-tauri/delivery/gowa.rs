@@ -177,19 +177,7 @@ pub async fn send(
                 .get(RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| retry::parse_retry_after(v, SystemTime::now()));
-            let mut body = Vec::new();
-            let mut read_error = None;
-            while body.len() < SNIPPET_BYTES {
-                match response.chunk().await {
-                    Ok(Some(chunk)) => body.extend_from_slice(&chunk),
-                    Ok(None) => break,
-                    Err(e) => {
-                        read_error = Some(describe(&e));
-                        break;
-                    }
-                }
-            }
-            body.truncate(SNIPPET_BYTES);
+            let (body, read_error) = read_snippet(&mut response).await;
             let success = response.status().is_success();
             AttemptResult {
                 status: Some(status),
@@ -214,6 +202,24 @@ pub async fn send(
             duration: started.elapsed(),
         },
     }
+}
+
+/// The first [`SNIPPET_BYTES`] of the response body, and why reading it stopped early, if it did.
+async fn read_snippet(response: &mut reqwest::Response) -> (Vec<u8>, Option<String>) {
+    let mut body = Vec::new();
+    let mut read_error = None;
+    while body.len() < SNIPPET_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            Ok(None) => break,
+            Err(e) => {
+                read_error = Some(describe(&e));
+                break;
+            }
+        }
+    }
+    body.truncate(SNIPPET_BYTES);
+    (body, read_error)
 }
 
 /// An error's cause chain without the URL, which may carry a secret in its query.

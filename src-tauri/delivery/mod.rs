@@ -49,6 +49,27 @@ pub struct DeliveryConfig {
     pub max_age: Duration,
 }
 
+/// How a delivery attempt ended: its name goes into logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered,
+    Retry,
+    Dead,
+    /// Cut short by shutdown; retried after the restart.
+    Interrupted,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Delivered => "delivered",
+            Self::Retry => "retry",
+            Self::Dead => "dead",
+            Self::Interrupted => "interrupted",
+        }
+    }
+}
+
 /// Handle to the lanes; cheap to clone.
 #[derive(Clone)]
 pub struct Dispatcher {

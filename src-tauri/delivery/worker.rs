@@ -8,9 +8,8 @@ use tokio::sync::watch;
 
 use super::gowa::{self, AttemptResult, Target};
 use super::retry::{self, Class};
-use super::{Inner, LaneKey};
+use super::{Inner, LaneKey, Outcome};
 use crate::ids::{DeliveryId, InboxId};
-use crate::metrics::Outcome;
 use crate::store::attempts::{Attempt, Trigger};
 use crate::store::deliveries::{self, DeliveryStatus, NextState};
 use crate::store::now_ms;
@@ -126,14 +125,14 @@ async fn step(inner: &Inner, id: DeliveryId, route_changes: &mut watch::Receiver
         inner.recovered.send_replace(Some(delivery.inbox_id));
     }
     let outcome = match next {
-        _ if cut_short => Outcome::interrupted,
-        NextState::Delivered => Outcome::delivered,
-        NextState::RetryAt(_) => Outcome::retry,
-        NextState::Dead => Outcome::dead,
+        _ if cut_short => Outcome::Interrupted,
+        NextState::Delivered => Outcome::Delivered,
+        NextState::RetryAt(_) => Outcome::Retry,
+        NextState::Dead => Outcome::Dead,
     };
     inner
         .metrics
-        .attempt(outcome, attempt.duration_ms as f64 / 1000.0);
+        .attempt(outcome.as_str(), attempt.duration_ms as f64 / 1000.0);
     tracing::info!(
         delivery_id = %id,
         inbox_id = %delivery.inbox_id,
@@ -141,7 +140,7 @@ async fn step(inner: &Inner, id: DeliveryId, route_changes: &mut watch::Receiver
         attempt = attempt_no,
         status = attempt.status_code,
         duration_ms = attempt.duration_ms,
-        ?outcome,
+        outcome = %outcome.as_str(),
         retry_in_ms,
         error = attempt.error.as_deref(),
         "delivery attempt"

@@ -1,15 +1,15 @@
 //! Tauri commands: the admin service over IPC. Each takes one `input` (the same JSON the HTTP API takes) and
 //! answers with the same DTOs and the same `{code, message, field}` error.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tauri::State;
 
-use super::Desktop;
+use super::listeners::AddressesInput;
+use super::native::{Desktop, DesktopInfo};
 use crate::admin::dto::{self, DeliveryQuery, RouteInput};
 use crate::admin::service;
 use crate::error::ApiError;
 use crate::ids::{DeliveryId, RouteId};
-use crate::listeners::{AddressesInput, Locks};
 use crate::state::AppState;
 
 type Answer<T> = Result<T, ApiError>;
@@ -33,16 +33,12 @@ pub async fn stats(state: State<'_, AppState>) -> Answer<dto::Stats> {
 
 #[tauri::command]
 pub async fn list_routes(state: State<'_, AppState>) -> Answer<dto::RoutesBody> {
-    Ok(dto::RoutesBody {
-        routes: service::list_routes(&state).await?,
-    })
+    Ok(service::routes_body(&state).await?)
 }
 
 #[tauri::command]
 pub async fn create_route(state: State<'_, AppState>, input: RouteInput) -> Answer<dto::RouteBody> {
-    Ok(dto::RouteBody {
-        route: service::create_route(&state, input).await?,
-    })
+    Ok(service::create_route(&state, input).await?)
 }
 
 #[tauri::command]
@@ -50,15 +46,12 @@ pub async fn update_route(
     state: State<'_, AppState>,
     input: UpdateRouteInput,
 ) -> Answer<dto::RouteBody> {
-    Ok(dto::RouteBody {
-        route: service::update_route(&state, RouteId(input.id), input.changes).await?,
-    })
+    Ok(service::update_route(&state, RouteId(input.id), input.changes).await?)
 }
 
 #[tauri::command]
 pub async fn delete_route(state: State<'_, AppState>, input: IdInput) -> Answer<dto::SuccessBody> {
-    service::delete_route(&state, RouteId(input.id)).await?;
-    Ok(dto::SuccessBody { success: true })
+    Ok(service::delete_route(&state, RouteId(input.id)).await?)
 }
 
 #[tauri::command]
@@ -68,9 +61,7 @@ pub async fn test_route(state: State<'_, AppState>, input: IdInput) -> Answer<dt
 
 #[tauri::command]
 pub async fn retry_dead(state: State<'_, AppState>, input: IdInput) -> Answer<dto::RetriedBody> {
-    Ok(dto::RetriedBody {
-        retried: service::retry_dead_for_route(&state, RouteId(input.id)).await?,
-    })
+    Ok(service::retry_dead_for_route(&state, RouteId(input.id)).await?)
 }
 
 #[tauri::command]
@@ -83,9 +74,7 @@ pub async fn list_deliveries(
 
 #[tauri::command]
 pub async fn delivery(state: State<'_, AppState>, input: IdInput) -> Answer<dto::DeliveryBody> {
-    Ok(dto::DeliveryBody {
-        delivery: service::delivery_detail(&state, DeliveryId(input.id)).await?,
-    })
+    Ok(service::delivery_detail(&state, DeliveryId(input.id)).await?)
 }
 
 #[tauri::command]
@@ -93,9 +82,7 @@ pub async fn retry_delivery(
     state: State<'_, AppState>,
     input: IdInput,
 ) -> Answer<dto::DeliveryBody> {
-    Ok(dto::DeliveryBody {
-        delivery: service::retry_delivery(&state, DeliveryId(input.id)).await?,
-    })
+    Ok(service::retry_delivery(&state, DeliveryId(input.id)).await?)
 }
 
 #[tauri::command]
@@ -103,41 +90,12 @@ pub async fn discard_delivery(
     state: State<'_, AppState>,
     input: IdInput,
 ) -> Answer<dto::SuccessBody> {
-    service::discard_delivery(&state, DeliveryId(input.id)).await?;
-    Ok(dto::SuccessBody { success: true })
+    Ok(service::discard_delivery(&state, DeliveryId(input.id)).await?)
 }
 
 #[tauri::command]
 pub async fn list_unrouted(state: State<'_, AppState>) -> Answer<dto::UnroutedBody> {
-    Ok(dto::UnroutedBody {
-        unrouted: service::list_unrouted(&state).await?,
-    })
-}
-
-/// Where the relay listens and how to log in to the browser panel, for the window.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DesktopInfo {
-    pub webhook_url: String,
-    pub admin_url: String,
-    /// Why the relay is not listening, e.g. a busy port.
-    pub listen_error: Option<String>,
-    pub webhook_host: String,
-    pub webhook_port: u16,
-    pub admin_host: String,
-    pub admin_port: u16,
-    /// Addresses the environment sets, which the window shows but does not change.
-    pub locked: Locks,
-    /// `None` when the browser panel is off.
-    pub admin_user: Option<String>,
-    /// A browser-panel password generated in this run (first start, or "new password"); never shown again
-    /// after the app quits.
-    pub generated_password: Option<String>,
-    /// `BASIC_AUTH_PASS` sets the password.
-    pub password_locked: bool,
-    pub start_at_login: bool,
-    pub notifications: bool,
-    pub language: String,
+    Ok(service::list_unrouted(&state).await?)
 }
 
 #[tauri::command]

@@ -1,6 +1,6 @@
 //! The tray icon: state at a glance (relaying / a route failing / stopped), today's counts in the tooltip, and
-//! the menu. Menu handlers are one-liners over functions of [`super`], which tests can call directly (there is
-//! no tray host to click on in a headless session).
+//! the menu. What a menu item does is decided by the caller (`native::on_menu`), so this module knows nothing
+//! of the app's state.
 
 use tauri::image::Image;
 use tauri::menu::{CheckMenuItem, Menu, MenuItem, PredefinedMenuItem};
@@ -8,8 +8,8 @@ use tauri::tray::{MouseButton, MouseButtonState, TrayIconBuilder, TrayIconEvent}
 use tauri::{App, AppHandle, Manager, Wry};
 use tauri_plugin_autostart::ManagerExt as _;
 
-use super::{Desktop, window};
-use crate::status::{TrayState, Words};
+use super::status::{TrayState, Words};
+use super::window;
 
 /// Menu item ids.
 pub mod ids {
@@ -47,7 +47,7 @@ impl TrayMenu {
         let _ = self.autostart.set_checked(on);
     }
 
-    fn show_paused(&self, paused: bool) {
+    pub fn show_paused(&self, paused: bool) {
         let words = *self
             .words
             .lock()
@@ -72,7 +72,8 @@ impl TrayMenu {
     }
 }
 
-pub fn create(app: &App, words: Words) -> tauri::Result<TrayMenu> {
+/// Creates the tray icon with its menu; `on_menu` handles a click on an item (by its id in [`ids`]).
+pub fn create(app: &App, words: Words, on_menu: fn(&AppHandle, &str)) -> tauri::Result<TrayMenu> {
     let autostart_on = app.autolaunch().is_enabled().unwrap_or(false);
     let item = |id: &str, text: &str| MenuItem::with_id(app, id, text, true, None::<&str>);
     let items = TrayMenu {
@@ -109,7 +110,7 @@ pub fn create(app: &App, words: Words) -> tauri::Result<TrayMenu> {
         .tooltip("Chatgowa")
         .menu(&menu)
         .show_menu_on_left_click(false)
-        .on_menu_event(|app, event| on_menu(app, event.id().as_ref()))
+        .on_menu_event(move |app, event| on_menu(app, event.id().as_ref()))
         .on_tray_icon_event(|tray, event| {
             if let TrayIconEvent::Click {
                 button: MouseButton::Left,
@@ -122,27 +123,6 @@ pub fn create(app: &App, words: Words) -> tauri::Result<TrayMenu> {
         })
         .build(app)?;
     Ok(items)
-}
-
-fn on_menu(app: &AppHandle, id: &str) {
-    let desktop = app.state::<Desktop>();
-    match id {
-        ids::OPEN => window::open(app),
-        ids::OPEN_BROWSER => desktop.open_admin_in_browser(app),
-        ids::COPY_URL => desktop.copy_webhook_url(app),
-        ids::PAUSE => {
-            let paused = desktop.toggle_pause(app);
-            if let Some(menu) = app.try_state::<TrayMenu>() {
-                menu.show_paused(paused);
-            }
-        }
-        ids::AUTOSTART => {
-            let on = app.autolaunch().is_enabled().unwrap_or(false);
-            desktop.set_autostart(app, !on);
-        }
-        ids::QUIT => super::quit(app),
-        _ => {}
-    }
 }
 
 /// Sets the icon and the tooltip.

@@ -18,13 +18,88 @@ use bytes::Bytes;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
+use self::payload::Payload;
 use crate::config::{self, Secret};
+use crate::delivery::Dispatcher;
 use crate::error::{Error, Result};
 use crate::ids::{DeliveryId, InboxId};
-use crate::metrics;
-use crate::state::AppState;
+use crate::metrics::Metrics;
+use crate::store::Writer;
 use crate::store::deliveries::NewDelivery;
-use crate::store::writer::{Decision, WriteError};
+use crate::store::writer::{self, WriteError};
+
+/// What was done with an inbound webhook: its name goes out to Chatwoot as `reason`, and into logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(non_camel_case_types)]
+pub enum Decision {
+    queued,
+    duplicate,
+    no_inbox,
+    no_route,
+    route_disabled,
+    /// Refused: not JSON, too large, wrong content type.
+    rejected,
+    /// Refused: a Chatwoot secret is configured and the signature is missing, stale or wrong (401).
+    unsigned,
+    /// Shed: more webhooks at once than the relay takes (503 + Retry-After).
+    shed,
+    /// Could not be stored (answered 503).
+    unavailable,
+}
+
+impl Decision {
+    /// Its name in logs, in metrics and in the answer to Chatwoot (`reason`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::queued => "queued",
+            Self::duplicate => "duplicate",
+            Self::no_inbox => "no_inbox",
+            Self::no_route => "no_route",
+            Self::route_disabled => "route_disabled",
+            Self::rejected => "rejected",
+            Self::unsigned => "unsigned",
+            Self::shed => "shed",
+            Self::unavailable => "unavailable",
+        }
+    }
+}
+
+/// What `POST /webhook` works with: shared by every request, one reference count per clone.
+#[derive(Clone)]
+pub struct Intake(Arc<Parts>);
+
+struct Parts {
+    writer: Writer,
+    /// For the routes' own Chatwoot secrets.
+    dispatcher: Dispatcher,
+    metrics: Metrics,
+    admission: Admission,
+    /// `CHATGOWA_CHATWOOT_SECRET`: what webhooks of a route without a secret of its own are signed with.
+    chatwoot_secrets: Vec<Secret<String>>,
+}
+
+impl Intake {
+    pub fn new(
+        writer: Writer,
+        dispatcher: Dispatcher,
+        metrics: Metrics,
+        max_body: usize,
+        chatwoot_secrets: Vec<Secret<String>>,
+    ) -> Self {
+        Self(Arc::new(Parts {
+            writer,
+            dispatcher,
+            metrics,
+            admission: Admission::new(max_body),
+            chatwoot_secrets,
+        }))
+    }
+
+    /// The largest body accepted.
+    pub fn max_body(&self) -> usize {
+        self.0.admission.max_body
+    }
+}
 
 /// How many maximum-size bodies may be in memory at once (being read or waiting for their commit).
 const BODIES_IN_MEMORY: usize = 64;
@@ -35,13 +110,13 @@ const MIN_CHARGE: usize = 1024;
 /// maximum) from a budget of [`BODIES_IN_MEMORY`] maximum bodies until it is answered. When the budget is
 /// spent, webhooks are shed with 503 + `Retry-After` instead of queueing without bound.
 #[derive(Debug, Clone)]
-pub struct Admission {
+struct Admission {
     budget: Arc<Semaphore>,
     max_body: usize,
 }
 
 impl Admission {
-    pub fn new(max_body: usize) -> Self {
+    fn new(max_body: usize) -> Self {
         let permits = max_body
             .saturating_mul(BODIES_IN_MEMORY)
             .min(Semaphore::MAX_PERMITS);
@@ -57,14 +132,14 @@ const DISCARD_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// axum middleware of `POST /webhook`: refuses a declared body over the limit, admits the request within the
 /// memory budget, or sheds it.
-pub async fn admit(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let admission = &state.admission;
+pub async fn admit(State(intake): State<Intake>, request: Request, next: Next) -> Response {
+    let (admission, metrics) = (&intake.0.admission, &intake.0.metrics);
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
     if declared.is_some_and(|n| n > admission.max_body) {
-        state.metrics.webhook(metrics::Decision::rejected);
+        metrics.webhook(Decision::rejected.as_str());
         discard_body(request).await;
         return too_large(admission.max_body).into_response();
     }
@@ -75,7 +150,7 @@ pub async fn admit(State(state): State<AppState>, request: Request, next: Next) 
         .ok()
         .and_then(|n| admission.budget.clone().try_acquire_many_owned(n).ok());
     let Some(_permit) = permit else {
-        state.metrics.webhook(metrics::Decision::shed);
+        metrics.webhook(Decision::shed.as_str());
         tracing::debug!(bytes = size, "webhook shed: too many in progress");
         discard_body(request).await;
         return Error::Overloaded("too many webhooks at once; retry shortly".into())
@@ -113,16 +188,12 @@ pub struct Receipt {
     pub inbox_id: Option<InboxId>,
     /// What was decided, for the metrics; `queued` and `reason` say it on the wire.
     #[serde(skip)]
-    pub decision: metrics::Decision,
+    pub decision: Decision,
 }
 
 impl Receipt {
-    fn new(
-        decision: metrics::Decision,
-        delivery_id: Option<DeliveryId>,
-        inbox_id: Option<InboxId>,
-    ) -> Self {
-        let queued = decision == metrics::Decision::queued;
+    fn new(decision: Decision, delivery_id: Option<DeliveryId>, inbox_id: Option<InboxId>) -> Self {
+        let queued = decision == Decision::queued;
         Self {
             received: true,
             queued,
@@ -136,28 +207,29 @@ impl Receipt {
 
 /// `POST /webhook`.
 pub async fn webhook(
-    State(state): State<AppState>,
+    State(intake): State<Intake>,
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Json<Receipt>> {
     let body = body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => too_large(state.config.max_body),
+        StatusCode::PAYLOAD_TOO_LARGE => too_large(intake.max_body()),
         _ => Error::Invalid {
             field: None,
             message: rejection.body_text(),
         },
     });
     let result = match body {
-        Ok(body) => accept(&state, &headers, body).await,
+        Ok(body) => accept(&intake, &headers, body).await,
         Err(err) => Err(err),
     };
-    state.metrics.webhook(match &result {
+    let decision = match &result {
         Ok(receipt) => receipt.decision,
-        Err(Error::Unavailable(_)) => metrics::Decision::unavailable,
-        Err(Error::Overloaded(_)) => metrics::Decision::shed,
-        Err(Error::Unauthorized(_)) => metrics::Decision::unsigned,
-        Err(_) => metrics::Decision::rejected,
-    });
+        Err(Error::Unavailable(_)) => Decision::unavailable,
+        Err(Error::Overloaded(_)) => Decision::shed,
+        Err(Error::Unauthorized(_)) => Decision::unsigned,
+        Err(_) => Decision::rejected,
+    };
+    intake.0.metrics.webhook(decision.as_str());
     result.map(Json)
 }
 
@@ -168,7 +240,7 @@ pub async fn webhook(
 /// wrong Chatwoot signature where one is required, `Overloaded` when the writer's queue is full,
 /// `Unavailable` when it could not be stored (Chatwoot then shows the message as failed instead of it being
 /// lost silently).
-pub async fn accept(state: &AppState, headers: &HeaderMap, body: Bytes) -> Result<Receipt> {
+pub async fn accept(intake: &Intake, headers: &HeaderMap, body: Bytes) -> Result<Receipt> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .map(|ct| ct.to_str().unwrap_or_default());
@@ -188,20 +260,7 @@ pub async fn accept(state: &AppState, headers: &HeaderMap, body: Bytes) -> Resul
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
-    let secrets = signing_secrets(state, payload.inbox_id);
-    if !secrets.is_empty() {
-        signature::verify(
-            &secrets,
-            text("x-chatwoot-timestamp").as_deref(),
-            text("x-chatwoot-signature").as_deref(),
-            &body,
-            chrono::Utc::now().timestamp(),
-        )
-        .map_err(|e| {
-            tracing::info!(event = payload.event, inbox_id = ?payload.inbox_id, problem = %e, "webhook refused");
-            Error::Unauthorized(e.to_string())
-        })?;
-    }
+    intake.check_signature(headers, &body, &payload)?;
     let Some(inbox_id) = payload.inbox_id else {
         tracing::info!(
             event = payload.event,
@@ -209,7 +268,7 @@ pub async fn accept(state: &AppState, headers: &HeaderMap, body: Bytes) -> Resul
             decision = "no_inbox",
             "webhook"
         );
-        return Ok(Receipt::new(metrics::Decision::no_inbox, None, None));
+        return Ok(Receipt::new(Decision::no_inbox, None, None));
     };
     let delivery = NewDelivery {
         inbox_id,
@@ -220,15 +279,22 @@ pub async fn accept(state: &AppState, headers: &HeaderMap, body: Bytes) -> Resul
         cw_signature: text("x-chatwoot-signature"),
         body,
     };
-    let decision = state.writer.ingest(delivery).await.map_err(|e| match e {
-        WriteError::Full => Error::Overloaded("too many webhooks at once; retry shortly".into()),
-        e => Error::Unavailable(e.to_string()),
-    })?;
+    let decision = intake
+        .0
+        .writer
+        .ingest(delivery)
+        .await
+        .map_err(|e| match e {
+            WriteError::Full => {
+                Error::Overloaded("too many webhooks at once; retry shortly".into())
+            }
+            e => Error::Unavailable(e.to_string()),
+        })?;
     let (decision, delivery_id) = match decision {
-        Decision::Queued(id) => (metrics::Decision::queued, Some(id)),
-        Decision::Duplicate(id) => (metrics::Decision::duplicate, Some(id)),
-        Decision::NoRoute => (metrics::Decision::no_route, None),
-        Decision::RouteDisabled => (metrics::Decision::route_disabled, None),
+        writer::Decision::Queued(id) => (Decision::queued, Some(id)),
+        writer::Decision::Duplicate(id) => (Decision::duplicate, Some(id)),
+        writer::Decision::NoRoute => (Decision::no_route, None),
+        writer::Decision::RouteDisabled => (Decision::route_disabled, None),
     };
     tracing::info!(
         event = payload.event,
@@ -241,13 +307,35 @@ pub async fn accept(state: &AppState, headers: &HeaderMap, body: Bytes) -> Resul
     Ok(Receipt::new(decision, delivery_id, Some(inbox_id)))
 }
 
-/// The secrets a webhook for `inbox_id` must be signed with: its route's own, else `CHATGOWA_CHATWOOT_SECRET`;
-/// none means no signature is required.
-fn signing_secrets(state: &AppState, inbox_id: Option<InboxId>) -> Vec<Secret<String>> {
-    let own = inbox_id
-        .and_then(|inbox_id| state.dispatcher.route(inbox_id))
-        .and_then(|route| route.chatwoot_secret.as_deref().map(config::secrets));
-    own.unwrap_or_else(|| state.config.chatwoot_secrets.clone())
+impl Intake {
+    /// Checks Chatwoot's signature where a secret is configured for the webhook's inbox (or for all).
+    fn check_signature(&self, headers: &HeaderMap, body: &[u8], payload: &Payload) -> Result<()> {
+        let secrets = self.signing_secrets(payload.inbox_id);
+        if secrets.is_empty() {
+            return Ok(());
+        }
+        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        signature::verify(
+            &secrets,
+            text("x-chatwoot-timestamp"),
+            text("x-chatwoot-signature"),
+            body,
+            chrono::Utc::now().timestamp(),
+        )
+        .map_err(|e| {
+            tracing::info!(event = payload.event, inbox_id = ?payload.inbox_id, problem = %e, "webhook refused");
+            Error::Unauthorized(e.to_string())
+        })
+    }
+
+    /// The secrets a webhook for `inbox_id` must be signed with: its route's own, else
+    /// `CHATGOWA_CHATWOOT_SECRET`; none means no signature is required.
+    fn signing_secrets(&self, inbox_id: Option<InboxId>) -> Vec<Secret<String>> {
+        let own = inbox_id
+            .and_then(|inbox_id| self.0.dispatcher.route(inbox_id))
+            .and_then(|route| route.chatwoot_secret.as_deref().map(config::secrets));
+        own.unwrap_or_else(|| self.0.chatwoot_secrets.clone())
+    }
 }
 
 /// `application/json` or `…+json`, parameters allowed.

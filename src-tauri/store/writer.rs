@@ -235,39 +235,10 @@ fn commit(
 
     match result {
         Ok(decisions) => {
-            let queued: Vec<(DeliveryId, &NewDelivery)> = batch
-                .iter()
-                .zip(&decisions)
-                .filter_map(|(op, decision)| match (op, decision) {
-                    (Op::Ingest(d, _), Some(Decision::Queued(id))) => Some((*id, d.as_ref())),
-                    _ => None,
-                })
-                .collect();
-            let committed = Committed {
-                queued: &queued,
-                at: now,
-                deliveries_changed: !queued.is_empty()
-                    || batch
-                        .iter()
-                        .any(|op| matches!(op, Op::Attempt(..) | Op::Dead(..))),
-                unrouted_changed: decisions
-                    .iter()
-                    .any(|d| matches!(d, Some(Decision::NoRoute))),
-            };
-            if committed.deliveries_changed || committed.unrouted_changed {
-                on_commit(&committed);
-            }
+            announce(batch, &decisions, now, on_commit);
             for (op, decision) in batch.drain(..).zip(decisions) {
-                match op {
-                    Op::Ingest(_, reply) => {
-                        // `apply` returns a decision for every ingest.
-                        let _ = reply.send(decision.ok_or(WriteError::Stopped));
-                    }
-                    Op::Attempt(.., reply) | Op::Dead(.., reply) => {
-                        let _ = reply.send(Ok(()));
-                    }
-                    Op::Stop => {}
-                }
+                // `apply` returns a decision for every ingest.
+                answer(op, decision.ok_or(WriteError::Stopped));
             }
         }
         Err(err) => {
@@ -275,17 +246,54 @@ fn commit(
             tracing::error!(error = %err, writes = batch.len(), "database commit failed");
             let err = WriteError::Database(Arc::new(err));
             for op in batch.drain(..) {
-                match op {
-                    Op::Ingest(_, reply) => {
-                        let _ = reply.send(Err(err.clone()));
-                    }
-                    Op::Attempt(.., reply) | Op::Dead(.., reply) => {
-                        let _ = reply.send(Err(err.clone()));
-                    }
-                    Op::Stop => {}
-                }
+                answer(op, Err(err.clone()));
             }
         }
+    }
+}
+
+/// Tells `on_commit` what a committed batch changed, if anything.
+fn announce(
+    batch: &[Op],
+    decisions: &[Option<Decision>],
+    now: i64,
+    on_commit: &mut impl FnMut(&Committed),
+) {
+    let queued: Vec<(DeliveryId, &NewDelivery)> = batch
+        .iter()
+        .zip(decisions)
+        .filter_map(|(op, decision)| match (op, decision) {
+            (Op::Ingest(d, _), Some(Decision::Queued(id))) => Some((*id, d.as_ref())),
+            _ => None,
+        })
+        .collect();
+    let committed = Committed {
+        queued: &queued,
+        at: now,
+        deliveries_changed: !queued.is_empty()
+            || batch
+                .iter()
+                .any(|op| matches!(op, Op::Attempt(..) | Op::Dead(..))),
+        unrouted_changed: decisions
+            .iter()
+            .any(|d| matches!(d, Some(Decision::NoRoute))),
+    };
+    if committed.deliveries_changed || committed.unrouted_changed {
+        on_commit(&committed);
+    }
+}
+
+/// Answers the caller of one write: an ingest with its decision (or the error), the others with the
+/// outcome alone.
+fn answer(op: Op, result: Result<Decision, WriteError>) {
+    match op {
+        Op::Ingest(_, reply) => {
+            let _ = reply.send(result);
+        }
+        Op::Attempt(.., reply) | Op::Dead(.., reply) => {
+            let _ = reply.send(result.map(|_| ()));
+        }
+        Op::Stop => {}
     }
 }
 

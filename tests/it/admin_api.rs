@@ -3,11 +3,16 @@
 
 use std::time::Duration;
 
+use chatgowa_lib::admin::settings;
+use chatgowa_lib::app::App;
+use chatgowa_lib::login;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 
 use crate::support::{
     ADMIN_PASS, ADMIN_USER, Gowa, Received, Reply, TestRelay, basic_auth, eventually, message,
+    test_config,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -597,13 +602,8 @@ async fn a_new_panel_password_replaces_the_old_one_at_once() {
     };
     assert_eq!(status(ADMIN_USER, ADMIN_PASS.into()).await, StatusCode::OK);
 
-    let new = chatgowa_lib::admin::service::new_admin_password(&relay.state)
-        .await
-        .unwrap();
-    assert_eq!(
-        new.len(),
-        chatgowa_lib::admin::service::GENERATED_PASSWORD_CHARS
-    );
+    let new = settings::new_admin_password(&relay.state).await.unwrap();
+    assert_eq!(new.len(), settings::GENERATED_PASSWORD_CHARS);
     assert_eq!(status(ADMIN_USER, new.clone()).await, StatusCode::OK);
     assert_eq!(
         status(ADMIN_USER, ADMIN_PASS.into()).await,
@@ -622,4 +622,35 @@ async fn a_new_panel_password_replaces_the_old_one_at_once() {
         "only the hash is kept"
     );
     relay.stop().await;
+}
+
+#[tokio::test]
+async fn the_generated_panel_password_is_made_once_and_kept_as_a_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = || async {
+        let mut config = test_config(dir.path().join("relay.db"));
+        config.admin = None;
+        App::start(config, CancellationToken::new()).await.unwrap()
+    };
+    let app = start().await;
+    let shown = settings::ensure_admin_login(app.state())
+        .await
+        .unwrap()
+        .expect("the first run shows the password");
+    assert_eq!(shown.len(), settings::GENERATED_PASSWORD_CHARS);
+    let admin = app.state().admin.read().unwrap().clone().unwrap();
+    assert!(admin.is_hashed() && !admin.password.expose().contains(&shown));
+    assert!(login::check(&admin, &basic_auth(ADMIN_USER, &shown)));
+    assert!(!login::check(&admin, &basic_auth(ADMIN_USER, ADMIN_PASS)));
+    app.shutdown().await;
+
+    let app = start().await;
+    assert_eq!(
+        settings::ensure_admin_login(app.state()).await.unwrap(),
+        None,
+        "later runs keep it, unshown"
+    );
+    let again = app.state().admin.read().unwrap().clone().unwrap();
+    assert_eq!(again.password.expose(), admin.password.expose());
+    app.shutdown().await;
 }

@@ -5,9 +5,9 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use chatgowa_lib::Relay;
+use chatgowa_lib::app::App;
+use chatgowa_lib::desktop::listeners::{self, Addresses, AddressesInput, Listeners, Locks};
 use chatgowa_lib::error::Error;
-use chatgowa_lib::listeners::{self, Addresses, AddressesInput, Listeners, Locks};
 use chatgowa_lib::state::AppState;
 use chatgowa_lib::store::settings;
 use tokio_util::sync::CancellationToken;
@@ -26,7 +26,7 @@ fn free_pair() -> Addresses {
 }
 
 struct Running {
-    relay: Relay,
+    relay: App,
     state: AppState,
     shutdown: CancellationToken,
     http: reqwest::Client,
@@ -36,7 +36,7 @@ struct Running {
 async fn relay() -> Running {
     let dir = tempfile::tempdir().unwrap();
     let shutdown = CancellationToken::new();
-    let relay = Relay::start(test_config(dir.path().join("relay.db")), shutdown.clone())
+    let relay = App::start(test_config(dir.path().join("relay.db")), shutdown.clone())
         .await
         .unwrap();
     Running {
@@ -236,9 +236,7 @@ async fn addresses_are_kept_for_the_next_start_unless_the_environment_sets_them(
     let r = relay().await;
     let config = &r.state.config;
     let none = Locks::default();
-    let defaults = listeners::initial(&r.state.pool, config, &none)
-        .await
-        .unwrap();
+    let defaults = listeners::initial(&r.state, &none).await.unwrap();
     assert_eq!(
         defaults.admin,
         local(config.port + 1),
@@ -248,12 +246,7 @@ async fn addresses_are_kept_for_the_next_start_unless_the_environment_sets_them(
     let chosen = free_pair();
     let listeners = Listeners::start(r.state.clone(), chosen).await;
     listeners.save(&none).await.unwrap();
-    assert_eq!(
-        listeners::initial(&r.state.pool, config, &none)
-            .await
-            .unwrap(),
-        chosen
-    );
+    assert_eq!(listeners::initial(&r.state, &none).await.unwrap(), chosen);
     assert_eq!(
         settings::find(&r.state.pool, settings::WEBHOOK_ADDRESS)
             .await
@@ -262,10 +255,7 @@ async fn addresses_are_kept_for_the_next_start_unless_the_environment_sets_them(
     );
     let locked = Locks::new(true, false);
     assert_eq!(
-        listeners::initial(&r.state.pool, config, &locked)
-            .await
-            .unwrap()
-            .webhook,
+        listeners::initial(&r.state, &locked).await.unwrap().webhook,
         SocketAddr::new(config.bind, config.port),
         "PORT / CHATGOWA_BIND win over the app's choice"
     );

@@ -10,6 +10,7 @@ mod delivery;
 mod desktop;
 mod e2e;
 mod faults;
+mod layers;
 mod listeners;
 mod ops;
 mod router;

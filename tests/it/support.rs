@@ -13,7 +13,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use chatgowa_lib::Relay;
+use chatgowa_lib::app::App;
 use chatgowa_lib::config::{self, AdminCredentials, Config};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -98,7 +98,7 @@ impl TestRelay {
         let mut config = test_config(dir.path().join("relay.db"));
         configure(&mut config);
         let shutdown = CancellationToken::new();
-        let relay = Relay::start(config, shutdown.clone()).await.unwrap();
+        let relay = App::start(config, shutdown.clone()).await.unwrap();
         let state = relay.state().clone();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

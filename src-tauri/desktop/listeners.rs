@@ -10,13 +10,11 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
-use sqlx::SqlitePool;
 
-use crate::config::Config;
+use crate::admin::settings::{self, Listener};
 use crate::error::{Error, Result};
 use crate::server::{self, HttpServer, ListenError, Surface};
 use crate::state::AppState;
-use crate::store::settings;
 
 /// Where the webhook and the admin API and panel listen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,15 +47,12 @@ impl Locks {
 ///
 /// # Errors
 /// The database cannot be read.
-pub async fn initial(pool: &SqlitePool, config: &Config, locks: &Locks) -> Result<Addresses> {
+pub async fn initial(state: &AppState, locks: &Locks) -> Result<Addresses> {
+    let config = &state.config;
     let configured = SocketAddr::new(config.bind, config.port);
-    let stored = |key| async move {
-        let value = settings::find(pool, key).await?;
-        Ok::<_, Error>(value.and_then(|v| v.parse::<SocketAddr>().ok()))
-    };
     let webhook = match locks.webhook {
         Some(_) => configured,
-        None => stored(settings::WEBHOOK_ADDRESS)
+        None => settings::saved_address(state, Listener::Webhook)
             .await?
             .unwrap_or(configured),
     };
@@ -67,7 +62,7 @@ pub async fn initial(pool: &SqlitePool, config: &Config, locks: &Locks) -> Resul
     );
     let admin = match (locks.admin, config.admin_bind) {
         (Some(_), Some(addr)) => addr,
-        _ => stored(settings::ADMIN_ADDRESS)
+        _ => settings::saved_address(state, Listener::Admin)
             .await?
             .unwrap_or(default_admin),
     };
@@ -302,12 +297,12 @@ impl Listeners {
     /// # Errors
     /// The database cannot be written.
     pub async fn save(&self, locks: &Locks) -> Result<()> {
-        for (slot, lock, key) in [
-            (&self.webhook, locks.webhook, settings::WEBHOOK_ADDRESS),
-            (&self.admin, locks.admin, settings::ADMIN_ADDRESS),
+        for (slot, lock, listener) in [
+            (&self.webhook, locks.webhook, Listener::Webhook),
+            (&self.admin, locks.admin, Listener::Admin),
         ] {
             if slot.server.is_some() && lock.is_none() {
-                settings::upsert(&self.state.pool, key, &slot.wanted.to_string()).await?;
+                settings::save_address(&self.state, listener, slot.wanted).await?;
             }
         }
         Ok(())

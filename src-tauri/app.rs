@@ -1,0 +1,291 @@
+//! The composition root: opens the database, starts the writer, the delivery lanes and retention, builds the
+//! shared [`AppState`], serves HTTP, and stops it all in order. Both modes start the relay here: the headless
+//! runner below, and the desktop app.
+//! Must not: hold use-cases (they are in [`crate::admin`]) or name Tauri.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sqlx::SqlitePool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{self, Config, Settings};
+use crate::delivery::{self, DeliveryConfig, Dispatcher};
+use crate::events::{Events, UiEvent};
+use crate::login::Throttle;
+use crate::metrics::Metrics;
+use crate::relay::Intake;
+use crate::server::{self, HttpServer, Surface};
+use crate::state::{AppState, Shared};
+use crate::store::writer::{Committed, WriterThread};
+use crate::store::{self, Writer};
+use crate::{container, logging, retention, shutdown};
+
+/// How long attempts in flight may take to finish once shutdown starts; then they are abandoned (and
+/// recorded as interrupted). Together with the rest of the shutdown this stays under Docker's 10 s grace.
+const ATTEMPT_GRACE: Duration = Duration::from_secs(5);
+/// Time left after abandoning attempts to record them.
+const RECORD_GRACE: Duration = Duration::from_secs(2);
+
+/// A started relay: database open, writer and lanes running, not yet serving HTTP.
+pub struct App {
+    state: AppState,
+    /// Held until the relay stops, so that no second relay opens the same database.
+    _lock: store::DatabaseLock,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+    abort: CancellationToken,
+    writer: WriterThread,
+}
+
+impl App {
+    /// Opens the database, starts the writer and puts every pending delivery back in its lane.
+    /// Cancelling `shutdown` stops the relay (see [`App::serve`]).
+    ///
+    /// # Errors
+    /// Another relay uses the database, it cannot be opened or migrated, or the HTTP client cannot be built.
+    pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
+        let lock = store::lock_database(&config.database_path)?;
+        let pool = open_database(&config).await?;
+        let (writer, writer_inbox) = Writer::channel();
+        let lifecycle = delivery::Lifecycle {
+            tracker: TaskTracker::new(),
+            shutdown: shutdown.clone(),
+            abort: CancellationToken::new(),
+        };
+        let metrics = Metrics::default();
+        let dispatcher = lanes(&config, &pool, &writer, lifecycle.clone(), &metrics)?;
+        let events = Events::default();
+        let pruner = retention::Waker::default();
+        let after = after_commit(dispatcher.clone(), events.clone(), pruner.clone());
+        let writer_thread = writer_inbox
+            .spawn(&config.database_path, after)
+            .context("starting the database writer")?;
+        let pending = resume_lanes(&dispatcher).await?;
+        lifecycle.tracker.spawn(
+            retention::Retention {
+                pool: pool.clone(),
+                writer: writer.clone(),
+                delivered: config.retention,
+                dead: config.dead_retention,
+                events: events.clone(),
+                waker: pruner,
+            }
+            .run(shutdown.clone()),
+        );
+        tracing::info!(pending, database = %config.database_path.display(), "relay started");
+        let intake = Intake::new(
+            writer.clone(),
+            dispatcher.clone(),
+            metrics.clone(),
+            config.max_body,
+            config.chatwoot_secrets.clone(),
+        );
+        let state = AppState::new(Shared {
+            admin: std::sync::RwLock::new(config.admin.clone()),
+            config,
+            pool,
+            writer,
+            dispatcher,
+            events,
+            metrics,
+            intake,
+            logins: Throttle::default(),
+            shutdown: shutdown.clone(),
+        });
+        Ok(Self {
+            state,
+            _lock: lock,
+            tracker: lifecycle.tracker,
+            shutdown,
+            abort: lifecycle.abort,
+            writer: writer_thread,
+        })
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves HTTP on `listener` (and the admin API on `admin` when it has its own) until shutdown, then
+    /// stops everything in order; see [`App::run`].
+    ///
+    /// # Errors
+    /// A listener is closed, or a server fails.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        admin: Option<TcpListener>,
+    ) -> anyhow::Result<()> {
+        let with_admin = admin.is_none() && self.state.config.admin.is_some();
+        let mut servers = vec![HttpServer::spawn(
+            listener,
+            &self.state,
+            Surface::Webhook { with_admin },
+        )?];
+        if let Some(admin) = admin {
+            servers.push(HttpServer::spawn(admin, &self.state, Surface::Admin)?);
+        }
+        self.run(servers).await
+    }
+
+    /// Waits for shutdown, then stops: requests in progress on `servers` and delivery attempts in flight wind
+    /// down side by side, so the whole stop stays within Docker's grace; then the database is closed.
+    ///
+    /// # Errors
+    /// A server fails.
+    pub async fn run(self, servers: Vec<HttpServer>) -> anyhow::Result<()> {
+        let http = futures_util::future::join_all(servers.into_iter().map(HttpServer::finished));
+        let attempts = async {
+            self.shutdown.cancelled().await;
+            self.drain_attempts().await;
+        };
+        let (served, ()) = tokio::join!(http, attempts);
+        self.close().await;
+        served
+            .into_iter()
+            .collect::<std::io::Result<()>>()
+            .context("serving HTTP")
+    }
+
+    /// Stops a relay that serves no HTTP: attempts in flight finish and are recorded, the database closes.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        // Without servers nothing can fail.
+        let _ = self.run(Vec::new()).await;
+    }
+
+    /// Lets attempts in flight finish and be recorded; abandons (and records) those that take too long.
+    async fn drain_attempts(&self) {
+        self.tracker.close();
+        if tokio::time::timeout(ATTEMPT_GRACE, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("abandoning delivery attempts still in flight");
+            self.abort.cancel();
+            let _ = tokio::time::timeout(RECORD_GRACE, self.tracker.wait()).await;
+        }
+    }
+
+    /// Writes what is queued for the writer and closes the database.
+    async fn close(self) {
+        self.writer.stop().await;
+        self.state.pool.close().await;
+        tracing::info!("relay stopped");
+    }
+}
+
+/// Opens (creating and migrating) the database, and takes over the TypeScript version's routes once.
+async fn open_database(config: &Config) -> anyhow::Result<SqlitePool> {
+    let pool = store::connect(&config.database_path)
+        .await
+        .with_context(|| format!("opening the database at {}", config.database_path.display()))?;
+    if let Some(imported) = store::prisma::import_routes(&pool)
+        .await
+        .context("importing the TypeScript version's routes")?
+    {
+        tracing::info!(
+            imported = imported.routes,
+            skipped = imported.skipped,
+            "routes imported from the TypeScript version's WebhookRoute table (left unchanged)"
+        );
+    }
+    Ok(pool)
+}
+
+/// The delivery lanes (not started until deliveries are put in them), with their own HTTP client.
+fn lanes(
+    config: &Config,
+    pool: &SqlitePool,
+    writer: &Writer,
+    lifecycle: delivery::Lifecycle,
+    metrics: &Metrics,
+) -> anyhow::Result<Dispatcher> {
+    let client = delivery::http_client(config.fetch_timeout).context("building the HTTP client")?;
+    let schedule = DeliveryConfig {
+        retry_schedule: config.retry_schedule.clone(),
+        max_age: config.max_age,
+    };
+    Ok(Dispatcher::new(
+        pool.clone(),
+        writer.clone(),
+        client,
+        schedule,
+        lifecycle,
+        metrics.clone(),
+    ))
+}
+
+/// Loads the routes and puts every pending delivery back in its lane; returns how many.
+async fn resume_lanes(dispatcher: &Dispatcher) -> anyhow::Result<usize> {
+    dispatcher.reload_routes().await.context("loading routes")?;
+    dispatcher
+        .load_pending()
+        .await
+        .context("loading pending deliveries")
+}
+
+/// What follows each commit of the writer, on its thread: new deliveries go to their lanes, and open screens
+/// and the pruner hear that deliveries changed.
+fn after_commit(
+    lanes: Dispatcher,
+    events: Events,
+    pruner: retention::Waker,
+) -> impl FnMut(&Committed) + Send + 'static {
+    move |commit| {
+        lanes.enqueue_committed(commit.queued, commit.at);
+        if commit.deliveries_changed {
+            events.send(UiEvent::Deliveries);
+            pruner.wake();
+        }
+        if commit.unrouted_changed {
+            events.send(UiEvent::Unrouted);
+        }
+    }
+}
+
+/// Runs the relay headless until SIGINT/SIGTERM (`--server`).
+///
+/// # Errors
+/// Invalid configuration, the database, or the port cannot be bound.
+pub fn run_headless(settings: &Settings) -> anyhow::Result<()> {
+    let config = Config::from_settings(settings, IpAddr::V4(Ipv4Addr::UNSPECIFIED))?;
+    logging::init(config.log_format, None);
+    for warning in config.warnings(std::env::vars().map(|(k, _)| k)) {
+        tracing::warn!("{warning}");
+    }
+    if config.admin.is_none() {
+        tracing::warn!("{}", config::ADMIN_DISABLED_WARNING);
+    }
+    container::check_database_volume(&config.database_path, config.allow_ephemeral_db)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve_until_signal(config))
+}
+
+/// Binds the configured addresses, starts the relay and serves until SIGINT/SIGTERM.
+async fn serve_until_signal(config: Config) -> anyhow::Result<()> {
+    let stop = CancellationToken::new();
+    let addr = SocketAddr::new(config.bind, config.port);
+    let listener = server::bind(addr).await?;
+    let admin = match config.admin_bind.filter(|_| config.admin.is_some()) {
+        Some(addr) => Some(server::bind(addr).await.context("CHATGOWA_ADMIN_BIND")?),
+        None => None,
+    };
+    let app = App::start(config, stop.clone()).await?;
+    tracing::info!(address = %listener.local_addr()?, "listening");
+    if let Some(admin) = &admin {
+        tracing::info!(address = %admin.local_addr()?, "admin API and panel listening");
+    }
+    tokio::spawn(async move {
+        shutdown::signal().await;
+        stop.cancel();
+    });
+    app.serve(listener, admin).await
+}
