@@ -1,18 +1,26 @@
 //! The lane task: take the head, wait for its time and its route, send it, record the attempt, move on.
+//!
+//! One look at the head is a [`step`] of four phases, each its own function and its own debug span (named
+//! after it, with the delivery id), so that a slow or stuck attempt shows where it is:
+//! [`claim`] (read the head, wait for its time, its route and a free slot) → [`send`] (the HTTP attempt to
+//! GoWA) → [`classify`] (delivered, retry, dead or interrupted, by the rules of [`retry`]) → [`record`] (the
+//! recovery event, metrics, the log line, then the attempt and the next state through the writer).
 
+use std::ops::ControlFlow::{self, Break, Continue};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng as _;
-use tokio::sync::watch;
+use tokio::sync::{AcquireError, OwnedSemaphorePermit, watch};
 
 use super::gowa::{self, AttemptResult, Target};
 use super::retry::{self, Class};
 use super::{Inner, LaneKey, Outcome};
 use crate::ids::{DeliveryId, InboxId};
 use crate::store::attempts::{Attempt, Trigger};
-use crate::store::deliveries::{self, DeliveryStatus, NextState};
+use crate::store::deliveries::{self, Delivery, DeliveryStatus, NextState};
 use crate::store::now_ms;
+use crate::store::routes::Route;
 use crate::store::writer::WriteError;
 
 /// Pause before trying the database again after it failed.
@@ -42,20 +50,75 @@ pub(super) async fn run_lane(inner: Arc<Inner>, key: LaneKey) {
     }
 }
 
+/// One look at the head `id`: claim → send → classify → record. A claim that cannot go on (the head is
+/// finished, not due, paused, or the lane stops) ends the step early, before anything is sent.
 async fn step(inner: &Inner, id: DeliveryId, route_changes: &mut watch::Receiver<()>) -> Step {
+    let claimed = match claim(inner, id, route_changes).await {
+        Continue(claimed) => claimed,
+        Break(step) => return step,
+    };
+    let sent = send(inner, claimed).await;
+    let verdict = classify(inner, sent);
+    record(inner, verdict).await
+}
+
+/// The route's slot and the global one, held only while the attempt is in flight.
+type Slots = (
+    Result<OwnedSemaphorePermit, AcquireError>,
+    Result<OwnedSemaphorePermit, AcquireError>,
+);
+
+/// A head that is pending, due, routed to an enabled GoWA, and holds its slots: ready to send.
+struct Claimed {
+    delivery: Delivery,
+    route: Arc<Route>,
+    target: Target,
+    slots: Slots,
+}
+
+/// Claim: takes the head as stored, waits until it is due, resolves its route, waits out a pause and takes a
+/// slot. Breaks with the step to take instead when the head is finished or dead, must be looked at again, or
+/// the lane stops. The slot comes last so that a head waiting for its time, its route or a resume holds none,
+/// and cannot starve the lanes that are ready to send.
+#[tracing::instrument(name = "claim", level = "debug", skip_all, fields(delivery_id = %id))]
+async fn claim(
+    inner: &Inner,
+    id: DeliveryId,
+    route_changes: &mut watch::Receiver<()>,
+) -> ControlFlow<Step, Claimed> {
+    // Marked seen before the route is read, so that a change from here on wakes a lane paused on it.
     route_changes.borrow_and_update();
+    let delivery = read_head(inner, id).await?;
+    wait_until_due(inner, &delivery).await?;
+    let (route, target) = resolve_route(inner, &delivery, route_changes).await?;
+    wait_unpaused(inner).await?;
+    let slots = take_slots(inner, delivery.inbox_id).await?;
+    Continue(Claimed {
+        delivery,
+        route,
+        target,
+        slots,
+    })
+}
+
+/// The head as stored, if it is still pending; a finished or removed one is done.
+async fn read_head(inner: &Inner, id: DeliveryId) -> ControlFlow<Step, Delivery> {
     // A new delivery's first look uses what the writer stored; any later one reads the database.
     let fresh = inner.fresh().take(id);
     let stored = match fresh {
         Some(d) => Ok(Some(d)),
         None => deliveries::find(&inner.pool, id).await,
     };
-    let delivery = match stored {
-        Ok(Some(d)) if d.status == DeliveryStatus::Pending => d,
-        Ok(_) => return Step::Done,
-        Err(err) => return db_trouble(inner, "reading a delivery", &err).await,
-    };
+    match stored {
+        Ok(Some(d)) if d.status == DeliveryStatus::Pending => Continue(d),
+        Ok(_) => Break(Step::Done),
+        Err(err) => Break(db_trouble(inner, "reading a delivery", &err).await),
+    }
+}
 
+/// Waits for the head's retry time. When the time is up the head is looked at again (it may have changed
+/// meanwhile); when its GoWA is seen to work again, the attempt goes at once.
+async fn wait_until_due(inner: &Inner, delivery: &Delivery) -> ControlFlow<Step> {
     let wait = delivery.next_attempt_at - now_ms();
     if wait > 0 {
         match backoff(
@@ -65,44 +128,80 @@ async fn step(inner: &Inner, id: DeliveryId, route_changes: &mut watch::Receiver
         )
         .await
         {
-            Backoff::Elapsed => return Step::Again,
+            Backoff::Elapsed => return Break(Step::Again),
             Backoff::Recovered => {}
-            Backoff::Stop => return Step::Stop,
+            Backoff::Stop => return Break(Step::Stop),
         }
     }
+    Continue(())
+}
 
+/// The head's route and where to send it. Without a usable route the delivery is dead; a disabled route holds
+/// the lane until routes change.
+async fn resolve_route(
+    inner: &Inner,
+    delivery: &Delivery,
+    route_changes: &mut watch::Receiver<()>,
+) -> ControlFlow<Step, (Arc<Route>, Target)> {
     let Some(route) = inner.route(delivery.inbox_id) else {
         let reason = format!("no route for inbox {}", delivery.inbox_id);
-        return finish_dead(inner, id, reason).await;
+        return Break(finish_dead(inner, delivery.id, reason).await);
     };
     if !route.enabled {
         // Paused until the route is enabled again (or changed in another way).
-        return tokio::select! {
+        return Break(tokio::select! {
             changed = route_changes.changed() => if changed.is_ok() { Step::Again } else { Step::Stop },
             () = inner.shutdown.cancelled() => Step::Stop,
-        };
+        });
     }
-    let target = match Target::parse(&route.webhook_url) {
-        Ok(t) => t,
-        Err(e) => return finish_dead(inner, id, format!("invalid webhook URL: {e}")).await,
-    };
-
-    if *inner.paused.borrow() {
-        let mut paused = inner.paused.subscribe();
-        tokio::select! {
-            _ = paused.wait_for(|p| !p) => {}
-            () = inner.shutdown.cancelled() => return Step::Stop,
-        }
-        // Things may have changed while paused: look at the head again.
-        return Step::Again;
+    match Target::parse(&route.webhook_url) {
+        Ok(target) => Continue((route, target)),
+        Err(e) => Break(finish_dead(inner, delivery.id, format!("invalid webhook URL: {e}")).await),
     }
+}
 
-    let route_slots = inner.route_slots(delivery.inbox_id);
-    let permits = tokio::select! {
-        permits = async { (route_slots.acquire_owned().await, inner.slots.clone().acquire_owned().await) } => permits,
-        () = inner.shutdown.cancelled() => return Step::Stop,
-    };
+/// While deliveries are paused, waits for the resume, then has the head looked at again.
+async fn wait_unpaused(inner: &Inner) -> ControlFlow<Step> {
+    if !*inner.paused.borrow() {
+        return Continue(());
+    }
+    let mut paused = inner.paused.subscribe();
+    tokio::select! {
+        _ = paused.wait_for(|p| !p) => {}
+        () = inner.shutdown.cancelled() => return Break(Step::Stop),
+    }
+    // Things may have changed while paused: look at the head again.
+    Break(Step::Again)
+}
 
+/// Takes a slot of the inbox's route and one of the global budget, unless shutdown comes first.
+async fn take_slots(inner: &Inner, inbox_id: InboxId) -> ControlFlow<Step, Slots> {
+    let route_slots = inner.route_slots(inbox_id);
+    tokio::select! {
+        slots = async { (route_slots.acquire_owned().await, inner.slots.clone().acquire_owned().await) } => Continue(slots),
+        () = inner.shutdown.cancelled() => Break(Step::Stop),
+    }
+}
+
+/// A claimed head after its HTTP attempt.
+struct Sent {
+    delivery: Delivery,
+    attempt_no: i64,
+    started_at: i64,
+    /// `None` when abort abandoned the attempt in flight: its response, if any, was not seen.
+    result: Option<AttemptResult>,
+}
+
+/// Send: the HTTP attempt to GoWA. The slots are given back as soon as it ends, before anything is recorded,
+/// so that a slow database does not hold up the other lanes of the route.
+#[tracing::instrument(name = "send", level = "debug", skip_all, fields(delivery_id = %claimed.delivery.id))]
+async fn send(inner: &Inner, claimed: Claimed) -> Sent {
+    let Claimed {
+        delivery,
+        route,
+        target,
+        slots,
+    } = claimed;
     let attempt_no = delivery.attempts + 1;
     let started_at = now_ms();
     let request = gowa::Request::delivery(&delivery, attempt_no);
@@ -110,34 +209,79 @@ async fn step(inner: &Inner, id: DeliveryId, route_changes: &mut watch::Receiver
         r = gowa::send(&inner.client, &target, route.secret.as_deref(), request) => Some(r),
         () = inner.abort.cancelled() => None,
     };
-    drop(permits);
+    drop(slots);
+    Sent {
+        delivery,
+        attempt_no,
+        started_at,
+        result,
+    }
+}
 
+/// What an attempt means: the row to record, the delivery's next state, and the outcome counted.
+struct Verdict {
+    delivery: Delivery,
+    attempt: Attempt,
+    next: NextState,
+    outcome: Outcome,
+}
+
+/// Classify: turns the attempt into its verdict (delivered, retry, dead, or interrupted by shutdown) by the
+/// rules of [`retry`]; nothing is written or announced yet.
+#[tracing::instrument(name = "classify", level = "debug", skip_all, fields(delivery_id = %sent.delivery.id))]
+fn classify(inner: &Inner, sent: Sent) -> Verdict {
+    let Sent {
+        delivery,
+        attempt_no,
+        started_at,
+        result,
+    } = sent;
     let cut_short = result.is_none();
     let (attempt, next) = match result {
         Some(result) => judge(inner, &delivery, attempt_no, started_at, result),
         None => interrupted(&delivery, attempt_no, started_at),
     };
-    let retry_in_ms = match next {
-        NextState::RetryAt(at) => Some(at - now_ms()),
-        NextState::Delivered | NextState::Dead => None,
-    };
-    if next == NextState::Delivered && attempt_no > 1 {
-        inner.recovered.send_replace(Some(delivery.inbox_id));
-    }
+    // An interrupted attempt is also a retry, but is counted apart: it says nothing about GoWA.
     let outcome = match next {
         _ if cut_short => Outcome::Interrupted,
         NextState::Delivered => Outcome::Delivered,
         NextState::RetryAt(_) => Outcome::Retry,
         NextState::Dead => Outcome::Dead,
     };
+    Verdict {
+        delivery,
+        attempt,
+        next,
+        outcome,
+    }
+}
+
+/// Record: announces a recovery, counts and logs the attempt, then writes it and the delivery's next state
+/// through the writer, retrying the write until it lands or the writer stops. Only after the write does the
+/// lane move on, so a crash before it repeats the attempt rather than losing it.
+#[tracing::instrument(name = "record", level = "debug", skip_all, fields(delivery_id = %verdict.delivery.id))]
+async fn record(inner: &Inner, verdict: Verdict) -> Step {
+    let Verdict {
+        delivery,
+        attempt,
+        next,
+        outcome,
+    } = verdict;
+    let retry_in_ms = match next {
+        NextState::RetryAt(at) => Some(at - now_ms()),
+        NextState::Delivered | NextState::Dead => None,
+    };
+    if next == NextState::Delivered && attempt.attempt > 1 {
+        inner.recovered.send_replace(Some(delivery.inbox_id));
+    }
     inner
         .metrics
         .attempt(outcome.as_str(), attempt.duration_ms as f64 / 1000.0);
     tracing::info!(
-        delivery_id = %id,
+        delivery_id = %delivery.id,
         inbox_id = %delivery.inbox_id,
         conversation_id = delivery.conversation_id,
-        attempt = attempt_no,
+        attempt = attempt.attempt,
         status = attempt.status_code,
         duration_ms = attempt.duration_ms,
         outcome = %outcome.as_str(),
@@ -165,7 +309,7 @@ async fn step(inner: &Inner, id: DeliveryId, route_changes: &mut watch::Receiver
 /// Turns a response into the attempt row and the delivery's next state.
 fn judge(
     inner: &Inner,
-    delivery: &deliveries::Delivery,
+    delivery: &Delivery,
     attempt_no: i64,
     started_at: i64,
     result: AttemptResult,
@@ -204,11 +348,7 @@ fn judge(
 }
 
 /// An attempt cut short by shutdown: recorded, and due again as soon as the relay is back.
-fn interrupted(
-    delivery: &deliveries::Delivery,
-    attempt_no: i64,
-    started_at: i64,
-) -> (Attempt, NextState) {
+fn interrupted(delivery: &Delivery, attempt_no: i64, started_at: i64) -> (Attempt, NextState) {
     let now = now_ms();
     let attempt = Attempt {
         delivery_id: delivery.id,
