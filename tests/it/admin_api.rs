@@ -11,45 +11,15 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{
-    ADMIN_PASS, ADMIN_USER, Gowa, Received, Reply, TestRelay, basic_auth, eventually, message,
-    test_config,
+    ADMIN_PASS, ADMIN_USER, Admin, Gowa, Received, Reply, TestRelay, basic_auth, eventually,
+    message, test_config,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
 
-/// An authenticated admin request; `body` is sent as JSON.
-async fn admin(
-    relay: &TestRelay,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut request = relay
-        .http
-        .request(method, format!("{}{path}", relay.base))
-        .header("authorization", basic_auth(ADMIN_USER, ADMIN_PASS));
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-/// POSTs an action (retry, test) with an empty JSON body.
-async fn action(relay: &TestRelay, path: &str) -> (StatusCode, Value) {
-    admin(relay, Method::POST, path, Some(json!({}))).await
-}
-
-async fn get(relay: &TestRelay, path: &str) -> Value {
-    let (status, body) = admin(relay, Method::GET, path, None).await;
-    assert_eq!(status, StatusCode::OK, "{path}: {body}");
-    body
-}
-
 async fn wait_status(relay: &TestRelay, id: i64, status: &str) -> Value {
     eventually(&format!("delivery {id} {status}"), WAIT, || async {
-        let d = get(relay, &format!("/admin/deliveries/{id}")).await["delivery"].clone();
+        let d = relay.admin.get_ok(&format!("/admin/deliveries/{id}")).await["delivery"].clone();
         (d["status"] == status).then_some(d)
     })
     .await
@@ -101,26 +71,19 @@ async fn every_admin_endpoint_requires_credentials() {
 
 /// An authenticated GET, answer as it came.
 async fn fetch(relay: &TestRelay, path: &str) -> reqwest::Response {
-    relay
-        .http
-        .get(format!("{}{path}", relay.base))
-        .header("authorization", basic_auth(ADMIN_USER, ADMIN_PASS))
-        .send()
-        .await
-        .unwrap()
+    relay.admin.request(Method::GET, path).send().await.unwrap()
 }
 
 #[tokio::test]
 async fn the_panel_is_served_with_a_strict_policy() {
     let relay = TestRelay::start(|_| {}).await;
-    let auth = basic_auth(ADMIN_USER, ADMIN_PASS);
     let no_redirect = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let r = no_redirect
-        .get(format!("{}/admin", relay.base))
-        .header("authorization", &auth)
+    let r = Admin::new(&relay.base)
+        .with_client(no_redirect)
+        .request(Method::GET, "/admin")
         .send()
         .await
         .unwrap();
@@ -183,12 +146,12 @@ async fn delivery_log_filters_and_pages() {
     gowa.wait_for("all seven attempts", WAIT, |r| r.len() == 7)
         .await;
     eventually("stats to settle", WAIT, || async {
-        let s = get(&relay, "/admin/stats").await;
+        let s = relay.admin.get_ok("/admin/stats").await;
         (s["totals"]["pending"] == 0).then_some(s)
     })
     .await;
 
-    let all = get(&relay, "/admin/deliveries").await;
+    let all = relay.admin.get_ok("/admin/deliveries").await;
     let ids: Vec<i64> = all["deliveries"]
         .as_array()
         .unwrap()
@@ -206,33 +169,35 @@ async fn delivery_log_filters_and_pages() {
     assert!(first["size"].as_i64().unwrap() > 0);
     assert!(first.get("payload").is_none(), "the list carries no bodies");
 
-    let dead = get(&relay, "/admin/deliveries?status=dead").await;
+    let dead = relay.admin.get_ok("/admin/deliveries?status=dead").await;
     assert_eq!(dead["deliveries"].as_array().unwrap().len(), 1);
     assert_eq!(dead["deliveries"][0]["conversationId"], 2);
     assert_eq!(dead["deliveries"][0]["lastStatusCode"], 401);
-    let route8 = get(&relay, "/admin/routes").await["routes"][1]["id"]
+    let route8 = relay.admin.get_ok("/admin/routes").await["routes"][1]["id"]
         .as_i64()
         .unwrap();
     assert_eq!(
-        get(&relay, &format!("/admin/deliveries?routeId={route8}")).await["deliveries"]
+        relay
+            .admin
+            .get_ok(&format!("/admin/deliveries?routeId={route8}"))
+            .await["deliveries"]
             .as_array()
             .unwrap()
             .len(),
         1
     );
     assert_eq!(
-        get(&relay, "/admin/deliveries?inboxId=7").await["deliveries"]
+        relay.admin.get_ok("/admin/deliveries?inboxId=7").await["deliveries"]
             .as_array()
             .unwrap()
             .len(),
         6
     );
     assert_eq!(
-        get(
-            &relay,
-            "/admin/deliveries?conversationId=1&status=delivered"
-        )
-        .await["deliveries"]
+        relay
+            .admin
+            .get_ok("/admin/deliveries?conversationId=1&status=delivered")
+            .await["deliveries"]
             .as_array()
             .unwrap()
             .len(),
@@ -243,7 +208,10 @@ async fn delivery_log_filters_and_pages() {
     let mut paged = Vec::new();
     let mut cursor = String::new();
     loop {
-        let page = get(&relay, &format!("/admin/deliveries?limit=3{cursor}")).await;
+        let page = relay
+            .admin
+            .get_ok(&format!("/admin/deliveries?limit=3{cursor}"))
+            .await;
         paged.extend(
             page["deliveries"]
                 .as_array()
@@ -265,20 +233,14 @@ async fn delivery_log_filters_and_pages() {
         ("inboxId=abc", "inboxId"),
         ("cursor=-1", "cursor"),
     ] {
-        let (status, body) = admin(
-            &relay,
-            Method::GET,
-            &format!("/admin/deliveries?{query}"),
-            None,
-        )
-        .await;
+        let (status, body) = relay.admin.get(&format!("/admin/deliveries?{query}")).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
         assert_eq!(body["field"], field, "{query}");
     }
-    let (status, _) = admin(&relay, Method::GET, "/admin/deliveries?routeId=999", None).await;
+    let (status, _) = relay.admin.get("/admin/deliveries?routeId=999").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
-    let stats = get(&relay, "/admin/stats").await;
+    let stats = relay.admin.get_ok("/admin/stats").await;
     assert_eq!(
         stats["totals"],
         json!({"pending": 0, "delivered": 6, "dead": 1})
@@ -320,7 +282,7 @@ async fn detail_shows_the_payload_and_every_attempt() {
     );
     assert_eq!(attempts[1]["responseSnippet"], "OK");
     for path in ["/admin/deliveries/999", "/admin/deliveries/abc"] {
-        let (status, body) = admin(&relay, Method::GET, path, None).await;
+        let (status, body) = relay.admin.get(path).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
         assert!(body["error"].is_string());
     }
@@ -336,11 +298,14 @@ async fn a_manual_retry_sends_again_once_and_records_a_manual_attempt() {
     wait_status(&relay, id, "dead").await;
 
     // Still failing: one manual attempt, then dead again (no retry schedule).
-    let (status, body) = action(&relay, &format!("/admin/deliveries/{id}/retry")).await;
+    let (status, body) = relay
+        .admin
+        .post_json(&format!("/admin/deliveries/{id}/retry"), json!({}))
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body["delivery"]["status"], "pending");
     let d = eventually("the manual attempt", WAIT, || async {
-        let d = get(&relay, &format!("/admin/deliveries/{id}")).await["delivery"].clone();
+        let d = relay.admin.get_ok(&format!("/admin/deliveries/{id}")).await["delivery"].clone();
         (d["attemptLog"].as_array().unwrap().len() == 2 && d["status"] == "dead").then_some(d)
     })
     .await;
@@ -348,7 +313,10 @@ async fn a_manual_retry_sends_again_once_and_records_a_manual_attempt() {
 
     // GoWA fixed: the retry delivers.
     gowa.set(|_, _| Reply::status(200));
-    action(&relay, &format!("/admin/deliveries/{id}/retry")).await;
+    relay
+        .admin
+        .post_json(&format!("/admin/deliveries/{id}/retry"), json!({}))
+        .await;
     let d = wait_status(&relay, id, "delivered").await;
     assert_eq!(d["attemptLog"].as_array().unwrap().len(), 3);
     assert_eq!(gowa.received().len(), 3);
@@ -358,24 +326,32 @@ async fn a_manual_retry_sends_again_once_and_records_a_manual_attempt() {
         delay: Duration::from_millis(500),
         ..Reply::status(200)
     });
-    let (status, _) = action(&relay, &format!("/admin/deliveries/{id}/retry")).await;
+    let (status, _) = relay
+        .admin
+        .post_json(&format!("/admin/deliveries/{id}/retry"), json!({}))
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    let (status, body) = action(&relay, &format!("/admin/deliveries/{id}/retry")).await;
+    let (status, body) = relay
+        .admin
+        .post_json(&format!("/admin/deliveries/{id}/retry"), json!({}))
+        .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     wait_status(&relay, id, "delivered").await;
 
     // Retrying needs JSON (a cross-site form cannot), and an existing delivery.
     let form = relay
-        .http
-        .post(format!("{}/admin/deliveries/{id}/retry", relay.base))
-        .header("authorization", basic_auth(ADMIN_USER, ADMIN_PASS))
+        .admin
+        .request(Method::POST, &format!("/admin/deliveries/{id}/retry"))
         .header("content-type", "application/x-www-form-urlencoded")
         .body("x=1")
         .send()
         .await
         .unwrap();
     assert_eq!(form.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    let (status, _) = action(&relay, "/admin/deliveries/999/retry").await;
+    let (status, _) = relay
+        .admin
+        .post_json("/admin/deliveries/999/retry", json!({}))
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     relay.stop().await;
 }
@@ -395,13 +371,16 @@ async fn retry_dead_of_a_route_resends_them_in_order() {
         wait_status(&relay, *id, "dead").await;
     }
     gowa.set(|_, _| Reply::status(200));
-    let route = get(&relay, "/admin/routes").await["routes"][0].clone();
+    let route = relay.admin.get_ok("/admin/routes").await["routes"][0].clone();
     assert_eq!(
         (route["health"]["state"].as_str(), route["dead"].as_i64()),
         (Some("dead"), Some(3))
     );
     let route_id = route["id"].as_i64().unwrap();
-    let (status, body) = action(&relay, &format!("/admin/routes/{route_id}/retry-dead")).await;
+    let (status, body) = relay
+        .admin
+        .post_json(&format!("/admin/routes/{route_id}/retry-dead"), json!({}))
+        .await;
     assert_eq!((status, body), (StatusCode::OK, json!({"retried": 3})));
     for id in &ids {
         wait_status(&relay, *id, "delivered").await;
@@ -413,12 +392,15 @@ async fn retry_dead_of_a_route_resends_them_in_order() {
         .map(|r| r.json()["id"].as_u64().unwrap())
         .collect();
     assert_eq!(delivered, [0, 1, 2]);
-    let route = get(&relay, "/admin/routes").await["routes"][0].clone();
+    let route = relay.admin.get_ok("/admin/routes").await["routes"][0].clone();
     assert_eq!(
         (route["health"]["state"].as_str(), route["pending"].as_i64()),
         (Some("ok"), Some(0))
     );
-    let (status, _) = action(&relay, "/admin/routes/999/retry-dead").await;
+    let (status, _) = relay
+        .admin
+        .post_json("/admin/routes/999/retry-dead", json!({}))
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     relay.stop().await;
 }
@@ -434,7 +416,7 @@ async fn discarding_a_stuck_head_lets_its_conversation_move_on() {
         .as_i64()
         .unwrap();
     let route = eventually("the route to show as failing", WAIT, || async {
-        let route = get(&relay, "/admin/routes").await["routes"][0].clone();
+        let route = relay.admin.get_ok("/admin/routes").await["routes"][0].clone();
         (route["health"]["state"] == "failing").then_some(route)
     })
     .await;
@@ -448,30 +430,18 @@ async fn discarding_a_stuck_head_lets_its_conversation_move_on() {
         "the next one waits"
     );
 
-    let (status, body) = admin(
-        &relay,
-        Method::DELETE,
-        &format!("/admin/deliveries/{head}"),
-        None,
-    )
-    .await;
+    let (status, body) = relay
+        .admin
+        .delete(&format!("/admin/deliveries/{head}"))
+        .await;
     assert_eq!((status, body), (StatusCode::OK, json!({"success": true})));
     wait_status(&relay, next, "delivered").await;
-    let (status, _) = admin(
-        &relay,
-        Method::GET,
-        &format!("/admin/deliveries/{head}"),
-        None,
-    )
-    .await;
+    let (status, _) = relay.admin.get(&format!("/admin/deliveries/{head}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = admin(
-        &relay,
-        Method::DELETE,
-        &format!("/admin/deliveries/{head}"),
-        None,
-    )
-    .await;
+    let (status, _) = relay
+        .admin
+        .delete(&format!("/admin/deliveries/{head}"))
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     relay.stop().await;
 }
@@ -481,7 +451,7 @@ async fn unrouted_inboxes_are_listed_until_they_get_a_route() {
     let relay = TestRelay::start(|_| {}).await;
     relay.post_webhook(message(99, 1, 0), None).await;
     relay.post_webhook(message(99, 1, 1), None).await;
-    let list = get(&relay, "/admin/unrouted").await;
+    let list = relay.admin.get_ok("/admin/unrouted").await;
     let entry = &list["unrouted"][0];
     assert_eq!(
         (
@@ -492,10 +462,13 @@ async fn unrouted_inboxes_are_listed_until_they_get_a_route() {
         (Some(99), Some(2), Some("message_created"))
     );
     assert!(entry["firstSeen"].as_str().unwrap() <= entry["lastSeen"].as_str().unwrap());
-    assert_eq!(get(&relay, "/admin/stats").await["unroutedInboxes"], 1);
+    assert_eq!(
+        relay.admin.get_ok("/admin/stats").await["unroutedInboxes"],
+        1
+    );
     relay.add_route(99, "http://127.0.0.1:9/x", None).await;
     assert_eq!(
-        get(&relay, "/admin/unrouted").await,
+        relay.admin.get_ok("/admin/unrouted").await,
         json!({"unrouted": []})
     );
     relay.stop().await;
@@ -513,7 +486,10 @@ async fn testing_a_route_reports_what_gowa_answered() {
         )
         .await;
     let id = created["route"]["id"].as_i64().unwrap();
-    let (status, result) = action(&relay, &format!("/admin/routes/{id}/test")).await;
+    let (status, result) = relay
+        .admin
+        .post_json(&format!("/admin/routes/{id}/test"), json!({}))
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         (result["ok"].as_bool(), result["statusCode"].as_i64()),
@@ -526,7 +502,10 @@ async fn testing_a_route_reports_what_gowa_answered() {
     assert_eq!(sent.header("x-hub-signature-256"), Some(expected.as_str()));
 
     gowa.set(|_, _| Reply::status(401));
-    let (_, result) = action(&relay, &format!("/admin/routes/{id}/test")).await;
+    let (_, result) = relay
+        .admin
+        .post_json(&format!("/admin/routes/{id}/test"), json!({}))
+        .await;
     assert_eq!(
         (result["ok"].as_bool(), result["statusCode"].as_i64()),
         (Some(false), Some(401))
@@ -536,16 +515,22 @@ async fn testing_a_route_reports_what_gowa_answered() {
     relay
         .add_route(8, "http://127.0.0.1:9/nothing-listens", None)
         .await;
-    let id8 = get(&relay, "/admin/routes").await["routes"][1]["id"]
+    let id8 = relay.admin.get_ok("/admin/routes").await["routes"][1]["id"]
         .as_i64()
         .unwrap();
-    let (_, result) = action(&relay, &format!("/admin/routes/{id8}/test")).await;
+    let (_, result) = relay
+        .admin
+        .post_json(&format!("/admin/routes/{id8}/test"), json!({}))
+        .await;
     assert_eq!(
         (result["ok"].as_bool(), result["statusCode"].clone()),
         (Some(false), Value::Null)
     );
     assert!(result["error"].as_str().unwrap().contains("connection"));
-    let (status, _) = action(&relay, "/admin/routes/999/test").await;
+    let (status, _) = relay
+        .admin
+        .post_json("/admin/routes/999/test", json!({}))
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     relay.stop().await;
 }
@@ -554,9 +539,8 @@ async fn testing_a_route_reports_what_gowa_answered() {
 async fn the_event_stream_announces_changes() {
     let relay = TestRelay::start(|_| {}).await;
     let mut stream = relay
-        .http
-        .get(format!("{}/admin/events", relay.base))
-        .header("authorization", basic_auth(ADMIN_USER, ADMIN_PASS))
+        .admin
+        .request(Method::GET, "/admin/events")
         .send()
         .await
         .unwrap();

@@ -9,10 +9,7 @@ use chatgowa_lib::ids::DeliveryId;
 use chatgowa_lib::store::deliveries::DeliveryStatus;
 use chatgowa_lib::store::{attempts, deliveries};
 
-use crate::support::{
-    ADMIN_PASS, ADMIN_USER, Gowa, Received, Reply, TestRelay, basic_auth, eventually, fixture,
-    free_port, message,
-};
+use crate::support::{Gowa, Received, Reply, TestRelay, eventually, fixture, free_port, message};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -372,16 +369,13 @@ async fn a_disabled_route_pauses_its_queue_until_enabled() {
     gowa.wait_for("the first (failing) attempt", WAIT, |r| r.len() == 1)
         .await;
 
-    let auth = crate::support::basic_auth(crate::support::ADMIN_USER, crate::support::ADMIN_PASS);
+    let path = format!("/admin/routes/{route_id}");
     let set_enabled = |enabled: bool| {
         relay
-            .http
-            .put(format!("{}/admin/routes/{route_id}", relay.base))
-            .header("authorization", &auth)
-            .json(&serde_json::json!({"enabled": enabled}))
-            .send()
+            .admin
+            .put_json(&path, serde_json::json!({"enabled": enabled}))
     };
-    assert_eq!(set_enabled(false).await.unwrap().status(), 200);
+    assert_eq!(set_enabled(false).await.0, 200);
     // New webhooks for a disabled route are not queued.
     let answer = relay.post_webhook(message(7, 1, 1), None).await;
     assert_eq!(answer["reason"], "route_disabled");
@@ -395,7 +389,7 @@ async fn a_disabled_route_pauses_its_queue_until_enabled() {
     })
     .await;
     assert_eq!(gowa.received().len(), 1);
-    assert_eq!(set_enabled(true).await.unwrap().status(), 200);
+    assert_eq!(set_enabled(true).await.0, 200);
     wait_status(&relay, id, DeliveryStatus::Delivered).await;
     relay.stop().await;
 }
@@ -408,14 +402,11 @@ async fn a_delivery_discarded_while_waiting_in_its_lane_is_never_sent() {
     let first = queue_reply(&relay).await;
     let second = queue_reply(&relay).await;
     let third = queue_reply(&relay).await;
-    let discarded = relay
-        .http
-        .delete(format!("{}/admin/deliveries/{second}", relay.base))
-        .header("authorization", basic_auth(ADMIN_USER, ADMIN_PASS))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(discarded.status(), 200);
+    let (discarded, _) = relay
+        .admin
+        .delete(&format!("/admin/deliveries/{second}"))
+        .await;
+    assert_eq!(discarded, 200);
     relay.state.dispatcher.set_paused(false);
     wait_status(&relay, third, DeliveryStatus::Delivered).await;
     let sent: Vec<String> = gowa

@@ -15,7 +15,7 @@ use serde_json::json;
 
 use chatgowa_lib::store::settings;
 
-use crate::support::{BIN, Gowa, basic_auth, eventually, free_port, message};
+use crate::support::{Admin, BIN, Gowa, basic_auth, eventually, free_port, message};
 use crate::webdriver::{click, resubmit_url, screenshot_dir, submit_route};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -470,7 +470,7 @@ async fn scenario(
     let password = password.as_str().unwrap().to_owned();
     assert_eq!(password.len(), 20);
     value_of(c, "#settings-admin-url", &format!("{admin}/admin/")).await;
-    let auth = basic_auth("admin", &password);
+    let admin_api = Admin::login(&admin, "admin", &password).with_client(http.clone());
     let wrong = http
         .get(format!("{admin}/admin/routes"))
         .header("authorization", basic_auth("admin", "x"))
@@ -510,15 +510,7 @@ async fn scenario(
     text_of(c, "#route-webhookUrl-error", "webhookUrl").await;
     resubmit_url(c, &gowa.url("/chatwoot/webhook")).await;
     present(c, "tr[data-inbox-id='7']").await;
-    let routes: serde_json::Value = http
-        .get(format!("{admin}/admin/routes"))
-        .header("authorization", &auth)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, routes) = admin_api.get("/admin/routes").await;
     assert_eq!(
         (
             routes["routes"][0]["inboxId"].as_i64(),

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::{BIN, Gowa, Reply, Server, eventually, free_port, message};
+use crate::support::{Admin, BIN, Gowa, Reply, Server, eventually, free_port, message, wait_exit};
 
 #[tokio::test]
 async fn sigterm_finishes_and_records_attempts_in_flight_then_exits() {
@@ -36,22 +36,17 @@ async fn sigterm_finishes_and_records_attempts_in_flight_then_exits() {
     )
     .await;
 
-    let signalled = std::time::Instant::now();
     let status = Command::new("kill")
         .args(["-TERM", &server.child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    let exit = loop {
-        if let Some(exit) = server.child.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(
-            signalled.elapsed() < Duration::from_secs(10),
-            "the relay did not exit within 10 s of SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let exit = wait_exit(
+        &mut server.child,
+        "the relay to exit after SIGTERM",
+        Duration::from_secs(10),
+    )
+    .await;
     assert!(exit.success(), "exit status {exit:?}");
     assert!(
         !server.healthcheck(),
@@ -226,23 +221,18 @@ async fn the_admin_can_listen_apart_from_the_webhook() {
     );
     server.wait_healthy().await;
     let http = reqwest::Client::new();
-    let status = |url: String| {
-        let request = http
-            .get(url)
-            .basic_auth(crate::support::ADMIN_USER, Some(crate::support::ADMIN_PASS));
-        async move { request.send().await.unwrap().status().as_u16() }
-    };
-    let admin = format!("http://{admin_bind}");
+    let main = Admin::new(server.base()).with_client(http.clone());
+    let admin = Admin::new(format!("http://{admin_bind}")).with_client(http.clone());
     // Only the webhook (and health) on the main port: a tunnel to it exposes no admin.
-    assert_eq!(status(format!("{}/admin/routes", server.base())).await, 404);
-    assert_eq!(status(format!("{}/admin/", server.base())).await, 404);
-    assert_eq!(status(format!("{}/healthz", server.base())).await, 200);
+    assert_eq!(main.get("/admin/routes").await.0, 404);
+    assert_eq!(main.get("/admin/").await.0, 404);
+    assert_eq!(main.get("/healthz").await.0, 200);
     // The admin API and panel on their own address, without the webhook.
-    assert_eq!(status(format!("{admin}/admin/routes")).await, 200);
-    assert_eq!(status(format!("{admin}/admin/")).await, 200);
-    assert_eq!(status(format!("{admin}/healthz")).await, 200);
+    assert_eq!(admin.get("/admin/routes").await.0, 200);
+    assert_eq!(admin.get("/admin/").await.0, 200);
+    assert_eq!(admin.get("/healthz").await.0, 200);
     let webhook = http
-        .post(format!("{admin}/webhook"))
+        .post(format!("http://{admin_bind}/webhook"))
         .body(message(7, 1, 0))
         .send()
         .await

@@ -12,7 +12,7 @@ use chatgowa_lib::state::AppState;
 use chatgowa_lib::store::settings;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{ADMIN_PASS, ADMIN_USER, basic_auth, free_port, test_config};
+use crate::support::{Admin, free_port, test_config};
 
 fn local(port: u16) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
@@ -52,12 +52,16 @@ async fn relay() -> Running {
 }
 
 impl Running {
+    /// The admin API on `addr`.
+    fn admin(&self, addr: SocketAddr) -> Admin {
+        Admin::new(format!("http://{addr}")).with_client(self.http.clone())
+    }
+
     /// The status of `GET path` on `addr`, or `None` when nothing answers there.
     async fn get(&self, addr: SocketAddr, path: &str) -> Option<u16> {
         let response = self
-            .http
-            .get(format!("http://{addr}{path}"))
-            .header("authorization", basic_auth(ADMIN_USER, ADMIN_PASS))
+            .admin(addr)
+            .request(reqwest::Method::GET, path)
             .send()
             .await
             .ok()?;
@@ -202,9 +206,8 @@ async fn an_open_event_stream_does_not_hold_up_a_move() {
     let first = free_pair();
     let mut listeners = Listeners::start(r.state.clone(), first).await;
     let response = r
-        .http
-        .get(format!("http://{}/admin/events", first.admin))
-        .header("authorization", basic_auth(ADMIN_USER, ADMIN_PASS))
+        .admin(first.admin)
+        .request(reqwest::Method::GET, "/admin/events")
         .timeout(Duration::from_secs(30))
         .send()
         .await

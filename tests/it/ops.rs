@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 
 use crate::support::{
-    ADMIN_PASS, ADMIN_USER, BIN, Gowa, Reply, Server, TestRelay, basic_auth, eventually, free_port,
-    message,
+    BIN, Gowa, Reply, Server, TestRelay, eventually, free_port, message, wait_exit,
 };
 
 #[tokio::test]
@@ -52,9 +51,8 @@ async fn metrics_count_webhooks_and_attempts_behind_the_admin_login() {
     assert_eq!(relay.http.get(&url).send().await.unwrap().status(), 401);
     let scrape = || async {
         let response = relay
-            .http
-            .get(&url)
-            .header("authorization", basic_auth(ADMIN_USER, ADMIN_PASS))
+            .admin
+            .request(Method::GET, "/metrics")
             .send()
             .await
             .unwrap();
@@ -550,17 +548,12 @@ async fn the_dockerfile_build_runs_answers_its_healthcheck_and_stops_on_its_sign
         .status()
         .unwrap();
     assert!(sent.success());
-    let stopping = Instant::now();
-    let exit = loop {
-        if let Some(status) = relay.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            stopping.elapsed() < Duration::from_secs(10),
-            "still running 10 s after {signal}: Docker would kill it"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let exit = wait_exit(
+        &mut relay,
+        &format!("the relay to exit after {signal} (Docker would kill it)"),
+        Duration::from_secs(10),
+    )
+    .await;
     assert!(exit.success(), "{exit:?}");
     assert!(!healthy(), "the HEALTHCHECK fails once the relay is gone");
 }

@@ -24,11 +24,13 @@ async fn call(
     (status, body, headers)
 }
 
+/// `request`, logged in as the admin.
+fn as_admin(request: axum::http::request::Builder) -> axum::http::request::Builder {
+    request.header("authorization", basic_auth(ADMIN_USER, ADMIN_PASS))
+}
+
 fn admin(method: &str, uri: &str, body: Option<Value>) -> Request<Body> {
-    let builder = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("authorization", basic_auth(ADMIN_USER, ADMIN_PASS));
+    let builder = as_admin(Request::builder().method(method).uri(uri));
     match body {
         Some(b) => builder
             .header("content-type", "application/json")
@@ -220,8 +222,7 @@ async fn bad_admin_input_is_refused_and_changes_nothing() {
     }
     // Not JSON, and JSON that is not an object.
     for raw in ["{nope", "[1,2]", "\"x\""] {
-        let request = Request::post("/admin/routes")
-            .header("authorization", basic_auth(ADMIN_USER, ADMIN_PASS))
+        let request = as_admin(Request::post("/admin/routes"))
             .header("content-type", "application/json")
             .body(Body::from(raw))
             .unwrap();
@@ -235,8 +236,7 @@ async fn bad_admin_input_is_refused_and_changes_nothing() {
         Some("application/x-www-form-urlencoded"),
         Some("text/plain"),
     ] {
-        let mut request = Request::post("/admin/routes")
-            .header("authorization", basic_auth(ADMIN_USER, ADMIN_PASS));
+        let mut request = as_admin(Request::post("/admin/routes"));
         if let Some(ct) = ct {
             request = request.header("content-type", ct);
         }

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 use crate::support::{
-    ADMIN_PASS, ADMIN_USER, Gowa, Server, TestRelay, basic_auth, fixture, free_port, message,
+    ADMIN_PASS, ADMIN_USER, Admin, Gowa, Server, TestRelay, basic_auth, fixture, free_port, message,
 };
 
 /// Chatwoot's signature, computed here independently of the relay.
@@ -61,16 +61,14 @@ async fn with_a_chatwoot_secret_only_signed_webhooks_are_stored() {
     .await;
     // Inbox 9 (the signed fixture's) uses the relay's secrets; inbox 7 has a secret of its own.
     relay.add_route(9, "http://127.0.0.1:9/x", None).await;
-    let created = relay
-        .http
-        .post(format!("{}/admin/routes", relay.base))
-        .header("authorization", basic_auth(ADMIN_USER, ADMIN_PASS))
-        .json(&json!({"inboxId": 7, "webhookUrl": "http://127.0.0.1:9/y", "chatwootSecret": "inbox-7-secret"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
-    let created: Value = created.json().await.unwrap();
+    let (status, created) = relay
+        .admin
+        .post_json(
+            "/admin/routes",
+            json!({"inboxId": 7, "webhookUrl": "http://127.0.0.1:9/y", "chatwootSecret": "inbox-7-secret"}),
+        )
+        .await;
+    assert_eq!(status, 201);
     assert_eq!(created["route"]["hasChatwootSecret"], true);
     assert!(created["route"].get("chatwootSecret").is_none());
 
@@ -242,10 +240,7 @@ async fn changes_from_another_site_are_refused_and_there_is_no_cors() {
     let relay = TestRelay::start(|_| {}).await;
     let route = json!({"inboxId": 7, "webhookUrl": "http://127.0.0.1:9/x"});
     let send = |method: Method, path: &str, origin: Option<&str>, body: Option<&Value>| {
-        let mut request = relay
-            .http
-            .request(method, format!("{}{path}", relay.base))
-            .header("authorization", basic_auth(ADMIN_USER, ADMIN_PASS));
+        let mut request = relay.admin.request(method, path);
         if let Some(origin) = origin {
             request = request.header("origin", origin);
         }
@@ -339,34 +334,19 @@ async fn url_passwords_are_masked_in_answers_and_kept_on_save() {
     let created = relay.add_route(7, &url, None).await;
     let masked = created["route"]["webhookUrl"].as_str().unwrap().to_owned();
     assert_eq!(masked, url.replace("p%40ss%20w0rd", "********"));
-    let admin = |method: Method, path: String, body: Option<Value>| {
-        let mut request = relay
-            .http
-            .request(method, format!("{}{path}", relay.base))
-            .header("authorization", basic_auth(ADMIN_USER, ADMIN_PASS));
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        request.send()
-    };
-    let list: Value = admin(Method::GET, "/admin/routes".into(), None)
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, list) = relay.admin.get("/admin/routes").await;
     assert_eq!(list["routes"][0]["webhookUrl"], masked.as_str());
 
     // The form sends the masked URL back with another change: the password is kept.
     let id = created["route"]["id"].clone();
-    let saved = admin(
-        Method::PUT,
-        format!("/admin/routes/{id}"),
-        Some(json!({"webhookUrl": masked, "name": "Shop"})),
-    )
-    .await
-    .unwrap();
-    assert_eq!(saved.status(), StatusCode::OK);
+    let (saved, _) = relay
+        .admin
+        .put_json(
+            &format!("/admin/routes/{id}"),
+            json!({"webhookUrl": masked, "name": "Shop"}),
+        )
+        .await;
+    assert_eq!(saved, StatusCode::OK);
     relay.post_webhook(message(7, 1, 1), None).await;
     let got = gowa
         .wait_for("the delivery", Duration::from_secs(10), |r| !r.is_empty())
@@ -379,15 +359,14 @@ async fn url_passwords_are_masked_in_answers_and_kept_on_save() {
 
     // A masked password where none is stored cannot be kept.
     let plain = relay.add_route(8, "http://127.0.0.1:9/x", None).await;
-    let answer = admin(
-        Method::PUT,
-        format!("/admin/routes/{}", plain["route"]["id"]),
-        Some(json!({"webhookUrl": "http://u:********@127.0.0.1:9/x"})),
-    )
-    .await
-    .unwrap();
-    assert_eq!(answer.status(), StatusCode::BAD_REQUEST);
-    let body: Value = answer.json().await.unwrap();
+    let (status, body) = relay
+        .admin
+        .put_json(
+            &format!("/admin/routes/{}", plain["route"]["id"]),
+            json!({"webhookUrl": "http://u:********@127.0.0.1:9/x"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["field"], "webhookUrl");
     relay.stop().await;
 }
@@ -413,10 +392,8 @@ async fn no_secret_reaches_the_log_or_an_answer() {
     let base = server.base();
     let http = reqwest::Client::new();
     let answers = std::cell::RefCell::new(Vec::new());
-    let call = async |method: Method, path: &str, auth: &str, body: Option<Value>| {
-        let mut request = http
-            .request(method, format!("{base}{path}"))
-            .header("authorization", auth);
+    let call = async |who: &Admin, method: Method, path: &str, body: Option<Value>| {
+        let mut request = who.request(method, path);
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -426,47 +403,42 @@ async fn no_secret_reaches_the_log_or_an_answer() {
         answers.borrow_mut().push(format!("{headers} {body}"));
         serde_json::from_str::<Value>(&body).unwrap_or(Value::Null)
     };
-    let auth = basic_auth(ADMIN_USER, ADMIN_PASS);
+    let admin = Admin::new(&base).with_client(http.clone());
     let url = gowa
         .url("/chatwoot/webhook")
         .replace("http://", &format!("http://gowa:{url_password}@"));
     let created = call(
+        &admin,
         Method::POST,
         "/admin/routes",
-        &auth,
         Some(json!({"inboxId": 7, "webhookUrl": url, "secret": gowa_secret, "chatwootSecret": route_chatwoot_secret})),
     )
     .await;
     let id = created["route"]["id"].clone();
-    call(Method::GET, "/admin/routes", &auth, None).await;
+    call(&admin, Method::GET, "/admin/routes", None).await;
     call(
+        &admin,
         Method::PUT,
         &format!("/admin/routes/{id}"),
-        &auth,
         Some(json!({"name": "Shop"})),
     )
     .await;
     call(
+        &admin,
         Method::POST,
         &format!("/admin/routes/{id}/test"),
-        &auth,
         None,
     )
     .await;
     call(
+        &admin,
         Method::POST,
         "/admin/routes",
-        &auth,
         Some(json!({"inboxId": 8, "webhookUrl": "javascript:alert(1)"})),
     )
     .await;
-    call(
-        Method::GET,
-        "/admin/routes",
-        &basic_auth(ADMIN_USER, "wrong"),
-        None,
-    )
-    .await;
+    let wrong = Admin::login(&base, ADMIN_USER, "wrong").with_client(http.clone());
+    call(&wrong, Method::GET, "/admin/routes", None).await;
 
     // Webhooks: signed with the route's secret, badly signed, unsigned.
     for (seq, secret) in [
@@ -496,18 +468,18 @@ async fn no_secret_reaches_the_log_or_an_answer() {
         })
         .await;
     assert!(got.iter().all(|r| r.header("authorization").is_some()));
-    let deliveries = call(Method::GET, "/admin/deliveries", &auth, None).await;
+    let deliveries = call(&admin, Method::GET, "/admin/deliveries", None).await;
     for d in deliveries["deliveries"].as_array().unwrap() {
         call(
+            &admin,
             Method::GET,
             &format!("/admin/deliveries/{}", d["id"]),
-            &auth,
             None,
         )
         .await;
     }
-    call(Method::GET, "/admin/stats", &auth, None).await;
-    call(Method::GET, "/metrics", &auth, None).await;
+    call(&admin, Method::GET, "/admin/stats", None).await;
+    call(&admin, Method::GET, "/metrics", None).await;
     let log = server.stop_and_read_log();
     let answers = answers.into_inner();
 

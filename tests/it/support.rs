@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -37,6 +37,95 @@ pub fn basic_auth(user: &str, pass: &str) -> String {
     )
 }
 
+/// The admin API over HTTP, logged in: the `Authorization: Basic` header is built once, and every call answers
+/// with its status and its JSON body (`Null` when the body is not JSON).
+#[derive(Clone)]
+pub struct Admin {
+    http: reqwest::Client,
+    base: String,
+    auth: String,
+}
+
+impl Admin {
+    /// As [`ADMIN_USER`] with [`ADMIN_PASS`], at `base` (`http://host:port`).
+    pub fn new(base: impl Into<String>) -> Self {
+        Self::login(base, ADMIN_USER, ADMIN_PASS)
+    }
+
+    /// As `user` with `pass`, at `base`.
+    pub fn login(base: impl Into<String>, user: &str, pass: &str) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: base.into(),
+            auth: basic_auth(user, pass),
+        }
+    }
+
+    /// The same login, sent through `http` (its timeouts, redirect policy, connection pool).
+    pub fn with_client(self, http: reqwest::Client) -> Self {
+        Self { http, ..self }
+    }
+
+    /// A logged-in request to `path`, for what the calls below do not cover: other headers, raw bodies,
+    /// streams, the answer's headers.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .header("authorization", &self.auth)
+    }
+
+    /// A logged-in request, `body` sent as JSON; the status and the JSON answer.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (StatusCode, serde_json::Value) {
+        let mut request = self.request(method, path);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let bytes = response.bytes().await.unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, serde_json::Value) {
+        self.send(reqwest::Method::GET, path, None).await
+    }
+
+    /// `GET path`, asserting 200; the JSON answer.
+    pub async fn get_ok(&self, path: &str) -> serde_json::Value {
+        let (status, body) = self.get(path).await;
+        assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
+        body
+    }
+
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> (StatusCode, serde_json::Value) {
+        self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub async fn put_json(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> (StatusCode, serde_json::Value) {
+        self.send(reqwest::Method::PUT, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (StatusCode, serde_json::Value) {
+        self.send(reqwest::Method::DELETE, path, None).await
+    }
+}
+
 /// Held by tests that load the machine (the fault tests, the release build of the Dockerfile test), so that
 /// none of them measures while another one takes the CPU.
 pub async fn heavy() -> tokio::sync::MutexGuard<'static, ()> {
@@ -63,6 +152,15 @@ where
     }
 }
 
+/// Waits until `child` has exited, failing the test after `timeout`; its exit status.
+pub async fn wait_exit(child: &mut Child, what: &str, timeout: Duration) -> ExitStatus {
+    eventually(what, timeout, || {
+        let exited = child.try_wait().unwrap();
+        async move { exited }
+    })
+    .await
+}
+
 pub fn test_config(database_path: PathBuf) -> Config {
     Config {
         bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -87,6 +185,8 @@ pub struct TestRelay {
     pub base: String,
     pub state: chatgowa_lib::state::AppState,
     pub http: reqwest::Client,
+    /// The admin API, logged in as the admin, through `http`.
+    pub admin: Admin,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
     _dir: tempfile::TempDir,
@@ -103,10 +203,12 @@ impl TestRelay {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let task = tokio::spawn(relay.serve(listener, None));
+        let http = reqwest::Client::new();
         Self {
+            admin: Admin::new(&base).with_client(http.clone()),
             base,
             state,
-            http: reqwest::Client::new(),
+            http,
             shutdown,
             task,
             _dir: dir,
@@ -132,16 +234,15 @@ impl TestRelay {
         url: &str,
         secret: Option<&str>,
     ) -> serde_json::Value {
-        let response = self
-            .http
-            .post(format!("{}/admin/routes", self.base))
-            .header("authorization", basic_auth(ADMIN_USER, ADMIN_PASS))
-            .json(&serde_json::json!({"inboxId": inbox, "webhookUrl": url, "name": "test", "secret": secret}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 201);
-        response.json().await.unwrap()
+        let (status, created) = self
+            .admin
+            .post_json(
+                "/admin/routes",
+                serde_json::json!({"inboxId": inbox, "webhookUrl": url, "name": "test", "secret": secret}),
+            )
+            .await;
+        assert_eq!(status, 201);
+        created
     }
 
     /// Posts a webhook and returns the relay's JSON answer (asserting 200).
@@ -437,14 +538,9 @@ impl Server {
 
     /// A request to the admin API, as the admin; the JSON answer (asserting 200).
     pub async fn admin(&self, method: reqwest::Method, path: &str) -> serde_json::Value {
-        let response = reqwest::Client::new()
-            .request(method, format!("{}{path}", self.base()))
-            .header("authorization", basic_auth(ADMIN_USER, ADMIN_PASS))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        response.json().await.unwrap()
+        let (status, body) = Admin::new(self.base()).send(method, path, None).await;
+        assert_eq!(status, 200);
+        body
     }
 
     pub fn healthcheck(&self) -> bool {
@@ -473,14 +569,13 @@ impl Server {
     }
 
     pub async fn add_route(&self, inbox: i64, url: &str) {
-        let created = reqwest::Client::new()
-            .post(format!("{}/admin/routes", self.base()))
-            .header("authorization", basic_auth(ADMIN_USER, ADMIN_PASS))
-            .json(&serde_json::json!({"inboxId": inbox, "webhookUrl": url}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(created.status(), 201);
+        let (status, _) = Admin::new(self.base())
+            .post_json(
+                "/admin/routes",
+                serde_json::json!({"inboxId": inbox, "webhookUrl": url}),
+            )
+            .await;
+        assert_eq!(status, 201);
     }
 
     /// Posts a webhook and returns the relay's answer (asserting 200).
