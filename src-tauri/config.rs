@@ -176,27 +176,8 @@ impl Config {
     pub fn from_settings(s: &Settings, default_bind: IpAddr) -> Result<Self, ConfigError> {
         let admin = admin_credentials(s)?;
         let (bind, port, admin_bind) = listen_addresses(s, default_bind)?;
-        let database_path = database_path(
-            s.database_url.as_deref().unwrap_or(DEFAULT_DATABASE_URL),
-        )
-        .map_err(|problem| ConfigError {
-            var: "DATABASE_URL",
-            value: s.database_url.clone().unwrap_or_default(),
-            problem,
-        })?;
-        let fetch_timeout = parse_or(
-            &s.fetch_timeout_ms,
-            "FETCH_TIMEOUT_MS",
-            Duration::from_millis(DEFAULT_FETCH_TIMEOUT_MS),
-            parse_millis,
-        )?;
-        let retry_schedule = parse_or(
-            &s.retry_schedule,
-            "CHATGOWA_RETRY_SCHEDULE",
-            Vec::new(),
-            parse_schedule,
-        )
-        .map(|v| if v.is_empty() { default_schedule() } else { v })?;
+        let database_path = database_setting(s)?;
+        let (fetch_timeout, retry_schedule) = attempt_timing(s)?;
         Ok(Self {
             bind,
             port,
@@ -309,6 +290,52 @@ fn admin_credentials(s: &Settings) -> Result<Option<AdminCredentials>, ConfigErr
             })?;
     }
     Ok(Some(admin))
+}
+
+/// How long one delivery attempt may take, and the delays between attempts.
+fn attempt_timing(s: &Settings) -> Result<(Duration, Vec<Duration>), ConfigError> {
+    let fetch_timeout = parse_or(
+        &s.fetch_timeout_ms,
+        "FETCH_TIMEOUT_MS",
+        Duration::from_millis(DEFAULT_FETCH_TIMEOUT_MS),
+        parse_millis,
+    )?;
+    let retry_schedule = parse_or(
+        &s.retry_schedule,
+        "CHATGOWA_RETRY_SCHEDULE",
+        Vec::new(),
+        parse_schedule,
+    )
+    .map(|v| if v.is_empty() { default_schedule() } else { v })?;
+    Ok((fetch_timeout, retry_schedule))
+}
+
+/// `DATABASE_URL` as a file path.
+fn database_setting(s: &Settings) -> Result<PathBuf, ConfigError> {
+    let url = s.database_url.as_deref().unwrap_or(DEFAULT_DATABASE_URL);
+    database_path(url).map_err(|problem| ConfigError {
+        var: "DATABASE_URL",
+        value: s.database_url.clone().unwrap_or_default(),
+        problem,
+    })
+}
+
+/// How long one delivery attempt may take, and the delays between attempts.
+fn attempt_timing(s: &Settings) -> Result<(Duration, Vec<Duration>), ConfigError> {
+    let fetch_timeout = parse_or(
+        &s.fetch_timeout_ms,
+        "FETCH_TIMEOUT_MS",
+        Duration::from_millis(DEFAULT_FETCH_TIMEOUT_MS),
+        parse_millis,
+    )?;
+    let retry_schedule = parse_or(
+        &s.retry_schedule,
+        "CHATGOWA_RETRY_SCHEDULE",
+        Vec::new(),
+        parse_schedule,
+    )
+    .map(|v| if v.is_empty() { default_schedule() } else { v })?;
+    Ok((fetch_timeout, retry_schedule))
 }
 
 /// The webhook's address and port, and the admin API's own address if it has one.

@@ -221,7 +221,7 @@ impl Desktop {
 
 /// What the app has once the relay runs.
 pub struct Started {
-    relay: App,
+    pub relay: App,
     listeners: Listeners,
     /// Generated on this first run; shown in Settings until Quit.
     generated_password: Option<String>,
@@ -254,7 +254,7 @@ pub async fn start(
 }
 
 impl Desktop {
-    fn new(
+    pub(super) fn new(
         started: Started,
         locks: Locks,
         password_from_env: bool,

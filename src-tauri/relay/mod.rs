@@ -279,23 +279,7 @@ pub async fn accept(intake: &Intake, headers: &HeaderMap, body: Bytes) -> Result
         cw_signature: text("x-chatwoot-signature"),
         body,
     };
-    let decision = intake
-        .0
-        .writer
-        .ingest(delivery)
-        .await
-        .map_err(|e| match e {
-            WriteError::Full => {
-                Error::Overloaded("too many webhooks at once; retry shortly".into())
-            }
-            e => Error::Unavailable(e.to_string()),
-        })?;
-    let (decision, delivery_id) = match decision {
-        writer::Decision::Queued(id) => (Decision::queued, Some(id)),
-        writer::Decision::Duplicate(id) => (Decision::duplicate, Some(id)),
-        writer::Decision::NoRoute => (Decision::no_route, None),
-        writer::Decision::RouteDisabled => (Decision::route_disabled, None),
-    };
+    let (decision, delivery_id) = intake.store(delivery).await?;
     tracing::info!(
         event = payload.event,
         inbox_id = %inbox_id,
@@ -308,6 +292,22 @@ pub async fn accept(intake: &Intake, headers: &HeaderMap, body: Bytes) -> Result
 }
 
 impl Intake {
+    /// Stores a webhook through the writer; says what was decided and which delivery holds it.
+    async fn store(&self, delivery: NewDelivery) -> Result<(Decision, Option<DeliveryId>)> {
+        let stored = self.0.writer.ingest(delivery).await.map_err(|e| match e {
+            WriteError::Full => {
+                Error::Overloaded("too many webhooks at once; retry shortly".into())
+            }
+            e => Error::Unavailable(e.to_string()),
+        })?;
+        Ok(match stored {
+            writer::Decision::Queued(id) => (Decision::queued, Some(id)),
+            writer::Decision::Duplicate(id) => (Decision::duplicate, Some(id)),
+            writer::Decision::NoRoute => (Decision::no_route, None),
+            writer::Decision::RouteDisabled => (Decision::route_disabled, None),
+        })
+    }
+
     /// Checks Chatwoot's signature where a secret is configured for the webhook's inbox (or for all).
     fn check_signature(&self, headers: &HeaderMap, body: &[u8], payload: &Payload) -> Result<()> {
         let secrets = self.signing_secrets(payload.inbox_id);
