@@ -320,24 +320,6 @@ fn database_setting(s: &Settings) -> Result<PathBuf, ConfigError> {
     })
 }
 
-/// How long one delivery attempt may take, and the delays between attempts.
-fn attempt_timing(s: &Settings) -> Result<(Duration, Vec<Duration>), ConfigError> {
-    let fetch_timeout = parse_or(
-        &s.fetch_timeout_ms,
-        "FETCH_TIMEOUT_MS",
-        Duration::from_millis(DEFAULT_FETCH_TIMEOUT_MS),
-        parse_millis,
-    )?;
-    let retry_schedule = parse_or(
-        &s.retry_schedule,
-        "CHATGOWA_RETRY_SCHEDULE",
-        Vec::new(),
-        parse_schedule,
-    )
-    .map(|v| if v.is_empty() { default_schedule() } else { v })?;
-    Ok((fetch_timeout, retry_schedule))
-}
-
 /// The webhook's address and port, and the admin API's own address if it has one.
 fn listen_addresses(
     s: &Settings,
