@@ -237,8 +237,7 @@ fn commit(
         Ok(decisions) => {
             announce(batch, &decisions, now, on_commit);
             for (op, decision) in batch.drain(..).zip(decisions) {
-                // `apply` returns a decision for every ingest.
-                answer(op, decision.ok_or(WriteError::Stopped));
+                answer(op, Ok(decision));
             }
         }
         Err(err) => {
@@ -285,10 +284,11 @@ fn announce(
 
 /// Answers the caller of one write: an ingest with its decision (or the error), the others with the
 /// outcome alone.
-fn answer(op: Op, result: Result<Decision, WriteError>) {
+fn answer(op: Op, result: Result<Option<Decision>, WriteError>) {
     match op {
         Op::Ingest(_, reply) => {
-            let _ = reply.send(result);
+            // `apply` returns a decision for every ingest.
+            let _ = reply.send(result.and_then(|d| d.ok_or(WriteError::Stopped)));
         }
         Op::Attempt(.., reply) | Op::Dead(.., reply) => {
             let _ = reply.send(result.map(|_| ()));
