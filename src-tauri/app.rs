@@ -209,6 +209,7 @@ fn lanes(
     let schedule = DeliveryConfig {
         retry_schedule: config.retry_schedule.clone(),
         max_age: config.max_age,
+        reorder_window: config.reorder_window,
     };
     Ok(Dispatcher::new(
         pool.clone(),

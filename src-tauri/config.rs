@@ -14,10 +14,19 @@ use clap::Args;
 pub const DEFAULT_PORT: u16 = 3000;
 pub const DEFAULT_DATABASE_URL: &str = "file:./chatgowa.db";
 pub const DEFAULT_ADMIN_USER: &str = "admin";
-pub const DEFAULT_FETCH_TIMEOUT_MS: u64 = 10_000;
+/// Above GoWA's own 45 s: GoWA answers only after it has sent (attachments downloaded first), so giving up
+/// sooner and retrying can send a reply twice. Chatwoot is answered at once either way.
+pub const DEFAULT_FETCH_TIMEOUT_MS: u64 = 60_000;
 pub const DEFAULT_RETRY_SCHEDULE: &str = "1s,5s,30s,2m,10m,30m,1h,2h,4h,8h";
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
-pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
+/// Fits the largest webhook Chatwoot can send, with room to spare: content is capped at 150 000 characters and
+/// a `message_created` carries it three times; Rails escapes `<`, `>` and `&` as six bytes each, so the worst
+/// case is about 2.7 MB.
+pub const DEFAULT_MAX_BODY: usize = 4 * 1024 * 1024;
+/// How long a new reply waits for an earlier one of its conversation that Chatwoot sent late. Sidekiq swaps
+/// two webhooks only when both jobs wait at once, i.e. within a second or so of each other; two seconds
+/// covers that under load, and WhatsApp's own delivery takes longer than that anyway.
+pub const DEFAULT_REORDER_WINDOW: Duration = Duration::from_secs(2);
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 pub const DEFAULT_DEAD_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 /// The password placeholder of `.env.example`; treated as "no password".
@@ -69,6 +78,9 @@ pub struct Settings {
     /// the container).
     #[arg(long, env = "CHATGOWA_ALLOW_EPHEMERAL_DB", global = true)]
     pub allow_ephemeral_db: Option<String>,
+    /// How long a new reply waits for an earlier one that Chatwoot sent late (`2s`; `0` sends at once).
+    #[arg(long, env = "CHATGOWA_REORDER_WINDOW", global = true)]
+    pub reorder_window: Option<String>,
     /// Chatwoot's webhook secret(s), comma-separated (several during a rotation): webhooks must then carry a
     /// valid `X-Chatwoot-Signature`.
     #[arg(
@@ -139,6 +151,8 @@ pub struct Config {
     pub fetch_timeout: Duration,
     /// Delay before attempt n+1 is `retry_schedule[n-1]`; the last step repeats until `max_age`.
     pub retry_schedule: Vec<Duration>,
+    /// How long a new message event waits for a lower message id of its conversation; zero: not at all.
+    pub reorder_window: Duration,
     pub max_age: Duration,
     pub max_body: usize,
     /// Delivered deliveries (payload, attempts, dedupe key) are deleted this long after they finished.
@@ -177,7 +191,7 @@ impl Config {
         let admin = admin_credentials(s)?;
         let (bind, port, admin_bind) = listen_addresses(s, default_bind)?;
         let database_path = database_setting(s)?;
-        let (fetch_timeout, retry_schedule) = attempt_timing(s)?;
+        let (fetch_timeout, retry_schedule, reorder_window) = attempt_timing(s)?;
         Ok(Self {
             bind,
             port,
@@ -186,6 +200,7 @@ impl Config {
             admin,
             fetch_timeout,
             retry_schedule,
+            reorder_window,
             max_age: parse_or(
                 &s.max_age,
                 "CHATGOWA_MAX_AGE",
@@ -292,8 +307,8 @@ fn admin_credentials(s: &Settings) -> Result<Option<AdminCredentials>, ConfigErr
     Ok(Some(admin))
 }
 
-/// How long one delivery attempt may take, and the delays between attempts.
-fn attempt_timing(s: &Settings) -> Result<(Duration, Vec<Duration>), ConfigError> {
+/// How long one delivery attempt may take, the delays between attempts, and the reorder window.
+fn attempt_timing(s: &Settings) -> Result<(Duration, Vec<Duration>, Duration), ConfigError> {
     let fetch_timeout = parse_or(
         &s.fetch_timeout_ms,
         "FETCH_TIMEOUT_MS",
@@ -307,7 +322,13 @@ fn attempt_timing(s: &Settings) -> Result<(Duration, Vec<Duration>), ConfigError
         parse_schedule,
     )
     .map(|v| if v.is_empty() { default_schedule() } else { v })?;
-    Ok((fetch_timeout, retry_schedule))
+    let reorder_window = parse_or(
+        &s.reorder_window,
+        "CHATGOWA_REORDER_WINDOW",
+        DEFAULT_REORDER_WINDOW,
+        parse_window,
+    )?;
+    Ok((fetch_timeout, retry_schedule, reorder_window))
 }
 
 /// `DATABASE_URL` as a file path.
@@ -378,6 +399,13 @@ pub fn secrets(v: &str) -> Vec<Secret<String>> {
         .filter(|s| !s.is_empty())
         .map(|s| Secret::new(s.to_owned()))
         .collect()
+}
+
+fn parse_window(v: &str) -> Result<Duration, String> {
+    if matches!(v, "0" | "off") {
+        return Ok(Duration::ZERO);
+    }
+    parse_duration(v).map_err(|e| format!("{e}; or 0 to send at once"))
 }
 
 fn parse_millis(v: &str) -> Result<Duration, String> {
@@ -471,11 +499,16 @@ mod tests {
     }
 
     #[test]
-    fn defaults_match_the_typescript_version() {
+    fn defaults() {
         let c = load(|_| {}).unwrap();
         assert_eq!(c.port, 3000);
-        assert_eq!(c.fetch_timeout, Duration::from_millis(10_000));
-        assert_eq!(c.max_body, 1024 * 1024);
+        assert_eq!(
+            c.fetch_timeout,
+            Duration::from_secs(60),
+            "above GoWA's 45 s"
+        );
+        assert_eq!(c.max_body, 4 * 1024 * 1024);
+        assert_eq!(c.reorder_window, Duration::from_secs(2));
         assert_eq!(c.max_age, Duration::from_secs(86_400));
         assert_eq!(c.retry_schedule.len(), 10);
         assert_eq!(c.retry_schedule[0], Duration::from_secs(1));
@@ -670,7 +703,7 @@ mod tests {
         proptest! {
             #[test]
             fn any_settings_give_a_config_or_an_error_naming_a_known_variable(
-                fields in prop::collection::vec(typed(), 15)
+                fields in prop::collection::vec(typed(), 16)
             ) {
                 let mut f = fields.into_iter();
                 let mut next = || f.next().flatten();
@@ -689,6 +722,7 @@ mod tests {
                     dead_retention: next(),
                     log_format: next(),
                     allow_ephemeral_db: next(),
+                    reorder_window: next(),
                     chatwoot_secret: next(),
                 };
                 match Config::from_settings(&s, IpAddr::from([127, 0, 0, 1])) {

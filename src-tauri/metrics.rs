@@ -40,6 +40,7 @@ struct Inner {
     registry: Registry,
     webhooks: Family<DecisionLabel, Counter>,
     attempts: Family<OutcomeLabel, Counter>,
+    ambiguous: Counter,
     attempt_seconds: Histogram,
     queue_depth: Gauge,
     oldest_pending_seconds: Gauge<f64, AtomicU64>,
@@ -64,8 +65,14 @@ impl Default for Metrics {
             "Delivery attempts to GoWA, by outcome",
             attempts.clone(),
         );
-        // 5 ms … ~20 s.
-        let attempt_seconds = Histogram::new(exponential_buckets(0.005, 2.0, 13));
+        let ambiguous = Counter::default();
+        registry.register(
+            "delivery_attempts_ambiguous",
+            "Delivery attempts that got no answer after the request was sent: GoWA may have sent the message",
+            ambiguous.clone(),
+        );
+        // 5 ms … ~80 s (the attempt timeout is 60 s by default).
+        let attempt_seconds = Histogram::new(exponential_buckets(0.005, 2.0, 15));
         registry.register(
             "delivery_attempt_duration_seconds",
             "Time from sending a delivery attempt to its answer",
@@ -106,6 +113,7 @@ impl Default for Metrics {
                 registry,
                 webhooks,
                 attempts,
+                ambiguous,
                 attempt_seconds,
                 queue_depth,
                 oldest_pending_seconds,
@@ -126,12 +134,16 @@ impl Metrics {
             .inc();
     }
 
-    /// One delivery attempt, by how it ended (`delivery::Outcome`'s name).
-    pub fn attempt(&self, outcome: &'static str, seconds: f64) {
+    /// One delivery attempt, by how it ended (`delivery::Outcome`'s name), and whether it got no answer after
+    /// the request was sent.
+    pub fn attempt(&self, outcome: &'static str, ambiguous: bool, seconds: f64) {
         self.inner
             .attempts
             .get_or_create(&OutcomeLabel { outcome })
             .inc();
+        if ambiguous {
+            self.inner.ambiguous.inc();
+        }
         self.inner.attempt_seconds.observe(seconds);
     }
 }
@@ -192,7 +204,8 @@ mod tests {
         metrics.webhook("queued");
         metrics.webhook("queued");
         metrics.webhook("no_route");
-        metrics.attempt("delivered", 0.012);
+        metrics.attempt("delivered", false, 0.012);
+        metrics.attempt("retry", true, 60.0);
         let out = metrics.encode(&Gauges {
             queue_depth: 3,
             routes: vec![RouteGauge {
@@ -209,6 +222,10 @@ mod tests {
         assert!(out.contains("chatgowa_webhooks_received_total{decision=\"no_route\"} 1"));
         assert!(out.contains("chatgowa_delivery_attempts_total{outcome=\"delivered\"} 1"));
         assert!(out.contains("chatgowa_delivery_attempt_duration_seconds_bucket{le=\"0.02\"} 1"));
+        assert!(
+            out.contains("chatgowa_delivery_attempts_ambiguous_total 1"),
+            "{out}"
+        );
         assert!(out.contains("chatgowa_queue_depth 3"), "{out}");
         assert!(out.contains("chatgowa_route_failing{inbox_id=\"7\",name=\"Sales\"} 1"));
         assert!(out.ends_with("# EOF\n"));

@@ -96,6 +96,10 @@ pub struct Delivery {
     pub inbox_id: InboxId,
     pub conversation_id: Option<i64>,
     pub event: String,
+    /// Chatwoot's message id, for message events.
+    pub message_id: Option<i64>,
+    /// Repeats of this webhook that were dropped as duplicates.
+    pub duplicates: i64,
     pub status: DeliveryStatus,
     pub attempts: i64,
     /// When the next attempt is due (pending deliveries only).
@@ -115,6 +119,8 @@ impl From<DeliverySummary> for Delivery {
             inbox_id: d.inbox_id,
             conversation_id: d.conversation_id,
             event: d.event,
+            message_id: d.message_id,
+            duplicates: d.duplicates,
             status: d.status,
             attempts: d.attempts,
             next_attempt_at: (d.status == DeliveryStatus::Pending)
@@ -138,6 +144,8 @@ pub struct AttemptView {
     pub status_code: Option<i64>,
     pub error: Option<String>,
     pub response_snippet: Option<String>,
+    /// No answer after the whole request was sent: GoWA may have sent the message.
+    pub ambiguous: bool,
 }
 
 impl From<Attempt> for AttemptView {
@@ -150,6 +158,7 @@ impl From<Attempt> for AttemptView {
             status_code: a.status_code,
             error: a.error,
             response_snippet: a.response_snippet,
+            ambiguous: a.ambiguous,
         }
     }
 }
@@ -232,6 +241,8 @@ pub struct Stats {
     pub queue_depth: i64,
     /// Age of the oldest pending delivery.
     pub oldest_pending_age_ms: Option<i64>,
+    /// Repeats dropped as duplicates (of the deliveries still kept).
+    pub duplicates_dropped: i64,
     pub routes: usize,
     pub unrouted_inboxes: usize,
     /// Where Chatwoot posts, relative to the relay's address.

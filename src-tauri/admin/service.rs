@@ -140,6 +140,7 @@ pub async fn stats(state: &AppState) -> Result<dto::Stats> {
         totals,
         queue_depth: totals.pending,
         oldest_pending_age_ms: oldest.map(|at| (now_ms() - at).max(0)),
+        duplicates_dropped: deliveries::count_duplicates(&state.pool).await?,
         routes: routes::list(&state.pool).await?.len(),
         unrouted_inboxes: unrouted_inboxes::list(&state.pool).await?.len(),
         webhook_path: "/webhook".into(),

@@ -112,6 +112,9 @@ pub struct AttemptResult {
     /// `None` when no response arrived (connect error, timeout, reset).
     pub status: Option<u16>,
     pub timed_out: bool,
+    /// No answer, but the connection was made and the request went out: GoWA may have acted on it (it answers
+    /// only after sending to WhatsApp), so a retry may send the message twice.
+    pub ambiguous: bool,
     pub retry_after: Option<Duration>,
     pub error: Option<String>,
     pub snippet: Option<String>,
@@ -182,6 +185,7 @@ pub async fn send(
             AttemptResult {
                 status: Some(status),
                 timed_out: false,
+                ambiguous: false,
                 retry_after,
                 error: if success {
                     None
@@ -193,15 +197,30 @@ pub async fn send(
                 duration: started.elapsed(),
             }
         }
-        Err(e) => AttemptResult {
-            status: None,
-            timed_out: e.is_timeout(),
-            retry_after: None,
-            error: Some(describe(&e)),
-            snippet: None,
-            duration: started.elapsed(),
-        },
+        Err(e) => {
+            let ambiguous = is_ambiguous(&e);
+            let mut error = describe(&e);
+            if ambiguous {
+                error.push_str(" (after the request was sent: GoWA may have sent the message)");
+            }
+            AttemptResult {
+                status: None,
+                timed_out: e.is_timeout(),
+                ambiguous,
+                retry_after: None,
+                error: Some(error),
+                snippet: None,
+                duration: started.elapsed(),
+            }
+        }
     }
+}
+
+/// Whether a request that got no answer may still have been acted on: the connection was made (a connect
+/// error or timeout means GoWA never saw it) and the request was built, so it was sent, in part or whole,
+/// before the timeout or the reset.
+fn is_ambiguous(e: &reqwest::Error) -> bool {
+    !e.is_connect() && !e.is_builder() && !e.is_redirect() && e.status().is_none()
 }
 
 /// The first [`SNIPPET_BYTES`] of the response body, and why reading it stopped early, if it did.

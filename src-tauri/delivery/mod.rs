@@ -1,18 +1,21 @@
-//! Outbound delivery: per-conversation lanes that send stored webhooks to GoWA in arrival order.
+//! Outbound delivery: per-conversation lanes that send stored webhooks to GoWA one after another, replies in
+//! the order the agent wrote them.
 //!
-//! Each conversation (or, without one, each inbox) is a lane: an in-memory FIFO of pending delivery ids with
-//! one task working its head. The database stays the truth: lanes are rebuilt from it at startup, so a crash
+//! Each conversation (or, without one, each inbox) is a lane: an in-memory queue of pending delivery ids (in
+//! arrival order, message events in message-id order, see [`lane`]) with one task working its head. A new
+//! message event is held for the reorder window first, so that a reply Sidekiq sent late can still go ahead. The database stays the truth: lanes are rebuilt from it at startup, so a crash
 //! loses nothing that was acknowledged. Lanes of one inbox share a concurrency budget, so a slow GoWA holds up
 //! only its own route. Nothing here polls: a lane task wakes on new work, on its retry time, on a route change,
 //! or when its route's GoWA answers again after failing.
 //! Must not: call GoWA from anywhere but a lane task, or write SQL (see [`crate::store`]).
 
 pub mod gowa;
+mod lane;
 pub mod retry;
 mod worker;
 
+use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -21,6 +24,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use self::lane::Lane;
 use crate::ids::{DeliveryId, InboxId};
 use crate::metrics::Metrics;
 use crate::store::deliveries::{Delivery, NewDelivery, PendingRef};
@@ -47,6 +51,9 @@ pub struct LaneKey {
 pub struct DeliveryConfig {
     pub retry_schedule: Vec<Duration>,
     pub max_age: Duration,
+    /// How long a new message event waits before it is sent, for a lower message id of its conversation that
+    /// Chatwoot sent late; zero sends at once.
+    pub reorder_window: Duration,
 }
 
 /// How a delivery attempt ended: its name goes into logs and metrics.
@@ -81,7 +88,7 @@ struct Inner {
     writer: Writer,
     client: reqwest::Client,
     config: DeliveryConfig,
-    lanes: Mutex<HashMap<LaneKey, VecDeque<DeliveryId>>>,
+    lanes: Mutex<Lanes>,
     /// New deliveries as the writer stored them, so that a first attempt need not read them back.
     fresh: Mutex<Fresh>,
     route_slots: Mutex<HashMap<InboxId, Arc<Semaphore>>>,
@@ -190,34 +197,33 @@ impl Dispatcher {
                 fresh.keep(*id, d, at);
             }
         }
-        self.enqueue(queued.iter().map(|(id, d)| PendingRef {
-            id: *id,
-            inbox_id: d.inbox_id,
-            conversation_id: d.conversation_id,
-        }));
+        self.enqueue(queued.iter().map(|(id, d)| d.pending(*id, at)));
     }
 
-    /// Appends deliveries to their lanes, in the order given, starting lane tasks as needed.
+    /// Puts deliveries in their lanes, in the order given (each in its place, see [`lane`]), starting lane
+    /// tasks as needed.
     pub fn enqueue(&self, queued: impl IntoIterator<Item = PendingRef>) {
         if self.inner.shutdown.is_cancelled() {
             return;
         }
-        let mut lanes = self
-            .inner
-            .lanes
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut lanes = self.inner.lanes();
         for q in queued {
             let key = LaneKey {
                 inbox_id: q.inbox_id,
                 conversation_id: q.conversation_id,
             };
+            lanes.note_late(key, &q);
             // A lane exists exactly while its one task runs: a new lane gets a task, an existing one is worked
             // by the task it has.
-            match lanes.entry(key) {
-                Entry::Occupied(mut lane) => lane.get_mut().push_back(q.id),
+            match lanes.by_key.entry(key) {
+                Entry::Occupied(mut lane) => {
+                    let ahead = lane.get_mut().insert(q);
+                    if ahead > 0 {
+                        tracing::info!(delivery_id = %q.id, message_id = q.message_id, ahead, "message sent late by Chatwoot goes ahead of later ones");
+                    }
+                }
                 Entry::Vacant(vacant) => {
-                    vacant.insert(VecDeque::from([q.id]));
+                    vacant.insert(Lane::new(q));
                     self.inner
                         .tracker
                         .spawn(worker::run_lane(self.inner.clone(), key));
@@ -284,29 +290,61 @@ impl Inner {
             .cloned()
     }
 
+    fn lanes(&self) -> std::sync::MutexGuard<'_, Lanes> {
+        self.lanes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The lane's head; `None` (after removing the lane) when it is empty.
     fn head(&self, key: LaneKey) -> Option<DeliveryId> {
-        let mut lanes = self.lanes.lock().unwrap_or_else(PoisonError::into_inner);
-        let head = lanes.get(&key).and_then(|lane| lane.front().copied());
+        let mut lanes = self.lanes();
+        let head = lanes
+            .by_key
+            .get(&key)
+            .and_then(|lane| lane.head())
+            .map(|e| e.id);
         if head.is_none() {
-            lanes.remove(&key);
+            lanes.by_key.remove(&key);
         }
         head
     }
 
-    /// Removes the finished head `id` and returns the next one; when there is none, removes the lane in the
-    /// same step, so that the next enqueue starts a new task and never a second one beside this one.
+    /// Removes the finished `id` and returns the next head; when there is none, removes the lane in the same
+    /// step, so that the next enqueue starts a new task and never a second one beside this one.
     fn advance(&self, key: LaneKey, id: DeliveryId) -> Option<DeliveryId> {
-        let mut lanes = self.lanes.lock().unwrap_or_else(PoisonError::into_inner);
-        let lane = lanes.get_mut(&key)?;
-        if lane.front() == Some(&id) {
-            lane.pop_front();
-        }
-        let next = lane.front().copied();
+        let mut lanes = self.lanes();
+        let lane = lanes.by_key.get_mut(&key)?;
+        lane.remove(id);
+        let next = lane.head().map(|e| e.id);
         if next.is_none() {
-            lanes.remove(&key);
+            lanes.by_key.remove(&key);
         }
         next
+    }
+
+    /// Until when the head `id` waits for a message sent late: its arrival plus the reorder window, if that is
+    /// still ahead and the head is a message event that has not started.
+    fn held_until(&self, key: LaneKey, id: DeliveryId) -> Option<i64> {
+        let window = i64::try_from(self.config.reorder_window.as_millis()).unwrap_or(i64::MAX);
+        let lanes = self.lanes();
+        let lane = lanes.by_key.get(&key)?;
+        let head = lane.head().filter(|e| e.id == id && e.order.is_some())?;
+        let until = head.received_at.saturating_add(window);
+        (window > 0 && !lane.is_started() && until > store::now_ms()).then_some(until)
+    }
+
+    /// Marks the head `id` as being sent, so that nothing goes ahead of it any more; `false` when something
+    /// went ahead of it meanwhile.
+    fn start(&self, key: LaneKey, id: DeliveryId) -> bool {
+        let mut lanes = self.lanes();
+        let Some(lane) = lanes.by_key.get_mut(&key) else {
+            return false;
+        };
+        let message_id = lane.head().and_then(|e| e.order).map(|o| o.message_id);
+        let started = lane.start(id);
+        if let (true, Some(message_id)) = (started, message_id) {
+            lanes.sent(key, message_id);
+        }
+        started
     }
 
     fn route_slots(&self, inbox_id: InboxId) -> Arc<Semaphore> {
@@ -318,6 +356,44 @@ impl Inner {
             .entry(inbox_id)
             .or_insert_with(|| Arc::new(Semaphore::new(MAX_IN_FLIGHT_PER_ROUTE)))
             .clone()
+    }
+}
+
+/// Conversations tracked for a reply that arrives after a later one was sent, before they are forgotten.
+const SENT_TRACKED: usize = 10_000;
+
+/// The lanes, and the highest message id each conversation has started to send (only for the log line that
+/// says a reply came too late to go in its place).
+#[derive(Default)]
+struct Lanes {
+    by_key: HashMap<LaneKey, Lane>,
+    sent: HashMap<LaneKey, i64>,
+}
+
+impl Lanes {
+    fn sent(&mut self, key: LaneKey, message_id: i64) {
+        if self.sent.len() >= SENT_TRACKED && !self.sent.contains_key(&key) {
+            self.sent.clear();
+        }
+        let highest = self.sent.entry(key).or_insert(message_id);
+        *highest = (*highest).max(message_id);
+    }
+
+    /// Says so when a new message is older than one its conversation has already started to send: it goes in
+    /// arrival order, after the window.
+    fn note_late(&self, key: LaneKey, pending: &PendingRef) {
+        let Some(message_id) = pending.message_id.filter(|_| !pending.is_update) else {
+            return;
+        };
+        if let Some(&later) = self.sent.get(&key).filter(|later| **later > message_id) {
+            tracing::warn!(
+                delivery_id = %pending.id,
+                message_id,
+                later_message_id = later,
+                conversation_id = key.conversation_id,
+                "reply arrived after a later reply of its conversation was sent: sent in arrival order"
+            );
+        }
     }
 }
 

@@ -42,9 +42,10 @@ pub(super) async fn run_lane(inner: Arc<Inner>, key: LaneKey) {
         if inner.shutdown.is_cancelled() {
             return;
         }
-        next = match step(&inner, id, &mut route_changes).await {
+        next = match step(&inner, key, id, &mut route_changes).await {
             Step::Done => inner.advance(key, id),
-            Step::Again => Some(id),
+            // The head again: the same one, unless a reply sent late went ahead of it.
+            Step::Again => inner.head(key),
             Step::Stop => return,
         };
     }
@@ -52,8 +53,13 @@ pub(super) async fn run_lane(inner: Arc<Inner>, key: LaneKey) {
 
 /// One look at the head `id`: claim → send → classify → record. A claim that cannot go on (the head is
 /// finished, not due, paused, or the lane stops) ends the step early, before anything is sent.
-async fn step(inner: &Inner, id: DeliveryId, route_changes: &mut watch::Receiver<()>) -> Step {
-    let claimed = match claim(inner, id, route_changes).await {
+async fn step(
+    inner: &Inner,
+    key: LaneKey,
+    id: DeliveryId,
+    route_changes: &mut watch::Receiver<()>,
+) -> Step {
+    let claimed = match claim(inner, key, id, route_changes).await {
         Continue(claimed) => claimed,
         Break(step) => return step,
     };
@@ -76,16 +82,19 @@ struct Claimed {
     slots: Slots,
 }
 
-/// Claim: takes the head as stored, waits until it is due, resolves its route, waits out a pause and takes a
-/// slot. Breaks with the step to take instead when the head is finished or dead, must be looked at again, or
+/// Claim: holds a new message for the reorder window, takes the head as stored, waits until it is due,
+/// resolves its route, waits out a pause, takes a slot and marks the head started. Breaks with the step to take
+/// instead when the head is finished or dead, must be looked at again (a reply sent late went ahead of it), or
 /// the lane stops. The slot comes last so that a head waiting for its time, its route or a resume holds none,
 /// and cannot starve the lanes that are ready to send.
 #[tracing::instrument(name = "claim", level = "debug", skip_all, fields(delivery_id = %id))]
 async fn claim(
     inner: &Inner,
+    key: LaneKey,
     id: DeliveryId,
     route_changes: &mut watch::Receiver<()>,
 ) -> ControlFlow<Step, Claimed> {
+    hold_for_late_replies(inner, key, id).await?;
     // Marked seen before the route is read, so that a change from here on wakes a lane paused on it.
     route_changes.borrow_and_update();
     let delivery = read_head(inner, id).await?;
@@ -93,12 +102,28 @@ async fn claim(
     let (route, target) = resolve_route(inner, &delivery, route_changes).await?;
     wait_unpaused(inner).await?;
     let slots = take_slots(inner, delivery.inbox_id).await?;
+    if !inner.start(key, id) {
+        return Break(Step::Again);
+    }
     Continue(Claimed {
         delivery,
         route,
         target,
         slots,
     })
+}
+
+/// Holds a new message event until the reorder window after its arrival has passed, then has the lane look
+/// at its head again: a lower message id of the conversation that arrived meanwhile is the head now.
+async fn hold_for_late_replies(inner: &Inner, key: LaneKey, id: DeliveryId) -> ControlFlow<Step> {
+    let Some(until) = inner.held_until(key, id) else {
+        return Continue(());
+    };
+    let wait = Duration::from_millis(u64::try_from(until - now_ms()).unwrap_or(0));
+    tokio::select! {
+        () = tokio::time::sleep(wait) => Break(Step::Again),
+        () = inner.shutdown.cancelled() => Break(Step::Stop),
+    }
 }
 
 /// The head as stored, if it is still pending; a finished or removed one is done.
@@ -274,9 +299,11 @@ async fn record(inner: &Inner, verdict: Verdict) -> Step {
     if next == NextState::Delivered && attempt.attempt > 1 {
         inner.recovered.send_replace(Some(delivery.inbox_id));
     }
-    inner
-        .metrics
-        .attempt(outcome.as_str(), attempt.duration_ms as f64 / 1000.0);
+    inner.metrics.attempt(
+        outcome.as_str(),
+        attempt.ambiguous,
+        attempt.duration_ms as f64 / 1000.0,
+    );
     tracing::info!(
         delivery_id = %delivery.id,
         inbox_id = %delivery.inbox_id,
@@ -285,6 +312,7 @@ async fn record(inner: &Inner, verdict: Verdict) -> Step {
         status = attempt.status_code,
         duration_ms = attempt.duration_ms,
         outcome = %outcome.as_str(),
+        ambiguous = attempt.ambiguous,
         retry_in_ms,
         error = attempt.error.as_deref(),
         "delivery attempt"
@@ -343,6 +371,7 @@ fn judge(
         status_code: result.status.map(i64::from),
         error: result.error,
         response_snippet: result.snippet,
+        ambiguous: result.ambiguous,
     };
     (attempt, next)
 }
@@ -357,8 +386,13 @@ fn interrupted(delivery: &Delivery, attempt_no: i64, started_at: i64) -> (Attemp
         started_at,
         duration_ms: now - started_at,
         status_code: None,
-        error: Some("interrupted by shutdown; the response, if any, was not seen".into()),
+        error: Some(
+            "interrupted by shutdown; the response, if any, was not seen (GoWA may have sent the message)"
+                .into(),
+        ),
         response_snippet: None,
+        // The request was in flight.
+        ambiguous: true,
     };
     (attempt, NextState::RetryAt(now))
 }

@@ -36,7 +36,6 @@ pub enum Decision {
     duplicate,
     no_inbox,
     no_route,
-    route_disabled,
     /// Refused: not JSON, too large, wrong content type.
     rejected,
     /// Refused: a Chatwoot secret is configured and the signature is missing, stale or wrong (401).
@@ -55,7 +54,6 @@ impl Decision {
             Self::duplicate => "duplicate",
             Self::no_inbox => "no_inbox",
             Self::no_route => "no_route",
-            Self::route_disabled => "route_disabled",
             Self::rejected => "rejected",
             Self::unsigned => "unsigned",
             Self::shed => "shed",
@@ -274,7 +272,12 @@ pub async fn accept(intake: &Intake, headers: &HeaderMap, body: Bytes) -> Result
         inbox_id,
         conversation_id: payload.conversation_id,
         event: payload.event.clone(),
-        dedupe_key: text("x-chatwoot-delivery").filter(|k| !k.is_empty()),
+        message_id: payload.message_id,
+        // A twin Chatwoot fires with a new delivery id is still the same message.
+        dedupe_key: payload
+            .identity
+            .clone()
+            .or_else(|| text("x-chatwoot-delivery").filter(|k| !k.is_empty())),
         cw_timestamp: text("x-chatwoot-timestamp"),
         cw_signature: text("x-chatwoot-signature"),
         body,
@@ -304,7 +307,6 @@ impl Intake {
             writer::Decision::Queued(id) => (Decision::queued, Some(id)),
             writer::Decision::Duplicate(id) => (Decision::duplicate, Some(id)),
             writer::Decision::NoRoute => (Decision::no_route, None),
-            writer::Decision::RouteDisabled => (Decision::route_disabled, None),
         })
     }
 

@@ -1,6 +1,7 @@
-//! Reads the few fields of a Chatwoot webhook that routing needs, and nothing else.
+//! Reads the few fields of a Chatwoot webhook that routing, ordering and dedupe need, and nothing else.
 //!
-//! The body is validated as JSON in full, but only `event`, the inbox id and the conversation id are kept.
+//! The body is validated as JSON in full, but only `event`, the inbox, conversation, account and message ids
+//! (and, for `message_updated`, a digest of what GoWA acts on) are kept.
 //! Where Chatwoot puts the inbox id differs per event (see `tests/fixtures/chatwoot/README.md`): `inbox.id`,
 //! else top-level `inbox_id`, else `conversation.inbox_id`. Ids elsewhere (user data such as
 //! `custom_attributes.inbox_id`) are never taken.
@@ -9,6 +10,7 @@ use std::fmt;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, Visitor};
+use sha2::{Digest as _, Sha256};
 
 use crate::ids::InboxId;
 
@@ -19,6 +21,14 @@ pub struct Payload {
     pub inbox_id: Option<InboxId>,
     /// Orders deliveries: `conversation.id`, or the top-level `id` of a `conversation_*` event.
     pub conversation_id: Option<i64>,
+    /// Chatwoot's message id (the top-level `id`) of a `message_created` or `message_updated`: orders the
+    /// replies of a conversation.
+    pub message_id: Option<i64>,
+    /// What makes a message event the same one again, whatever its delivery id: `message_created` is
+    /// (account, message); a `message_updated` is that plus what GoWA acts on (the content and the deleted flag),
+    /// so that an exact repeat is recognised and a real later change is not. `None` for other events, or
+    /// without an account or message id.
+    pub identity: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -42,11 +52,25 @@ struct Raw {
     inbox_id: Option<Id>,
     inbox: Option<Obj<InboxRef>>,
     conversation: Option<Obj<ConversationRef>>,
+    account: Option<Obj<InboxRef>>,
 }
 
+/// An object of which only the id is read (`inbox`, `account`).
 #[derive(Default, Deserialize)]
 struct InboxRef {
     id: Option<Id>,
+}
+
+/// What GoWA acts on in a `message_updated`, read only for that event.
+#[derive(Deserialize)]
+struct Update {
+    content: Option<Text>,
+    content_attributes: Option<Obj<Attributes>>,
+}
+
+#[derive(Default, Deserialize)]
+struct Attributes {
+    deleted: Option<Flag>,
 }
 
 #[derive(Default, Deserialize)]
@@ -83,15 +107,45 @@ pub fn parse(body: &[u8]) -> Result<Payload, PayloadError> {
         .or(conversation.inbox_id)
         .and_then(|id| id.0)
         .map(InboxId);
+    let is_message = matches!(event.as_str(), "message_created" | "message_updated");
     let conversation_id = conversation
         .id
         .or_else(|| raw.id.filter(|_| event.starts_with("conversation_")))
         .and_then(|id| id.0);
+    let message_id = raw.id.and_then(|id| id.0).filter(|_| is_message);
+    let account_id = raw.account.and_then(|a| a.0).and_then(|a| a.id?.0);
+    let identity = match (account_id, message_id) {
+        (Some(account), Some(message)) if event == "message_created" => {
+            Some(format!("message_created/{account}/{message}"))
+        }
+        (Some(account), Some(message)) => {
+            let digest = update_digest(body).map_err(not_json)?;
+            Some(format!("message_updated/{account}/{message}/{digest}"))
+        }
+        _ => None,
+    };
     Ok(Payload {
         event,
         inbox_id,
         conversation_id,
+        message_id,
+        identity,
     })
+}
+
+/// A digest of what GoWA acts on in a `message_updated`: the content and whether the message was deleted.
+fn update_digest(body: &[u8]) -> Result<String, serde_json::Error> {
+    let update: Update = serde_json::from_slice(body)?;
+    let content = update.content.and_then(|t| t.0).unwrap_or_default();
+    let deleted = update
+        .content_attributes
+        .and_then(|a| a.0)
+        .and_then(|a| a.deleted?.0)
+        .unwrap_or(false);
+    let mut hasher = Sha256::new();
+    hasher.update(content.as_bytes());
+    hasher.update([0, u8::from(deleted)]);
+    Ok(hex::encode(&hasher.finalize()[..8]))
 }
 
 /// Nesting depth of a document already known to be valid JSON: brackets outside strings.
@@ -122,10 +176,14 @@ fn depth(json: &[u8]) -> usize {
 
 /// An id as Chatwoot sends it (a JSON integer) or as a numeric string; anything else reads as present but
 /// unusable (`Id(None)`), and never fails the whole payload.
+#[derive(Clone, Copy)]
 struct Id(Option<i64>);
 
 /// A string, or `None` for any other JSON value.
 struct Text(Option<String>);
+
+/// `true`/`false`, or the string `"true"` (as GoWA reads `deleted`); `None` for anything else.
+struct Flag(Option<bool>);
 
 /// `T` when the value is an object, `None` for any other JSON value (e.g. `"inbox": "x"`).
 struct Obj<T>(Option<T>);
@@ -139,6 +197,9 @@ trait Accepts<'de>: Sized {
         Self::none()
     }
     fn on_str(_: &str) -> Self {
+        Self::none()
+    }
+    fn on_bool(_: bool) -> Self {
         Self::none()
     }
     fn on_map<A: de::MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
@@ -169,6 +230,18 @@ impl<'de> Accepts<'de> for Text {
     }
 }
 
+impl<'de> Accepts<'de> for Flag {
+    fn none() -> Self {
+        Flag(None)
+    }
+    fn on_bool(v: bool) -> Self {
+        Flag(Some(v))
+    }
+    fn on_str(v: &str) -> Self {
+        Flag((v == "true").then_some(true))
+    }
+}
+
 impl<'de, T: Deserialize<'de>> Accepts<'de> for Obj<T> {
     fn none() -> Self {
         Obj(None)
@@ -192,8 +265,8 @@ impl<'de, S: Accepts<'de>> Visitor<'de> for Shape<S> {
     fn visit_f64<E>(self, _: f64) -> Result<S, E> {
         Ok(S::none())
     }
-    fn visit_bool<E>(self, _: bool) -> Result<S, E> {
-        Ok(S::none())
+    fn visit_bool<E>(self, v: bool) -> Result<S, E> {
+        Ok(S::on_bool(v))
     }
     fn visit_unit<E>(self) -> Result<S, E> {
         Ok(S::none())
@@ -219,7 +292,7 @@ macro_rules! deserialize_by_shape {
         }
     )*};
 }
-deserialize_by_shape!(Id, Text);
+deserialize_by_shape!(Id, Text, Flag);
 
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -334,6 +407,60 @@ mod tests {
     }
 
     #[test]
+    fn message_events_carry_their_identity() {
+        let created = parse(&fixture("message_created.outgoing_text.json")).unwrap();
+        let id = created.message_id.expect("a message id");
+        assert_eq!(
+            created.identity.as_deref(),
+            Some(format!("message_created/1/{id}").as_str())
+        );
+        let status = parse(&fixture("conversation_status_changed.resolved.json")).unwrap();
+        assert_eq!((status.message_id, status.identity), (None, None));
+
+        let deleted = fixture("message_updated.deleted.json");
+        let update = parse(&deleted).unwrap();
+        assert!(
+            update
+                .identity
+                .as_deref()
+                .unwrap()
+                .starts_with("message_updated/1/")
+        );
+        let mut edited: serde_json::Value = serde_json::from_slice(&deleted).unwrap();
+        edited["content"] = "Edited text".into();
+        edited["content_attributes"]["deleted"] = false.into();
+        let edited_bytes = serde_json::to_vec(&edited).unwrap();
+        let edit = parse(&edited_bytes).unwrap();
+        assert_eq!(edit.message_id, update.message_id);
+        assert_ne!(
+            edit.identity, update.identity,
+            "a deletion after an edit is new"
+        );
+        assert_eq!(
+            parse(&edited_bytes).unwrap().identity,
+            edit.identity,
+            "a repeat is the same"
+        );
+        // Pretty-printed or compact, the same update is the same.
+        let compact =
+            serde_json::to_vec(&serde_json::from_slice::<serde_json::Value>(&deleted).unwrap())
+                .unwrap();
+        assert_eq!(parse(&compact).unwrap().identity, update.identity);
+        edited["content_attributes"]["deleted"] = "true".into();
+        let as_text = parse(&serde_json::to_vec(&edited).unwrap()).unwrap();
+        assert_ne!(
+            as_text.identity, edit.identity,
+            "\"true\" is deleted, as GoWA reads it"
+        );
+
+        let without_account = parse(br#"{"event":"message_created","id":5}"#).unwrap();
+        assert_eq!(
+            (without_account.message_id, without_account.identity),
+            (Some(5), None)
+        );
+    }
+
+    #[test]
     fn user_data_is_never_taken_for_the_inbox() {
         let body = r#"{"event":"contact_updated","custom_attributes":{"inbox_id":7},"contact_inbox":{"inbox_id":7},
                       "additional_attributes":{"inbox":{"id":7}}}"#;
@@ -348,7 +475,9 @@ mod tests {
             Payload {
                 event: String::new(),
                 inbox_id: None,
-                conversation_id: None
+                conversation_id: None,
+                message_id: None,
+                identity: None,
             }
         );
         assert_eq!(parse(b"[1,2]"), Err(PayloadError::NotObject));

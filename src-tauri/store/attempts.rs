@@ -26,6 +26,8 @@ pub struct Attempt {
     pub error: Option<String>,
     /// The first bytes of the response body (lossy UTF-8).
     pub response_snippet: Option<String>,
+    /// Failed after the whole request was sent, with no answer: GoWA may have sent the message.
+    pub ambiguous: bool,
 }
 
 impl rusqlite::ToSql for Trigger {
@@ -42,8 +44,9 @@ impl rusqlite::ToSql for Trigger {
 pub fn insert(conn: &rusqlite::Connection, a: &Attempt) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO delivery_attempts
-             (delivery_id, attempt, trigger, started_at, duration_ms, status_code, error, response_snippet)
-         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE EXISTS (SELECT 1 FROM deliveries WHERE id = ?1)",
+             (delivery_id, attempt, trigger, started_at, duration_ms, status_code, error, response_snippet,
+              ambiguous)
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 WHERE EXISTS (SELECT 1 FROM deliveries WHERE id = ?1)",
     )?
     .execute(rusqlite::params![
         a.delivery_id,
@@ -54,13 +57,15 @@ pub fn insert(conn: &rusqlite::Connection, a: &Attempt) -> rusqlite::Result<()> 
         a.status_code,
         a.error,
         a.response_snippet,
+        a.ambiguous,
     ])?;
     Ok(())
 }
 
 pub async fn list_for_delivery(pool: &SqlitePool, id: DeliveryId) -> sqlx::Result<Vec<Attempt>> {
     sqlx::query_as(
-        "SELECT delivery_id, attempt, trigger, started_at, duration_ms, status_code, error, response_snippet
+        "SELECT delivery_id, attempt, trigger, started_at, duration_ms, status_code, error, response_snippet,
+                ambiguous
          FROM delivery_attempts WHERE delivery_id = ? ORDER BY id",
     )
     .bind(id)
@@ -86,8 +91,9 @@ mod tests {
             started_at: 5,
             duration_ms: 12,
             status_code: None,
-            error: Some("connection refused".into()),
+            error: Some("timed out".into()),
             response_snippet: None,
+            ambiguous: true,
         };
         let second = Attempt {
             attempt: 2,
@@ -95,6 +101,7 @@ mod tests {
             status_code: Some(200),
             error: None,
             response_snippet: Some("OK".into()),
+            ambiguous: false,
             ..first.clone()
         };
         insert(&conn, &first).unwrap();

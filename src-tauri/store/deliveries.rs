@@ -36,11 +36,29 @@ pub struct NewDelivery {
     /// Ordering lane inside the inbox; `None` for events without a conversation.
     pub conversation_id: Option<i64>,
     pub event: String,
-    /// `X-Chatwoot-Delivery`: a repeat is not queued again.
+    /// Chatwoot's message id, for `message_created` / `message_updated`: orders the conversation's replies.
+    pub message_id: Option<i64>,
+    /// What makes a repeat recognisable: the message's identity, else `X-Chatwoot-Delivery`. A repeat is not
+    /// queued again.
     pub dedupe_key: Option<String>,
     pub cw_timestamp: Option<String>,
     pub cw_signature: Option<String>,
     pub body: Bytes,
+}
+
+impl NewDelivery {
+    /// Where it goes in its lane, as it arrives at `at`.
+    pub fn pending(&self, id: DeliveryId, at: i64) -> PendingRef {
+        PendingRef {
+            id,
+            inbox_id: self.inbox_id,
+            conversation_id: self.conversation_id,
+            message_id: self.message_id,
+            is_update: self.event == "message_updated",
+            received_at: at,
+            attempted: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, FromRow)]
@@ -49,6 +67,8 @@ pub struct Delivery {
     pub inbox_id: InboxId,
     pub conversation_id: Option<i64>,
     pub event: String,
+    pub message_id: Option<i64>,
+    pub duplicates: i64,
     pub dedupe_key: Option<String>,
     pub cw_timestamp: Option<String>,
     pub cw_signature: Option<String>,
@@ -72,6 +92,8 @@ impl Delivery {
             inbox_id: new.inbox_id,
             conversation_id: new.conversation_id,
             event: new.event.clone(),
+            message_id: new.message_id,
+            duplicates: 0,
             dedupe_key: new.dedupe_key.clone(),
             cw_timestamp: new.cw_timestamp.clone(),
             cw_signature: new.cw_signature.clone(),
@@ -94,6 +116,8 @@ impl Delivery {
             inbox_id: self.inbox_id,
             conversation_id: self.conversation_id,
             event: self.event.clone(),
+            message_id: self.message_id,
+            duplicates: self.duplicates,
             status: self.status,
             attempts: self.attempts,
             next_attempt_at: self.next_attempt_at,
@@ -106,13 +130,24 @@ impl Delivery {
     }
 }
 
-/// Just enough of a pending delivery to put it in its lane.
+/// Just enough of a pending delivery to put it in its lane, in its place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, FromRow)]
 pub struct PendingRef {
     pub id: DeliveryId,
     pub inbox_id: InboxId,
     pub conversation_id: Option<i64>,
+    /// Chatwoot's message id of a message event.
+    pub message_id: Option<i64>,
+    /// A `message_updated`, which goes after its message's `message_created`.
+    pub is_update: bool,
+    pub received_at: i64,
+    /// An attempt was made (before a restart, or it is a retry by hand).
+    pub attempted: bool,
 }
+
+/// The columns of a [`PendingRef`].
+const PENDING_COLUMNS: &str = "id, inbox_id, conversation_id, message_id, event = 'message_updated' AS is_update, \
+                               received_at, attempts > 0 AS attempted";
 
 /// The state a delivery moves to after an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,9 +157,9 @@ pub enum NextState {
     Dead,
 }
 
-const COLUMNS: &str = "id, inbox_id, conversation_id, event, dedupe_key, cw_timestamp, cw_signature, b.body, \
-                       status, trigger, attempts, next_attempt_at, last_status_code, last_error, received_at, \
-                       updated_at";
+const COLUMNS: &str = "id, inbox_id, conversation_id, event, message_id, duplicates, dedupe_key, cw_timestamp, \
+                       cw_signature, b.body, status, trigger, attempts, next_attempt_at, last_status_code, \
+                       last_error, received_at, updated_at";
 
 /// A delivery without its body, for the delivery log.
 #[derive(Debug, Clone, PartialEq, Eq, FromRow)]
@@ -133,6 +168,9 @@ pub struct DeliverySummary {
     pub inbox_id: InboxId,
     pub conversation_id: Option<i64>,
     pub event: String,
+    pub message_id: Option<i64>,
+    /// Repeats dropped as duplicates of this one.
+    pub duplicates: i64,
     pub status: DeliveryStatus,
     pub attempts: i64,
     pub next_attempt_at: i64,
@@ -143,8 +181,8 @@ pub struct DeliverySummary {
     pub size: i64,
 }
 
-const SUMMARY_COLUMNS: &str = "id, inbox_id, conversation_id, event, status, attempts, next_attempt_at, \
-                               last_status_code, last_error, received_at, updated_at, size";
+const SUMMARY_COLUMNS: &str = "id, inbox_id, conversation_id, event, message_id, duplicates, status, attempts, \
+                               next_attempt_at, last_status_code, last_error, received_at, updated_at, size";
 
 /// Which deliveries to list; `None` fields do not filter.
 #[derive(Debug, Clone, Default)]
@@ -263,7 +301,7 @@ pub async fn requeue(
     now: i64,
 ) -> sqlx::Result<Option<PendingRef>> {
     sqlx::query_as(&format!(
-        "{REQUEUE} WHERE id = ?2 AND status IN ('delivered', 'dead') RETURNING id, inbox_id, conversation_id"
+        "{REQUEUE} WHERE id = ?2 AND status IN ('delivered', 'dead') RETURNING {PENDING_COLUMNS}"
     ))
     .bind(now)
     .bind(id)
@@ -278,7 +316,7 @@ pub async fn requeue_dead_for_inbox(
     now: i64,
 ) -> sqlx::Result<Vec<PendingRef>> {
     let mut requeued: Vec<PendingRef> = sqlx::query_as(&format!(
-        "{REQUEUE} WHERE inbox_id = ?2 AND status = 'dead' RETURNING id, inbox_id, conversation_id"
+        "{REQUEUE} WHERE inbox_id = ?2 AND status = 'dead' RETURNING {PENDING_COLUMNS}"
     ))
     .bind(now)
     .bind(inbox_id)
@@ -340,11 +378,18 @@ pub async fn find(pool: &SqlitePool, id: DeliveryId) -> sqlx::Result<Option<Deli
 
 /// Every pending delivery in arrival order.
 pub async fn list_pending(pool: &SqlitePool) -> sqlx::Result<Vec<PendingRef>> {
-    sqlx::query_as(
-        "SELECT id, inbox_id, conversation_id FROM deliveries WHERE status = 'pending' ORDER BY id",
-    )
+    sqlx::query_as(&format!(
+        "SELECT {PENDING_COLUMNS} FROM deliveries WHERE status = 'pending' ORDER BY id"
+    ))
     .fetch_all(pool)
     .await
+}
+
+/// Repeats dropped as duplicates, over the deliveries still kept.
+pub async fn count_duplicates(pool: &SqlitePool) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT coalesce(sum(duplicates), 0) FROM deliveries WHERE duplicates > 0")
+        .fetch_one(pool)
+        .await
 }
 
 pub async fn count_pending(pool: &SqlitePool) -> sqlx::Result<i64> {
@@ -361,14 +406,15 @@ pub fn insert(
     now: i64,
 ) -> rusqlite::Result<DeliveryId> {
     conn.prepare_cached(
-        "INSERT INTO deliveries (inbox_id, conversation_id, event, dedupe_key, cw_timestamp, cw_signature,
-                                 size, next_attempt_at, received_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?8)",
+        "INSERT INTO deliveries (inbox_id, conversation_id, event, message_id, dedupe_key, cw_timestamp,
+                                 cw_signature, size, next_attempt_at, received_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?9)",
     )?
     .execute(rusqlite::params![
         d.inbox_id,
         d.conversation_id,
         d.event,
+        d.message_id,
         d.dedupe_key,
         d.cw_timestamp,
         d.cw_signature,
@@ -379,6 +425,13 @@ pub fn insert(
     conn.prepare_cached("INSERT INTO delivery_bodies (delivery_id, body) VALUES (?1, ?2)")?
         .execute(rusqlite::params![id, d.body.as_ref()])?;
     Ok(id)
+}
+
+/// Counts a repeat of `id` that was dropped (on the writer's connection).
+pub fn count_duplicate(conn: &rusqlite::Connection, id: DeliveryId) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE deliveries SET duplicates = duplicates + 1 WHERE id = ?1")?
+        .execute([id])?;
+    Ok(())
 }
 
 /// Moves a delivery to its next state after an attempt (on the writer's connection), only while it is still
@@ -437,6 +490,7 @@ pub(crate) mod tests {
             inbox_id: InboxId(7),
             conversation_id: conversation,
             event: "message_created".into(),
+            message_id: None,
             dedupe_key: key.map(Into::into),
             cw_timestamp: Some("1781964310".into()),
             cw_signature: None,
@@ -506,7 +560,11 @@ pub(crate) mod tests {
             vec![PendingRef {
                 id: a,
                 inbox_id: InboxId(7),
-                conversation_id: Some(1)
+                conversation_id: Some(1),
+                message_id: None,
+                is_update: false,
+                received_at: 10,
+                attempted: true,
             }]
         );
     }

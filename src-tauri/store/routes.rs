@@ -61,12 +61,12 @@ pub async fn find(pool: &SqlitePool, id: RouteId) -> sqlx::Result<Option<Route>>
         .await
 }
 
-/// Whether each inbox that has a route has it enabled (on the writer's connection).
-pub fn enabled_by_inbox(
+/// Every inbox that has a route, enabled or paused (on the writer's connection).
+pub fn inboxes(
     conn: &rusqlite::Connection,
-) -> rusqlite::Result<std::collections::HashMap<InboxId, bool>> {
-    conn.prepare_cached("SELECT inbox_id, enabled FROM routes")?
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+) -> rusqlite::Result<std::collections::HashSet<InboxId>> {
+    conn.prepare_cached("SELECT inbox_id FROM routes")?
+        .query_map([], |row| row.get(0))?
         .collect()
 }
 
@@ -160,11 +160,8 @@ mod tests {
         );
         assert!(a2.updated_at >= a.updated_at);
         assert_eq!(find(&pool, a.id).await.unwrap(), Some(a2.clone()));
-        let enabled = enabled_by_inbox(&writer_connection(&dir)).unwrap();
-        assert_eq!(
-            (enabled.get(&InboxId(7)), enabled.get(&InboxId(9))),
-            (Some(&false), Some(&true))
-        );
+        let routed = inboxes(&writer_connection(&dir)).unwrap();
+        assert_eq!(routed, [InboxId(7), InboxId(9)].into(), "paused or not");
 
         assert!(delete(&pool, b.id).await.unwrap());
         assert!(!delete(&pool, b.id).await.unwrap());

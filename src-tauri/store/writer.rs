@@ -8,7 +8,7 @@
 //! batch is written without leaving the thread. (Through the pool each statement is a hand-off to the
 //! connection's thread and back; those hand-offs, not SQLite, were what limited the writer.)
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -30,10 +30,10 @@ const QUEUE_CAPACITY: usize = 16 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     Queued(DeliveryId),
-    /// Its `X-Chatwoot-Delivery` was seen before: the earlier delivery.
+    /// Its dedupe key (the message's identity, or `X-Chatwoot-Delivery`) was seen before: the earlier delivery,
+    /// whose count of dropped repeats went up.
     Duplicate(DeliveryId),
     NoRoute,
-    RouteDisabled,
 }
 
 /// What a commit changed, for whoever follows the store (the delivery lanes, the admin UI).
@@ -306,14 +306,14 @@ fn apply(
     keys: &mut DedupeKeys,
     undo: &mut dedupe::Undo,
 ) -> rusqlite::Result<Vec<Option<Decision>>> {
-    let mut routes: Option<HashMap<InboxId, bool>> = None;
+    let mut routes: Option<HashSet<InboxId>> = None;
     let mut decisions = Vec::with_capacity(batch.len());
     for op in batch {
         decisions.push(match op {
             Op::Ingest(d, _) => {
                 let routes = match &mut routes {
                     Some(routes) => routes,
-                    None => routes.insert(routes::enabled_by_inbox(conn)?),
+                    None => routes.insert(routes::inboxes(conn)?),
                 };
                 Some(ingest(conn, routes, d, now, keys, undo)?)
             }
@@ -341,23 +341,21 @@ fn apply(
 
 fn ingest(
     conn: &Connection,
-    routes: &HashMap<InboxId, bool>,
+    routes: &HashSet<InboxId>,
     d: &NewDelivery,
     now: i64,
     keys: &mut DedupeKeys,
     undo: &mut dedupe::Undo,
 ) -> rusqlite::Result<Decision> {
-    match routes.get(&d.inbox_id) {
-        None => {
-            unrouted_inboxes::record(conn, d.inbox_id, &d.event, now)?;
-            return Ok(Decision::NoRoute);
-        }
-        Some(false) => return Ok(Decision::RouteDisabled),
-        Some(true) => {}
+    // A paused route queues what arrives too: its lanes wait until it is resumed.
+    if !routes.contains(&d.inbox_id) {
+        unrouted_inboxes::record(conn, d.inbox_id, &d.event, now)?;
+        return Ok(Decision::NoRoute);
     }
     let key = d.dedupe_key.as_deref();
     // Known from earlier, or from earlier in this batch.
     if let Some(earlier) = key.map(|k| keys.find(conn, k)).transpose()?.flatten() {
+        deliveries::count_duplicate(conn, earlier)?;
         return Ok(Decision::Duplicate(earlier));
     }
     let id = deliveries::insert(conn, d, now)?;
@@ -434,6 +432,7 @@ mod tests {
             status_code: Some(200),
             error: None,
             response_snippet: None,
+            ambiguous: false,
         };
         let recorded = {
             let w = writer.clone();
@@ -467,12 +466,20 @@ mod tests {
             Decision::Duplicate(earlier),
             "a repeat of an earlier batch"
         );
-        assert_eq!(decisions[3], Decision::RouteDisabled);
+        let Decision::Queued(paused) = decisions[3] else {
+            panic!("a paused route queues too")
+        };
         assert_eq!(decisions[4], Decision::NoRoute);
         let Decision::Queued(last) = decisions[5] else {
             panic!("no key: queued")
         };
-        assert!(earlier < new && new < last, "ids follow arrival");
+        assert!(
+            earlier < new && new < paused && paused < last,
+            "ids follow arrival"
+        );
+        let counted = deliveries::find(&pool, new).await.unwrap().unwrap();
+        assert_eq!(counted.duplicates, 1, "the repeat in the batch is counted");
+        assert_eq!(deliveries::count_duplicates(&pool).await.unwrap(), 2);
         let delivered = deliveries::find(&pool, earlier).await.unwrap().unwrap();
         assert_eq!(
             (delivered.status, delivered.attempts),
@@ -544,10 +551,10 @@ mod tests {
 
         let mut other_inbox = new_delivery(None, None);
         other_inbox.inbox_id = InboxId(8);
-        assert_eq!(
+        assert!(matches!(
             writer.ingest(other_inbox.clone()).await.unwrap(),
-            Decision::RouteDisabled
-        );
+            Decision::Queued(_)
+        ));
         other_inbox.inbox_id = InboxId(99);
         assert_eq!(writer.ingest(other_inbox).await.unwrap(), Decision::NoRoute);
         assert_eq!(
@@ -560,7 +567,11 @@ mod tests {
             writer.ingest(new_delivery(None, None)).await,
             Err(WriteError::Stopped)
         ));
-        assert_eq!(deliveries::count_pending(&pool).await.unwrap(), 201);
+        assert_eq!(
+            deliveries::count_pending(&pool).await.unwrap(),
+            202,
+            "the paused route's one too"
+        );
     }
 
     #[tokio::test]

@@ -170,6 +170,8 @@ pub fn test_config(database_path: PathBuf) -> Config {
         admin: Some(AdminCredentials::new(ADMIN_USER, ADMIN_PASS)),
         fetch_timeout: Duration::from_secs(2),
         retry_schedule: vec![Duration::from_millis(20)],
+        // Tests of the reorder window set their own.
+        reorder_window: Duration::ZERO,
         max_age: Duration::from_secs(60),
         max_body: 1024 * 1024,
         retention: config::DEFAULT_RETENTION,

@@ -1,0 +1,196 @@
+//! One lane's queue, in the order its deliveries go to GoWA.
+//!
+//! Events without a message keep arrival order. Message events of a conversation go in Chatwoot's message-id
+//! order, a `message_updated` after its message's `message_created`: Chatwoot's Sidekiq can send the webhooks
+//! of two replies in the wrong order, and the message id says which one the agent wrote first. A message event
+//! that arrives late goes ahead of the later messages still waiting, but never ahead of the head once the lane
+//! has started to send it. Pure data: the lane task decides when the head goes (see `worker`).
+
+use std::collections::VecDeque;
+
+use crate::ids::DeliveryId;
+use crate::store::deliveries::PendingRef;
+
+/// Where a message event goes among the others: by message id, a message's update after its creation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Order {
+    pub message_id: i64,
+    pub update: bool,
+}
+
+/// A delivery waiting in a lane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    pub id: DeliveryId,
+    /// `None` for events that carry no message id: they keep arrival order.
+    pub order: Option<Order>,
+    pub received_at: i64,
+}
+
+impl From<PendingRef> for Entry {
+    fn from(p: PendingRef) -> Self {
+        Self {
+            id: p.id,
+            order: p.message_id.map(|message_id| Order {
+                message_id,
+                update: p.is_update,
+            }),
+            received_at: p.received_at,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Lane {
+    entries: VecDeque<Entry>,
+    /// The head is being sent (or was, and waits for its retry): nothing goes ahead of it any more.
+    started: bool,
+}
+
+impl Lane {
+    /// A lane for `first`; one that was attempted already (before a restart, or a retry by hand) counts as
+    /// started, so that what was sent once is not overtaken.
+    pub fn new(first: PendingRef) -> Self {
+        Self {
+            entries: VecDeque::from([Entry::from(first)]),
+            started: first.attempted,
+        }
+    }
+
+    /// Puts `pending` in its place; returns how many waiting deliveries it went ahead of.
+    pub fn insert(&mut self, pending: PendingRef) -> usize {
+        let entry = Entry::from(pending);
+        let Some(order) = entry.order else {
+            self.entries.push_back(entry);
+            return 0;
+        };
+        let first_movable = usize::from(self.started);
+        let at = self
+            .entries
+            .iter()
+            .enumerate()
+            .skip(first_movable)
+            .find(|(_, e)| e.order.is_some_and(|o| o > order))
+            .map(|(i, _)| i);
+        match at {
+            Some(i) => {
+                self.entries.insert(i, entry);
+                self.entries.len() - 1 - i
+            }
+            None => {
+                self.entries.push_back(entry);
+                0
+            }
+        }
+    }
+
+    pub fn head(&self) -> Option<&Entry> {
+        self.entries.front()
+    }
+
+    /// Whether the head has started to be sent.
+    pub fn is_started(&self) -> bool {
+        self.started
+    }
+
+    /// Marks the head started if it is still `id`; `false` when something went ahead of it meanwhile.
+    pub fn start(&mut self, id: DeliveryId) -> bool {
+        let is_head = self.head().is_some_and(|e| e.id == id);
+        self.started |= is_head;
+        is_head
+    }
+
+    /// Removes the finished `id` (the head, unless it finished before it started and something went ahead).
+    pub fn remove(&mut self, id: DeliveryId) {
+        if let Some(at) = self.entries.iter().position(|e| e.id == id) {
+            self.entries.remove(at);
+            if at == 0 {
+                self.started = false;
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn ids(&self) -> Vec<i64> {
+        self.entries.iter().map(|e| e.id.0).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::InboxId;
+
+    fn pending(id: i64, message: Option<i64>, update: bool) -> PendingRef {
+        PendingRef {
+            id: DeliveryId(id),
+            inbox_id: InboxId(7),
+            conversation_id: Some(1),
+            message_id: message,
+            is_update: update,
+            received_at: id,
+            attempted: false,
+        }
+    }
+
+    fn created(id: i64, message: i64) -> PendingRef {
+        pending(id, Some(message), false)
+    }
+
+    #[test]
+    fn messages_go_in_message_id_order_and_other_events_in_arrival_order() {
+        let mut lane = Lane::new(created(1, 101));
+        assert_eq!(lane.insert(pending(2, None, false)), 0);
+        assert_eq!(
+            lane.insert(created(3, 100)),
+            2,
+            "ahead of 101 and the status event"
+        );
+        assert_eq!(lane.ids(), [3, 1, 2]);
+        assert_eq!(lane.insert(created(4, 102)), 0);
+        assert_eq!(lane.ids(), [3, 1, 2, 4]);
+    }
+
+    #[test]
+    fn an_update_goes_after_its_message_and_equal_keys_keep_arrival_order() {
+        let mut lane = Lane::new(pending(1, Some(100), true));
+        lane.insert(created(2, 100));
+        assert_eq!(lane.ids(), [2, 1], "the creation first");
+        lane.insert(pending(3, Some(100), true));
+        assert_eq!(lane.ids(), [2, 1, 3], "two updates in arrival order");
+    }
+
+    #[test]
+    fn what_has_started_is_never_overtaken() {
+        let mut lane = Lane::new(created(1, 101));
+        assert!(lane.start(DeliveryId(1)));
+        lane.insert(created(2, 100));
+        assert_eq!(lane.ids(), [1, 2], "the started head stays first");
+        lane.insert(created(3, 99));
+        assert_eq!(lane.ids(), [1, 3, 2], "behind it, order still holds");
+        lane.remove(DeliveryId(1));
+        assert!(!lane.is_started());
+        lane.insert(created(4, 98));
+        assert_eq!(lane.ids(), [4, 3, 2]);
+        assert!(!lane.start(DeliveryId(3)), "3 is not the head any more");
+    }
+
+    #[test]
+    fn an_attempted_delivery_starts_its_lane_started() {
+        let mut first = created(1, 101);
+        first.attempted = true;
+        let mut lane = Lane::new(first);
+        lane.insert(created(2, 100));
+        assert_eq!(lane.ids(), [1, 2]);
+    }
+
+    #[test]
+    fn a_delivery_finished_before_it_started_leaves_from_anywhere() {
+        let mut lane = Lane::new(created(1, 101));
+        lane.insert(created(2, 100));
+        lane.remove(DeliveryId(1));
+        assert_eq!(lane.ids(), [2]);
+        lane.remove(DeliveryId(2));
+        assert_eq!(lane.head(), None);
+    }
+}
