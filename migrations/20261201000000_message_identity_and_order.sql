@@ -2,6 +2,10 @@
 -- in message-id order (Sidekiq can send their webhooks out of order). NULL for every other event, and for
 -- deliveries stored before this column existed (they keep arrival order).
 ALTER TABLE deliveries ADD COLUMN message_id INTEGER;
+-- `X-Chatwoot-Delivery` as received, forwarded to GoWA. `dedupe_key` now holds the message's identity where the
+-- webhook has one (a twin Chatwoot fires carries a new delivery id), else this same value.
+ALTER TABLE deliveries ADD COLUMN cw_delivery TEXT;
+UPDATE deliveries SET cw_delivery = dedupe_key WHERE dedupe_key IS NOT NULL;
 -- Repeats of this delivery that were answered `duplicate` and dropped (Chatwoot fires some events twice, with new
 -- delivery ids). Rarely non-zero: the partial index lets the total be summed without reading every row.
 ALTER TABLE deliveries ADD COLUMN duplicates INTEGER NOT NULL DEFAULT 0;

@@ -136,7 +136,7 @@ impl Request {
             ("X-Chatgowa-Attempt", attempt.to_string()),
         ];
         for (name, value) in [
-            ("X-Chatwoot-Delivery", &delivery.dedupe_key),
+            ("X-Chatwoot-Delivery", &delivery.cw_delivery),
             ("X-Chatwoot-Timestamp", &delivery.cw_timestamp),
             ("X-Chatwoot-Signature", &delivery.cw_signature),
         ] {
@@ -173,46 +173,52 @@ pub async fn send(
     }
 
     match builder.body(request.body).send().await {
-        Ok(mut response) => {
-            let status = response.status().as_u16();
-            let retry_after = response
-                .headers()
-                .get(RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| retry::parse_retry_after(v, SystemTime::now()));
-            let (body, read_error) = read_snippet(&mut response).await;
-            let success = response.status().is_success();
-            AttemptResult {
-                status: Some(status),
-                timed_out: false,
-                ambiguous: false,
-                retry_after,
-                error: if success {
-                    None
-                } else {
-                    Some(format!("HTTP {status}"))
-                }
-                .or(read_error),
-                snippet: (!body.is_empty()).then(|| String::from_utf8_lossy(&body).into_owned()),
-                duration: started.elapsed(),
-            }
+        Ok(response) => answered(response, started).await,
+        Err(e) => unanswered(&e, started),
+    }
+}
+
+/// An attempt that got an HTTP answer.
+async fn answered(mut response: reqwest::Response, started: Instant) -> AttemptResult {
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| retry::parse_retry_after(v, SystemTime::now()));
+    let (body, read_error) = read_snippet(&mut response).await;
+    let success = response.status().is_success();
+    AttemptResult {
+        status: Some(status),
+        timed_out: false,
+        ambiguous: false,
+        retry_after,
+        error: if success {
+            None
+        } else {
+            Some(format!("HTTP {status}"))
         }
-        Err(e) => {
-            let ambiguous = is_ambiguous(&e);
-            let mut error = describe(&e);
-            if ambiguous {
-                error.push_str(" (after the request was sent: GoWA may have sent the message)");
-            }
-            AttemptResult {
-                status: None,
-                timed_out: e.is_timeout(),
-                ambiguous,
-                retry_after: None,
-                error: Some(error),
-                snippet: None,
-                duration: started.elapsed(),
-            }
-        }
+        .or(read_error),
+        snippet: (!body.is_empty()).then(|| String::from_utf8_lossy(&body).into_owned()),
+        duration: started.elapsed(),
+    }
+}
+
+/// An attempt that got no answer; ambiguous when the request may have reached GoWA.
+fn unanswered(e: &reqwest::Error, started: Instant) -> AttemptResult {
+    let ambiguous = is_ambiguous(e);
+    let mut error = describe(e);
+    if ambiguous {
+        error.push_str(" (after the request was sent: GoWA may have sent the message)");
+    }
+    AttemptResult {
+        status: None,
+        timed_out: e.is_timeout(),
+        ambiguous,
+        retry_after: None,
+        error: Some(error),
+        snippet: None,
+        duration: started.elapsed(),
     }
 }
 

@@ -268,16 +268,15 @@ pub async fn accept(intake: &Intake, headers: &HeaderMap, body: Bytes) -> Result
         );
         return Ok(Receipt::new(Decision::no_inbox, None, None));
     };
+    let cw_delivery = text("x-chatwoot-delivery").filter(|k| !k.is_empty());
     let delivery = NewDelivery {
         inbox_id,
         conversation_id: payload.conversation_id,
         event: payload.event.clone(),
         message_id: payload.message_id,
         // A twin Chatwoot fires with a new delivery id is still the same message.
-        dedupe_key: payload
-            .identity
-            .clone()
-            .or_else(|| text("x-chatwoot-delivery").filter(|k| !k.is_empty())),
+        dedupe_key: payload.identity.clone().or_else(|| cw_delivery.clone()),
+        cw_delivery,
         cw_timestamp: text("x-chatwoot-timestamp"),
         cw_signature: text("x-chatwoot-signature"),
         body,

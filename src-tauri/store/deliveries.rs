@@ -41,6 +41,8 @@ pub struct NewDelivery {
     /// What makes a repeat recognisable: the message's identity, else `X-Chatwoot-Delivery`. A repeat is not
     /// queued again.
     pub dedupe_key: Option<String>,
+    /// `X-Chatwoot-Delivery` as received, forwarded to GoWA.
+    pub cw_delivery: Option<String>,
     pub cw_timestamp: Option<String>,
     pub cw_signature: Option<String>,
     pub body: Bytes,
@@ -70,6 +72,7 @@ pub struct Delivery {
     pub message_id: Option<i64>,
     pub duplicates: i64,
     pub dedupe_key: Option<String>,
+    pub cw_delivery: Option<String>,
     pub cw_timestamp: Option<String>,
     pub cw_signature: Option<String>,
     pub body: Vec<u8>,
@@ -95,6 +98,7 @@ impl Delivery {
             message_id: new.message_id,
             duplicates: 0,
             dedupe_key: new.dedupe_key.clone(),
+            cw_delivery: new.cw_delivery.clone(),
             cw_timestamp: new.cw_timestamp.clone(),
             cw_signature: new.cw_signature.clone(),
             body: new.body.to_vec(),
@@ -157,9 +161,9 @@ pub enum NextState {
     Dead,
 }
 
-const COLUMNS: &str = "id, inbox_id, conversation_id, event, message_id, duplicates, dedupe_key, cw_timestamp, \
-                       cw_signature, b.body, status, trigger, attempts, next_attempt_at, last_status_code, \
-                       last_error, received_at, updated_at";
+const COLUMNS: &str = "id, inbox_id, conversation_id, event, message_id, duplicates, dedupe_key, cw_delivery, \
+                       cw_timestamp, cw_signature, b.body, status, trigger, attempts, next_attempt_at, \
+                       last_status_code, last_error, received_at, updated_at";
 
 /// A delivery without its body, for the delivery log.
 #[derive(Debug, Clone, PartialEq, Eq, FromRow)]
@@ -406,9 +410,9 @@ pub fn insert(
     now: i64,
 ) -> rusqlite::Result<DeliveryId> {
     conn.prepare_cached(
-        "INSERT INTO deliveries (inbox_id, conversation_id, event, message_id, dedupe_key, cw_timestamp,
-                                 cw_signature, size, next_attempt_at, received_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?9)",
+        "INSERT INTO deliveries (inbox_id, conversation_id, event, message_id, dedupe_key, cw_delivery,
+                                 cw_timestamp, cw_signature, size, next_attempt_at, received_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?10)",
     )?
     .execute(rusqlite::params![
         d.inbox_id,
@@ -416,6 +420,7 @@ pub fn insert(
         d.event,
         d.message_id,
         d.dedupe_key,
+        d.cw_delivery,
         d.cw_timestamp,
         d.cw_signature,
         d.body.len(),
@@ -492,6 +497,7 @@ pub(crate) mod tests {
             event: "message_created".into(),
             message_id: None,
             dedupe_key: key.map(Into::into),
+            cw_delivery: key.map(Into::into),
             cw_timestamp: Some("1781964310".into()),
             cw_signature: None,
             body: Bytes::from_static(b"{\"event\":\"message_created\"}"),

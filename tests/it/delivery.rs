@@ -1,6 +1,7 @@
 //! Delivery against a GoWA stand-in on loopback: retries, dead letters, ordering, dedupe, headers, bytes.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -45,13 +46,15 @@ async fn relay_to_gowa(
     (gowa, relay)
 }
 
-/// Posts the agent-reply fixture (inbox 7) and returns its delivery id.
+/// Posts the agent-reply fixture (inbox 7) as a reply of its own (a new message id, so that it is no twin of
+/// the last one) and returns its delivery id.
 async fn queue_reply(relay: &TestRelay) -> DeliveryId {
-    delivery_id(
-        &relay
-            .post_webhook(fixture("message_created.outgoing_text.json"), None)
-            .await,
-    )
+    static NEXT_MESSAGE: AtomicI64 = AtomicI64::new(1_000);
+    let mut reply: serde_json::Value =
+        serde_json::from_slice(&fixture("message_created.outgoing_text.json")).unwrap();
+    reply["id"] = NEXT_MESSAGE.fetch_add(1, Ordering::SeqCst).into();
+    let body = serde_json::to_vec(&reply).unwrap();
+    delivery_id(&relay.post_webhook(body, None).await)
 }
 
 #[tokio::test]
@@ -353,7 +356,7 @@ async fn sends_the_exact_bytes_and_the_expected_headers() {
 }
 
 #[tokio::test]
-async fn a_disabled_route_pauses_its_queue_until_enabled() {
+async fn a_paused_route_queues_every_reply_and_sends_them_in_order_when_resumed() {
     let first_fails = |_: &Received, before: &[Received]| {
         Reply::status(if before.is_empty() { 503 } else { 200 })
     };
@@ -376,9 +379,11 @@ async fn a_disabled_route_pauses_its_queue_until_enabled() {
             .put_json(&path, serde_json::json!({"enabled": enabled}))
     };
     assert_eq!(set_enabled(false).await.0, 200);
-    // New webhooks for a disabled route are not queued.
-    let answer = relay.post_webhook(message(7, 1, 1), None).await;
-    assert_eq!(answer["reason"], "route_disabled");
+    // Replies written while the route is paused are queued, not lost.
+    for seq in 1..=5 {
+        let answer = relay.post_webhook(message(7, 1, seq), None).await;
+        assert_eq!(answer["queued"], true, "{answer}");
+    }
     // The pending one is held: its retry time passes without an attempt.
     eventually("the retry time to pass", WAIT, || async {
         let d = deliveries::find(&relay.state.pool, id)
@@ -389,7 +394,24 @@ async fn a_disabled_route_pauses_its_queue_until_enabled() {
     })
     .await;
     assert_eq!(gowa.received().len(), 1);
+    // The panel's route shows how many wait.
+    let (_, routes) = relay.admin.get("/admin/routes").await;
+    assert_eq!(routes["routes"][0]["enabled"], false);
+    assert_eq!(routes["routes"][0]["pending"], 6, "{routes}");
+
     assert_eq!(set_enabled(true).await.0, 200);
+    let got = gowa
+        .wait_for("every reply after the resume", WAIT, |r| r.len() == 7)
+        .await;
+    let sent: Vec<i64> = got[1..]
+        .iter()
+        .map(|r| r.json()["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        sent,
+        [0, 1, 2, 3, 4, 5],
+        "the held one first, then the rest in order"
+    );
     wait_status(&relay, id, DeliveryStatus::Delivered).await;
     relay.stop().await;
 }

@@ -14,6 +14,7 @@ mod faults;
 mod layers;
 mod listeners;
 mod ops;
+mod replies;
 mod router;
 mod security;
 mod support;

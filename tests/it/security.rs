@@ -73,6 +73,10 @@ async fn with_a_chatwoot_secret_only_signed_webhooks_are_stored() {
     assert!(created["route"].get("chatwootSecret").is_none());
 
     let body = fixture("message_created.unicode_emoji.json");
+    // Another reply: the same one again would be a twin, answered `duplicate`.
+    let mut next: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    next["id"] = (next["id"].as_i64().unwrap() + 1).into();
+    let next = serde_json::to_vec(&next).unwrap();
     let seven = fixture("message_created.outgoing_text.json");
     let t = now();
     let refused = [
@@ -153,7 +157,7 @@ async fn with_a_chatwoot_secret_only_signed_webhooks_are_stored() {
         ("current secret", &body, "test-webhook-secret", t),
         (
             "the secret being rotated out",
-            &body,
+            &next,
             "rotated-out",
             t - 290,
         ),

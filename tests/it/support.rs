@@ -335,7 +335,11 @@ impl Gowa {
             received: Mutex::default(),
             behaviour: Mutex::new(Box::new(|_, _| Reply::status(200))),
         });
-        let app = Router::new().fallback(receive).with_state(state.clone());
+        // GoWA's body limit is 100 MB (its maximum video size).
+        let app = Router::new()
+            .fallback(receive)
+            .layer(axum::extract::DefaultBodyLimit::max(100 * 1024 * 1024))
+            .with_state(state.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
         Self { base, state }
     }
@@ -513,6 +517,8 @@ impl Server {
             .env("BASIC_AUTH_PASS", ADMIN_PASS)
             .env("CHATGOWA_RETRY_SCHEDULE", "30ms,60ms")
             .env("FETCH_TIMEOUT_MS", "2000")
+            // Tests of the reorder window set their own.
+            .env("CHATGOWA_REORDER_WINDOW", "0")
             // Test databases are throw-away by design, wherever the machine keeps its temporary files.
             .env("CHATGOWA_ALLOW_EPHEMERAL_DB", "true")
             .env(
