@@ -177,6 +177,32 @@ async fn scenario(c: &Client, server: &Server, gowa: &Gowa) {
     css(c, "#delivery-status [data-status='delivered']").await;
     text_of(c, "main table", "manual").await;
 
+    // Sending a delivered reply again asks first: the customer would get it twice. Cancelling sends nothing.
+    let sent = gowa.arrivals();
+    click(c, "#send-again").await;
+    let question = eventually("the confirmation", WAIT, || async {
+        c.get_alert_text().await.ok()
+    })
+    .await;
+    assert!(question.contains("twice"), "{question}");
+    c.dismiss_alert().await.unwrap();
+    css(c, "#delivery-status [data-status='delivered']").await;
+    assert_eq!(gowa.arrivals(), sent, "cancelled: nothing sent");
+    assert!(
+        c.find(Locator::Css("#retry")).await.is_err(),
+        "no one-click resend of a delivered reply"
+    );
+    click(c, "#send-again").await;
+    eventually("the confirmation", WAIT, || async {
+        c.get_alert_text().await.ok()
+    })
+    .await;
+    c.accept_alert().await.unwrap();
+    eventually("the second sending", WAIT, || async {
+        (gowa.arrivals() == sent + 1).then_some(())
+    })
+    .await;
+
     // An unrouted inbox becomes a route in one click.
     server.post_webhook(message(55, 9, 2)).await["deliveryId"]
         .as_i64()

@@ -1,4 +1,5 @@
-// One delivery: summary, payload (pretty-printed, collapsible), every attempt; retry, send again, discard.
+// One delivery: summary, payload (pretty-printed, collapsible), every attempt; retry (dead), send again
+// (delivered, after a confirmation), discard.
 
 import { api } from "../api/api.js";
 import { h, replace, reportError, table, toast } from "../dom.js";
@@ -28,7 +29,6 @@ export function render(main, params) {
   }
 
   function draw(d) {
-    const canRetry = d.status !== "pending";
     const details = h("details", { class: "payload", open: payloadOpen },
       h("summary", {}, t("deliveries.payload")),
       h("pre", {}, pretty(d.payload)));
@@ -40,6 +40,9 @@ export function render(main, params) {
       h("dl", { class: "summary" },
         h("dt", {}, t("deliveries.status")), h("dd", { id: "delivery-status" }, statusBadge(d.status)),
         h("dt", {}, t("deliveries.event")), h("dd", {}, d.event),
+        d.messageId != null ? [h("dt", {}, t("deliveries.message")), h("dd", {}, d.messageId)] : null,
+        d.duplicates > 0
+          ? [h("dt", {}, t("deliveries.duplicates")), h("dd", { id: "delivery-duplicates" }, d.duplicates)] : null,
         h("dt", {}, t("deliveries.inbox")), h("dd", {}, d.inboxId),
         h("dt", {}, t("deliveries.conversation")), h("dd", {}, d.conversationId ?? t("common.none")),
         h("dt", {}, t("deliveries.received")), h("dd", {}, formatTime(d.receivedAt)),
@@ -48,8 +51,14 @@ export function render(main, params) {
         h("dt", {}, t("deliveries.last")), h("dd", {}, lastResult(d)),
         h("dt", {}, t("deliveries.size")), h("dd", {}, t("deliveries.bytes", { n: formatNumber(d.size) }))),
       h("div", { class: "buttons" },
-        canRetry ? h("button", { type: "button", id: "retry", class: "primary", onclick: retry },
-          t(d.status === "dead" ? "deliveries.retry" : "deliveries.sendAgain")) : null,
+        // A dead reply never reached the customer: one click. A delivered one did: sending it again is a
+        // second WhatsApp message, so it is a secondary action that asks first.
+        d.status === "dead"
+          ? h("button", { type: "button", id: "retry", class: "primary", onclick: retry }, t("deliveries.retry"))
+          : null,
+        d.status === "delivered"
+          ? h("button", { type: "button", id: "send-again", onclick: sendAgain }, t("deliveries.sendAgain"))
+          : null,
         h("button", { type: "button", id: "discard", class: "danger", onclick: discard }, t("deliveries.discard"))),
       details,
       h("h2", {}, t("deliveries.attemptLog")),
@@ -62,7 +71,8 @@ export function render(main, params) {
           h("td", {}, formatTime(a.startedAt)),
           h("td", { class: "num" }, a.statusCode ?? t("common.none")),
           h("td", { class: "num" }, t("attempts.durationMs", { ms: a.durationMs })),
-          h("td", {}, a.error ?? t("common.none")),
+          h("td", {}, a.ambiguous ? h("span", { class: "badge failing ambiguous" }, t("attempts.ambiguous")) : null,
+            " ", a.error ?? t("common.none")),
           h("td", {}, a.responseSnippet ? h("code", {}, a.responseSnippet) : t("common.none"))))));
   }
 
@@ -74,6 +84,11 @@ export function render(main, params) {
     } catch (err) {
       reportError(err);
     }
+  }
+
+  function sendAgain() {
+    if (!window.confirm(t("deliveries.confirmSendAgain", { id }))) return;
+    retry();
   }
 
   async function discard() {

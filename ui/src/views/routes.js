@@ -61,6 +61,9 @@ export function render(main, params) {
   }
 
   function health(route) {
+    if (!route.enabled) {
+      return h("span", { class: "badge paused" }, t("routes.pausedWaiting", { count: route.pending }));
+    }
     if (!route.health) return h("span", { class: "badge none" }, t("health.none"));
     const state = t(`health.${route.health.state}`);
     return h("span", { class: `badge ${route.health.state}`, title: route.health.error ?? "" },
