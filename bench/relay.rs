@@ -289,6 +289,12 @@ async fn start_relay(bin: &PathBuf, http: &HttpClient) -> (Relay, Duration) {
             "RUST_LOG",
             std::env::var("BENCH_RELAY_LOG").unwrap_or_else(|_| "warn".into()),
         )
+        // Unset: the relay's default window, which every reply waits out.
+        .envs(
+            std::env::var("BENCH_REORDER_WINDOW")
+                .map(|w| ("CHATGOWA_REORDER_WINDOW", w))
+                .ok(),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -568,6 +574,7 @@ async fn main() {
     let result = json!({
         "machine": machine(),
         "seconds_per_phase": secs,
+        "reorder_window": std::env::var("BENCH_REORDER_WINDOW").unwrap_or_else(|_| "default (2s)".into()),
         "acked_per_s": full.acked as f64 / full.seconds,
         "ack_latency_full_ms": {"p50": ms(&full.latency, 0.5), "p99": ms(&full.latency, 0.99), "max": full.latency.max() as f64 / 1000.0},
         "acked_per_s_16_connections": fewer.acked as f64 / fewer.seconds,

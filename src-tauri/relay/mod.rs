@@ -99,14 +99,16 @@ impl Intake {
     }
 }
 
-/// How many maximum-size bodies may be in memory at once (being read or waiting for their commit).
+/// How many maximum-size bodies may be in memory at once (being read or waiting for their commit)…
 const BODIES_IN_MEMORY: usize = 64;
+/// …within this many bytes, whatever the maximum size (at least one body of that size fits).
+const MAX_BUDGET: usize = 64 * 1024 * 1024;
 /// What a webhook counts for at least, so that a flood of empty bodies is bounded too.
 const MIN_CHARGE: usize = 1024;
 
 /// Bounds the memory held by webhooks in progress: each one takes its size (from `Content-Length`, or the
-/// maximum) from a budget of [`BODIES_IN_MEMORY`] maximum bodies until it is answered. When the budget is
-/// spent, webhooks are shed with 503 + `Retry-After` instead of queueing without bound.
+/// maximum) from a budget of [`BODIES_IN_MEMORY`] maximum bodies (at most [`MAX_BUDGET`]) until it is answered.
+/// When the budget is spent, webhooks are shed with 503 + `Retry-After` instead of queueing without bound.
 #[derive(Debug, Clone)]
 struct Admission {
     budget: Arc<Semaphore>,
@@ -117,6 +119,7 @@ impl Admission {
     fn new(max_body: usize) -> Self {
         let permits = max_body
             .saturating_mul(BODIES_IN_MEMORY)
+            .min(MAX_BUDGET.max(max_body))
             .min(Semaphore::MAX_PERMITS);
         Self {
             budget: Arc::new(Semaphore::new(permits)),

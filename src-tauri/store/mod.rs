@@ -313,6 +313,57 @@ mod tests {
         assert_eq!(left, 0, "deleting a delivery still deletes its attempts");
     }
 
+    #[tokio::test]
+    async fn deliveries_stored_before_message_identity_keep_their_keys_and_forward_their_delivery_id()
+     {
+        let dir = tempfile::tempdir().unwrap();
+        let (_path, pool) = migrated_across(
+            &dir,
+            "20261201000000",
+            "INSERT INTO deliveries (inbox_id, conversation_id, event, dedupe_key, attempts, next_attempt_at,
+                                     received_at, updated_at, size)
+             VALUES (7, 42, 'message_created', 'uuid-1', 1, 5, 5, 5, 2),
+                    (7, 42, 'message_created', NULL, 0, 6, 6, 6, 2);
+             INSERT INTO delivery_bodies (delivery_id, body) VALUES (1, x'7b7d'), (2, x'7b7d');
+             INSERT INTO delivery_attempts (delivery_id, attempt, trigger, started_at, duration_ms)
+             VALUES (1, 1, 'scheduled', 5, 1);",
+        )
+        .await;
+        let d = first_delivery(&pool).await;
+        assert_eq!(
+            (
+                d.dedupe_key.as_deref(),
+                d.cw_delivery.as_deref(),
+                d.message_id,
+                d.duplicates
+            ),
+            (Some("uuid-1"), Some("uuid-1"), None, 0)
+        );
+        let attempts = attempts::list_for_delivery(&pool, d.id).await.unwrap();
+        assert!(!attempts[0].ambiguous);
+        // Pending ones go back in arrival order: no message id was stored for them.
+        let pending = deliveries::list_pending(&pool).await.unwrap();
+        assert_eq!(
+            pending
+                .iter()
+                .map(|p| (p.id.0, p.message_id, p.attempted))
+                .collect::<Vec<_>>(),
+            [(1, None, true), (2, None, false)]
+        );
+        assert_eq!(deliveries::count_duplicates(&pool).await.unwrap(), 0);
+        let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(
+            "EXPLAIN QUERY PLAN SELECT coalesce(sum(duplicates), 0) FROM deliveries WHERE duplicates > 0",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert!(
+            plan.iter()
+                .any(|row| row.3.contains("deliveries_duplicated")),
+            "the total reads the partial index: {plan:?}"
+        );
+    }
+
     #[test]
     fn one_relay_per_database() {
         let dir = tempfile::tempdir().unwrap();
