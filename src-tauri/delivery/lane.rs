@@ -64,24 +64,19 @@ impl Lane {
             self.entries.push_back(entry);
             return 0;
         };
+        // The message entries behind a started head are in order, so the place is found from the back: at once
+        // for the usual reply that is newer than everything waiting.
         let first_movable = usize::from(self.started);
-        let at = self
-            .entries
-            .iter()
-            .enumerate()
-            .skip(first_movable)
-            .find(|(_, e)| e.order.is_some_and(|o| o > order))
-            .map(|(i, _)| i);
-        match at {
-            Some(i) => {
-                self.entries.insert(i, entry);
-                self.entries.len() - 1 - i
-            }
-            None => {
-                self.entries.push_back(entry);
-                0
+        let mut at = self.entries.len();
+        for i in (first_movable..self.entries.len()).rev() {
+            match self.entries[i].order {
+                Some(waiting) if waiting > order => at = i,
+                Some(_) => break,
+                None => {}
             }
         }
+        self.entries.insert(at, entry);
+        self.entries.len() - 1 - at
     }
 
     pub fn head(&self) -> Option<&Entry> {
@@ -149,6 +144,21 @@ mod tests {
         assert_eq!(lane.ids(), [3, 1, 2]);
         assert_eq!(lane.insert(created(4, 102)), 0);
         assert_eq!(lane.ids(), [3, 1, 2, 4]);
+    }
+
+    #[test]
+    fn a_late_reply_goes_ahead_of_every_later_one_but_not_of_older_ones() {
+        let mut lane = Lane::new(created(1, 100));
+        for (id, message) in [(2, 103), (3, 104), (4, 101)] {
+            lane.insert(created(id, message));
+        }
+        lane.insert(pending(5, None, false));
+        assert_eq!(
+            lane.insert(created(6, 102)),
+            3,
+            "ahead of 103, 104 and the status event"
+        );
+        assert_eq!(lane.ids(), [1, 4, 6, 2, 3, 5]);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The admin panel in a real headless Chromium (Debian `chromium` + `chromium-driver`) against the real binary:
-//! log in, add a route, watch deliveries arrive live, retry a dead one, turn an unrouted inbox into a route,
-//! switch to Bahasa Indonesia. Screenshots of every screen (EN and ID, wide and 360 px) are written to
+//! log in, add a route, watch deliveries arrive live, retry a dead one, send a delivered one again (only after
+//! confirming), pause a route and see what waits, turn an unrouted inbox into a route, switch to Bahasa
+//! Indonesia. Screenshots of every screen (EN and ID, wide and 360 px) are written to
 //! `<target>/tmp/screenshots/`, or to `docs/screenshots/` with `CHATGOWA_UPDATE_SCREENSHOTS=1`.
 
 use std::process::{Child, Command, Stdio};
@@ -200,6 +201,26 @@ async fn scenario(c: &Client, server: &Server, gowa: &Gowa) {
     c.accept_alert().await.unwrap();
     eventually("the second sending", WAIT, || async {
         (gowa.arrivals() == sent + 1).then_some(())
+    })
+    .await;
+
+    // A paused route keeps what arrives and shows it waiting; resumed, it sends it.
+    go(
+        c,
+        &plain,
+        "#/routes",
+        "tr[data-inbox-id='7'] .enabled-toggle",
+    )
+    .await;
+    click(c, "tr[data-inbox-id='7'] .enabled-toggle").await;
+    text_of(c, "tr[data-inbox-id='7']", "Paused · 0 waiting").await;
+    let held = server.post_webhook(message(7, 4, 3)).await;
+    assert_eq!(held["queued"], true, "{held}");
+    text_of(c, "tr[data-inbox-id='7']", "Paused · 1 waiting").await;
+    let sent = gowa.arrivals();
+    click(c, "tr[data-inbox-id='7'] .enabled-toggle").await;
+    eventually("the held reply to go out", WAIT, || async {
+        (gowa.arrivals() > sent).then_some(())
     })
     .await;
 
