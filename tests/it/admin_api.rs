@@ -291,7 +291,12 @@ async fn detail_shows_the_payload_and_every_attempt() {
 
 #[tokio::test]
 async fn a_manual_retry_sends_again_once_and_records_a_manual_attempt() {
-    let (gowa, relay) = relay_with_gowa(|_, _| Reply::status(401)).await;
+    // GoWA takes a moment to refuse, so that the answer to the retry is read while its attempt is in flight.
+    let (gowa, relay) = relay_with_gowa(|_, _| Reply {
+        delay: Duration::from_secs(1),
+        ..Reply::status(401)
+    })
+    .await;
     let id = relay.post_webhook(message(7, 1, 0), None).await["deliveryId"]
         .as_i64()
         .unwrap();

@@ -95,7 +95,8 @@ const en = {
   "routes.testing": "Testing…",
   "routes.retryDead": "Retry {count} dead",
   "routes.retriedDead": "{count} dead deliveries queued again.",
-  "routes.confirmDelete": "Delete the route for inbox {inbox}? Its pending deliveries will become dead.",
+  "routes.confirmDelete":
+    "Delete the route for inbox {inbox}? Its pending deliveries will become dead, and replies written in this inbox from now on will not be sent (they are only counted under Unrouted inboxes). To stop sending for a while without losing replies, switch the route off instead.",
   "routes.deleted": "Route deleted.",
   "routes.saved": "Route saved.",
   "routes.formAdd": "Add a route",
@@ -262,7 +263,8 @@ const id = {
   "routes.testing": "Menguji…",
   "routes.retryDead": "Kirim ulang {count} yang gagal",
   "routes.retriedDead": "{count} pengiriman gagal dimasukkan lagi ke antrean.",
-  "routes.confirmDelete": "Hapus rute untuk inbox {inbox}? Pengiriman yang masih menunggu akan dianggap gagal.",
+  "routes.confirmDelete":
+    "Hapus rute untuk inbox {inbox}? Pengiriman yang masih menunggu akan dianggap gagal, dan balasan yang ditulis di inbox ini mulai sekarang tidak akan dikirim (hanya dihitung di Inbox tanpa rute). Untuk menghentikan pengiriman sementara tanpa kehilangan balasan, matikan rutenya saja.",
   "routes.deleted": "Rute dihapus.",
   "routes.saved": "Rute disimpan.",
   "routes.formAdd": "Tambah rute",
