@@ -18,6 +18,7 @@ use crate::events::{Events, UiEvent};
 use crate::login::Throttle;
 use crate::metrics::Metrics;
 use crate::relay::Intake;
+use crate::server::conn::Limits;
 use crate::server::{self, HttpServer, Surface};
 use crate::state::{AppState, Shared};
 use crate::store::writer::{Committed, WriterThread};
@@ -39,6 +40,8 @@ pub struct App {
     shutdown: CancellationToken,
     abort: CancellationToken,
     writer: WriterThread,
+    /// What the HTTP listeners may hold open.
+    limits: Limits,
 }
 
 impl App {
@@ -84,6 +87,7 @@ impl App {
             config.max_body,
             config.chatwoot_secrets.clone(),
         );
+        let metrics_for_limits = metrics.clone();
         let state = AppState::new(Shared {
             admin: std::sync::RwLock::new(config.admin.clone()),
             config,
@@ -103,11 +107,16 @@ impl App {
             shutdown,
             abort: lifecycle.abort,
             writer: writer_thread,
+            limits: Limits::new(open_files_limit(), metrics_for_limits),
         })
     }
 
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// Serves HTTP on `listener` (and the admin API on `admin` when it has its own) until shutdown, then
@@ -125,9 +134,15 @@ impl App {
             listener,
             &self.state,
             Surface::Webhook { with_admin },
+            &self.limits,
         )?];
         if let Some(admin) = admin {
-            servers.push(HttpServer::spawn(admin, &self.state, Surface::Admin)?);
+            servers.push(HttpServer::spawn(
+                admin,
+                &self.state,
+                Surface::Admin,
+                &self.limits,
+            )?);
         }
         self.run(servers).await
     }
@@ -177,6 +192,21 @@ impl App {
         self.state.pool.close().await;
         tracing::info!("relay stopped");
     }
+}
+
+/// Raises this process's limit of open files to what the system allows (a service manager often starts it at
+/// 1 024, and every connection is a file); returns the limit in force.
+fn open_files_limit() -> u64 {
+    #[cfg(unix)]
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot read or raise the limit of open files");
+            1024
+        }
+    }
+    #[cfg(not(unix))]
+    8192
 }
 
 /// Opens (creating and migrating) the database, and takes over the TypeScript version's routes once.

@@ -17,7 +17,7 @@ use crate::config::AdminCredentials;
 /// [`Throttle::WINDOW`]; after that it is refused with 429 for a pause that doubles with each further failure
 /// (from [`Throttle::FIRST_PAUSE`] up to the window), correct password or not. Other addresses are not
 /// affected, so an attacker cannot lock the admin out. IPv6 addresses count per /64, which one host usually
-/// holds entirely; when too many addresses are tracked, new ones share one bucket.
+/// holds entirely; when too many addresses are tracked, the one that failed longest ago is forgotten.
 #[derive(Debug, Default)]
 pub struct Throttle {
     failures: Mutex<HashMap<Option<IpAddr>, Failures>>,
@@ -39,16 +39,17 @@ impl Throttle {
     /// How long `peer` must still wait, if it is blocked.
     pub fn blocked(&self, peer: Option<IpAddr>, now: Instant) -> Option<Duration> {
         let failures = self.lock();
-        let until = failures.get(&self.key(&failures, peer))?.blocked_until?;
+        let until = failures.get(&Self::key(peer))?.blocked_until?;
         until.checked_duration_since(now).filter(|d| !d.is_zero())
     }
 
     pub fn failed(&self, peer: Option<IpAddr>, now: Instant) {
         let mut failures = self.lock();
-        if failures.len() >= Self::MAX_TRACKED {
+        let key = Self::key(peer);
+        if failures.len() >= Self::MAX_TRACKED && !failures.contains_key(&key) {
             failures.retain(|_, f| now.duration_since(f.last) < Self::WINDOW);
+            Self::evict_oldest(&mut failures);
         }
-        let key = self.key(&failures, peer);
         let entry = failures.entry(key).or_insert(Failures {
             count: 0,
             last: now,
@@ -59,7 +60,7 @@ impl Throttle {
         }
         entry.count += 1;
         entry.last = now;
-        if let Some(over) = entry.count.checked_sub(Self::FREE_FAILURES + 1) {
+        if let Some(over) = entry.count.checked_sub(Self::FREE_FAILURES) {
             let pause = Self::FIRST_PAUSE
                 .saturating_mul(1 << over.min(16))
                 .min(Self::WINDOW);
@@ -68,25 +69,29 @@ impl Throttle {
     }
 
     pub fn succeeded(&self, peer: Option<IpAddr>) {
-        let mut failures = self.lock();
-        let key = self.key(&failures, peer);
-        failures.remove(&key);
+        self.lock().remove(&Self::key(peer));
     }
 
-    /// The bucket of `peer`: its address (IPv6: its /64), or the shared one once the table is full.
-    fn key(
-        &self,
-        failures: &HashMap<Option<IpAddr>, Failures>,
-        peer: Option<IpAddr>,
-    ) -> Option<IpAddr> {
-        let key = peer.map(|ip| match ip.to_canonical() {
+    /// The bucket of `peer`: its address, IPv6 by its /64 (which one host usually holds entirely).
+    fn key(peer: Option<IpAddr>) -> Option<IpAddr> {
+        peer.map(|ip| match ip.to_canonical() {
             IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
             v4 => v4,
-        });
-        if failures.len() >= Self::MAX_TRACKED && !failures.contains_key(&key) {
-            None
-        } else {
-            key
+        })
+    }
+
+    /// Makes room in a full table by forgetting the address that failed longest ago. Never a shared bucket:
+    /// a flood of addresses can only make the table forget some of its own, not block one that never failed.
+    fn evict_oldest(failures: &mut HashMap<Option<IpAddr>, Failures>) {
+        if failures.len() < Self::MAX_TRACKED {
+            return;
+        }
+        let oldest = failures
+            .iter()
+            .min_by_key(|(_, f)| f.last)
+            .map(|(key, _)| *key);
+        if let Some(oldest) = oldest {
+            failures.remove(&oldest);
         }
     }
 
@@ -168,12 +173,16 @@ mod tests {
         let t0 = Instant::now();
         let attacker = Some(IpAddr::from([203, 0, 113, 9]));
         let admin = Some(IpAddr::from([198, 51, 100, 7]));
-        for _ in 0..Throttle::FREE_FAILURES {
+        for _ in 1..Throttle::FREE_FAILURES {
             throttle.failed(attacker, t0);
             assert_eq!(throttle.blocked(attacker, t0), None);
         }
         throttle.failed(attacker, t0);
-        assert_eq!(throttle.blocked(attacker, t0), Some(Throttle::FIRST_PAUSE));
+        assert_eq!(
+            throttle.blocked(attacker, t0),
+            Some(Throttle::FIRST_PAUSE),
+            "5 wrong passwords, then a pause"
+        );
         assert_eq!(throttle.blocked(admin, t0), None);
         let later = t0 + Throttle::FIRST_PAUSE;
         assert_eq!(throttle.blocked(attacker, later), None, "the pause ends");
@@ -192,19 +201,19 @@ mod tests {
     }
 
     #[test]
-    fn ipv6_counts_per_64_and_a_full_table_shares_one_bucket() {
+    fn ipv6_counts_per_64_and_a_full_table_forgets_the_oldest() {
         let throttle = Throttle::default();
         let now = Instant::now();
         let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
         let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
         let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        for _ in 0..=Throttle::FREE_FAILURES {
+        for _ in 0..Throttle::FREE_FAILURES {
             throttle.failed(Some(a), now);
         }
         assert!(throttle.blocked(Some(b), now).is_some());
         assert!(throttle.blocked(Some(other), now).is_none());
         let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
-        for _ in 0..=Throttle::FREE_FAILURES {
+        for _ in 0..Throttle::FREE_FAILURES {
             throttle.failed(Some(mapped), now);
         }
         assert!(
@@ -213,19 +222,32 @@ mod tests {
                 .is_some()
         );
 
+        // One wrong password from each of more addresses than are tracked: nobody who never failed is
+        // blocked, and the guessers are still counted one by one.
         let full = Throttle::default();
-        for i in 0..Throttle::MAX_TRACKED {
-            full.failed(Some(IpAddr::from((i as u32).to_be_bytes())), now);
+        let guesser = Some(IpAddr::from([10, 9, 8, 7]));
+        for _ in 1..Throttle::FREE_FAILURES {
+            full.failed(guesser, now);
         }
-        let newcomer = Some(IpAddr::from([10, 9, 8, 7]));
-        for _ in 0..=Throttle::FREE_FAILURES {
-            full.failed(newcomer, now);
+        for i in 0..Throttle::MAX_TRACKED + 50 {
+            let at = now + Duration::from_millis(1 + i as u64);
+            full.failed(Some(IpAddr::from((i as u32).to_be_bytes())), at);
         }
-        assert!(full.blocked(newcomer, now).is_some(), "shared bucket");
+        let end = now + Duration::from_secs(60);
+        assert_eq!(
+            full.blocked(Some(IpAddr::from([198, 51, 100, 7])), end),
+            None
+        );
+        assert!(full.lock().len() <= Throttle::MAX_TRACKED);
+        let last = Some(IpAddr::from(
+            ((Throttle::MAX_TRACKED + 49) as u32).to_be_bytes(),
+        ));
+        for _ in 1..Throttle::FREE_FAILURES {
+            full.failed(last, end);
+        }
         assert!(
-            full.blocked(Some(IpAddr::from([0, 0, 0, 1])), now)
-                .is_none(),
-            "tracked addresses keep their own count"
+            full.blocked(last, end).is_some(),
+            "a newcomer still has its own count"
         );
     }
 

@@ -25,6 +25,11 @@ struct OutcomeLabel {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct LimitLabel {
+    limit: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct RouteLabels {
     inbox_id: i64,
     name: String,
@@ -41,6 +46,7 @@ struct Inner {
     webhooks: Family<DecisionLabel, Counter>,
     attempts: Family<OutcomeLabel, Counter>,
     ambiguous: Counter,
+    connection_limits: Family<LimitLabel, Counter>,
     attempt_seconds: Histogram,
     queue_depth: Gauge,
     oldest_pending_seconds: Gauge<f64, AtomicU64>,
@@ -70,6 +76,12 @@ impl Default for Metrics {
             "delivery_attempts_ambiguous",
             "Delivery attempts that got no answer after the request was sent: GoWA may have sent the message",
             ambiguous.clone(),
+        );
+        let connection_limits = Family::<LimitLabel, Counter>::default();
+        registry.register(
+            "connection_limit_hits",
+            "Connections turned away or kept waiting, by the limit that was hit",
+            connection_limits.clone(),
         );
         // 5 ms … ~80 s (the attempt timeout is 60 s by default).
         let attempt_seconds = Histogram::new(exponential_buckets(0.005, 2.0, 15));
@@ -114,6 +126,7 @@ impl Default for Metrics {
                 webhooks,
                 attempts,
                 ambiguous,
+                connection_limits,
                 attempt_seconds,
                 queue_depth,
                 oldest_pending_seconds,
@@ -126,6 +139,14 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// A connection limit was hit (`server::conn`'s name for it).
+    pub fn connection_limit(&self, limit: &'static str) {
+        self.inner
+            .connection_limits
+            .get_or_create(&LimitLabel { limit })
+            .inc();
+    }
+
     /// One webhook, by what was decided (`relay::Decision`'s name).
     pub fn webhook(&self, decision: &'static str) {
         self.inner

@@ -1,11 +1,13 @@
 //! axum adapters for the admin API: map the request, call [`super::service`], map the answer.
 
 use std::convert::Infallible;
+use std::time::Duration;
 
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse as _;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::{get, post, put};
 use axum::{Extension, Json, Router, middleware};
@@ -49,6 +51,42 @@ pub fn router(state: &AppState) -> Router<AppState> {
             state.clone(),
             auth::require_admin,
         ))
+        .layer(DefaultBodyLimit::max(MAX_ADMIN_BODY))
+        .route_layer(middleware::from_fn_with_state(
+            admin_timeout(state),
+            within_timeout,
+        ))
+}
+
+fn too_large() -> Error {
+    Error::PayloadTooLarge(format!(
+        "the body is larger than the admin API takes ({MAX_ADMIN_BODY} bytes)"
+    ))
+}
+
+/// The largest admin request body (a route is a few hundred bytes).
+pub const MAX_ADMIN_BODY: usize = 64 * 1024;
+
+/// How long an admin request may take: a route test waits for GoWA for up to the attempt timeout.
+fn admin_timeout(state: &AppState) -> Duration {
+    state.config.fetch_timeout + Duration::from_secs(10)
+}
+
+/// Answers `408` in the JSON error format when a request is not done in time (e.g. a body that never comes).
+async fn within_timeout(
+    State(limit): State<Duration>,
+    request: Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            "the request was not completed in time",
+        )
+        .into_response(),
+    }
 }
 
 pub async fn list_routes(State(state): State<AppState>) -> Result<Json<RoutesBody>> {
@@ -65,7 +103,7 @@ pub async fn create_route(
 
 pub async fn update_route(
     State(state): State<AppState>,
-    Path(id): Path<IdParam>,
+    id: IdParam,
     JsonBody(input): JsonBody<RouteInput>,
 ) -> Result<Json<RouteBody>> {
     service::update_route(&state, id.route()?, input)
@@ -73,16 +111,13 @@ pub async fn update_route(
         .map(Json)
 }
 
-pub async fn delete_route(
-    State(state): State<AppState>,
-    Path(id): Path<IdParam>,
-) -> Result<Json<SuccessBody>> {
+pub async fn delete_route(State(state): State<AppState>, id: IdParam) -> Result<Json<SuccessBody>> {
     service::delete_route(&state, id.route()?).await.map(Json)
 }
 
 pub async fn test_route(
     State(state): State<AppState>,
-    Path(id): Path<IdParam>,
+    id: IdParam,
     _: JsonAction,
 ) -> Result<Json<TestResult>> {
     service::test_route(&state, id.route()?).await.map(Json)
@@ -90,7 +125,7 @@ pub async fn test_route(
 
 pub async fn retry_dead(
     State(state): State<AppState>,
-    Path(id): Path<IdParam>,
+    id: IdParam,
     _: JsonAction,
 ) -> Result<Json<RetriedBody>> {
     service::retry_dead_for_route(&state, id.route()?)
@@ -100,15 +135,12 @@ pub async fn retry_dead(
 
 pub async fn list_deliveries(
     State(state): State<AppState>,
-    Query(query): Query<DeliveryQuery>,
+    JsonQuery(query): JsonQuery<DeliveryQuery>,
 ) -> Result<Json<DeliveriesBody>> {
     service::list_deliveries(&state, query).await.map(Json)
 }
 
-pub async fn delivery(
-    State(state): State<AppState>,
-    Path(id): Path<IdParam>,
-) -> Result<Json<DeliveryBody>> {
+pub async fn delivery(State(state): State<AppState>, id: IdParam) -> Result<Json<DeliveryBody>> {
     service::delivery_detail(&state, id.delivery()?)
         .await
         .map(Json)
@@ -116,7 +148,7 @@ pub async fn delivery(
 
 pub async fn retry_delivery(
     State(state): State<AppState>,
-    Path(id): Path<IdParam>,
+    id: IdParam,
     _: JsonAction,
 ) -> Result<(StatusCode, Json<DeliveryBody>)> {
     let body = service::retry_delivery(&state, id.delivery()?).await?;
@@ -125,7 +157,7 @@ pub async fn retry_delivery(
 
 pub async fn discard_delivery(
     State(state): State<AppState>,
-    Path(id): Path<IdParam>,
+    id: IdParam,
 ) -> Result<Json<SuccessBody>> {
     service::discard_delivery(&state, id.delivery()?)
         .await
@@ -167,12 +199,43 @@ pub async fn events(
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
-/// An id from the path; anything but a positive integer is a 404, as no such row can exist.
+/// An id from the path; anything but a positive integer (invalid UTF-8 included) is a 404 in the JSON error
+/// format, as no such row can exist.
 pub struct IdParam(String);
 
-impl<'de> serde::Deserialize<'de> for IdParam {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        String::deserialize(d).map(Self)
+impl<S: Send + Sync> FromRequestParts<S> for IdParam {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &S,
+    ) -> std::result::Result<Self, Self::Rejection> {
+        Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|Path(id)| Self(id))
+            .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "not_found", "not found"))
+    }
+}
+
+/// Query parameters; a malformed query is a 400 in the JSON error format.
+pub struct JsonQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for JsonQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &S,
+    ) -> std::result::Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(query)| Self(query))
+            .map_err(|e| {
+                ApiError::from(Error::Invalid {
+                    field: None,
+                    message: e.body_text(),
+                })
+            })
     }
 }
 
@@ -223,12 +286,24 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 
     async fn from_request(req: Request, state: &S) -> std::result::Result<Self, Self::Rejection> {
         require_json(req.headers())?;
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > MAX_ADMIN_BODY) {
+            crate::relay::discard_body(req).await;
+            return Err(too_large().into());
+        }
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(|e: BytesRejection| {
-                ApiError::from(Error::Invalid {
-                    field: None,
-                    message: e.body_text(),
+                ApiError::from(if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    too_large()
+                } else {
+                    Error::Invalid {
+                        field: None,
+                        message: e.body_text(),
+                    }
                 })
             })?;
         let value = serde_json::from_slice(&bytes).map_err(|e| {

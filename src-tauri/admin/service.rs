@@ -67,6 +67,7 @@ async fn routes_changed(state: &AppState) -> Result<()> {
 
 pub async fn create_route(state: &AppState, input: RouteInput) -> Result<dto::RouteBody> {
     let fields = validate(input, None)?;
+    refuse_own_address(state, &fields.webhook_url)?;
     let route = routes::insert(&state.pool, &fields)
         .await
         .map_err(|e| conflict(e, fields.inbox_id))?;
@@ -82,6 +83,7 @@ pub async fn update_route(
 ) -> Result<dto::RouteBody> {
     let current = find_route(state, id).await?;
     let fields = validate(input, Some(current.into()))?;
+    refuse_own_address(state, &fields.webhook_url)?;
     let route = routes::update(&state.pool, id, &fields)
         .await
         .map_err(|e| conflict(e, fields.inbox_id))?
@@ -419,6 +421,12 @@ fn webhook_url(v: &Value) -> Result<String> {
         return Err(Error::invalid("webhookUrl", "webhookUrl must be a string"));
     };
     let url = url.trim();
+    if url.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            "webhookUrl",
+            "webhookUrl must not contain control characters",
+        ));
+    }
     if url.chars().count() > MAX_URL_CHARS {
         return Err(Error::invalid(
             "webhookUrl",
@@ -435,6 +443,40 @@ fn webhook_url(v: &Value) -> Result<String> {
 }
 
 /// A trimmed string of at most `max` characters; `null` or empty means none.
+/// The Unicode controls that reorder text (U+202A–U+202E, U+2066–U+2069): a name with them could show in the
+/// panel as something it is not.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Refuses a route that would send webhooks back to this relay's own `/webhook`: each would come back as a
+/// new webhook, without end.
+fn refuse_own_address(state: &AppState, url: &str) -> Result<()> {
+    let Ok(target) = Target::parse(url) else {
+        return Ok(());
+    };
+    let url = target.url();
+    let own_port = url.port_or_known_default() == Some(state.config.port);
+    let path = url.path().trim_end_matches('/');
+    let local = match url.host() {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => {
+            ip.is_loopback() || ip.is_unspecified() || std::net::IpAddr::V4(ip) == state.config.bind
+        }
+        Some(url::Host::Ipv6(ip)) => {
+            ip.is_loopback() || ip.is_unspecified() || std::net::IpAddr::V6(ip) == state.config.bind
+        }
+        None => false,
+    };
+    if local && own_port && path.eq_ignore_ascii_case("/webhook") {
+        return Err(Error::invalid(
+            "webhookUrl",
+            "webhookUrl is this relay's own webhook address: GoWA's is usually http://<gowa-host>:3000/chatwoot/webhook",
+        ));
+    }
+    Ok(())
+}
+
 fn optional_text(v: &Value, field: &'static str, max: usize) -> Result<Option<String>> {
     match v {
         Value::Null => Ok(None),
@@ -445,7 +487,7 @@ fn optional_text(v: &Value, field: &'static str, max: usize) -> Result<Option<St
                     field,
                     format!("{field} must be at most {max} characters"),
                 ))
-            } else if s.chars().any(char::is_control) {
+            } else if s.chars().any(|c| c.is_control() || is_bidi_control(c)) {
                 Err(Error::invalid(
                     field,
                     format!("{field} must not contain control characters"),

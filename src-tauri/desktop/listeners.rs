@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::admin::settings::{self, Listener};
 use crate::error::{Error, Result};
+use crate::server::conn::Limits;
 use crate::server::{self, HttpServer, ListenError, Surface};
 use crate::state::AppState;
 
@@ -165,7 +166,12 @@ struct Slot {
 
 impl Slot {
     /// Listens on `addr` instead of where it listens now; on failure the old listener (if any) stays.
-    async fn move_to(&mut self, state: &AppState, addr: SocketAddr) -> Result<(), ListenError> {
+    async fn move_to(
+        &mut self,
+        state: &AppState,
+        limits: &Limits,
+        addr: SocketAddr,
+    ) -> Result<(), ListenError> {
         if self.server.is_some() && self.wanted == addr {
             return Ok(());
         }
@@ -184,7 +190,8 @@ impl Slot {
                         Ok(listener) => listener,
                         Err(err) => {
                             if let Ok(listener) = server::bind(old_addr).await {
-                                self.server = HttpServer::spawn(listener, state, self.surface).ok();
+                                self.server =
+                                    HttpServer::spawn(listener, state, self.surface, limits).ok();
                             }
                             self.note(&err);
                             return Err(err);
@@ -198,7 +205,7 @@ impl Slot {
                 }
             },
         };
-        let server = HttpServer::spawn(listener, state, self.surface)
+        let server = HttpServer::spawn(listener, state, self.surface, limits)
             .map_err(|source| ListenError::new(addr, source))?;
         tracing::info!(address = %addr, surface = ?self.surface, "listening");
         if let Some(old) = self.server.replace(server) {
@@ -240,6 +247,7 @@ async fn bind_released(
 /// The webhook listener and the admin one.
 pub struct Listeners {
     state: AppState,
+    limits: Limits,
     webhook: Slot,
     admin: Slot,
 }
@@ -247,7 +255,7 @@ pub struct Listeners {
 impl Listeners {
     /// Listens on `wanted`. What cannot listen (a busy port) is reported by [`Listeners::status`] rather than
     /// failing: the relay still delivers its queue, and the user can pick another port.
-    pub async fn start(state: AppState, wanted: Addresses) -> Self {
+    pub async fn start(state: AppState, limits: Limits, wanted: Addresses) -> Self {
         let slot = |surface, wanted| Slot {
             surface,
             wanted,
@@ -256,6 +264,7 @@ impl Listeners {
         };
         let mut listeners = Self {
             state,
+            limits,
             webhook: slot(Surface::Webhook { with_admin: false }, wanted.webhook),
             admin: slot(Surface::Admin, wanted.admin),
         };
@@ -268,8 +277,14 @@ impl Listeners {
     /// # Errors
     /// An address cannot be listened on; the error names the form field, and that listener has not moved.
     pub async fn move_to(&mut self, wanted: Addresses) -> Result<()> {
-        let webhook = self.webhook.move_to(&self.state, wanted.webhook).await;
-        let admin = self.admin.move_to(&self.state, wanted.admin).await;
+        let webhook = self
+            .webhook
+            .move_to(&self.state, &self.limits, wanted.webhook)
+            .await;
+        let admin = self
+            .admin
+            .move_to(&self.state, &self.limits, wanted.admin)
+            .await;
         webhook.map_err(|e| Error::invalid("webhookPort", e.to_string()))?;
         admin.map_err(|e| Error::invalid("adminPort", e.to_string()))?;
         Ok(())

@@ -243,7 +243,7 @@ pub async fn start(
         tracing::warn!("{warning}");
     }
     let wanted = listeners::initial(state, locks).await?;
-    let listeners = Listeners::start(state.clone(), wanted).await;
+    let listeners = Listeners::start(state.clone(), relay.limits().clone(), wanted).await;
     let preferences = settings::preferences(state).await?;
     Ok(Started {
         relay,

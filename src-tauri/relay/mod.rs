@@ -16,7 +16,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::Serialize;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use self::payload::Payload;
 use crate::config::{self, Secret};
@@ -106,33 +106,73 @@ const MAX_BUDGET: usize = 64 * 1024 * 1024;
 /// What a webhook counts for at least, so that a flood of empty bodies is bounded too.
 const MIN_CHARGE: usize = 1024;
 
-/// Bounds the memory held by webhooks in progress: each one takes its size (from `Content-Length`, or the
-/// maximum) from a budget of [`BODIES_IN_MEMORY`] maximum bodies (at most [`MAX_BUDGET`]) until it is answered.
+/// Bounds the memory held by webhooks in progress: each one takes [`MIN_CHARGE`] when its headers are in, and
+/// then each chunk of its body as it arrives, from a budget of [`BODIES_IN_MEMORY`] maximum bodies (at most
+/// [`MAX_BUDGET`]) until it is answered. Charged by what was received, not by what was declared: a request
+/// that sends nothing holds next to nothing, and one that stops sending is cut off by the request timeout.
 /// When the budget is spent, webhooks are shed with 503 + `Retry-After` instead of queueing without bound.
 #[derive(Debug, Clone)]
 struct Admission {
     budget: Arc<Semaphore>,
     max_body: usize,
+    /// When shedding was last written to the log (at most every few seconds).
+    warned: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
 
 impl Admission {
     fn new(max_body: usize) -> Self {
         let permits = max_body
             .saturating_mul(BODIES_IN_MEMORY)
-            .min(MAX_BUDGET.max(max_body))
+            .min(MAX_BUDGET.max(max_body + MIN_CHARGE))
             .min(Semaphore::MAX_PERMITS);
         Self {
             budget: Arc::new(Semaphore::new(permits)),
             max_body,
+            warned: Arc::default(),
+        }
+    }
+
+    /// Takes `bytes` more from the budget for a request holding `held`.
+    fn charge(&self, held: &mut Option<OwnedSemaphorePermit>, bytes: usize) -> Result<(), Shed> {
+        let n = u32::try_from(bytes).map_err(|_| Shed)?;
+        let more = self
+            .budget
+            .clone()
+            .try_acquire_many_owned(n)
+            .map_err(|_| Shed)?;
+        match held {
+            Some(permit) => permit.merge(more),
+            None => *held = Some(more),
+        }
+        Ok(())
+    }
+
+    /// Logs that webhooks are being shed, at most once every 10 s.
+    fn warn_shed(&self) {
+        let now = std::time::Instant::now();
+        let mut warned = self
+            .warned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if warned.is_none_or(|at| now.duration_since(at) >= std::time::Duration::from_secs(10)) {
+            *warned = Some(now);
+            tracing::warn!(
+                "webhooks shed with 503: the memory budget for webhooks in progress is spent"
+            );
         }
     }
 }
 
+/// The budget for webhooks in progress is spent: the request is shed.
+#[derive(Debug, thiserror::Error)]
+#[error("too many webhooks at once; retry shortly")]
+struct Shed;
+
 /// How long the body of a refused webhook is read (and dropped) at most before the answer is sent.
 const DISCARD_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// axum middleware of `POST /webhook`: refuses a declared body over the limit, admits the request within the
-/// memory budget, or sheds it.
+/// axum middleware of `POST /webhook`: refuses a declared body over the limit, and admits the request within
+/// the memory budget as its body arrives, or sheds it.
 pub async fn admit(State(intake): State<Intake>, request: Request, next: Next) -> Response {
     let (admission, metrics) = (&intake.0.admission, &intake.0.metrics);
     let declared = request
@@ -144,25 +184,60 @@ pub async fn admit(State(intake): State<Intake>, request: Request, next: Next) -
         discard_body(request).await;
         return too_large(admission.max_body).into_response();
     }
-    let size = declared
-        .unwrap_or(admission.max_body)
-        .clamp(MIN_CHARGE, admission.max_body.max(MIN_CHARGE));
-    let permit = u32::try_from(size)
-        .ok()
-        .and_then(|n| admission.budget.clone().try_acquire_many_owned(n).ok());
-    let Some(_permit) = permit else {
+    let mut held = None;
+    if admission.charge(&mut held, MIN_CHARGE).is_err() {
         metrics.webhook(Decision::shed.as_str());
-        tracing::debug!(bytes = size, "webhook shed: too many in progress");
+        admission.warn_shed();
         discard_body(request).await;
-        return Error::Overloaded("too many webhooks at once; retry shortly".into())
-            .into_response();
+        return Error::Overloaded(Shed.to_string()).into_response();
+    }
+    // Each chunk is charged as it arrives; a chunk over the budget ends the body with `Shed`, which the
+    // handler answers as 503. What was charged is given back when the answer has been sent.
+    let held = Arc::new(std::sync::Mutex::new(held));
+    let (parts, body) = request.into_parts();
+    let counted = {
+        use futures_util::StreamExt as _;
+        let (admission, held) = (admission.clone(), held.clone());
+        body.into_data_stream().map(move |chunk| {
+            let chunk = chunk.map_err(axum::BoxError::from)?;
+            let mut held = held
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match admission.charge(&mut held, chunk.len()) {
+                Ok(()) => Ok(chunk),
+                Err(shed) => {
+                    admission.warn_shed();
+                    Err(axum::BoxError::from(shed))
+                }
+            }
+        })
     };
-    next.run(request).await
+    let response = next
+        .run(Request::from_parts(
+            parts,
+            axum::body::Body::from_stream(counted),
+        ))
+        .await;
+    drop(held);
+    response
+}
+
+/// Whether reading the body stopped because the budget was spent (see [`admit`]).
+fn was_shed(rejection: &BytesRejection) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+    while let Some(error) = cause {
+        if error.is::<Shed>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 /// Reads and drops the body of a refused request (nothing is kept) for up to [`DISCARD_TIME`], so that a
-/// sender still writing it reads the answer instead of a reset connection.
-async fn discard_body(request: Request) {
+/// sender still writing it reads the answer instead of a reset connection. The admin API refuses its large
+/// bodies the same way.
+pub async fn discard_body(request: Request) {
     use futures_util::StreamExt as _;
     let mut stream = request.into_body().into_data_stream();
     let drain = async { while let Some(Ok(_)) = stream.next().await {} };
@@ -214,24 +289,29 @@ pub async fn webhook(
 ) -> Result<Json<Receipt>> {
     let body = body.map_err(|rejection| match rejection.status() {
         StatusCode::PAYLOAD_TOO_LARGE => too_large(intake.max_body()),
+        _ if was_shed(&rejection) => Error::Overloaded(Shed.to_string()),
         _ => Error::Invalid {
             field: None,
             message: rejection.body_text(),
         },
     });
-    let result = match body {
-        Ok(body) => accept(&intake, &headers, body).await,
-        Err(err) => Err(err),
+    let body = match body {
+        Ok(body) => body,
+        Err(err) => return intake.counted(Err(err)).map(Json),
     };
-    let decision = match &result {
-        Ok(receipt) => receipt.decision,
-        Err(Error::Unavailable(_)) => Decision::unavailable,
-        Err(Error::Overloaded(_)) => Decision::shed,
-        Err(Error::Unauthorized(_)) => Decision::unsigned,
-        Err(_) => Decision::rejected,
-    };
-    intake.0.metrics.webhook(decision.as_str());
-    result.map(Json)
+    // Once the body is here, storing, logging and counting it finish even if the sender hangs up meanwhile
+    // (which drops this handler): a webhook that is stored is always in the log and the metrics.
+    let task = tokio::spawn({
+        let intake = intake.clone();
+        async move {
+            let result = accept(&intake, &headers, body).await;
+            intake.counted(result)
+        }
+    });
+    match task.await {
+        Ok(result) => result.map(Json),
+        Err(err) => Err(Error::Unavailable(format!("webhook task failed: {err}"))),
+    }
 }
 
 /// Validates, stores and decides; the service behind `POST /webhook`.
@@ -242,14 +322,7 @@ pub async fn webhook(
 /// `Unavailable` when it could not be stored (Chatwoot then shows the message as failed instead of it being
 /// lost silently).
 pub async fn accept(intake: &Intake, headers: &HeaderMap, body: Bytes) -> Result<Receipt> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .map(|ct| ct.to_str().unwrap_or_default());
-    if !content_type.is_some_and(is_json) {
-        return Err(Error::UnsupportedMediaType(
-            "webhooks must be sent as application/json".into(),
-        ));
-    }
+    check_headers(headers)?;
     let payload = payload::parse(&body).map_err(|e| Error::Invalid {
         field: None,
         message: e.to_string(),
@@ -297,6 +370,19 @@ pub async fn accept(intake: &Intake, headers: &HeaderMap, body: Bytes) -> Result
 }
 
 impl Intake {
+    /// Counts what was decided about a webhook, and passes the result on.
+    fn counted(&self, result: Result<Receipt>) -> Result<Receipt> {
+        let decision = match &result {
+            Ok(receipt) => receipt.decision,
+            Err(Error::Unavailable(_)) => Decision::unavailable,
+            Err(Error::Overloaded(_)) => Decision::shed,
+            Err(Error::Unauthorized(_)) => Decision::unsigned,
+            Err(_) => Decision::rejected,
+        };
+        self.0.metrics.webhook(decision.as_str());
+        result
+    }
+
     /// Stores a webhook through the writer; says what was decided and which delivery holds it.
     async fn store(&self, delivery: NewDelivery) -> Result<(Decision, Option<DeliveryId>)> {
         let stored = self.0.writer.ingest(delivery).await.map_err(|e| match e {
@@ -340,6 +426,31 @@ impl Intake {
             .and_then(|route| route.chatwoot_secret.as_deref().map(config::secrets));
         own.unwrap_or_else(|| self.0.chatwoot_secrets.clone())
     }
+}
+
+/// Refuses what is not JSON, and what a Chatgowa relay sent: a route that points back at a relay would make
+/// each webhook come back without end.
+fn check_headers(headers: &HeaderMap) -> Result<()> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .map(|ct| ct.to_str().unwrap_or_default());
+    if !content_type.is_some_and(is_json) {
+        return Err(Error::UnsupportedMediaType(
+            "webhooks must be sent as application/json".into(),
+        ));
+    }
+    if headers.contains_key("x-chatgowa-delivery") {
+        tracing::warn!(
+            "webhook refused: it was sent by a Chatgowa relay (a route points back at a relay)"
+        );
+        return Err(Error::Invalid {
+            field: None,
+            message: "this webhook was sent by a Chatgowa relay (X-Chatgowa-Delivery): a route points back at \
+                      a relay; point it at GoWA"
+                .into(),
+        });
+    }
+    Ok(())
 }
 
 /// `application/json` or `…+json`, parameters allowed.

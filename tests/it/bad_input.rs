@@ -234,13 +234,12 @@ fn cases() -> Vec<Case> {
                 "",
             )
         },
-        // Five bad logins: one fewer than what pauses this address.
+        // Four bad logins: one fewer than what pauses this address.
         login(
             "Basic auth without a colon",
             &format!("Basic {}", b64("adminsecret")),
         ),
         login("Basic auth that is not base64", "Basic !!!***"),
-        login("empty Basic auth", "Basic "),
         login("another scheme", "Bearer abc.def"),
         login(
             "Basic auth of invalid UTF-8",

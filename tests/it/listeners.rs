@@ -91,7 +91,7 @@ fn field_of(err: &Error) -> Option<&'static str> {
 async fn the_webhook_and_the_admin_listen_apart_and_move_without_a_restart() {
     let r = relay().await;
     let first = free_pair();
-    let mut listeners = Listeners::start(r.state.clone(), first).await;
+    let mut listeners = Listeners::start(r.state.clone(), r.relay.limits().clone(), first).await;
     let status = listeners.status();
     assert!(status.webhook_listening && status.admin_listening && status.problem.is_none());
     assert_eq!(r.get(first.webhook, "/healthz").await, Some(200));
@@ -122,7 +122,7 @@ async fn the_webhook_and_the_admin_listen_apart_and_move_without_a_restart() {
 async fn a_busy_port_changes_nothing_and_says_which_port() {
     let r = relay().await;
     let first = free_pair();
-    let mut listeners = Listeners::start(r.state.clone(), first).await;
+    let mut listeners = Listeners::start(r.state.clone(), r.relay.limits().clone(), first).await;
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let busy_addr = busy.local_addr().unwrap();
 
@@ -157,7 +157,7 @@ async fn a_listener_that_could_not_start_is_reported_and_can_move_to_a_free_port
         webhook: busy.local_addr().unwrap(),
         admin: local(free_port()),
     };
-    let mut listeners = Listeners::start(r.state.clone(), wanted).await;
+    let mut listeners = Listeners::start(r.state.clone(), r.relay.limits().clone(), wanted).await;
     let status = listeners.status();
     assert!(!status.webhook_listening && status.admin_listening);
     let problem = status.problem.expect("the busy port is reported");
@@ -188,7 +188,8 @@ async fn the_same_port_moves_to_another_ip() {
         webhook: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port),
         admin: local(free_port()),
     };
-    let mut listeners = Listeners::start(r.state.clone(), everywhere).await;
+    let mut listeners =
+        Listeners::start(r.state.clone(), r.relay.limits().clone(), everywhere).await;
     assert!(listeners.status().webhook_listening);
     let loopback = Addresses {
         webhook: local(port),
@@ -204,7 +205,7 @@ async fn the_same_port_moves_to_another_ip() {
 async fn an_open_event_stream_does_not_hold_up_a_move() {
     let r = relay().await;
     let first = free_pair();
-    let mut listeners = Listeners::start(r.state.clone(), first).await;
+    let mut listeners = Listeners::start(r.state.clone(), r.relay.limits().clone(), first).await;
     let response = r
         .admin(first.admin)
         .request(reqwest::Method::GET, "/admin/events")
@@ -247,7 +248,7 @@ async fn addresses_are_kept_for_the_next_start_unless_the_environment_sets_them(
     );
 
     let chosen = free_pair();
-    let listeners = Listeners::start(r.state.clone(), chosen).await;
+    let listeners = Listeners::start(r.state.clone(), r.relay.limits().clone(), chosen).await;
     listeners.save(&none).await.unwrap();
     assert_eq!(listeners::initial(&r.state, &none).await.unwrap(), chosen);
     assert_eq!(

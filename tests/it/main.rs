@@ -8,6 +8,7 @@ mod bad_input;
 mod browser;
 mod delivery;
 mod desktop;
+mod door;
 mod drift;
 mod e2e;
 mod faults;

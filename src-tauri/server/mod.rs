@@ -1,8 +1,9 @@
 //! The HTTP surface: `POST /webhook`, `GET /healthz`, and the admin API when credentials are configured, and
 //! [`HttpServer`], one listener serving them that can be stopped on its own (the desktop moves its listeners
-//! to another port while the relay keeps running).
+//! to another port while the relay keeps running); [`conn`] serves its connections within limits.
 
-use std::future::IntoFuture as _;
+pub mod conn;
+
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -11,7 +12,6 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt as _;
 use axum::{Extension, Json, Router, middleware};
 use serde::Serialize;
 use tokio::net::TcpListener;
@@ -74,6 +74,7 @@ fn router(state: AppState, surface: Surface, stop: CancellationToken) -> Router 
     };
     router
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(Extension(Stopping(stop)))
         .layer(
             TraceLayer::new_for_http()
@@ -141,24 +142,16 @@ impl HttpServer {
     ///
     /// # Errors
     /// The listener has no local address (it is closed).
-    pub fn spawn(listener: TcpListener, state: &AppState, surface: Surface) -> io::Result<Self> {
+    pub fn spawn(
+        listener: TcpListener,
+        state: &AppState,
+        surface: Surface,
+        limits: &conn::Limits,
+    ) -> io::Result<Self> {
         let addr = listener.local_addr()?;
         let stop = state.shutdown.child_token();
         let app = router(state.clone(), surface, stop.clone());
-        // Answers go out at once instead of waiting for the ACK of the previous segment (Nagle).
-        let listener = listener.tap_io(|tcp| {
-            if let Err(err) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %err, "TCP_NODELAY could not be set");
-            }
-        });
-        let task = tokio::spawn(
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(stop.clone().cancelled_owned())
-            .into_future(),
-        );
+        let task = tokio::spawn(conn::serve(listener, app, stop.clone(), limits.clone()));
         Ok(Self { addr, stop, task })
     }
 
@@ -187,32 +180,21 @@ impl HttpServer {
     }
 }
 
+/// What `/healthz` tells anyone who can reach the port: whether the relay works, and nothing else (its version
+/// and queue are in `/admin/stats` and `/metrics`, behind the login).
 #[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
 pub struct Health {
     pub status: &'static str,
-    pub version: &'static str,
-    /// Deliveries waiting to be sent (queue depth); absent when the database does not answer.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pending: Option<i64>,
 }
 
 /// `GET /healthz`, unauthenticated: 200 when the database answers, 503 otherwise.
 async fn healthz(State(state): State<AppState>) -> Response {
-    let version = env!("CARGO_PKG_VERSION");
     match service::count_pending(&state).await {
-        Ok(pending) => Json(Health {
-            status: "ok",
-            version,
-            pending: Some(pending),
-        })
-        .into_response(),
+        Ok(_) => Json(Health { status: "ok" }).into_response(),
         Err(err) => {
             tracing::error!(error = %err, "health check: database unavailable");
             let body = Health {
                 status: "unavailable",
-                version,
-                pending: None,
             };
             (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
         }
@@ -221,4 +203,12 @@ async fn healthz(State(state): State<AppState>) -> Response {
 
 async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "not found")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this method is not allowed here",
+    )
 }

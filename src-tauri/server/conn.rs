@@ -1,0 +1,245 @@
+//! Serving one listener's connections so that no cheap client can close the door: HTTP/1.1 only (no h2c, so
+//! one TCP connection carries one request at a time), a header-read timeout that also ends idle keep-alive
+//! connections, small header buffers, and caps on open connections, in all and per address.
+//! Must not: know routes or state; it serves whatever router it is given.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tower_service::Service as _;
+
+use crate::metrics::Metrics;
+
+/// A client must send a request's whole header within this, and an idle keep-alive connection is closed
+/// after it. Chatwoot sends at once (and gives up itself after 5 s).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest request header accepted (431 above); Chatwoot's are under 2 KiB.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Connections one address (an IPv6 /64) may hold open at once. Chatwoot sends from a few addresses, each
+/// with at most as many webhooks at once as its Sidekiq has threads.
+pub const CONNECTIONS_PER_ADDRESS: usize = 64;
+/// The most connections open at once when the file-descriptor limit allows more: beyond, a new connection
+/// waits in the kernel's backlog until one closes.
+const MAX_CONNECTIONS: usize = 4096;
+/// Warnings about limits being hit are written at most this often.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// What the listeners of one relay share: the caps, and when each warning was last written.
+#[derive(Clone)]
+pub struct Limits {
+    metrics: Metrics,
+    connections: Arc<Semaphore>,
+    per_address: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    warned: Arc<Mutex<HashMap<&'static str, Instant>>>,
+}
+
+impl Limits {
+    /// Caps open connections at half of what the file-descriptor limit leaves (the database, the log and the
+    /// connections to GoWA need the rest), and at most [`MAX_CONNECTIONS`].
+    pub fn new(fd_limit: u64, metrics: Metrics) -> Self {
+        let half = usize::try_from(fd_limit / 2).unwrap_or(usize::MAX);
+        let max = half.clamp(16, MAX_CONNECTIONS);
+        tracing::info!(
+            open_files = fd_limit,
+            max_connections = max,
+            per_address = CONNECTIONS_PER_ADDRESS,
+            "connection limits"
+        );
+        Self {
+            metrics,
+            connections: Arc::new(Semaphore::new(max)),
+            per_address: Arc::default(),
+            warned: Arc::default(),
+        }
+    }
+
+    /// Counts a connection of `peer`; `None` when that address holds its share already.
+    fn admit(&self, peer: IpAddr) -> Option<AddressSlot> {
+        let key = address_key(peer);
+        let mut open = self
+            .per_address
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let count = open.entry(key).or_insert(0);
+        if *count >= CONNECTIONS_PER_ADDRESS {
+            return None;
+        }
+        *count += 1;
+        Some(AddressSlot {
+            key,
+            open: self.per_address.clone(),
+        })
+    }
+
+    /// Counts that the limit `kind` was hit, and writes `message` at WARN, at most once per [`WARN_EVERY`] for
+    /// each kind.
+    fn warn(&self, kind: &'static str, message: &str) {
+        self.metrics.connection_limit(kind);
+        let now = Instant::now();
+        let mut warned = self.warned.lock().unwrap_or_else(PoisonError::into_inner);
+        if warned
+            .get(kind)
+            .is_none_or(|at| now.duration_since(*at) >= WARN_EVERY)
+        {
+            warned.insert(kind, now);
+            tracing::warn!(limit = kind, "{message}");
+        }
+    }
+}
+
+/// An address's count of open connections, given back when the connection ends.
+struct AddressSlot {
+    key: IpAddr,
+    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// An address as the caps count it: IPv4 as it is, IPv6 by its /64 (which one host usually holds entirely).
+fn address_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        v4 => v4,
+    }
+}
+
+/// Accepts and serves connections until `stop`, then lets the requests in progress end.
+///
+/// # Errors
+/// None so far: a failed accept (e.g. out of file descriptors) is logged and retried.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    stop: CancellationToken,
+    limits: Limits,
+) -> io::Result<()> {
+    let http = http1();
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (tcp, peer, permit) = tokio::select! {
+            () = stop.cancelled() => break,
+            accepted = next_connection(&listener, &limits) => accepted,
+        };
+        let tcp = TokioIo::new(nodelay(tcp));
+        let Some(slot) = limits.admit(peer.ip()) else {
+            limits.warn(
+                "connections_per_address",
+                &format!(
+                    "an address holds {CONNECTIONS_PER_ADDRESS} connections already; its new ones are answered 503"
+                ),
+            );
+            // Answered `503` + `Retry-After` and closed: the sender learns to come back rather than seeing a reset.
+            let service = hyper::service::service_fn(|_: hyper::Request<Incoming>| async {
+                Ok::<_, std::convert::Infallible>(refusal())
+            });
+            let refused = graceful.watch(http.serve_connection(tcp, service));
+            tokio::spawn(async move {
+                let _ = refused.await;
+                drop(permit);
+            });
+            continue;
+        };
+        // The router for this connection, with the peer's address where handlers look for it.
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            let mut app = app.clone();
+            async move { app.call(request.map(axum::body::Body::new)).await }
+        });
+        let connection = graceful.watch(http.serve_connection(tcp, service));
+        tokio::spawn(async move {
+            // A connection that ends with an error (reset, header timeout) needs no more than that.
+            let _ = connection.await;
+            drop((slot, permit));
+        });
+    }
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// HTTP/1.1 with the limits above.
+fn http1() -> hyper::server::conn::http1::Builder {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEADER_BYTES.max(8192))
+        // A sender that hangs up right after its request still has it handled (and stored, logged, counted).
+        .half_close(true)
+        .keep_alive(true);
+    http
+}
+
+/// The next connection, with its slot among all connections. A failed accept (out of file descriptors, say)
+/// is logged and tried again shortly.
+async fn next_connection(
+    listener: &TcpListener,
+    limits: &Limits,
+) -> (TcpStream, std::net::SocketAddr, OwnedSemaphorePermit) {
+    loop {
+        let permit = take_slot(limits).await;
+        match listener.accept().await {
+            Ok((tcp, peer)) => return (tcp, peer, permit),
+            Err(err) => {
+                limits.warn("accept", &format!("cannot accept a connection: {err}"));
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// A slot among all connections; says so (rate-limited) when they are all taken.
+async fn take_slot(limits: &Limits) -> OwnedSemaphorePermit {
+    if let Ok(permit) = limits.connections.clone().try_acquire_owned() {
+        return permit;
+    }
+    limits.warn(
+        "connections",
+        "all connection slots are taken: new connections wait until one closes",
+    );
+    match limits.connections.clone().acquire_owned().await {
+        Ok(permit) => permit,
+        Err(_) => unreachable!("the connection semaphore is never closed"),
+    }
+}
+
+/// The answer to a request over its address's share of connections.
+fn refusal() -> axum::response::Response {
+    let refused = crate::error::Error::Overloaded(
+        "too many connections from this address at once; retry shortly".into(),
+    );
+    let mut response = axum::response::IntoResponse::into_response(refused);
+    response.headers_mut().insert(
+        hyper::header::CONNECTION,
+        hyper::header::HeaderValue::from_static("close"),
+    );
+    response
+}
+
+/// Answers go out at once instead of waiting for the ACK of the previous segment (Nagle).
+fn nodelay(tcp: TcpStream) -> TcpStream {
+    if let Err(err) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %err, "TCP_NODELAY could not be set");
+    }
+    tcp
+}

@@ -1,0 +1,389 @@
+//! The webhook port under attack, against the real binary on loopback: cheap clients from other addresses
+//! (127.0.0.2 and up) try to hold it shut while a real webhook from 127.0.0.1 must still get its 200. Every
+//! test is bounded in connections and time.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpSocket, TcpStream};
+
+use crate::support::{
+    ADMIN_PASS, ADMIN_USER, Admin, Gowa, Server, basic_auth, eventually, free_port, message,
+};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A relay with a route for inbox 7 to a GoWA stand-in.
+async fn relay(dir: &tempfile::TempDir, env: &[(&str, &str)]) -> (Server, Gowa) {
+    let gowa = Gowa::start().await;
+    let server = Server::spawn_logging(dir.path(), free_port(), env);
+    server.wait_healthy().await;
+    server.add_route(7, &gowa.url("/chatwoot/webhook")).await;
+    (server, gowa)
+}
+
+/// A TCP connection to the relay from `from` (any 127.x address is this machine).
+async fn connect_from(from: Ipv4Addr, port: u16) -> std::io::Result<TcpStream> {
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(IpAddr::V4(from), 0))?;
+    socket
+        .connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+        .await
+}
+
+/// The n-th attacking address: 127.0.0.2, 127.0.0.3, …
+fn attacker(n: usize) -> Ipv4Addr {
+    let n = u32::try_from(n).unwrap() + 2;
+    Ipv4Addr::from(0x7f00_0000 | n)
+}
+
+/// Lets this test process hold a thousand sockets.
+fn more_files() {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+}
+
+/// A real webhook from 127.0.0.1 is queued.
+async fn real_webhook_gets_in(server: &Server, seq: usize) {
+    let answer = tokio::time::timeout(WAIT, server.post_webhook(message(7, 1, seq)))
+        .await
+        .expect("the real webhook was answered in time");
+    assert_eq!(answer["queued"], true, "{answer}");
+}
+
+#[tokio::test]
+async fn requests_that_send_no_body_cannot_hold_the_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, gowa) = relay(&dir, &[]).await;
+    // 64 chunked requests whose body never comes, from one address: before, each held a whole maximum body of
+    // the budget, and every real webhook got 503.
+    let mut held = Vec::new();
+    for _ in 0..64 {
+        let mut tcp = connect_from(attacker(0), server.port).await.unwrap();
+        tcp.write_all(
+            b"POST /webhook HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\n\
+              Transfer-Encoding: chunked\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        held.push(tcp);
+    }
+    for seq in 0..5 {
+        real_webhook_gets_in(&server, seq).await;
+    }
+    gowa.wait_for("the real webhooks", WAIT, |r| r.len() == 5)
+        .await;
+    drop(held);
+}
+
+#[tokio::test]
+async fn http2_without_tls_is_not_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _gowa) = relay(&dir, &[]).await;
+    // One h2c connection could carry hundreds of streams (webhooks) at once.
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let refused = h2.get(format!("{}/healthz", server.base())).send().await;
+    assert!(refused.is_err(), "h2c answered: {refused:?}");
+    real_webhook_gets_in(&server, 0).await;
+}
+
+#[tokio::test]
+async fn slow_headers_are_cut_off_and_a_real_webhook_is_answered_meanwhile() {
+    more_files();
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _gowa) = relay(&dir, &[]).await;
+    // 1 000 connections from 20 addresses, each with an unfinished header.
+    let mut slow = Vec::new();
+    for n in 0..1000 {
+        let mut tcp = connect_from(attacker(n % 20), server.port).await.unwrap();
+        tcp.write_all(b"POST /webhook HTTP/1.1\r\nHost: relay\r\nX-Slow: ")
+            .await
+            .unwrap();
+        slow.push(tcp);
+    }
+    real_webhook_gets_in(&server, 0).await;
+    let rss = proc_rss_kib(server.child.id());
+    eprintln!("figure: RSS under 1 000 slow headers: {rss} KiB");
+    assert!(rss < 100 * 1024, "RSS {rss} KiB under 1 000 slow headers");
+    let cut = std::time::Instant::now();
+    // Each is closed once the header-read timeout has passed.
+    for mut tcp in slow {
+        let mut buf = [0u8; 256];
+        let closed = tokio::time::timeout(WAIT, async {
+            loop {
+                match tcp.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {} // an error answer, then the close
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "a slow-header connection was left open");
+    }
+    eprintln!(
+        "figure: last slow-header connection closed {:?} after the check",
+        cut.elapsed()
+    );
+}
+
+fn proc_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_low_file_limit_survives_a_thousand_idle_sockets() {
+    more_files();
+    let dir = tempfile::tempdir().unwrap();
+    let gowa = Gowa::start().await;
+    // As a service manager often starts it: 1 024 open files, and no way up.
+    let server = Server::spawn_after(
+        dir.path(),
+        free_port(),
+        &[("RUST_LOG", "chatgowa_lib=info")],
+        "ulimit -n 1024",
+    );
+    server.wait_healthy().await;
+    server.add_route(7, &gowa.url("/chatwoot/webhook")).await;
+    let mut idle = Vec::new();
+    for n in 0..1000 {
+        // Some may wait in the kernel's backlog: the relay caps its connections below its file limit.
+        if let Ok(tcp) = connect_from(attacker(n % 20), server.port).await {
+            idle.push(tcp);
+        }
+    }
+    let started = std::time::Instant::now();
+    real_webhook_gets_in(&server, 0).await;
+    eprintln!(
+        "figure: {} idle sockets open, real webhook answered in {:?}",
+        idle.len(),
+        started.elapsed()
+    );
+    gowa.wait_for("the real webhook", WAIT, |r| r.len() == 1)
+        .await;
+    drop(idle);
+    assert!(server.healthcheck(), "still healthy");
+    let log = server.stop_and_read_log();
+    assert!(log.contains("all connection slots are taken"), "{log}");
+}
+
+#[tokio::test]
+async fn guesses_from_ten_thousand_addresses_do_not_lock_out_the_admin() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _gowa) = relay(&dir, &[]).await;
+    let wrong = basic_auth(ADMIN_USER, "wrong password");
+    let request = format!(
+        "GET /admin/stats HTTP/1.1\r\nHost: relay\r\nAuthorization: {wrong}\r\nConnection: close\r\n\r\n"
+    );
+    let guesses: Vec<_> = (0..16)
+        .map(|worker| {
+            let request = request.clone();
+            let port = server.port;
+            tokio::spawn(async move {
+                for n in (worker..10_050).step_by(16) {
+                    // 127.1.0.0 and up: one guess per address.
+                    let from = Ipv4Addr::from(0x7f01_0000 | u32::try_from(n).unwrap());
+                    let mut tcp = connect_from(from, port).await.unwrap();
+                    tcp.write_all(request.as_bytes()).await.unwrap();
+                    let mut answer = Vec::new();
+                    tcp.read_to_end(&mut answer).await.unwrap();
+                    assert!(answer.starts_with(b"HTTP/1.1 401"), "guess {n}");
+                }
+            })
+        })
+        .collect();
+    for guess in guesses {
+        guess.await.unwrap();
+    }
+    // The admin, from an address that never failed, gets in with the right password.
+    let admin = format!(
+        "GET /admin/stats HTTP/1.1\r\nHost: relay\r\nAuthorization: {}\r\nConnection: close\r\n\r\n",
+        basic_auth(ADMIN_USER, ADMIN_PASS)
+    );
+    let mut tcp = connect_from(Ipv4Addr::new(127, 200, 0, 1), server.port)
+        .await
+        .unwrap();
+    tcp.write_all(admin.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tcp.read_to_end(&mut answer).await.unwrap();
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+}
+
+#[tokio::test]
+async fn a_route_back_to_the_relay_is_refused_and_so_is_its_own_webhook() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, gowa) = relay(&dir, &[]).await;
+    let admin = Admin::new(server.base());
+    for url in [
+        format!("http://127.0.0.1:{}/webhook", server.port),
+        format!("http://localhost:{}/webhook/", server.port),
+    ] {
+        let (status, body) = admin
+            .post_json(
+                "/admin/routes",
+                serde_json::json!({"inboxId": 8, "webhookUrl": url}),
+            )
+            .await;
+        assert_eq!(status, 400, "{url}: {body}");
+        assert_eq!(body["field"], "webhookUrl");
+    }
+    // A webhook that a relay sent (a loop through another relay, or a route made before this check).
+    let looped = reqwest::Client::new()
+        .post(format!("{}/webhook", server.base()))
+        .header("content-type", "application/json")
+        .header("x-chatgowa-delivery", "12")
+        .body(message(7, 1, 0))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(looped.status(), 400);
+    real_webhook_gets_in(&server, 1).await;
+    gowa.wait_for("only the real one", WAIT, |r| r.len() == 1)
+        .await;
+    assert_eq!(gowa.arrivals(), 1);
+}
+
+#[tokio::test]
+async fn a_sender_that_hangs_up_at_once_is_still_logged_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, gowa) = relay(&dir, &[("RUST_LOG", "chatgowa_lib=info,warn")]).await;
+    const SENT: usize = 20;
+    for seq in 0..SENT {
+        let body = message(7, 2, seq);
+        let mut tcp = TcpStream::connect(("127.0.0.1", server.port))
+            .await
+            .unwrap();
+        let head = format!(
+            "POST /webhook HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        tcp.write_all(head.as_bytes()).await.unwrap();
+        tcp.write_all(&body).await.unwrap();
+        drop(tcp); // gone before the answer
+    }
+    gowa.wait_for("every webhook delivered", WAIT, |r| r.len() == SENT)
+        .await;
+    let metrics = eventually("the metric to count them all", WAIT, || async {
+        let text = Admin::new(server.base())
+            .request(reqwest::Method::GET, "/metrics")
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.contains(&format!(
+            "chatgowa_webhooks_received_total{{decision=\"queued\"}} {SENT}"
+        ))
+        .then_some(text)
+    })
+    .await;
+    assert!(!metrics.is_empty());
+    let log = server.stop_and_read_log();
+    let logged = log
+        .lines()
+        .filter(|l| l.contains("webhook") && l.contains("decision=\"queued\""))
+        .count();
+    assert_eq!(logged, SENT, "{log}");
+}
+
+#[tokio::test]
+async fn every_admin_error_is_json_with_its_status_and_a_stalled_request_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _gowa) = relay(&dir, &[]).await;
+    let admin = Admin::new(server.base());
+    let huge = vec![b' '; 50 * 1024 * 1024];
+    let too_large = admin
+        .request(reqwest::Method::POST, "/admin/routes")
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    let status = too_large.status();
+    let body: serde_json::Value = too_large.json().await.unwrap();
+    assert_eq!(
+        (status.as_u16(), body["code"].as_str()),
+        (413, Some("payload_too_large")),
+        "{body}"
+    );
+    for (method, path, expected) in [
+        (reqwest::Method::GET, "/admin/deliveries/%FF%FE", 404),
+        (reqwest::Method::PATCH, "/admin/routes", 405),
+        (reqwest::Method::GET, "/admin/deliveries?limit=%FF", 400),
+    ] {
+        let response = admin.request(method.clone(), path).send().await.unwrap();
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e})"));
+        assert_eq!(status, expected, "{method} {path}: {body}");
+        assert!(body["error"].is_string(), "{method} {path}: {body}");
+    }
+    // A logged-in request whose body never comes is ended (the relay's attempt timeout is 2 s here, plus 10 s).
+    let mut tcp = TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /admin/routes HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{",
+        server.port,
+        basic_auth(ADMIN_USER, ADMIN_PASS)
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 1024];
+    let n = tokio::time::timeout(WAIT, tcp.read(&mut answer))
+        .await
+        .expect("answered in time")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"code\":\"timeout\""), "{answer}");
+}
+
+#[tokio::test]
+async fn huge_headers_are_refused_and_memory_stays_bounded() {
+    more_files();
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _gowa) = relay(&dir, &[]).await;
+    // 400 connections from 20 addresses, each pushing an unfinished header of 400 KB.
+    let header = format!(
+        "POST /webhook HTTP/1.1\r\nHost: relay\r\nX-Huge: {}",
+        "a".repeat(400 * 1024)
+    );
+    let pushes: Vec<_> = (0..400)
+        .map(|n| {
+            let (header, port) = (header.clone(), server.port);
+            tokio::spawn(async move {
+                let mut tcp = connect_from(attacker(n % 20), port).await.unwrap();
+                // The relay answers 431 and closes after its header limit; the rest cannot be written.
+                let _ = tcp.write_all(header.as_bytes()).await;
+                let mut answer = Vec::new();
+                let _ = tokio::time::timeout(WAIT, tcp.read_to_end(&mut answer)).await;
+                answer
+            })
+        })
+        .collect();
+    let mut refused = 0;
+    for push in pushes {
+        let answer = push.await.unwrap();
+        refused += usize::from(answer.starts_with(b"HTTP/1.1 431"));
+    }
+    assert!(refused > 0, "no 431 seen");
+    let rss = proc_rss_kib(server.child.id());
+    eprintln!("figure: RSS after 400 huge headers: {rss} KiB, {refused} answered 431");
+    assert!(rss < 100 * 1024, "RSS {rss} KiB after 400 huge headers");
+    real_webhook_gets_in(&server, 0).await;
+}
