@@ -258,6 +258,9 @@ pub struct TestResult {
     pub latency_ms: u64,
     pub error: Option<String>,
     pub response_snippet: Option<String>,
+    /// The route points at this machine, a link-local or a cloud metadata address: the answer shown may be
+    /// another service's, not GoWA's.
+    pub internal_target: bool,
 }
 
 /// Body of `POST /admin/routes` and `PUT /admin/routes/:id`. Fields stay raw JSON so that validation can say

@@ -131,6 +131,7 @@ pub async fn test_route(state: &AppState, id: RouteId) -> Result<dto::TestResult
         latency_ms: u64::try_from(result.duration.as_millis()).unwrap_or(u64::MAX),
         error: result.error,
         response_snippet: result.snippet,
+        internal_target: is_internal(&target),
     })
 }
 
@@ -443,6 +444,25 @@ fn webhook_url(v: &Value) -> Result<String> {
 }
 
 /// A trimmed string of at most `max` characters; `null` or empty means none.
+/// Whether a route's URL is this machine (loopback, `localhost`), link-local, or a cloud metadata address.
+fn is_internal(target: &Target) -> bool {
+    match target.url().host() {
+        Some(url::Host::Domain(name)) => {
+            name.eq_ignore_ascii_case("localhost")
+                || name.to_ascii_lowercase().ends_with(".localhost")
+        }
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback() || ip.is_link_local() || ip.is_unspecified(),
+        Some(url::Host::Ipv6(ip)) => {
+            ip.is_loopback()
+                || ip.is_unspecified()
+                || ip.is_unicast_link_local()
+                // AWS's metadata service over IPv6.
+                || ip == std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
+        }
+        None => false,
+    }
+}
+
 /// The Unicode controls that reorder text (U+202A–U+202E, U+2066–U+2069): a name with them could show in the
 /// panel as something it is not.
 fn is_bidi_control(c: char) -> bool {
@@ -602,6 +622,22 @@ mod tests {
             ),
             Some("webhookUrl")
         );
+    }
+
+    #[test]
+    fn internal_targets_are_recognised() {
+        for (url, internal) in [
+            ("http://127.0.0.1:3000/chatwoot/webhook", true),
+            ("http://localhost:3000/x", true),
+            ("http://169.254.169.254/latest/meta-data", true),
+            ("http://[::1]:3000/x", true),
+            ("http://[fd00:ec2::254]/x", true),
+            ("http://gowa:3000/chatwoot/webhook", false),
+            ("http://192.168.1.20:3000/chatwoot/webhook", false),
+            ("https://gowa.example.com/chatwoot/webhook", false),
+        ] {
+            assert_eq!(is_internal(&Target::parse(url).unwrap()), internal, "{url}");
+        }
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// Connections one address (an IPv6 /64) may hold open at once. Chatwoot sends from a few addresses, each
 /// with at most as many webhooks at once as its Sidekiq has threads.
-pub const CONNECTIONS_PER_ADDRESS: usize = 64;
+pub const CONNECTIONS_PER_ADDRESS: usize = 128;
 /// The most connections open at once when the file-descriptor limit allows more: beyond, a new connection
 /// waits in the kernel's backlog until one closes.
 const MAX_CONNECTIONS: usize = 4096;

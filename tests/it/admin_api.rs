@@ -501,6 +501,10 @@ async fn testing_a_route_reports_what_gowa_answered() {
         (Some(true), Some(200))
     );
     assert!(result["latencyMs"].as_u64().is_some());
+    assert_eq!(
+        result["internalTarget"], true,
+        "the stand-in is on loopback: the panel says so"
+    );
     let sent = &gowa.received()[0];
     assert_eq!(sent.json()["event"], "chatgowa_test");
     let expected = chatgowa_lib::delivery::gowa::hub_signature("gowa-shared-secret", &sent.body);

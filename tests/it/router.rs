@@ -338,7 +338,7 @@ async fn webhook_answers() {
 }
 
 #[tokio::test]
-async fn healthz_reports_version_and_queue_depth() {
+async fn healthz_tells_an_outsider_only_that_it_works() {
     let relay = TestRelay::start(|_| {}).await;
     let (status, body, _) = call(
         &relay,
@@ -346,8 +346,10 @@ async fn healthz_reports_version_and_queue_depth() {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body["status"], "ok");
-    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
-    assert_eq!(body["pending"], 0);
+    assert_eq!(
+        body,
+        serde_json::json!({"status": "ok"}),
+        "no version, no queue"
+    );
     relay.stop().await;
 }

@@ -115,6 +115,8 @@ const en = {
   "routes.testOk": "GoWA answered {status} in {ms} ms.",
   "routes.testFailedStatus": "GoWA answered {status} in {ms} ms: {error}",
   "routes.testFailed": "No answer after {ms} ms: {error}",
+  "routes.testInternal":
+    "This URL is on this machine or a link-local/metadata address: check that it is GoWA, not another service.",
   "deliveries.title": "Deliveries",
   "deliveries.filterStatus": "Status",
   "deliveries.filterRoute": "Route",
@@ -283,6 +285,8 @@ const id = {
   "routes.testOk": "GoWA menjawab {status} dalam {ms} md.",
   "routes.testFailedStatus": "GoWA menjawab {status} dalam {ms} md: {error}",
   "routes.testFailed": "Tidak ada jawaban setelah {ms} md: {error}",
+  "routes.testInternal":
+    "URL ini ada di komputer ini atau alamat link-local/metadata: pastikan itu GoWA, bukan layanan lain.",
   "deliveries.title": "Pengiriman",
   "deliveries.filterStatus": "Status",
   "deliveries.filterRoute": "Rute",

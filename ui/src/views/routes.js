@@ -71,9 +71,12 @@ export function render(main, params) {
   }
 
   function describe(r) {
-    if (r.ok) return t("routes.testOk", { status: r.statusCode, ms: r.latencyMs });
-    if (r.statusCode) return t("routes.testFailedStatus", { status: r.statusCode, ms: r.latencyMs, error: r.error ?? "" });
-    return t("routes.testFailed", { ms: r.latencyMs, error: r.error ?? "" });
+    const note = r.internalTarget ? ` ${t("routes.testInternal")}` : "";
+    if (r.ok) return t("routes.testOk", { status: r.statusCode, ms: r.latencyMs }) + note;
+    if (r.statusCode) {
+      return t("routes.testFailedStatus", { status: r.statusCode, ms: r.latencyMs, error: r.error ?? "" }) + note;
+    }
+    return t("routes.testFailed", { ms: r.latencyMs, error: r.error ?? "" }) + note;
   }
 
   async function test(route, button) {
