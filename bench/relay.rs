@@ -530,7 +530,9 @@ async fn main() {
             .unwrap();
         assert_eq!(r.status(), 201);
     }
-    tokio::time::sleep(Duration::from_secs(2)).await; // let it settle before reading idle figures
+    // Let it settle before reading idle figures: the relay closes idle keep-alive connections (ours included)
+    // after 5 s, and idle means none is open.
+    tokio::time::sleep(Duration::from_secs(6)).await;
     let idle_kib = proc_field(&format!("/proc/{pid}/status"), "VmRSS");
     let w0 = wakeups(pid);
     tokio::time::sleep(Duration::from_secs(5)).await;
