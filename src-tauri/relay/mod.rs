@@ -191,27 +191,12 @@ pub async fn admit(State(intake): State<Intake>, request: Request, next: Next) -
         discard_body(request).await;
         return Error::Overloaded(Shed.to_string()).into_response();
     }
-    // Each chunk is charged as it arrives; a chunk over the budget ends the body with `Shed`, which the
-    // handler answers as 503. What was charged is given back when the answer has been sent.
+    // Each chunk is charged as it arrives. Past the budget the rest of the body is read and dropped (so that the
+    // sender, still writing, reads the answer), and the body then ends with `Shed`, which the handler answers
+    // as 503. What was charged is given back when the answer has been sent.
     let held = Arc::new(std::sync::Mutex::new(held));
     let (parts, body) = request.into_parts();
-    let counted = {
-        use futures_util::StreamExt as _;
-        let (admission, held) = (admission.clone(), held.clone());
-        body.into_data_stream().map(move |chunk| {
-            let chunk = chunk.map_err(axum::BoxError::from)?;
-            let mut held = held
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            match admission.charge(&mut held, chunk.len()) {
-                Ok(()) => Ok(chunk),
-                Err(shed) => {
-                    admission.warn_shed();
-                    Err(axum::BoxError::from(shed))
-                }
-            }
-        })
-    };
+    let counted = charged(body, admission.clone(), held.clone());
     let response = next
         .run(Request::from_parts(
             parts,
@@ -220,6 +205,44 @@ pub async fn admit(State(intake): State<Intake>, request: Request, next: Next) -
         .await;
     drop(held);
     response
+}
+
+/// `body`, each chunk charged to the budget as it arrives (see [`admit`]).
+fn charged(
+    body: axum::body::Body,
+    admission: Admission,
+    held: Arc<std::sync::Mutex<Option<OwnedSemaphorePermit>>>,
+) -> impl futures_util::Stream<Item = std::result::Result<Bytes, axum::BoxError>> + Send + 'static {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use futures_util::StreamExt as _;
+    let shed = Arc::new(AtomicBool::new(false));
+    let over = shed.clone();
+    let chunks = body.into_data_stream().filter_map(move |chunk| {
+        let item = match chunk {
+            Err(err) => Some(Err(axum::BoxError::from(err))),
+            Ok(_) if shed.load(Ordering::Relaxed) => None,
+            Ok(chunk) => {
+                let mut held = held
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if admission.charge(&mut held, chunk.len()).is_ok() {
+                    Some(Ok(chunk))
+                } else {
+                    admission.warn_shed();
+                    shed.store(true, Ordering::Relaxed);
+                    None
+                }
+            }
+        };
+        std::future::ready(item)
+    });
+    let end = futures_util::stream::once(async move {
+        over.load(Ordering::Relaxed)
+            .then(|| Err(axum::BoxError::from(Shed)))
+    })
+    .filter_map(std::future::ready);
+    chunks.chain(end)
 }
 
 /// Whether reading the body stopped because the budget was spent (see [`admit`]).

@@ -150,7 +150,8 @@ pub async fn serve(
                 ),
             );
             // Answered `503` + `Retry-After` and closed: the sender learns to come back rather than seeing a reset.
-            let service = hyper::service::service_fn(|_: hyper::Request<Incoming>| async {
+            let service = hyper::service::service_fn(|request: hyper::Request<Incoming>| async {
+                discard(request).await;
                 Ok::<_, std::convert::Infallible>(refusal())
             });
             let refused = graceful.watch(http.serve_connection(tcp, service));
@@ -221,6 +222,15 @@ async fn take_slot(limits: &Limits) -> OwnedSemaphorePermit {
         Ok(permit) => permit,
         Err(_) => unreachable!("the connection semaphore is never closed"),
     }
+}
+
+/// Reads and drops a refused request's body for up to 2 s, so that a sender still writing it reads the answer
+/// instead of a reset connection.
+async fn discard(request: hyper::Request<Incoming>) {
+    use futures_util::StreamExt as _;
+    let mut body = axum::body::Body::new(request.into_body()).into_data_stream();
+    let drain = async { while let Some(Ok(_)) = body.next().await {} };
+    let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
 }
 
 /// The answer to a request over its address's share of connections.
