@@ -78,6 +78,10 @@ pub struct Settings {
     /// the container).
     #[arg(long, env = "CHATGOWA_ALLOW_EPHEMERAL_DB", global = true)]
     pub allow_ephemeral_db: Option<String>,
+    /// Addresses the admin panel is opened by under a name (`https://relay.example.com`, comma-separated):
+    /// changes are accepted from pages there too, besides IP addresses and localhost.
+    #[arg(long, env = "CHATGOWA_ADMIN_ORIGINS", global = true)]
+    pub admin_origins: Option<String>,
     /// How long a new reply waits for an earlier one that Chatwoot sent late (`2s`; `0` sends at once).
     #[arg(long, env = "CHATGOWA_REORDER_WINDOW", global = true)]
     pub reorder_window: Option<String>,
@@ -148,6 +152,10 @@ pub struct Config {
     pub database_path: PathBuf,
     /// `None`: the admin API is not served at all.
     pub admin: Option<AdminCredentials>,
+    /// Origins (`scheme://host[:port]`) besides IP addresses and localhost whose pages may change things
+    /// through the admin API: the names the panel is opened by. A name not listed could be an attacker's
+    /// that resolves to this machine (DNS rebinding).
+    pub admin_origins: Vec<String>,
     pub fetch_timeout: Duration,
     /// Delay before attempt n+1 is `retry_schedule[n-1]`; the last step repeats until `max_age`.
     pub retry_schedule: Vec<Duration>,
@@ -198,6 +206,12 @@ impl Config {
             admin_bind,
             database_path,
             admin,
+            admin_origins: parse_or(
+                &s.admin_origins,
+                "CHATGOWA_ADMIN_ORIGINS",
+                Vec::new(),
+                parse_origins,
+            )?,
             fetch_timeout,
             retry_schedule,
             reorder_window,
@@ -398,6 +412,24 @@ pub fn secrets(v: &str) -> Vec<Secret<String>> {
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(|s| Secret::new(s.to_owned()))
+        .collect()
+}
+
+/// A comma-separated list of `http(s)://host[:port]`, each as browsers send it in `Origin`.
+fn parse_origins(v: &str) -> Result<Vec<String>, String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(|o| {
+            let url = url::Url::parse(o).map_err(|e| format!("{o:?}: {e}"))?;
+            let bare = matches!(url.path(), "" | "/") && url.query().is_none();
+            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() || !bare {
+                return Err(format!(
+                    "{o:?}: expected an address such as https://relay.example.com or http://office-pc:3001"
+                ));
+            }
+            Ok(url.origin().ascii_serialization())
+        })
         .collect()
 }
 
@@ -703,7 +735,7 @@ mod tests {
         proptest! {
             #[test]
             fn any_settings_give_a_config_or_an_error_naming_a_known_variable(
-                fields in prop::collection::vec(typed(), 16)
+                fields in prop::collection::vec(typed(), 17)
             ) {
                 let mut f = fields.into_iter();
                 let mut next = || f.next().flatten();
@@ -723,6 +755,7 @@ mod tests {
                     log_format: next(),
                     allow_ephemeral_db: next(),
                     reorder_window: next(),
+                    admin_origins: next(),
                     chatwoot_secret: next(),
                 };
                 match Config::from_settings(&s, IpAddr::from([127, 0, 0, 1])) {

@@ -39,11 +39,12 @@ pub async fn require_admin(
 }
 
 async fn guard(state: &AppState, request: Request, next: Next) -> Response {
-    if !is_safe(request.method()) && !same_origin(request.headers()) {
+    if !is_safe(request.method()) && !same_origin(request.headers(), &state.config.admin_origins) {
         return ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
-            "changes must come from the admin panel's own address (Origin refused)",
+            "changes must come from the admin panel's own address (Origin refused); if you open the panel \
+             by a name, add that address to CHATGOWA_ADMIN_ORIGINS",
         )
         .into_response();
     }
@@ -107,9 +108,11 @@ fn is_safe(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-/// No `Origin` (not a browser page, e.g. curl), or the origin the request was sent to. Browsers send `Origin`
-/// on every cross-site POST/PUT/DELETE, so a page elsewhere cannot drive the admin API with the stored login.
-fn same_origin(headers: &HeaderMap) -> bool {
+/// No `Origin` (not a browser page, e.g. curl), or the origin the request was sent to (its `Host`), reached by
+/// an IP address or `localhost`, or one of `allowed` (the names the panel is opened by). Browsers send `Origin`
+/// on every cross-site POST/PUT/DELETE, so a page elsewhere cannot drive the admin API with the stored login;
+/// and a page under a name that an attacker points at this machine (DNS rebinding) is refused too.
+fn same_origin(headers: &HeaderMap, allowed: &[String]) -> bool {
     let text = |name| headers.get(name).map(|v| v.to_str().unwrap_or_default());
     if text(header::HeaderName::from_static("sec-fetch-site")) == Some("cross-site") {
         return false;
@@ -117,15 +120,24 @@ fn same_origin(headers: &HeaderMap) -> bool {
     let Some(origin) = text(header::ORIGIN) else {
         return true;
     };
+    let Ok(origin) = url::Url::parse(origin) else {
+        return false;
+    };
+    if allowed.contains(&origin.origin().ascii_serialization()) {
+        return true;
+    }
     let host = text(header::HOST).unwrap_or_default();
-    url::Url::parse(origin).is_ok_and(|origin| {
-        let authority = match (origin.host_str(), origin.port()) {
-            (Some(h), Some(p)) => format!("{h}:{p}"),
-            (Some(h), None) => h.to_owned(),
-            (None, _) => return false,
-        };
-        authority.eq_ignore_ascii_case(host)
-    })
+    let authority = match (origin.host(), origin.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_string(),
+        (None, _) => return false,
+    };
+    let by_address = match origin.host() {
+        Some(url::Host::Ipv4(_) | url::Host::Ipv6(_)) => true,
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    by_address && authority.eq_ignore_ascii_case(host)
 }
 
 #[cfg(test)]
@@ -141,15 +153,29 @@ mod tests {
             }
             h
         };
-        assert!(same_origin(&headers(&[("host", "127.0.0.1:3001")])));
-        assert!(same_origin(&headers(&[
-            ("host", "127.0.0.1:3001"),
-            ("origin", "http://127.0.0.1:3001")
-        ])));
-        assert!(same_origin(&headers(&[
+        let none: &[String] = &[];
+        assert!(same_origin(&headers(&[("host", "127.0.0.1:3001")]), none));
+        for (host, origin) in [
+            ("127.0.0.1:3001", "http://127.0.0.1:3001"),
+            ("localhost:3001", "http://localhost:3001"),
+            ("[::1]:3001", "http://[::1]:3001"),
+            ("192.168.1.5:3000", "http://192.168.1.5:3000"),
+        ] {
+            assert!(
+                same_origin(&headers(&[("host", host), ("origin", origin)]), none),
+                "{origin}"
+            );
+        }
+        // A name is someone's DNS: it must be one the panel is opened by.
+        let named = headers(&[
             ("host", "relay.example.com"),
-            ("origin", "https://relay.example.com")
-        ])));
+            ("origin", "https://relay.example.com"),
+        ]);
+        assert!(!same_origin(&named, none), "DNS rebinding");
+        assert!(same_origin(
+            &named,
+            &["https://relay.example.com".to_owned()]
+        ));
         for bad in [
             &[
                 ("host", "127.0.0.1:3001"),
@@ -162,7 +188,7 @@ mod tests {
             &[("host", "127.0.0.1:3001"), ("origin", "null")],
             &[("host", "127.0.0.1:3001"), ("sec-fetch-site", "cross-site")],
         ] {
-            assert!(!same_origin(&headers(bad)), "{bad:?}");
+            assert!(!same_origin(&headers(bad), none), "{bad:?}");
         }
     }
 }

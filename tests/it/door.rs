@@ -387,3 +387,46 @@ async fn huge_headers_are_refused_and_memory_stays_bounded() {
     assert!(rss < 100 * 1024, "RSS {rss} KiB after 400 huge headers");
     real_webhook_gets_in(&server, 0).await;
 }
+
+#[tokio::test]
+async fn a_page_under_a_name_pointed_at_the_relay_cannot_change_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let allowed = "https://relay.example.com";
+    let (server, _gowa) = relay(&dir, &[("CHATGOWA_ADMIN_ORIGINS", allowed)]).await;
+    let admin = Admin::new(server.base());
+    let create = |host: String, origin: String| {
+        admin
+            .request(reqwest::Method::POST, "/admin/routes")
+            .header("host", host)
+            .header("origin", origin)
+            .json(&serde_json::json!({"inboxId": 9, "webhookUrl": "http://gowa:3000/chatwoot/webhook"}))
+            .send()
+    };
+    // DNS rebinding: the attacker's name resolves to this machine, and its page sends the same Host and Origin.
+    let rebound = format!("evil.example:{}", server.port);
+    let answer = create(rebound.clone(), format!("http://{rebound}"))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 403);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("CHATGOWA_ADMIN_ORIGINS"),
+        "{body}"
+    );
+    // The name the panel is opened by, as configured, and the panel by its IP address.
+    let answer = create("relay.example.com".into(), allowed.into())
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 201);
+    let by_ip = format!("127.0.0.1:{}", server.port);
+    let answer = admin
+        .request(reqwest::Method::DELETE, "/admin/routes/2")
+        .header("origin", format!("http://{by_ip}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200, "by IP address, no setting needed");
+}

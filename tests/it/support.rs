@@ -168,6 +168,7 @@ pub fn test_config(database_path: PathBuf) -> Config {
         admin_bind: None,
         database_path,
         admin: Some(AdminCredentials::new(ADMIN_USER, ADMIN_PASS)),
+        admin_origins: Vec::new(),
         fetch_timeout: Duration::from_secs(2),
         retry_schedule: vec![Duration::from_millis(20)],
         // Tests of the reorder window set their own.
