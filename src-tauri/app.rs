@@ -12,7 +12,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{self, Config, Settings};
+use crate::admin::settings;
+use crate::config::{Config, Settings};
 use crate::delivery::{self, DeliveryConfig, Dispatcher};
 use crate::events::{Events, UiEvent};
 use crate::login::Throttle;
@@ -60,6 +61,7 @@ impl App {
             abort: CancellationToken::new(),
         };
         let metrics = Metrics::default();
+        let limits = Limits::new(open_files_limit(), metrics.clone());
         let dispatcher = lanes(&config, &pool, &writer, lifecycle.clone(), &metrics)?;
         let events = Events::default();
         let pruner = retention::Waker::default();
@@ -80,26 +82,15 @@ impl App {
             .run(shutdown.clone()),
         );
         tracing::info!(pending, database = %config.database_path.display(), "relay started");
-        let intake = Intake::new(
-            writer.clone(),
-            dispatcher.clone(),
-            metrics.clone(),
-            config.max_body,
-            config.chatwoot_secrets.clone(),
-        );
-        let metrics_for_limits = metrics.clone();
-        let state = AppState::new(Shared {
-            admin: std::sync::RwLock::new(config.admin.clone()),
+        let state = shared(
             config,
             pool,
             writer,
             dispatcher,
             events,
             metrics,
-            intake,
-            logins: Throttle::default(),
-            shutdown: shutdown.clone(),
-        });
+            shutdown.clone(),
+        );
         Ok(Self {
             state,
             _lock: lock,
@@ -107,7 +98,7 @@ impl App {
             shutdown,
             abort: lifecycle.abort,
             writer: writer_thread,
-            limits: Limits::new(open_files_limit(), metrics_for_limits),
+            limits,
         })
     }
 
@@ -129,7 +120,7 @@ impl App {
         listener: TcpListener,
         admin: Option<TcpListener>,
     ) -> anyhow::Result<()> {
-        let with_admin = admin.is_none() && self.state.config.admin.is_some();
+        let with_admin = admin.is_none();
         let mut servers = vec![HttpServer::spawn(
             listener,
             &self.state,
@@ -209,6 +200,15 @@ fn open_files_limit() -> u64 {
     8192
 }
 
+/// `host:port` a browser on this machine reaches `addr` by.
+fn panel_host(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("localhost:{}", addr.port())
+    } else {
+        addr.to_string()
+    }
+}
+
 /// Opens (creating and migrating) the database, and takes over the TypeScript version's routes once.
 async fn open_database(config: &Config) -> anyhow::Result<SqlitePool> {
     let pool = store::connect(&config.database_path)
@@ -225,6 +225,38 @@ async fn open_database(config: &Config) -> anyhow::Result<SqlitePool> {
         );
     }
     Ok(pool)
+}
+
+/// What handlers, commands and tasks share, with `POST /webhook`'s part of it.
+fn shared(
+    config: Config,
+    pool: SqlitePool,
+    writer: Writer,
+    dispatcher: Dispatcher,
+    events: Events,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) -> AppState {
+    let intake = Intake::new(
+        writer.clone(),
+        dispatcher.clone(),
+        metrics.clone(),
+        config.max_body,
+        config.chatwoot_secrets.clone(),
+    );
+    AppState::new(Shared {
+        admin: std::sync::RwLock::new(config.admin.clone()),
+        config,
+        pool,
+        writer,
+        dispatcher,
+        events,
+        metrics,
+        intake,
+        logins: Throttle::default(),
+        setup_token: std::sync::RwLock::new(None),
+        shutdown,
+    })
 }
 
 /// The delivery lanes (not started until deliveries are put in them), with their own HTTP client.
@@ -289,9 +321,6 @@ pub fn run_headless(settings: &Settings) -> anyhow::Result<()> {
     for warning in config.warnings(std::env::vars().map(|(k, _)| k)) {
         tracing::warn!("{warning}");
     }
-    if config.admin.is_none() {
-        tracing::warn!("{}", config::ADMIN_DISABLED_WARNING);
-    }
     container::check_database_volume(&config.database_path, config.allow_ephemeral_db)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -305,7 +334,7 @@ async fn serve_until_signal(config: Config) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     let addr = SocketAddr::new(config.bind, config.port);
     let listener = server::bind(addr).await?;
-    let admin = match config.admin_bind.filter(|_| config.admin.is_some()) {
+    let admin = match config.admin_bind {
         Some(addr) => Some(server::bind(addr).await.context("CHATGOWA_ADMIN_BIND")?),
         None => None,
     };
@@ -313,6 +342,15 @@ async fn serve_until_signal(config: Config) -> anyhow::Result<()> {
     tracing::info!(address = %listener.local_addr()?, "listening");
     if let Some(admin) = &admin {
         tracing::info!(address = %admin.local_addr()?, "admin API and panel listening");
+    }
+    let panel = admin.as_ref().unwrap_or(&listener).local_addr()?;
+    if let Some(token) = settings::open_setup(app.state()).await? {
+        // The one secret that may be logged: once, and useless once used or after a restart.
+        tracing::warn!(
+            "no admin password yet: open http://{}/admin/#/setup?token={token} to choose one (the link works once, \
+             until the relay restarts; or set BASIC_AUTH_PASS)",
+            panel_host(panel)
+        );
     }
     tokio::spawn(async move {
         shutdown::signal().await;

@@ -273,10 +273,6 @@ impl Config {
     }
 }
 
-/// What the headless relay logs when no admin password is set (the desktop app generates one instead).
-pub const ADMIN_DISABLED_WARNING: &str = "the admin API is disabled because no admin password is set: \
-     set BASIC_AUTH_PASS (in the environment or in .env) to a strong password and restart";
-
 /// Every environment variable that [`Settings`] reads, from its clap definition.
 pub fn known_variables() -> Vec<String> {
     Settings::augment_args(clap::Command::new("chatgowa"))

@@ -102,6 +102,11 @@ impl Throttle {
     }
 }
 
+/// Whether two texts are equal, compared in constant time (over their digests, so not even the length leaks).
+pub fn same_text(a: &str, b: &str) -> bool {
+    digest(a.as_bytes()).ct_eq(&digest(b.as_bytes())).into()
+}
+
 /// Checks an `Authorization` header value against the credentials.
 pub fn check(admin: &AdminCredentials, header_value: &str) -> bool {
     let Some((scheme, encoded)) = header_value.trim().split_once(' ') else {

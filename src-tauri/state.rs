@@ -53,6 +53,8 @@ pub struct Shared {
     pub intake: Intake,
     /// Failed admin logins per address.
     pub logins: Throttle,
+    /// While no admin password exists (headless, first run): the one-time token of the setup link.
+    pub setup_token: RwLock<Option<crate::config::Secret<String>>>,
     /// Cancelled when the relay stops; long-lived responses (the event stream) end with it.
     pub shutdown: tokio_util::sync::CancellationToken,
 }

@@ -8,10 +8,11 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use super::settings;
 use crate::error::ApiError;
 use crate::login;
 use crate::state::AppState;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -47,6 +48,9 @@ async fn guard(state: &AppState, request: Request, next: Next) -> Response {
              by a name, add that address to CHATGOWA_ADMIN_ORIGINS",
         )
         .into_response();
+    }
+    if settings::in_setup(state) {
+        return setup_state(request, next).await;
     }
     let peer = request
         .extensions()
@@ -88,6 +92,27 @@ async fn guard(state: &AppState, request: Request, next: Next) -> Response {
         HeaderValue::from_static(r#"Basic realm="Chatgowa Admin", charset="UTF-8""#),
     );
     response
+}
+
+/// While no admin password exists, only the panel's files and the setup link answer (without a login prompt,
+/// which the admin could not answer yet).
+async fn setup_state(request: Request, next: Next) -> Response {
+    let path = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str);
+    if matches!(
+        path,
+        Some("/admin" | "/admin/" | "/admin/{*path}" | "/admin/setup")
+    ) {
+        return next.run(request).await;
+    }
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "setup_required",
+        "no admin password yet: open the setup link that the relay wrote to its log (or set BASIC_AUTH_PASS)",
+    )
+    .into_response()
 }
 
 fn too_many(wait: Duration) -> Response {

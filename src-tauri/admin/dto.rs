@@ -303,3 +303,12 @@ pub struct RouteBody {
 pub struct SuccessBody {
     pub success: bool,
 }
+
+/// Body of `POST /admin/setup`: the setup link's token and the first admin password (no `Debug`: both are
+/// secrets).
+#[derive(Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SetupInput {
+    pub token: String,
+    pub password: String,
+}

@@ -18,9 +18,9 @@ use tokio_stream::wrappers::BroadcastStream;
 
 use super::dto::{
     DeliveriesBody, DeliveryBody, DeliveryQuery, RetriedBody, RouteBody, RouteInput, RoutesBody,
-    Stats, SuccessBody, TestResult, UnroutedBody,
+    SetupInput, Stats, SuccessBody, TestResult, UnroutedBody,
 };
-use super::{auth, panel, service};
+use super::{auth, panel, service, settings};
 use crate::error::{ApiError, Error, Result};
 use crate::events::UiEvent;
 use crate::ids::{DeliveryId, RouteId};
@@ -45,6 +45,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/admin/deliveries/{id}/retry", post(retry_delivery))
         .route("/admin/unrouted", get(list_unrouted))
         .route("/admin/stats", get(stats))
+        .route("/admin/setup", post(setup))
         .route("/admin/events", get(events))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(
@@ -166,6 +167,16 @@ pub async fn discard_delivery(
 
 pub async fn list_unrouted(State(state): State<AppState>) -> Result<Json<UnroutedBody>> {
     service::list_unrouted(&state).await.map(Json)
+}
+
+/// `POST /admin/setup`: the first admin password, through the setup link (headless first run only).
+pub async fn setup(
+    State(state): State<AppState>,
+    JsonBody(input): JsonBody<SetupInput>,
+) -> Result<Json<SuccessBody>> {
+    settings::complete_setup(&state, &input.token, &input.password)
+        .await
+        .map(Json)
 }
 
 pub async fn stats(State(state): State<AppState>) -> Result<Json<Stats>> {

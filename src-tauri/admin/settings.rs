@@ -1,12 +1,13 @@
-//! Use-cases of the app's own settings, kept in the database: the generated browser-panel password, the
-//! language, notifications, the listen addresses chosen in the app, and pausing deliveries. The desktop calls
-//! them; they know nothing of Tauri.
+//! Use-cases of the app's own settings, kept in the database: the first admin password (the headless setup
+//! link) and the desktop's generated one, the language, notifications, the listen addresses chosen in the app,
+//! and pausing deliveries. They know nothing of transports.
 
 use std::net::SocketAddr;
 use std::sync::PoisonError;
 
-use crate::config::{AdminCredentials, DEFAULT_ADMIN_USER};
-use crate::error::Result;
+use super::dto;
+use crate::config::{AdminCredentials, DEFAULT_ADMIN_USER, Secret};
+use crate::error::{Error, Result};
 use crate::login;
 use crate::state::AppState;
 use crate::store::settings;
@@ -45,12 +46,7 @@ impl Listener {
 /// # Errors
 /// The database cannot be read or written.
 pub async fn ensure_admin_login(state: &AppState) -> Result<Option<String>> {
-    if state
-        .admin
-        .read()
-        .unwrap_or_else(PoisonError::into_inner)
-        .is_some()
-    {
+    if !in_setup(state) {
         return Ok(None);
     }
     let (hash, shown) = match settings::find(&state.pool, settings::ADMIN_PASSWORD_HASH).await? {
@@ -66,6 +62,85 @@ pub async fn ensure_admin_login(state: &AppState) -> Result<Option<String>> {
     *state.admin.write().unwrap_or_else(PoisonError::into_inner) =
         Some(AdminCredentials::new(DEFAULT_ADMIN_USER, hash));
     Ok(shown)
+}
+
+/// Shortest password the setup link accepts.
+pub const MIN_PASSWORD_CHARS: usize = 10;
+
+/// The headless relay's first run: without a configured or stored login, opens the setup state and returns its
+/// one-time token (for the link written to the log). With a stored login (chosen through an earlier setup),
+/// puts it in force instead. A configured login (`BASIC_AUTH_PASS`) is left as it is.
+///
+/// # Errors
+/// The database cannot be read.
+pub async fn open_setup(state: &AppState) -> Result<Option<String>> {
+    if !in_setup(state) {
+        return Ok(None);
+    }
+    if let Some(hash) = settings::find(&state.pool, settings::ADMIN_PASSWORD_HASH).await? {
+        *state.admin.write().unwrap_or_else(PoisonError::into_inner) =
+            Some(AdminCredentials::new(DEFAULT_ADMIN_USER, hash));
+        return Ok(None);
+    }
+    let token = random_text(32);
+    *state
+        .setup_token
+        .write()
+        .unwrap_or_else(PoisonError::into_inner) = Some(Secret::new(token.clone()));
+    Ok(Some(token))
+}
+
+/// Whether no admin login is in force yet: the headless relay then waits for its first password (only the setup
+/// link and the panel's files answer).
+pub fn in_setup(state: &AppState) -> bool {
+    state
+        .admin
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .is_none()
+}
+
+/// Sets the first admin password through the setup link: `token` must be the link's, `password` at least
+/// [`MIN_PASSWORD_CHARS`]. It is stored as an Argon2 hash and in force at once; the link stops working.
+///
+/// # Errors
+/// `Conflict` when a password exists already, `Unauthorized` for a wrong or used token, `Invalid` for a short
+/// password, or the database cannot be written.
+pub async fn complete_setup(
+    state: &AppState,
+    token: &str,
+    password: &str,
+) -> Result<dto::SuccessBody> {
+    if !in_setup(state) {
+        return Err(Error::Conflict("the admin password is set already".into()));
+    }
+    let expected = state
+        .setup_token
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    if !expected.is_some_and(|expected| login::same_text(expected.expose(), token)) {
+        return Err(Error::Unauthorized(
+            "this setup link is not valid: use the one in the relay's log, or restart the relay for a new one"
+                .into(),
+        ));
+    }
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(Error::invalid(
+            "password",
+            format!("password must be at least {MIN_PASSWORD_CHARS} characters"),
+        ));
+    }
+    let hash = login::hash_password(password);
+    settings::upsert(&state.pool, settings::ADMIN_PASSWORD_HASH, &hash).await?;
+    *state.admin.write().unwrap_or_else(PoisonError::into_inner) =
+        Some(AdminCredentials::new(DEFAULT_ADMIN_USER, hash));
+    *state
+        .setup_token
+        .write()
+        .unwrap_or_else(PoisonError::into_inner) = None;
+    tracing::info!("the admin password was chosen through the setup link");
+    Ok(dto::SuccessBody { success: true })
 }
 
 /// Replaces the browser-panel password with a new random one, at once for the running relay too; returns
@@ -86,13 +161,18 @@ pub async fn new_admin_password(state: &AppState) -> Result<String> {
     Ok(password)
 }
 
-async fn store_new_password(state: &AppState) -> Result<(String, String)> {
+/// `chars` random letters and digits.
+fn random_text(chars: usize) -> String {
     use rand::Rng as _;
-    let password: String = rand::rng()
+    rand::rng()
         .sample_iter(&rand::distr::Alphanumeric)
-        .take(GENERATED_PASSWORD_CHARS)
+        .take(chars)
         .map(char::from)
-        .collect();
+        .collect()
+}
+
+async fn store_new_password(state: &AppState) -> Result<(String, String)> {
+    let password = random_text(GENERATED_PASSWORD_CHARS);
     let hash = login::hash_password(&password);
     settings::upsert(&state.pool, settings::ADMIN_PASSWORD_HASH, &hash).await?;
     Ok((hash, password))

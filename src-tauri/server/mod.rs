@@ -40,7 +40,7 @@ pub enum Surface {
 
 /// The webhook and `/healthz`, plus the admin API and panel unless they have an address of their own.
 pub fn build_router(state: AppState) -> Router {
-    let with_admin = state.config.admin.is_some() && state.config.admin_bind.is_none();
+    let with_admin = state.config.admin_bind.is_none();
     let stop = state.shutdown.child_token();
     router(state, Surface::Webhook { with_admin }, stop)
 }

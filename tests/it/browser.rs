@@ -296,3 +296,64 @@ async fn shoot_every_screen(c: &Client, plain: &str, delivery: i64, lang: &str) 
     }
     c.set_window_size(1280, 800).await.unwrap();
 }
+
+#[tokio::test]
+async fn the_first_admin_password_is_chosen_through_the_setup_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::spawn_logging(dir.path(), free_port(), &[("BASIC_AUTH_PASS", "")]);
+    server.wait_healthy().await;
+    let token = eventually("the setup link in the log", WAIT, || async {
+        let log = server.log_so_far();
+        let at = log.find("#/setup?token=")? + "#/setup?token=".len();
+        Some(
+            log[at..]
+                .chars()
+                .take_while(char::is_ascii_alphanumeric)
+                .collect::<String>(),
+        )
+    })
+    .await;
+    let driver = Driver::start().await;
+    let c = driver.browser(&dir.path().join("profile")).await;
+    let outcome = std::panic::AssertUnwindSafe(async {
+        let link = format!("{}/admin/#/setup?token={token}", server.base());
+        c.goto(&link).await.unwrap();
+        css(&c, "#setup-password").await;
+        let shots = screenshot_dir();
+        std::fs::write(
+            shots.join("setup-en-wide.png"),
+            c.screenshot().await.unwrap(),
+        )
+        .unwrap();
+        click(&c, "#lang option[value='id']").await;
+        text_of(&c, "h1", "Pilih kata sandi admin").await;
+        std::fs::write(
+            shots.join("setup-id-wide.png"),
+            c.screenshot().await.unwrap(),
+        )
+        .unwrap();
+        css(&c, "#setup-password")
+            .await
+            .send_keys("a long enough password")
+            .await
+            .unwrap();
+        css(&c, "#setup-confirm")
+            .await
+            .send_keys("a long enough password")
+            .await
+            .unwrap();
+        click(&c, "#setup-save").await;
+        css(&c, "#setup-done").await;
+    })
+    .catch_unwind()
+    .await;
+    if outcome.is_err() {
+        crate::webdriver::record_failure(&c, "setup").await;
+    }
+    let _ = c.close().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+    let admin = crate::support::Admin::login(server.base(), ADMIN_USER, "a long enough password");
+    assert_eq!(admin.get("/admin/stats").await.0, 200);
+}

@@ -18,6 +18,7 @@ mod ops;
 mod replies;
 mod router;
 mod security;
+mod setup;
 mod support;
 mod ui;
 mod webdriver;

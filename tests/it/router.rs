@@ -81,11 +81,18 @@ async fn admin_requires_the_right_credentials() {
 }
 
 #[tokio::test]
-async fn admin_is_not_served_without_a_password() {
+async fn without_a_password_the_admin_api_waits_for_setup() {
     let relay = TestRelay::start(|c| c.admin = None).await;
-    let (status, _, _) = call(&relay, admin("GET", "/admin/routes", None)).await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _, _) = call(
+    let (status, body, headers) = call(&relay, admin("GET", "/admin/routes", None)).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("setup_required"))
+    );
+    assert!(
+        headers.get("www-authenticate").is_none(),
+        "no login prompt that nobody could answer"
+    );
+    let (status, body, _) = call(
         &relay,
         admin(
             "POST",
@@ -94,7 +101,10 @@ async fn admin_is_not_served_without_a_password() {
         ),
     )
     .await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("setup_required"))
+    );
     // The webhook keeps working.
     let (status, body, _) = call(
         &relay,

@@ -534,6 +534,12 @@ impl Server {
         Self { child, port, log }
     }
 
+    /// What the relay has written to standard error so far (started with `spawn_logging`).
+    pub fn log_so_far(&self) -> String {
+        std::fs::read_to_string(self.log.as_ref().expect("started with spawn_logging"))
+            .unwrap_or_default()
+    }
+
     /// Stops the relay with SIGTERM, waits for it, and returns what it wrote to standard error.
     pub fn stop_and_read_log(mut self) -> String {
         let status = Command::new("kill")

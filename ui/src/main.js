@@ -9,6 +9,7 @@ import * as deliveries from "./views/deliveries.js";
 import * as delivery from "./views/delivery.js";
 import * as unrouted from "./views/unrouted.js";
 import * as settings from "./views/settings.js";
+import * as setup from "./views/setup.js";
 
 const SCREENS = [
   { hash: "#/", label: "nav.overview", view: overview },
@@ -25,6 +26,7 @@ let live = false;
 function resolve() {
   const [path, queryString] = (window.location.hash || "#/").split("?");
   const params = Object.fromEntries(new URLSearchParams(queryString ?? ""));
+  if (path === "#/setup") return { view: setup, params, nav: null };
   const detail = path.match(/^#\/deliveries\/(\d+)$/);
   if (detail) return { view: delivery, params: { ...params, id: detail[1] }, nav: "#/deliveries" };
   const screen = SCREENS.find((s) => s.hash === path) ?? SCREENS[0];

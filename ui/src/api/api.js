@@ -24,6 +24,7 @@ export const api = {
   retryDelivery: (id) => call("retry_delivery", "POST", `/deliveries/${id}/retry`, { id }),
   discardDelivery: (id) => call("discard_delivery", "DELETE", `/deliveries/${id}`, { id }),
   listUnrouted: () => call("list_unrouted", "GET", "/unrouted"),
+  setup: (token, password) => transport.setup(token, password),
   subscribe: (onEvent, onState) => transport.subscribe(onEvent, onState),
   webhookUrl: (path) => transport.webhookUrl(path),
   listenProblem: () => transport.listenProblem(),

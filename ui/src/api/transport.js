@@ -47,6 +47,11 @@ function httpTransport() {
       return data;
     },
 
+    /** The first admin password, through the setup link (a headless relay's first run). */
+    async setup(token, password) {
+      return this.call({ method: "POST", path: "/setup", body: { token, password } });
+    },
+
     /** Calls `onEvent({type})` for every change; `onState(connected)` when the stream comes and goes. */
     subscribe(onEvent, onState) {
       const source = new EventSource("/admin/events");
@@ -79,6 +84,11 @@ function ipcTransport(tauri) {
       } catch (err) {
         throw new ApiError(typeof err === "object" && err ? err : { message: String(err) });
       }
+    },
+
+    /** The native window has its password from the start: there is no setup link. */
+    async setup() {
+      throw new ApiError({ code: "unsupported", message: "the desktop app needs no setup link" });
     },
 
     subscribe(onEvent, onState) {
