@@ -121,6 +121,10 @@ impl App {
         admin: Option<TcpListener>,
     ) -> anyhow::Result<()> {
         let with_admin = admin.is_none();
+        if !with_admin {
+            let port = listener.local_addr()?.port();
+            (self.state.webhook_port).store(port, std::sync::atomic::Ordering::Relaxed);
+        }
         let mut servers = vec![HttpServer::spawn(
             listener,
             &self.state,
@@ -255,6 +259,7 @@ fn shared(
         intake,
         logins: Throttle::default(),
         setup_token: std::sync::RwLock::new(None),
+        webhook_port: std::sync::atomic::AtomicU16::new(0),
         shutdown,
     })
 }

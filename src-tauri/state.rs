@@ -53,6 +53,9 @@ pub struct Shared {
     pub intake: Intake,
     /// Failed admin logins per address.
     pub logins: Throttle,
+    /// The webhook listener's port while the admin API and panel listen apart from it (0: they share one
+    /// listener). The panel then shows this port, not its own, in the address for Chatwoot.
+    pub webhook_port: std::sync::atomic::AtomicU16,
     /// While no admin password exists (headless, first run): the one-time token of the setup link.
     pub setup_token: RwLock<Option<crate::config::Secret<String>>>,
     /// Cancelled when the relay stops; long-lived responses (the event stream) end with it.

@@ -247,6 +247,10 @@ pub struct Stats {
     pub unrouted_inboxes: usize,
     /// Where Chatwoot posts, relative to the relay's address.
     pub webhook_path: String,
+    /// The webhook's port when the admin API listens on an address of its own (`CHATGOWA_ADMIN_BIND`, the
+    /// desktop app): the panel's own address is then not where Chatwoot must post.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_port: Option<u16>,
 }
 
 /// The outcome of sending a test event to a route's GoWA.

@@ -147,6 +147,13 @@ pub async fn stats(state: &AppState) -> Result<dto::Stats> {
         routes: routes::list(&state.pool).await?.len(),
         unrouted_inboxes: unrouted_inboxes::list(&state.pool).await?.len(),
         webhook_path: "/webhook".into(),
+        webhook_port: match state
+            .webhook_port
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            0 => None,
+            port => Some(port),
+        },
     })
 }
 

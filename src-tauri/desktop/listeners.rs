@@ -285,6 +285,11 @@ impl Listeners {
             .admin
             .move_to(&self.state, &self.limits, wanted.admin)
             .await;
+        // The panel (in a browser) shows the webhook's port, which its own address does not.
+        (self.state.webhook_port).store(
+            self.webhook.wanted.port(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         webhook.map_err(|e| Error::invalid("webhookPort", e.to_string()))?;
         admin.map_err(|e| Error::invalid("adminPort", e.to_string()))?;
         Ok(())

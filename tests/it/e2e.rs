@@ -231,6 +231,17 @@ async fn the_admin_can_listen_apart_from_the_webhook() {
     assert_eq!(admin.get("/admin/routes").await.0, 200);
     assert_eq!(admin.get("/admin/").await.0, 200);
     assert_eq!(admin.get("/healthz").await.0, 200);
+    // The panel is told the webhook's port, which its own address does not show.
+    let stats = admin.get_ok("/admin/stats").await;
+    assert_eq!(stats["webhookPort"], server.port, "{stats}");
+    assert!(
+        main.get("/admin/stats")
+            .await
+            .1
+            .get("webhookPort")
+            .is_none(),
+        "no admin there at all"
+    );
     let webhook = http
         .post(format!("http://{admin_bind}/webhook"))
         .body(message(7, 1, 0))

@@ -101,6 +101,20 @@ async fn the_webhook_and_the_admin_listen_apart_and_move_without_a_restart() {
         "the webhook port serves no admin"
     );
     assert_eq!(r.get(first.admin, "/admin/routes").await, Some(200));
+    let webhook_port = |r: &Running| {
+        let state = r.state.clone();
+        async move {
+            chatgowa_lib::admin::service::stats(&state)
+                .await
+                .unwrap()
+                .webhook_port
+        }
+    };
+    assert_eq!(
+        webhook_port(&r).await,
+        Some(first.webhook.port()),
+        "the panel learns where the webhook is"
+    );
 
     let second = Addresses {
         webhook: local(free_port()),
@@ -115,6 +129,7 @@ async fn the_webhook_and_the_admin_listen_apart_and_move_without_a_restart() {
     );
     assert_eq!(r.get(first.admin, "/admin/routes").await, Some(200));
     assert_eq!(listeners.status().wanted, second);
+    assert_eq!(webhook_port(&r).await, Some(second.webhook.port()));
     r.stop(listeners).await;
 }
 

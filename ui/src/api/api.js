@@ -26,7 +26,7 @@ export const api = {
   listUnrouted: () => call("list_unrouted", "GET", "/unrouted"),
   setup: (token, password) => transport.setup(token, password),
   subscribe: (onEvent, onState) => transport.subscribe(onEvent, onState),
-  webhookUrl: (path) => transport.webhookUrl(path),
+  webhookUrl: (path, port) => transport.webhookUrl(path, port),
   listenProblem: () => transport.listenProblem(),
   // The native window only: where the relay listens, the browser-panel login, start at login.
   isDesktop: transport.isDesktop,

@@ -61,9 +61,12 @@ function httpTransport() {
       return () => source.close();
     },
 
-    /** The address Chatwoot should post to, as seen from the browser. */
-    async webhookUrl(path) {
-      return new URL(path, window.location.origin).toString();
+    /** The address Chatwoot should post to, as seen from the browser: this page's host, and the webhook's own
+     * port when the admin listens apart from it. */
+    async webhookUrl(path, port) {
+      const url = new URL(path, window.location.origin);
+      if (port) url.port = String(port);
+      return url.toString();
     },
 
     /** Why the relay is not listening; a page served by the relay is proof that it is. */

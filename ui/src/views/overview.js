@@ -7,7 +7,8 @@ import { formatAge, formatNumber, t } from "../i18n.js";
 export function render(main) {
   replace(main, h("h1", {}, t("overview.title")), h("p", {}, t("common.loading")));
   const load = () => api.stats()
-    .then(async (stats) => draw(main, stats, await api.webhookUrl(stats.webhookPath), await api.listenProblem()))
+    .then(async (stats) => draw(main, stats, await api.webhookUrl(stats.webhookPath, stats.webhookPort),
+      await api.listenProblem()))
     .catch(reportError);
   load();
   return { onChange: load };
