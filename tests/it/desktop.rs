@@ -20,10 +20,6 @@ use crate::webdriver::{click, resubmit_url, screenshot_dir, submit_route};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// One app at a time: a second instance on the same session bus would only bring the first one's window
-/// forward (single instance).
-static ONE_APP: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 /// The app's own HOME (app data, logs, autostart entry).
 fn home_env(home: &Path) -> Vec<(&'static str, String)> {
     vec![
@@ -56,7 +52,9 @@ async fn prepare() -> (tokio::sync::MutexGuard<'static, ()>, tempfile::TempDir) 
         std::env::var_os("DISPLAY").is_some(),
         "the desktop test needs a display: run it under xvfb-run (scripts/test does)"
     );
-    let one = ONE_APP.lock().await;
+    // One app at a time, and none beside the tests that load the machine: WebKit under load can take longer
+    // to start and stop than the waits here allow.
+    let one = crate::support::heavy().await;
     let home = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(home.path().join(".config")).unwrap();
     (one, home)

@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::support::{
-    ADMIN_PASS, ADMIN_USER, Admin, Gowa, Server, basic_auth, eventually, free_port, message,
+    ADMIN_PASS, ADMIN_USER, Admin, Gowa, Server, basic_auth, eventually, free_port, heavy, message,
 };
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -92,6 +92,7 @@ async fn http2_without_tls_is_not_served() {
 
 #[tokio::test]
 async fn slow_headers_are_cut_off_and_a_real_webhook_is_answered_meanwhile() {
+    let _heavy = heavy().await;
     more_files();
     let dir = tempfile::tempdir().unwrap();
     let (server, _gowa) = relay(&dir, &[]).await;
@@ -140,6 +141,7 @@ fn proc_rss_kib(pid: u32) -> u64 {
 
 #[tokio::test]
 async fn a_low_file_limit_survives_a_thousand_idle_sockets() {
+    let _heavy = heavy().await;
     more_files();
     let dir = tempfile::tempdir().unwrap();
     let gowa = Gowa::start().await;
@@ -176,6 +178,7 @@ async fn a_low_file_limit_survives_a_thousand_idle_sockets() {
 
 #[tokio::test]
 async fn guesses_from_ten_thousand_addresses_do_not_lock_out_the_admin() {
+    let _heavy = heavy().await;
     let dir = tempfile::tempdir().unwrap();
     let (server, _gowa) = relay(&dir, &[]).await;
     let wrong = basic_auth(ADMIN_USER, "wrong password");
@@ -355,6 +358,7 @@ async fn every_admin_error_is_json_with_its_status_and_a_stalled_request_ends() 
 
 #[tokio::test]
 async fn huge_headers_are_refused_and_memory_stays_bounded() {
+    let _heavy = heavy().await;
     more_files();
     let dir = tempfile::tempdir().unwrap();
     let (server, _gowa) = relay(&dir, &[]).await;
