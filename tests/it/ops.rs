@@ -69,9 +69,12 @@ async fn metrics_count_webhooks_and_attempts_behind_the_admin_login() {
         "both attempts recorded",
         Duration::from_secs(10),
         || async {
+            // The counter moves as the attempt ends; the gauges are read from the database, where the attempt
+            // is recorded a moment later.
             let text = scrape().await;
-            text.contains("chatgowa_delivery_attempts_total{outcome=\"retry\"} 1")
-                .then_some(text)
+            (text.contains("chatgowa_delivery_attempts_total{outcome=\"retry\"} 1")
+                && text.contains("chatgowa_route_failing{inbox_id=\"7\",name=\"test\"} 1"))
+            .then_some(text)
         },
     )
     .await;
