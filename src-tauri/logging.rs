@@ -1,7 +1,10 @@
 //! Logging set-up: `RUST_LOG` or a default filter, human or JSON lines on standard error, and on the desktop a
-//! daily file as well.
+//! daily file as well; and [`Sparse`], warnings that a flood must not repeat thousands of times.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -36,4 +39,34 @@ pub fn init(format: LogFormat, log_dir: Option<&Path>) {
     let _ = tracing_subscriber::registry()
         .with(layers.with_filter(filter))
         .try_init();
+}
+
+/// Warnings written at most once per period for each kind (a limit being hit under attack would otherwise
+/// write a line per request). Cheap to clone; clones share what was written when.
+#[derive(Debug, Clone)]
+pub struct Sparse {
+    every: Duration,
+    written: Arc<Mutex<HashMap<&'static str, Instant>>>,
+}
+
+impl Sparse {
+    pub fn every(every: Duration) -> Self {
+        Self {
+            every,
+            written: Arc::default(),
+        }
+    }
+
+    /// Writes `message` at WARN unless a warning of this `kind` was written less than a period ago.
+    pub fn warn(&self, kind: &'static str, message: &str) {
+        let now = Instant::now();
+        let mut written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
+        if written
+            .get(kind)
+            .is_none_or(|at| now.duration_since(*at) >= self.every)
+        {
+            written.insert(kind, now);
+            tracing::warn!(limit = kind, "{message}");
+        }
+    }
 }

@@ -115,8 +115,8 @@ const MIN_CHARGE: usize = 1024;
 struct Admission {
     budget: Arc<Semaphore>,
     max_body: usize,
-    /// When shedding was last written to the log (at most every few seconds).
-    warned: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+    /// Shedding is written to the log at most every 10 s.
+    warnings: crate::logging::Sparse,
 }
 
 impl Admission {
@@ -128,7 +128,7 @@ impl Admission {
         Self {
             budget: Arc::new(Semaphore::new(permits)),
             max_body,
-            warned: Arc::default(),
+            warnings: crate::logging::Sparse::every(std::time::Duration::from_secs(10)),
         }
     }
 
@@ -149,17 +149,10 @@ impl Admission {
 
     /// Logs that webhooks are being shed, at most once every 10 s.
     fn warn_shed(&self) {
-        let now = std::time::Instant::now();
-        let mut warned = self
-            .warned
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if warned.is_none_or(|at| now.duration_since(at) >= std::time::Duration::from_secs(10)) {
-            *warned = Some(now);
-            tracing::warn!(
-                "webhooks shed with 503: the memory budget for webhooks in progress is spent"
-            );
-        }
+        self.warnings.warn(
+            "webhook_budget",
+            "webhooks shed with 503: the memory budget for webhooks in progress is spent",
+        );
     }
 }
 

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
@@ -19,6 +19,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tower_service::Service as _;
 
+use crate::logging::Sparse;
 use crate::metrics::Metrics;
 
 /// A client must send a request's whole header within this, and an idle keep-alive connection is closed
@@ -41,7 +42,7 @@ pub struct Limits {
     metrics: Metrics,
     connections: Arc<Semaphore>,
     per_address: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    warned: Arc<Mutex<HashMap<&'static str, Instant>>>,
+    warnings: Sparse,
 }
 
 impl Limits {
@@ -60,7 +61,7 @@ impl Limits {
             metrics,
             connections: Arc::new(Semaphore::new(max)),
             per_address: Arc::default(),
-            warned: Arc::default(),
+            warnings: Sparse::every(WARN_EVERY),
         }
     }
 
@@ -86,15 +87,7 @@ impl Limits {
     /// each kind.
     fn warn(&self, kind: &'static str, message: &str) {
         self.metrics.connection_limit(kind);
-        let now = Instant::now();
-        let mut warned = self.warned.lock().unwrap_or_else(PoisonError::into_inner);
-        if warned
-            .get(kind)
-            .is_none_or(|at| now.duration_since(*at) >= WARN_EVERY)
-        {
-            warned.insert(kind, now);
-            tracing::warn!(limit = kind, "{message}");
-        }
+        self.warnings.warn(kind, message);
     }
 }
 
@@ -151,7 +144,7 @@ pub async fn serve(
             );
             // Answered `503` + `Retry-After` and closed: the sender learns to come back rather than seeing a reset.
             let service = hyper::service::service_fn(|request: hyper::Request<Incoming>| async {
-                discard(request).await;
+                crate::relay::discard_body(request.map(axum::body::Body::new)).await;
                 Ok::<_, std::convert::Infallible>(refusal())
             });
             let refused = graceful.watch(http.serve_connection(tcp, service));
@@ -222,15 +215,6 @@ async fn take_slot(limits: &Limits) -> OwnedSemaphorePermit {
         Ok(permit) => permit,
         Err(_) => unreachable!("the connection semaphore is never closed"),
     }
-}
-
-/// Reads and drops a refused request's body for up to 2 s, so that a sender still writing it reads the answer
-/// instead of a reset connection.
-async fn discard(request: hyper::Request<Incoming>) {
-    use futures_util::StreamExt as _;
-    let mut body = axum::body::Body::new(request.into_body()).into_data_stream();
-    let drain = async { while let Some(Ok(_)) = body.next().await {} };
-    let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
 }
 
 /// The answer to a request over its address's share of connections.

@@ -117,15 +117,7 @@ async fn a_twin_with_a_new_delivery_id_is_one_message_and_a_real_change_is_not()
     assert_eq!(detail["delivery"]["duplicates"], 1, "{detail}");
     let stats = relay.admin.get_ok("/admin/stats").await;
     assert_eq!(stats["duplicatesDropped"], 2);
-    let text = relay
-        .admin
-        .request(reqwest::Method::GET, "/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = relay.admin.metrics().await;
     assert!(
         text.contains("chatgowa_webhooks_received_total{decision=\"duplicate\"} 2"),
         "{text}"
@@ -219,15 +211,7 @@ async fn a_timeout_after_the_request_was_sent_is_ambiguous_and_retried() {
         (json!(false), json!(200))
     );
     assert_eq!(gowa.arrivals(), 2);
-    let text = relay
-        .admin
-        .request(reqwest::Method::GET, "/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = relay.admin.metrics().await;
     assert!(
         text.contains("chatgowa_delivery_attempts_ambiguous_total 1"),
         "{text}"

@@ -94,6 +94,17 @@ impl Admin {
         )
     }
 
+    /// `/metrics` as text (asserting 200).
+    pub async fn metrics(&self) -> String {
+        let response = self
+            .request(reqwest::Method::GET, "/metrics")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.text().await.unwrap()
+    }
+
     pub async fn get(&self, path: &str) -> (StatusCode, serde_json::Value) {
         self.send(reqwest::Method::GET, path, None).await
     }
