@@ -90,7 +90,8 @@ impl App {
             events,
             metrics,
             shutdown.clone(),
-        );
+        )?;
+        crate::admin::chatwoot::start(&state, &lifecycle.tracker).await?;
         Ok(Self {
             state,
             _lock: lock,
@@ -121,6 +122,11 @@ impl App {
         admin: Option<TcpListener>,
     ) -> anyhow::Result<()> {
         let with_admin = admin.is_none();
+        *self
+            .state
+            .webhook_addr
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(listener.local_addr()?);
         if !with_admin {
             let port = listener.local_addr()?.port();
             (self.state.webhook_port).store(port, std::sync::atomic::Ordering::Relaxed);
@@ -240,7 +246,8 @@ fn shared(
     events: Events,
     metrics: Metrics,
     shutdown: CancellationToken,
-) -> AppState {
+) -> anyhow::Result<AppState> {
+    let chatwoot_http = crate::chatwoot::http_client().context("building the Chatwoot client")?;
     let intake = Intake::new(
         writer.clone(),
         dispatcher.clone(),
@@ -248,7 +255,7 @@ fn shared(
         config.max_body,
         config.chatwoot_secrets.clone(),
     );
-    AppState::new(Shared {
+    Ok(AppState::new(Shared {
         admin: std::sync::RwLock::new(config.admin.clone()),
         config,
         pool,
@@ -260,8 +267,11 @@ fn shared(
         logins: Throttle::default(),
         setup_token: std::sync::RwLock::new(None),
         webhook_port: std::sync::atomic::AtomicU16::new(0),
+        webhook_addr: std::sync::RwLock::new(None),
+        chatwoot_http,
+        inbox_names: std::sync::RwLock::default(),
         shutdown,
-    })
+    }))
 }
 
 /// The delivery lanes (not started until deliveries are put in them), with their own HTTP client.

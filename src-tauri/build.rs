@@ -21,6 +21,14 @@ const COMMANDS: &[&str] = &[
     "set_language",
     "set_addresses",
     "new_password",
+    "chatwoot_status",
+    "set_public_url",
+    "link_chatwoot",
+    "unlink_chatwoot",
+    "register_webhook",
+    "check_reach",
+    "chatwoot_inboxes",
+    "clear_inbox_webhook",
 ];
 
 fn main() {

@@ -94,6 +94,24 @@ pub struct Settings {
         global = true
     )]
     pub chatwoot_secret: Option<String>,
+    /// The address Chatwoot must post webhooks to (`https://relay.example.com/webhook`): what the relay registers
+    /// in linked Chatwoot accounts.
+    #[arg(long, env = "CHATGOWA_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
+    /// Link a Chatwoot at start: its address (`https://chat.example.com`), with the two below.
+    #[arg(long, env = "CHATGOWA_CHATWOOT_URL", global = true)]
+    pub chatwoot_url: Option<String>,
+    /// The Chatwoot account(s) to link, comma-separated (one token's user must administer each).
+    #[arg(long, env = "CHATGOWA_CHATWOOT_ACCOUNT_ID", global = true)]
+    pub chatwoot_account_id: Option<String>,
+    /// An administrator's access token (Chatwoot: Profile settings → Access Token).
+    #[arg(
+        long,
+        env = "CHATGOWA_CHATWOOT_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    pub chatwoot_token: Option<String>,
 }
 
 /// A value that must never be printed: `Debug` and `Display` show `***`.
@@ -172,6 +190,18 @@ pub struct Config {
     pub allow_ephemeral_db: bool,
     /// Chatwoot webhook secrets; when any is set (here or on the webhook's route), webhooks must be signed.
     pub chatwoot_secrets: Vec<Secret<String>>,
+    /// Where Chatwoot must post webhooks (`CHATGOWA_PUBLIC_URL`); a setting of the panel otherwise.
+    pub public_url: Option<url::Url>,
+    /// Chatwoot accounts to link at every start (`CHATGOWA_CHATWOOT_URL`, `…_ACCOUNT_ID`, `…_TOKEN`).
+    pub chatwoot_link: Option<ChatwootLink>,
+}
+
+/// Chatwoot accounts linked from the environment.
+#[derive(Debug, Clone)]
+pub struct ChatwootLink {
+    pub url: url::Url,
+    pub accounts: Vec<i64>,
+    pub token: Secret<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,11 +225,13 @@ impl Config {
     ///
     /// # Errors
     /// The first invalid setting, naming its variable.
+    // Long on purpose: one field per setting, each parsed next to the variable that names it.
     pub fn from_settings(s: &Settings, default_bind: IpAddr) -> Result<Self, ConfigError> {
         let admin = admin_credentials(s)?;
         let (bind, port, admin_bind) = listen_addresses(s, default_bind)?;
         let database_path = database_setting(s)?;
         let (fetch_timeout, retry_schedule, reorder_window) = attempt_timing(s)?;
+        let (public_url, chatwoot_link) = chatwoot_settings(s)?;
         Ok(Self {
             bind,
             port,
@@ -252,6 +284,8 @@ impl Config {
                 parse_bool,
             )?,
             chatwoot_secrets: secrets(s.chatwoot_secret.as_deref().unwrap_or_default()),
+            public_url,
+            chatwoot_link,
         })
     }
 
@@ -411,6 +445,118 @@ pub fn secrets(v: &str) -> Vec<Secret<String>> {
         .collect()
 }
 
+/// `CHATGOWA_PUBLIC_URL` and the Chatwoot link of the environment.
+fn chatwoot_settings(
+    s: &Settings,
+) -> Result<(Option<url::Url>, Option<ChatwootLink>), ConfigError> {
+    let public_url = parse_or(&s.public_url, "CHATGOWA_PUBLIC_URL", None, |v| {
+        parse_public_url(v).map(Some)
+    })?;
+    Ok((public_url, chatwoot_link(s)?))
+}
+
+/// The three `CHATGOWA_CHATWOOT_*` settings, all or none.
+fn chatwoot_link(s: &Settings) -> Result<Option<ChatwootLink>, ConfigError> {
+    let given = |v: &Option<String>| {
+        v.as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    let (url, accounts, token) = (
+        given(&s.chatwoot_url),
+        given(&s.chatwoot_account_id),
+        given(&s.chatwoot_token),
+    );
+    let missing = |var: &'static str| {
+        ConfigError {
+        var,
+        value: String::new(),
+        problem: "CHATGOWA_CHATWOOT_URL, CHATGOWA_CHATWOOT_ACCOUNT_ID and CHATGOWA_CHATWOOT_TOKEN go together"
+            .into(),
+    }
+    };
+    match (url, accounts, token) {
+        (None, None, None) => Ok(None),
+        (Some(url), Some(accounts), Some(token)) => Ok(Some(ChatwootLink {
+            url: parse_or(&Some(url), "CHATGOWA_CHATWOOT_URL", None, |v| {
+                parse_chatwoot_url(v).map(Some)
+            })?
+            .unwrap_or_else(|| unreachable!("given")),
+            accounts: parse_or(
+                &Some(accounts),
+                "CHATGOWA_CHATWOOT_ACCOUNT_ID",
+                Vec::new(),
+                parse_account_ids,
+            )?,
+            token: Secret::new(token),
+        })),
+        (None, _, _) => Err(missing("CHATGOWA_CHATWOOT_URL")),
+        (_, None, _) => Err(missing("CHATGOWA_CHATWOOT_ACCOUNT_ID")),
+        (_, _, None) => Err(missing("CHATGOWA_CHATWOOT_TOKEN")),
+    }
+}
+
+fn parse_account_ids(v: &str) -> Result<Vec<i64>, String> {
+    let mut ids = Vec::new();
+    for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.parse::<i64>() {
+            Ok(id) if id > 0 && !ids.contains(&id) => ids.push(id),
+            Ok(id) if id > 0 => {}
+            _ => return Err(format!("{part:?} is not an account id (a positive number)")),
+        }
+    }
+    Ok(ids)
+}
+
+/// A Chatwoot address as given: `https://chat.example.com` (a path prefix is kept, anything from `/app` on is
+/// dropped; credentials, a query or a fragment are refused). No trailing slash.
+///
+/// # Errors
+/// Not an absolute http(s) URL with a host, or with a part Chatwoot's address cannot have.
+pub fn parse_chatwoot_url(raw: &str) -> Result<url::Url, String> {
+    let mut url = absolute_http(raw)?;
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("must be the address Chatwoot opens at, without ?… or #…".into());
+    }
+    let path = url.path().trim_end_matches('/').to_owned();
+    let kept = path
+        .find("/app")
+        .map_or(path.as_str(), |at| &path[..at])
+        .to_owned();
+    url.set_path(&kept);
+    Ok(url)
+}
+
+/// The URL Chatwoot must post to: an absolute http(s) URL; a bare address gets the `/webhook` path.
+///
+/// # Errors
+/// Not such a URL, or one with credentials, a query or a fragment.
+pub fn parse_public_url(raw: &str) -> Result<url::Url, String> {
+    let mut url = absolute_http(raw)?;
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(
+            "must not have ?… or #… (Chatwoot signs its webhooks; no secret belongs in the URL)"
+                .into(),
+        );
+    }
+    if matches!(url.path(), "" | "/") {
+        url.set_path("/webhook");
+    }
+    Ok(url)
+}
+
+fn absolute_http(raw: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(raw.trim()).map_err(|e| format!("not a URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err("must be an http:// or https:// address with a host".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not hold a user name or password".into());
+    }
+    Ok(url)
+}
+
 /// A comma-separated list of `http(s)://host[:port]`, each as browsers send it in `Origin`.
 fn parse_origins(v: &str) -> Result<Vec<String>, String> {
     v.split(',')
@@ -519,6 +665,55 @@ fn database_path(url: &str) -> Result<PathBuf, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chatwoot_and_public_addresses_are_read_as_meant() {
+        let public = |raw| parse_public_url(raw).map(String::from);
+        assert_eq!(
+            public("https://relay.example.com").unwrap(),
+            "https://relay.example.com/webhook"
+        );
+        assert_eq!(
+            public(" https://relay.example.com/chatgowa/webhook ").unwrap(),
+            "https://relay.example.com/chatgowa/webhook"
+        );
+        assert!(public("relay.example.com").is_err());
+        assert!(public("ftp://relay.example.com").is_err());
+        assert!(public("https://u:p@relay.example.com/webhook").is_err());
+        assert!(public("https://relay.example.com/webhook?secret=x").is_err());
+        let chatwoot = |raw| parse_chatwoot_url(raw).map(String::from);
+        assert_eq!(
+            chatwoot("https://chat.example.com/").unwrap(),
+            "https://chat.example.com/"
+        );
+        assert_eq!(
+            chatwoot("https://chat.example.com/app/accounts/3/dashboard").unwrap(),
+            "https://chat.example.com/"
+        );
+        assert_eq!(
+            chatwoot("https://example.com/support").unwrap(),
+            "https://example.com/support"
+        );
+        assert!(chatwoot("https://token@chat.example.com").is_err());
+        assert_eq!(parse_account_ids("3, 5,3").unwrap(), vec![3, 5]);
+        assert!(parse_account_ids("3,x").is_err());
+        assert!(parse_account_ids("0").is_err());
+    }
+
+    #[test]
+    fn the_chatwoot_link_settings_go_together() {
+        let mut s = Settings {
+            chatwoot_url: Some("https://chat.example.com".into()),
+            chatwoot_account_id: Some("3".into()),
+            ..Settings::default()
+        };
+        let err = chatwoot_link(&s).unwrap_err();
+        assert_eq!(err.var, "CHATGOWA_CHATWOOT_TOKEN");
+        s.chatwoot_token = Some("secret-token".into());
+        let link = chatwoot_link(&s).unwrap().unwrap();
+        assert_eq!(link.accounts, vec![3]);
+        assert!(!format!("{link:?}").contains("secret-token"));
+    }
 
     fn load(f: impl FnOnce(&mut Settings)) -> Result<Config, ConfigError> {
         let mut s = Settings::default();
@@ -731,7 +926,7 @@ mod tests {
         proptest! {
             #[test]
             fn any_settings_give_a_config_or_an_error_naming_a_known_variable(
-                fields in prop::collection::vec(typed(), 17)
+                fields in prop::collection::vec(typed(), 21)
             ) {
                 let mut f = fields.into_iter();
                 let mut next = || f.next().flatten();
@@ -753,6 +948,10 @@ mod tests {
                     reorder_window: next(),
                     admin_origins: next(),
                     chatwoot_secret: next(),
+                    public_url: next(),
+                    chatwoot_url: next(),
+                    chatwoot_account_id: next(),
+                    chatwoot_token: next(),
                 };
                 match Config::from_settings(&s, IpAddr::from([127, 0, 0, 1])) {
                     Ok(c) => {

@@ -34,6 +34,15 @@ pub enum Error {
     /// The request was fine but could not be stored; retrying later may work.
     #[error("{0}")]
     Unavailable(String),
+    /// Another service (Chatwoot) refused or failed; `message` says what to fix. `gateway`: it failed (502)
+    /// rather than refused what was asked (422).
+    #[error("{message}")]
+    Remote {
+        code: &'static str,
+        field: Option<&'static str>,
+        message: String,
+        gateway: bool,
+    },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
 }
@@ -93,6 +102,22 @@ impl From<Error> for ApiError {
                 Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", m)
             }
             Error::Unauthorized(m) => Self::new(StatusCode::UNAUTHORIZED, "unauthorized", m),
+            Error::Remote {
+                code,
+                field,
+                message,
+                gateway,
+            } => {
+                let status = if gateway {
+                    StatusCode::BAD_GATEWAY
+                } else {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                };
+                Self {
+                    field,
+                    ..Self::new(status, code, message)
+                }
+            }
             Error::Overloaded(m) => Self::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", m),
             Error::Unavailable(cause) => {
                 tracing::error!(cause, "request could not be stored");

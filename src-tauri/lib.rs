@@ -14,6 +14,7 @@
 //! - [`relay`]: `POST /webhook` — parse the routing fields, check the signature, store, answer.
 //! - [`retention`]: prunes finished deliveries.
 //! - [`delivery`]: lanes, the GoWA client and the retry rules.
+//! - [`chatwoot`]: Chatwoot's REST API (accounts, inboxes, webhooks, the typing indicator).
 //! - [`store`]: all SQL; the group-commit [`store::Writer`].
 //! - [`container`]: refuses an ephemeral database inside a container.
 //! - [`logging`]: log filter and format, and the desktop's log file.
@@ -27,6 +28,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod chatwoot;
 pub mod cli;
 pub mod config;
 pub mod container;

@@ -56,8 +56,25 @@ pub struct Shared {
     /// The webhook listener's port while the admin API and panel listen apart from it (0: they share one
     /// listener). The panel then shows this port, not its own, in the address for Chatwoot.
     pub webhook_port: std::sync::atomic::AtomicU16,
+    /// Where the webhook listens (once it does): the public URL the relay suggests is built from it.
+    pub webhook_addr: RwLock<Option<std::net::SocketAddr>>,
+    /// For calls to Chatwoot's API: follows no redirect, so a token never goes to another address.
+    pub chatwoot_http: reqwest::Client,
+    /// Names of the linked Chatwoot accounts' inboxes, as last read (see `admin::chatwoot`).
+    pub inbox_names: RwLock<std::collections::HashMap<crate::ids::InboxId, String>>,
     /// While no admin password exists (headless, first run): the one-time token of the setup link.
     pub setup_token: RwLock<Option<crate::config::Secret<String>>>,
     /// Cancelled when the relay stops; long-lived responses (the event stream) end with it.
     pub shutdown: tokio_util::sync::CancellationToken,
+}
+
+impl Shared {
+    /// The name of an inbox of a linked Chatwoot account, as last read from Chatwoot.
+    pub fn inbox_name(&self, inbox: crate::ids::InboxId) -> Option<String> {
+        let names = self
+            .inbox_names
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        names.get(&inbox).cloned()
+    }
 }

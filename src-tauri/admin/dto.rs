@@ -15,6 +15,8 @@ use crate::store::{self, routes};
 pub struct Route {
     pub id: RouteId,
     pub inbox_id: InboxId,
+    /// The inbox's name in a linked Chatwoot account.
+    pub inbox_name: Option<String>,
     /// With its password, if any, masked ([`crate::delivery::gowa::MASKED_PASSWORD`]).
     pub webhook_url: String,
     pub name: Option<String>,
@@ -38,6 +40,7 @@ impl Route {
         Self {
             id: r.id,
             inbox_id: r.inbox_id,
+            inbox_name: None,
             webhook_url: mask_password(&r.webhook_url),
             name: r.name,
             enabled: r.enabled,
@@ -94,6 +97,8 @@ impl From<DeliverySummary> for RouteHealth {
 pub struct Delivery {
     pub id: DeliveryId,
     pub inbox_id: InboxId,
+    /// The inbox's name in a linked Chatwoot account.
+    pub inbox_name: Option<String>,
     pub conversation_id: Option<i64>,
     pub event: String,
     /// Chatwoot's message id, for message events.
@@ -117,6 +122,7 @@ impl From<DeliverySummary> for Delivery {
         Self {
             id: d.id,
             inbox_id: d.inbox_id,
+            inbox_name: None,
             conversation_id: d.conversation_id,
             event: d.event,
             message_id: d.message_id,
@@ -209,6 +215,8 @@ pub struct RetriedBody {
 #[serde(rename_all = "camelCase")]
 pub struct Unrouted {
     pub inbox_id: InboxId,
+    /// The inbox's name in a linked Chatwoot account.
+    pub inbox_name: Option<String>,
     pub count: i64,
     pub first_seen: String,
     pub last_seen: String,
@@ -219,6 +227,7 @@ impl From<UnroutedInbox> for Unrouted {
     fn from(u: UnroutedInbox) -> Self {
         Self {
             inbox_id: u.inbox_id,
+            inbox_name: None,
             count: u.count,
             first_seen: store::to_rfc3339(u.first_seen),
             last_seen: store::to_rfc3339(u.last_seen),
@@ -315,4 +324,142 @@ pub struct SuccessBody {
 pub struct SetupInput {
     pub token: String,
     pub password: String,
+}
+
+/// `GET /admin/chatwoot`: the public webhook URL and the linked Chatwoot accounts (no token, no secret).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChatwootBody {
+    /// The URL Chatwoot must post to, once chosen.
+    pub public_url: Option<String>,
+    /// `env` (`CHATGOWA_PUBLIC_URL`, not changeable here) or `setting`.
+    pub public_url_source: Option<String>,
+    /// What the relay would use: its webhook listener's address on this computer's network.
+    pub suggested_url: String,
+    /// Whom the public URL's host can be reached by (`public`, `private`, `loopback`, `linkLocal`).
+    pub public_url_reach: Option<String>,
+    pub links: Vec<LinkView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LinkView {
+    pub id: i64,
+    /// Chatwoot's address.
+    pub url: String,
+    pub account_id: i64,
+    pub account_name: String,
+    /// Linked by `CHATGOWA_CHATWOOT_*`: linked again at every start.
+    pub from_env: bool,
+    pub webhook: Option<WebhookView>,
+    /// When a webhook of this account last arrived with a valid signature (since the relay started).
+    pub heard_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookView {
+    pub id: i64,
+    pub url: String,
+    /// Whether it posts to the current public URL.
+    pub current: bool,
+    /// Whether webhooks of this account are verified with its secret.
+    pub verified: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LinkBody {
+    pub link: LinkView,
+}
+
+/// Body of `POST /admin/chatwoot/links`. Raw JSON fields, so that each can be named when wrong; no `Debug`: the
+/// token is a secret.
+#[derive(Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LinkInput {
+    #[serde(default)]
+    pub url: Option<Value>,
+    #[serde(default)]
+    pub account_id: Option<Value>,
+    #[serde(default)]
+    pub token: Option<Value>,
+}
+
+/// Body of `PUT /admin/chatwoot/public-url`; empty or `null` clears it.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct PublicUrlInput {
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+/// A link named by id, with what the action needs (IPC carries these in one body; HTTP in the path and query).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LinkAction {
+    #[serde(default)]
+    pub id: i64,
+    /// Unlinking: remove the webhook from Chatwoot too.
+    #[serde(default)]
+    pub remove_webhook: bool,
+    /// The reachability check: how long to wait for Chatwoot's webhook (1–30 s; 10 by default).
+    #[serde(default)]
+    pub wait_seconds: Option<u64>,
+}
+
+/// An inbox of a linked account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InboxView {
+    pub link_id: i64,
+    pub account_id: i64,
+    pub id: i64,
+    pub name: String,
+    pub channel_type: String,
+    /// The route that serves it, if any.
+    pub route_id: Option<RouteId>,
+    /// An API inbox whose own callback posts to a GoWA that a route also delivers to: every reply would be
+    /// sent twice.
+    pub double_delivery: bool,
+    /// Where an API inbox posts its own events (scheme, host and port only).
+    pub own_webhook: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InboxesBody {
+    pub inboxes: Vec<InboxView>,
+    /// Linked accounts whose inboxes could not be read, and why.
+    pub problems: Vec<LinkProblem>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LinkProblem {
+    pub link_id: i64,
+    pub code: String,
+    pub message: String,
+}
+
+/// Body of `POST /admin/chatwoot/inboxes/clear-webhook`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InboxAction {
+    #[serde(default)]
+    pub link_id: i64,
+    #[serde(default)]
+    pub inbox_id: i64,
+}
+
+/// The outcome of the reachability check.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckResult {
+    pub ok: bool,
+    /// `reached`, or the step that failed: `no_public_url`, `webhook_missing`, `api`, `no_conversation`,
+    /// `refused` (it arrived with a wrong signature), `timeout`.
+    pub step: String,
+    pub message: String,
+    pub reached_at: Option<String>,
+    /// From asking Chatwoot to the webhook's arrival.
+    pub latency_ms: Option<u64>,
 }

@@ -17,10 +17,14 @@ use serde::de::DeserializeOwned;
 use tokio_stream::wrappers::BroadcastStream;
 
 use super::dto::{
+    ChatwootBody, CheckResult, InboxAction, InboxesBody, LinkAction, LinkBody, LinkInput,
+    PublicUrlInput,
+};
+use super::dto::{
     DeliveriesBody, DeliveryBody, DeliveryQuery, RetriedBody, RouteBody, RouteInput, RoutesBody,
     SetupInput, Stats, SuccessBody, TestResult, UnroutedBody,
 };
-use super::{auth, panel, service, settings};
+use super::{auth, chatwoot, panel, service, settings};
 use crate::error::{ApiError, Error, Result};
 use crate::events::UiEvent;
 use crate::ids::{DeliveryId, RouteId};
@@ -46,6 +50,20 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/admin/unrouted", get(list_unrouted))
         .route("/admin/stats", get(stats))
         .route("/admin/setup", post(setup))
+        .route("/admin/chatwoot", get(chatwoot_status))
+        .route("/admin/chatwoot/public-url", put(set_public_url))
+        .route("/admin/chatwoot/links", post(link_chatwoot))
+        .route(
+            "/admin/chatwoot/links/{id}",
+            axum::routing::delete(unlink_chatwoot),
+        )
+        .route("/admin/chatwoot/links/{id}/webhook", post(register_webhook))
+        .route("/admin/chatwoot/links/{id}/check", post(check_reach))
+        .route("/admin/chatwoot/inboxes", get(chatwoot_inboxes))
+        .route(
+            "/admin/chatwoot/inboxes/clear-webhook",
+            post(clear_inbox_webhook),
+        )
         .route("/admin/events", get(events))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(
@@ -68,7 +86,8 @@ fn too_large() -> Error {
 /// The largest admin request body (a route is a few hundred bytes).
 pub const MAX_ADMIN_BODY: usize = 64 * 1024;
 
-/// How long an admin request may take: a route test waits for GoWA for up to the attempt timeout.
+/// How long an admin request may take: a route test waits for GoWA for up to the attempt timeout (the Chatwoot
+/// reachability check waits 10 s by default).
 fn admin_timeout(state: &AppState) -> Duration {
     state.config.fetch_timeout + Duration::from_secs(10)
 }
@@ -179,6 +198,74 @@ pub async fn setup(
         .map(Json)
 }
 
+pub async fn chatwoot_status(State(state): State<AppState>) -> Result<Json<ChatwootBody>> {
+    chatwoot::status(&state).await.map(Json)
+}
+
+pub async fn set_public_url(
+    State(state): State<AppState>,
+    JsonBody(input): JsonBody<PublicUrlInput>,
+) -> Result<Json<ChatwootBody>> {
+    chatwoot::set_public_url(&state, input).await.map(Json)
+}
+
+pub async fn link_chatwoot(
+    State(state): State<AppState>,
+    JsonBody(input): JsonBody<LinkInput>,
+) -> Result<(StatusCode, Json<LinkBody>)> {
+    let body = chatwoot::link(&state, input).await?;
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+/// `DELETE /admin/chatwoot/links/:id[?removeWebhook=true]`.
+pub async fn unlink_chatwoot(
+    State(state): State<AppState>,
+    id: IdParam,
+    JsonQuery(query): JsonQuery<LinkAction>,
+) -> Result<Json<SuccessBody>> {
+    let action = LinkAction {
+        id: id.link()?,
+        ..query
+    };
+    chatwoot::unlink(&state, action).await.map(Json)
+}
+
+pub async fn register_webhook(
+    State(state): State<AppState>,
+    id: IdParam,
+    _: JsonAction,
+) -> Result<Json<LinkBody>> {
+    let action = LinkAction {
+        id: id.link()?,
+        ..LinkAction::default()
+    };
+    chatwoot::register(&state, action).await.map(Json)
+}
+
+/// `POST /admin/chatwoot/links/:id/check` with `{}` or `{"waitSeconds": n}`.
+pub async fn check_reach(
+    State(state): State<AppState>,
+    id: IdParam,
+    JsonBody(input): JsonBody<LinkAction>,
+) -> Result<Json<CheckResult>> {
+    let action = LinkAction {
+        id: id.link()?,
+        ..input
+    };
+    chatwoot::check(&state, action).await.map(Json)
+}
+
+pub async fn chatwoot_inboxes(State(state): State<AppState>) -> Result<Json<InboxesBody>> {
+    chatwoot::inboxes(&state).await.map(Json)
+}
+
+pub async fn clear_inbox_webhook(
+    State(state): State<AppState>,
+    JsonBody(input): JsonBody<InboxAction>,
+) -> Result<Json<InboxesBody>> {
+    chatwoot::clear_inbox_webhook(&state, input).await.map(Json)
+}
+
 pub async fn stats(State(state): State<AppState>) -> Result<Json<Stats>> {
     service::stats(&state).await.map(Json)
 }
@@ -268,6 +355,10 @@ impl IdParam {
 
     fn delivery(&self) -> Result<DeliveryId> {
         self.parse("delivery").map(DeliveryId)
+    }
+
+    fn link(&self) -> Result<i64> {
+        self.parse("Chatwoot link")
     }
 }
 

@@ -43,7 +43,9 @@ async fn route_view(state: &AppState, route: Route) -> Result<dto::Route> {
     let dead =
         deliveries::count_for_inbox(&state.pool, route.inbox_id, DeliveryStatus::Dead).await?;
     let last = deliveries::last_attempted_for_inbox(&state.pool, route.inbox_id).await?;
-    Ok(dto::Route::new(route, pending, dead, last))
+    let mut view = dto::Route::new(route, pending, dead, last);
+    view.inbox_name = state.inbox_name(view.inbox_id);
+    Ok(view)
 }
 
 async fn route_body(state: &AppState, route: Route) -> Result<dto::RouteBody> {
@@ -162,7 +164,10 @@ pub async fn list_unrouted(state: &AppState) -> Result<dto::UnroutedBody> {
         unrouted: unrouted_inboxes::list(&state.pool)
             .await?
             .into_iter()
-            .map(Into::into)
+            .map(|inbox| dto::Unrouted {
+                inbox_name: state.inbox_name(inbox.inbox_id),
+                ..inbox.into()
+            })
             .collect(),
     })
 }
@@ -217,7 +222,7 @@ pub async fn list_deliveries(
         None
     };
     Ok(dto::DeliveriesBody {
-        deliveries: page.into_iter().map(Into::into).collect(),
+        deliveries: page.into_iter().map(|d| named(state, d.into())).collect(),
         next_cursor,
     })
 }
@@ -266,6 +271,12 @@ async fn delivery_filter(state: &AppState, query: DeliveryQuery) -> Result<Optio
     Ok(Some((filter, limit)))
 }
 
+/// A delivery with its inbox's name, where the inbox belongs to a linked Chatwoot account.
+fn named(state: &AppState, mut delivery: dto::Delivery) -> dto::Delivery {
+    delivery.inbox_name = state.inbox_name(delivery.inbox_id);
+    delivery
+}
+
 /// A query parameter that must be a positive integer when given (blank counts as not given).
 fn positive(value: Option<String>, field: &'static str) -> Result<Option<i64>> {
     match value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
@@ -286,7 +297,7 @@ pub async fn delivery_detail(state: &AppState, id: DeliveryId) -> Result<dto::De
     let log = attempts::list_for_delivery(&state.pool, id).await?;
     Ok(dto::DeliveryBody {
         delivery: dto::DeliveryDetail {
-            delivery: d.summary().into(),
+            delivery: named(state, d.summary().into()),
             payload: String::from_utf8_lossy(&d.body).into_owned(),
             attempt_log: log.into_iter().map(Into::into).collect(),
         },

@@ -7,7 +7,7 @@ use tauri::State;
 use super::listeners::AddressesInput;
 use super::native::{Desktop, DesktopInfo};
 use crate::admin::dto::{self, DeliveryQuery, RouteInput};
-use crate::admin::service;
+use crate::admin::{chatwoot, service};
 use crate::error::ApiError;
 use crate::ids::{DeliveryId, RouteId};
 use crate::state::AppState;
@@ -172,4 +172,62 @@ pub async fn new_password(
 ) -> Answer<DesktopInfo> {
     desktop.new_password(&state).await?;
     Ok(desktop.info(&app, &state))
+}
+
+#[tauri::command]
+pub async fn chatwoot_status(state: State<'_, AppState>) -> Answer<dto::ChatwootBody> {
+    Ok(chatwoot::status(&state).await?)
+}
+
+#[tauri::command]
+pub async fn set_public_url(
+    state: State<'_, AppState>,
+    input: dto::PublicUrlInput,
+) -> Answer<dto::ChatwootBody> {
+    Ok(chatwoot::set_public_url(&state, input).await?)
+}
+
+#[tauri::command]
+pub async fn link_chatwoot(
+    state: State<'_, AppState>,
+    input: dto::LinkInput,
+) -> Answer<dto::LinkBody> {
+    Ok(chatwoot::link(&state, input).await?)
+}
+
+#[tauri::command]
+pub async fn unlink_chatwoot(
+    state: State<'_, AppState>,
+    input: dto::LinkAction,
+) -> Answer<dto::SuccessBody> {
+    Ok(chatwoot::unlink(&state, input).await?)
+}
+
+#[tauri::command]
+pub async fn register_webhook(
+    state: State<'_, AppState>,
+    input: dto::LinkAction,
+) -> Answer<dto::LinkBody> {
+    Ok(chatwoot::register(&state, input).await?)
+}
+
+#[tauri::command]
+pub async fn check_reach(
+    state: State<'_, AppState>,
+    input: dto::LinkAction,
+) -> Answer<dto::CheckResult> {
+    Ok(chatwoot::check(&state, input).await?)
+}
+
+#[tauri::command]
+pub async fn chatwoot_inboxes(state: State<'_, AppState>) -> Answer<dto::InboxesBody> {
+    Ok(chatwoot::inboxes(&state).await?)
+}
+
+#[tauri::command]
+pub async fn clear_inbox_webhook(
+    state: State<'_, AppState>,
+    input: dto::InboxAction,
+) -> Answer<dto::InboxesBody> {
+    Ok(chatwoot::clear_inbox_webhook(&state, input).await?)
 }

@@ -59,6 +59,14 @@ pub fn run(settings: &Settings, minimized: bool) -> anyhow::Result<()> {
             commands::set_language,
             commands::set_addresses,
             commands::new_password,
+            commands::chatwoot_status,
+            commands::set_public_url,
+            commands::link_chatwoot,
+            commands::unlink_chatwoot,
+            commands::register_webhook,
+            commands::check_reach,
+            commands::chatwoot_inboxes,
+            commands::clear_inbox_webhook,
         ])
         .setup(move |app| setup(app, config, &settings, minimized))
         .build(tauri::generate_context!())?

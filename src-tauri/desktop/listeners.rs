@@ -290,6 +290,11 @@ impl Listeners {
             self.webhook.wanted.port(),
             std::sync::atomic::Ordering::Relaxed,
         );
+        *self
+            .state
+            .webhook_addr
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(self.webhook.wanted);
         webhook.map_err(|e| Error::invalid("webhookPort", e.to_string()))?;
         admin.map_err(|e| Error::invalid("adminPort", e.to_string()))?;
         Ok(())

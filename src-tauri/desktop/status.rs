@@ -216,6 +216,7 @@ mod tests {
         Route {
             id: RouteId(id),
             inbox_id: InboxId(id * 10),
+            inbox_name: None,
             webhook_url: "http://gowa:3000/chatwoot/webhook".into(),
             name: (id != 2).then(|| format!("Sales {id}")),
             enabled: true,

@@ -3,6 +3,7 @@
 //! A webhook is acknowledged only once its delivery is committed (or a deliberate decision not to queue it
 //! was made); GoWA is never called from here.
 
+pub mod linked;
 pub mod payload;
 pub mod signature;
 
@@ -18,6 +19,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use self::linked::Linked;
 use self::payload::Payload;
 use crate::config::{self, Secret};
 use crate::delivery::Dispatcher;
@@ -74,6 +76,8 @@ struct Parts {
     admission: Admission,
     /// `CHATGOWA_CHATWOOT_SECRET`: what webhooks of a route without a secret of its own are signed with.
     chatwoot_secrets: Vec<Secret<String>>,
+    /// Linked Chatwoot accounts: their webhooks' secrets, and when each was last heard from.
+    linked: Linked,
 }
 
 impl Intake {
@@ -90,7 +94,13 @@ impl Intake {
             metrics,
             admission: Admission::new(max_body),
             chatwoot_secrets,
+            linked: Linked::default(),
         }))
+    }
+
+    /// The linked Chatwoot accounts as webhooks see them.
+    pub fn linked(&self) -> &Linked {
+        &self.0.linked
     }
 
     /// The largest body accepted.
@@ -414,28 +424,34 @@ impl Intake {
         })
     }
 
-    /// Checks Chatwoot's signature where a secret is configured for the webhook's inbox (or for all).
+    /// Checks Chatwoot's signature where a secret is configured for the webhook's inbox or account (or for all).
     fn check_signature(&self, headers: &HeaderMap, body: &[u8], payload: &Payload) -> Result<()> {
-        let secrets = self.signing_secrets(payload.inbox_id);
+        let linked = self.0.linked.secrets(payload.account_id);
+        let is_linked = !linked.is_empty();
+        let mut secrets = self.signing_secrets(payload.inbox_id);
+        secrets.extend(linked);
         if secrets.is_empty() {
             return Ok(());
         }
         let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-        signature::verify(
+        let verified = signature::verify(
             &secrets,
             text("x-chatwoot-timestamp"),
             text("x-chatwoot-signature"),
             body,
             chrono::Utc::now().timestamp(),
-        )
-        .map_err(|e| {
+        );
+        if let Some(account) = payload.account_id.filter(|_| is_linked) {
+            self.0.linked.record(account, verified.is_ok());
+        }
+        verified.map_err(|e| {
             tracing::info!(event = payload.event, inbox_id = ?payload.inbox_id, problem = %e, "webhook refused");
             Error::Unauthorized(e.to_string())
         })
     }
 
-    /// The secrets a webhook for `inbox_id` must be signed with: its route's own, else
-    /// `CHATGOWA_CHATWOOT_SECRET`; none means no signature is required.
+    /// The secrets a webhook for `inbox_id` must be signed with besides its account's: its route's own, else
+    /// `CHATGOWA_CHATWOOT_SECRET`; none (and no linked account) means no signature is required.
     fn signing_secrets(&self, inbox_id: Option<InboxId>) -> Vec<Secret<String>> {
         let own = inbox_id
             .and_then(|inbox_id| self.0.dispatcher.route(inbox_id))

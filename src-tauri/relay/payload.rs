@@ -29,6 +29,8 @@ pub struct Payload {
     /// so that an exact repeat is recognised and a real later change is not. `None` for other events, or
     /// without an account or message id.
     pub identity: Option<String>,
+    /// The Chatwoot account: `account.id`, or `conversation.account.id` (typing events have only that).
+    pub account_id: Option<i64>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -77,6 +79,7 @@ struct Attributes {
 struct ConversationRef {
     id: Option<Id>,
     inbox_id: Option<Id>,
+    account: Option<Obj<InboxRef>>,
 }
 
 /// Parses a webhook body.
@@ -97,7 +100,7 @@ pub fn parse(body: &[u8]) -> Result<Payload, PayloadError> {
         return Err(PayloadError::TooDeep);
     }
     let event = raw.event.and_then(|t| t.0).unwrap_or_default();
-    let conversation = raw.conversation.and_then(|c| c.0).unwrap_or_default();
+    let mut conversation = raw.conversation.and_then(|c| c.0).unwrap_or_default();
     // The first place that has an id decides, even if its value is unusable.
     let inbox_id = raw
         .inbox
@@ -114,6 +117,13 @@ pub fn parse(body: &[u8]) -> Result<Payload, PayloadError> {
         .and_then(|id| id.0);
     let message_id = raw.id.and_then(|id| id.0).filter(|_| is_message);
     let account_id = raw.account.and_then(|a| a.0).and_then(|a| a.id?.0);
+    let any_account = account_id.or_else(|| {
+        conversation
+            .account
+            .take()
+            .and_then(|a| a.0)
+            .and_then(|a| a.id?.0)
+    });
     let identity = match (account_id, message_id) {
         (Some(account), Some(message)) if event == "message_created" => {
             Some(format!("message_created/{account}/{message}"))
@@ -130,6 +140,7 @@ pub fn parse(body: &[u8]) -> Result<Payload, PayloadError> {
         conversation_id,
         message_id,
         identity,
+        account_id: any_account,
     })
 }
 
@@ -478,6 +489,7 @@ mod tests {
                 conversation_id: None,
                 message_id: None,
                 identity: None,
+                account_id: None,
             }
         );
         assert_eq!(parse(b"[1,2]"), Err(PayloadError::NotObject));

@@ -3,6 +3,8 @@
 //! Other modules call typed functions and never write SQL themselves. Times are unix milliseconds (UTC).
 
 pub mod attempts;
+pub mod chatwoot_inboxes;
+pub mod chatwoot_links;
 pub mod dedupe;
 pub mod deliveries;
 pub mod prisma;

@@ -12,6 +12,8 @@ pub const WEBHOOK_ADDRESS: &str = "webhook_address";
 pub const ADMIN_ADDRESS: &str = "admin_address";
 /// Set once the TypeScript version's routes were copied (see [`super::prisma`]): how many.
 pub const PRISMA_ROUTES_IMPORTED: &str = "prisma_routes_imported";
+/// The URL Chatwoot must post webhooks to, chosen in the panel ("" or absent: none).
+pub const PUBLIC_URL: &str = "public_url";
 /// "off" when the desktop should not show notifications.
 pub const NOTIFICATIONS: &str = "notifications";
 

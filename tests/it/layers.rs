@@ -16,7 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["admin"],
     &["state"],
     &["relay", "retention"],
-    &["delivery"],
+    &["delivery", "chatwoot"],
     &["store", "container", "logging", "login"],
     &["config"],
     &["metrics", "events", "shutdown", "error", "ids"],

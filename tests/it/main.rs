@@ -6,6 +6,7 @@
 mod admin_api;
 mod bad_input;
 mod browser;
+mod chatwoot_api;
 mod delivery;
 mod desktop;
 mod door;
@@ -13,6 +14,7 @@ mod drift;
 mod e2e;
 mod faults;
 mod layers;
+mod link;
 mod listeners;
 mod ops;
 mod replies;

@@ -191,6 +191,8 @@ pub fn test_config(database_path: PathBuf) -> Config {
         log_format: config::LogFormat::Human,
         allow_ephemeral_db: false,
         chatwoot_secrets: Vec::new(),
+        public_url: None,
+        chatwoot_link: None,
     }
 }
 

@@ -25,6 +25,19 @@ export const api = {
   discardDelivery: (id) => call("discard_delivery", "DELETE", `/deliveries/${id}`, { id }),
   listUnrouted: () => call("list_unrouted", "GET", "/unrouted"),
   setup: (token, password) => transport.setup(token, password),
+  // The Chatwoot link: accounts, the public webhook URL, the webhook, inboxes, the reachability check.
+  chatwoot: () => call("chatwoot_status", "GET", "/chatwoot"),
+  setPublicUrl: (url) => call("set_public_url", "PUT", "/chatwoot/public-url", { url }, { body: { url } }),
+  linkChatwoot: (link) => call("link_chatwoot", "POST", "/chatwoot/links", link, { body: link }),
+  unlinkChatwoot: (id, removeWebhook) =>
+    call("unlink_chatwoot", "DELETE", `/chatwoot/links/${id}`, { id, removeWebhook },
+      { query: removeWebhook ? { removeWebhook: "true" } : {} }),
+  registerWebhook: (id) => call("register_webhook", "POST", `/chatwoot/links/${id}/webhook`, { id }),
+  checkReach: (id) => call("check_reach", "POST", `/chatwoot/links/${id}/check`, { id }),
+  chatwootInboxes: () => call("chatwoot_inboxes", "GET", "/chatwoot/inboxes"),
+  clearInboxWebhook: (linkId, inboxId) =>
+    call("clear_inbox_webhook", "POST", "/chatwoot/inboxes/clear-webhook", { linkId, inboxId },
+      { body: { linkId, inboxId } }),
   subscribe: (onEvent, onState) => transport.subscribe(onEvent, onState),
   webhookUrl: (path, port) => transport.webhookUrl(path, port),
   listenProblem: () => transport.listenProblem(),

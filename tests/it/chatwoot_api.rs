@@ -1,0 +1,552 @@
+//! A Chatwoot REST API stand-in on `127.0.0.1:0`, as strict as `tests/fixtures/chatwoot-api/README.md`: the
+//! `api_access_token` header, 401 for a wrong token or an account the user is not in, administrator-only
+//! webhooks, inbox changes and secrets, `payload` wrappers, integer ids, 422 for a webhook URL taken in the
+//! account, JSON bodies only. It posts signed webhooks as Chatwoot does (the typing indicator fires
+//! `conversation_typing_on` to the account's subscribed webhooks).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+use chatgowa_lib::relay::signature;
+
+/// Events an account webhook may subscribe to (without `ENABLE_INBOX_EVENTS`).
+const EVENTS: [&str; 10] = [
+    "conversation_created",
+    "conversation_status_changed",
+    "conversation_updated",
+    "conversation_typing_on",
+    "conversation_typing_off",
+    "message_created",
+    "message_updated",
+    "contact_created",
+    "contact_updated",
+    "webwidget_triggered",
+];
+
+#[derive(Debug, Clone)]
+pub struct Hook {
+    pub id: i64,
+    pub account: i64,
+    pub url: String,
+    pub name: String,
+    pub subscriptions: Vec<String>,
+    pub secret: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Inbox {
+    pub account: i64,
+    pub id: i64,
+    pub name: String,
+    pub channel_type: String,
+    pub webhook_url: String,
+}
+
+/// How the stand-in misbehaves, if at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Normal,
+    /// A web page on every path (a proxy's login page, the dashboard URL given for the API).
+    Html,
+    /// 500 on every path.
+    Broken,
+}
+
+#[derive(Debug)]
+pub struct World {
+    /// token → (user name, account → role)
+    users: BTreeMap<String, (String, BTreeMap<i64, &'static str>)>,
+    accounts: BTreeMap<i64, String>,
+    pub inboxes: Vec<Inbox>,
+    pub hooks: Vec<Hook>,
+    /// (account, display id, inbox id)
+    conversations: Vec<(i64, i64, i64)>,
+    pub mode: Mode,
+    /// Whether webhooks are posted at all (false: Chatwoot cannot reach the relay).
+    pub deliver: bool,
+    /// Sign webhooks with this instead of the webhook's secret.
+    pub wrong_secret: Option<String>,
+    next_id: i64,
+    /// Method and path of every request, in order.
+    pub calls: Vec<String>,
+}
+
+#[derive(Clone)]
+pub struct ChatwootApi {
+    pub base: String,
+    world: Arc<Mutex<World>>,
+}
+
+/// The administrator's token of the stand-in's accounts 1 and 2.
+pub const ADMIN_TOKEN: &str = "cw-admin-token-Zq81";
+/// An agent's token (account 1).
+pub const AGENT_TOKEN: &str = "cw-agent-token-Lp02";
+
+impl ChatwootApi {
+    /// Accounts 1 ("Toko Bandung") and 2 ("Klinik Sehat"), administered by [`ADMIN_TOKEN`]; account 1 has an API
+    /// inbox 7 and a website inbox 8 and a conversation 41 in inbox 7; account 2 has an API inbox 9.
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let mut users = BTreeMap::new();
+        users.insert(
+            ADMIN_TOKEN.to_owned(),
+            (
+                "Ana Admin".to_owned(),
+                BTreeMap::from([(1, "administrator"), (2, "administrator")]),
+            ),
+        );
+        users.insert(
+            AGENT_TOKEN.to_owned(),
+            ("Budi Agent".to_owned(), BTreeMap::from([(1, "agent")])),
+        );
+        let inbox = |account, id, name: &str, channel: &str| Inbox {
+            account,
+            id,
+            name: name.into(),
+            channel_type: channel.into(),
+            webhook_url: String::new(),
+        };
+        let world = World {
+            users,
+            accounts: BTreeMap::from([(1, "Toko Bandung".into()), (2, "Klinik Sehat".into())]),
+            inboxes: vec![
+                inbox(1, 7, "WhatsApp Toko", "Channel::Api"),
+                inbox(1, 8, "Website", "Channel::WebWidget"),
+                inbox(2, 9, "WhatsApp Klinik", "Channel::Api"),
+            ],
+            hooks: Vec::new(),
+            conversations: vec![(1, 41, 7)],
+            mode: Mode::Normal,
+            deliver: true,
+            wrong_secret: None,
+            next_id: 100,
+            calls: Vec::new(),
+        };
+        let world = Arc::new(Mutex::new(world));
+        let app = Router::new().fallback(answer).with_state(world.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { base, world }
+    }
+
+    /// Reads or changes the stand-in's state.
+    pub fn with<T>(&self, f: impl FnOnce(&mut World) -> T) -> T {
+        f(&mut self.world.lock().unwrap())
+    }
+
+    pub fn hooks(&self) -> Vec<Hook> {
+        self.with(|w| w.hooks.clone())
+    }
+
+    /// Adds a webhook as an admin would in Chatwoot's settings; returns its secret.
+    pub fn add_hook(&self, account: i64, url: &str, subscriptions: &[&str]) -> String {
+        self.with(|w| {
+            let hook = w.new_hook(
+                account,
+                url,
+                "Made by hand",
+                subscriptions.iter().map(|s| (*s).to_owned()).collect(),
+            );
+            let secret = hook.secret.clone();
+            w.hooks.push(hook);
+            secret
+        })
+    }
+}
+
+impl World {
+    fn next(&mut self) -> i64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn new_hook(
+        &mut self,
+        account: i64,
+        url: &str,
+        name: &str,
+        subscriptions: Vec<String>,
+    ) -> Hook {
+        let id = self.next();
+        Hook {
+            id,
+            account,
+            url: url.into(),
+            name: name.into(),
+            subscriptions,
+            secret: format!("cw-generated-secret-{id}-Xk7"),
+        }
+    }
+
+    pub fn remove_conversations(&mut self) {
+        self.conversations.clear();
+    }
+}
+
+type Answer = Result<Response, Refusal>;
+
+/// A JSON error answer.
+pub struct Refusal(StatusCode, Value);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        (self.0, axum::Json(self.1)).into_response()
+    }
+}
+
+fn error(status: StatusCode, body: Value) -> Refusal {
+    Refusal(status, body)
+}
+
+fn ok(body: Value) -> Answer {
+    Ok(axum::Json(body).into_response())
+}
+
+async fn answer(
+    State(world): State<Arc<Mutex<World>>>,
+    method: Method,
+    uri: Uri,
+    Query(query): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut w = world.lock().unwrap();
+    w.calls.push(format!("{method} {}", uri.path()));
+    match w.mode {
+        Mode::Html => {
+            return (
+                StatusCode::OK,
+                [("content-type", "text/html; charset=utf-8")],
+                "<!DOCTYPE html><html><body>Sign in</body></html>",
+            )
+                .into_response();
+        }
+        Mode::Broken => {
+            return error(StatusCode::INTERNAL_SERVER_ERROR, json!({"error": "boom"}))
+                .into_response();
+        }
+        Mode::Normal => {}
+    }
+    let segments: Vec<&str> = uri.path().trim_matches('/').split('/').collect();
+    let result = route(&mut w, &method, &segments, &query, &headers, &body);
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+fn route(
+    w: &mut World,
+    method: &Method,
+    segments: &[&str],
+    query: &BTreeMap<String, String>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Answer {
+    let (name, roles) = user(w, headers)?;
+    match (method.as_str(), segments) {
+        ("GET", ["api", "v1", "profile"]) => {
+            let accounts: Vec<Value> = roles
+                .iter()
+                .map(|(id, role)| json!({"id": id, "name": w.accounts[id], "role": role, "status": "active"}))
+                .collect();
+            let token = headers["api_access_token"].to_str().unwrap();
+            ok(json!({"id": 5, "name": name, "access_token": token, "accounts": accounts}))
+        }
+        (_, ["api", "v1", "accounts", account, rest @ ..]) => {
+            let account: i64 = account.parse().map_err(|_| not_found())?;
+            let role = *roles.get(&account).ok_or_else(|| {
+                error(
+                    StatusCode::UNAUTHORIZED,
+                    json!({"error": "You are not authorized to access this account"}),
+                )
+            })?;
+            let admin = role == "administrator";
+            let input = || json_body(headers, body);
+            match (method.as_str(), rest) {
+                ("GET", ["inboxes"]) => list_inboxes(w, account, admin),
+                ("PATCH", ["inboxes", id]) => patch_inbox(w, account, admin, id, &input()?),
+                ("GET", ["webhooks"]) => list_hooks(w, account, admin),
+                ("POST", ["webhooks"]) => create_hook(w, account, admin, &input()?),
+                ("PATCH", ["webhooks", id]) => update_hook(w, account, admin, id, &input()?),
+                ("DELETE", ["webhooks", id]) => delete_hook(w, account, admin, id),
+                ("GET", ["conversations"]) => list_conversations(w, account, query),
+                ("POST", ["conversations", id, "toggle_typing_status"]) => {
+                    typing(w, account, id, &input()?)
+                }
+                _ => Err(no_route()),
+            }
+        }
+        _ => Err(no_route()),
+    }
+}
+
+/// The token's user: 401 `Invalid Access Token` without a known token.
+fn user(w: &World, headers: &HeaderMap) -> Result<(String, BTreeMap<i64, &'static str>), Refusal> {
+    headers
+        .get("api_access_token")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|token| w.users.get(token))
+        .cloned()
+        .ok_or_else(|| {
+            error(
+                StatusCode::UNAUTHORIZED,
+                json!({"error": "Invalid Access Token"}),
+            )
+        })
+}
+
+/// Rails' answer to a path it has no route for, asked for JSON.
+fn no_route() -> Refusal {
+    error(
+        StatusCode::NOT_FOUND,
+        json!({"status": 404, "error": "Not Found"}),
+    )
+}
+
+fn not_found() -> Refusal {
+    error(
+        StatusCode::NOT_FOUND,
+        json!({"error": "Resource could not be found"}),
+    )
+}
+
+fn admin_only(admin: bool) -> Result<(), Refusal> {
+    if admin {
+        Ok(())
+    } else {
+        Err(error(
+            StatusCode::UNAUTHORIZED,
+            json!({"error": "You are not authorized to do this action"}),
+        ))
+    }
+}
+
+fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, Refusal> {
+    let is_json = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if !is_json {
+        return Err(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            json!({"error": "JSON only"}),
+        ));
+    }
+    serde_json::from_slice(body)
+        .map_err(|_| error(StatusCode::BAD_REQUEST, json!({"error": "bad JSON"})))
+}
+
+fn inbox_json(inbox: &Inbox, admin: bool) -> Value {
+    let mut v = json!({
+        "id": inbox.id,
+        "name": inbox.name,
+        "channel_type": inbox.channel_type,
+        "webhook_url": if inbox.channel_type == "Channel::Api" { json!(inbox.webhook_url) } else { Value::Null },
+        "inbox_identifier": format!("ident-{}", inbox.id),
+    });
+    if admin {
+        v["secret"] = json!(format!("inbox-secret-{}", inbox.id));
+        v["hmac_token"] = json!(format!("hmac-{}", inbox.id));
+    }
+    v
+}
+
+fn list_inboxes(w: &World, account: i64, admin: bool) -> Answer {
+    let payload: Vec<Value> = w
+        .inboxes
+        .iter()
+        .filter(|i| i.account == account)
+        .map(|i| inbox_json(i, admin))
+        .collect();
+    ok(json!({"payload": payload}))
+}
+
+fn patch_inbox(w: &mut World, account: i64, admin: bool, id: &str, input: &Value) -> Answer {
+    admin_only(admin)?;
+    let id: i64 = id.parse().map_err(|_| not_found())?;
+    let inbox = w
+        .inboxes
+        .iter_mut()
+        .find(|i| i.account == account && i.id == id)
+        .ok_or_else(not_found)?;
+    if let Some(url) = input["channel"].get("webhook_url") {
+        let url = url.as_str().ok_or_else(|| {
+            error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({"message": "Webhook url is invalid"}),
+            )
+        })?;
+        inbox.webhook_url = url.into();
+    }
+    ok(inbox_json(inbox, admin))
+}
+
+fn hook_json(hook: &Hook) -> Value {
+    json!({
+        "id": hook.id,
+        "name": hook.name,
+        "url": hook.url,
+        "account_id": hook.account,
+        "subscriptions": hook.subscriptions,
+        "secret": hook.secret,
+        "inbox": null,
+    })
+}
+
+fn list_hooks(w: &World, account: i64, admin: bool) -> Answer {
+    admin_only(admin)?;
+    let hooks: Vec<Value> = w
+        .hooks
+        .iter()
+        .filter(|h| h.account == account)
+        .map(hook_json)
+        .collect();
+    ok(json!({"payload": {"webhooks": hooks}}))
+}
+
+/// URL and subscriptions of a webhook body, as Chatwoot validates them.
+fn hook_fields(
+    w: &World,
+    account: i64,
+    input: &Value,
+    except: Option<i64>,
+) -> Result<(String, Vec<String>), Refusal> {
+    let invalid = |m: &str| error(StatusCode::UNPROCESSABLE_ENTITY, json!({"message": m}));
+    let url = input["url"]
+        .as_str()
+        .filter(|u| u.starts_with("http://") || u.starts_with("https://"));
+    let url = url.ok_or_else(|| invalid("Url is invalid"))?;
+    if w.hooks
+        .iter()
+        .any(|h| h.account == account && h.url == url && Some(h.id) != except)
+    {
+        return Err(invalid("Url has already been taken"));
+    }
+    let subscriptions: Vec<String> = input["subscriptions"]
+        .as_array()
+        .ok_or_else(|| invalid("Subscriptions is invalid"))?
+        .iter()
+        .map(|s| s.as_str().map(str::to_owned))
+        .collect::<Option<_>>()
+        .ok_or_else(|| invalid("Subscriptions is invalid"))?;
+    if subscriptions.is_empty() || subscriptions.iter().any(|s| !EVENTS.contains(&s.as_str())) {
+        return Err(invalid("Subscriptions is invalid"));
+    }
+    Ok((url.into(), subscriptions))
+}
+
+fn create_hook(w: &mut World, account: i64, admin: bool, input: &Value) -> Answer {
+    admin_only(admin)?;
+    let (url, subscriptions) = hook_fields(w, account, input, None)?;
+    let name = input["name"].as_str().unwrap_or_default().to_owned();
+    let hook = w.new_hook(account, &url, &name, subscriptions);
+    let body = json!({"payload": {"webhook": hook_json(&hook)}});
+    w.hooks.push(hook);
+    ok(body)
+}
+
+fn update_hook(w: &mut World, account: i64, admin: bool, id: &str, input: &Value) -> Answer {
+    admin_only(admin)?;
+    let id: i64 = id.parse().map_err(|_| not_found())?;
+    if !w.hooks.iter().any(|h| h.account == account && h.id == id) {
+        return Err(not_found());
+    }
+    let (url, subscriptions) = hook_fields(w, account, input, Some(id))?;
+    let hook = w.hooks.iter_mut().find(|h| h.id == id).unwrap();
+    hook.url = url;
+    hook.subscriptions = subscriptions;
+    if let Some(name) = input["name"].as_str() {
+        hook.name = name.into();
+    }
+    ok(json!({"payload": {"webhook": hook_json(hook)}}))
+}
+
+fn delete_hook(w: &mut World, account: i64, admin: bool, id: &str) -> Answer {
+    admin_only(admin)?;
+    let id: i64 = id.parse().map_err(|_| not_found())?;
+    let before = w.hooks.len();
+    w.hooks.retain(|h| !(h.account == account && h.id == id));
+    if w.hooks.len() == before {
+        return Err(not_found());
+    }
+    // Rails' `head :ok`.
+    Ok(StatusCode::OK.into_response())
+}
+
+fn list_conversations(w: &World, account: i64, query: &BTreeMap<String, String>) -> Answer {
+    let inbox: Option<i64> = query.get("inbox_id").and_then(|i| i.parse().ok());
+    let payload: Vec<Value> = w
+        .conversations
+        .iter()
+        .filter(|(a, _, i)| *a == account && inbox.is_none_or(|want| want == *i))
+        .map(|(_, id, inbox)| json!({"id": id, "inbox_id": inbox, "account_id": account, "status": "open"}))
+        .collect();
+    ok(json!({"data": {"meta": {"all_count": payload.len()}, "payload": payload}}))
+}
+
+fn typing(w: &mut World, account: i64, id: &str, input: &Value) -> Answer {
+    let id: i64 = id.parse().map_err(|_| not_found())?;
+    let &(_, _, inbox) = w
+        .conversations
+        .iter()
+        .find(|(a, c, _)| *a == account && *c == id)
+        .ok_or_else(not_found)?;
+    let event = match input["typing_status"].as_str() {
+        Some("on") => "conversation_typing_on",
+        Some("off") => "conversation_typing_off",
+        _ => {
+            return Err(error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({"message": "typing_status"}),
+            ));
+        }
+    };
+    if w.deliver {
+        let body = json!({
+            "event": event,
+            "user": {"id": 5, "name": "Ana Admin", "type": "user"},
+            "conversation": {"id": id, "inbox_id": inbox, "account": {"id": account, "name": w.accounts[&account]}},
+            "is_private": false,
+        });
+        let targets: Vec<(String, String)> = w
+            .hooks
+            .iter()
+            .filter(|h| h.account == account && h.subscriptions.iter().any(|s| s == event))
+            .map(|h| {
+                (
+                    h.url.clone(),
+                    w.wrong_secret.clone().unwrap_or_else(|| h.secret.clone()),
+                )
+            })
+            .collect();
+        tokio::spawn(post_webhooks(targets, body.to_string()));
+    }
+    Ok(StatusCode::OK.into_response())
+}
+
+/// Posts `body` to each `(url, secret)` as Chatwoot's webhook job does: signed, with a fresh delivery id.
+async fn post_webhooks(targets: Vec<(String, String)>, body: String) {
+    let http = reqwest::Client::new();
+    for (url, secret) in targets {
+        let ts = chrono::Utc::now().timestamp().to_string();
+        let signature = signature::sign(&secret, &ts, body.as_bytes());
+        let _ = http
+            .post(url)
+            .header("content-type", "application/json")
+            .header(
+                "x-chatwoot-delivery",
+                format!("typing-{ts}-{}", rand::random::<u32>()),
+            )
+            .header("x-chatwoot-timestamp", ts)
+            .header("x-chatwoot-signature", signature)
+            .body(body.clone())
+            .send()
+            .await;
+    }
+}
