@@ -11,6 +11,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use futures_util::FutureExt as _;
 use serde_json::json;
 
+use crate::chatwoot_api::{ADMIN_TOKEN, ChatwootApi};
 use crate::support::{ADMIN_PASS, ADMIN_USER, Gowa, Reply, Server, eventually, free_port, message};
 use crate::webdriver::{click, css, resubmit_url, screenshot_dir, submit_route};
 
@@ -126,8 +127,8 @@ async fn scenario(c: &Client, server: &Server, gowa: &Gowa) {
     );
     let plain = server.base();
 
-    // Log in (Basic Auth) and land on the overview, in English.
-    c.goto(&format!("{base}/admin/")).await.unwrap();
+    // Log in (Basic Auth) and open the overview, in English.
+    c.goto(&format!("{base}/admin/#/")).await.unwrap();
     text_of(c, "#nav", "Routes").await;
     let url = css(c, "#webhook-url")
         .await
@@ -135,7 +136,7 @@ async fn scenario(c: &Client, server: &Server, gowa: &Gowa) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(url, format!("{plain}/webhook"));
+    assert!(url.ends_with(&format!(":{}/webhook", server.port)), "{url}");
 
     // Add a route: the server's validation message appears under the field first.
     go(c, &plain, "#/routes", "#add-route").await;
@@ -297,63 +298,197 @@ async fn shoot_every_screen(c: &Client, plain: &str, delivery: i64, lang: &str) 
     c.set_window_size(1280, 800).await.unwrap();
 }
 
+/// The setup link's token in the log so far.
+fn setup_token(log: &str) -> Option<String> {
+    let at = log.find("#/setup?token=")? + "#/setup?token=".len();
+    Some(
+        log[at..]
+            .chars()
+            .take_while(char::is_ascii_alphanumeric)
+            .collect(),
+    )
+}
+
+/// A newcomer's first run, headless: the setup link from the log → the password → the Chatwoot step (public URL,
+/// an account connected after a wrong token, the webhook registered, the connection checked, the inbox that
+/// would send twice fixed). Screenshots of the setup and Chatwoot screens in both languages.
 #[tokio::test]
-async fn the_first_admin_password_is_chosen_through_the_setup_link() {
+async fn a_first_run_from_the_setup_link_to_a_checked_chatwoot_connection() {
+    let chatwoot = ChatwootApi::start().await;
+    let gowa = Gowa::start().await;
     let dir = tempfile::tempdir().unwrap();
     let server = Server::spawn_logging(dir.path(), free_port(), &[("BASIC_AUTH_PASS", "")]);
     server.wait_healthy().await;
     let token = eventually("the setup link in the log", WAIT, || async {
-        let log = server.log_so_far();
-        let at = log.find("#/setup?token=")? + "#/setup?token=".len();
-        Some(
-            log[at..]
-                .chars()
-                .take_while(char::is_ascii_alphanumeric)
-                .collect::<String>(),
-        )
+        setup_token(&server.log_so_far())
     })
     .await;
     let driver = Driver::start().await;
     let c = driver.browser(&dir.path().join("profile")).await;
-    let outcome = std::panic::AssertUnwindSafe(async {
-        let link = format!("{}/admin/#/setup?token={token}", server.base());
-        c.goto(&link).await.unwrap();
-        css(&c, "#setup-password").await;
-        let shots = screenshot_dir();
-        std::fs::write(
-            shots.join("setup-en-wide.png"),
-            c.screenshot().await.unwrap(),
-        )
-        .unwrap();
-        click(&c, "#lang option[value='id']").await;
-        text_of(&c, "h1", "Pilih kata sandi admin").await;
-        std::fs::write(
-            shots.join("setup-id-wide.png"),
-            c.screenshot().await.unwrap(),
-        )
-        .unwrap();
-        css(&c, "#setup-password")
-            .await
-            .send_keys("a long enough password")
-            .await
-            .unwrap();
-        css(&c, "#setup-confirm")
-            .await
-            .send_keys("a long enough password")
-            .await
-            .unwrap();
-        click(&c, "#setup-save").await;
-        css(&c, "#setup-done").await;
-    })
-    .catch_unwind()
-    .await;
+    let outcome = std::panic::AssertUnwindSafe(first_run(&c, &server, &chatwoot, &gowa, &token))
+        .catch_unwind()
+        .await;
     if outcome.is_err() {
-        crate::webdriver::record_failure(&c, "setup").await;
+        crate::webdriver::record_failure(&c, "first-run").await;
     }
     let _ = c.close().await;
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }
-    let admin = crate::support::Admin::login(server.base(), ADMIN_USER, "a long enough password");
-    assert_eq!(admin.get("/admin/stats").await.0, 200);
+    let log = server.stop_and_read_log();
+    for secret in [ADMIN_TOKEN, "cw-generated-secret", CHOSEN] {
+        assert!(!log.contains(secret), "the log holds a secret");
+    }
+}
+
+const CHOSEN: &str = "a long enough password";
+
+async fn first_run(c: &Client, server: &Server, chatwoot: &ChatwootApi, gowa: &Gowa, token: &str) {
+    let shots = &screenshot_dir();
+    let shoot = |name: &'static str| async move {
+        c.execute(
+            "document.getElementById('toast').replaceChildren(); window.scrollTo(0, 0)",
+            vec![],
+        )
+        .await
+        .unwrap();
+        std::fs::write(shots.join(name), c.screenshot().await.unwrap()).unwrap();
+    };
+    c.goto(&format!("{}/admin/#/setup?token={token}", server.base()))
+        .await
+        .unwrap();
+    css(c, "#setup-password").await;
+    shoot("setup-en-wide.png").await;
+    click(c, "#lang option[value='id']").await;
+    text_of(c, "h1", "Pilih kata sandi admin").await;
+    shoot("setup-id-wide.png").await;
+    click(c, "#lang option[value='en']").await;
+    css(c, "#setup-password")
+        .await
+        .send_keys(CHOSEN)
+        .await
+        .unwrap();
+    css(c, "#setup-confirm")
+        .await
+        .send_keys(CHOSEN)
+        .await
+        .unwrap();
+    click(c, "#setup-save").await;
+    css(c, "#setup-next").await;
+
+    // Logged in with the chosen password, a relay without routes opens at the Chatwoot step.
+    let base = format!(
+        "http://{ADMIN_USER}:{}@127.0.0.1:{}",
+        CHOSEN.replace(' ', "%20"),
+        server.port
+    );
+    c.goto(&format!("{base}/admin/")).await.unwrap();
+    css(c, "#public-url").await;
+    let public = format!("{}/webhook", server.base());
+    let field = css(c, "#public-url").await;
+    field.clear().await.unwrap();
+    field.send_keys(&public).await.unwrap();
+    click(c, "#public-url-save").await;
+    text_of(c, "#public-url-note", "SAFE_FETCH_ALLOW_PRIVATE_NETWORK").await;
+
+    // A wrong token is named under its field; the right one connects.
+    css(c, "#link-url")
+        .await
+        .send_keys(&chatwoot.base)
+        .await
+        .unwrap();
+    css(c, "#link-accountId")
+        .await
+        .send_keys("1")
+        .await
+        .unwrap();
+    css(c, "#link-token")
+        .await
+        .send_keys("wrong-token")
+        .await
+        .unwrap();
+    click(c, "#link-save").await;
+    text_of(c, "#link-token-error", "Access Token").await;
+    let token_field = css(c, "#link-token").await;
+    token_field.clear().await.unwrap();
+    token_field.send_keys(ADMIN_TOKEN).await.unwrap();
+    click(c, "#link-save").await;
+    text_of(c, ".link-card h3", "Toko Bandung").await;
+
+    // Inbox 7 still posts straight to the GoWA that a route delivers to.
+    chatwoot.with(|w| {
+        w.inboxes
+            .iter_mut()
+            .find(|i| i.id == 7)
+            .unwrap()
+            .webhook_url = gowa.url("/chatwoot/webhook")
+    });
+    let admin = crate::support::Admin::login(server.base(), ADMIN_USER, CHOSEN);
+    let (status, _) = admin
+        .post_json(
+            "/admin/routes",
+            json!({"inboxId": 7, "webhookUrl": gowa.url("/chatwoot/webhook")}),
+        )
+        .await;
+    assert_eq!(status, 201);
+
+    click(c, ".link-card .register").await;
+    text_of(c, ".link-card .webhook-state.ok", &public).await;
+    click(c, ".link-card .check").await;
+    text_of(
+        c,
+        ".link-card .check-result.ok",
+        "Chatwoot reached this relay",
+    )
+    .await;
+    css(c, "li[data-inbox-id='7'] .double-delivery").await;
+    c.set_window_size(1280, 1500).await.unwrap();
+    shoot("chatwoot-en-wide.png").await;
+    click(c, "#lang option[value='id']").await;
+    text_of(c, "h1", "Hubungkan Chatwoot").await;
+    shoot("chatwoot-id-wide.png").await;
+    c.set_window_size(360, 1500).await.unwrap();
+    let overflow = c
+        .execute(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        overflow.as_i64().unwrap_or(0) <= 1,
+        "the Chatwoot page overflows by {overflow}"
+    );
+    shoot("chatwoot-id-narrow.png").await;
+    c.set_window_size(1280, 800).await.unwrap();
+
+    // The fix, after a confirmation.
+    click(c, "li[data-inbox-id='7'] .fix-double").await;
+    eventually("the confirmation", WAIT, || async {
+        c.get_alert_text().await.ok()
+    })
+    .await;
+    c.accept_alert().await.unwrap();
+    eventually("the warning to go", WAIT, || async {
+        c.find(Locator::Css("li[data-inbox-id='7'] .double-delivery"))
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
+    let cleared = chatwoot.with(|w| {
+        w.inboxes
+            .iter()
+            .find(|i| i.id == 7)
+            .unwrap()
+            .webhook_url
+            .clone()
+    });
+    assert_eq!(cleared, "");
+
+    // The route form offers the inbox by name.
+    go(c, &base, "#/routes", "tr[data-inbox-id='7']").await;
+    text_of(c, "tr[data-inbox-id='7']", "WhatsApp Toko").await;
+    click(c, "#add-route").await;
+    text_of(c, "#route-inboxPick", "Website · WebWidget · ID 8").await;
 }

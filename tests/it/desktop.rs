@@ -15,6 +15,7 @@ use serde_json::json;
 
 use chatgowa_lib::store::settings;
 
+use crate::chatwoot_api::{ADMIN_TOKEN, ChatwootApi};
 use crate::support::{Admin, BIN, Gowa, basic_auth, eventually, free_port, message};
 use crate::webdriver::{click, resubmit_url, screenshot_dir, submit_route};
 
@@ -224,14 +225,22 @@ fn close_chatgowa_windows(conn: &impl x11rb::connection::Connection, root: u32) 
 async fn the_native_window() {
     let (_one, home) = prepare().await;
     let gowa = Gowa::start().await;
+    let chatwoot = ChatwootApi::start().await;
     let (port, admin_port) = (free_port(), free_port());
     let env = app_env(home.path(), port, admin_port);
     let driver = TauriDriver::start(&env);
     let c = session(driver.port).await;
-    let outcome =
-        std::panic::AssertUnwindSafe(scenario(&c, &gowa, port, admin_port, &env, home.path()))
-            .catch_unwind()
-            .await;
+    let outcome = std::panic::AssertUnwindSafe(scenario(
+        &c,
+        &gowa,
+        &chatwoot,
+        port,
+        admin_port,
+        &env,
+        home.path(),
+    ))
+    .catch_unwind()
+    .await;
     finish(c, driver, outcome, "desktop", &[port, admin_port]).await;
 }
 
@@ -447,6 +456,7 @@ async fn settings_scenario(
 async fn scenario(
     c: &Client,
     gowa: &Gowa,
+    chatwoot: &ChatwootApi,
     port: u16,
     admin_port: u16,
     env: &[(&'static str, String)],
@@ -456,8 +466,38 @@ async fn scenario(
     let admin = format!("http://127.0.0.1:{admin_port}");
     let http = reqwest::Client::new();
 
-    // The window opens on the overview, which knows where the relay listens.
+    // With no route and no Chatwoot account yet, the window opens at the Chatwoot step, which knows where the
+    // relay listens; the whole link is made in the window.
     text_of(c, "#nav", "Routes").await;
+    value_of(c, "#public-url", &format!("{base}/webhook")).await;
+    click(c, "#public-url-save").await;
+    text_of(c, "#public-url-note", "SAFE_FETCH_ALLOW_PRIVATE_NETWORK").await;
+    set_value(c, "#link-url", &chatwoot.base).await;
+    set_value(c, "#link-accountId", "1").await;
+    set_value(c, "#link-token", ADMIN_TOKEN).await;
+    click(c, "#link-save").await;
+    text_of(c, ".link-card h3", "Toko Bandung").await;
+    click(c, ".link-card .register").await;
+    text_of(
+        c,
+        ".link-card .webhook-state.ok",
+        &format!("{base}/webhook"),
+    )
+    .await;
+    click(c, ".link-card .check").await;
+    text_of(
+        c,
+        ".link-card .check-result.ok",
+        "Chatwoot reached this relay",
+    )
+    .await;
+    eval(c, "document.getElementById('toast').replaceChildren()").await;
+    std::fs::write(
+        screenshot_dir().join("desktop-chatwoot-en.png"),
+        c.screenshot().await.unwrap(),
+    )
+    .unwrap();
+    show(c, "#/", "#webhook-url").await;
     value_of(c, "#webhook-url", &format!("{base}/webhook")).await;
 
     // First run without BASIC_AUTH_PASS: Settings shows a generated browser-panel password, once.

@@ -56,7 +56,14 @@ fn both_languages_have_every_text_the_screens_use() {
             assert!(en.contains(used), "{file} uses unknown text {used:?}");
         }
         // Keys built at run time (`t(`status.${status}`)`) must exist for every value they can take.
-        for prefix in ["status.", "health.", "trigger."] {
+        for prefix in [
+            "status.",
+            "health.",
+            "trigger.",
+            "chatwoot.reach.",
+            "chatwoot.step.",
+            "chatwoot.error.",
+        ] {
             if source.contains(&format!("t(`{prefix}${{")) {
                 assert!(
                     en.iter().filter(|k| k.starts_with(prefix)).count() >= 2,

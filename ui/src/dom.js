@@ -85,3 +85,8 @@ export function copyRow(id, value, label) {
   };
   return h("div", { class: "copy-row" }, input, h("button", { type: "button", onclick: copy }, t("common.copy")));
 }
+
+/** An inbox's name where a linked Chatwoot account gives it, with its ID. */
+export function inboxLabel(item) {
+  return item.inboxName ? `${item.inboxName} (${item.inboxId})` : String(item.inboxId);
+}

@@ -10,9 +10,11 @@ import * as delivery from "./views/delivery.js";
 import * as unrouted from "./views/unrouted.js";
 import * as settings from "./views/settings.js";
 import * as setup from "./views/setup.js";
+import * as chatwoot from "./views/chatwoot.js";
 
 const SCREENS = [
   { hash: "#/", label: "nav.overview", view: overview },
+  { hash: "#/chatwoot", label: "nav.chatwoot", view: chatwoot },
   { hash: "#/routes", label: "nav.routes", view: routes },
   { hash: "#/deliveries", label: "nav.deliveries", view: deliveries },
   { hash: "#/unrouted", label: "nav.unrouted", view: unrouted },
@@ -90,4 +92,15 @@ api.subscribe(onChange, (connected) => {
   // After a reconnect anything may have changed.
   if (connected) onChange({ type: "resync" });
 });
-show();
+
+/** A relay with no route and no Chatwoot account yet opens at the Chatwoot step. */
+async function firstScreen() {
+  if (window.location.hash) return;
+  try {
+    const [stats, link] = await Promise.all([api.stats(), api.chatwoot()]);
+    if (stats.routes === 0 && link.links.length === 0) window.history.replaceState(null, "", "#/chatwoot");
+  } catch {
+    // The overview says what is wrong.
+  }
+}
+firstScreen().then(show);

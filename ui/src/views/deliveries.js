@@ -1,7 +1,7 @@
 // Deliveries: the log, newest first, with filters and cursor paging; it refreshes itself when webhooks arrive.
 
 import { api } from "../api/api.js";
-import { h, replace, reportError, table } from "../dom.js";
+import { h, inboxLabel, replace, reportError, table } from "../dom.js";
 import { formatTime, t } from "../i18n.js";
 
 const PAGE = 50;
@@ -100,7 +100,7 @@ export function render(main, params) {
         h("td", { class: "num" }, h("a", { href: `#/deliveries/${d.id}` }, d.id)),
         h("td", {}, formatTime(d.receivedAt)),
         h("td", {}, d.event),
-        h("td", { class: "num" }, d.inboxId),
+        h("td", {}, inboxLabel(d)),
         h("td", { class: "num" }, d.conversationId ?? t("common.none")),
         h("td", {}, statusBadge(d.status)),
         h("td", { class: "num" }, d.attempts),

@@ -2,7 +2,7 @@
 // (delivered, after a confirmation), discard.
 
 import { api } from "../api/api.js";
-import { h, replace, reportError, table, toast } from "../dom.js";
+import { h, inboxLabel, replace, reportError, table, toast } from "../dom.js";
 import { formatNumber, formatTime, t } from "../i18n.js";
 import { lastResult, statusBadge } from "./deliveries.js";
 
@@ -43,7 +43,7 @@ export function render(main, params) {
         d.messageId != null ? [h("dt", {}, t("deliveries.message")), h("dd", {}, d.messageId)] : null,
         d.duplicates > 0
           ? [h("dt", {}, t("deliveries.duplicates")), h("dd", { id: "delivery-duplicates" }, d.duplicates)] : null,
-        h("dt", {}, t("deliveries.inbox")), h("dd", {}, d.inboxId),
+        h("dt", {}, t("deliveries.inbox")), h("dd", {}, inboxLabel(d)),
         h("dt", {}, t("deliveries.conversation")), h("dd", {}, d.conversationId ?? t("common.none")),
         h("dt", {}, t("deliveries.received")), h("dd", {}, formatTime(d.receivedAt)),
         h("dt", {}, t("deliveries.attempts")), h("dd", {}, d.attempts),

@@ -7,11 +7,20 @@ import { formatAge, formatNumber, t } from "../i18n.js";
 export function render(main) {
   replace(main, h("h1", {}, t("overview.title")), h("p", {}, t("common.loading")));
   const load = () => api.stats()
-    .then(async (stats) => draw(main, stats, await api.webhookUrl(stats.webhookPath, stats.webhookPort),
-      await api.listenProblem()))
+    .then(async (stats) => draw(main, stats, await webhookAddress(stats), await api.listenProblem()))
     .catch(reportError);
   load();
   return { onChange: load };
+}
+
+/** The public URL once chosen, else what the relay suggests from where it listens. */
+async function webhookAddress(stats) {
+  try {
+    const link = await api.chatwoot();
+    return link.publicUrl ?? link.suggestedUrl;
+  } catch {
+    return api.webhookUrl(stats.webhookPath, stats.webhookPort);
+  }
 }
 
 function card(label, value, kind = "") {
@@ -38,7 +47,8 @@ function draw(main, stats, url, problem) {
       h("p", { class: "hint" }, t("overview.webhookHelp"))),
     h("section", { class: "panel" },
       h("h2", {}, t("overview.setupTitle")),
+      h("a", { class: "button primary", href: "#/chatwoot", id: "open-chatwoot" }, t("chatwoot.title")),
       h("ol", { class: "steps" },
-        ["overview.step1", "overview.step2", "overview.step3", "overview.step4"].map((k) => h("li", {}, t(k))))),
+        ["overview.step1", "overview.step2", "overview.step3", "overview.step4", "overview.step5"].map((k) => h("li", {}, t(k))))),
     h("p", { class: "hint" }, t("overview.version", { version: stats.version })));
 }

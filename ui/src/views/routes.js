@@ -2,7 +2,7 @@
 // toggle, test, retry of dead deliveries, delete.
 
 import { api } from "../api/api.js";
-import { h, maskUrl, replace, reportError, table, toast } from "../dom.js";
+import { h, inboxLabel, maskUrl, replace, reportError, table, toast } from "../dom.js";
 import { formatTime, t } from "../i18n.js";
 
 export function render(main, params) {
@@ -35,7 +35,7 @@ export function render(main, params) {
   function row(route) {
     const result = state.results.get(route.id);
     return h("tr", { "data-route-id": route.id, "data-inbox-id": route.inboxId },
-      h("td", { class: "num" }, route.inboxId),
+      h("td", {}, inboxLabel(route)),
       h("td", {}, route.name ?? t("common.none")),
       h("td", { class: "url" }, maskUrl(route.webhookUrl)),
       h("td", {}, h("input", {
@@ -155,8 +155,24 @@ export function render(main, params) {
       clear: "routes.secretClear",
     });
     const enabled = h("input", { type: "checkbox", id: "route-enabled", checked: route?.enabled ?? true });
+    // The linked Chatwoot accounts' inboxes, to pick by name (typing an ID works without a link).
+    const pick = h("select", { id: "route-inboxPick", onchange: () => {
+      if (!pick.value) return;
+      inbox.value = pick.value;
+      if (!name.value.trim()) name.value = pick.selectedOptions[0]?.dataset.name ?? "";
+    } }, h("option", { value: "" }, t("routes.pickInboxNone")));
+    const pickField = h("div", { class: "field", hidden: true },
+      h("label", { for: "route-inboxPick" }, t("routes.pickInbox")), pick);
+    api.chatwootInboxes().then(({ inboxes }) => {
+      for (const i of inboxes) {
+        pick.append(h("option", { value: i.id, "data-name": i.name, selected: String(i.id) === String(inbox.value) },
+          `${i.name} · ${i.channelType.replace("Channel::", "")} · ID ${i.id}`));
+      }
+      pickField.hidden = inboxes.length === 0;
+    }).catch(() => {});
     const form = h("form", { class: "panel route-form", novalidate: true },
       h("h2", {}, route ? t("routes.formEdit", { inbox: route.inboxId }) : t("routes.formAdd")),
+      pickField,
       field("inboxId", t("routes.fieldInbox"), inbox),
       field("name", t("routes.fieldName"), name),
       field("webhookUrl", t("routes.fieldUrl"), url, t("routes.fieldUrlHint")),

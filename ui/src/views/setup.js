@@ -31,6 +31,7 @@ export function render(main, params) {
     }
     replace(main, h("h1", {}, t("setup.title")),
       h("p", { id: "setup-done", role: "status" }, t("setup.done")),
-      h("a", { class: "button primary", href: "#/" }, t("setup.open")));
+      h("a", { class: "button primary", id: "setup-next", href: "#/chatwoot" }, t("setup.next")),
+      h("a", { class: "button", href: "#/" }, t("setup.open")));
   }
 }

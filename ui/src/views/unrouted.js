@@ -1,7 +1,7 @@
 // Unrouted inboxes: inbox ids that sent webhooks without a route; one click opens the add-route form.
 
 import { api } from "../api/api.js";
-import { h, replace, reportError, table } from "../dom.js";
+import { h, inboxLabel, replace, reportError, table } from "../dom.js";
 import { formatNumber, formatTime, t } from "../i18n.js";
 
 export function render(main) {
@@ -17,7 +17,7 @@ export function render(main) {
       [t("unrouted.inbox"), t("unrouted.count"), t("unrouted.firstSeen"), t("unrouted.lastSeen"),
         t("unrouted.lastEvent"), ""],
       unrouted.map((u) => h("tr", { "data-inbox-id": u.inboxId },
-        h("td", { class: "num" }, u.inboxId),
+        h("td", {}, inboxLabel(u)),
         h("td", { class: "num" }, formatNumber(u.count)),
         h("td", {}, formatTime(u.firstSeen)),
         h("td", {}, formatTime(u.lastSeen)),

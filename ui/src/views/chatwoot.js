@@ -1,0 +1,228 @@
+// Chatwoot: the setup in three steps. 1. The public address Chatwoot must post to (with what Chatwoot makes of
+// a private one). 2. Linked accounts: connect with an administrator's token, register the webhook (its secret is
+// taken from Chatwoot), check that Chatwoot reaches the relay, unlink. 3. The accounts' inboxes by name, with
+// the ones that would send every reply twice, and a fix.
+
+import { api } from "../api/api.js";
+import { h, replace, reportError, toast } from "../dom.js";
+import { formatTime, t } from "../i18n.js";
+
+export function render(main) {
+  const state = { status: null, inboxes: null, checks: new Map() };
+  const urlArea = h("section", { class: "panel", id: "public-url-panel" }, h("p", {}, t("common.loading")));
+  const linksArea = h("section", { class: "panel", id: "links-panel" });
+  const inboxArea = h("section", { class: "panel", id: "inboxes-panel" });
+  replace(main, h("h1", {}, t("chatwoot.title")), h("p", { class: "hint" }, t("chatwoot.intro")),
+    urlArea, linksArea, inboxArea);
+
+  const load = async () => {
+    try {
+      state.status = await api.chatwoot();
+      drawUrl();
+      drawLinks();
+      if (state.status.links.length > 0) {
+        state.inboxes = await api.chatwootInboxes();
+      } else {
+        state.inboxes = null;
+      }
+      drawInboxes();
+    } catch (err) {
+      reportError(err);
+    }
+  };
+
+  function drawUrl() {
+    const s = state.status;
+    const fromEnv = s.publicUrlSource === "env";
+    const input = h("input", {
+      id: "public-url", type: "url", value: s.publicUrl ?? s.suggestedUrl, readonly: fromEnv,
+      "aria-describedby": "public-url-hint",
+    });
+    const error = h("p", { class: "field-error", id: "public-url-error", role: "alert" });
+    const save = async (event) => {
+      event.preventDefault();
+      error.textContent = "";
+      try {
+        state.status = await api.setPublicUrl(input.value.trim());
+        toast(t("chatwoot.urlSaved"));
+        drawUrl();
+        drawLinks();
+      } catch (err) {
+        error.textContent = explain(err);
+      }
+    };
+    const reach = s.publicUrlReach && s.publicUrlReach !== "public"
+      ? h("p", { class: "alert", id: "public-url-note", role: "status" }, t(`chatwoot.reach.${s.publicUrlReach}`))
+      : null;
+    replace(urlArea,
+      h("h2", {}, t("chatwoot.urlTitle")),
+      h("form", { class: "inline-form", onsubmit: save },
+        h("label", { for: "public-url" }, t("chatwoot.urlLabel")),
+        h("div", { class: "copy-row" }, input,
+          fromEnv ? null : h("button", { type: "submit", class: "primary", id: "public-url-save" }, t("common.save")))),
+      error,
+      h("p", { class: "hint", id: "public-url-hint" },
+        fromEnv ? t("chatwoot.urlFromEnv") : s.publicUrl ? t("chatwoot.urlHint") : t("chatwoot.urlSuggested")),
+      reach);
+  }
+
+  function drawLinks() {
+    const s = state.status;
+    replace(linksArea,
+      h("h2", {}, t("chatwoot.accountsTitle")),
+      s.links.length === 0 ? h("p", { class: "empty" }, t("chatwoot.noAccounts")) : null,
+      s.links.map(linkCard),
+      linkForm());
+  }
+
+  function linkCard(link) {
+    const hook = link.webhook;
+    const hookText = !hook ? t("chatwoot.webhookNone")
+      : !hook.current ? t("chatwoot.webhookOld", { url: hook.url })
+        : hook.verified ? t("chatwoot.webhookOk", { url: hook.url }) : t("chatwoot.webhookUnsigned", { url: hook.url });
+    const check = state.checks.get(link.id);
+    return h("article", { class: "link-card", "data-link-id": link.id },
+      h("h3", {}, t("chatwoot.account", { name: link.accountName || "—", id: link.accountId })),
+      h("p", { class: "hint" }, link.url, link.fromEnv ? ` · ${t("chatwoot.fromEnv")}` : ""),
+      h("p", { class: `webhook-state ${hook?.current && hook.verified ? "ok" : "todo"}` }, hookText),
+      link.heardAt ? h("p", { class: "hint" }, t("chatwoot.heard", { time: formatTime(link.heardAt) })) : null,
+      h("div", { class: "buttons" },
+        h("button", { type: "button", class: hook?.current ? "register" : "register primary", onclick: (e) => register(link, e.target) },
+          hook?.current ? t("chatwoot.registerAgain") : t("chatwoot.register")),
+        h("button", { type: "button", class: hook?.current ? "check primary" : "check", disabled: !hook, onclick: (e) => runCheck(link, e.target) },
+          t("chatwoot.check")),
+        h("button", { type: "button", class: "unlink danger", onclick: () => unlink(link) }, t("chatwoot.unlink"))),
+      check ? h("p", { class: `check-result ${check.ok ? "ok" : "bad"}`, role: "status" }, describeCheck(check)) : null);
+  }
+
+  function describeCheck(check) {
+    if (check.ok) return t("chatwoot.reached", { time: formatTime(check.reachedAt), ms: check.latencyMs });
+    const reach = state.status.publicUrlReach;
+    if (check.step === "timeout" && reach && reach !== "public") {
+      return `${t("chatwoot.step.timeout")} ${t(`chatwoot.reach.${reach}`)}`;
+    }
+    if (check.step === "api") return t("chatwoot.step.api", { message: check.message });
+    return t(`chatwoot.step.${check.step}`);
+  }
+
+  async function register(link, button) {
+    button.disabled = true;
+    try {
+      await api.registerWebhook(link.id);
+      toast(t("chatwoot.registered"));
+    } catch (err) {
+      toast(explain(err), "error");
+    }
+    load();
+  }
+
+  async function runCheck(link, button) {
+    button.disabled = true;
+    button.textContent = t("chatwoot.checking");
+    try {
+      state.checks.set(link.id, await api.checkReach(link.id));
+    } catch (err) {
+      reportError(err);
+    }
+    load();
+  }
+
+  async function unlink(link) {
+    if (!window.confirm(t("chatwoot.confirmUnlink", { name: link.accountName || link.accountId }))) return;
+    const removeWebhook = Boolean(link.webhook) && window.confirm(t("chatwoot.confirmRemoveWebhook"));
+    try {
+      await api.unlinkChatwoot(link.id, removeWebhook);
+      toast(t("chatwoot.unlinked"));
+    } catch (err) {
+      toast(explain(err), "error");
+    }
+    load();
+  }
+
+  function linkForm() {
+    const field = (name, label, input, hint) => h("div", { class: "field" },
+      h("label", { for: `link-${name}` }, label), input,
+      hint ? h("p", { class: "hint" }, hint) : null,
+      h("p", { class: "field-error", id: `link-${name}-error`, role: "alert" }));
+    const url = h("input", { id: "link-url", type: "url", required: true, placeholder: "https://chat.example.com" });
+    const account = h("input", { id: "link-accountId", inputmode: "numeric", required: true, size: 6 });
+    const token = h("input", { id: "link-token", type: "password", autocomplete: "off", required: true });
+    const another = state.status.links.length > 0;
+    const form = h("form", { class: "route-form", id: "link-form", novalidate: true },
+      another ? null : h("h3", {}, t("chatwoot.connect")),
+      field("url", t("chatwoot.fieldUrl"), url, t("chatwoot.fieldUrlHint")),
+      field("accountId", t("chatwoot.fieldAccount"), account, t("chatwoot.fieldAccountHint")),
+      field("token", t("chatwoot.fieldToken"), token, t("chatwoot.fieldTokenHint")),
+      h("p", { class: "field-error", id: "link-error", role: "alert" }),
+      h("div", { class: "buttons" }, h("button", { type: "submit", class: "primary", id: "link-save" }, t("chatwoot.connectButton"))));
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      for (const el of form.querySelectorAll(".field-error")) el.textContent = "";
+      const save = form.querySelector("#link-save");
+      save.disabled = true;
+      save.textContent = t("chatwoot.connecting");
+      try {
+        await api.linkChatwoot({ url: url.value.trim(), accountId: account.value.trim(), token: token.value.trim() });
+        toast(t("chatwoot.linked"));
+        load();
+      } catch (err) {
+        const target = form.querySelector(`#link-${err.field}-error`) ?? form.querySelector("#link-error");
+        target.textContent = explain(err);
+        save.disabled = false;
+        save.textContent = t("chatwoot.connectButton");
+      }
+    });
+    // With an account connected, another one is one click away instead of a form in the way.
+    return another
+      ? h("details", { class: "another" }, h("summary", {}, t("chatwoot.connectAnother")), form)
+      : form;
+  }
+
+  function drawInboxes() {
+    const list = state.inboxes;
+    if (!list) {
+      replace(inboxArea, h("h2", {}, t("chatwoot.inboxesTitle")), h("p", { class: "empty" }, t("chatwoot.inboxesNone")));
+      return;
+    }
+    const problems = list.problems.map((p) => h("p", { class: "alert", role: "alert" }, explain(p)));
+    const rows = list.inboxes.map((inbox) => h("li", { class: "inbox-row", "data-inbox-id": inbox.id },
+      h("span", { class: "inbox-name" }, t("chatwoot.inbox", { name: inbox.name, id: inbox.id })),
+      h("span", { class: "hint" }, channel(inbox.channelType)),
+      inbox.routeId
+        ? h("a", { href: "#/routes" }, t("chatwoot.routed"))
+        : h("a", { class: "button add-route", href: `#/routes?new=${inbox.id}` }, t("unrouted.addRoute")),
+      inbox.doubleDelivery
+        ? h("div", { class: "alert double-delivery", role: "alert" },
+          t("chatwoot.double", { url: inbox.ownWebhook }),
+          h("button", { type: "button", class: "fix-double primary", onclick: () => fixDouble(inbox) }, t("chatwoot.fixDouble")))
+        : null));
+    replace(inboxArea, h("h2", {}, t("chatwoot.inboxesTitle")), problems, h("ul", { class: "inbox-list" }, rows));
+  }
+
+  async function fixDouble(inbox) {
+    if (!window.confirm(t("chatwoot.confirmFixDouble", { name: inbox.name }))) return;
+    try {
+      state.inboxes = await api.clearInboxWebhook(inbox.linkId, inbox.id);
+      toast(t("chatwoot.fixedDouble"));
+      drawInboxes();
+    } catch (err) {
+      toast(explain(err), "error");
+    }
+  }
+
+  load();
+  return { onChange: (types) => types.has("resync") && load() };
+}
+
+/** A channel type (`Channel::Api`) as a word. */
+function channel(type) {
+  const known = { "Channel::Api": "API", "Channel::Whatsapp": "WhatsApp", "Channel::WebWidget": "Website" };
+  return known[type] ?? type.replace("Channel::", "");
+}
+
+/** What Chatwoot's answer means, in the reader's language; the server's words for anything else. */
+function explain(err) {
+  const known = ["chatwoot_unreachable", "chatwoot_not_api", "chatwoot_token", "chatwoot_account",
+    "chatwoot_not_admin", "chatwoot_error", "chatwoot_gone"];
+  return known.includes(err.code) ? t(`chatwoot.error.${err.code}`, { message: err.message }) : err.message;
+}
