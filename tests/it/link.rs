@@ -463,3 +463,33 @@ async fn the_environment_links_accounts_and_registers_their_webhook_at_start() {
     assert_eq!(chatwoot.hooks().len(), 2);
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn a_chatwoot_that_is_down_at_start_does_not_stop_the_relay() {
+    let nowhere = format!("http://127.0.0.1:{}", free_port());
+    let relay = TestRelay::start(|c| {
+        c.chatwoot_link = Some(chatgowa_lib::config::ChatwootLink {
+            url: nowhere.parse().unwrap(),
+            accounts: vec![1],
+            token: chatgowa_lib::config::Secret::new(ADMIN_TOKEN.into()),
+        });
+    })
+    .await;
+    let health = relay
+        .http
+        .get(format!("{}/healthz", relay.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    relay
+        .post_webhook(fixture("message_created.outgoing_text.json"), None)
+        .await;
+    let status = relay.admin.get_ok("/admin/chatwoot").await;
+    assert_eq!(
+        status["links"],
+        json!([]),
+        "nothing linked while Chatwoot cannot be reached"
+    );
+    relay.stop().await;
+}
