@@ -9,14 +9,23 @@ import { formatTime, t } from "../i18n.js";
 
 export function render(main) {
   const state = { status: null, inboxes: null, checks: new Map() };
+  const problemArea = h("div", {});
   const urlArea = h("section", { class: "panel", id: "public-url-panel" }, h("p", {}, t("common.loading")));
   const linksArea = h("section", { class: "panel", id: "links-panel" });
   const inboxArea = h("section", { class: "panel", id: "inboxes-panel" });
-  replace(main, h("h1", {}, t("chatwoot.title")), h("p", { class: "hint" }, t("chatwoot.intro")),
+  replace(main, h("h1", {}, t("chatwoot.title")), problemArea, h("p", { class: "hint" }, t("chatwoot.intro")),
     urlArea, linksArea, inboxArea);
+  // Made once: a redraw (a change event, another account linked) keeps what the admin is typing.
+  const url = h("input", { id: "public-url", type: "url", "aria-describedby": "public-url-hint",
+    oninput: () => { url.dataset.typed = "1"; } });
+  const linkForm = makeLinkForm();
 
   const load = async () => {
     try {
+      const problem = await api.listenProblem();
+      replace(problemArea, problem
+        ? h("p", { class: "alert", role: "alert", id: "listen-problem" }, t("overview.notListening", { problem }))
+        : null);
       state.status = await api.chatwoot();
       drawUrl();
       drawLinks();
@@ -34,16 +43,15 @@ export function render(main) {
   function drawUrl() {
     const s = state.status;
     const fromEnv = s.publicUrlSource === "env";
-    const input = h("input", {
-      id: "public-url", type: "url", value: s.publicUrl ?? s.suggestedUrl, readonly: fromEnv,
-      "aria-describedby": "public-url-hint",
-    });
+    if (!url.dataset.typed) url.value = s.publicUrl ?? s.suggestedUrl;
+    url.readOnly = fromEnv;
     const error = h("p", { class: "field-error", id: "public-url-error", role: "alert" });
     const save = async (event) => {
       event.preventDefault();
       error.textContent = "";
       try {
-        state.status = await api.setPublicUrl(input.value.trim());
+        state.status = await api.setPublicUrl(url.value.trim());
+        delete url.dataset.typed;
         toast(t("chatwoot.urlSaved"));
         drawUrl();
         drawLinks();
@@ -58,7 +66,7 @@ export function render(main) {
       h("h2", {}, t("chatwoot.urlTitle")),
       h("form", { class: "inline-form", onsubmit: save },
         h("label", { for: "public-url" }, t("chatwoot.urlLabel")),
-        h("div", { class: "copy-row" }, input,
+        h("div", { class: "copy-row" }, url,
           fromEnv ? null : h("button", { type: "submit", class: "primary", id: "public-url-save" }, t("common.save")))),
       error,
       h("p", { class: "hint", id: "public-url-hint" },
@@ -72,7 +80,7 @@ export function render(main) {
       h("h2", {}, t("chatwoot.accountsTitle")),
       s.links.length === 0 ? h("p", { class: "empty" }, t("chatwoot.noAccounts")) : null,
       s.links.map(linkCard),
-      linkForm());
+      linkForm.place(s.links.length > 0));
   }
 
   function linkCard(link) {
@@ -139,43 +147,51 @@ export function render(main) {
     load();
   }
 
-  function linkForm() {
+  /** The connect form, made once; `place(another)` gives the node to show (folded once an account exists). */
+  function makeLinkForm() {
     const field = (name, label, input, hint) => h("div", { class: "field" },
       h("label", { for: `link-${name}` }, label), input,
       hint ? h("p", { class: "hint" }, hint) : null,
       h("p", { class: "field-error", id: `link-${name}-error`, role: "alert" }));
-    const url = h("input", { id: "link-url", type: "url", required: true, placeholder: "https://chat.example.com" });
+    const base = h("input", { id: "link-url", type: "url", required: true, placeholder: "https://chat.example.com" });
     const account = h("input", { id: "link-accountId", inputmode: "numeric", required: true, size: 6 });
     const token = h("input", { id: "link-token", type: "password", autocomplete: "off", required: true });
-    const another = state.status.links.length > 0;
+    const heading = h("h3", {}, t("chatwoot.connect"));
+    const save = h("button", { type: "submit", class: "primary", id: "link-save" }, t("chatwoot.connectButton"));
     const form = h("form", { class: "route-form", id: "link-form", novalidate: true },
-      another ? null : h("h3", {}, t("chatwoot.connect")),
-      field("url", t("chatwoot.fieldUrl"), url, t("chatwoot.fieldUrlHint")),
+      heading,
+      field("url", t("chatwoot.fieldUrl"), base, t("chatwoot.fieldUrlHint")),
       field("accountId", t("chatwoot.fieldAccount"), account, t("chatwoot.fieldAccountHint")),
       field("token", t("chatwoot.fieldToken"), token, t("chatwoot.fieldTokenHint")),
       h("p", { class: "field-error", id: "link-error", role: "alert" }),
-      h("div", { class: "buttons" }, h("button", { type: "submit", class: "primary", id: "link-save" }, t("chatwoot.connectButton"))));
+      h("div", { class: "buttons" }, save));
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
       for (const el of form.querySelectorAll(".field-error")) el.textContent = "";
-      const save = form.querySelector("#link-save");
       save.disabled = true;
       save.textContent = t("chatwoot.connecting");
       try {
-        await api.linkChatwoot({ url: url.value.trim(), accountId: account.value.trim(), token: token.value.trim() });
+        await api.linkChatwoot({ url: base.value.trim(), accountId: account.value.trim(), token: token.value.trim() });
+        form.reset();
         toast(t("chatwoot.linked"));
         load();
       } catch (err) {
         const target = form.querySelector(`#link-${err.field}-error`) ?? form.querySelector("#link-error");
         target.textContent = explain(err);
-        save.disabled = false;
-        save.textContent = t("chatwoot.connectButton");
       }
+      save.disabled = false;
+      save.textContent = t("chatwoot.connectButton");
     });
     // With an account connected, another one is one click away instead of a form in the way.
-    return another
-      ? h("details", { class: "another" }, h("summary", {}, t("chatwoot.connectAnother")), form)
-      : form;
+    const folded = h("details", { class: "another" }, h("summary", {}, t("chatwoot.connectAnother")));
+    return {
+      place(another) {
+        heading.hidden = another;
+        if (!another) return form;
+        folded.append(form);
+        return folded;
+      },
+    };
   }
 
   function drawInboxes() {
