@@ -24,7 +24,7 @@ use crate::server::{self, HttpServer, Surface};
 use crate::state::{AppState, Shared};
 use crate::store::writer::{Committed, WriterThread};
 use crate::store::{self, Writer};
-use crate::{container, logging, retention, shutdown};
+use crate::{container, feedback, logging, retention, shutdown};
 
 /// How long attempts in flight may take to finish once shutdown starts; then they are abandoned (and
 /// recorded as interrupted). Together with the rest of the shutdown this stays under Docker's 10 s grace.
@@ -65,7 +65,8 @@ impl App {
         let dispatcher = lanes(&config, &pool, &writer, lifecycle.clone(), &metrics)?;
         let events = Events::default();
         let pruner = retention::Waker::default();
-        let after = after_commit(dispatcher.clone(), events.clone(), pruner.clone());
+        let told = feedback::Waker::default();
+        let after = after_commit(&dispatcher, &events, &pruner, &told);
         let writer_thread = writer_inbox
             .spawn(&config.database_path, after)
             .context("starting the database writer")?;
@@ -91,7 +92,7 @@ impl App {
             metrics,
             shutdown.clone(),
         )?;
-        crate::admin::chatwoot::start(&state, &lifecycle.tracker).await?;
+        crate::admin::chatwoot::start(&state, &lifecycle.tracker, told).await?;
         Ok(Self {
             state,
             _lock: lock,
@@ -310,12 +311,27 @@ async fn resume_lanes(dispatcher: &Dispatcher) -> anyhow::Result<usize> {
 /// What follows each commit of the writer, on its thread: new deliveries go to their lanes, and open screens
 /// and the pruner hear that deliveries changed.
 fn after_commit(
-    lanes: Dispatcher,
-    events: Events,
-    pruner: retention::Waker,
+    lanes: &Dispatcher,
+    events: &Events,
+    pruner: &retention::Waker,
+    feedback: &feedback::Waker,
 ) -> impl FnMut(&Committed) + Send + 'static {
+    let (lanes, events, pruner, feedback) = (
+        lanes.clone(),
+        events.clone(),
+        pruner.clone(),
+        feedback.clone(),
+    );
     move |commit| {
         lanes.enqueue_committed(commit.queued, commit.at);
+        // Chatwoot's Retry on a reply marked failed arrives as a `message_updated`.
+        if commit
+            .queued
+            .iter()
+            .any(|(_, d)| d.event == "message_updated")
+        {
+            feedback.wake();
+        }
         if commit.deliveries_changed {
             events.send(UiEvent::Deliveries);
             pruner.wake();

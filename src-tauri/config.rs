@@ -27,6 +27,7 @@ pub const DEFAULT_MAX_BODY: usize = 4 * 1024 * 1024;
 /// two webhooks only when both jobs wait at once, i.e. within a second or so of each other; two seconds
 /// covers that under load, and WhatsApp's own delivery takes longer than that anyway.
 pub const DEFAULT_REORDER_WINDOW: Duration = Duration::from_secs(2);
+pub const DEFAULT_DELAYED_AFTER: Duration = Duration::from_secs(5 * 60);
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 pub const DEFAULT_DEAD_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 /// The password placeholder of `.env.example`; treated as "no password".
@@ -94,6 +95,10 @@ pub struct Settings {
         global = true
     )]
     pub chatwoot_secret: Option<String>,
+    /// How long a reply may keep failing before its conversation in a linked Chatwoot gets a note that replies are
+    /// delayed (`5m`).
+    #[arg(long, env = "CHATGOWA_DELAYED_AFTER", global = true)]
+    pub delayed_after: Option<String>,
     /// The address Chatwoot must post webhooks to (`https://relay.example.com/webhook`): what the relay registers
     /// in linked Chatwoot accounts.
     #[arg(long, env = "CHATGOWA_PUBLIC_URL", global = true)]
@@ -194,6 +199,8 @@ pub struct Config {
     pub public_url: Option<url::Url>,
     /// Chatwoot accounts to link at every start (`CHATGOWA_CHATWOOT_URL`, `…_ACCOUNT_ID`, `…_TOKEN`).
     pub chatwoot_link: Option<ChatwootLink>,
+    /// A reply failing this long gets its conversation a note in a linked Chatwoot that replies are delayed.
+    pub delayed_after: Duration,
 }
 
 /// Chatwoot accounts linked from the environment.
@@ -231,7 +238,7 @@ impl Config {
         let (bind, port, admin_bind) = listen_addresses(s, default_bind)?;
         let database_path = database_setting(s)?;
         let (fetch_timeout, retry_schedule, reorder_window) = attempt_timing(s)?;
-        let (public_url, chatwoot_link) = chatwoot_settings(s)?;
+        let (public_url, chatwoot_link, delayed_after) = chatwoot_settings(s)?;
         Ok(Self {
             bind,
             port,
@@ -286,6 +293,7 @@ impl Config {
             chatwoot_secrets: secrets(s.chatwoot_secret.as_deref().unwrap_or_default()),
             public_url,
             chatwoot_link,
+            delayed_after,
         })
     }
 
@@ -445,14 +453,20 @@ pub fn secrets(v: &str) -> Vec<Secret<String>> {
         .collect()
 }
 
-/// `CHATGOWA_PUBLIC_URL` and the Chatwoot link of the environment.
+/// `CHATGOWA_PUBLIC_URL`, the Chatwoot link of the environment and `CHATGOWA_DELAYED_AFTER`.
 fn chatwoot_settings(
     s: &Settings,
-) -> Result<(Option<url::Url>, Option<ChatwootLink>), ConfigError> {
+) -> Result<(Option<url::Url>, Option<ChatwootLink>, Duration), ConfigError> {
     let public_url = parse_or(&s.public_url, "CHATGOWA_PUBLIC_URL", None, |v| {
         parse_public_url(v).map(Some)
     })?;
-    Ok((public_url, chatwoot_link(s)?))
+    let delayed_after = parse_or(
+        &s.delayed_after,
+        "CHATGOWA_DELAYED_AFTER",
+        DEFAULT_DELAYED_AFTER,
+        parse_duration,
+    )?;
+    Ok((public_url, chatwoot_link(s)?, delayed_after))
 }
 
 /// The three `CHATGOWA_CHATWOOT_*` settings, all or none.
@@ -926,7 +940,7 @@ mod tests {
         proptest! {
             #[test]
             fn any_settings_give_a_config_or_an_error_naming_a_known_variable(
-                fields in prop::collection::vec(typed(), 21)
+                fields in prop::collection::vec(typed(), 22)
             ) {
                 let mut f = fields.into_iter();
                 let mut next = || f.next().flatten();
@@ -952,6 +966,7 @@ mod tests {
                     chatwoot_url: next(),
                     chatwoot_account_id: next(),
                     chatwoot_token: next(),
+                    delayed_after: next(),
                 };
                 match Config::from_settings(&s, IpAddr::from([127, 0, 0, 1])) {
                     Ok(c) => {

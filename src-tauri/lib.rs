@@ -13,6 +13,7 @@
 //! - [`state`]: [`state::AppState`], what handlers, commands and tasks share.
 //! - [`relay`]: `POST /webhook` — parse the routing fields, check the signature, store, answer.
 //! - [`retention`]: prunes finished deliveries.
+//! - [`feedback`]: tells a linked Chatwoot about replies that failed, were delayed or went out after all.
 //! - [`delivery`]: lanes, the GoWA client and the retry rules.
 //! - [`chatwoot`]: Chatwoot's REST API (accounts, inboxes, webhooks, the typing indicator).
 //! - [`store`]: all SQL; the group-commit [`store::Writer`].
@@ -36,6 +37,7 @@ pub mod delivery;
 pub mod desktop;
 pub mod error;
 pub mod events;
+pub mod feedback;
 pub mod ids;
 pub mod logging;
 pub mod login;

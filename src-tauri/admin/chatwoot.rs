@@ -21,6 +21,7 @@ use crate::chatwoot::{self, CHECK_EVENT, Client, Problem, Reach, SUBSCRIPTIONS, 
 use crate::config::{self, ChatwootLink, Secret};
 use crate::error::{Error, Result};
 use crate::events::UiEvent;
+use crate::feedback;
 use crate::ids::InboxId;
 use crate::state::AppState;
 use crate::store::chatwoot_inboxes::{self, KnownInbox};
@@ -32,13 +33,23 @@ const MAX_TOKEN_CHARS: usize = 256;
 /// How long the reachability check waits for Chatwoot's webhook unless told otherwise.
 const DEFAULT_WAIT: Duration = Duration::from_secs(10);
 
-/// At start: webhooks of linked accounts are verified with their secrets and inbox names are known; the accounts
-/// of `CHATGOWA_CHATWOOT_*` are linked in the background (Chatwoot may be down; the relay starts anyway).
+/// At start: webhooks of linked accounts are verified with their secrets and inbox names are known; the task that
+/// tells Chatwoot about replies runs (woken by `told`); the accounts of `CHATGOWA_CHATWOOT_*` are linked in the
+/// background (Chatwoot may be down; the relay starts anyway).
 ///
 /// # Errors
 /// The database cannot be read.
-pub async fn start(state: &AppState, tracker: &TaskTracker) -> Result<()> {
+pub async fn start(state: &AppState, tracker: &TaskTracker, told: feedback::Waker) -> Result<()> {
     links_changed(state).await?;
+    let feedback = feedback::Task {
+        pool: state.pool.clone(),
+        http: state.chatwoot_http.clone(),
+        dispatcher: state.dispatcher.clone(),
+        events: state.events.clone(),
+        delayed_after: state.config.delayed_after,
+        waker: told,
+    };
+    tracker.spawn(feedback.run(state.shutdown.clone()));
     if let Some(env) = state.config.chatwoot_link.clone() {
         let state = state.clone();
         tracker.spawn(async move { link_from_env(&state, env).await });

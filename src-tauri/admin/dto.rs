@@ -178,6 +178,32 @@ pub struct DeliveryDetail {
     pub payload: String,
     /// Every attempt, oldest first.
     pub attempt_log: Vec<AttemptView>,
+    /// What a linked Chatwoot was told about this reply, oldest first.
+    pub chatwoot: Vec<FeedbackView>,
+}
+
+/// One thing told to Chatwoot about a reply: `kind` is `mark_failed`, `note_dead`, `mark_sent`, `note_delayed`,
+/// `note_delivered` or `resent` (Chatwoot's Retry); `status` is `pending`, `done` or `gave_up`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FeedbackView {
+    pub kind: String,
+    pub status: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub at: String,
+}
+
+impl From<crate::store::chatwoot_feedback::Feedback> for FeedbackView {
+    fn from(f: crate::store::chatwoot_feedback::Feedback) -> Self {
+        Self {
+            kind: f.kind,
+            status: f.status,
+            attempts: f.attempts,
+            last_error: f.last_error,
+            at: store::to_rfc3339(f.updated_at),
+        }
+    }
 }
 
 /// Filters and page of the delivery log; all optional, as strings so that errors can name the field.

@@ -13,7 +13,7 @@ use crate::metrics::{Gauges, RouteGauge};
 use crate::state::AppState;
 use crate::store::deliveries::{self, DeliveryStatus, Filter, PendingRef};
 use crate::store::routes::{self, Route, RouteFields};
-use crate::store::{attempts, now_ms, unrouted_inboxes};
+use crate::store::{attempts, chatwoot_feedback, now_ms, unrouted_inboxes};
 
 pub const MAX_NAME_CHARS: usize = 100;
 pub const MAX_URL_CHARS: usize = 2048;
@@ -295,11 +295,17 @@ pub async fn delivery_detail(state: &AppState, id: DeliveryId) -> Result<dto::De
         .await?
         .ok_or_else(|| delivery_not_found(id))?;
     let log = attempts::list_for_delivery(&state.pool, id).await?;
+    let told = chatwoot_feedback::list_for_delivery(&state.pool, id).await?;
     Ok(dto::DeliveryBody {
         delivery: dto::DeliveryDetail {
             delivery: named(state, d.summary().into()),
             payload: String::from_utf8_lossy(&d.body).into_owned(),
             attempt_log: log.into_iter().map(Into::into).collect(),
+            chatwoot: told
+                .into_iter()
+                .filter(|f| f.kind != "none")
+                .map(Into::into)
+                .collect(),
         },
     })
 }

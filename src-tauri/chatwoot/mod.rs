@@ -360,6 +360,56 @@ impl Client {
         Ok(())
     }
 
+    /// Sets a message's status as agents see it (`failed` with a short reason, or `sent` again). Chatwoot takes it
+    /// for API-channel inboxes only (others: 403) and fires `message_updated`.
+    ///
+    /// # Errors
+    /// See [`Problem`].
+    pub async fn set_message_status(
+        &self,
+        account: i64,
+        conversation: i64,
+        message: i64,
+        status: &str,
+        external_error: Option<&str>,
+    ) -> Result<(), Problem> {
+        let path =
+            format!("/api/v1/accounts/{account}/conversations/{conversation}/messages/{message}");
+        let mut body = json!({"status": status});
+        if let Some(error) = external_error {
+            body["external_error"] = json!(error);
+        }
+        let _: Value = self
+            .call(Method::PATCH, &path, Some(body), Some(account))
+            .await
+            .map_err(|e| gone(e, format!("message {message}")))?;
+        Ok(())
+    }
+
+    /// Adds a private note to a conversation, threaded under `in_reply_to`: agents see it, the customer does not
+    /// (GoWA ignores private messages).
+    ///
+    /// # Errors
+    /// See [`Problem`].
+    pub async fn private_note(
+        &self,
+        account: i64,
+        conversation: i64,
+        in_reply_to: Option<i64>,
+        content: &str,
+    ) -> Result<(), Problem> {
+        let path = format!("/api/v1/accounts/{account}/conversations/{conversation}/messages");
+        let mut body = json!({"content": content, "message_type": "outgoing", "private": true});
+        if let Some(message) = in_reply_to {
+            body["content_attributes"] = json!({"in_reply_to": message});
+        }
+        let _: Value = self
+            .call(Method::POST, &path, Some(body), Some(account))
+            .await
+            .map_err(|e| gone(e, format!("conversation {conversation}")))?;
+        Ok(())
+    }
+
     async fn call<T: DeserializeOwned>(
         &self,
         method: Method,

@@ -100,6 +100,8 @@ struct Inner {
     /// The inbox whose GoWA answered again after failing: its lanes waiting to retry go at once instead of
     /// sitting out their backoff (after a long outage, the schedule could otherwise hold them for hours).
     recovered: watch::Sender<Option<InboxId>>,
+    /// Bumped when a delivery fails an attempt, dies, or is delivered after failing (what Chatwoot is told of).
+    outcomes: watch::Sender<u64>,
     /// While true, no attempt starts (webhooks are still accepted and queued).
     paused: watch::Sender<bool>,
     tracker: TaskTracker,
@@ -165,6 +167,7 @@ impl Dispatcher {
                 routes: RwLock::default(),
                 routes_changed: watch::Sender::new(()),
                 recovered: watch::Sender::new(None),
+                outcomes: watch::Sender::new(0),
                 paused: watch::Sender::new(false),
                 tracker,
                 shutdown,
@@ -238,6 +241,11 @@ impl Dispatcher {
     }
 
     /// The HTTP client every attempt uses.
+    /// Changes when a delivery fails an attempt, dies, or is delivered after failing.
+    pub fn outcomes(&self) -> watch::Receiver<u64> {
+        self.inner.outcomes.subscribe()
+    }
+
     pub fn client(&self) -> reqwest::Client {
         self.inner.client.clone()
     }

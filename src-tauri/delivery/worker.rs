@@ -328,6 +328,9 @@ async fn record(inner: &Inner, verdict: Verdict) -> Step {
             }
         }
     }
+    if next != NextState::Delivered || attempt.attempt > 1 {
+        inner.outcomes.send_modify(|n| *n = n.wrapping_add(1));
+    }
     match next {
         NextState::RetryAt(_) => Step::Again,
         NextState::Delivered | NextState::Dead => Step::Done,
@@ -401,7 +404,10 @@ async fn finish_dead(inner: &Inner, id: DeliveryId, reason: String) -> Step {
     tracing::warn!(delivery_id = %id, reason, "delivery is dead");
     loop {
         match inner.writer.mark_dead(id, reason.clone()).await {
-            Ok(()) => return Step::Done,
+            Ok(()) => {
+                inner.outcomes.send_modify(|n| *n = n.wrapping_add(1));
+                return Step::Done;
+            }
             Err(WriteError::Stopped) => return Step::Stop,
             Err(err) => {
                 if let Step::Stop = db_trouble(inner, "marking a delivery dead", &err).await {

@@ -25,7 +25,7 @@ pub struct Payload {
     /// replies of a conversation.
     pub message_id: Option<i64>,
     /// What makes a message event the same one again, whatever its delivery id: `message_created` is
-    /// (account, message); a `message_updated` is that plus what GoWA acts on (the content and the deleted flag),
+    /// (account, message); a `message_updated` is that plus what changed (the content, the deleted flag, the status),
     /// so that an exact repeat is recognised and a real later change is not. `None` for other events, or
     /// without an account or message id.
     pub identity: Option<String>,
@@ -68,6 +68,7 @@ struct InboxRef {
 struct Update {
     content: Option<Text>,
     content_attributes: Option<Obj<Attributes>>,
+    status: Option<Text>,
 }
 
 #[derive(Default, Deserialize)]
@@ -144,7 +145,9 @@ pub fn parse(body: &[u8]) -> Result<Payload, PayloadError> {
     })
 }
 
-/// A digest of what GoWA acts on in a `message_updated`: the content and whether the message was deleted.
+/// A digest of what a `message_updated` changes that matters: the content and whether the message was deleted
+/// (what GoWA acts on), and its status (Chatwoot's Retry sets a failed reply back to `sent`, which the relay acts
+/// on).
 fn update_digest(body: &[u8]) -> Result<String, serde_json::Error> {
     let update: Update = serde_json::from_slice(body)?;
     let content = update.content.and_then(|t| t.0).unwrap_or_default();
@@ -153,9 +156,11 @@ fn update_digest(body: &[u8]) -> Result<String, serde_json::Error> {
         .and_then(|a| a.0)
         .and_then(|a| a.deleted?.0)
         .unwrap_or(false);
+    let status = update.status.and_then(|t| t.0).unwrap_or_default();
     let mut hasher = Sha256::new();
     hasher.update(content.as_bytes());
     hasher.update([0, u8::from(deleted)]);
+    hasher.update(status.as_bytes());
     Ok(hex::encode(&hasher.finalize()[..8]))
 }
 

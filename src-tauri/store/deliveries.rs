@@ -396,6 +396,29 @@ pub async fn count_duplicates(pool: &SqlitePool) -> sqlx::Result<i64> {
         .await
 }
 
+/// The newest delivery's id (0 when there is none).
+pub async fn max_id(pool: &SqlitePool) -> sqlx::Result<DeliveryId> {
+    sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM deliveries")
+        .fetch_one(pool)
+        .await
+}
+
+/// `message_updated` deliveries stored after `after`, oldest first, with their bodies.
+pub async fn updates_after(
+    pool: &SqlitePool,
+    after: DeliveryId,
+    limit: i64,
+) -> sqlx::Result<Vec<(DeliveryId, Vec<u8>)>> {
+    sqlx::query_as(
+        "SELECT d.id, b.body FROM deliveries d JOIN delivery_bodies b ON b.delivery_id = d.id \
+         WHERE d.id > ? AND d.event = 'message_updated' ORDER BY d.id LIMIT ?",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
 pub async fn count_pending(pool: &SqlitePool) -> sqlx::Result<i64> {
     sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE status = 'pending'")
         .fetch_one(pool)

@@ -3,6 +3,7 @@
 //! Other modules call typed functions and never write SQL themselves. Times are unix milliseconds (UTC).
 
 pub mod attempts;
+pub mod chatwoot_feedback;
 pub mod chatwoot_inboxes;
 pub mod chatwoot_links;
 pub mod dedupe;

@@ -41,6 +41,20 @@ pub struct Hook {
     pub secret: String,
 }
 
+/// A message as Chatwoot keeps it.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub account: i64,
+    pub conversation: i64,
+    pub id: i64,
+    pub content: String,
+    pub private: bool,
+    /// `sent`, `delivered`, `read`, `failed`.
+    pub status: String,
+    pub external_error: String,
+    pub in_reply_to: Option<i64>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Inbox {
     pub account: i64,
@@ -69,6 +83,8 @@ pub struct World {
     pub hooks: Vec<Hook>,
     /// (account, display id, inbox id)
     conversations: Vec<(i64, i64, i64)>,
+    /// Messages written in conversations (agents' replies, private notes).
+    pub messages: Vec<Message>,
     pub mode: Mode,
     /// Whether webhooks are posted at all (false: Chatwoot cannot reach the relay).
     pub deliver: bool,
@@ -125,6 +141,7 @@ impl ChatwootApi {
             ],
             hooks: Vec::new(),
             conversations: vec![(1, 41, 7)],
+            messages: Vec::new(),
             mode: Mode::Normal,
             deliver: true,
             wrong_secret: None,
@@ -188,6 +205,121 @@ impl World {
 
     pub fn remove_conversations(&mut self) {
         self.conversations.clear();
+    }
+
+    /// Adds a conversation of `account` in `inbox`.
+    pub fn add_conversation(&mut self, account: i64, id: i64, inbox: i64) {
+        self.conversations.push((account, id, inbox));
+    }
+
+    fn inbox_of(&self, account: i64, conversation: i64) -> Option<&Inbox> {
+        let &(_, _, inbox) = self
+            .conversations
+            .iter()
+            .find(|(a, c, _)| *a == account && *c == conversation)?;
+        self.inboxes.iter().find(|i| i.id == inbox)
+    }
+
+    /// A message's webhook body, as Chatwoot's `message_created` / `message_updated` carry it.
+    fn message_body(&self, event: &str, m: &Message) -> Value {
+        let inbox = self.inbox_of(m.account, m.conversation).cloned().unwrap();
+        let mut attributes = json!({});
+        if !m.external_error.is_empty() {
+            attributes["external_error"] = json!(m.external_error);
+        }
+        if let Some(parent) = m.in_reply_to {
+            attributes["in_reply_to"] = json!(parent);
+        }
+        json!({
+            "event": event,
+            "id": m.id,
+            "content": m.content,
+            "content_type": "text",
+            "content_attributes": attributes,
+            "message_type": "outgoing",
+            "private": m.private,
+            "status": m.status,
+            "source_id": null,
+            "created_at": "2026-12-01T10:00:00.000Z",
+            "sender": {"id": 5, "name": "Ana Admin", "type": "user"},
+            "account": {"id": m.account, "name": self.accounts[&m.account]},
+            "inbox": {"id": inbox.id, "name": inbox.name},
+            "attachments": [],
+            "conversation": {
+                "id": m.conversation,
+                "inbox_id": inbox.id,
+                "channel": inbox.channel_type,
+                "account": {"id": m.account, "name": self.accounts[&m.account]},
+                "meta": {"sender": {"id": 77, "name": "Ibu Maria", "phone_number": "+6281234567890",
+                                    "identifier": null, "custom_attributes": {}}},
+            },
+        })
+    }
+
+    /// Posts `event` for message `m` to the account's webhooks subscribed to it (when delivering).
+    fn fire(&self, event: &str, m: &Message) {
+        if !self.deliver {
+            return;
+        }
+        let targets: Vec<(String, String)> = self
+            .hooks
+            .iter()
+            .filter(|h| h.account == m.account && h.subscriptions.iter().any(|s| s == event))
+            .map(|h| {
+                (
+                    h.url.clone(),
+                    self.wrong_secret
+                        .clone()
+                        .unwrap_or_else(|| h.secret.clone()),
+                )
+            })
+            .collect();
+        tokio::spawn(post_webhooks(
+            targets,
+            self.message_body(event, m).to_string(),
+        ));
+    }
+
+    /// An agent writes a reply in a conversation: Chatwoot stores it and fires `message_created`. Returns its id.
+    pub fn agent_replies(&mut self, account: i64, conversation: i64, content: &str) -> i64 {
+        let id = self.next();
+        let m = Message {
+            account,
+            conversation,
+            id,
+            content: content.into(),
+            private: false,
+            status: "sent".into(),
+            external_error: String::new(),
+            in_reply_to: None,
+        };
+        self.fire("message_created", &m);
+        self.messages.push(m);
+        id
+    }
+
+    /// The dashboard's Retry on a failed message: the status goes back to `sent`, `message_updated` fires, and
+    /// nothing is sent (chatwoot#15918).
+    pub fn press_retry(&mut self, message: i64) {
+        let m = self.messages.iter_mut().find(|m| m.id == message).unwrap();
+        assert_eq!(m.status, "failed", "Retry shows only on a failed message");
+        m.status = "sent".into();
+        m.external_error.clear();
+        let m = m.clone();
+        self.fire("message_updated", &m);
+    }
+
+    pub fn message(&self, id: i64) -> Message {
+        self.messages.iter().find(|m| m.id == id).cloned().unwrap()
+    }
+
+    /// Private notes threaded under `message`.
+    pub fn notes_under(&self, message: i64) -> Vec<Message> {
+        self.messages
+            .iter()
+            .filter(|m| m.private && m.in_reply_to == Some(message))
+            .cloned()
+            .collect()
     }
 }
 
@@ -276,6 +408,12 @@ fn route(
                 ("PATCH", ["webhooks", id]) => update_hook(w, account, admin, id, &input()?),
                 ("DELETE", ["webhooks", id]) => delete_hook(w, account, admin, id),
                 ("GET", ["conversations"]) => list_conversations(w, account, query),
+                ("POST", ["conversations", id, "messages"]) => {
+                    create_message(w, account, id, &input()?)
+                }
+                ("PATCH", ["conversations", id, "messages", message]) => {
+                    update_message(w, account, id, message, &input()?)
+                }
                 ("POST", ["conversations", id, "toggle_typing_status"]) => {
                     typing(w, account, id, &input()?)
                 }
@@ -488,6 +626,90 @@ fn list_conversations(w: &World, account: i64, query: &BTreeMap<String, String>)
         .map(|(_, id, inbox)| json!({"id": id, "inbox_id": inbox, "account_id": account, "status": "open"}))
         .collect();
     ok(json!({"data": {"meta": {"all_count": payload.len()}, "payload": payload}}))
+}
+
+/// `POST …/conversations/:id/messages`: only what the relay sends, a private note (threaded or not).
+fn create_message(w: &mut World, account: i64, id: &str, input: &Value) -> Answer {
+    let conversation: i64 = id.parse().map_err(|_| not_found())?;
+    w.inbox_of(account, conversation).ok_or_else(not_found)?;
+    let content = input["content"].as_str().filter(|c| !c.is_empty());
+    let content = content.ok_or_else(|| {
+        error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({"message": "content"}),
+        )
+    })?;
+    if input["message_type"] != "outgoing" || input["private"] != true {
+        return Err(error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({"message": "only private notes here"}),
+        ));
+    }
+    let in_reply_to = match &input["content_attributes"]["in_reply_to"] {
+        Value::Null => None,
+        v => Some(v.as_i64().ok_or_else(|| {
+            error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({"message": "in_reply_to"}),
+            )
+        })?),
+    };
+    let m = Message {
+        account,
+        conversation,
+        id: w.next(),
+        content: content.into(),
+        private: true,
+        status: "sent".into(),
+        external_error: String::new(),
+        in_reply_to,
+    };
+    let body = w.message_body("message_created", &m);
+    w.fire("message_created", &m);
+    w.messages.push(m);
+    ok(body)
+}
+
+/// `PATCH …/conversations/:id/messages/:id` with `{status, external_error}`: API-channel inboxes only (403
+/// otherwise); `read` never goes back; fires `message_updated`.
+fn update_message(w: &mut World, account: i64, id: &str, message: &str, input: &Value) -> Answer {
+    let conversation: i64 = id.parse().map_err(|_| not_found())?;
+    let message: i64 = message.parse().map_err(|_| not_found())?;
+    let inbox = w.inbox_of(account, conversation).ok_or_else(not_found)?;
+    if inbox.channel_type != "Channel::Api" {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            json!({"error": "Only API inbox messages can be updated"}),
+        ));
+    }
+    let status = input["status"]
+        .as_str()
+        .filter(|s| ["sent", "delivered", "read", "failed"].contains(s));
+    let status = status.ok_or_else(|| {
+        error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({"message": "status"}),
+        )
+    })?;
+    let m = w
+        .messages
+        .iter_mut()
+        .find(|m| m.account == account && m.conversation == conversation && m.id == message)
+        .ok_or_else(not_found)?;
+    if m.status == "read" && status != "read" {
+        return Err(error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({"message": "a read message stays read"}),
+        ));
+    }
+    m.status = status.into();
+    if let Some(e) = input["external_error"].as_str() {
+        m.external_error = e.into();
+    }
+    let m = m.clone();
+    let body = w.message_body("message_updated", &m);
+    w.fire("message_updated", &m);
+    ok(body)
 }
 
 fn typing(w: &mut World, account: i64, id: &str, input: &Value) -> Answer {

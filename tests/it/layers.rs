@@ -15,7 +15,7 @@ const LAYERS: &[&[&str]] = &[
     &["server"],
     &["admin"],
     &["state"],
-    &["relay", "retention"],
+    &["relay", "retention", "feedback"],
     &["delivery", "chatwoot"],
     &["store", "container", "logging", "login"],
     &["config"],

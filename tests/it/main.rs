@@ -13,6 +13,7 @@ mod door;
 mod drift;
 mod e2e;
 mod faults;
+mod feedback;
 mod layers;
 mod link;
 mod listeners;

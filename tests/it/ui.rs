@@ -63,6 +63,7 @@ fn both_languages_have_every_text_the_screens_use() {
             "chatwoot.reach.",
             "chatwoot.step.",
             "chatwoot.error.",
+            "told.",
         ] {
             if source.contains(&format!("t(`{prefix}${{")) {
                 assert!(

@@ -73,7 +73,12 @@ export function render(main, params) {
           h("td", { class: "num" }, t("attempts.durationMs", { ms: a.durationMs })),
           h("td", {}, a.ambiguous ? h("span", { class: "badge failing ambiguous" }, t("attempts.ambiguous")) : null,
             " ", a.error ?? t("common.none")),
-          h("td", {}, a.responseSnippet ? h("code", {}, a.responseSnippet) : t("common.none"))))));
+          h("td", {}, a.responseSnippet ? h("code", {}, a.responseSnippet) : t("common.none"))))),
+      d.chatwoot?.length ? h("section", { id: "told-chatwoot" },
+        h("h2", {}, t("told.title")),
+        h("ul", { class: "told" }, d.chatwoot.map((f) => h("li", { "data-kind": f.kind, "data-status": f.status },
+          t(`told.${f.kind}`), " · ", t(`told.status.${f.status}`), " · ", formatTime(f.at),
+          f.lastError ? h("span", { class: "hint" }, ` (${f.lastError})`) : null)))) : null);
   }
 
   async function retry() {
