@@ -271,6 +271,7 @@ fn shared(
         webhook_addr: std::sync::RwLock::new(None),
         chatwoot_http,
         inbox_names: std::sync::RwLock::default(),
+        catch_up: crate::feedback::catchup::CatchUp::default(),
         shutdown,
     }))
 }

@@ -29,6 +29,8 @@ const COMMANDS: &[&str] = &[
     "check_reach",
     "chatwoot_inboxes",
     "clear_inbox_webhook",
+    "held_replies",
+    "decide_held",
 ];
 
 fn main() {

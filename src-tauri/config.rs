@@ -99,6 +99,15 @@ pub struct Settings {
     /// delayed (`5m`).
     #[arg(long, env = "CHATGOWA_DELAYED_AFTER", global = true)]
     pub delayed_after: Option<String>,
+    /// How often a linked Chatwoot is asked for replies the relay never received (`5m`).
+    #[arg(long, env = "CHATGOWA_CATCHUP_INTERVAL", global = true)]
+    pub catchup_interval: Option<String>,
+    /// How far back catching up looks at most (`24h`).
+    #[arg(long, env = "CHATGOWA_CATCHUP_MAX", global = true)]
+    pub catchup_max: Option<String>,
+    /// A recovered reply older than this waits in the panel for "send now" or "discard" (`1h`).
+    #[arg(long, env = "CHATGOWA_CATCHUP_SEND_WITHIN", global = true)]
+    pub catchup_send_within: Option<String>,
     /// The address Chatwoot must post webhooks to (`https://relay.example.com/webhook`): what the relay registers
     /// in linked Chatwoot accounts.
     #[arg(long, env = "CHATGOWA_PUBLIC_URL", global = true)]
@@ -199,8 +208,32 @@ pub struct Config {
     pub public_url: Option<url::Url>,
     /// Chatwoot accounts to link at every start (`CHATGOWA_CHATWOOT_URL`, `…_ACCOUNT_ID`, `…_TOKEN`).
     pub chatwoot_link: Option<ChatwootLink>,
-    /// A reply failing this long gets its conversation a note in a linked Chatwoot that replies are delayed.
+    /// How the relay keeps a linked Chatwoot in step.
+    pub upkeep: Upkeep,
+}
+
+/// How the relay keeps a linked Chatwoot in step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Upkeep {
+    /// A reply failing this long gets its conversation a note that replies are delayed.
     pub delayed_after: Duration,
+    /// How often Chatwoot is asked for replies the relay never received.
+    pub catchup_interval: Duration,
+    /// How far back that looks at most.
+    pub catchup_max: Duration,
+    /// A recovered reply older than this is not sent without a decision.
+    pub send_within: Duration,
+}
+
+impl Default for Upkeep {
+    fn default() -> Self {
+        Self {
+            delayed_after: DEFAULT_DELAYED_AFTER,
+            catchup_interval: Duration::from_secs(5 * 60),
+            catchup_max: Duration::from_secs(24 * 3600),
+            send_within: Duration::from_secs(3600),
+        }
+    }
 }
 
 /// Chatwoot accounts linked from the environment.
@@ -238,7 +271,7 @@ impl Config {
         let (bind, port, admin_bind) = listen_addresses(s, default_bind)?;
         let database_path = database_setting(s)?;
         let (fetch_timeout, retry_schedule, reorder_window) = attempt_timing(s)?;
-        let (public_url, chatwoot_link, delayed_after) = chatwoot_settings(s)?;
+        let (public_url, chatwoot_link, upkeep) = chatwoot_settings(s)?;
         Ok(Self {
             bind,
             port,
@@ -293,7 +326,7 @@ impl Config {
             chatwoot_secrets: secrets(s.chatwoot_secret.as_deref().unwrap_or_default()),
             public_url,
             chatwoot_link,
-            delayed_after,
+            upkeep,
         })
     }
 
@@ -453,20 +486,41 @@ pub fn secrets(v: &str) -> Vec<Secret<String>> {
         .collect()
 }
 
-/// `CHATGOWA_PUBLIC_URL`, the Chatwoot link of the environment and `CHATGOWA_DELAYED_AFTER`.
+/// `CHATGOWA_PUBLIC_URL`, the Chatwoot link of the environment and how it is kept in step.
 fn chatwoot_settings(
     s: &Settings,
-) -> Result<(Option<url::Url>, Option<ChatwootLink>, Duration), ConfigError> {
+) -> Result<(Option<url::Url>, Option<ChatwootLink>, Upkeep), ConfigError> {
     let public_url = parse_or(&s.public_url, "CHATGOWA_PUBLIC_URL", None, |v| {
         parse_public_url(v).map(Some)
     })?;
-    let delayed_after = parse_or(
-        &s.delayed_after,
-        "CHATGOWA_DELAYED_AFTER",
-        DEFAULT_DELAYED_AFTER,
-        parse_duration,
-    )?;
-    Ok((public_url, chatwoot_link(s)?, delayed_after))
+    let d = Upkeep::default();
+    let upkeep = Upkeep {
+        delayed_after: parse_or(
+            &s.delayed_after,
+            "CHATGOWA_DELAYED_AFTER",
+            d.delayed_after,
+            parse_duration,
+        )?,
+        catchup_interval: parse_or(
+            &s.catchup_interval,
+            "CHATGOWA_CATCHUP_INTERVAL",
+            d.catchup_interval,
+            parse_duration,
+        )?,
+        catchup_max: parse_or(
+            &s.catchup_max,
+            "CHATGOWA_CATCHUP_MAX",
+            d.catchup_max,
+            parse_duration,
+        )?,
+        send_within: parse_or(
+            &s.catchup_send_within,
+            "CHATGOWA_CATCHUP_SEND_WITHIN",
+            d.send_within,
+            parse_duration,
+        )?,
+    };
+    Ok((public_url, chatwoot_link(s)?, upkeep))
 }
 
 /// The three `CHATGOWA_CHATWOOT_*` settings, all or none.
@@ -940,7 +994,7 @@ mod tests {
         proptest! {
             #[test]
             fn any_settings_give_a_config_or_an_error_naming_a_known_variable(
-                fields in prop::collection::vec(typed(), 22)
+                fields in prop::collection::vec(typed(), 25)
             ) {
                 let mut f = fields.into_iter();
                 let mut next = || f.next().flatten();
@@ -967,6 +1021,9 @@ mod tests {
                     chatwoot_account_id: next(),
                     chatwoot_token: next(),
                     delayed_after: next(),
+                    catchup_interval: next(),
+                    catchup_max: next(),
+                    catchup_send_within: next(),
                 };
                 match Config::from_settings(&s, IpAddr::from([127, 0, 0, 1])) {
                     Ok(c) => {

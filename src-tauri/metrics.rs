@@ -30,6 +30,11 @@ struct LimitLabel {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RecoveredLabel {
+    state: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct RouteLabels {
     inbox_id: i64,
     name: String,
@@ -47,6 +52,7 @@ struct Inner {
     attempts: Family<OutcomeLabel, Counter>,
     ambiguous: Counter,
     connection_limits: Family<LimitLabel, Counter>,
+    recovered: Family<RecoveredLabel, Counter>,
     attempt_seconds: Histogram,
     queue_depth: Gauge,
     oldest_pending_seconds: Gauge<f64, AtomicU64>,
@@ -82,6 +88,12 @@ impl Default for Metrics {
             "connection_limit_hits",
             "Connections turned away or kept waiting, by the limit that was hit",
             connection_limits.clone(),
+        );
+        let recovered = Family::<RecoveredLabel, Counter>::default();
+        registry.register(
+            "replies_recovered",
+            "Replies the relay never received as webhooks, found by catching up with Chatwoot: queued or held",
+            recovered.clone(),
         );
         // 5 ms … ~80 s (the attempt timeout is 60 s by default).
         let attempt_seconds = Histogram::new(exponential_buckets(0.005, 2.0, 15));
@@ -127,6 +139,7 @@ impl Default for Metrics {
                 attempts,
                 ambiguous,
                 connection_limits,
+                recovered,
                 attempt_seconds,
                 queue_depth,
                 oldest_pending_seconds,
@@ -144,6 +157,14 @@ impl Metrics {
         self.inner
             .connection_limits
             .get_or_create(&LimitLabel { limit })
+            .inc();
+    }
+
+    /// A reply found by catching up with Chatwoot: `queued`, or `held` for a decision.
+    pub fn recovered(&self, state: &'static str) {
+        self.inner
+            .recovered
+            .get_or_create(&RecoveredLabel { state })
             .inc();
     }
 

@@ -60,6 +60,8 @@ pub struct Shared {
     pub webhook_addr: RwLock<Option<std::net::SocketAddr>>,
     /// For calls to Chatwoot's API: follows no redirect, so a token never goes to another address.
     pub chatwoot_http: reqwest::Client,
+    /// Catching up with linked Chatwoot accounts: the last outcome of each, and a way to ask for one now.
+    pub catch_up: crate::feedback::catchup::CatchUp,
     /// Names of the linked Chatwoot accounts' inboxes, as last read (see `admin::chatwoot`).
     pub inbox_names: RwLock<std::collections::HashMap<crate::ids::InboxId, String>>,
     /// While no admin password exists (headless, first run): the one-time token of the setup link.

@@ -14,8 +14,9 @@ use tokio_util::task::TaskTracker;
 use url::Url;
 
 use super::dto::{
-    self, ChatwootBody, CheckResult, InboxAction, InboxView, InboxesBody, LinkAction, LinkBody,
-    LinkInput, LinkProblem, LinkView, PublicUrlInput, WebhookView,
+    self, ChatwootBody, CheckResult, HeldAction, HeldBody, HeldView, InboxAction, InboxView,
+    InboxesBody, LinkAction, LinkBody, LinkInput, LinkProblem, LinkView, PublicUrlInput,
+    WebhookView,
 };
 use crate::chatwoot::{self, CHECK_EVENT, Client, Problem, Reach, SUBSCRIPTIONS, Webhook};
 use crate::config::{self, ChatwootLink, Secret};
@@ -26,6 +27,7 @@ use crate::ids::InboxId;
 use crate::state::AppState;
 use crate::store::chatwoot_inboxes::{self, KnownInbox};
 use crate::store::chatwoot_links::{self, Link, NewLink};
+use crate::store::chatwoot_recovered;
 use crate::store::{now_ms, routes, settings, to_rfc3339};
 
 /// The longest access token taken (Chatwoot's are 24 characters).
@@ -46,10 +48,19 @@ pub async fn start(state: &AppState, tracker: &TaskTracker, told: feedback::Wake
         http: state.chatwoot_http.clone(),
         dispatcher: state.dispatcher.clone(),
         events: state.events.clone(),
-        delayed_after: state.config.delayed_after,
+        delayed_after: state.config.upkeep.delayed_after,
         waker: told,
     };
     tracker.spawn(feedback.run(state.shutdown.clone()));
+    let catch_up = feedback::catchup::Task {
+        pool: state.pool.clone(),
+        http: state.chatwoot_http.clone(),
+        writer: state.writer.clone(),
+        metrics: state.metrics.clone(),
+        upkeep: state.config.upkeep,
+        handle: state.catch_up.clone(),
+    };
+    tracker.spawn(catch_up.run(state.shutdown.clone()));
     if let Some(env) = state.config.chatwoot_link.clone() {
         let state = state.clone();
         tracker.spawn(async move { link_from_env(&state, env).await });
@@ -265,6 +276,69 @@ pub async fn clear_inbox_webhook(state: &AppState, action: InboxAction) -> Resul
         "API inbox's own webhook cleared (replies went out twice)"
     );
     inboxes(state).await
+}
+
+/// Replies found by catching up that wait for a decision (older than `CHATGOWA_CATCHUP_SEND_WITHIN`).
+///
+/// # Errors
+/// The database cannot be read.
+pub async fn held(state: &AppState) -> Result<HeldBody> {
+    let held = chatwoot_recovered::list_held(&state.pool).await?;
+    Ok(HeldBody {
+        held: held
+            .into_iter()
+            .map(|r| {
+                let (id, r) = (r.id, r.found);
+                let body: Value = serde_json::from_slice(&r.body).unwrap_or_default();
+                HeldView {
+                    id,
+                    account_id: r.account_id,
+                    inbox_id: r.inbox_id,
+                    inbox_name: state.inbox_name(r.inbox_id),
+                    conversation_id: r.conversation_id,
+                    message_id: r.message_id,
+                    written_at: to_rfc3339(r.written_at),
+                    content: body["content"].as_str().unwrap_or_default().to_owned(),
+                }
+            })
+            .collect(),
+    })
+}
+
+/// Sends a held reply now (in its conversation's order), or discards it (`send` false).
+///
+/// # Errors
+/// No such held reply, `Conflict` when its real webhook arrived meanwhile.
+pub async fn decide_held(state: &AppState, action: HeldAction) -> Result<HeldBody> {
+    let found = chatwoot_recovered::find(&state.pool, action.id)
+        .await?
+        .filter(|r| r.state == "held")
+        .ok_or_else(|| Error::NotFound {
+            what: "held reply",
+            id: action.id.to_string(),
+        })?;
+    let delivery = if action.send {
+        let queued = feedback::catchup::queue(&state.writer, &found.found)
+            .await
+            .map_err(|e| Error::Unavailable(e.to_string()))?;
+        if queued.is_none() {
+            chatwoot_recovered::decide(&state.pool, found.id, None).await?;
+            return Err(Error::Conflict(
+                "this reply was delivered meanwhile (or its inbox has no route): nothing was sent"
+                    .into(),
+            ));
+        }
+        queued
+    } else {
+        None
+    };
+    chatwoot_recovered::decide(&state.pool, found.id, delivery).await?;
+    tracing::info!(
+        message_id = found.found.message_id,
+        sent = delivery.is_some(),
+        "held reply decided"
+    );
+    held(state).await
 }
 
 /// Proves that Chatwoot reaches the relay: switches the token user's typing indicator on in the account's latest
@@ -519,6 +593,7 @@ async fn connect(
     let link = chatwoot_links::upsert(&state.pool, &new).await?;
     store_inboxes(state, link.id, &inboxes).await?;
     links_changed(state).await?;
+    state.catch_up.now();
     tracing::info!(
         account_id = account,
         chatwoot = base_url,
@@ -667,6 +742,16 @@ fn link_view(state: &AppState, link: &Link, public: Option<&Url>) -> LinkView {
                 verified: link.webhook_secret.is_some(),
             }),
         heard_at: heard.signed_at.map(to_rfc3339),
+        caught_up: state
+            .catch_up
+            .reports
+            .of(link.id)
+            .map(|r| dto::CatchUpView {
+                at: to_rfc3339(r.at),
+                error: r.error,
+                queued: r.queued,
+                held: r.held,
+            }),
     }
 }
 

@@ -99,6 +99,8 @@ pub struct Delivery {
     pub inbox_id: InboxId,
     /// The inbox's name in a linked Chatwoot account.
     pub inbox_name: Option<String>,
+    /// Found by catching up with Chatwoot: its webhook never arrived.
+    pub recovered: bool,
     pub conversation_id: Option<i64>,
     pub event: String,
     /// Chatwoot's message id, for message events.
@@ -123,6 +125,7 @@ impl From<DeliverySummary> for Delivery {
             id: d.id,
             inbox_id: d.inbox_id,
             inbox_name: None,
+            recovered: false,
             conversation_id: d.conversation_id,
             event: d.event,
             message_id: d.message_id,
@@ -380,6 +383,49 @@ pub struct LinkView {
     pub webhook: Option<WebhookView>,
     /// When a webhook of this account last arrived with a valid signature (since the relay started).
     pub heard_at: Option<String>,
+    /// The last catch-up with this account (since the relay started).
+    pub caught_up: Option<CatchUpView>,
+}
+
+/// One catch-up: when, what went wrong if anything, how many replies were queued and held.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CatchUpView {
+    pub at: String,
+    pub error: Option<String>,
+    pub queued: usize,
+    pub held: usize,
+}
+
+/// A reply found by catching up, older than `CHATGOWA_CATCHUP_SEND_WITHIN`: waiting for "send now" or "discard".
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeldView {
+    pub id: i64,
+    pub account_id: i64,
+    pub inbox_id: InboxId,
+    pub inbox_name: Option<String>,
+    pub conversation_id: i64,
+    pub message_id: i64,
+    /// When the agent wrote it.
+    pub written_at: String,
+    /// The reply's text (what the customer would receive).
+    pub content: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeldBody {
+    pub held: Vec<HeldView>,
+}
+
+/// A held reply and what to do with it: `send` now, or discard.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeldAction {
+    #[serde(default)]
+    pub id: i64,
+    #[serde(default)]
+    pub send: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -17,8 +17,8 @@ use serde::de::DeserializeOwned;
 use tokio_stream::wrappers::BroadcastStream;
 
 use super::dto::{
-    ChatwootBody, CheckResult, InboxAction, InboxesBody, LinkAction, LinkBody, LinkInput,
-    PublicUrlInput,
+    ChatwootBody, CheckResult, HeldAction, HeldBody, InboxAction, InboxesBody, LinkAction,
+    LinkBody, LinkInput, PublicUrlInput,
 };
 use super::dto::{
     DeliveriesBody, DeliveryBody, DeliveryQuery, RetriedBody, RouteBody, RouteInput, RoutesBody,
@@ -63,6 +63,12 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route(
             "/admin/chatwoot/inboxes/clear-webhook",
             post(clear_inbox_webhook),
+        )
+        .route("/admin/chatwoot/held", get(list_held))
+        .route("/admin/chatwoot/held/{id}/send", post(send_held))
+        .route(
+            "/admin/chatwoot/held/{id}",
+            axum::routing::delete(discard_held),
         )
         .route("/admin/events", get(events))
         .route("/metrics", get(metrics))
@@ -264,6 +270,30 @@ pub async fn clear_inbox_webhook(
     JsonBody(input): JsonBody<InboxAction>,
 ) -> Result<Json<InboxesBody>> {
     chatwoot::clear_inbox_webhook(&state, input).await.map(Json)
+}
+
+pub async fn list_held(State(state): State<AppState>) -> Result<Json<HeldBody>> {
+    chatwoot::held(&state).await.map(Json)
+}
+
+pub async fn send_held(
+    State(state): State<AppState>,
+    id: IdParam,
+    _: JsonAction,
+) -> Result<Json<HeldBody>> {
+    let action = HeldAction {
+        id: id.parse("held reply")?,
+        send: true,
+    };
+    chatwoot::decide_held(&state, action).await.map(Json)
+}
+
+pub async fn discard_held(State(state): State<AppState>, id: IdParam) -> Result<Json<HeldBody>> {
+    let action = HeldAction {
+        id: id.parse("held reply")?,
+        send: false,
+    };
+    chatwoot::decide_held(&state, action).await.map(Json)
 }
 
 pub async fn stats(State(state): State<AppState>) -> Result<Json<Stats>> {

@@ -13,7 +13,7 @@ use crate::metrics::{Gauges, RouteGauge};
 use crate::state::AppState;
 use crate::store::deliveries::{self, DeliveryStatus, Filter, PendingRef};
 use crate::store::routes::{self, Route, RouteFields};
-use crate::store::{attempts, chatwoot_feedback, now_ms, unrouted_inboxes};
+use crate::store::{attempts, chatwoot_feedback, chatwoot_recovered, now_ms, unrouted_inboxes};
 
 pub const MAX_NAME_CHARS: usize = 100;
 pub const MAX_URL_CHARS: usize = 2048;
@@ -221,8 +221,17 @@ pub async fn list_deliveries(
     } else {
         None
     };
+    let ids: Vec<DeliveryId> = page.iter().map(|d| d.id).collect();
+    let recovered = chatwoot_recovered::recovered_among(&state.pool, &ids).await?;
     Ok(dto::DeliveriesBody {
-        deliveries: page.into_iter().map(|d| named(state, d.into())).collect(),
+        deliveries: page
+            .into_iter()
+            .map(|d| {
+                let mut view = named(state, d.into());
+                view.recovered = recovered.contains(&view.id);
+                view
+            })
+            .collect(),
         next_cursor,
     })
 }
@@ -296,9 +305,13 @@ pub async fn delivery_detail(state: &AppState, id: DeliveryId) -> Result<dto::De
         .ok_or_else(|| delivery_not_found(id))?;
     let log = attempts::list_for_delivery(&state.pool, id).await?;
     let told = chatwoot_feedback::list_for_delivery(&state.pool, id).await?;
+    let mut summary = named(state, d.summary().into());
+    summary.recovered = !chatwoot_recovered::recovered_among(&state.pool, &[id])
+        .await?
+        .is_empty();
     Ok(dto::DeliveryBody {
         delivery: dto::DeliveryDetail {
-            delivery: named(state, d.summary().into()),
+            delivery: summary,
             payload: String::from_utf8_lossy(&d.body).into_owned(),
             attempt_log: log.into_iter().map(Into::into).collect(),
             chatwoot: told

@@ -138,6 +138,14 @@ impl Inbox {
     }
 }
 
+/// A conversation as the list gives it: its display id and its contact (`meta.sender`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Conversation {
+    pub id: i64,
+    #[serde(default)]
+    pub meta: Value,
+}
+
 #[derive(Clone, Deserialize)]
 pub struct Webhook {
     pub id: i64,
@@ -198,6 +206,18 @@ impl Client {
             .map_err(|_| "the access token has characters a token cannot have".to_owned())?;
         token.set_sensitive(true);
         Ok(Self { http, base, token })
+    }
+
+    /// A client for a linked account, with its stored token.
+    ///
+    /// # Errors
+    /// The stored address or token is unusable.
+    pub fn of_link(
+        http: &reqwest::Client,
+        link: &crate::store::chatwoot_links::Link,
+    ) -> Result<Self, String> {
+        let base = Url::parse(&link.base_url).map_err(|e| e.to_string())?;
+        Self::new(http.clone(), base, &Secret::new(link.token.clone()))
     }
 
     /// The address as shown to the admin (scheme, host, port, path).
@@ -342,6 +362,53 @@ impl Client {
             format!("/api/v1/accounts/{account}/conversations?status=all&assignee_type=all&page=1");
         let list: List = self.call(Method::GET, &path, None, Some(account)).await?;
         Ok(list.data.payload.first().map(|c| c.id))
+    }
+
+    /// The conversations of `inbox` updated in the last `seconds` (unpaged), with their contact.
+    ///
+    /// # Errors
+    /// See [`Problem`].
+    pub async fn conversations_updated(
+        &self,
+        account: i64,
+        inbox: i64,
+        seconds: i64,
+    ) -> Result<Vec<Conversation>, Problem> {
+        #[derive(Deserialize)]
+        struct List {
+            data: Data,
+        }
+        #[derive(Deserialize)]
+        struct Data {
+            payload: Vec<Conversation>,
+        }
+        let path = format!(
+            "/api/v1/accounts/{account}/conversations?status=all&assignee_type=all&inbox_id={inbox}\
+             &updated_within={seconds}"
+        );
+        let list: List = self.call(Method::GET, &path, None, Some(account)).await?;
+        Ok(list.data.payload)
+    }
+
+    /// Up to 100 messages of a conversation with an id above `after`, oldest first.
+    ///
+    /// # Errors
+    /// See [`Problem`].
+    pub async fn messages_after(
+        &self,
+        account: i64,
+        conversation: i64,
+        after: i64,
+    ) -> Result<Vec<Value>, Problem> {
+        #[derive(Deserialize)]
+        struct List {
+            payload: Vec<Value>,
+        }
+        let path = format!(
+            "/api/v1/accounts/{account}/conversations/{conversation}/messages?after={after}"
+        );
+        let list: List = self.call(Method::GET, &path, None, Some(account)).await?;
+        Ok(list.payload)
     }
 
     /// Shows (`on`) or hides the token user's typing indicator in a conversation: Chatwoot then fires

@@ -231,3 +231,16 @@ pub async fn clear_inbox_webhook(
 ) -> Answer<dto::InboxesBody> {
     Ok(chatwoot::clear_inbox_webhook(&state, input).await?)
 }
+
+#[tauri::command]
+pub async fn held_replies(state: State<'_, AppState>) -> Answer<dto::HeldBody> {
+    Ok(chatwoot::held(&state).await?)
+}
+
+#[tauri::command]
+pub async fn decide_held(
+    state: State<'_, AppState>,
+    input: dto::HeldAction,
+) -> Answer<dto::HeldBody> {
+    Ok(chatwoot::decide_held(&state, input).await?)
+}

@@ -67,6 +67,8 @@ pub fn run(settings: &Settings, minimized: bool) -> anyhow::Result<()> {
             commands::check_reach,
             commands::chatwoot_inboxes,
             commands::clear_inbox_webhook,
+            commands::held_replies,
+            commands::decide_held,
         ])
         .setup(move |app| setup(app, config, &settings, minimized))
         .build(tauri::generate_context!())?

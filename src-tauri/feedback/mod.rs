@@ -8,6 +8,7 @@
 //! tell is queued in `chatwoot_feedback` and sent with retries (Chatwoot can be down too), for at most a day.
 //! It wakes on the lanes' outcomes, on `message_updated` webhooks and on its own due times; never on a timer.
 
+pub mod catchup;
 pub mod reply;
 
 use std::collections::HashMap;
@@ -20,7 +21,6 @@ use tokio_util::sync::CancellationToken;
 
 use self::reply::Reply;
 use crate::chatwoot::{Client, Problem};
-use crate::config::Secret;
 use crate::delivery::Dispatcher;
 use crate::events::{Events, UiEvent};
 use crate::ids::DeliveryId;
@@ -257,10 +257,8 @@ impl Task {
                 clients
                     .entry(id)
                     .or_insert_with(|| {
-                        links
-                            .iter()
-                            .find(|l| l.id == id)
-                            .and_then(|l| self.client(l))
+                        let link = links.iter().find(|l| l.id == id)?;
+                        Client::of_link(&self.http, link).ok()
                     })
                     .clone()
             });
@@ -300,11 +298,6 @@ impl Task {
             again.then_some(next),
         )
         .await
-    }
-
-    fn client(&self, link: &Link) -> Option<Client> {
-        let base = url::Url::parse(&link.base_url).ok()?;
-        Client::new(self.http.clone(), base, &Secret::new(link.token.clone())).ok()
     }
 }
 

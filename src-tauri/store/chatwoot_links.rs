@@ -19,6 +19,8 @@ pub struct Link {
     /// The secret Chatwoot generated for the webhook: its deliveries are verified with it.
     pub webhook_secret: Option<String>,
     pub created_at: i64,
+    /// When catching up last found the account current (unix ms).
+    pub caught_up_at: Option<i64>,
 }
 
 impl std::fmt::Debug for Link {
@@ -43,7 +45,7 @@ pub struct NewLink<'a> {
 }
 
 const COLUMNS: &str = "id, base_url, account_id, account_name, token, from_env, webhook_id, webhook_url, \
-                       webhook_secret, created_at";
+                       webhook_secret, created_at, caught_up_at";
 
 pub async fn list(pool: &SqlitePool) -> sqlx::Result<Vec<Link>> {
     sqlx::query_as(&format!("SELECT {COLUMNS} FROM chatwoot_links ORDER BY id"))
@@ -97,6 +99,16 @@ pub async fn set_webhook(
     .bind(id)
     .execute(pool)
     .await?;
+    Ok(())
+}
+
+/// Records that catching up found the account current as of `at`.
+pub async fn set_caught_up(pool: &SqlitePool, id: i64, at: i64) -> sqlx::Result<()> {
+    sqlx::query("UPDATE chatwoot_links SET caught_up_at = ? WHERE id = ?")
+        .bind(at)
+        .bind(id)
+        .execute(pool)
+        .await?;
     Ok(())
 }
 

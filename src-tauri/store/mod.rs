@@ -6,6 +6,7 @@ pub mod attempts;
 pub mod chatwoot_feedback;
 pub mod chatwoot_inboxes;
 pub mod chatwoot_links;
+pub mod chatwoot_recovered;
 pub mod dedupe;
 pub mod deliveries;
 pub mod prisma;

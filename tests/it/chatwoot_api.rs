@@ -53,6 +53,13 @@ pub struct Message {
     pub status: String,
     pub external_error: String,
     pub in_reply_to: Option<i64>,
+    /// 0 incoming, 1 outgoing (as the REST API gives it).
+    pub kind: i64,
+    /// `WAID:…` for what GoWA mirrored from WhatsApp.
+    pub source_id: Option<String>,
+    pub attachments: Vec<Value>,
+    /// Unix seconds.
+    pub created_at: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -85,6 +92,8 @@ pub struct World {
     conversations: Vec<(i64, i64, i64)>,
     /// Messages written in conversations (agents' replies, private notes).
     pub messages: Vec<Message>,
+    /// When each conversation (account, id) last changed, unix seconds.
+    updated: BTreeMap<(i64, i64), i64>,
     pub mode: Mode,
     /// Whether webhooks are posted at all (false: Chatwoot cannot reach the relay).
     pub deliver: bool,
@@ -142,6 +151,7 @@ impl ChatwootApi {
             hooks: Vec::new(),
             conversations: vec![(1, 41, 7)],
             messages: Vec::new(),
+            updated: BTreeMap::new(),
             mode: Mode::Normal,
             deliver: true,
             wrong_secret: None,
@@ -176,6 +186,51 @@ impl ChatwootApi {
             w.hooks.push(hook);
             secret
         })
+    }
+}
+
+/// Links `relay` to account 1 of `chatwoot` through the admin API, with the relay's own address as the public URL,
+/// and registers the webhook; returns the link's id.
+pub async fn link_account(relay: &crate::support::TestRelay, chatwoot: &ChatwootApi) -> i64 {
+    let (status, body) = relay
+        .admin
+        .post_json(
+            "/admin/chatwoot/links",
+            json!({"url": chatwoot.base, "accountId": 1, "token": ADMIN_TOKEN}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let link = body["link"]["id"].as_i64().unwrap();
+    let public = format!("{}/webhook", relay.base);
+    relay
+        .admin
+        .put_json("/admin/chatwoot/public-url", json!({"url": public}))
+        .await;
+    let (status, body) = relay
+        .admin
+        .post_json(&format!("/admin/chatwoot/links/{link}/webhook"), json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    link
+}
+
+impl Message {
+    /// An agent's reply in a conversation of account 1, written now.
+    pub fn reply(conversation: i64, content: &str) -> Self {
+        Self {
+            account: 1,
+            conversation,
+            id: 0,
+            content: content.into(),
+            private: false,
+            status: "sent".into(),
+            external_error: String::new(),
+            in_reply_to: None,
+            kind: 1,
+            source_id: None,
+            attachments: Vec::new(),
+            created_at: chrono::Utc::now().timestamp(),
+        }
     }
 }
 
@@ -236,15 +291,15 @@ impl World {
             "content": m.content,
             "content_type": "text",
             "content_attributes": attributes,
-            "message_type": "outgoing",
+            "message_type": if m.kind == 1 { "outgoing" } else { "incoming" },
             "private": m.private,
             "status": m.status,
-            "source_id": null,
+            "source_id": m.source_id,
             "created_at": "2026-12-01T10:00:00.000Z",
             "sender": {"id": 5, "name": "Ana Admin", "type": "user"},
             "account": {"id": m.account, "name": self.accounts[&m.account]},
             "inbox": {"id": inbox.id, "name": inbox.name},
-            "attachments": [],
+            "attachments": m.attachments,
             "conversation": {
                 "id": m.conversation,
                 "inbox_id": inbox.id,
@@ -254,6 +309,16 @@ impl World {
                                     "identifier": null, "custom_attributes": {}}},
             },
         })
+    }
+
+    /// Posts `event` for message `m` again (a webhook Chatwoot sends late, or twice).
+    pub fn fire_again(&self, event: &str, m: &Message) {
+        self.fire(event, m);
+    }
+
+    /// The token stops working (revoked, or its user removed).
+    pub fn revoke(&mut self, token: &str) {
+        self.users.remove(token);
     }
 
     /// Posts `event` for message `m` to the account's webhooks subscribed to it (when delivering).
@@ -282,20 +347,25 @@ impl World {
 
     /// An agent writes a reply in a conversation: Chatwoot stores it and fires `message_created`. Returns its id.
     pub fn agent_replies(&mut self, account: i64, conversation: i64, content: &str) -> i64 {
-        let id = self.next();
-        let m = Message {
+        self.add_message(Message {
             account,
-            conversation,
-            id,
-            content: content.into(),
-            private: false,
-            status: "sent".into(),
-            external_error: String::new(),
-            in_reply_to: None,
-        };
+            ..Message::reply(conversation, content)
+        })
+    }
+
+    /// Adds a message as Chatwoot stores it (and fires `message_created` when delivering). Returns its id.
+    pub fn add_message(&mut self, mut m: Message) -> i64 {
+        m.id = self.next();
+        let id = m.id;
+        self.touch(m.account, m.conversation);
         self.fire("message_created", &m);
         self.messages.push(m);
         id
+    }
+
+    fn touch(&mut self, account: i64, conversation: i64) {
+        self.updated
+            .insert((account, conversation), chrono::Utc::now().timestamp());
     }
 
     /// The dashboard's Retry on a failed message: the status goes back to `sent`, `message_updated` fires, and
@@ -408,6 +478,7 @@ fn route(
                 ("PATCH", ["webhooks", id]) => update_hook(w, account, admin, id, &input()?),
                 ("DELETE", ["webhooks", id]) => delete_hook(w, account, admin, id),
                 ("GET", ["conversations"]) => list_conversations(w, account, query),
+                ("GET", ["conversations", id, "messages"]) => list_messages(w, account, id, query),
                 ("POST", ["conversations", id, "messages"]) => {
                     create_message(w, account, id, &input()?)
                 }
@@ -619,13 +690,57 @@ fn delete_hook(w: &mut World, account: i64, admin: bool, id: &str) -> Answer {
 
 fn list_conversations(w: &World, account: i64, query: &BTreeMap<String, String>) -> Answer {
     let inbox: Option<i64> = query.get("inbox_id").and_then(|i| i.parse().ok());
+    let within: Option<i64> = match query.get("updated_within") {
+        None => None,
+        Some(s) => Some(s.parse().map_err(|_| {
+            error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({"message": "updated_within"}),
+            )
+        })?),
+    };
+    let now = chrono::Utc::now().timestamp();
     let payload: Vec<Value> = w
         .conversations
         .iter()
         .filter(|(a, _, i)| *a == account && inbox.is_none_or(|want| want == *i))
-        .map(|(_, id, inbox)| json!({"id": id, "inbox_id": inbox, "account_id": account, "status": "open"}))
+        .filter(|(a, c, _)| {
+            within.is_none_or(|s| w.updated.get(&(*a, *c)).is_some_and(|at| now - at <= s))
+        })
+        .map(|(_, id, inbox)| {
+            json!({
+                "id": id, "inbox_id": inbox, "account_id": account, "status": "open",
+                "timestamp": w.updated.get(&(account, *id)).copied().unwrap_or(now),
+                "meta": {"sender": {"id": 77, "name": "Ibu Maria", "phone_number": "+6281234567890",
+                                    "identifier": null, "custom_attributes": {}}},
+            })
+        })
         .collect();
     ok(json!({"data": {"meta": {"all_count": payload.len()}, "payload": payload}}))
+}
+
+/// `GET …/conversations/:id/messages?after=`: up to 100 messages with a larger id, ascending, as the REST API
+/// gives them (`message_type` an integer, `created_at` unix seconds).
+fn list_messages(w: &World, account: i64, id: &str, query: &BTreeMap<String, String>) -> Answer {
+    let conversation: i64 = id.parse().map_err(|_| not_found())?;
+    let inbox = w.inbox_of(account, conversation).ok_or_else(not_found)?.id;
+    let after: i64 = query.get("after").and_then(|a| a.parse().ok()).unwrap_or(0);
+    let payload: Vec<Value> = w
+        .messages
+        .iter()
+        .filter(|m| m.account == account && m.conversation == conversation && m.id > after)
+        .take(100)
+        .map(|m| {
+            json!({
+                "id": m.id, "content": m.content, "message_type": m.kind, "private": m.private,
+                "status": m.status, "source_id": m.source_id, "content_attributes": {},
+                "sender": {"id": 5, "name": "Ana Admin", "type": "user"},
+                "attachments": m.attachments, "created_at": m.created_at,
+                "conversation_id": conversation, "inbox_id": inbox, "account_id": account,
+            })
+        })
+        .collect();
+    ok(json!({"meta": {"contact": {"id": 77}}, "payload": payload}))
 }
 
 /// `POST …/conversations/:id/messages`: only what the relay sends, a private note (threaded or not).
@@ -663,7 +778,12 @@ fn create_message(w: &mut World, account: i64, id: &str, input: &Value) -> Answe
         status: "sent".into(),
         external_error: String::new(),
         in_reply_to,
+        kind: 1,
+        source_id: None,
+        attachments: Vec::new(),
+        created_at: chrono::Utc::now().timestamp(),
     };
+    w.touch(account, conversation);
     let body = w.message_body("message_created", &m);
     w.fire("message_created", &m);
     w.messages.push(m);

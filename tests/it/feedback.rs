@@ -6,9 +6,7 @@
 
 use std::time::Duration;
 
-use serde_json::json;
-
-use crate::chatwoot_api::{ADMIN_TOKEN, ChatwootApi, Mode};
+use crate::chatwoot_api::{ChatwootApi, Mode, link_account};
 use crate::support::{Gowa, Reply, TestRelay, eventually};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -19,28 +17,10 @@ async fn linked_relay(chatwoot: &ChatwootApi, gowa: &Gowa, delayed_after: Durati
     let relay = TestRelay::start(|c| {
         c.retry_schedule = vec![Duration::from_millis(50)];
         c.max_age = Duration::from_secs(60);
-        c.delayed_after = delayed_after;
+        c.upkeep.delayed_after = delayed_after;
     })
     .await;
-    let (status, body) = relay
-        .admin
-        .post_json(
-            "/admin/chatwoot/links",
-            json!({"url": chatwoot.base, "accountId": 1, "token": ADMIN_TOKEN}),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    let link = body["link"]["id"].as_i64().unwrap();
-    let public = format!("{}/webhook", relay.base);
-    relay
-        .admin
-        .put_json("/admin/chatwoot/public-url", json!({"url": public}))
-        .await;
-    let (status, body) = relay
-        .admin
-        .post_json(&format!("/admin/chatwoot/links/{link}/webhook"), json!({}))
-        .await;
-    assert_eq!(status, 200, "{body}");
+    link_account(&relay, chatwoot).await;
     relay
         .add_route(7, &gowa.url("/chatwoot/webhook"), None)
         .await;

@@ -6,6 +6,7 @@
 mod admin_api;
 mod bad_input;
 mod browser;
+mod catchup;
 mod chatwoot_api;
 mod delivery;
 mod desktop;

@@ -193,7 +193,7 @@ pub fn test_config(database_path: PathBuf) -> Config {
         chatwoot_secrets: Vec::new(),
         public_url: None,
         chatwoot_link: None,
-        delayed_after: config::DEFAULT_DELAYED_AFTER,
+        upkeep: config::Upkeep::default(),
     }
 }
 

@@ -35,6 +35,9 @@ export const api = {
   registerWebhook: (id) => call("register_webhook", "POST", `/chatwoot/links/${id}/webhook`, { id }),
   checkReach: (id) => call("check_reach", "POST", `/chatwoot/links/${id}/check`, { id }),
   chatwootInboxes: () => call("chatwoot_inboxes", "GET", "/chatwoot/inboxes"),
+  heldReplies: () => call("held_replies", "GET", "/chatwoot/held"),
+  sendHeld: (id) => call("decide_held", "POST", `/chatwoot/held/${id}/send`, { id, send: true }),
+  discardHeld: (id) => call("decide_held", "DELETE", `/chatwoot/held/${id}`, { id, send: false }),
   clearInboxWebhook: (linkId, inboxId) =>
     call("clear_inbox_webhook", "POST", "/chatwoot/inboxes/clear-webhook", { linkId, inboxId },
       { body: { linkId, inboxId } }),

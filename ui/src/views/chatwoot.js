@@ -13,7 +13,8 @@ export function render(main) {
   const urlArea = h("section", { class: "panel", id: "public-url-panel" }, h("p", {}, t("common.loading")));
   const linksArea = h("section", { class: "panel", id: "links-panel" });
   const inboxArea = h("section", { class: "panel", id: "inboxes-panel" });
-  replace(main, h("h1", {}, t("chatwoot.title")), problemArea, h("p", { class: "hint" }, t("chatwoot.intro")),
+  const heldArea = h("div", {});
+  replace(main, h("h1", {}, t("chatwoot.title")), problemArea, heldArea, h("p", { class: "hint" }, t("chatwoot.intro")),
     urlArea, linksArea, inboxArea);
   // Made once: a redraw (a change event, another account linked) keeps what the admin is typing.
   const url = h("input", { id: "public-url", type: "url", "aria-describedby": "public-url-hint",
@@ -29,6 +30,7 @@ export function render(main) {
       state.status = await api.chatwoot();
       drawUrl();
       drawLinks();
+      drawHeld((await api.heldReplies()).held);
       if (state.status.links.length > 0) {
         state.inboxes = await api.chatwootInboxes();
       } else {
@@ -94,6 +96,11 @@ export function render(main) {
       h("p", { class: "hint" }, link.url, link.fromEnv ? ` · ${t("chatwoot.fromEnv")}` : ""),
       h("p", { class: `webhook-state ${hook?.current && hook.verified ? "ok" : "todo"}` }, hookText),
       link.heardAt ? h("p", { class: "hint" }, t("chatwoot.heard", { time: formatTime(link.heardAt) })) : null,
+      link.caughtUp ? h("p", { class: link.caughtUp.error ? "alert catch-up" : "hint catch-up" },
+        link.caughtUp.error
+          ? t("chatwoot.catchUpFailed", { time: formatTime(link.caughtUp.at), error: link.caughtUp.error })
+          : t("chatwoot.caughtUp", { time: formatTime(link.caughtUp.at), queued: link.caughtUp.queued,
+            held: link.caughtUp.held })) : null,
       h("div", { class: "buttons" },
         h("button", { type: "button", class: hook?.current ? "register" : "register primary", onclick: (e) => register(link, e.target) },
           hook?.current ? t("chatwoot.registerAgain") : t("chatwoot.register")),
@@ -192,6 +199,35 @@ export function render(main) {
         return folded;
       },
     };
+  }
+
+  /** Replies found by catching up that are too old to send by themselves. */
+  function drawHeld(held) {
+    if (held.length === 0) {
+      replace(heldArea);
+      return;
+    }
+    const decide = async (item, send) => {
+      if (send && !window.confirm(t("chatwoot.confirmSendHeld"))) return;
+      try {
+        drawHeld((send ? await api.sendHeld(item.id) : await api.discardHeld(item.id)).held);
+        toast(t(send ? "chatwoot.heldSent" : "chatwoot.heldDiscarded"));
+      } catch (err) {
+        reportError(err);
+      }
+    };
+    replace(heldArea, h("section", { class: "panel alert-panel", id: "held-panel" },
+      h("h2", {}, t("chatwoot.heldTitle", { count: held.length })),
+      h("p", { class: "hint" }, t("chatwoot.heldHint")),
+      h("ul", { class: "inbox-list" }, held.map((item) => h("li", { class: "inbox-row", "data-held-id": item.id },
+        h("span", { class: "inbox-name" }, item.content),
+        h("span", { class: "hint" }, t("chatwoot.heldWhere", {
+          inbox: item.inboxName ?? item.inboxId, conversation: item.conversationId,
+          time: formatTime(item.writtenAt) })),
+        h("button", { type: "button", class: "send-held primary", onclick: () => decide(item, true) },
+          t("chatwoot.sendHeld")),
+        h("button", { type: "button", class: "discard-held danger", onclick: () => decide(item, false) },
+          t("chatwoot.discardHeld")))))));
   }
 
   function drawInboxes() {

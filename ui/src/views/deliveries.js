@@ -99,7 +99,8 @@ export function render(main, params) {
       shown.map((d) => h("tr", { "data-delivery-id": d.id },
         h("td", { class: "num" }, h("a", { href: `#/deliveries/${d.id}` }, d.id)),
         h("td", {}, formatTime(d.receivedAt)),
-        h("td", {}, d.event),
+        h("td", {}, d.event, d.recovered
+          ? [" ", h("span", { class: "badge pending recovered" }, t("deliveries.recovered"))] : null),
         h("td", {}, inboxLabel(d)),
         h("td", { class: "num" }, d.conversationId ?? t("common.none")),
         h("td", {}, statusBadge(d.status)),

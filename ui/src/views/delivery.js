@@ -39,7 +39,8 @@ export function render(main, params) {
         h("a", { href: "#/deliveries", class: "button" }, t("common.back"))),
       h("dl", { class: "summary" },
         h("dt", {}, t("deliveries.status")), h("dd", { id: "delivery-status" }, statusBadge(d.status)),
-        h("dt", {}, t("deliveries.event")), h("dd", {}, d.event),
+        h("dt", {}, t("deliveries.event")), h("dd", {}, d.event, d.recovered
+          ? [" ", h("span", { class: "badge pending recovered", id: "recovered" }, t("deliveries.recovered"))] : null),
         d.messageId != null ? [h("dt", {}, t("deliveries.message")), h("dd", {}, d.messageId)] : null,
         d.duplicates > 0
           ? [h("dt", {}, t("deliveries.duplicates")), h("dd", { id: "delivery-duplicates" }, d.duplicates)] : null,

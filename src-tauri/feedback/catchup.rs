@@ -1,0 +1,350 @@
+//! Catching up with a linked Chatwoot: replies written while Chatwoot could not reach the relay (the PC off, the
+//! tunnel down, the relay restarting) are never sent again by Chatwoot. At start and every
+//! `CHATGOWA_CATCHUP_INTERVAL` (only while an account is linked), the relay asks for the routed inboxes'
+//! conversations updated since it was last current (at most `CHATGOWA_CATCHUP_MAX` back) and their messages after
+//! the last one it stored; an agent's reply it never received is rebuilt in the webhook's shape (GoWA binds
+//! `message_type` as a string: the REST API's integer would be refused) and stored through the writer with the
+//! message's identity, so the real webhook arriving late is a duplicate and vice versa. It is queued in its
+//! conversation's lane in message-id order, or held for a decision when older than
+//! `CHATGOWA_CATCHUP_SEND_WITHIN` (a reply hours late may surprise a customer).
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+use sqlx::SqlitePool;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::chatwoot::{Client, Conversation, Problem};
+use crate::config::Upkeep;
+use crate::ids::InboxId;
+use crate::metrics::Metrics;
+use crate::relay::payload;
+use crate::store::chatwoot_inboxes;
+use crate::store::chatwoot_links::{self, Link};
+use crate::store::chatwoot_recovered::{self as recovered, NewRecovered};
+use crate::store::deliveries::NewDelivery;
+use crate::store::writer::Decision;
+use crate::store::{Writer, now_ms, routes};
+
+/// The last catch-up of each link: when, and what went wrong (shown in the panel).
+#[derive(Debug, Clone, Default)]
+pub struct Reports(Arc<Mutex<HashMap<i64, Report>>>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub at: i64,
+    pub error: Option<String>,
+    /// Replies queued and held by that catch-up.
+    pub queued: usize,
+    pub held: usize,
+}
+
+impl Reports {
+    pub fn of(&self, link: i64) -> Option<Report> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&link)
+            .cloned()
+    }
+
+    fn set(&self, link: i64, report: Report) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(link, report);
+    }
+}
+
+/// What the rest of the relay holds of the catch-up task: its reports, and a way to make it look now.
+#[derive(Debug, Clone, Default)]
+pub struct CatchUp {
+    pub reports: Reports,
+    wake: Arc<Notify>,
+}
+
+impl CatchUp {
+    /// Catch up now (an account was linked).
+    pub fn now(&self) {
+        self.wake.notify_one();
+    }
+}
+
+/// The catch-up task.
+pub struct Task {
+    pub pool: SqlitePool,
+    pub http: reqwest::Client,
+    pub writer: Writer,
+    pub metrics: Metrics,
+    pub upkeep: Upkeep,
+    pub handle: CatchUp,
+}
+
+impl Task {
+    /// Catches up at start and every interval while an account is linked; sleeps without waking otherwise.
+    pub async fn run(self, stop: CancellationToken) {
+        loop {
+            let linked = match chatwoot_links::list(&self.pool).await {
+                Ok(links) => {
+                    for link in &links {
+                        self.catch_up(link).await;
+                    }
+                    !links.is_empty()
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "catching up: database error");
+                    true
+                }
+            };
+            let pause = async {
+                if linked {
+                    tokio::time::sleep(self.upkeep.catchup_interval).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = self.handle.wake.notified() => {}
+                () = pause => {}
+            }
+        }
+    }
+
+    /// One catch-up of one account; the outcome is logged and reported.
+    async fn catch_up(&self, link: &Link) {
+        let started = now_ms();
+        let mut report = Report {
+            at: started,
+            error: None,
+            queued: 0,
+            held: 0,
+        };
+        match self.look(link, started, &mut report).await {
+            Ok(()) => {
+                if let Err(e) = chatwoot_links::set_caught_up(&self.pool, link.id, started).await {
+                    report.error = Some(e.to_string());
+                }
+                if report.queued + report.held > 0 {
+                    tracing::info!(
+                        account_id = link.account_id,
+                        queued = report.queued,
+                        held = report.held,
+                        "caught up with Chatwoot: replies recovered"
+                    );
+                }
+            }
+            Err(e) => {
+                tracing::warn!(account_id = link.account_id, problem = %e, "cannot catch up with Chatwoot; relaying goes on");
+                report.error = Some(e.to_string());
+            }
+        }
+        self.handle.reports.set(link.id, report);
+    }
+
+    async fn look(&self, link: &Link, started: i64, report: &mut Report) -> Result<(), Failure> {
+        let client =
+            Client::of_link(&self.http, link).map_err(|_| Failure::Chatwoot(Problem::BadToken))?;
+        let max = i64::try_from(self.upkeep.catchup_max.as_millis()).unwrap_or(i64::MAX);
+        let since = link
+            .caught_up_at
+            .unwrap_or(0)
+            .max(started.saturating_sub(max));
+        // A minute more, for clocks that differ a little.
+        let seconds = (started - since) / 1000 + 60;
+        for inbox in self.routed_inboxes(link).await? {
+            let conversations = client
+                .conversations_updated(link.account_id, inbox.0, seconds)
+                .await?;
+            for conversation in conversations {
+                self.conversation(&client, link, inbox, &conversation, since, report)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The account's inboxes that have a route.
+    async fn routed_inboxes(&self, link: &Link) -> sqlx::Result<Vec<InboxId>> {
+        let routed: Vec<InboxId> = routes::list(&self.pool)
+            .await?
+            .into_iter()
+            .map(|r| r.inbox_id)
+            .collect();
+        Ok(chatwoot_inboxes::list(&self.pool)
+            .await?
+            .into_iter()
+            .filter(|i| i.link_id == link.id)
+            .map(|i| InboxId(i.inbox_id))
+            .filter(|i| routed.contains(i))
+            .collect())
+    }
+
+    /// The conversation's messages after the last one the relay stored; each reply it never received is
+    /// recovered.
+    async fn conversation(
+        &self,
+        client: &Client,
+        link: &Link,
+        inbox: InboxId,
+        conversation: &Conversation,
+        since: i64,
+        report: &mut Report,
+    ) -> Result<(), Failure> {
+        let mut after = recovered::last_known_message(&self.pool, inbox, conversation.id)
+            .await?
+            .unwrap_or(0);
+        loop {
+            let page = client
+                .messages_after(link.account_id, conversation.id, after)
+                .await?;
+            for message in &page {
+                self.message(link, inbox, conversation, message, since, report)
+                    .await?;
+                after = after.max(message["id"].as_i64().unwrap_or(after));
+            }
+            if page.len() < 100 {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn message(
+        &self,
+        link: &Link,
+        inbox: InboxId,
+        conversation: &Conversation,
+        m: &Value,
+        since: i64,
+        report: &mut Report,
+    ) -> Result<(), Failure> {
+        let Some(id) = m["id"].as_i64() else {
+            return Ok(());
+        };
+        let written_at = m["created_at"].as_i64().unwrap_or(0).saturating_mul(1000);
+        let reply = m["message_type"].as_i64() == Some(1)
+            && m["private"].as_bool() != Some(true)
+            && !m["source_id"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("WAID:"));
+        // Chatwoot's times are whole seconds, and clocks differ a little: a minute of slack (a reply seen before
+        // is known by its identity, so it is not sent twice).
+        if !reply
+            || written_at < since.saturating_sub(60_000)
+            || recovered::known(&self.pool, link.account_id, id).await?
+            || recovered::delivered_before(&self.pool, inbox, id).await?
+        {
+            return Ok(());
+        }
+        let found = NewRecovered {
+            link_id: link.id,
+            account_id: link.account_id,
+            inbox_id: inbox,
+            conversation_id: conversation.id,
+            message_id: id,
+            written_at,
+            body: rebuild(link.account_id, inbox, conversation, m),
+        };
+        let fresh = now_ms() - written_at
+            <= i64::try_from(self.upkeep.send_within.as_millis()).unwrap_or(i64::MAX);
+        if !fresh {
+            if recovered::insert(&self.pool, &found, None).await? {
+                self.metrics.recovered("held");
+                report.held += 1;
+            }
+            return Ok(());
+        }
+        if let Some(delivery) = queue(&self.writer, &found).await? {
+            recovered::insert(&self.pool, &found, Some(delivery)).await?;
+            self.metrics.recovered("queued");
+            report.queued += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Stores a recovered reply as a webhook would be stored: `None` when its identity is taken already (the real
+/// webhook came) or its inbox has no route.
+///
+/// # Errors
+/// The writer failed.
+pub async fn queue(
+    writer: &Writer,
+    found: &NewRecovered,
+) -> Result<Option<crate::ids::DeliveryId>, Failure> {
+    let parsed = payload::parse(&found.body).map_err(|e| Failure::Store(e.to_string()))?;
+    let delivery = NewDelivery {
+        inbox_id: found.inbox_id,
+        conversation_id: parsed.conversation_id,
+        event: parsed.event,
+        message_id: parsed.message_id,
+        dedupe_key: parsed.identity,
+        cw_delivery: None,
+        cw_timestamp: None,
+        cw_signature: None,
+        body: Bytes::from(found.body.clone()),
+    };
+    match writer.ingest(delivery).await {
+        Ok(Decision::Queued(id)) => Ok(Some(id)),
+        Ok(Decision::Duplicate(_) | Decision::NoRoute) => Ok(None),
+        Err(e) => Err(Failure::Store(e.to_string())),
+    }
+}
+
+/// A REST message rebuilt in the webhook's shape, with what GoWA decodes.
+fn rebuild(account: i64, inbox: InboxId, conversation: &Conversation, m: &Value) -> Vec<u8> {
+    let attachments: Vec<Value> = m["attachments"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|a| {
+                    json!({"id": a["id"], "file_type": a["file_type"], "data_url": a["data_url"],
+                           "thumb_url": a["thumb_url"], "extension": a["extension"]})
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let sender = &conversation.meta["sender"];
+    let body = json!({
+        "event": "message_created",
+        "id": m["id"],
+        "message_type": "outgoing",
+        "private": false,
+        "content": m["content"],
+        "content_type": m["content_type"].as_str().unwrap_or("text"),
+        "source_id": m["source_id"],
+        "content_attributes": if m["content_attributes"].is_object() { m["content_attributes"].clone() } else { json!({}) },
+        "account": {"id": account},
+        "inbox": {"id": inbox.0},
+        "conversation": {
+            "id": conversation.id,
+            "inbox_id": inbox.0,
+            "meta": {"sender": {
+                "id": sender["id"],
+                "phone_number": sender["phone_number"],
+                "identifier": sender["identifier"],
+                "custom_attributes": if sender["custom_attributes"].is_object() { sender["custom_attributes"].clone() } else { json!({}) },
+            }},
+        },
+        "sender": {"id": m["sender"]["id"], "name": m["sender"]["name"], "type": "user"},
+        "attachments": attachments,
+    });
+    body.to_string().into_bytes()
+}
+
+/// Why catching up stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error("{0}")]
+    Chatwoot(#[from] Problem),
+    #[error("database: {0}")]
+    Store(String),
+}
+
+impl From<sqlx::Error> for Failure {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Store(e.to_string())
+    }
+}
