@@ -18,6 +18,8 @@ pub enum UiEvent {
     Routes,
     /// An inbox without a route sent a webhook.
     Unrouted,
+    /// Something changed with a linked Chatwoot: a catch-up's outcome, replies held for a decision.
+    Chatwoot,
     /// The listener missed events: refresh everything.
     Resync,
 }

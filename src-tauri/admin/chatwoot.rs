@@ -49,7 +49,7 @@ pub async fn start(state: &AppState, tracker: &TaskTracker, told: feedback::Wake
         dispatcher: state.dispatcher.clone(),
         events: state.events.clone(),
         delayed_after: state.config.upkeep.delayed_after,
-        waker: told,
+        waker: told.clone(),
     };
     tracker.spawn(feedback.run(state.shutdown.clone()));
     let catch_up = feedback::catchup::Task {
@@ -59,6 +59,8 @@ pub async fn start(state: &AppState, tracker: &TaskTracker, told: feedback::Wake
         metrics: state.metrics.clone(),
         upkeep: state.config.upkeep,
         handle: state.catch_up.clone(),
+        events: state.events.clone(),
+        feedback: told,
     };
     tracker.spawn(catch_up.run(state.shutdown.clone()));
     if let Some(env) = state.config.chatwoot_link.clone() {
@@ -276,6 +278,11 @@ pub async fn clear_inbox_webhook(state: &AppState, action: InboxAction) -> Resul
         "API inbox's own webhook cleared (replies went out twice)"
     );
     inboxes(state).await
+}
+
+/// Why catching up with a linked account failed last, if it did (for the tray).
+pub fn catch_up_problem(state: &AppState) -> Option<String> {
+    state.catch_up.reports.first_error()
 }
 
 /// Replies found by catching up that wait for a decision (older than `CHATGOWA_CATCHUP_SEND_WITHIN`).
@@ -676,15 +683,7 @@ async fn links_changed(state: &AppState) -> Result<()> {
 }
 
 async fn store_inboxes(state: &AppState, link_id: i64, inboxes: &[chatwoot::Inbox]) -> Result<()> {
-    let known: Vec<KnownInbox> = inboxes
-        .iter()
-        .map(|inbox| KnownInbox {
-            link_id,
-            inbox_id: inbox.id,
-            name: inbox.name.clone(),
-            channel_type: inbox.channel_type.clone(),
-        })
-        .collect();
+    let known: Vec<KnownInbox> = inboxes.iter().map(|i| i.known(link_id)).collect();
     chatwoot_inboxes::replace(&state.pool, link_id, &known).await?;
     Ok(())
 }

@@ -136,6 +136,16 @@ impl Inbox {
     pub fn is_api(&self) -> bool {
         self.channel_type == "Channel::Api"
     }
+
+    /// What the relay keeps of it, for the account linked as `link_id`.
+    pub fn known(&self, link_id: i64) -> crate::store::chatwoot_inboxes::KnownInbox {
+        crate::store::chatwoot_inboxes::KnownInbox {
+            link_id,
+            inbox_id: self.id,
+            name: self.name.clone(),
+            channel_type: self.channel_type.clone(),
+        }
+    }
 }
 
 /// A conversation as the list gives it: its display id and its contact (`meta.sender`).

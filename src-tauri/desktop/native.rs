@@ -339,6 +339,7 @@ async fn refresh_status(app: &AppHandle) {
     };
     let words = desktop.words();
     let problem = lock(&desktop.listening).problem.clone();
+    let chatwoot_problem = crate::admin::chatwoot::catch_up_problem(&state);
     let (tray_state, tooltip) = status::glance(
         &status::Facts {
             listen_problem: problem.as_deref(),
@@ -346,6 +347,7 @@ async fn refresh_status(app: &AppHandle) {
             routes: &routes,
             delivered_today,
             pending: stats.totals.pending,
+            chatwoot_problem: chatwoot_problem.as_deref(),
         },
         &words,
     );

@@ -37,6 +37,7 @@ pub struct Words {
     route_recovered: &'static str,
     dead_title: &'static str,
     dead_body: &'static str,
+    chatwoot_problem: &'static str,
 }
 
 impl Words {
@@ -59,6 +60,7 @@ impl Words {
                 route_recovered: "{name} pulih kembali",
                 dead_title: "Pengiriman menyerah",
                 dead_body: "{n} pengiriman mati; buka Chatgowa untuk mengirim ulang.",
+                chatwoot_problem: "Tidak bisa sinkron dengan Chatwoot: {problem}",
             }
         } else {
             Self {
@@ -77,6 +79,7 @@ impl Words {
                 route_recovered: "{name} recovered",
                 dead_title: "Deliveries gave up",
                 dead_body: "{n} deliveries are dead; open Chatgowa to retry them.",
+                chatwoot_problem: "Cannot catch up with Chatwoot: {problem}",
             }
         }
     }
@@ -91,6 +94,8 @@ pub struct Facts<'a> {
     pub routes: &'a [Route],
     pub delivered_today: i64,
     pub pending: i64,
+    /// Why catching up with a linked Chatwoot failed last (relaying goes on).
+    pub chatwoot_problem: Option<&'a str>,
 }
 
 /// The icon's state and the tooltip.
@@ -120,7 +125,11 @@ pub fn glance(facts: &Facts<'_>, words: &Words) -> (TrayState, String) {
         .today
         .replace("{delivered}", &facts.delivered_today.to_string())
         .replace("{pending}", &facts.pending.to_string());
-    (state, format!("Chatgowa — {headline}\n{today}"))
+    let chatwoot = facts
+        .chatwoot_problem
+        .map(|p| format!("\n{}", words.chatwoot_problem.replace("{problem}", p)))
+        .unwrap_or_default();
+    (state, format!("Chatgowa — {headline}\n{today}{chatwoot}"))
 }
 
 /// A notification to show.
@@ -242,7 +251,26 @@ mod tests {
             routes,
             delivered_today: 12,
             pending: 3,
+            chatwoot_problem: None,
         }
+    }
+
+    #[test]
+    fn a_chatwoot_that_cannot_be_caught_up_with_is_in_the_tooltip() {
+        let en = Words::of("en");
+        let routes = [route(1, Some(HealthState::Ok))];
+        let facts = Facts {
+            chatwoot_problem: Some("Chatwoot answered 500; try again later"),
+            ..facts(&routes, None, false)
+        };
+        let (state, tooltip) = glance(&facts, &en);
+        assert_eq!(state, TrayState::Relaying, "relaying goes on");
+        assert!(
+            tooltip.ends_with(
+                "\nCannot catch up with Chatwoot: Chatwoot answered 500; try again later"
+            ),
+            "{tooltip}"
+        );
     }
 
     #[test]

@@ -18,15 +18,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::chatwoot::{Client, Conversation, Problem};
 use crate::config::Upkeep;
+use crate::events::{Events, UiEvent};
 use crate::ids::InboxId;
 use crate::metrics::Metrics;
 use crate::relay::payload;
-use crate::store::chatwoot_inboxes;
+use crate::store::chatwoot_feedback::{self, NewFeedback};
+use crate::store::chatwoot_inboxes::{self, KnownInbox};
 use crate::store::chatwoot_links::{self, Link};
 use crate::store::chatwoot_recovered::{self as recovered, NewRecovered};
 use crate::store::deliveries::NewDelivery;
 use crate::store::writer::Decision;
-use crate::store::{Writer, now_ms, routes};
+use crate::store::{Writer, now_ms, routes, settings};
 
 /// The last catch-up of each link: when, and what went wrong (shown in the panel).
 #[derive(Debug, Clone, Default)]
@@ -48,6 +50,12 @@ impl Reports {
             .unwrap_or_else(PoisonError::into_inner)
             .get(&link)
             .cloned()
+    }
+
+    /// The first account that could not be caught up with, and why.
+    pub fn first_error(&self) -> Option<String> {
+        let reports = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        reports.values().find_map(|r| r.error.clone())
     }
 
     fn set(&self, link: i64, report: Report) {
@@ -80,6 +88,9 @@ pub struct Task {
     pub metrics: Metrics,
     pub upkeep: Upkeep,
     pub handle: CatchUp,
+    pub events: Events,
+    /// The feedback task, which sends the notes under held replies.
+    pub feedback: super::Waker,
 }
 
 impl Task {
@@ -141,7 +152,13 @@ impl Task {
                 report.error = Some(e.to_string());
             }
         }
+        let news = report.error.is_some() || report.queued + report.held > 0;
+        let before = self.handle.reports.of(link.id);
+        let changed = before.is_none_or(|b| b.error != report.error);
         self.handle.reports.set(link.id, report);
+        if news || changed {
+            self.events.send(UiEvent::Chatwoot);
+        }
     }
 
     async fn look(&self, link: &Link, started: i64, report: &mut Report) -> Result<(), Failure> {
@@ -154,6 +171,10 @@ impl Task {
             .max(started.saturating_sub(max));
         // A minute more, for clocks that differ a little.
         let seconds = (started - since) / 1000 + 60;
+        // The account's inboxes read again: one made and routed since the link counts too.
+        let inboxes = client.inboxes(link.account_id).await?;
+        let known: Vec<KnownInbox> = inboxes.iter().map(|i| i.known(link.id)).collect();
+        chatwoot_inboxes::replace(&self.pool, link.id, &known).await?;
         for inbox in self.routed_inboxes(link).await? {
             let conversations = client
                 .conversations_updated(link.account_id, inbox.0, seconds)
@@ -253,6 +274,7 @@ impl Task {
             if recovered::insert(&self.pool, &found, None).await? {
                 self.metrics.recovered("held");
                 report.held += 1;
+                self.note_held(link, &found).await?;
             }
             return Ok(());
         }
@@ -261,6 +283,28 @@ impl Task {
             self.metrics.recovered("queued");
             report.queued += 1;
         }
+        Ok(())
+    }
+}
+
+impl Task {
+    /// One private note under a held reply, telling the agent it was not sent and where it waits.
+    async fn note_held(&self, link: &Link, found: &NewRecovered) -> sqlx::Result<()> {
+        let language = settings::find(&self.pool, settings::LANGUAGE).await?;
+        let note = NewFeedback {
+            // Not a delivery (yet).
+            delivery_id: crate::ids::DeliveryId(0),
+            at_attempt: 0,
+            link_id: Some(link.id),
+            account_id: found.account_id,
+            conversation_id: found.conversation_id,
+            message_id: Some(found.message_id),
+            kind: "note_held",
+            text: super::reply::held_note(language.as_deref() == Some("id")),
+            done: false,
+        };
+        chatwoot_feedback::insert(&self.pool, &[note]).await?;
+        self.feedback.wake();
         Ok(())
     }
 }

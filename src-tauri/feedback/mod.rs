@@ -61,10 +61,17 @@ impl Task {
     /// Runs until `stop`.
     pub async fn run(self, stop: CancellationToken) {
         let mut outcomes = self.dispatcher.outcomes();
-        // `message_updated` webhooks stored before this start are not looked at again.
-        let mut updates_after = deliveries::max_id(&self.pool)
+        // Where the last run stopped reading `message_updated` webhooks (the first run starts from now).
+        let seen = settings::find(&self.pool, settings::FEEDBACK_UPDATES_SEEN)
             .await
-            .unwrap_or(DeliveryId(0));
+            .ok()
+            .flatten();
+        let mut updates_after = match seen.and_then(|s| s.parse().ok()) {
+            Some(id) => DeliveryId(id),
+            None => deliveries::max_id(&self.pool)
+                .await
+                .unwrap_or(DeliveryId(0)),
+        };
         loop {
             let next = match self.look(&mut updates_after).await {
                 Ok(next) => next,
@@ -219,7 +226,9 @@ impl Task {
         links: &[Link],
         updates_after: &mut DeliveryId,
     ) -> sqlx::Result<()> {
-        for (id, body) in deliveries::updates_after(&self.pool, *updates_after, BATCH).await? {
+        let updates = deliveries::updates_after(&self.pool, *updates_after, BATCH).await?;
+        let last = updates.last().map(|(id, _)| *id);
+        for (id, body) in updates {
             *updates_after = id;
             let Some(r) = reply::read(&body) else {
                 continue;
@@ -245,6 +254,11 @@ impl Task {
                 self.dispatcher.enqueue([pending]);
                 self.events.send(UiEvent::Deliveries);
             }
+        }
+        // Kept, so that a `message_updated` stored before a restart is still looked at after it.
+        if let Some(last) = last {
+            let last = last.0.to_string();
+            settings::upsert(&self.pool, settings::FEEDBACK_UPDATES_SEEN, &last).await?;
         }
         Ok(())
     }

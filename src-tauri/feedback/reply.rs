@@ -105,6 +105,21 @@ pub fn delayed_note(indonesian: bool, reason: &str) -> String {
     }
 }
 
+/// The note under a reply found late and held for a decision.
+pub fn held_note(indonesian: bool) -> String {
+    if indonesian {
+        "Chatgowa: balasan ini ditulis saat Chatgowa tidak bisa dijangkau dan BELUM terkirim ke WhatsApp. Karena \
+         sudah lama, balasan ini menunggu keputusan admin di panel Chatgowa (halaman Chatwoot): kirim sekarang atau \
+         buang."
+            .into()
+    } else {
+        "Chatgowa: this reply was written while Chatgowa could not be reached and has NOT been sent to WhatsApp. \
+         As it is old by now, it waits for an admin's decision in Chatgowa's panel (Chatwoot page): send now, or \
+         discard."
+            .into()
+    }
+}
+
 /// The note that ends a delay.
 pub fn delivered_note(indonesian: bool) -> String {
     if indonesian {

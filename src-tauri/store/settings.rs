@@ -14,6 +14,9 @@ pub const ADMIN_ADDRESS: &str = "admin_address";
 pub const PRISMA_ROUTES_IMPORTED: &str = "prisma_routes_imported";
 /// The URL Chatwoot must post webhooks to, chosen in the panel ("" or absent: none).
 pub const PUBLIC_URL: &str = "public_url";
+/// The newest `message_updated` delivery the feedback task has looked at (Chatwoot's Retry), so that one stored
+/// while it was not running is still seen after a restart.
+pub const FEEDBACK_UPDATES_SEEN: &str = "feedback_updates_seen";
 /// "off" when the desktop should not show notifications.
 pub const NOTIFICATIONS: &str = "notifications";
 

@@ -492,3 +492,85 @@ async fn first_run(c: &Client, server: &Server, chatwoot: &ChatwootApi, gowa: &G
     click(c, "#add-route").await;
     text_of(c, "#route-inboxPick", "Website · WebWidget · ID 8").await;
 }
+
+/// Replies found late by catching up wait at the top of the Chatwoot page: one sent now, one discarded.
+#[tokio::test]
+async fn replies_found_late_are_sent_or_discarded_from_the_panel() {
+    let chatwoot = ChatwootApi::start().await;
+    let gowa = Gowa::start().await;
+    chatwoot.with(|w| w.deliver = false);
+    let two_hours_ago = chrono::Utc::now().timestamp() - 7200;
+    let (late, later) = chatwoot.with(|w| {
+        let mut one = crate::chatwoot_api::Message::reply(41, "Maaf, pesanan Ibu tertunda");
+        one.created_at = two_hours_ago;
+        let mut two = crate::chatwoot_api::Message::reply(41, "Sudah kami kirim ulang");
+        two.created_at = two_hours_ago + 60;
+        (w.add_message(one), w.add_message(two))
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::spawn(dir.path(), free_port(), &[]);
+    server.wait_healthy().await;
+    let admin = crate::support::Admin::login(server.base(), ADMIN_USER, ADMIN_PASS);
+    let (status, _) = admin
+        .post_json(
+            "/admin/routes",
+            json!({"inboxId": 7, "webhookUrl": gowa.url("/chatwoot/webhook")}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, body) = admin
+        .post_json(
+            "/admin/chatwoot/links",
+            json!({"url": chatwoot.base, "accountId": 1, "token": ADMIN_TOKEN}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let driver = Driver::start().await;
+    let c = driver.browser(&dir.path().join("profile")).await;
+    let outcome = std::panic::AssertUnwindSafe(async {
+        let base = format!(
+            "http://{ADMIN_USER}:{}@127.0.0.1:{}",
+            ADMIN_PASS.replace(' ', "%20"),
+            server.port
+        );
+        go(&c, &base, "#/chatwoot", "#held-panel").await;
+        text_of(&c, "#held-panel h2", "Replies found late: 2").await;
+        std::fs::write(
+            screenshot_dir().join("held-en-wide.png"),
+            c.screenshot().await.unwrap(),
+        )
+        .unwrap();
+        click(&c, "#held-panel li:first-child .send-held").await;
+        eventually("the confirmation", WAIT, || async {
+            c.get_alert_text().await.ok()
+        })
+        .await;
+        c.accept_alert().await.unwrap();
+        text_of(&c, "#held-panel h2", "Replies found late: 1").await;
+        click(&c, "#held-panel .discard-held").await;
+        eventually("the panel to empty", WAIT, || async {
+            c.find(Locator::Css("#held-panel"))
+                .await
+                .is_err()
+                .then_some(())
+        })
+        .await;
+    })
+    .catch_unwind()
+    .await;
+    if outcome.is_err() {
+        crate::webdriver::record_failure(&c, "held").await;
+    }
+    let _ = c.close().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+    gowa.wait_for("the reply sent now", WAIT, |r| {
+        r.iter().any(|r| r.json()["id"] == late)
+    })
+    .await;
+    assert!(
+        !gowa.received().iter().any(|r| r.json()["id"] == later),
+        "the discarded one is not sent"
+    );
+}

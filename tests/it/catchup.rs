@@ -49,6 +49,8 @@ fn written_meanwhile(chatwoot: &ChatwootApi) -> (i64, i64) {
 
 #[tokio::test]
 async fn replies_written_while_the_relay_was_down_are_sent_after_the_restart_once_and_in_order() {
+    // Two restarts of the real binary: not beside the desktop app's tests.
+    let _heavy = crate::support::heavy().await;
     let chatwoot = ChatwootApi::start().await;
     let gowa = Gowa::start().await;
     let dir = tempfile::tempdir().unwrap();
@@ -228,6 +230,12 @@ async fn an_old_recovered_reply_waits_for_send_now_or_discard() {
     .await;
     assert_eq!(held["held"][0]["content"], "Balasan lama satu");
     assert!(arrivals_of(&gowa, old_one).is_empty(), "not sent by itself");
+    let notes = eventually("a note under each held reply", WAIT, || async {
+        let notes = chatwoot.with(|w| (w.notes_under(old_one), w.notes_under(old_two)));
+        (notes.0.len() == 1 && notes.1.len() == 1).then_some(notes.0)
+    })
+    .await;
+    assert!(notes[0].content.contains("NOT been sent"), "{:?}", notes[0]);
     let first = held["held"][0]["id"].as_i64().unwrap();
     let second = held["held"][1]["id"].as_i64().unwrap();
     let (status, body) = relay

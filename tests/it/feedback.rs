@@ -124,6 +124,36 @@ async fn a_reply_given_up_on_is_marked_failed_and_chatwoots_retry_sends_it_again
         "no second note"
     );
     assert_eq!(replies_to(&gowa, message).len(), 2);
+
+    // A reply given up on and retried from the panel is set back to sent too.
+    replies_fail(&gowa, 401);
+    let second = chatwoot.with(|w| w.agent_replies(1, 41, "Balasan kedua"));
+    eventually("the second reply marked failed", WAIT, || async {
+        (chatwoot.with(|w| w.message(second)).status == "failed").then_some(())
+    })
+    .await;
+    replies_fail(&gowa, 200);
+    let dead = relay.admin.get_ok("/admin/deliveries?status=dead").await;
+    let id = dead["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["messageId"] == second)
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let (status, _) = relay
+        .admin
+        .post_json(
+            &format!("/admin/deliveries/{id}/retry"),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    eventually("the second reply sent again", WAIT, || async {
+        (chatwoot.with(|w| w.message(second)).status == "sent").then_some(())
+    })
+    .await;
     relay.stop().await;
 }
 
@@ -187,6 +217,8 @@ async fn a_reply_in_another_kind_of_inbox_gets_the_note_and_a_chatwoot_that_is_d
 
 #[tokio::test]
 async fn delayed_replies_get_one_note_per_conversation_and_one_when_they_go_out() {
+    // Fifty lanes retrying every 50 ms load the machine: not beside the desktop app's tests.
+    let _heavy = crate::support::heavy().await;
     let chatwoot = ChatwootApi::start().await;
     let gowa = Gowa::start().await;
     // GoWA is down (503, retried) for the replies.

@@ -263,7 +263,7 @@ export function render(main) {
   }
 
   load();
-  return { onChange: (types) => types.has("resync") && load() };
+  return { onChange: (types) => (types.has("chatwoot") || types.has("resync")) && load() };
 }
 
 /** A channel type (`Channel::Api`) as a word. */
