@@ -74,6 +74,19 @@ impl Drop for Driver {
     }
 }
 
+/// Runs a scenario in the browser `c`, closes the browser even when a step fails, then reports the failure with
+/// what the page showed.
+async fn in_browser(c: &Client, name: &str, scenario: impl std::future::Future<Output = ()>) {
+    let outcome = std::panic::AssertUnwindSafe(scenario).catch_unwind().await;
+    if outcome.is_err() {
+        crate::webdriver::record_failure(c, name).await;
+    }
+    let _ = c.clone().close().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
 /// Waits until the element's text contains `needle`.
 async fn text_of(c: &Client, selector: &str, needle: &str) -> String {
     eventually(&format!("{selector} to show {needle:?}"), WAIT, || async {
@@ -106,17 +119,7 @@ async fn the_admin_panel_in_a_real_browser() {
     server.wait_healthy().await;
     let driver = Driver::start().await;
     let c = driver.browser(&dir.path().join("profile")).await;
-    // Close the browser even when a step fails, then report the failure.
-    let outcome = std::panic::AssertUnwindSafe(scenario(&c, &server, &gowa))
-        .catch_unwind()
-        .await;
-    if outcome.is_err() {
-        crate::webdriver::record_failure(&c, "browser").await;
-    }
-    let _ = c.close().await;
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
+    in_browser(&c, "browser", scenario(&c, &server, &gowa)).await;
 }
 
 async fn scenario(c: &Client, server: &Server, gowa: &Gowa) {
@@ -130,12 +133,12 @@ async fn scenario(c: &Client, server: &Server, gowa: &Gowa) {
     // Log in (Basic Auth) and open the overview, in English.
     c.goto(&format!("{base}/admin/#/")).await.unwrap();
     text_of(c, "#nav", "Routes").await;
-    let url = css(c, "#webhook-url")
-        .await
-        .prop("value")
-        .await
-        .unwrap()
-        .unwrap();
+    // Found again on each look: the overview redraws when its live updates connect.
+    let url = eventually("the webhook URL", WAIT, || async {
+        let field = c.find(Locator::Css("#webhook-url")).await.ok()?;
+        field.prop("value").await.ok()?.filter(|v| !v.is_empty())
+    })
+    .await;
     assert!(url.ends_with(&format!(":{}/webhook", server.port)), "{url}");
 
     // Add a route: the server's validation message appears under the field first.
@@ -325,16 +328,12 @@ async fn a_first_run_from_the_setup_link_to_a_checked_chatwoot_connection() {
     .await;
     let driver = Driver::start().await;
     let c = driver.browser(&dir.path().join("profile")).await;
-    let outcome = std::panic::AssertUnwindSafe(first_run(&c, &server, &chatwoot, &gowa, &token))
-        .catch_unwind()
-        .await;
-    if outcome.is_err() {
-        crate::webdriver::record_failure(&c, "first-run").await;
-    }
-    let _ = c.close().await;
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
+    in_browser(
+        &c,
+        "first-run",
+        first_run(&c, &server, &chatwoot, &gowa, &token),
+    )
+    .await;
     let log = server.stop_and_read_log();
     for secret in [ADMIN_TOKEN, "cw-generated-secret", CHOSEN] {
         assert!(!log.contains(secret), "the log holds a secret");
@@ -498,14 +497,8 @@ async fn first_run(c: &Client, server: &Server, chatwoot: &ChatwootApi, gowa: &G
 async fn replies_found_late_are_sent_or_discarded_from_the_panel() {
     let chatwoot = ChatwootApi::start().await;
     let gowa = Gowa::start().await;
-    chatwoot.with(|w| w.deliver = false);
-    let two_hours_ago = chrono::Utc::now().timestamp() - 7200;
     let (late, later) = chatwoot.with(|w| {
-        let mut one = crate::chatwoot_api::Message::reply(41, "Maaf, pesanan Ibu tertunda");
-        one.created_at = two_hours_ago;
-        let mut two = crate::chatwoot_api::Message::reply(41, "Sudah kami kirim ulang");
-        two.created_at = two_hours_ago + 60;
-        (w.add_message(one), w.add_message(two))
+        w.replies_two_hours_ago(41, ["Maaf, pesanan Ibu tertunda", "Sudah kami kirim ulang"])
     });
     let dir = tempfile::tempdir().unwrap();
     let server = Server::spawn(dir.path(), free_port(), &[]);
@@ -527,7 +520,7 @@ async fn replies_found_late_are_sent_or_discarded_from_the_panel() {
     assert_eq!(status, 201, "{body}");
     let driver = Driver::start().await;
     let c = driver.browser(&dir.path().join("profile")).await;
-    let outcome = std::panic::AssertUnwindSafe(async {
+    in_browser(&c, "held", async {
         let base = format!(
             "http://{ADMIN_USER}:{}@127.0.0.1:{}",
             ADMIN_PASS.replace(' ', "%20"),
@@ -555,16 +548,22 @@ async fn replies_found_late_are_sent_or_discarded_from_the_panel() {
                 .then_some(())
         })
         .await;
+        // The reply sent now is in the log as recovered, and says why it went out late.
+        let id = eventually("the recovered delivery", WAIT, || async {
+            let list = admin.get_ok("/admin/deliveries").await;
+            let found = list["deliveries"]
+                .as_array()?
+                .iter()
+                .find(|d| d["messageId"] == late)?
+                .clone();
+            (found["recovered"] == true)
+                .then(|| found["id"].as_i64())
+                .flatten()
+        })
+        .await;
+        go(&c, &base, &format!("#/deliveries/{id}"), "#recovered-note").await;
     })
-    .catch_unwind()
     .await;
-    if outcome.is_err() {
-        crate::webdriver::record_failure(&c, "held").await;
-    }
-    let _ = c.close().await;
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
     gowa.wait_for("the reply sent now", WAIT, |r| {
         r.iter().any(|r| r.json()["id"] == late)
     })

@@ -210,15 +210,8 @@ async fn a_tunnel_outage_is_caught_up_within_one_interval() {
 async fn an_old_recovered_reply_waits_for_send_now_or_discard() {
     let chatwoot = ChatwootApi::start().await;
     let gowa = Gowa::start().await;
-    chatwoot.with(|w| w.deliver = false);
-    let two_hours_ago = chrono::Utc::now().timestamp() - 7200;
-    let (old_one, old_two) = chatwoot.with(|w| {
-        let mut one = message(41, "Balasan lama satu");
-        one.created_at = two_hours_ago;
-        let mut two = message(41, "Balasan lama dua");
-        two.created_at = two_hours_ago + 1;
-        (w.add_message(one), w.add_message(two))
-    });
+    let (old_one, old_two) =
+        chatwoot.with(|w| w.replies_two_hours_ago(41, ["Balasan lama satu", "Balasan lama dua"]));
     let (relay, _) = linked(&chatwoot, &gowa, |c| {
         c.upkeep.catchup_interval = Duration::from_millis(300)
     })

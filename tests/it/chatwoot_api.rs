@@ -311,6 +311,21 @@ impl World {
         })
     }
 
+    /// Two replies in conversation `conversation` that agents wrote two hours ago (a minute apart) while nothing
+    /// reached the relay; returns their ids.
+    pub fn replies_two_hours_ago(&mut self, conversation: i64, texts: [&str; 2]) -> (i64, i64) {
+        let deliver = std::mem::replace(&mut self.deliver, false);
+        let two_hours_ago = chrono::Utc::now().timestamp() - 7200;
+        let mut ids = [0; 2];
+        for (n, text) in texts.iter().enumerate() {
+            let mut m = Message::reply(conversation, text);
+            m.created_at = two_hours_ago + 60 * i64::try_from(n).unwrap_or(0);
+            ids[n] = self.add_message(m);
+        }
+        self.deliver = deliver;
+        (ids[0], ids[1])
+    }
+
     /// Posts `event` for message `m` again (a webhook Chatwoot sends late, or twice).
     pub fn fire_again(&self, event: &str, m: &Message) {
         self.fire(event, m);

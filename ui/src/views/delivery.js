@@ -61,6 +61,7 @@ export function render(main, params) {
           ? h("button", { type: "button", id: "send-again", onclick: sendAgain }, t("deliveries.sendAgain"))
           : null,
         h("button", { type: "button", id: "discard", class: "danger", onclick: discard }, t("deliveries.discard"))),
+      d.recovered ? h("p", { class: "hint", id: "recovered-note" }, t("deliveries.recoveredNote")) : null,
       details,
       h("h2", {}, t("deliveries.attemptLog")),
       d.attemptLog.length === 0 ? h("p", { class: "empty" }, t("deliveries.noAttempts")) : table(
