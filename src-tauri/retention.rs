@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::events::{Events, UiEvent};
 use crate::store::deliveries::{self, DeliveryStatus};
-use crate::store::{Writer, now_ms};
+use crate::store::{Writer, chatwoot_feedback, chatwoot_recovered, now_ms};
 
 /// Deliveries deleted per transaction.
 const BATCH: u16 = 500;
@@ -109,6 +109,11 @@ impl Retention {
             }
         }
         if deleted > 0 {
+            // What was told of them and how they were found go with the longest-kept deliveries.
+            let keep = i64::try_from(self.delivered.max(self.dead).as_millis()).unwrap_or(i64::MAX);
+            let before = now_ms().saturating_sub(keep);
+            chatwoot_feedback::prune(&self.pool, before).await?;
+            chatwoot_recovered::prune(&self.pool, before).await?;
             tracing::info!(deleted, "old deliveries pruned");
             self.events.send(UiEvent::Deliveries);
         }

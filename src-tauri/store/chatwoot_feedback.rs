@@ -289,3 +289,44 @@ pub async fn close_outage(
     }
     tx.commit().await
 }
+
+/// Deletes what was told (or given up) before `before`: the deliveries it was about are pruned by then.
+pub async fn prune(pool: &SqlitePool, before: i64) -> sqlx::Result<u64> {
+    Ok(
+        sqlx::query("DELETE FROM chatwoot_feedback WHERE status != 'pending' AND updated_at < ?")
+            .bind(before)
+            .execute(pool)
+            .await?
+            .rows_affected(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_support::temp_db;
+
+    fn note(done: bool) -> NewFeedback {
+        NewFeedback {
+            delivery_id: DeliveryId(1),
+            at_attempt: 1,
+            link_id: Some(1),
+            account_id: 1,
+            conversation_id: 5,
+            message_id: Some(9),
+            kind: "note_dead",
+            text: "x".into(),
+            done,
+        }
+    }
+
+    #[tokio::test]
+    async fn what_was_told_is_pruned_and_what_waits_is_kept() {
+        let (pool, _dir) = temp_db().await;
+        insert(&pool, &[note(true), note(false)]).await.unwrap();
+        assert_eq!(prune(&pool, now_ms() + 1).await.unwrap(), 1);
+        let left = list_for_delivery(&pool, DeliveryId(1)).await.unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].status, "pending");
+    }
+}

@@ -153,3 +153,14 @@ pub async fn delivered_before(
     .fetch_one(pool)
     .await
 }
+
+/// Deletes recovered replies decided (queued or discarded) before `before`; held ones stay until decided.
+pub async fn prune(pool: &SqlitePool, before: i64) -> sqlx::Result<u64> {
+    Ok(
+        sqlx::query("DELETE FROM chatwoot_recovered WHERE state != 'held' AND updated_at < ?")
+            .bind(before)
+            .execute(pool)
+            .await?
+            .rows_affected(),
+    )
+}
