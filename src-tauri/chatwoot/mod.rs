@@ -277,11 +277,14 @@ impl Client {
     ) -> Result<(), Problem> {
         let path = format!("/api/v1/accounts/{account}/inboxes/{inbox}");
         let body = json!({"channel": {"webhook_url": url}});
-        let _: Value = self
-            .call(Method::PATCH, &path, Some(body), Some(account))
-            .await
-            .map_err(|e| gone(e, format!("inbox {inbox}")))?;
-        Ok(())
+        self.act(
+            Method::PATCH,
+            &path,
+            Some(body),
+            Some(account),
+            format!("inbox {inbox}"),
+        )
+        .await
     }
 
     /// The account's webhooks, with their secrets (an administrator's token sees them).
@@ -344,11 +347,14 @@ impl Client {
     /// See [`Problem`].
     pub async fn delete_webhook(&self, account: i64, id: i64) -> Result<(), Problem> {
         let path = format!("/api/v1/accounts/{account}/webhooks/{id}");
-        let _: Value = self
-            .call(Method::DELETE, &path, None, Some(account))
-            .await
-            .map_err(|e| gone(e, format!("webhook {id}")))?;
-        Ok(())
+        self.act(
+            Method::DELETE,
+            &path,
+            None,
+            Some(account),
+            format!("webhook {id}"),
+        )
+        .await
     }
 
     /// The id of the account's most recently active conversation, if it has any.
@@ -431,10 +437,9 @@ impl Client {
         let path =
             format!("/api/v1/accounts/{account}/conversations/{conversation}/toggle_typing_status");
         let body = json!({"typing_status": if on { "on" } else { "off" }});
-        let _: Value = self
-            .call(Method::POST, &path, Some(body), Some(account))
-            .await?;
-        Ok(())
+        self.call::<Value>(Method::POST, &path, Some(body), Some(account))
+            .await
+            .map(drop)
     }
 
     /// Sets a message's status as agents see it (`failed` with a short reason, or `sent` again). Chatwoot takes it
@@ -456,11 +461,14 @@ impl Client {
         if let Some(error) = external_error {
             body["external_error"] = json!(error);
         }
-        let _: Value = self
-            .call(Method::PATCH, &path, Some(body), Some(account))
-            .await
-            .map_err(|e| gone(e, format!("message {message}")))?;
-        Ok(())
+        self.act(
+            Method::PATCH,
+            &path,
+            Some(body),
+            Some(account),
+            format!("message {message}"),
+        )
+        .await
     }
 
     /// Adds a private note to a conversation, threaded under `in_reply_to`: agents see it, the customer does not
@@ -480,11 +488,29 @@ impl Client {
         if let Some(message) = in_reply_to {
             body["content_attributes"] = json!({"in_reply_to": message});
         }
-        let _: Value = self
-            .call(Method::POST, &path, Some(body), Some(account))
+        self.act(
+            Method::POST,
+            &path,
+            Some(body),
+            Some(account),
+            format!("conversation {conversation}"),
+        )
+        .await
+    }
+
+    /// A call whose answer is not needed; a 404 is `what` gone.
+    async fn act(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        account: Option<i64>,
+        what: String,
+    ) -> Result<(), Problem> {
+        self.call::<Value>(method, path, body, account)
             .await
-            .map_err(|e| gone(e, format!("conversation {conversation}")))?;
-        Ok(())
+            .map(drop)
+            .map_err(|e| gone(e, what))
     }
 
     async fn call<T: DeserializeOwned>(

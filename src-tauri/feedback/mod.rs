@@ -150,18 +150,7 @@ impl Task {
     /// Replies marked failed and delivered since (a retry worked): set back to sent.
     async fn sent_again(&self) -> sqlx::Result<()> {
         for mark in store::delivered_after_failed(&self.pool).await? {
-            let item = NewFeedback {
-                delivery_id: mark.delivery_id,
-                at_attempt: mark.at_attempt,
-                link_id: mark.link_id,
-                account_id: mark.account_id,
-                conversation_id: mark.conversation_id,
-                message_id: mark.message_id,
-                kind: "mark_sent",
-                text: String::new(),
-                done: false,
-            };
-            store::insert(&self.pool, &[item]).await?;
+            store::insert(&self.pool, &[about(&mark, "mark_sent")]).await?;
         }
         Ok(())
     }
@@ -244,9 +233,8 @@ impl Task {
             };
             let requeued = deliveries::requeue(&self.pool, mark.delivery_id, now_ms()).await?;
             let resent = NewFeedback {
-                kind: "resent",
                 done: true,
-                ..from_mark(&mark)
+                ..about(&mark, "resent")
             };
             store::insert(&self.pool, &[resent]).await?;
             if let Some(pending) = requeued {
@@ -388,7 +376,8 @@ fn nothing(untold: &Untold, r: Option<&Reply>) -> NewFeedback {
     }
 }
 
-fn from_mark(mark: &Feedback) -> NewFeedback {
+/// Something more to tell about the message of `mark` (a failed mark told earlier).
+fn about(mark: &Feedback, kind: &'static str) -> NewFeedback {
     NewFeedback {
         delivery_id: mark.delivery_id,
         at_attempt: mark.at_attempt,
@@ -396,7 +385,7 @@ fn from_mark(mark: &Feedback) -> NewFeedback {
         account_id: mark.account_id,
         conversation_id: mark.conversation_id,
         message_id: mark.message_id,
-        kind: "",
+        kind,
         text: String::new(),
         done: false,
     }

@@ -12,6 +12,7 @@ use futures_util::FutureExt as _;
 use serde_json::json;
 
 use crate::chatwoot_api::{ADMIN_TOKEN, ChatwootApi};
+use crate::setup::setup_token;
 use crate::support::{ADMIN_PASS, ADMIN_USER, Gowa, Reply, Server, eventually, free_port, message};
 use crate::webdriver::{click, css, resubmit_url, screenshot_dir, submit_route};
 
@@ -301,17 +302,6 @@ async fn shoot_every_screen(c: &Client, plain: &str, delivery: i64, lang: &str) 
     c.set_window_size(1280, 800).await.unwrap();
 }
 
-/// The setup link's token in the log so far.
-fn setup_token(log: &str) -> Option<String> {
-    let at = log.find("#/setup?token=")? + "#/setup?token=".len();
-    Some(
-        log[at..]
-            .chars()
-            .take_while(char::is_ascii_alphanumeric)
-            .collect(),
-    )
-}
-
 /// A newcomer's first run, headless: the setup link from the log → the password → the Chatwoot step (public URL,
 /// an account connected after a wrong token, the webhook registered, the connection checked, the inbox that
 /// would send twice fixed). Screenshots of the setup and Chatwoot screens in both languages.
@@ -503,14 +493,8 @@ async fn replies_found_late_are_sent_or_discarded_from_the_panel() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::spawn(dir.path(), free_port(), &[]);
     server.wait_healthy().await;
+    server.add_route(7, &gowa.url("/chatwoot/webhook")).await;
     let admin = crate::support::Admin::login(server.base(), ADMIN_USER, ADMIN_PASS);
-    let (status, _) = admin
-        .post_json(
-            "/admin/routes",
-            json!({"inboxId": 7, "webhookUrl": gowa.url("/chatwoot/webhook")}),
-        )
-        .await;
-    assert_eq!(status, 201);
     let (status, body) = admin
         .post_json(
             "/admin/chatwoot/links",

@@ -75,15 +75,7 @@ async fn replies_written_while_the_relay_was_down_are_sent_after_the_restart_onc
         },
     )
     .await;
-    let (status, _) = admin
-        .post_json(
-            "/admin/routes",
-            json!({"inboxId": 7, "webhookUrl": gowa.url("/chatwoot/webhook")}),
-        )
-        .await;
-    assert_eq!(status, 201);
-    // The inbox names (and so the routed inboxes of the account) are read again.
-    admin.get_ok("/admin/chatwoot/inboxes").await;
+    server.add_route(7, &gowa.url("/chatwoot/webhook")).await;
     let first = chatwoot.with(|w| w.agent_replies(1, 41, "Halo"));
     gowa.wait_for("the first reply", WAIT, |_| {
         arrivals_of(&gowa, first).len() == 1

@@ -12,7 +12,7 @@ const WAIT: Duration = Duration::from_secs(10);
 const CHOSEN: &str = "a long enough password";
 
 /// The token of the setup link in `log`, if there is one.
-fn setup_token(log: &str) -> Option<String> {
+pub fn setup_token(log: &str) -> Option<String> {
     let at = log.find("#/setup?token=")? + "#/setup?token=".len();
     Some(
         log[at..]
