@@ -14,6 +14,8 @@ const COMMANDS: &[&str] = &[
     "delivery",
     "retry_delivery",
     "discard_delivery",
+    "retry_deliveries",
+    "discard_deliveries",
     "list_unrouted",
     "desktop_info",
     "set_start_at_login",

@@ -19,6 +19,12 @@ pub enum Error {
         field: Option<&'static str>,
         message: String,
     },
+    /// Fields of a form that are wrong, all of them; `conflict`: a value another record already has (409).
+    #[error("{}", join_messages(.errors))]
+    Fields {
+        errors: Vec<FieldError>,
+        conflict: bool,
+    },
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -47,6 +53,33 @@ pub enum Error {
     Database(#[from] sqlx::Error),
 }
 
+/// One invalid field. `code` names the problem (`required`, `too_long`, `taken`, …) so that the panel can say it
+/// in the user's language under the field; `max` is the limit where one applies; `message` is the English text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: &'static str,
+    pub code: &'static str,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<usize>,
+}
+
+impl FieldError {
+    pub fn new(field: &'static str, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            field,
+            code,
+            message: message.into(),
+            max: None,
+        }
+    }
+}
+
+fn join_messages(errors: &[FieldError]) -> String {
+    let messages: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
+    messages.join("; ")
+}
+
 impl Error {
     pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
         Self::Invalid {
@@ -67,6 +100,9 @@ pub struct ApiError {
     pub error: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<&'static str>,
+    /// Every invalid field of a form, where the error is about a form's fields.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fields: Option<Vec<FieldError>>,
 }
 
 impl ApiError {
@@ -78,6 +114,7 @@ impl ApiError {
             error: message.clone(),
             message,
             field: None,
+            fields: None,
         }
     }
 }
@@ -92,6 +129,17 @@ impl From<Error> for ApiError {
                 field,
                 ..Self::new(StatusCode::BAD_REQUEST, "invalid", message)
             },
+            Error::Fields { errors, conflict } => {
+                let (status, code) = if conflict {
+                    (StatusCode::CONFLICT, "conflict")
+                } else {
+                    (StatusCode::BAD_REQUEST, "invalid")
+                };
+                let mut api = Self::new(status, code, join_messages(&errors));
+                api.field = errors.first().map(|e| e.field);
+                api.fields = Some(errors);
+                api
+            }
             Error::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
             Error::UnsupportedMediaType(m) => Self::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -3,7 +3,8 @@
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
-use crate::delivery::gowa::mask_password;
+use super::glimpse::Glimpse;
+use crate::delivery::gowa::{mask_password, problem};
 use crate::ids::{DeliveryId, InboxId, RouteId};
 use crate::store::attempts::{Attempt, Trigger};
 use crate::store::deliveries::{DeliveryStatus, DeliverySummary, Totals};
@@ -33,6 +34,8 @@ pub struct Route {
     pub dead: i64,
     /// The outcome of the inbox's latest attempt; `None` before the first one.
     pub health: Option<RouteHealth>,
+    /// When the inbox's latest delivery went through.
+    pub last_delivered_at: Option<String>,
 }
 
 impl Route {
@@ -51,6 +54,7 @@ impl Route {
             pending,
             dead,
             health: last.map(RouteHealth::from),
+            last_delivered_at: None,
         }
     }
 }
@@ -73,6 +77,8 @@ pub struct RouteHealth {
     pub at: String,
     pub status_code: Option<i64>,
     pub error: Option<String>,
+    /// What went wrong, in one word ([`crate::delivery::gowa::problem`]).
+    pub problem: Option<String>,
 }
 
 impl From<DeliverySummary> for RouteHealth {
@@ -85,6 +91,7 @@ impl From<DeliverySummary> for RouteHealth {
         Self {
             state,
             at: store::to_rfc3339(d.updated_at),
+            problem: problem(d.last_status_code, d.last_error.as_deref()).map(Into::into),
             status_code: d.last_status_code,
             error: d.last_error,
         }
@@ -113,10 +120,17 @@ pub struct Delivery {
     pub next_attempt_at: Option<String>,
     pub last_status_code: Option<i64>,
     pub last_error: Option<String>,
+    /// What went wrong with the latest attempt, in one word ([`crate::delivery::gowa::problem`]).
+    pub problem: Option<String>,
     pub received_at: String,
     pub updated_at: String,
     /// Body size in bytes.
     pub size: i64,
+    /// The name of the route that serves the inbox.
+    pub route_name: Option<String>,
+    /// Who and what, from the stored webhook.
+    #[serde(flatten)]
+    pub about: Glimpse,
 }
 
 impl From<DeliverySummary> for Delivery {
@@ -134,11 +148,14 @@ impl From<DeliverySummary> for Delivery {
             attempts: d.attempts,
             next_attempt_at: (d.status == DeliveryStatus::Pending)
                 .then(|| store::to_rfc3339(d.next_attempt_at)),
+            problem: problem(d.last_status_code, d.last_error.as_deref()).map(Into::into),
             last_status_code: d.last_status_code,
             last_error: d.last_error,
             received_at: store::to_rfc3339(d.received_at),
             updated_at: store::to_rfc3339(d.updated_at),
             size: d.size,
+            route_name: None,
+            about: Glimpse::default(),
         }
     }
 }
@@ -155,6 +172,8 @@ pub struct AttemptView {
     pub response_snippet: Option<String>,
     /// No answer after the whole request was sent: GoWA may have sent the message.
     pub ambiguous: bool,
+    /// What went wrong, in one word ([`crate::delivery::gowa::problem`]).
+    pub problem: Option<String>,
 }
 
 impl From<Attempt> for AttemptView {
@@ -165,6 +184,7 @@ impl From<Attempt> for AttemptView {
             started_at: store::to_rfc3339(a.started_at),
             duration_ms: a.duration_ms,
             status_code: a.status_code,
+            problem: problem(a.status_code, a.error.as_deref()).map(Into::into),
             error: a.error,
             response_snippet: a.response_snippet,
             ambiguous: a.ambiguous,
@@ -217,6 +237,12 @@ pub struct DeliveryQuery {
     pub route_id: Option<String>,
     pub inbox_id: Option<String>,
     pub conversation_id: Option<String>,
+    /// A phone number (any spelling), a name or words of the message.
+    pub q: Option<String>,
+    /// One event, e.g. `message_created`.
+    pub event: Option<String>,
+    /// `true`: leave out the events GoWA ignores (typing indicators, conversation and contact changes).
+    pub hide_ignored: Option<String>,
     /// `nextCursor` of the previous page.
     pub cursor: Option<String>,
     pub limit: Option<String>,
@@ -238,6 +264,20 @@ pub struct DeliveryBody {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct RetriedBody {
     pub retried: usize,
+    /// Of the deliveries asked for, those left as they were (not dead, or gone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<usize>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DiscardedBody {
+    pub discarded: usize,
+}
+
+/// Deliveries chosen in the log, for a bulk action.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct IdsInput {
+    pub ids: Value,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -279,6 +319,12 @@ pub struct Stats {
     pub queue_depth: i64,
     /// Age of the oldest pending delivery.
     pub oldest_pending_age_ms: Option<i64>,
+    /// Delivered in the last 24 hours.
+    pub delivered_last_day: i64,
+    /// How long delivered deliveries are kept (the period `totals.delivered` and `duplicatesDropped` cover).
+    pub retention_seconds: u64,
+    /// How long dead deliveries are kept (the period `totals.dead` covers).
+    pub dead_retention_seconds: u64,
     /// Repeats dropped as duplicates (of the deliveries still kept).
     pub duplicates_dropped: i64,
     pub routes: usize,
@@ -303,6 +349,8 @@ pub struct TestResult {
     /// The route points at this machine, a link-local or a cloud metadata address: the answer shown may be
     /// another service's, not GoWA's.
     pub internal_target: bool,
+    /// What went wrong, in one word ([`crate::delivery::gowa::problem`]).
+    pub problem: Option<String>,
 }
 
 /// Body of `POST /admin/routes` and `PUT /admin/routes/:id`. Fields stay raw JSON so that validation can say

@@ -21,8 +21,8 @@ use super::dto::{
     LinkBody, LinkInput, PublicUrlInput,
 };
 use super::dto::{
-    DeliveriesBody, DeliveryBody, DeliveryQuery, RetriedBody, RouteBody, RouteInput, RoutesBody,
-    SetupInput, Stats, SuccessBody, TestResult, UnroutedBody,
+    DeliveriesBody, DeliveryBody, DeliveryQuery, DiscardedBody, IdsInput, RetriedBody, RouteBody,
+    RouteInput, RoutesBody, SetupInput, Stats, SuccessBody, TestResult, UnroutedBody,
 };
 use super::{auth, chatwoot, panel, service, settings};
 use crate::error::{ApiError, Error, Result};
@@ -47,6 +47,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
             get(delivery).delete(discard_delivery),
         )
         .route("/admin/deliveries/{id}/retry", post(retry_delivery))
+        .route("/admin/deliveries/retry", post(retry_deliveries))
+        .route("/admin/deliveries/discard", post(discard_deliveries))
         .route("/admin/unrouted", get(list_unrouted))
         .route("/admin/stats", get(stats))
         .route("/admin/setup", post(setup))
@@ -188,6 +190,23 @@ pub async fn discard_delivery(
     service::discard_delivery(&state, id.delivery()?)
         .await
         .map(Json)
+}
+
+/// `POST /admin/deliveries/retry` `{ids}`: the chosen dead deliveries, sent again.
+pub async fn retry_deliveries(
+    State(state): State<AppState>,
+    JsonBody(input): JsonBody<IdsInput>,
+) -> Result<(StatusCode, Json<RetriedBody>)> {
+    let body = service::retry_deliveries(&state, input).await?;
+    Ok((StatusCode::ACCEPTED, Json(body)))
+}
+
+/// `POST /admin/deliveries/discard` `{ids}`: the chosen deliveries, removed.
+pub async fn discard_deliveries(
+    State(state): State<AppState>,
+    JsonBody(input): JsonBody<IdsInput>,
+) -> Result<Json<DiscardedBody>> {
+    service::discard_deliveries(&state, input).await.map(Json)
 }
 
 pub async fn list_unrouted(State(state): State<AppState>) -> Result<Json<UnroutedBody>> {

@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod chatwoot;
 pub mod dto;
+pub mod glimpse;
 pub mod handlers;
 pub mod panel;
 pub mod service;

@@ -4,9 +4,12 @@
 
 use serde_json::Value;
 
+use std::collections::HashMap;
+
 use super::dto::{self, DeliveryQuery, HealthState, RouteInput};
+use super::glimpse::{self, Glimpse, Search};
 use crate::delivery::gowa::{self, Target, unmask_password};
-use crate::error::{Error, Result};
+use crate::error::{Error, FieldError, Result};
 use crate::events::UiEvent;
 use crate::ids::{DeliveryId, InboxId, RouteId};
 use crate::metrics::{Gauges, RouteGauge};
@@ -20,6 +23,11 @@ pub const MAX_URL_CHARS: usize = 2048;
 pub const MAX_SECRET_CHARS: usize = 256;
 
 pub const DEFAULT_PAGE: i64 = 50;
+/// Most deliveries one bulk action takes.
+pub const MAX_BULK: usize = 500;
+/// Rows the delivery log's search reads from the database at a time.
+const SEARCH_BATCH: i64 = 200;
+const DAY_MS: i64 = 24 * 3600 * 1000;
 pub const MAX_PAGE: i64 = 500;
 
 pub async fn routes_body(state: &AppState) -> Result<dto::RoutesBody> {
@@ -43,8 +51,10 @@ async fn route_view(state: &AppState, route: Route) -> Result<dto::Route> {
     let dead =
         deliveries::count_for_inbox(&state.pool, route.inbox_id, DeliveryStatus::Dead).await?;
     let last = deliveries::last_attempted_for_inbox(&state.pool, route.inbox_id).await?;
+    let delivered = deliveries::last_delivered_at_for_inbox(&state.pool, route.inbox_id).await?;
     let mut view = dto::Route::new(route, pending, dead, last);
     view.inbox_name = state.inbox_name(view.inbox_id);
+    view.last_delivered_at = delivered.map(crate::store::to_rfc3339);
     Ok(view)
 }
 
@@ -131,6 +141,8 @@ pub async fn test_route(state: &AppState, id: RouteId) -> Result<dto::TestResult
         ok: result.status.is_some_and(|s| (200..300).contains(&s)),
         status_code: result.status,
         latency_ms: u64::try_from(result.duration.as_millis()).unwrap_or(u64::MAX),
+        problem: gowa::problem(result.status.map(i64::from), result.error.as_deref())
+            .map(Into::into),
         error: result.error,
         response_snippet: result.snippet,
         internal_target: is_internal(&target),
@@ -145,6 +157,10 @@ pub async fn stats(state: &AppState) -> Result<dto::Stats> {
         totals,
         queue_depth: totals.pending,
         oldest_pending_age_ms: oldest.map(|at| (now_ms() - at).max(0)),
+        delivered_last_day: deliveries::count_delivered_since(&state.pool, now_ms() - DAY_MS)
+            .await?,
+        retention_seconds: state.config.retention.as_secs(),
+        dead_retention_seconds: state.config.dead_retention.as_secs(),
         duplicates_dropped: deliveries::count_duplicates(&state.pool).await?,
         routes: routes::list(&state.pool).await?.len(),
         unrouted_inboxes: unrouted_inboxes::list(&state.pool).await?.len(),
@@ -203,31 +219,60 @@ pub async fn metrics(state: &AppState) -> Result<String> {
     }))
 }
 
-/// One page of the delivery log, newest first.
+/// The events GoWA acts on (a reply, a deleted reply); the log can hide the rest.
+const EVENTS_GOWA_READS: &[&str] = &["message_created", "message_updated"];
+
+/// One page of the delivery log, newest first. A search reads the log in batches until the page is full.
 pub async fn list_deliveries(
     state: &AppState,
     query: DeliveryQuery,
 ) -> Result<dto::DeliveriesBody> {
-    let Some((filter, limit)) = delivery_filter(state, query).await? else {
+    let search = query.q.as_deref().and_then(Search::parse);
+    let Some((mut filter, limit)) = delivery_filter(state, query).await? else {
         return Ok(dto::DeliveriesBody {
             deliveries: Vec::new(),
             next_cursor: None,
         });
     };
-    let mut page = deliveries::list(&state.pool, &filter, limit + 1).await?;
-    let next_cursor = if page.len() > usize::try_from(limit).unwrap_or(usize::MAX) {
+    filter.body_has = search.as_ref().map(|s| s.needle().to_owned());
+    let wanted = usize::try_from(limit).unwrap_or(usize::MAX);
+    let batch = if search.is_some() {
+        SEARCH_BATCH.max(limit + 1)
+    } else {
+        limit + 1
+    };
+    let mut page = Vec::new();
+    loop {
+        let rows = deliveries::list(&state.pool, &filter, batch).await?;
+        let last_batch = rows.len() < usize::try_from(batch).unwrap_or(usize::MAX);
+        for row in rows {
+            filter.before = Some(row.summary.id);
+            let read = glimpse::read(&row.body);
+            if search.as_ref().is_none_or(|s| s.matches(&read)) {
+                page.push((row.summary, read.glimpse));
+            }
+            if page.len() > wanted {
+                break;
+            }
+        }
+        if last_batch || page.len() > wanted {
+            break;
+        }
+    }
+    let next_cursor = if page.len() > wanted {
         page.pop();
-        page.last().map(|d| d.id)
+        page.last().map(|(d, _)| d.id)
     } else {
         None
     };
-    let ids: Vec<DeliveryId> = page.iter().map(|d| d.id).collect();
+    let ids: Vec<DeliveryId> = page.iter().map(|(d, _)| d.id).collect();
     let recovered = chatwoot_recovered::recovered_among(&state.pool, &ids).await?;
+    let names = route_names(state).await?;
     Ok(dto::DeliveriesBody {
         deliveries: page
             .into_iter()
-            .map(|d| {
-                let mut view = named(state, d.into());
+            .map(|(d, about)| {
+                let mut view = named(state, &names, d.into(), about);
                 view.recovered = recovered.contains(&view.id);
                 view
             })
@@ -271,18 +316,61 @@ async fn delivery_filter(state: &AppState, query: DeliveryQuery) -> Result<Optio
             format!("limit must be at most {MAX_PAGE}"),
         ));
     }
+    let event = query
+        .event
+        .map(|e| e.trim().to_owned())
+        .filter(|e| !e.is_empty());
+    if event
+        .as_ref()
+        .is_some_and(|e| e.len() > 64 || !e.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+    {
+        return Err(Error::invalid(
+            "event",
+            "event must be an event name such as message_created",
+        ));
+    }
+    let hide_ignored = match query.hide_ignored.as_deref().map(str::trim) {
+        None | Some("" | "false") => false,
+        Some("true") => true,
+        Some(_) => {
+            return Err(Error::invalid(
+                "hideIgnored",
+                "hideIgnored must be true or false",
+            ));
+        }
+    };
     let filter = Filter {
         status,
         inbox_id,
         conversation_id: positive(query.conversation_id, "conversationId")?,
+        event,
+        events: hide_ignored.then_some(EVENTS_GOWA_READS),
+        body_has: None,
         before: positive(query.cursor, "cursor")?.map(DeliveryId),
     };
     Ok(Some((filter, limit)))
 }
 
-/// A delivery with its inbox's name, where the inbox belongs to a linked Chatwoot account.
-fn named(state: &AppState, mut delivery: dto::Delivery) -> dto::Delivery {
+/// Each inbox's route name.
+async fn route_names(state: &AppState) -> Result<HashMap<InboxId, String>> {
+    Ok(routes::list(&state.pool)
+        .await?
+        .into_iter()
+        .filter_map(|r| Some((r.inbox_id, r.name?)))
+        .collect())
+}
+
+/// A delivery with its route's name, its inbox's name (where the inbox belongs to a linked Chatwoot account),
+/// and who and what it is about.
+fn named(
+    state: &AppState,
+    routes: &HashMap<InboxId, String>,
+    mut delivery: dto::Delivery,
+    about: Glimpse,
+) -> dto::Delivery {
     delivery.inbox_name = state.inbox_name(delivery.inbox_id);
+    delivery.route_name = routes.get(&delivery.inbox_id).cloned();
+    delivery.about = about;
     delivery
 }
 
@@ -305,7 +393,9 @@ pub async fn delivery_detail(state: &AppState, id: DeliveryId) -> Result<dto::De
         .ok_or_else(|| delivery_not_found(id))?;
     let log = attempts::list_for_delivery(&state.pool, id).await?;
     let told = chatwoot_feedback::list_for_delivery(&state.pool, id).await?;
-    let mut summary = named(state, d.summary().into());
+    let names = route_names(state).await?;
+    let about = glimpse::read(&d.body).glimpse;
+    let mut summary = named(state, &names, d.summary().into(), about);
     summary.recovered = !chatwoot_recovered::recovered_among(&state.pool, &[id])
         .await?
         .is_empty();
@@ -347,7 +437,66 @@ pub async fn retry_dead_for_route(state: &AppState, id: RouteId) -> Result<dto::
     tracing::info!(route_id = %id, count = pending.len(), "dead deliveries retried by hand");
     Ok(dto::RetriedBody {
         retried: pending.len(),
+        skipped: None,
     })
+}
+
+/// [`retry_delivery`] for those of the chosen deliveries that are dead; the others (waiting, delivered, gone)
+/// are left as they are and counted: sending a delivered reply again is asked for one at a time.
+pub async fn retry_deliveries(state: &AppState, input: dto::IdsInput) -> Result<dto::RetriedBody> {
+    let ids = chosen(&input.ids)?;
+    let pending = deliveries::requeue_dead(&state.pool, &ids, now_ms()).await?;
+    requeued(state, &pending);
+    tracing::info!(
+        count = pending.len(),
+        "chosen dead deliveries retried by hand"
+    );
+    Ok(dto::RetriedBody {
+        retried: pending.len(),
+        skipped: Some(ids.len() - pending.len()),
+    })
+}
+
+/// [`discard_delivery`] for each of the chosen deliveries; says how many were there to discard.
+pub async fn discard_deliveries(
+    state: &AppState,
+    input: dto::IdsInput,
+) -> Result<dto::DiscardedBody> {
+    let mut gone = Vec::new();
+    for id in chosen(&input.ids)? {
+        if let Some(deleted) = deliveries::delete(&state.pool, id).await? {
+            state.dispatcher.forget(id);
+            gone.push(deleted);
+        }
+    }
+    state.writer.forget_keys(&gone);
+    tracing::info!(count = gone.len(), "chosen deliveries discarded");
+    state.events.send(UiEvent::Deliveries);
+    Ok(dto::DiscardedBody {
+        discarded: gone.len(),
+    })
+}
+
+/// The ids of a bulk action: 1 to [`MAX_BULK`] positive integers, each once.
+fn chosen(ids: &Value) -> Result<Vec<DeliveryId>> {
+    let invalid = || {
+        Error::invalid(
+            "ids",
+            format!("ids must be a list of 1 to {MAX_BULK} delivery ids"),
+        )
+    };
+    let list = ids
+        .as_array()
+        .filter(|l| !l.is_empty() && l.len() <= MAX_BULK);
+    let mut ids = list
+        .ok_or_else(invalid)?
+        .iter()
+        .map(|v| v.as_i64().filter(|n| *n > 0).map(DeliveryId))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(invalid)?;
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids)
 }
 
 /// Removes a delivery from the queue and the log.
@@ -383,62 +532,101 @@ fn not_found(id: RouteId) -> Error {
 
 fn conflict(err: sqlx::Error, inbox_id: InboxId) -> Error {
     match err.as_database_error() {
-        Some(db) if db.is_unique_violation() => {
-            Error::Conflict(format!("a route for inbox {inbox_id} already exists"))
-        }
+        Some(db) if db.is_unique_violation() => Error::Fields {
+            errors: vec![FieldError::new(
+                "inboxId",
+                "taken",
+                format!("a route for inbox {inbox_id} already exists"),
+            )],
+            conflict: true,
+        },
         _ => err.into(),
     }
 }
 
 /// Applies `input` over `base` (an update) or over nothing (a create, where inboxId and webhookUrl are
-/// required) and checks every field.
+/// required) and checks every field, reporting all that are wrong at once.
 fn validate(input: RouteInput, base: Option<RouteFields>) -> Result<RouteFields> {
+    let mut errors = Vec::new();
     let inbox_id = match (input.inbox_id, &base) {
-        (Some(v), _) => inbox_id(&v)?,
-        (None, Some(b)) => b.inbox_id,
-        (None, None) => return Err(Error::invalid("inboxId", "inboxId is required")),
+        (Some(v), _) => keep(&mut errors, inbox_id(&v)),
+        (None, Some(b)) => Some(b.inbox_id),
+        (None, None) => keep(&mut errors, Err(required("inboxId"))),
     };
     let webhook_url = match (input.webhook_url, &base) {
-        (Some(v), Some(b)) => {
-            unmask_password(&webhook_url(&v)?, &b.webhook_url).ok_or_else(|| {
-                Error::invalid(
-                    "webhookUrl",
-                    "the password in webhookUrl is masked; type the GoWA password again",
-                )
-            })?
-        }
-        (Some(v), None) => webhook_url(&v)?,
-        (None, Some(b)) => b.webhook_url.clone(),
-        (None, None) => return Err(Error::invalid("webhookUrl", "webhookUrl is required")),
+        (Some(v), Some(b)) => keep(
+            &mut errors,
+            webhook_url(&v).and_then(|url| {
+                unmask_password(&url, &b.webhook_url).ok_or_else(|| {
+                    FieldError::new(
+                        "webhookUrl",
+                        "masked_password",
+                        "the password in webhookUrl is masked; type the GoWA password again",
+                    )
+                })
+            }),
+        ),
+        (Some(v), None) => keep(&mut errors, webhook_url(&v)),
+        (None, Some(b)) => Some(b.webhook_url.clone()),
+        (None, None) => keep(&mut errors, Err(required("webhookUrl"))),
     };
     let name = match input.name {
-        Some(v) => optional_text(&v, "name", MAX_NAME_CHARS)?,
+        Some(v) => keep(&mut errors, optional_text(&v, "name", MAX_NAME_CHARS)).flatten(),
         None => base.as_ref().and_then(|b| b.name.clone()),
     };
     let enabled = match input.enabled {
         Some(Value::Bool(b)) => b,
-        Some(_) => return Err(Error::invalid("enabled", "enabled must be true or false")),
+        Some(_) => {
+            keep(
+                &mut errors,
+                Err::<(), _>(FieldError::new(
+                    "enabled",
+                    "not_boolean",
+                    "enabled must be true or false",
+                )),
+            );
+            true
+        }
         None => base.as_ref().is_none_or(|b| b.enabled),
     };
     let secret = match input.secret {
-        Some(v) => optional_text(&v, "secret", MAX_SECRET_CHARS)?,
+        Some(v) => keep(&mut errors, optional_text(&v, "secret", MAX_SECRET_CHARS)).flatten(),
         None => base.as_ref().and_then(|b| b.secret.clone()),
     };
     let chatwoot_secret = match input.chatwoot_secret {
-        Some(v) => optional_text(&v, "chatwootSecret", MAX_SECRET_CHARS)?,
+        Some(v) => keep(
+            &mut errors,
+            optional_text(&v, "chatwootSecret", MAX_SECRET_CHARS),
+        )
+        .flatten(),
         None => base.and_then(|b| b.chatwoot_secret),
     };
-    Ok(RouteFields {
-        inbox_id,
-        webhook_url,
-        name,
-        enabled,
-        secret,
-        chatwoot_secret,
-    })
+    match (inbox_id, webhook_url) {
+        (Some(inbox_id), Some(webhook_url)) if errors.is_empty() => Ok(RouteFields {
+            inbox_id,
+            webhook_url,
+            name,
+            enabled,
+            secret,
+            chatwoot_secret,
+        }),
+        _ => Err(Error::Fields {
+            errors,
+            conflict: false,
+        }),
+    }
 }
 
-fn inbox_id(v: &Value) -> Result<InboxId> {
+/// The value of a checked field, or `None` with its error added to `errors`.
+fn keep<T>(errors: &mut Vec<FieldError>, checked: Result<T, FieldError>) -> Option<T> {
+    checked.map_err(|e| errors.push(e)).ok()
+}
+
+fn required(field: &'static str) -> FieldError {
+    FieldError::new(field, "required", format!("{field} is required"))
+}
+
+fn inbox_id(v: &Value) -> Result<InboxId, FieldError> {
     let id = match v {
         Value::Number(n) => n.as_i64(),
         Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
@@ -447,40 +635,44 @@ fn inbox_id(v: &Value) -> Result<InboxId> {
         _ => None,
     };
     id.filter(|id| *id > 0).map(InboxId).ok_or_else(|| {
-        Error::invalid(
+        FieldError::new(
             "inboxId",
+            "not_inbox_id",
             "inboxId must be a positive integer (the Chatwoot inbox id)",
         )
     })
 }
 
-fn webhook_url(v: &Value) -> Result<String> {
+fn webhook_url(v: &Value) -> Result<String, FieldError> {
+    let invalid = |code, message: String| FieldError::new("webhookUrl", code, message);
     let Value::String(url) = v else {
-        return Err(Error::invalid("webhookUrl", "webhookUrl must be a string"));
+        return Err(invalid("not_text", "webhookUrl must be a string".into()));
     };
     let url = url.trim();
     if url.chars().any(char::is_control) {
-        return Err(Error::invalid(
-            "webhookUrl",
-            "webhookUrl must not contain control characters",
+        return Err(invalid(
+            "control_characters",
+            "webhookUrl must not contain control characters".into(),
         ));
     }
     if url.chars().count() > MAX_URL_CHARS {
-        return Err(Error::invalid(
-            "webhookUrl",
-            format!("webhookUrl must be at most {MAX_URL_CHARS} characters"),
-        ));
+        return Err(FieldError {
+            max: Some(MAX_URL_CHARS),
+            ..invalid(
+                "too_long",
+                format!("webhookUrl must be at most {MAX_URL_CHARS} characters"),
+            )
+        });
     }
     Target::parse(url).map_err(|_| {
-        Error::invalid(
-            "webhookUrl",
-            "webhookUrl must be an absolute http:// or https:// URL, e.g. http://gowa:3000/chatwoot/webhook",
+        invalid(
+            "not_url",
+            "webhookUrl must be an absolute http:// or https:// URL, e.g. http://gowa:3000/chatwoot/webhook".into(),
         )
     })?;
     Ok(url.to_owned())
 }
 
-/// A trimmed string of at most `max` characters; `null` or empty means none.
 /// Whether a route's URL is this machine (loopback, `localhost`), link-local, or a cloud metadata address.
 fn is_internal(target: &Target) -> bool {
     match target.url().host() {
@@ -526,35 +718,46 @@ fn refuse_own_address(state: &AppState, url: &str) -> Result<()> {
         None => false,
     };
     if local && own_port && path.eq_ignore_ascii_case("/webhook") {
-        return Err(Error::invalid(
-            "webhookUrl",
-            "webhookUrl is this relay's own webhook address: GoWA's is usually http://<gowa-host>:3000/chatwoot/webhook",
-        ));
+        return Err(Error::Fields {
+            errors: vec![FieldError::new(
+                "webhookUrl",
+                "own_address",
+                "webhookUrl is this relay's own webhook address: GoWA's is usually http://<gowa-host>:3000/chatwoot/webhook",
+            )],
+            conflict: false,
+        });
     }
     Ok(())
 }
 
-fn optional_text(v: &Value, field: &'static str, max: usize) -> Result<Option<String>> {
+/// A trimmed string of at most `max` characters; `null` or empty means none.
+fn optional_text(v: &Value, field: &'static str, max: usize) -> Result<Option<String>, FieldError> {
     match v {
         Value::Null => Ok(None),
         Value::String(s) => {
             let s = s.trim();
             if s.chars().count() > max {
-                Err(Error::invalid(
-                    field,
-                    format!("{field} must be at most {max} characters"),
-                ))
+                Err(FieldError {
+                    max: Some(max),
+                    ..FieldError::new(
+                        field,
+                        "too_long",
+                        format!("{field} must be at most {max} characters"),
+                    )
+                })
             } else if s.chars().any(|c| c.is_control() || is_bidi_control(c)) {
-                Err(Error::invalid(
+                Err(FieldError::new(
                     field,
+                    "control_characters",
                     format!("{field} must not contain control characters"),
                 ))
             } else {
                 Ok((!s.is_empty()).then(|| s.to_owned()))
             }
         }
-        _ => Err(Error::invalid(
+        _ => Err(FieldError::new(
             field,
+            "not_text",
             format!("{field} must be a string or null"),
         )),
     }
@@ -572,7 +775,7 @@ mod tests {
 
     fn field_of(err: Error) -> Option<&'static str> {
         match err {
-            Error::Invalid { field, .. } => field,
+            Error::Fields { errors, .. } => errors.first().map(|e| e.field),
             other => panic!("{other:?}"),
         }
     }
@@ -659,6 +862,29 @@ mod tests {
             ),
             Some("webhookUrl")
         );
+    }
+
+    #[test]
+    fn every_wrong_field_is_reported_at_once_with_its_code() {
+        let err = validate(
+            input(json!({"webhookUrl": "gowa:3000", "name": "n".repeat(101), "enabled": 1})),
+            None,
+        )
+        .unwrap_err();
+        let Error::Fields { errors, conflict } = err else {
+            panic!("{err:?}")
+        };
+        let found: Vec<_> = errors.iter().map(|e| (e.field, e.code, e.max)).collect();
+        assert_eq!(
+            found,
+            [
+                ("inboxId", "required", None),
+                ("webhookUrl", "not_url", None),
+                ("name", "too_long", Some(MAX_NAME_CHARS)),
+                ("enabled", "not_boolean", None),
+            ]
+        );
+        assert!(!conflict);
     }
 
     #[test]

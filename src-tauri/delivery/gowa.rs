@@ -271,9 +271,112 @@ fn describe(e: &reqwest::Error) -> String {
     text
 }
 
+/// What went wrong with an attempt, as one word the panel turns into a sentence in the user's language:
+/// `refused` (nothing listens at that address), `dns` (the name does not resolve), `timeout`, `tls` (the
+/// certificate or TLS handshake), `reset` (the connection dropped), `unreachable` (no route to that network),
+/// `unauthorized` (401/403: GoWA's user, password or secret), `not_found` (404: the path or device), `rejected`
+/// (another 4xx), `server` (5xx). `None` for a success, or a failure none of these describe.
+pub fn problem(status: Option<i64>, error: Option<&str>) -> Option<&'static str> {
+    match status {
+        Some(200..=299) => return None,
+        Some(401 | 403) => return Some("unauthorized"),
+        Some(404) => return Some("not_found"),
+        Some(400..=499) => return Some("rejected"),
+        Some(500..=599) => return Some("server"),
+        _ => {}
+    }
+    let error = error?.to_ascii_lowercase();
+    let has = |needles: &[&str]| needles.iter().any(|n| error.contains(n));
+    Some(
+        if error.starts_with("timed out") || has(&["timed out", "deadline"]) {
+            "timeout"
+        } else if has(&["connection refused"]) {
+            "refused"
+        } else if has(&[
+            "dns error",
+            "failed to lookup",
+            "name or service not known",
+            "no such host",
+        ]) {
+            "dns"
+        } else if has(&["certificate", "tls", "ssl", "handshake"]) {
+            "tls"
+        } else if has(&[
+            "no route to host",
+            "network is unreachable",
+            "host is unreachable",
+        ]) {
+            "unreachable"
+        } else if has(&[
+            "reset",
+            "broken pipe",
+            "connection closed",
+            "incomplete",
+            "unexpected eof",
+        ]) {
+            "reset"
+        } else {
+            return None;
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failures_are_named_for_the_panel() {
+        for (status, error, expected) in [
+            (Some(200), None, None),
+            (Some(401), Some("GoWA: unauthorized"), Some("unauthorized")),
+            (Some(404), None, Some("not_found")),
+            (Some(422), None, Some("rejected")),
+            (Some(502), None, Some("server")),
+            (
+                None,
+                Some(
+                    "connection failed: client error (Connect): tcp connect error: Connection refused (os error 111)",
+                ),
+                Some("refused"),
+            ),
+            (
+                None,
+                Some(
+                    "connection failed: client error (Connect): dns error: failed to lookup address information: Name or service not known",
+                ),
+                Some("dns"),
+            ),
+            (
+                None,
+                Some("timed out: operation timed out"),
+                Some("timeout"),
+            ),
+            (
+                None,
+                Some(
+                    "connection failed: client error (Connect): invalid peer certificate: UnknownIssuer",
+                ),
+                Some("tls"),
+            ),
+            (
+                None,
+                Some(
+                    "request failed: connection closed before message completed (after the request was sent: GoWA may have sent the message)",
+                ),
+                Some("reset"),
+            ),
+            (
+                None,
+                Some("connection failed: tcp connect error: No route to host (os error 113)"),
+                Some("unreachable"),
+            ),
+            (None, Some("something new"), None),
+            (None, None, None),
+        ] {
+            assert_eq!(problem(status, error), expected, "{status:?} {error:?}");
+        }
+    }
 
     #[test]
     fn credentials_move_from_the_url_to_a_basic_header() {

@@ -94,6 +94,22 @@ pub async fn discard_delivery(
 }
 
 #[tauri::command]
+pub async fn retry_deliveries(
+    state: State<'_, AppState>,
+    input: dto::IdsInput,
+) -> Answer<dto::RetriedBody> {
+    Ok(service::retry_deliveries(&state, input).await?)
+}
+
+#[tauri::command]
+pub async fn discard_deliveries(
+    state: State<'_, AppState>,
+    input: dto::IdsInput,
+) -> Answer<dto::DiscardedBody> {
+    Ok(service::discard_deliveries(&state, input).await?)
+}
+
+#[tauri::command]
 pub async fn list_unrouted(state: State<'_, AppState>) -> Answer<dto::UnroutedBody> {
     Ok(service::list_unrouted(&state).await?)
 }

@@ -52,6 +52,8 @@ pub fn run(settings: &Settings, minimized: bool) -> anyhow::Result<()> {
             commands::delivery,
             commands::retry_delivery,
             commands::discard_delivery,
+            commands::retry_deliveries,
+            commands::discard_deliveries,
             commands::list_unrouted,
             commands::desktop_info,
             commands::set_start_at_login,

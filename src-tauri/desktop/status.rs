@@ -240,7 +240,9 @@ mod tests {
                 at: String::new(),
                 status_code: Some(502),
                 error: (state != HealthState::Ok).then(|| "HTTP 502".to_owned()),
+                problem: (state != HealthState::Ok).then(|| "server".to_owned()),
             }),
+            last_delivered_at: None,
         }
     }
 

@@ -194,18 +194,29 @@ pub struct Filter {
     pub status: Option<DeliveryStatus>,
     pub inbox_id: Option<InboxId>,
     pub conversation_id: Option<i64>,
+    /// Only this event.
+    pub event: Option<String>,
+    /// Only these events.
+    pub events: Option<&'static [&'static str]>,
+    /// Only deliveries whose body has this text (ASCII letters in any case).
+    pub body_has: Option<String>,
     /// Only deliveries older than this one (the page cursor).
     pub before: Option<DeliveryId>,
 }
 
+/// A delivery of the log with its body.
+#[derive(Debug, Clone, FromRow)]
+pub struct Listed {
+    #[sqlx(flatten)]
+    pub summary: DeliverySummary,
+    pub body: Vec<u8>,
+}
+
 /// Newest first, at most `limit`.
-pub async fn list(
-    pool: &SqlitePool,
-    filter: &Filter,
-    limit: i64,
-) -> sqlx::Result<Vec<DeliverySummary>> {
+pub async fn list(pool: &SqlitePool, filter: &Filter, limit: i64) -> sqlx::Result<Vec<Listed>> {
     let mut q = sqlx::QueryBuilder::new(format!(
-        "SELECT {SUMMARY_COLUMNS} FROM deliveries WHERE 1 = 1"
+        "SELECT {SUMMARY_COLUMNS}, b.body FROM deliveries JOIN delivery_bodies b ON b.delivery_id = id \
+         WHERE 1 = 1"
     ));
     if let Some(status) = filter.status {
         q.push(" AND status = ").push_bind(status);
@@ -216,11 +227,45 @@ pub async fn list(
     if let Some(conversation) = filter.conversation_id {
         q.push(" AND conversation_id = ").push_bind(conversation);
     }
+    if let Some(event) = &filter.event {
+        q.push(" AND event = ").push_bind(event.clone());
+    }
+    if let Some(events) = filter.events {
+        q.push(" AND event IN (");
+        let mut list = q.separated(", ");
+        for event in events {
+            list.push_bind(*event);
+        }
+        q.push(")");
+    }
+    if let Some(text) = &filter.body_has {
+        let escaped = text
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        q.push(" AND CAST(b.body AS TEXT) LIKE ")
+            .push_bind(format!("%{escaped}%"))
+            .push(" ESCAPE '\\'");
+    }
     if let Some(before) = filter.before {
         q.push(" AND id < ").push_bind(before);
     }
     q.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
     q.build_query_as().fetch_all(pool).await
+}
+
+/// When the inbox's newest delivered delivery went through.
+pub async fn last_delivered_at_for_inbox(
+    pool: &SqlitePool,
+    inbox_id: InboxId,
+) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar(
+        "SELECT updated_at FROM deliveries WHERE inbox_id = ? AND status = 'delivered' \
+         ORDER BY id DESC LIMIT 1",
+    )
+    .bind(inbox_id)
+    .fetch_optional(pool)
+    .await
 }
 
 /// Number of deliveries in each status.
@@ -324,6 +369,26 @@ pub async fn requeue_dead_for_inbox(
     ))
     .bind(now)
     .bind(inbox_id)
+    .fetch_all(pool)
+    .await?;
+    requeued.sort_by_key(|p| p.id);
+    Ok(requeued)
+}
+
+/// [`requeue`] for those of `ids` that are dead, in arrival order.
+pub async fn requeue_dead(
+    pool: &SqlitePool,
+    ids: &[DeliveryId],
+    now: i64,
+) -> sqlx::Result<Vec<PendingRef>> {
+    let ids = serde_json::to_string(ids)
+        .unwrap_or_else(|_| unreachable!("a list of integers always serialises"));
+    let mut requeued: Vec<PendingRef> = sqlx::query_as(&format!(
+        "{REQUEUE} WHERE id IN (SELECT value FROM json_each(?2)) AND status = 'dead' \
+         RETURNING {PENDING_COLUMNS}"
+    ))
+    .bind(now)
+    .bind(ids)
     .fetch_all(pool)
     .await?;
     requeued.sort_by_key(|p| p.id);
@@ -626,10 +691,10 @@ pub(crate) mod tests {
 
         let all = list(&pool, &Filter::default(), 10).await.unwrap();
         assert_eq!(
-            all.iter().map(|d| d.id).collect::<Vec<_>>(),
+            all.iter().map(|d| d.summary.id).collect::<Vec<_>>(),
             [other, ids[3], ids[2], ids[1], ids[0]]
         );
-        assert_eq!(all[0].size, 27);
+        assert_eq!(all[0].summary.size, 27);
         let page = list(
             &pool,
             &Filter {
@@ -640,7 +705,7 @@ pub(crate) mod tests {
         )
         .await
         .unwrap();
-        assert_eq!(page[0].id, ids[1]);
+        assert_eq!(page[0].summary.id, ids[1]);
         let by = |f: Filter| {
             let pool = pool.clone();
             async move {
@@ -648,7 +713,7 @@ pub(crate) mod tests {
                     .await
                     .unwrap()
                     .iter()
-                    .map(|d| d.id)
+                    .map(|d| d.summary.id)
                     .collect::<Vec<_>>()
             }
         };

@@ -256,7 +256,7 @@ mod tests {
         let listed = deliveries::list(&pool, &deliveries::Filter::default(), 10)
             .await
             .unwrap();
-        assert_eq!(listed[0].size, 5);
+        assert_eq!(listed[0].summary.size, 5);
     }
 
     #[tokio::test]
