@@ -119,6 +119,22 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// 400 `invalid` (409 `conflict`) naming the first wrong field in `field` and every one in `fields`.
+    fn fields(errors: Vec<FieldError>, conflict: bool) -> Self {
+        let (status, code) = if conflict {
+            (StatusCode::CONFLICT, "conflict")
+        } else {
+            (StatusCode::BAD_REQUEST, "invalid")
+        };
+        Self {
+            field: errors.first().map(|e| e.field),
+            fields: Some(errors.clone()),
+            ..Self::new(status, code, join_messages(&errors))
+        }
+    }
+}
+
 impl From<Error> for ApiError {
     fn from(err: Error) -> Self {
         match err {
@@ -129,17 +145,7 @@ impl From<Error> for ApiError {
                 field,
                 ..Self::new(StatusCode::BAD_REQUEST, "invalid", message)
             },
-            Error::Fields { errors, conflict } => {
-                let (status, code) = if conflict {
-                    (StatusCode::CONFLICT, "conflict")
-                } else {
-                    (StatusCode::BAD_REQUEST, "invalid")
-                };
-                let mut api = Self::new(status, code, join_messages(&errors));
-                api.field = errors.first().map(|e| e.field);
-                api.fields = Some(errors);
-                api
-            }
+            Error::Fields { errors, conflict } => Self::fields(errors, conflict),
             Error::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
             Error::UnsupportedMediaType(m) => Self::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -316,10 +316,24 @@ async fn delivery_filter(state: &AppState, query: DeliveryQuery) -> Result<Optio
             format!("limit must be at most {MAX_PAGE}"),
         ));
     }
-    let event = query
-        .event
-        .map(|e| e.trim().to_owned())
-        .filter(|e| !e.is_empty());
+    let (event, events) = event_filter(query.event, query.hide_ignored)?;
+    let filter = Filter {
+        status,
+        inbox_id,
+        conversation_id: positive(query.conversation_id, "conversationId")?,
+        event,
+        events,
+        body_has: None,
+        before: positive(query.cursor, "cursor")?.map(DeliveryId),
+    };
+    Ok(Some((filter, limit)))
+}
+
+/// One event, or the events GoWA reads (`hideIgnored=true`), or every event.
+type EventFilter = (Option<String>, Option<&'static [&'static str]>);
+
+fn event_filter(event: Option<String>, hide_ignored: Option<String>) -> Result<EventFilter> {
+    let event = event.map(|e| e.trim().to_owned()).filter(|e| !e.is_empty());
     if event
         .as_ref()
         .is_some_and(|e| e.len() > 64 || !e.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
@@ -329,7 +343,7 @@ async fn delivery_filter(state: &AppState, query: DeliveryQuery) -> Result<Optio
             "event must be an event name such as message_created",
         ));
     }
-    let hide_ignored = match query.hide_ignored.as_deref().map(str::trim) {
+    let hide_ignored = match hide_ignored.as_deref().map(str::trim) {
         None | Some("" | "false") => false,
         Some("true") => true,
         Some(_) => {
@@ -339,16 +353,7 @@ async fn delivery_filter(state: &AppState, query: DeliveryQuery) -> Result<Optio
             ));
         }
     };
-    let filter = Filter {
-        status,
-        inbox_id,
-        conversation_id: positive(query.conversation_id, "conversationId")?,
-        event,
-        events: hide_ignored.then_some(EVENTS_GOWA_READS),
-        body_has: None,
-        before: positive(query.cursor, "cursor")?.map(DeliveryId),
-    };
-    Ok(Some((filter, limit)))
+    Ok((event, hide_ignored.then_some(EVENTS_GOWA_READS)))
 }
 
 /// Each inbox's route name.
@@ -554,52 +559,39 @@ fn validate(input: RouteInput, base: Option<RouteFields>) -> Result<RouteFields>
         (None, None) => keep(&mut errors, Err(required("inboxId"))),
     };
     let webhook_url = match (input.webhook_url, &base) {
-        (Some(v), Some(b)) => keep(
-            &mut errors,
-            webhook_url(&v).and_then(|url| {
-                unmask_password(&url, &b.webhook_url).ok_or_else(|| {
-                    FieldError::new(
-                        "webhookUrl",
-                        "masked_password",
-                        "the password in webhookUrl is masked; type the GoWA password again",
-                    )
-                })
-            }),
-        ),
-        (Some(v), None) => keep(&mut errors, webhook_url(&v)),
+        (Some(v), b) => keep(&mut errors, new_webhook_url(&v, b.as_ref())),
         (None, Some(b)) => Some(b.webhook_url.clone()),
         (None, None) => keep(&mut errors, Err(required("webhookUrl"))),
     };
-    let name = match input.name {
-        Some(v) => keep(&mut errors, optional_text(&v, "name", MAX_NAME_CHARS)).flatten(),
-        None => base.as_ref().and_then(|b| b.name.clone()),
+    let b = base.as_ref();
+    let mut text = |v: Option<Value>, field, max, kept: Option<&Option<String>>| match v {
+        Some(v) => keep(&mut errors, optional_text(&v, field, max)).flatten(),
+        None => kept.cloned().flatten(),
     };
+    let name = text(input.name, "name", MAX_NAME_CHARS, b.map(|b| &b.name));
+    let secret = text(
+        input.secret,
+        "secret",
+        MAX_SECRET_CHARS,
+        b.map(|b| &b.secret),
+    );
+    let chatwoot_secret = text(
+        input.chatwoot_secret,
+        "chatwootSecret",
+        MAX_SECRET_CHARS,
+        b.map(|b| &b.chatwoot_secret),
+    );
     let enabled = match input.enabled {
-        Some(Value::Bool(b)) => b,
+        Some(Value::Bool(enabled)) => enabled,
         Some(_) => {
-            keep(
-                &mut errors,
-                Err::<(), _>(FieldError::new(
-                    "enabled",
-                    "not_boolean",
-                    "enabled must be true or false",
-                )),
-            );
+            errors.push(FieldError::new(
+                "enabled",
+                "not_boolean",
+                "enabled must be true or false",
+            ));
             true
         }
-        None => base.as_ref().is_none_or(|b| b.enabled),
-    };
-    let secret = match input.secret {
-        Some(v) => keep(&mut errors, optional_text(&v, "secret", MAX_SECRET_CHARS)).flatten(),
-        None => base.as_ref().and_then(|b| b.secret.clone()),
-    };
-    let chatwoot_secret = match input.chatwoot_secret {
-        Some(v) => keep(
-            &mut errors,
-            optional_text(&v, "chatwootSecret", MAX_SECRET_CHARS),
-        )
-        .flatten(),
-        None => base.and_then(|b| b.chatwoot_secret),
+        None => b.is_none_or(|b| b.enabled),
     };
     match (inbox_id, webhook_url) {
         (Some(inbox_id), Some(webhook_url)) if errors.is_empty() => Ok(RouteFields {
@@ -620,6 +612,21 @@ fn validate(input: RouteInput, base: Option<RouteFields>) -> Result<RouteFields>
 /// The value of a checked field, or `None` with its error added to `errors`.
 fn keep<T>(errors: &mut Vec<FieldError>, checked: Result<T, FieldError>) -> Option<T> {
     checked.map_err(|e| errors.push(e)).ok()
+}
+
+/// A route's new URL; on an update, a masked password in it stands for the stored one.
+fn new_webhook_url(v: &Value, base: Option<&RouteFields>) -> Result<String, FieldError> {
+    let url = webhook_url(v)?;
+    let Some(base) = base else {
+        return Ok(url);
+    };
+    unmask_password(&url, &base.webhook_url).ok_or_else(|| {
+        FieldError::new(
+            "webhookUrl",
+            "masked_password",
+            "the password in webhookUrl is masked; type the GoWA password again",
+        )
+    })
 }
 
 fn required(field: &'static str) -> FieldError {

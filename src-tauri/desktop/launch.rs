@@ -24,6 +24,7 @@ const DB_FILE: &str = if cfg!(debug_assertions) {
 ///
 /// # Errors
 /// Invalid configuration, or Tauri cannot start.
+// Long on purpose: one line per command the window may call, where Tauri needs them all at once.
 pub fn run(settings: &Settings, minimized: bool) -> anyhow::Result<()> {
     #[cfg(target_os = "linux")]
     lean_graphics();

@@ -10,6 +10,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+use crate::panel;
 use crate::support::{
     ADMIN_PASS, ADMIN_USER, Admin, Gowa, Received, Reply, TestRelay, basic_auth, eventually,
     message, test_config,
@@ -35,6 +36,20 @@ async fn relay_with_gowa(
         .add_route(7, &gowa.url("/chatwoot/webhook"), None)
         .await;
     (gowa, relay)
+}
+
+/// A GoWA that answers `status` for conversation `conversation`, 200 for the others.
+fn refusing_conversation(
+    conversation: i64,
+    status: u16,
+) -> impl Fn(&Received, &[Received]) -> Reply + Send + Sync + 'static {
+    move |r, _| {
+        Reply::status(if r.json()["conversation"]["id"] == conversation {
+            status
+        } else {
+            200
+        })
+    }
 }
 
 #[tokio::test]
@@ -127,14 +142,7 @@ async fn the_panel_is_served_with_a_strict_policy() {
 
 #[tokio::test]
 async fn delivery_log_filters_and_pages() {
-    let (gowa, relay) = relay_with_gowa(|r, _| {
-        Reply::status(if r.json()["conversation"]["id"] == 2 {
-            401
-        } else {
-            200
-        })
-    })
-    .await;
+    let (gowa, relay) = relay_with_gowa(refusing_conversation(2, 401)).await;
     relay
         .add_route(8, &gowa.url("/chatwoot/webhook/8"), None)
         .await;
@@ -520,6 +528,7 @@ async fn testing_a_route_reports_what_gowa_answered() {
         (Some(false), Some(401))
     );
     assert_eq!(result["error"], "HTTP 401");
+    assert_eq!(result["problem"], "unauthorized");
 
     relay
         .add_route(8, "http://127.0.0.1:9/nothing-listens", None)
@@ -536,6 +545,10 @@ async fn testing_a_route_reports_what_gowa_answered() {
         (Some(false), Value::Null)
     );
     assert!(result["error"].as_str().unwrap().contains("connection"));
+    assert_eq!(
+        result["problem"], "refused",
+        "the panel's sentence: nothing answers there"
+    );
     let (status, _) = relay
         .admin
         .post_json("/admin/routes/999/test", json!({}))
@@ -646,4 +659,347 @@ async fn the_generated_panel_password_is_made_once_and_kept_as_a_hash() {
     let again = app.state().admin.read().unwrap().clone().unwrap();
     assert_eq!(again.password.expose(), admin.password.expose());
     app.shutdown().await;
+}
+
+/// Ids of a delivery log page.
+fn ids_of(page: &Value) -> Vec<i64> {
+    page["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_i64().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_log_finds_customers_by_phone_name_and_words_and_hides_what_gowa_ignores() {
+    let (gowa, relay) = relay_with_gowa(|_, _| Reply::status(200)).await;
+    let route = relay.admin.get_ok("/admin/routes").await["routes"][0]["id"].clone();
+    let (status, _) = relay
+        .admin
+        .put_json(
+            &format!("/admin/routes/{route}"),
+            json!({"name": "Toko Bandung"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let customers = [
+        (
+            1,
+            ("Ibu Maria", "+6281234567890"),
+            "Pesanan Ibu sudah kami kirim.",
+        ),
+        (
+            2,
+            ("Budi Santoso", "+6281398765432"),
+            "Terima kasih, Pak Budi!\nSampai besok.",
+        ),
+        (3, ("Sari", "+6285611112222"), "Stok 100% tersedia."),
+    ];
+    for (conversation, customer, text) in customers {
+        relay
+            .post_webhook(
+                panel::reply_to(7, conversation, conversation * 10, customer, text),
+                None,
+            )
+            .await;
+    }
+    let typing = json!({"event": "conversation_typing_on", "user": {"id": 3, "type": "user"},
+        "conversation": {"id": 1, "inbox_id": 7, "meta": {"sender": {"name": "Ibu Maria",
+            "phone_number": "+6281234567890"}}}});
+    relay
+        .post_webhook(serde_json::to_vec(&typing).unwrap(), None)
+        .await;
+    gowa.wait_for("four deliveries", WAIT, |r| r.len() == 4)
+        .await;
+
+    let all = relay.admin.get_ok("/admin/deliveries").await;
+    assert_eq!(ids_of(&all).len(), 4);
+    let budi = &all["deliveries"][2];
+    assert_eq!(
+        (
+            budi["customerName"].as_str(),
+            budi["customerPhone"].as_str(),
+            budi["preview"].as_str(),
+            budi["messageType"].as_str(),
+            budi["routeName"].as_str()
+        ),
+        (
+            Some("Budi Santoso"),
+            Some("+6281398765432"),
+            Some("Terima kasih, Pak Budi! …"),
+            Some("outgoing"),
+            Some("Toko Bandung")
+        )
+    );
+    let found = |query: &'static str| {
+        let admin = &relay.admin;
+        async move {
+            let page = admin.get_ok(&format!("/admin/deliveries?{query}")).await;
+            page["deliveries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| {
+                    (
+                        d["event"].as_str().unwrap().to_owned(),
+                        d["customerName"].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let maria = || ("message_created".to_owned(), "Ibu Maria".to_owned());
+    assert_eq!(found("q=0812-3456-7890&hideIgnored=true").await, [maria()]);
+    assert_eq!(
+        found("q=%2B62%20812%203456%207890&hideIgnored=true").await,
+        [maria()]
+    );
+    assert_eq!(found("q=ibu%20MARIA&hideIgnored=true").await, [maria()]);
+    assert_eq!(
+        found("q=sampai%20BESOK").await[0].1,
+        "Budi Santoso",
+        "the whole message, not only its preview"
+    );
+    assert_eq!(
+        found("q=100%25").await[0].1,
+        "Sari",
+        "% is a character, not a wildcard"
+    );
+    for nothing in [
+        "q=message_type",
+        "q=Yohanes",
+        "q=5%25%25",
+        "q=0899-0000-0000",
+    ] {
+        assert_eq!(
+            found(nothing).await,
+            [],
+            "{nothing}: keys, the agent and other numbers do not match"
+        );
+    }
+    assert_eq!(
+        found("hideIgnored=true").await.len(),
+        3,
+        "the typing indicator is hidden"
+    );
+    assert_eq!(
+        found("event=conversation_typing_on").await,
+        [("conversation_typing_on".to_owned(), "Ibu Maria".to_owned())]
+    );
+
+    // A search pages like the whole log: one at a time, every match once, newest first.
+    let mut paged = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = relay
+            .admin
+            .get_ok(&format!("/admin/deliveries?q=%2B628&limit=1{cursor}"))
+            .await;
+        paged.extend(ids_of(&page));
+        match page["nextCursor"].as_i64() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => break,
+        }
+    }
+    let everyone = ids_of(&relay.admin.get_ok("/admin/deliveries?q=%2B628").await);
+    assert_eq!((paged.len(), &paged), (4, &everyone));
+
+    for (query, field) in [
+        ("hideIgnored=maybe", "hideIgnored"),
+        ("event=DROP%20TABLE", "event"),
+    ] {
+        let (status, body) = relay.admin.get(&format!("/admin/deliveries?{query}")).await;
+        assert_eq!(
+            (status, body["field"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(field)),
+            "{query}"
+        );
+    }
+    let detail = relay
+        .admin
+        .get_ok(&format!("/admin/deliveries/{}", everyone[1]))
+        .await;
+    assert_eq!(detail["delivery"]["customerName"], "Sari");
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn chosen_deliveries_are_sent_again_or_discarded_together() {
+    let (gowa, relay) = relay_with_gowa(refusing_conversation(1, 404)).await;
+    let sent = relay.post_webhook(message(7, 2, 3), None).await["deliveryId"]
+        .as_i64()
+        .unwrap();
+    wait_status(&relay, sent, "delivered").await;
+    let mut dead = Vec::new();
+    for seq in 0..3 {
+        dead.push(
+            relay.post_webhook(message(7, 1, seq), None).await["deliveryId"]
+                .as_i64()
+                .unwrap(),
+        );
+    }
+    for id in &dead {
+        let d = wait_status(&relay, *id, "dead").await;
+        assert_eq!(d["problem"], "not_found");
+        assert_eq!(d["attemptLog"][0]["problem"], "not_found");
+    }
+    wait_status(&relay, sent, "delivered").await;
+    let route = relay.admin.get_ok("/admin/routes").await["routes"][0].clone();
+    assert_eq!(route["health"]["problem"], "not_found");
+    assert!(route["lastDeliveredAt"].is_string(), "{route}");
+    let stats = relay.admin.get_ok("/admin/stats").await;
+    assert_eq!(
+        (
+            stats["deliveredLastDay"].as_i64(),
+            stats["retentionSeconds"].as_u64(),
+            stats["deadRetentionSeconds"].as_u64()
+        ),
+        (Some(1), Some(7 * 86_400), Some(30 * 86_400))
+    );
+
+    // Wrong choices are refused and change nothing.
+    let too_many: Vec<i64> = (1..=501).collect();
+    for ids in [
+        json!([]),
+        json!("1"),
+        json!([0]),
+        json!([1.5]),
+        json!(null),
+        json!(too_many),
+    ] {
+        for action in ["retry", "discard"] {
+            let (status, body) = relay
+                .admin
+                .post_json(&format!("/admin/deliveries/{action}"), json!({"ids": ids}))
+                .await;
+            assert_eq!(
+                (status, body["field"].as_str()),
+                (StatusCode::BAD_REQUEST, Some("ids")),
+                "{ids}"
+            );
+        }
+    }
+    assert_eq!(
+        relay.admin.get_ok("/admin/stats").await["totals"],
+        stats["totals"]
+    );
+
+    gowa.set(|_, _| Reply::status(200));
+    let before = gowa.received().len();
+    let mut chosen = dead.clone();
+    chosen.extend([sent, 999_999, dead[0]]);
+    let (status, body) = relay
+        .admin
+        .post_json("/admin/deliveries/retry", json!({"ids": chosen}))
+        .await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::ACCEPTED, json!({"retried": 3, "skipped": 2})),
+        "a delivered reply is not sent twice by a bulk action; a repeated id counts once"
+    );
+    for id in &dead {
+        wait_status(&relay, *id, "delivered").await;
+    }
+    let again: Vec<u64> = gowa.received()[before..]
+        .iter()
+        .map(|r| r.json()["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(again, [0, 1, 2], "once each, in their conversation's order");
+
+    let (status, body) = relay
+        .admin
+        .post_json(
+            "/admin/deliveries/discard",
+            json!({"ids": [dead[0], sent, 999_999]}),
+        )
+        .await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"discarded": 2})));
+    for id in [dead[0], sent] {
+        let (status, _) = relay.admin.get(&format!("/admin/deliveries/{id}")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+    assert_eq!(
+        ids_of(&relay.admin.get_ok("/admin/deliveries").await),
+        [dead[2], dead[1]]
+    );
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_wrong_route_names_every_field_with_a_code() {
+    let (gowa, relay) = relay_with_gowa(|_, _| Reply::status(200)).await;
+    let (status, body) = relay.admin.post_json("/admin/routes", json!({})).await;
+    assert_eq!(
+        (status, body["code"].as_str(), body["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid"), Some("inboxId"))
+    );
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("inboxId is required"),
+        "{body}"
+    );
+    let codes = |body: &Value| {
+        body["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["field"].as_str().unwrap().to_owned(),
+                    f["code"].as_str().unwrap().to_owned(),
+                    f["max"].as_u64(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let field = |f: &str, c: &str, max: Option<u64>| (f.to_owned(), c.to_owned(), max);
+    assert_eq!(
+        codes(&body),
+        [
+            field("inboxId", "required", None),
+            field("webhookUrl", "required", None)
+        ]
+    );
+
+    let (status, body) = relay
+        .admin
+        .post_json(
+            "/admin/routes",
+            json!({"inboxId": "x", "webhookUrl": "ftp://gowa", "name": "n".repeat(101), "secret": 5}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        codes(&body),
+        [
+            field("inboxId", "not_inbox_id", None),
+            field("webhookUrl", "not_url", None),
+            field("name", "too_long", Some(100)),
+            field("secret", "not_text", None),
+        ]
+    );
+
+    let (status, body) = relay
+        .admin
+        .post_json(
+            "/admin/routes",
+            json!({"inboxId": 7, "webhookUrl": gowa.url("/x")}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str(), body["field"].as_str()),
+        (StatusCode::CONFLICT, Some("conflict"), Some("inboxId"))
+    );
+    assert_eq!(codes(&body), [field("inboxId", "taken", None)]);
+    assert_eq!(
+        relay.admin.get_ok("/admin/routes").await["routes"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    relay.stop().await;
 }

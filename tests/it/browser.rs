@@ -12,9 +12,12 @@ use futures_util::FutureExt as _;
 use serde_json::json;
 
 use crate::chatwoot_api::{ADMIN_TOKEN, ChatwootApi};
+use crate::panel;
 use crate::setup::setup_token;
-use crate::support::{ADMIN_PASS, ADMIN_USER, Gowa, Reply, Server, eventually, free_port, message};
-use crate::webdriver::{click, css, resubmit_url, screenshot_dir, submit_route};
+use crate::support::{
+    ADMIN_PASS, ADMIN_USER, Admin, Gowa, Reply, Server, eventually, free_port, heavy, message,
+};
+use crate::webdriver::{click, css, resubmit_url, screenshot_dir, show, submit_route, text_of};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -88,21 +91,6 @@ async fn in_browser(c: &Client, name: &str, scenario: impl std::future::Future<O
     }
 }
 
-/// Waits until the element's text contains `needle`.
-async fn text_of(c: &Client, selector: &str, needle: &str) -> String {
-    eventually(&format!("{selector} to show {needle:?}"), WAIT, || async {
-        let text = c
-            .find(Locator::Css(selector))
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        text.contains(needle).then_some(text)
-    })
-    .await
-}
-
 async fn go(c: &Client, base: &str, hash: &str, ready: &str) {
     c.goto(&format!("{base}/admin/{hash}")).await.unwrap();
     css(c, ready).await;
@@ -149,7 +137,7 @@ async fn scenario(c: &Client, server: &Server, gowa: &Gowa) {
     text_of(
         c,
         "#route-webhookUrl-error",
-        "webhookUrl must be an absolute",
+        "Enter a full address starting with http://",
     )
     .await;
     resubmit_url(c, &gowa.url("/chatwoot/webhook")).await;
@@ -181,7 +169,7 @@ async fn scenario(c: &Client, server: &Server, gowa: &Gowa) {
     gowa.set(|_, _| Reply::status(200));
     click(c, "#retry").await;
     css(c, "#delivery-status [data-status='delivered']").await;
-    text_of(c, "main table", "manual").await;
+    text_of(c, "#attempts", "manual").await;
 
     // Sending a delivered reply again asks first: the customer would get it twice. Cancelling sends nothing.
     let sent = gowa.arrivals();
@@ -250,56 +238,110 @@ async fn scenario(c: &Client, server: &Server, gowa: &Gowa) {
     click(c, "#route-save").await;
     css(c, "tr[data-inbox-id='55']").await;
 
-    shoot_every_screen(c, &plain, dead, "en").await;
-
     // Bahasa Indonesia: labels change, and the choice is remembered.
     go(c, &plain, "#/routes", "#lang").await;
     click(c, "#lang option[value='id']").await;
-    text_of(c, "#nav", "Pengiriman").await;
+    text_of(c, "#nav", "Log pesan").await;
     text_of(c, "h1", "Rute").await;
     c.refresh().await.unwrap();
-    text_of(c, "#nav", "Inbox tanpa rute").await;
-    shoot_every_screen(c, &plain, dead, "id").await;
+    text_of(c, "#nav", "Kotak masuk tanpa rute").await;
 }
 
-async fn shoot_every_screen(c: &Client, plain: &str, delivery: i64, lang: &str) {
-    let dir = screenshot_dir();
-    let screens = [
-        ("overview", "#/".to_owned(), "#webhook-url"),
-        ("routes", "#/routes".to_owned(), "tr[data-inbox-id='7']"),
+/// The panel as an office admin uses it (`panel.rs`), in Chromium at 1280 and 390 px, in English and Bahasa
+/// Indonesia, with a screenshot of every screen in each.
+#[tokio::test]
+async fn the_panel_for_an_office_admin() {
+    let _heavy = heavy().await;
+    let gowa = Gowa::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::spawn(dir.path(), free_port(), &[]);
+    server.wait_healthy().await;
+    let admin = Admin::new(server.base());
+    let seeded = panel::seed(&server.base(), &admin, &gowa).await;
+    // An inbox without a route, for its screen.
+    server.post_webhook(message(99, 9, 1)).await;
+    let driver = Driver::start().await;
+    let c = driver.browser(&dir.path().join("profile")).await;
+    in_browser(
+        &c,
+        "panel",
+        office_admin(&c, &server, &gowa, &admin, &seeded),
+    )
+    .await;
+}
+
+async fn office_admin(
+    c: &Client,
+    server: &Server,
+    gowa: &Gowa,
+    admin: &Admin,
+    seeded: &panel::Seeded,
+) {
+    let base = format!(
+        "http://{ADMIN_USER}:{}@127.0.0.1:{}",
+        ADMIN_PASS.replace(' ', "%20"),
+        server.port
+    );
+    go(c, &base, "#/", "#attention").await;
+    for lang in ["en", "id"] {
+        click(c, &format!("#lang option[value='{lang}']")).await;
+        for (width, height, size) in [(1280, 900, "wide"), (390, 844, "phone")] {
+            c.set_window_size(width, height).await.unwrap();
+            panel::attention_leads_to_the_failed_messages(c, seeded, lang).await;
+            panel::search_finds_a_phone_number(c).await;
+            panel::typing_is_hidden_until_asked_for(c, seeded, lang).await;
+            if lang == "id" {
+                panel::wrong_fields_are_named_in_indonesian(c, gowa).await;
+                shoot(c, &format!("route-form-{lang}-{size}.png")).await;
+            }
+            every_screen(c, seeded, lang, size).await;
+        }
+    }
+    panel::bulk_retry_sends_the_failed_replies(c, seeded, gowa, admin, true).await;
+    c.set_window_size(1280, 800).await.unwrap();
+}
+
+/// Every screen: measured (contrast; at 390 px, nothing off screen) and photographed.
+async fn every_screen(c: &Client, seeded: &panel::Seeded, lang: &str, size: &str) {
+    let dead = format!("#/deliveries?routeId={}&status=dead", seeded.failing);
+    let first_dead = "#deliveries-list tr[data-delivery-id] a.open";
+    for (name, hash, ready) in [
+        ("overview", "#/".to_owned(), "#attention"),
+        ("routes", "#/routes".to_owned(), "tr[data-route-id]"),
         (
             "deliveries",
             "#/deliveries".to_owned(),
             "tr[data-delivery-id]",
         ),
+        ("delivery", dead, first_dead),
         (
-            "delivery",
-            format!("#/deliveries/{delivery}"),
-            "#delivery-status",
+            "unrouted",
+            "#/unrouted".to_owned(),
+            "tr[data-inbox-id='99']",
         ),
-        ("unrouted", "#/unrouted".to_owned(), "p.empty"),
-    ];
-    for (width, height, size) in [(1280, 900, "wide"), (360, 800, "narrow")] {
-        c.set_window_size(width, height).await.unwrap();
-        for (name, hash, ready) in &screens {
-            go(c, plain, hash, ready).await;
-            // The page must not scroll sideways as a whole at this width (tables scroll inside their box).
-            let overflow = c
-                .execute("return document.documentElement.scrollWidth - document.documentElement.clientWidth", vec![])
-                .await
-                .unwrap();
-            assert!(
-                overflow.as_i64().unwrap_or(0) <= 1,
-                "{name} at {width}px overflows by {overflow}"
-            );
-            c.execute("document.getElementById('toast').replaceChildren()", vec![])
-                .await
-                .unwrap();
-            let png = c.screenshot().await.unwrap();
-            std::fs::write(dir.join(format!("{name}-{lang}-{size}.png")), png).unwrap();
+        ("chatwoot-start", "#/chatwoot".to_owned(), "#public-url"),
+    ] {
+        show(c, &hash, ready).await;
+        if name == "delivery" {
+            click(c, first_dead).await;
+            css(c, "#delivery-problem").await;
         }
+        panel::contrast_holds(c, name).await;
+        if size == "phone" {
+            panel::nothing_is_off_screen(c, name).await;
+        }
+        shoot(c, &format!("{name}-{lang}-{size}.png")).await;
     }
-    c.set_window_size(1280, 800).await.unwrap();
+}
+
+async fn shoot(c: &Client, name: &str) {
+    c.execute(
+        "document.getElementById('toast').replaceChildren(); window.scrollTo(0, 0)",
+        vec![],
+    )
+    .await
+    .unwrap();
+    std::fs::write(screenshot_dir().join(name), c.screenshot().await.unwrap()).unwrap();
 }
 
 /// A newcomer's first run, headless: the setup link from the log → the password → the Chatwoot step (public URL,
@@ -333,24 +375,14 @@ async fn a_first_run_from_the_setup_link_to_a_checked_chatwoot_connection() {
 const CHOSEN: &str = "a long enough password";
 
 async fn first_run(c: &Client, server: &Server, chatwoot: &ChatwootApi, gowa: &Gowa, token: &str) {
-    let shots = &screenshot_dir();
-    let shoot = |name: &'static str| async move {
-        c.execute(
-            "document.getElementById('toast').replaceChildren(); window.scrollTo(0, 0)",
-            vec![],
-        )
-        .await
-        .unwrap();
-        std::fs::write(shots.join(name), c.screenshot().await.unwrap()).unwrap();
-    };
     c.goto(&format!("{}/admin/#/setup?token={token}", server.base()))
         .await
         .unwrap();
     css(c, "#setup-password").await;
-    shoot("setup-en-wide.png").await;
+    shoot(c, "setup-en-wide.png").await;
     click(c, "#lang option[value='id']").await;
-    text_of(c, "h1", "Pilih kata sandi admin").await;
-    shoot("setup-id-wide.png").await;
+    text_of(c, "h1", "Buat kata sandi admin").await;
+    shoot(c, "setup-id-wide.png").await;
     click(c, "#lang option[value='en']").await;
     css(c, "#setup-password")
         .await
@@ -432,10 +464,10 @@ async fn first_run(c: &Client, server: &Server, chatwoot: &ChatwootApi, gowa: &G
     .await;
     css(c, "li[data-inbox-id='7'] .double-delivery").await;
     c.set_window_size(1280, 1500).await.unwrap();
-    shoot("chatwoot-en-wide.png").await;
+    shoot(c, "chatwoot-en-wide.png").await;
     click(c, "#lang option[value='id']").await;
     text_of(c, "h1", "Hubungkan Chatwoot").await;
-    shoot("chatwoot-id-wide.png").await;
+    shoot(c, "chatwoot-id-wide.png").await;
     c.set_window_size(360, 1500).await.unwrap();
     let overflow = c
         .execute(
@@ -448,7 +480,7 @@ async fn first_run(c: &Client, server: &Server, chatwoot: &ChatwootApi, gowa: &G
         overflow.as_i64().unwrap_or(0) <= 1,
         "the Chatwoot page overflows by {overflow}"
     );
-    shoot("chatwoot-id-narrow.png").await;
+    shoot(c, "chatwoot-id-narrow.png").await;
     c.set_window_size(1280, 800).await.unwrap();
 
     // The fix, after a confirmation.

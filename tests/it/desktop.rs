@@ -16,8 +16,12 @@ use serde_json::json;
 use chatgowa_lib::store::settings;
 
 use crate::chatwoot_api::{ADMIN_TOKEN, ChatwootApi};
+use crate::panel;
 use crate::support::{Admin, BIN, Gowa, basic_auth, eventually, free_port, message};
-use crate::webdriver::{click, resubmit_url, screenshot_dir, submit_route};
+use crate::webdriver::{
+    click, eval, present, resubmit_url, screenshot_dir, set_value, show, submit_route, text_of,
+    value_of,
+};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -125,61 +129,6 @@ async fn session(port: u16) -> Client {
     .await
 }
 
-/// Evaluates `expression` in the page, giving up on a call after a few seconds (so a busy webview cannot hang
-/// the test).
-async fn eval(c: &Client, expression: &str) -> Option<serde_json::Value> {
-    let script = format!("return {expression};");
-    let call = c.execute(&script, vec![]);
-    tokio::time::timeout(Duration::from_secs(5), call)
-        .await
-        .ok()?
-        .ok()
-}
-
-/// Waits until the element's text contains `needle`.
-async fn text_of(c: &Client, selector: &str, needle: &str) -> String {
-    let expression = format!("document.querySelector({selector:?})?.textContent ?? ''");
-    eventually(&format!("{selector} to show {needle:?}"), WAIT, || async {
-        let text = eval(c, &expression).await?.as_str()?.to_owned();
-        text.contains(needle).then_some(text)
-    })
-    .await
-}
-
-/// Waits until an input holds `expected`.
-async fn value_of(c: &Client, selector: &str, expected: &str) {
-    let expression = format!("document.querySelector({selector:?})?.value ?? ''");
-    eventually(
-        &format!("{selector} to hold {expected:?}"),
-        WAIT,
-        || async { (eval(c, &expression).await?.as_str()? == expected).then_some(()) },
-    )
-    .await;
-}
-
-/// Switches screens (after the script returns: a navigation inside a script call can stall WebKit's driver)
-/// and waits until `ready` is on the page.
-async fn show(c: &Client, hash: &str, ready: &str) {
-    // Asks again on every poll until the screen is there: a lost request cannot strand the test.
-    let probe = format!(
-        "(() => {{ if (location.hash !== '{hash}') setTimeout(() => {{ location.hash = '{hash}'; }}, 0); \
-         return location.hash === '{hash}' && document.querySelector({ready:?}) !== null; }})()"
-    );
-    eventually(&format!("{hash} to show {ready}"), WAIT, || async {
-        (eval(c, &probe).await? == serde_json::Value::Bool(true)).then_some(())
-    })
-    .await;
-}
-
-/// Waits until `selector` matches an element, asking the page itself.
-async fn present(c: &Client, selector: &str) {
-    let probe = format!("document.querySelector({selector:?}) !== null");
-    eventually(&format!("{selector} on the page"), WAIT, || async {
-        (eval(c, &probe).await? == serde_json::Value::Bool(true)).then_some(())
-    })
-    .await;
-}
-
 /// The X windows titled "Chatgowa" (asked of the X server itself, as a window manager would).
 fn chatgowa_windows(conn: &impl x11rb::connection::Connection, root: u32) -> Vec<u32> {
     use x11rb::protocol::xproto::{AtomEnum, ConnectionExt as _};
@@ -268,12 +217,6 @@ async fn finish(
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }
-}
-
-/// Sets an input's value as a user would have typed it.
-async fn set_value(c: &Client, selector: &str, value: &str) {
-    let script = format!("document.querySelector({selector:?}).value = {value:?}; return true;");
-    c.execute(&script, vec![]).await.unwrap();
 }
 
 /// The HTTP status of `GET url`, or `None` when nothing listens there.
@@ -545,7 +488,7 @@ async fn scenario(
     show(c, "#/routes", "#add-route").await;
     click(c, "#add-route").await;
     submit_route(c, "7", "Kasir", "ftp://nope").await;
-    text_of(c, "#route-webhookUrl-error", "webhookUrl").await;
+    text_of(c, "#route-webhookUrl-error", "http://").await;
     resubmit_url(c, &gowa.url("/chatwoot/webhook")).await;
     present(c, "tr[data-inbox-id='7']").await;
     let (_, routes) = admin_api.get("/admin/routes").await;
@@ -591,9 +534,19 @@ async fn scenario(
         .unwrap();
     }
 
+    // The office admin's flows (panel.rs), once in the window: what needs attention and its link, search by
+    // phone, typing hidden until asked for, a bulk retry; wrong fields in Indonesian below.
+    let seeded = panel::seed(&base, &admin_api, gowa).await;
+    panel::attention_leads_to_the_failed_messages(c, &seeded, "en").await;
+    panel::search_finds_a_phone_number(c).await;
+    panel::typing_is_hidden_until_asked_for(c, &seeded, "en").await;
+    panel::bulk_retry_sends_the_failed_replies(c, &seeded, gowa, &admin_api, false).await;
+
     // Bahasa Indonesia in the window too.
     click(c, "#lang option[value='id']").await;
-    text_of(c, "#nav", "Pengiriman").await;
+    text_of(c, "#nav", "Log pesan").await;
+    panel::wrong_fields_are_named_in_indonesian(c, gowa).await;
+    show(c, "#/deliveries", "#deliveries-list").await;
     // …and the tray follows: the choice reaches the app (kept in its settings).
     let db = home.join("data/id.chatgowa.relay/chatgowa-dev.db");
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))

@@ -64,6 +64,12 @@ fn both_languages_have_every_text_the_screens_use() {
             "chatwoot.step.",
             "chatwoot.error.",
             "told.",
+            "problem.",
+            "meaning.",
+            "event.",
+            "field.",
+            "invalid.",
+            "error.",
         ] {
             if source.contains(&format!("t(`{prefix}${{")) {
                 assert!(
@@ -72,6 +78,55 @@ fn both_languages_have_every_text_the_screens_use() {
                 );
             }
         }
+    }
+}
+
+/// Every failure kind the server names and every code of a wrong route field has a sentence in the panel.
+#[test]
+fn every_failure_and_field_code_has_its_sentence() {
+    let i18n =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/ui/src/i18n.js")).unwrap();
+    let (en, _) = i18n.split_once("const id = {").unwrap();
+    let en = keys(en);
+    let gowa = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src-tauri/delivery/gowa.rs"
+    ))
+    .unwrap();
+    let service = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src-tauri/admin/service.rs"
+    ))
+    .unwrap();
+    for problem in [
+        "refused",
+        "dns",
+        "timeout",
+        "tls",
+        "reset",
+        "unreachable",
+        "unauthorized",
+        "not_found",
+        "rejected",
+        "server",
+    ] {
+        assert!(gowa.contains(&format!("\"{problem}\"")), "{problem}");
+        assert!(en.contains(&format!("problem.{problem}")), "{problem}");
+    }
+    for code in [
+        "required",
+        "not_inbox_id",
+        "masked_password",
+        "not_boolean",
+        "not_text",
+        "control_characters",
+        "too_long",
+        "not_url",
+        "own_address",
+        "taken",
+    ] {
+        assert!(service.contains(&format!("\"{code}\"")), "{code}");
+        assert!(en.contains(&format!("field.{code}")), "{code}");
     }
 }
 

@@ -39,15 +39,43 @@ function renderChrome(activeHash) {
   document.getElementById("skip").textContent = t("skip");
   document.getElementById("lang-label").textContent = t("language");
   document.getElementById("lang").value = language();
+  document.getElementById("lang").setAttribute("aria-label", t("language"));
+  const active = SCREENS.find((s) => s.hash === activeHash);
+  const menu = document.getElementById("menu");
+  replace(menu, h("span", { "aria-hidden": "true" }, "☰"), active ? t(active.label) : t("nav.menu"));
+  menu.setAttribute("aria-label", t("nav.menu"));
   replace(document.getElementById("nav"),
     SCREENS.map((s) => h("a", {
       href: s.hash,
       class: s.hash === activeHash ? "active" : null,
       "aria-current": s.hash === activeHash ? "page" : null,
     }, t(s.label))),
-    h("span", { class: `live ${live ? "on" : "off"}`, title: t(live ? "live.connected" : "live.disconnected") },
+    h("span", { class: `live ${live ? "on" : "off"}`, title: t(live ? "live.connected" : "live.disconnected"),
+      id: "live", role: "status" },
       h("span", { class: "dot", "aria-hidden": "true" }),
+      h("span", { class: "live-text", "aria-hidden": "true" }, t(live ? "live.on" : "live.off")),
       h("span", { class: "visually-hidden" }, t(live ? "live.connected" : "live.disconnected"))));
+}
+
+function setMenu(open) {
+  document.querySelector(".bar").classList.toggle("open", open);
+  document.getElementById("menu").setAttribute("aria-expanded", String(open));
+}
+
+/** Moves focus to the new screen's heading (when it appears), unless the screen put it somewhere already. */
+function focusHeading(screen) {
+  const focus = () => {
+    const heading = screen.querySelector("h1");
+    if (!heading || !screen.isConnected) return Boolean(heading);
+    if (!screen.contains(document.activeElement)) {
+      heading.tabIndex = -1;
+      heading.focus({ preventScroll: true });
+    }
+    return true;
+  };
+  if (focus()) return;
+  const watch = new MutationObserver(() => focus() && watch.disconnect());
+  watch.observe(screen, { childList: true, subtree: true });
 }
 
 function show() {
@@ -57,7 +85,9 @@ function show() {
   // a detached element instead of drawing the old screen over the new one.
   const screen = h("div", { class: "screen" });
   replace(document.getElementById("main"), screen);
+  setMenu(false);
   current = { view, controller: view.render(screen, params) };
+  focusHeading(screen);
 }
 
 // Many changes can arrive at once (one per commit): refresh at most once per frame burst.
@@ -81,6 +111,8 @@ document.getElementById("lang").addEventListener("change", (e) => {
   if (api.isDesktop) api.setLanguage(e.target.value).catch(reportError);
   show();
 });
+document.getElementById("menu").addEventListener("click", () =>
+  setMenu(document.getElementById("menu").getAttribute("aria-expanded") !== "true"));
 window.addEventListener("hashchange", show);
 window.addEventListener("unhandledrejection", (e) => reportError(e.reason));
 

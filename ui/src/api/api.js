@@ -23,6 +23,8 @@ export const api = {
   delivery: (id) => call("delivery", "GET", `/deliveries/${id}`, { id }),
   retryDelivery: (id) => call("retry_delivery", "POST", `/deliveries/${id}/retry`, { id }),
   discardDelivery: (id) => call("discard_delivery", "DELETE", `/deliveries/${id}`, { id }),
+  retryDeliveries: (ids) => call("retry_deliveries", "POST", "/deliveries/retry", { ids }, { body: { ids } }),
+  discardDeliveries: (ids) => call("discard_deliveries", "POST", "/deliveries/discard", { ids }, { body: { ids } }),
   listUnrouted: () => call("list_unrouted", "GET", "/unrouted"),
   setup: (token, password) => transport.setup(token, password),
   // The Chatwoot link: accounts, the public webhook URL, the webhook, inboxes, the reachability check.

@@ -1,12 +1,13 @@
 // The one place that knows how the UI talks to the relay: HTTP (`fetch` to /admin/…, with the browser's Basic
 // Auth) in a browser, Tauri IPC (`invoke`) in the native window. Both return the same DTOs and fail with the same
-// ApiError {code, message, field}. Screens never branch on the transport.
+// ApiError {code, message, field, fields}. Screens never branch on the transport.
 
 export class ApiError extends Error {
-  constructor({ code = "error", message = "", field = null, status = 0 } = {}) {
+  constructor({ code = "error", message = "", field = null, fields = null, status = 0 } = {}) {
     super(message);
     this.code = code;
     this.field = field;
+    this.fields = fields;
     this.status = status;
   }
 }
@@ -41,6 +42,7 @@ function httpTransport() {
           code: data?.code ?? "http_error",
           message: data?.message ?? data?.error ?? response.statusText,
           field: data?.field ?? null,
+          fields: data?.fields ?? null,
           status: response.status,
         });
       }

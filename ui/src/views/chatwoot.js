@@ -4,7 +4,7 @@
 // the ones that would send every reply twice, and a fix.
 
 import { api } from "../api/api.js";
-import { h, replace, reportError, toast } from "../dom.js";
+import { clearFieldErrors, h, replace, reportError, toast } from "../dom.js";
 import { formatTime, t } from "../i18n.js";
 
 export function render(main) {
@@ -58,7 +58,7 @@ export function render(main) {
         drawUrl();
         drawLinks();
       } catch (err) {
-        error.textContent = explain(err);
+        error.textContent = explain(err, "publicUrl");
       }
     };
     const reach = s.publicUrlReach && s.publicUrlReach !== "public"
@@ -156,10 +156,13 @@ export function render(main) {
 
   /** The connect form, made once; `place(another)` gives the node to show (folded once an account exists). */
   function makeLinkForm() {
-    const field = (name, label, input, hint) => h("div", { class: "field" },
-      h("label", { for: `link-${name}` }, label), input,
-      hint ? h("p", { class: "hint" }, hint) : null,
-      h("p", { class: "field-error", id: `link-${name}-error`, role: "alert" }));
+    const field = (name, label, input, hint) => {
+      input.setAttribute("aria-describedby", `link-${name}-hint link-${name}-error`);
+      return h("div", { class: "field" },
+        h("label", { for: `link-${name}` }, label), input,
+        hint ? h("p", { class: "hint", id: `link-${name}-hint` }, hint) : null,
+        h("p", { class: "field-error", id: `link-${name}-error`, role: "alert" }));
+    };
     const base = h("input", { id: "link-url", type: "url", required: true, placeholder: "https://chat.example.com" });
     const account = h("input", { id: "link-accountId", inputmode: "numeric", required: true, size: 6 });
     const token = h("input", { id: "link-token", type: "password", autocomplete: "off", required: true });
@@ -174,7 +177,7 @@ export function render(main) {
       h("div", { class: "buttons" }, save));
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
-      for (const el of form.querySelectorAll(".field-error")) el.textContent = "";
+      clearFieldErrors(form);
       save.disabled = true;
       save.textContent = t("chatwoot.connecting");
       try {
@@ -185,6 +188,7 @@ export function render(main) {
       } catch (err) {
         const target = form.querySelector(`#link-${err.field}-error`) ?? form.querySelector("#link-error");
         target.textContent = explain(err);
+        form.querySelector(`#link-${err.field}`)?.setAttribute("aria-invalid", "true");
       }
       save.disabled = false;
       save.textContent = t("chatwoot.connectButton");
@@ -272,9 +276,14 @@ function channel(type) {
   return known[type] ?? type.replace("Channel::", "");
 }
 
-/** What Chatwoot's answer means, in the reader's language; the server's words for anything else. */
-function explain(err) {
+/**
+ * What Chatwoot's answer means, in the reader's language; a wrong field of `form` in the reader's language too;
+ * the server's words for anything else.
+ */
+function explain(err, form = "link") {
   const known = ["chatwoot_unreachable", "chatwoot_not_api", "chatwoot_token", "chatwoot_account",
     "chatwoot_not_admin", "chatwoot_error", "chatwoot_gone"];
-  return known.includes(err.code) ? t(`chatwoot.error.${err.code}`, { message: err.message }) : err.message;
+  if (known.includes(err.code)) return t(`chatwoot.error.${err.code}`, { message: err.message });
+  const key = `invalid.${form}.${err.field}`;
+  return err.code === "invalid" && t(key) !== key ? t(key) : err.message;
 }

@@ -1,12 +1,33 @@
-// Routes: the table with health and queue, the add/edit form with the server's validation messages, enable
-// toggle, test, retry of dead deliveries, delete.
+// Routes: the table with health, last successful delivery and queue; the add/edit form with every wrong field
+// named under it in the user's language; enable toggle, test (with progress), retry of dead deliveries, delete.
 
 import { api } from "../api/api.js";
-import { h, inboxLabel, maskUrl, replace, reportError, table, toast } from "../dom.js";
+import {
+  clearFieldErrors, failureText, h, inboxLabel, meanings, replace, reportError, routeLabel, showFieldErrors, table,
+  targetOf, toast,
+} from "../dom.js";
 import { formatTime, t } from "../i18n.js";
 
+const LABELS = {
+  inboxId: "routes.fieldInbox", name: "routes.fieldName", webhookUrl: "routes.fieldUrl",
+  secret: "routes.fieldSecret", chatwootSecret: "routes.fieldChatwootSecret", enabled: "routes.fieldEnabled",
+};
+
+/** A route's health as a badge, with what it means as its tooltip and accessible description. */
+export function healthBadge(route) {
+  if (!route.enabled) {
+    return h("span", { class: "badge paused", title: t("meaning.paused") },
+      t("routes.pausedWaiting", { count: route.pending }));
+  }
+  if (!route.health) return h("span", { class: "badge none", title: t("meaning.none") }, t("health.none"));
+  const state = t(`health.${route.health.state}`);
+  return h("span", { class: `badge ${route.health.state}`, "data-health": route.health.state,
+    title: t(`meaning.health.${route.health.state}`) },
+  t("health.at", { state, time: formatTime(route.health.at) }));
+}
+
 export function render(main, params) {
-  const state = { routes: [], editing: null, results: new Map() };
+  const state = { routes: [], editing: null, results: new Map(), testing: new Set() };
   const formArea = h("div", { id: "route-form-area" });
   const listArea = h("div", {}, h("p", {}, t("common.loading")));
   replace(main,
@@ -14,6 +35,7 @@ export function render(main, params) {
       h("h1", {}, t("routes.title")),
       h("button", { type: "button", id: "add-route", onclick: () => openForm(null) }, t("routes.add"))),
     formArea,
+    meanings(["health.ok", "health.failing", "health.dead", "paused"]),
     listArea);
 
   const load = () => api.listRoutes().then(({ routes }) => {
@@ -27,67 +49,76 @@ export function render(main, params) {
       return;
     }
     replace(listArea, table(
-      [t("routes.inbox"), t("routes.name"), t("routes.target"), t("routes.enabled"), t("routes.health"),
-        t("routes.pending"), t("routes.actions")],
+      [t("routes.name"), t("routes.target"), t("routes.enabled"), t("routes.health"), t("routes.pending"),
+        t("routes.actions")],
       state.routes.map(row)));
   }
 
   function row(route) {
     const result = state.results.get(route.id);
-    return h("tr", { "data-route-id": route.id, "data-inbox-id": route.inboxId },
-      h("td", {}, inboxLabel(route)),
-      h("td", {}, route.name ?? t("common.none")),
-      h("td", { class: "url" }, maskUrl(route.webhookUrl)),
-      h("td", {}, h("input", {
-        type: "checkbox",
-        checked: route.enabled,
-        "aria-label": t("routes.enabled"),
-        class: "enabled-toggle",
-        onchange: (e) => api.updateRoute(route.id, { enabled: e.target.checked }).then(load).catch((err) => {
-          e.target.checked = !e.target.checked;
-          reportError(err);
-        }),
-      })),
-      h("td", {}, health(route)),
-      h("td", { class: "num" }, route.pending),
-      h("td", { class: "actions" },
-        h("button", { type: "button", onclick: () => openForm(route) }, t("common.edit")),
-        h("button", { type: "button", class: "test", onclick: (e) => test(route, e.target) }, t("routes.test")),
-        route.dead > 0
-          ? h("button", { type: "button", class: "retry-dead", onclick: () => retryDead(route) },
-            t("routes.retryDead", { count: route.dead })) : null,
-        h("button", { type: "button", class: "danger", onclick: () => remove(route) }, t("common.delete")),
-        result ? h("div", { class: `test-result ${result.ok ? "ok" : "bad"}`, role: "status" }, describe(result)) : null));
+    const name = routeLabel(route);
+    const testing = state.testing.has(route.id);
+    return h("tr", { "data-route-id": route.id, "data-inbox-id": route.inboxId,
+      class: String(route.id) === params.route ? "highlight" : null },
+    h("td", { class: "title-cell" }, h("a", { href: `#/deliveries?routeId=${route.id}`, class: "route-name" }, name),
+      h("span", { class: "explain" }, t("routes.inboxIs", { inbox: inboxLabel(route) }))),
+    h("td", { class: "url" }, route.webhookUrl),
+    h("td", {}, h("input", {
+      type: "checkbox",
+      checked: route.enabled,
+      "aria-label": t("routes.enabledFor", { route: name }),
+      class: "enabled-toggle",
+      onchange: (e) => api.updateRoute(route.id, { enabled: e.target.checked }).then(load).catch((err) => {
+        e.target.checked = !e.target.checked;
+        reportError(err);
+      }),
+    })),
+    h("td", { class: "status-cell" }, healthBadge(route),
+      route.health ? h("span", { class: "explain last-sent" }, route.lastDeliveredAt
+        ? t("routes.lastSent", { time: formatTime(route.lastDeliveredAt) }) : t("routes.neverSent")) : null,
+      route.health && route.health.state !== "ok"
+        ? h("span", { class: "explain" }, failureText(route.health, targetOf(route.webhookUrl))) : null),
+    h("td", { class: "num" }, route.pending > 0
+      ? h("a", { href: `#/deliveries?routeId=${route.id}&status=pending` }, route.pending) : route.pending),
+    h("td", { class: "actions" }, h("div", { class: "row-actions" },
+      h("button", { type: "button", onclick: () => openForm(route), "aria-label": t("routes.editFor", { route: name }) },
+        t("common.edit")),
+      h("button", { type: "button", class: "test", disabled: testing, "aria-busy": testing ? "true" : null,
+        "aria-label": t("routes.testFor", { route: name }), onclick: () => test(route) },
+      testing ? t("routes.testing") : t("routes.test")),
+      route.dead > 0
+        ? h("a", { class: "button dead-link", href: `#/deliveries?routeId=${route.id}&status=dead` },
+          t("routes.seeDead", { count: route.dead })) : null,
+      route.dead > 0
+        ? h("button", { type: "button", class: "retry-dead", onclick: () => retryDead(route),
+          "aria-label": t("routes.retryDeadFor", { route: name, count: route.dead }) },
+        t("routes.retryDead", { count: route.dead })) : null,
+      h("button", { type: "button", class: "danger", onclick: () => remove(route),
+        "aria-label": t("routes.deleteFor", { route: name }) }, t("common.delete")),
+      result ? h("div", { class: `test-result ${result.ok ? "ok" : "bad"}`, role: "status" },
+        describe(result, route)) : null)));
   }
 
-  function health(route) {
-    if (!route.enabled) {
-      return h("span", { class: "badge paused" }, t("routes.pausedWaiting", { count: route.pending }));
-    }
-    if (!route.health) return h("span", { class: "badge none" }, t("health.none"));
-    const state = t(`health.${route.health.state}`);
-    return h("span", { class: `badge ${route.health.state}`, title: route.health.error ?? "" },
-      t("health.at", { state, time: formatTime(route.health.at) }));
-  }
-
-  function describe(r) {
+  function describe(r, route) {
     const note = r.internalTarget ? ` ${t("routes.testInternal")}` : "";
     if (r.ok) return t("routes.testOk", { status: r.statusCode, ms: r.latencyMs }) + note;
-    if (r.statusCode) {
-      return t("routes.testFailedStatus", { status: r.statusCode, ms: r.latencyMs, error: r.error ?? "" }) + note;
-    }
-    return t("routes.testFailed", { ms: r.latencyMs, error: r.error ?? "" }) + note;
+    return [failureText(r, targetOf(route.webhookUrl)) ?? t("routes.testFailed", { ms: r.latencyMs, error: "" }),
+      note];
   }
 
-  async function test(route, button) {
-    button.disabled = true;
-    button.textContent = t("routes.testing");
+  /** Tests a route: the button shows progress; a success also refreshes the route's health. */
+  async function test(route) {
+    state.testing.add(route.id);
+    state.results.delete(route.id);
+    drawList();
     try {
       state.results.set(route.id, await api.testRoute(route.id));
     } catch (err) {
       reportError(err);
     }
+    state.testing.delete(route.id);
     drawList();
+    if (state.results.get(route.id)?.ok) load();
   }
 
   async function retryDead(route) {
@@ -101,7 +132,7 @@ export function render(main, params) {
   }
 
   async function remove(route) {
-    if (!window.confirm(t("routes.confirmDelete", { inbox: route.inboxId }))) return;
+    if (!window.confirm(t("routes.confirmDelete", { route: routeLabel(route) }))) return;
     try {
       await api.deleteRoute(route.id);
       toast(t("routes.deleted"));
@@ -113,10 +144,12 @@ export function render(main, params) {
   }
 
   function field(name, label, input, hint) {
+    input.setAttribute("aria-describedby", [hint ? `route-${name}-hint` : null, `route-${name}-error`]
+      .filter(Boolean).join(" "));
     return h("div", { class: "field" },
       h("label", { for: `route-${name}` }, label),
       input,
-      hint ? h("p", { class: "hint" }, hint) : null,
+      hint ? h("p", { class: "hint", id: `route-${name}-hint` }, hint) : null,
       h("p", { class: "field-error", id: `route-${name}-error`, role: "alert" }));
   }
 
@@ -171,7 +204,7 @@ export function render(main, params) {
       pickField.hidden = inboxes.length === 0;
     }).catch(() => {});
     const form = h("form", { class: "panel route-form", novalidate: true },
-      h("h2", {}, route ? t("routes.formEdit", { inbox: route.inboxId }) : t("routes.formAdd")),
+      h("h2", {}, route ? t("routes.formEdit", { route: routeLabel(route) }) : t("routes.formAdd")),
       pickField,
       field("inboxId", t("routes.fieldInbox"), inbox),
       field("name", t("routes.fieldName"), name),
@@ -184,9 +217,10 @@ export function render(main, params) {
         h("button", { type: "button", onclick: closeForm }, t("common.cancel"))));
     form.addEventListener("submit", async (e) => {
       e.preventDefault();
-      for (const el of form.querySelectorAll(".field-error")) el.textContent = "";
-      const input = { inboxId: inbox.value.trim(), webhookUrl: url.value.trim(), name: name.value.trim() || null,
-        enabled: enabled.checked };
+      clearFieldErrors(form);
+      // An empty field is left out, so that the server says it is required rather than malformed.
+      const input = { inboxId: inbox.value.trim() || undefined, webhookUrl: url.value.trim() || undefined,
+        name: name.value.trim() || null, enabled: enabled.checked };
       secret.apply(input);
       chatwootSecret.apply(input);
       try {
@@ -196,13 +230,7 @@ export function render(main, params) {
         closeForm();
         load();
       } catch (err) {
-        const target = err.field && form.querySelector(`#route-${err.field}-error`);
-        if (target) {
-          target.textContent = err.message;
-          form.querySelector(`#route-${err.field}`)?.focus();
-        } else {
-          reportError(err);
-        }
+        if (!showFieldErrors(form, "route", err, LABELS)) reportError(err);
       }
     });
     replace(formArea, form);

@@ -56,8 +56,9 @@ function addressForm(info, draw) {
       toast(t("settings.moved"));
     } catch (err) {
       const target = err.field && form.querySelector(`#settings-${err.field}-error`);
+      const key = `invalid.settings.${err.field}`;
       if (target) {
-        target.textContent = err.message;
+        target.textContent = err.code === "invalid" && t(key) !== key ? t(key) : err.message;
         inputs[err.field]?.focus();
       } else {
         reportError(err);

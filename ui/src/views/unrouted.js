@@ -3,10 +3,11 @@
 import { api } from "../api/api.js";
 import { h, inboxLabel, replace, reportError, table } from "../dom.js";
 import { formatNumber, formatTime, t } from "../i18n.js";
+import { eventLabel } from "./deliveries.js";
 
 export function render(main) {
   const listArea = h("div", {}, h("p", {}, t("common.loading")));
-  replace(main, h("h1", {}, t("unrouted.title")), h("p", { class: "hint" }, t("unrouted.help")), listArea);
+  replace(main, h("h1", {}, t("unrouted.title")), h("p", { class: "hint" }, t("meaning.unrouted")), listArea);
 
   const load = () => api.listUnrouted().then(({ unrouted }) => {
     if (unrouted.length === 0) {
@@ -21,8 +22,9 @@ export function render(main) {
         h("td", { class: "num" }, formatNumber(u.count)),
         h("td", {}, formatTime(u.firstSeen)),
         h("td", {}, formatTime(u.lastSeen)),
-        h("td", {}, u.lastEvent),
-        h("td", {}, h("a", { class: "button add-route", href: `#/routes?new=${u.inboxId}` }, t("unrouted.addRoute")))))));
+        h("td", {}, eventLabel(u.lastEvent)),
+        h("td", { class: "actions" }, h("a", { class: "button add-route", href: `#/routes?new=${u.inboxId}`,
+          "aria-label": t("unrouted.addRouteFor", { inbox: inboxLabel(u) }) }, t("unrouted.addRoute")))))));
   }).catch(reportError);
 
   load();
