@@ -1,7 +1,8 @@
 //! The admin panel in a real headless Chromium (Debian `chromium` + `chromium-driver`) against the real binary:
 //! log in, add a route, watch deliveries arrive live, retry a dead one, send a delivered one again (only after
 //! confirming), pause a route and see what waits, turn an unrouted inbox into a route, switch to Bahasa
-//! Indonesia. Screenshots of every screen (EN and ID, wide and 360 px) are written to
+//! Indonesia; an office admin's flows at 1280 and 390 px in both languages (`panel.rs`); a first run; replies
+//! found late. Screenshots of every screen (EN and ID, 1280 and 390 px) are written to
 //! `<target>/tmp/screenshots/`, or to `docs/screenshots/` with `CHATGOWA_UPDATE_SCREENSHOTS=1`.
 
 use std::process::{Child, Command, Stdio};
@@ -468,7 +469,7 @@ async fn first_run(c: &Client, server: &Server, chatwoot: &ChatwootApi, gowa: &G
     click(c, "#lang option[value='id']").await;
     text_of(c, "h1", "Hubungkan Chatwoot").await;
     shoot(c, "chatwoot-id-wide.png").await;
-    c.set_window_size(360, 1500).await.unwrap();
+    c.set_window_size(390, 1500).await.unwrap();
     let overflow = c
         .execute(
             "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
@@ -480,7 +481,7 @@ async fn first_run(c: &Client, server: &Server, chatwoot: &ChatwootApi, gowa: &G
         overflow.as_i64().unwrap_or(0) <= 1,
         "the Chatwoot page overflows by {overflow}"
     );
-    shoot(c, "chatwoot-id-narrow.png").await;
+    shoot(c, "chatwoot-id-phone.png").await;
     c.set_window_size(1280, 800).await.unwrap();
 
     // The fix, after a confirmation.
