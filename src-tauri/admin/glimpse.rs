@@ -92,10 +92,11 @@ fn preview(content: &str) -> String {
 }
 
 /// What the log's search box asked for: a phone number (its digits, without a leading trunk `0`, so that
-/// `0812-3456-7890` finds `+6281234567890`) or words (case-insensitive).
+/// `0812-3456-7890` finds `+6281234567890`; the number as typed is also looked for in the message, an order
+/// number say) or words (case-insensitive).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Search {
-    Phone(String),
+    Phone { digits: String, typed: String },
     Text(String),
 }
 
@@ -111,16 +112,20 @@ impl Search {
             .chars()
             .all(|c| c.is_ascii_digit() || " +-().".contains(c));
         Some(if phone_like && digits.len() >= 5 {
-            Self::Phone(digits.strip_prefix('0').unwrap_or(&digits).to_owned())
+            Self::Phone {
+                digits: digits.strip_prefix('0').unwrap_or(&digits).to_owned(),
+                typed: query.to_owned(),
+            }
         } else {
             Self::Text(query.to_lowercase())
         })
     }
 
     /// A substring every match has in its raw body: lets the database skip most rows before [`Self::matches`].
+    /// (A number typed with separators, looked for in the message, may be missed; its digits are not.)
     pub fn needle(&self) -> &str {
         match self {
-            Self::Phone(digits) => digits,
+            Self::Phone { digits, .. } => digits,
             Self::Text(text) => text,
         }
     }
@@ -128,10 +133,15 @@ impl Search {
     pub fn matches(&self, read: &Read) -> bool {
         let g = &read.glimpse;
         match self {
-            Self::Phone(digits) => g.customer_phone.as_deref().is_some_and(|phone| {
-                let phone: String = phone.chars().filter(char::is_ascii_digit).collect();
-                phone.contains(digits.as_str())
-            }),
+            Self::Phone { digits, typed } => {
+                g.customer_phone.as_deref().is_some_and(|phone| {
+                    let phone: String = phone.chars().filter(char::is_ascii_digit).collect();
+                    phone.contains(digits.as_str())
+                }) || read
+                    .content
+                    .as_deref()
+                    .is_some_and(|c| c.contains(typed.as_str()))
+            }
             Self::Text(text) => [&g.customer_name, &g.customer_phone, &read.content]
                 .into_iter()
                 .flatten()
@@ -191,18 +201,26 @@ mod tests {
 
     #[test]
     fn search_knows_phone_numbers_from_words() {
+        let phone = |digits: &str, typed: &str| {
+            Some(Search::Phone {
+                digits: digits.into(),
+                typed: typed.into(),
+            })
+        };
         assert_eq!(
             Search::parse(" 0812-3456 7890 "),
-            Some(Search::Phone("81234567890".into()))
+            phone("81234567890", "0812-3456 7890")
         );
-        assert_eq!(
-            Search::parse("+62 812"),
-            Some(Search::Phone("62812".into()))
-        );
+        assert_eq!(Search::parse("+62 812"), phone("62812", "+62 812"));
         assert_eq!(Search::parse("Maria"), Some(Search::Text("maria".into())));
         assert_eq!(Search::parse("123"), Some(Search::Text("123".into())));
         assert_eq!(Search::parse("  "), None);
 
+        let order = read(br#"{"content": "Pesanan 0551234 sudah dikirim"}"#);
+        assert!(
+            Search::parse("0551234").unwrap().matches(&order),
+            "a number in the message"
+        );
         let read = read(&fixture("message_created.outgoing_text.json"));
         for (query, found) in [
             ("11 98765-4321", true),

@@ -227,7 +227,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             status: StatusCode::CONFLICT,
-            field: None,
+            field: Some("inboxId"),
             ..route(
                 "a second route for inbox 7",
                 json!({"inboxId": 7, "webhookUrl": "http://g/x"}),

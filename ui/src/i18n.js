@@ -394,6 +394,9 @@ const en = {
   "error.unavailable": "Chatgowa could not save this just now: try again in a moment.",
   "error.internal": "Something went wrong inside Chatgowa: try again; if it keeps happening, its log says why.",
   "error.unauthorized": "The password or the signature was not accepted.",
+  "deliveries.titleReply": "Reply to {who}",
+  "deliveries.titleFrom": "Message from {who}",
+  "deliveries.titleNote": "Private note · {who}",
 };
 
 const id = {
@@ -786,6 +789,9 @@ const id = {
   "error.unavailable": "Chatgowa belum bisa menyimpan ini: coba lagi sebentar lagi.",
   "error.internal": "Terjadi kesalahan di dalam Chatgowa: coba lagi; jika terus terjadi, lihat log-nya untuk penyebabnya.",
   "error.unauthorized": "Kata sandi atau tanda tangan tidak diterima.",
+  "deliveries.titleReply": "Balasan untuk {who}",
+  "deliveries.titleFrom": "Pesan dari {who}",
+  "deliveries.titleNote": "Catatan pribadi · {who}",
 };
 
 export const LANGUAGES = { en, id };

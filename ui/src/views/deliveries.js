@@ -25,7 +25,7 @@ export function eventLabel(event) {
 }
 
 /** Who a delivery is about: the customer's name and phone. */
-export function customer(d) {
+function customer(d) {
   if (!d.customerName && !d.customerPhone) return h("span", { class: "kind" }, t("common.none"));
   return [d.customerName ? h("span", { class: "customer" }, d.customerName) : null,
     d.customerPhone ? [" ", h("span", { class: "phone" }, d.customerPhone)] : null];

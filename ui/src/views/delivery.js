@@ -6,7 +6,7 @@
 import { api } from "../api/api.js";
 import { failureText, h, inboxLabel, replace, reportError, routeLabel, targetOf, toast } from "../dom.js";
 import { formatNumber, formatTime, t } from "../i18n.js";
-import { customer, eventLabel, statusBadge } from "./deliveries.js";
+import { eventLabel, statusBadge } from "./deliveries.js";
 
 export function render(main, params) {
   const id = params.id;
@@ -47,13 +47,19 @@ export function render(main, params) {
     const payload = parsed(d.payload);
     const route = routes.find((r) => r.inboxId === d.inboxId);
     const text = typeof payload?.content === "string" ? payload.content : null;
-    const title = d.customerName ?? d.customerPhone ?? t("deliveries.detailTitle", { id: d.id });
+    const who = d.customerName ?? d.customerPhone;
+    const title = !who ? t("deliveries.detailTitle", { id: d.id })
+      : d.messageType === "incoming" ? t("deliveries.titleFrom", { who })
+        : d.private ? t("deliveries.titleNote", { who })
+          : d.messageType === "outgoing" ? t("deliveries.titleReply", { who })
+            : `${eventLabel(d.event)} · ${who}`;
     replace(main,
       h("div", { class: "title-row" },
         h("h1", {}, title),
         h("a", { href: "#/deliveries", class: "button" }, t("common.back"))),
       h("div", { class: "lead", id: "delivery-lead" },
-        h("p", {}, customer(d), " · ", route
+        h("p", {}, d.customerName && d.customerPhone ? [h("span", { class: "phone" }, d.customerPhone), " · "] : null,
+          route
           ? h("a", { href: `#/deliveries?routeId=${route.id}` }, routeLabel(route)) : d.routeName ?? inboxLabel(d)),
         h("p", { class: "kind" }, d.messageType === "incoming" ? t("message.fromCustomer")
           : d.private ? t("message.note") : d.messageType === "outgoing" ? t("message.reply") : eventLabel(d.event),
