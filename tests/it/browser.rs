@@ -350,6 +350,8 @@ async fn shoot(c: &Client, name: &str) {
 /// would send twice fixed). Screenshots of the setup and Chatwoot screens in both languages.
 #[tokio::test]
 async fn a_first_run_from_the_setup_link_to_a_checked_chatwoot_connection() {
+    // The reachability check waits 10 s for Chatwoot's webhook: not beside the native window's tests.
+    let _heavy = heavy().await;
     let chatwoot = ChatwootApi::start().await;
     let gowa = Gowa::start().await;
     let dir = tempfile::tempdir().unwrap();
