@@ -45,7 +45,12 @@ export function render(main) {
   function drawUrl() {
     const s = state.status;
     const fromEnv = s.publicUrlSource === "env";
-    if (!url.dataset.typed) url.value = s.publicUrl ?? s.suggestedUrl;
+    // A redraw shows the saved or suggested address, unless the field was changed since (typed, pasted or
+    // cleared): what the admin is writing is never overwritten.
+    if (!url.dataset.typed && url.value === (url.dataset.shown ?? "")) {
+      url.value = s.publicUrl ?? s.suggestedUrl;
+      url.dataset.shown = url.value;
+    }
     url.readOnly = fromEnv;
     const error = h("p", { class: "field-error", id: "public-url-error", role: "alert" });
     const save = async (event) => {
@@ -54,6 +59,7 @@ export function render(main) {
       try {
         state.status = await api.setPublicUrl(url.value.trim());
         delete url.dataset.typed;
+        url.dataset.shown = url.value;
         toast(t("chatwoot.urlSaved"));
         drawUrl();
         drawLinks();
