@@ -413,7 +413,10 @@ async fn first_run(c: &Client, server: &Server, chatwoot: &ChatwootApi, gowa: &G
     field.clear().await.unwrap();
     field.send_keys(&public).await.unwrap();
     // A redraw of the page (its live updates connecting) must not have put the suggestion back meanwhile.
-    assert_eq!(field.prop("value").await.unwrap().as_deref(), Some(public.as_str()));
+    assert_eq!(
+        field.prop("value").await.unwrap().as_deref(),
+        Some(public.as_str())
+    );
     click(c, "#public-url-save").await;
     text_of(c, "#public-url-note", "SAFE_FETCH_ALLOW_PRIVATE_NETWORK").await;
 
