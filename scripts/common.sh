@@ -36,6 +36,11 @@ BUILD_PACKAGES=(build-essential pkg-config curl ca-certificates)
 # What building the desktop app (Tauri, WebKitGTK, tray) needs.
 DESKTOP_BUILD_PACKAGES=(libwebkit2gtk-4.1-dev libxdo-dev libssl-dev libayatana-appindicator3-dev librsvg2-dev file)
 
+# ensure_node: Node.js and npm, for the Tauri CLI that bundles the desktop app (Debian's, unless one is there).
+ensure_node() {
+  command -v npm >/dev/null 2>&1 || ensure_packages nodejs npm
+}
+
 # ensure_tauri_driver: the WebDriver bridge for the native window's tests.
 ensure_tauri_driver() {
   if ! command -v tauri-driver >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/tauri-driver" ]; then

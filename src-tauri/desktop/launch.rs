@@ -144,6 +144,12 @@ fn setup(
     let menu = tray::create(app, app.state::<Desktop>().words(), native::on_menu)?;
     app.manage(menu);
     native::forward_changes(app.handle().clone(), state);
+    // SIGTERM (a package removal, the session ending) and Ctrl-C quit as the tray's Quit does.
+    let handle = app.handle().clone();
+    tauri::async_runtime::spawn(async move {
+        crate::shutdown::signal().await;
+        native::quit(&handle);
+    });
     if !minimized {
         window::open(app.handle());
     }

@@ -40,7 +40,7 @@ fn home_env(home: &Path) -> Vec<(&'static str, String)> {
 }
 
 /// The environment the app runs with: its own HOME, and the ports set as a power user would.
-fn app_env(home: &Path, port: u16, admin_port: u16) -> Vec<(&'static str, String)> {
+pub(crate) fn app_env(home: &Path, port: u16, admin_port: u16) -> Vec<(&'static str, String)> {
     let mut env = home_env(home);
     env.extend([
         ("CHATGOWA_ADMIN_BIND", format!("127.0.0.1:{admin_port}")),
@@ -52,7 +52,7 @@ fn app_env(home: &Path, port: u16, admin_port: u16) -> Vec<(&'static str, String
 
 /// Waits for the display and for any other app to be gone; gives a fresh home (a user's home has ~/.config,
 /// where the autostart entry goes).
-async fn prepare() -> (tokio::sync::MutexGuard<'static, ()>, tempfile::TempDir) {
+pub(crate) async fn prepare() -> (tokio::sync::MutexGuard<'static, ()>, tempfile::TempDir) {
     assert!(
         std::env::var_os("DISPLAY").is_some(),
         "the desktop test needs a display: run it under xvfb-run (scripts/test does)"
@@ -66,13 +66,13 @@ async fn prepare() -> (tokio::sync::MutexGuard<'static, ()>, tempfile::TempDir) 
 }
 
 /// tauri-driver on free ports; stopped with SIGTERM so that it also stops WebKitWebDriver.
-struct TauriDriver {
+pub(crate) struct TauriDriver {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl TauriDriver {
-    fn start(env: &[(&'static str, String)]) -> Self {
+    pub(crate) fn start(env: &[(&'static str, String)]) -> Self {
         let (port, native) = (free_port(), free_port());
         let driver = std::env::var("TAURI_DRIVER")
             .map(PathBuf::from)
@@ -114,8 +114,9 @@ impl Drop for TauriDriver {
     }
 }
 
-async fn session(port: u16) -> Client {
-    let caps = json!({"tauri:options": {"application": BIN, "args": []}});
+/// A WebDriver session with the app at `application` (started by tauri-driver).
+pub(crate) async fn session(port: u16, application: &str) -> Client {
+    let caps = json!({"tauri:options": {"application": application, "args": []}});
     let serde_json::Value::Object(caps) = caps else {
         unreachable!()
     };
@@ -130,7 +131,7 @@ async fn session(port: u16) -> Client {
 }
 
 /// The X windows titled "Chatgowa" (asked of the X server itself, as a window manager would).
-fn chatgowa_windows(conn: &impl x11rb::connection::Connection, root: u32) -> Vec<u32> {
+pub(crate) fn chatgowa_windows(conn: &impl x11rb::connection::Connection, root: u32) -> Vec<u32> {
     use x11rb::protocol::xproto::{AtomEnum, ConnectionExt as _};
     let mut found = Vec::new();
     let mut todo = vec![root];
@@ -178,7 +179,7 @@ async fn the_native_window() {
     let (port, admin_port) = (free_port(), free_port());
     let env = app_env(home.path(), port, admin_port);
     let driver = TauriDriver::start(&env);
-    let c = session(driver.port).await;
+    let c = session(driver.port, BIN).await;
     let outcome = std::panic::AssertUnwindSafe(scenario(
         &c,
         &gowa,
@@ -195,7 +196,7 @@ async fn the_native_window() {
 
 /// Ends the session and the app (waiting until its ports have closed, so the next app can start), then
 /// reports the scenario's failure, if any, with what the window showed.
-async fn finish(
+pub(crate) async fn finish(
     c: Client,
     driver: TauriDriver,
     outcome: std::thread::Result<()>,
@@ -251,7 +252,7 @@ async fn the_settings_screen_moves_the_listeners() {
     let mut env = home_env(home.path());
     env.push(("DATABASE_URL", format!("file:{}", db.display())));
     let driver = TauriDriver::start(&env);
-    let c = session(driver.port).await;
+    let c = session(driver.port, BIN).await;
     let (moved_admin, outcome) = {
         let moved_admin = free_port();
         let outcome = std::panic::AssertUnwindSafe(settings_scenario(

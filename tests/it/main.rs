@@ -19,6 +19,7 @@ mod layers;
 mod link;
 mod listeners;
 mod ops;
+mod packages;
 mod panel;
 mod replies;
 mod router;

@@ -560,3 +560,44 @@ async fn the_dockerfile_build_runs_answers_its_healthcheck_and_stops_on_its_sign
     assert!(exit.success(), "{exit:?}");
     assert!(!healthy(), "the HEALTHCHECK fails once the relay is gone");
 }
+
+/// `npm ci` refuses a lock file that lacks a package some platform would install: the Tauri CLI's binary for
+/// each platform must be in it, pinned, so that the release workflow's `npm ci` works on Linux, Windows and macOS.
+#[test]
+fn the_npm_lock_file_holds_the_tauri_cli_of_every_platform() {
+    let read = |file: &str| -> serde_json::Value {
+        let path = format!("{}/{file}", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    let lock = read("package-lock.json");
+    let packages = &lock["packages"];
+    let cli = &packages["node_modules/@tauri-apps/cli"];
+    let wanted = read("package.json")["devDependencies"]["@tauri-apps/cli"].clone();
+    assert_eq!(
+        packages[""]["devDependencies"]["@tauri-apps/cli"], wanted,
+        "lock and package.json agree"
+    );
+    let platforms = cli["optionalDependencies"].as_object().unwrap();
+    for platform in [
+        "darwin-arm64",
+        "darwin-x64",
+        "linux-x64-gnu",
+        "linux-arm64-gnu",
+        "win32-x64-msvc",
+    ] {
+        assert!(
+            platforms.contains_key(&format!("@tauri-apps/cli-{platform}")),
+            "{platform}"
+        );
+    }
+    for (name, version) in platforms {
+        let entry = &packages[format!("node_modules/{name}").as_str()];
+        assert_eq!(&entry["version"], version, "{name} in the lock file");
+        assert!(
+            entry["integrity"]
+                .as_str()
+                .is_some_and(|i| i.starts_with("sha512-")),
+            "{name}"
+        );
+    }
+}
