@@ -121,12 +121,20 @@ impl Search {
         })
     }
 
-    /// A substring every match has in its raw body: lets the database skip most rows before [`Self::matches`].
-    /// (A number typed with separators, looked for in the message, may be missed; its digits are not.)
-    pub fn needle(&self) -> &str {
+    /// A substring every match has in its raw body, in any ASCII case: lets the database skip most rows before
+    /// [`Self::matches`] decides. For words, the longest run of ASCII letters, digits and spaces (JSON may escape
+    /// the rest, and the database folds the case of ASCII letters only); `None` when that run is too short to
+    /// narrow anything. (A number typed with separators, looked for in the message, may be missed; its digits
+    /// are not.)
+    pub fn prefilter(&self) -> Option<String> {
         match self {
-            Self::Phone { digits, .. } => digits,
-            Self::Text(text) => text,
+            Self::Phone { digits, .. } => Some(digits.clone()),
+            Self::Text(text) => text
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == ' '))
+                .map(str::trim)
+                .max_by_key(|run| run.len())
+                .filter(|run| run.len() >= 3)
+                .map(str::to_owned),
         }
     }
 
@@ -215,6 +223,11 @@ mod tests {
         assert_eq!(Search::parse("Maria"), Some(Search::Text("maria".into())));
         assert_eq!(Search::parse("123"), Some(Search::Text("123".into())));
         assert_eq!(Search::parse("  "), None);
+        let prefilter = |q: &str| Search::parse(q).unwrap().prefilter();
+        assert_eq!(prefilter("Q&A pesanan").as_deref(), Some("a pesanan"));
+        assert_eq!(prefilter("ágata").as_deref(), Some("gata"));
+        assert_eq!(prefilter("é&ñ"), None);
+        assert_eq!(prefilter("0812-3456").as_deref(), Some("8123456"));
 
         let order = read(br#"{"content": "Pesanan 0551234 sudah dikirim"}"#);
         assert!(

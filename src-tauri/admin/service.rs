@@ -25,8 +25,12 @@ pub const MAX_SECRET_CHARS: usize = 256;
 pub const DEFAULT_PAGE: i64 = 50;
 /// Most deliveries one bulk action takes.
 pub const MAX_BULK: usize = 500;
-/// Rows the delivery log's search reads from the database at a time.
+/// Rows the delivery log's search reads from the database at a time, and at most per request (a page may then
+/// come back short, with a cursor to read on).
 const SEARCH_BATCH: i64 = 200;
+const SEARCH_SCAN: usize = 5_000;
+/// Longest search accepted.
+pub const MAX_SEARCH_CHARS: usize = 200;
 const DAY_MS: i64 = 24 * 3600 * 1000;
 pub const MAX_PAGE: i64 = 500;
 
@@ -227,6 +231,16 @@ pub async fn list_deliveries(
     state: &AppState,
     query: DeliveryQuery,
 ) -> Result<dto::DeliveriesBody> {
+    if query
+        .q
+        .as_ref()
+        .is_some_and(|q| q.chars().count() > MAX_SEARCH_CHARS)
+    {
+        return Err(Error::invalid(
+            "q",
+            format!("q must be at most {MAX_SEARCH_CHARS} characters"),
+        ));
+    }
     let search = query.q.as_deref().and_then(Search::parse);
     let Some((mut filter, limit)) = delivery_filter(state, query).await? else {
         return Ok(dto::DeliveriesBody {
@@ -234,18 +248,19 @@ pub async fn list_deliveries(
             next_cursor: None,
         });
     };
-    filter.body_has = search.as_ref().map(|s| s.needle().to_owned());
+    filter.body_has = search.as_ref().and_then(Search::prefilter);
     let wanted = usize::try_from(limit).unwrap_or(usize::MAX);
     let batch = if search.is_some() {
         SEARCH_BATCH.max(limit + 1)
     } else {
         limit + 1
     };
-    let mut page = Vec::new();
+    let (mut page, mut scanned, mut exhausted) = (Vec::new(), 0, false);
     loop {
         let rows = deliveries::list(&state.pool, &filter, batch).await?;
         let last_batch = rows.len() < usize::try_from(batch).unwrap_or(usize::MAX);
         for row in rows {
+            scanned += 1;
             filter.before = Some(row.summary.id);
             let read = glimpse::read(&row.body);
             if search.as_ref().is_none_or(|s| s.matches(&read)) {
@@ -255,15 +270,25 @@ pub async fn list_deliveries(
                 break;
             }
         }
-        if last_batch || page.len() > wanted {
+        if page.len() > wanted {
+            break;
+        }
+        if last_batch {
+            exhausted = true;
+            break;
+        }
+        // A search that matches little stops after a bounded read; the cursor goes on from there.
+        if scanned >= SEARCH_SCAN {
             break;
         }
     }
     let next_cursor = if page.len() > wanted {
         page.pop();
         page.last().map(|(d, _)| d.id)
-    } else {
+    } else if exhausted {
         None
+    } else {
+        filter.before
     };
     let ids: Vec<DeliveryId> = page.iter().map(|(d, _)| d.id).collect();
     let recovered = chatwoot_recovered::recovered_among(&state.pool, &ids).await?;

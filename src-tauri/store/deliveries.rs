@@ -254,17 +254,16 @@ pub async fn list(pool: &SqlitePool, filter: &Filter, limit: i64) -> sqlx::Resul
     q.build_query_as().fetch_all(pool).await
 }
 
-/// When the inbox's newest delivered delivery went through.
+/// When the inbox's latest delivery went through (a reply sent again by hand counts when it went again).
 pub async fn last_delivered_at_for_inbox(
     pool: &SqlitePool,
     inbox_id: InboxId,
 ) -> sqlx::Result<Option<i64>> {
     sqlx::query_scalar(
-        "SELECT updated_at FROM deliveries WHERE inbox_id = ? AND status = 'delivered' \
-         ORDER BY id DESC LIMIT 1",
+        "SELECT max(updated_at) FROM deliveries WHERE inbox_id = ? AND status = 'delivered'",
     )
     .bind(inbox_id)
-    .fetch_optional(pool)
+    .fetch_one(pool)
     .await
 }
 

@@ -805,9 +805,11 @@ async fn the_log_finds_customers_by_phone_name_and_words_and_hides_what_gowa_ign
     let everyone = ids_of(&relay.admin.get_ok("/admin/deliveries?q=%2B628").await);
     assert_eq!((paged.len(), &paged), (4, &everyone));
 
+    let long = format!("q={}", "x".repeat(201));
     for (query, field) in [
         ("hideIgnored=maybe", "hideIgnored"),
         ("event=DROP%20TABLE", "event"),
+        (long.as_str(), "q"),
     ] {
         let (status, body) = relay.admin.get(&format!("/admin/deliveries?{query}")).await;
         assert_eq!(

@@ -601,3 +601,34 @@ fn the_npm_lock_file_holds_the_tauri_cli_of_every_platform() {
         );
     }
 }
+
+/// The release workflow makes the Linux packages with the script CI runs and tests, and the README tells users
+/// that same command.
+#[test]
+fn the_release_workflow_and_the_readme_build_packages_as_ci_does() {
+    let read = |file: &str| {
+        std::fs::read_to_string(format!("{}/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    };
+    let workflow = read(".github/workflows/release.yml");
+    // A job's lines: from `  name:` to the next job's key (two spaces of indent).
+    let job = |name: &str| {
+        let is_key = |l: &str| {
+            l.len() > 3 && l.starts_with("  ") && !l.starts_with("   ") && l.ends_with(':')
+        };
+        let mut lines = workflow.lines().skip_while(|l| *l != format!("  {name}:"));
+        let head = lines.next().unwrap_or_else(|| panic!("job {name}"));
+        let body: Vec<&str> = lines.take_while(|l| !is_key(l)).collect();
+        format!("{head}\n{}", body.join("\n"))
+    };
+    assert!(job("test-linux").contains("./scripts/test"));
+    assert!(job("linux-packages").contains("./scripts/packages"));
+    assert!(job("desktop").contains("releaseId: ${{ needs.release.outputs.id }}"));
+    assert!(
+        read("scripts/test").contains("scripts/packages"),
+        "CI builds the packages"
+    );
+    assert!(
+        read("README.md").contains("\nscripts/packages "),
+        "the README's installer command"
+    );
+}

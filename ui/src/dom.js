@@ -119,11 +119,12 @@ export function meanings(keys) {
 export function showFieldErrors(form, prefix, err, labels) {
   clearFieldErrors(form);
   const fields = err?.fields ?? (err?.field ? [{ field: err.field, code: err.code, message: err.message }] : []);
+  // All or nothing: an error about a field this form does not have goes to the toast whole.
+  if (!fields.every((f) => form.querySelector(`#${prefix}-${f.field}-error`))) return false;
   let first = null;
   for (const f of fields) {
     const message = form.querySelector(`#${prefix}-${f.field}-error`);
     const input = form.querySelector(`#${prefix}-${f.field}`);
-    if (!message) return false;
     const key = `field.${f.code}`;
     const label = labels[f.field] ? t(labels[f.field]) : f.field;
     message.textContent = t(key) === key ? f.message : t(key, { label, max: f.max ?? "" });

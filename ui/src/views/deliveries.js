@@ -56,6 +56,8 @@ export function render(main, params) {
   };
   let shown = [];
   let nextCursor = null;
+  // Each request's number: an answer to an older one (other filters, a page already replaced) is dropped.
+  let generation = 0;
   let routes = [];
   const picked = new Set();
   const listArea = h("div", { id: "deliveries-list" }, h("p", {}, t("common.loading")));
@@ -134,25 +136,34 @@ export function render(main, params) {
 
   /** Loads the newest page again, as long as what is on screen (so a refresh keeps "load older" pages). */
   async function load() {
+    const mine = ++generation;
     try {
       const limit = Math.min(Math.max(PAGE, shown.length), 500);
       const page = await api.listDeliveries(query({ limit }));
+      if (mine !== generation) return;
       shown = page.deliveries;
       nextCursor = page.nextCursor ?? null;
+      // What is chosen stays chosen only while it is on screen.
+      const onScreen = new Set(shown.map((d) => d.id));
+      for (const id of picked) if (!onScreen.has(id)) picked.delete(id);
       draw();
     } catch (err) {
-      reportError(err);
+      if (mine === generation) reportError(err);
     }
   }
 
-  async function more() {
+  async function more(event) {
+    const mine = ++generation;
+    event.target.disabled = true;
     try {
       const page = await api.listDeliveries(query({ cursor: nextCursor, limit: PAGE }));
+      if (mine !== generation) return;
       shown = shown.concat(page.deliveries);
       nextCursor = page.nextCursor ?? null;
       draw();
     } catch (err) {
-      reportError(err);
+      event.target.disabled = false;
+      if (mine === generation) reportError(err);
     }
   }
 
@@ -191,7 +202,8 @@ export function render(main, params) {
   // Only the dead ones are sent again: a delivered reply sent again reaches the customer twice.
   const bulkRetry = () => bulk(shown.filter((d) => picked.has(d.id) && d.status === "dead").map((d) => d.id),
     { confirm: "bulk.confirmRetry", done: "bulk.retried" }, async (ids) => (await api.retryDeliveries(ids)).retried);
-  const bulkDiscard = () => bulk([...picked], { confirm: "bulk.confirmDiscard", done: "bulk.discarded" },
+  const bulkDiscard = () => bulk(shown.filter((d) => picked.has(d.id)).map((d) => d.id),
+    { confirm: "bulk.confirmDiscard", done: "bulk.discarded" },
     async (ids) => (await api.discardDeliveries(ids)).discarded);
 
   function row(d) {
