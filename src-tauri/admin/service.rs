@@ -14,7 +14,7 @@ use crate::events::UiEvent;
 use crate::ids::{DeliveryId, InboxId, RouteId};
 use crate::metrics::{Gauges, RouteGauge};
 use crate::state::AppState;
-use crate::store::deliveries::{self, DeliveryStatus, Filter, PendingRef};
+use crate::store::deliveries::{self, DeliveryStatus, DeliverySummary, Filter, PendingRef};
 use crate::store::routes::{self, Route, RouteFields};
 use crate::store::{attempts, chatwoot_feedback, chatwoot_recovered, now_ms, unrouted_inboxes};
 
@@ -249,47 +249,7 @@ pub async fn list_deliveries(
         });
     };
     filter.body_has = search.as_ref().and_then(Search::prefilter);
-    let wanted = usize::try_from(limit).unwrap_or(usize::MAX);
-    let batch = if search.is_some() {
-        SEARCH_BATCH.max(limit + 1)
-    } else {
-        limit + 1
-    };
-    let (mut page, mut scanned, mut exhausted) = (Vec::new(), 0, false);
-    loop {
-        let rows = deliveries::list(&state.pool, &filter, batch).await?;
-        let last_batch = rows.len() < usize::try_from(batch).unwrap_or(usize::MAX);
-        for row in rows {
-            scanned += 1;
-            filter.before = Some(row.summary.id);
-            let read = glimpse::read(&row.body);
-            if search.as_ref().is_none_or(|s| s.matches(&read)) {
-                page.push((row.summary, read.glimpse));
-            }
-            if page.len() > wanted {
-                break;
-            }
-        }
-        if page.len() > wanted {
-            break;
-        }
-        if last_batch {
-            exhausted = true;
-            break;
-        }
-        // A search that matches little stops after a bounded read; the cursor goes on from there.
-        if scanned >= SEARCH_SCAN {
-            break;
-        }
-    }
-    let next_cursor = if page.len() > wanted {
-        page.pop();
-        page.last().map(|(d, _)| d.id)
-    } else if exhausted {
-        None
-    } else {
-        filter.before
-    };
+    let (page, next_cursor) = read_page(state, filter, search.as_ref(), limit).await?;
     let ids: Vec<DeliveryId> = page.iter().map(|(d, _)| d.id).collect();
     let recovered = chatwoot_recovered::recovered_among(&state.pool, &ids).await?;
     let names = route_names(state).await?;
@@ -304,6 +264,54 @@ pub async fn list_deliveries(
             .collect(),
         next_cursor,
     })
+}
+
+/// One page of deliveries that `filter` and `search` keep, and the cursor to the next. Without a search the
+/// database filters alone; with one, rows are read in batches and checked on their parsed webhook, and the
+/// read stops after [`SEARCH_SCAN`] rows (the page may then be short, with a cursor to read on).
+async fn read_page(
+    state: &AppState,
+    mut filter: Filter,
+    search: Option<&Search>,
+    limit: i64,
+) -> Result<(Vec<(DeliverySummary, Glimpse)>, Option<DeliveryId>)> {
+    let wanted = usize::try_from(limit).unwrap_or(usize::MAX);
+    let batch = if search.is_some() {
+        SEARCH_BATCH.max(limit + 1)
+    } else {
+        limit + 1
+    };
+    let (mut page, mut scanned) = (Vec::new(), 0);
+    let exhausted = loop {
+        let rows = deliveries::list(&state.pool, &filter, batch).await?;
+        let last_batch = rows.len() < usize::try_from(batch).unwrap_or(usize::MAX);
+        for row in rows {
+            scanned += 1;
+            filter.before = Some(row.summary.id);
+            let read = glimpse::read(&row.body);
+            if search.is_none_or(|s| s.matches(&read)) {
+                page.push((row.summary, read.glimpse));
+            }
+            if page.len() > wanted {
+                break;
+            }
+        }
+        if page.len() > wanted {
+            break false;
+        }
+        if last_batch || scanned >= SEARCH_SCAN {
+            break last_batch;
+        }
+    };
+    let next_cursor = if page.len() > wanted {
+        page.pop();
+        page.last().map(|(d, _)| d.id)
+    } else if exhausted {
+        None
+    } else {
+        filter.before
+    };
+    Ok((page, next_cursor))
 }
 
 /// The delivery log's filter and page size from the query; `None` when no delivery can match (a route of
