@@ -421,7 +421,7 @@ fn database_setting(s: &Settings) -> Result<PathBuf, ConfigError> {
     let url = s.database_url.as_deref().unwrap_or(DEFAULT_DATABASE_URL);
     database_path(url).map_err(|problem| ConfigError {
         var: "DATABASE_URL",
-        value: s.database_url.clone().unwrap_or_default(),
+        value: without_password(s.database_url.as_deref().unwrap_or_default()),
         problem,
     })
 }
@@ -457,9 +457,22 @@ fn parse_or<T>(
         None | Some("") => Ok(default),
         Some(v) => parse(v).map_err(|problem| ConfigError {
             var,
-            value: v.to_owned(),
+            value: without_password(v),
             problem,
         }),
+    }
+}
+
+/// A setting's value as an error may show it: a URL's password (`postgres://user:secret@db/…`) replaced by
+/// `***`, so that a refused setting does not put a secret in the log.
+fn without_password(value: &str) -> String {
+    match url::Url::parse(value) {
+        Ok(mut url) if url.password().is_some() => {
+            // Infallible: a URL that has a password can have another one.
+            let _ = url.set_password(Some("***"));
+            url.into()
+        }
+        _ => value.to_owned(),
     }
 }
 
@@ -733,6 +746,32 @@ fn database_path(url: &str) -> Result<PathBuf, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_url_setting_does_not_show_its_password() {
+        let s = Settings {
+            database_url: Some("postgres://chatgowa:hunter2-secret@db:5432/chatgowa".into()),
+            ..Settings::default()
+        };
+        let err = Config::from_settings(&s, IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)).unwrap_err();
+        let shown = err.to_string();
+        assert!(
+            shown.contains("DATABASE_URL") && shown.contains("chatgowa:***@db"),
+            "{shown}"
+        );
+        assert!(!shown.contains("hunter2"), "{shown}");
+        let s = Settings {
+            public_url: Some("ftp://relay:hunter2-secret@example.com/webhook".into()),
+            ..Settings::default()
+        };
+        let shown = Config::from_settings(&s, IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            shown.contains("CHATGOWA_PUBLIC_URL") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+    }
 
     #[test]
     fn chatwoot_and_public_addresses_are_read_as_meant() {
