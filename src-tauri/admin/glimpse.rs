@@ -161,14 +161,7 @@ impl Search {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn fixture(name: &str) -> Vec<u8> {
-        std::fs::read(format!(
-            "{}/tests/fixtures/chatwoot/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap()
-    }
+    use crate::relay::payload::fixture;
 
     #[test]
     fn a_reply_names_its_customer_and_its_first_line() {

@@ -256,12 +256,8 @@ impl Client {
     /// # Errors
     /// See [`Problem`].
     pub async fn inboxes(&self, account: i64) -> Result<Vec<Inbox>, Problem> {
-        #[derive(Deserialize)]
-        struct Inboxes {
-            payload: Vec<Inbox>,
-        }
         let path = format!("/api/v1/accounts/{account}/inboxes");
-        let list: Inboxes = self.call(Method::GET, &path, None, Some(account)).await?;
+        let list: Payload<Vec<Inbox>> = self.call(Method::GET, &path, None, Some(account)).await?;
         Ok(list.payload)
     }
 
@@ -293,15 +289,11 @@ impl Client {
     /// See [`Problem`].
     pub async fn webhooks(&self, account: i64) -> Result<Vec<Webhook>, Problem> {
         #[derive(Deserialize)]
-        struct List {
-            payload: Payload,
-        }
-        #[derive(Deserialize)]
-        struct Payload {
+        struct Webhooks {
             webhooks: Vec<Webhook>,
         }
         let path = format!("/api/v1/accounts/{account}/webhooks");
-        let list: List = self.call(Method::GET, &path, None, Some(account)).await?;
+        let list: Payload<Webhooks> = self.call(Method::GET, &path, None, Some(account)).await?;
         Ok(list.payload.webhooks)
     }
 
@@ -317,7 +309,7 @@ impl Client {
     ) -> Result<Webhook, Problem> {
         let path = format!("/api/v1/accounts/{account}/webhooks");
         let body = json!({"url": url, "name": WEBHOOK_NAME, "subscriptions": subscriptions});
-        let created: Wrapped = self
+        let created: Payload<OneWebhook> = self
             .call(Method::POST, &path, Some(body), Some(account))
             .await?;
         Ok(created.payload.webhook)
@@ -336,7 +328,7 @@ impl Client {
     ) -> Result<Webhook, Problem> {
         let path = format!("/api/v1/accounts/{account}/webhooks/{id}");
         let body = json!({"url": url, "name": WEBHOOK_NAME, "subscriptions": subscriptions});
-        let updated: Wrapped = self
+        let updated: Payload<OneWebhook> = self
             .call(Method::PATCH, &path, Some(body), Some(account))
             .await
             .map_err(|e| gone(e, format!("webhook {id}")))?;
@@ -362,21 +354,10 @@ impl Client {
     /// # Errors
     /// See [`Problem`].
     pub async fn latest_conversation(&self, account: i64) -> Result<Option<i64>, Problem> {
-        #[derive(Deserialize)]
-        struct List {
-            data: Data,
-        }
-        #[derive(Deserialize)]
-        struct Data {
-            payload: Vec<Conversation>,
-        }
-        #[derive(Deserialize)]
-        struct Conversation {
-            id: i64,
-        }
         let path =
             format!("/api/v1/accounts/{account}/conversations?status=all&assignee_type=all&page=1");
-        let list: List = self.call(Method::GET, &path, None, Some(account)).await?;
+        let list: Data<Vec<Conversation>> =
+            self.call(Method::GET, &path, None, Some(account)).await?;
         Ok(list.data.payload.first().map(|c| c.id))
     }
 
@@ -390,19 +371,12 @@ impl Client {
         inbox: i64,
         seconds: i64,
     ) -> Result<Vec<Conversation>, Problem> {
-        #[derive(Deserialize)]
-        struct List {
-            data: Data,
-        }
-        #[derive(Deserialize)]
-        struct Data {
-            payload: Vec<Conversation>,
-        }
         let path = format!(
             "/api/v1/accounts/{account}/conversations?status=all&assignee_type=all&inbox_id={inbox}\
              &updated_within={seconds}"
         );
-        let list: List = self.call(Method::GET, &path, None, Some(account)).await?;
+        let list: Data<Vec<Conversation>> =
+            self.call(Method::GET, &path, None, Some(account)).await?;
         Ok(list.data.payload)
     }
 
@@ -416,14 +390,10 @@ impl Client {
         conversation: i64,
         after: i64,
     ) -> Result<Vec<Value>, Problem> {
-        #[derive(Deserialize)]
-        struct List {
-            payload: Vec<Value>,
-        }
         let path = format!(
             "/api/v1/accounts/{account}/conversations/{conversation}/messages?after={after}"
         );
-        let list: List = self.call(Method::GET, &path, None, Some(account)).await?;
+        let list: Payload<Vec<Value>> = self.call(Method::GET, &path, None, Some(account)).await?;
         Ok(list.payload)
     }
 
@@ -593,13 +563,19 @@ impl Client {
     }
 }
 
+/// Chatwoot's answers wrap what they carry: `{"payload": …}`, and the conversation list `{"data": {"payload": …}}`.
 #[derive(Deserialize)]
-struct Wrapped {
-    payload: WebhookPayload,
+struct Payload<T> {
+    payload: T,
 }
 
 #[derive(Deserialize)]
-struct WebhookPayload {
+struct Data<T> {
+    data: Payload<T>,
+}
+
+#[derive(Deserialize)]
+struct OneWebhook {
     webhook: Webhook,
 }
 

@@ -188,24 +188,7 @@ async fn the_server_package_runs_as_a_service_of_its_own() {
         r.status().is_success().then_some(())
     })
     .await;
-    let gowa = Gowa::start().await;
-    let (status, _) = Admin::new(&base)
-        .post_json(
-            "/admin/routes",
-            json!({"inboxId": 7, "webhookUrl": gowa.url("/chatwoot/webhook")}),
-        )
-        .await;
-    assert_eq!(status, 201);
-    let answer = reqwest::Client::new()
-        .post(format!("{base}/webhook"))
-        .header("content-type", "application/json")
-        .body(message(7, 1, 0))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 200);
-    gowa.wait_for("the relayed webhook", WAIT, |r| r.len() == 1)
-        .await;
+    relays_a_webhook(&base, &Admin::new(&base)).await;
     assert_eq!(
         std::fs::metadata("/var/lib/chatgowa/chatgowa.db")
             .unwrap()
@@ -250,6 +233,28 @@ async fn the_server_package_runs_as_a_service_of_its_own() {
         user("chatgowa").is_none(),
         "the system user is gone with the purge"
     );
+}
+
+/// A route to a GoWA stand-in, added through the admin API, and a webhook posted to `webhooks` that reaches it.
+async fn relays_a_webhook(webhooks: &str, admin: &Admin) {
+    let gowa = Gowa::start().await;
+    let (status, _) = admin
+        .post_json(
+            "/admin/routes",
+            json!({"inboxId": 7, "webhookUrl": gowa.url("/chatwoot/webhook")}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let answer = reqwest::Client::new()
+        .post(format!("{webhooks}/webhook"))
+        .header("content-type", "application/json")
+        .body(message(7, 1, 0))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    gowa.wait_for("the relayed webhook", WAIT, |r| r.len() == 1)
+        .await;
 }
 
 /// `KEY` of a `KEY=value` line, or of a commented-out `# KEY=value` one.
@@ -315,7 +320,6 @@ async fn the_desktop_package_starts_in_the_tray_and_goes_away_whole() {
 
     // Started (by the WebDriver, as from the menu), with a tray to dock into.
     let tray = XembedTray::start();
-    let gowa = Gowa::start().await;
     let (port, admin_port) = (free_port(), free_port());
     let mut env = desktop::app_env(home.path(), port, admin_port);
     env.push(("BASIC_AUTH_PASS", ADMIN_PASS.to_owned()));
@@ -333,25 +337,8 @@ async fn the_desktop_package_starts_in_the_tray_and_goes_away_whole() {
         })
         .await;
 
-        let base = format!("http://127.0.0.1:{port}");
         let admin = Admin::new(format!("http://127.0.0.1:{admin_port}"));
-        let (status, _) = admin
-            .post_json(
-                "/admin/routes",
-                json!({"inboxId": 7, "webhookUrl": gowa.url("/chatwoot/webhook")}),
-            )
-            .await;
-        assert_eq!(status, 201);
-        let answer = reqwest::Client::new()
-            .post(format!("{base}/webhook"))
-            .header("content-type", "application/json")
-            .body(message(7, 1, 0))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(answer.status(), 200);
-        gowa.wait_for("the relayed webhook", WAIT, |r| r.len() == 1)
-            .await;
+        relays_a_webhook(&format!("http://127.0.0.1:{port}"), &admin).await;
 
         show(&c, "#/settings", "#start-at-login").await;
         click(&c, "#start-at-login").await;
