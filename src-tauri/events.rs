@@ -18,7 +18,8 @@ pub enum UiEvent {
     Routes,
     /// An inbox without a route sent a webhook.
     Unrouted,
-    /// Something changed with a linked Chatwoot: a catch-up's outcome, replies held for a decision.
+    /// Something changed with a linked Chatwoot: an account linked, unlinked or its webhook registered, the public
+    /// URL, a catch-up's outcome, replies held for a decision.
     Chatwoot,
     /// The listener missed events: refresh everything.
     Resync,

@@ -113,6 +113,7 @@ pub async fn set_public_url(state: &AppState, input: PublicUrlInput) -> Result<C
             .to_string()
     };
     settings::upsert(&state.pool, settings::PUBLIC_URL, &value).await?;
+    state.events.send(UiEvent::Chatwoot);
     tracing::info!(public_url = value, "public webhook URL set");
     status(state).await
 }
@@ -159,7 +160,7 @@ pub async fn unlink(state: &AppState, action: LinkAction) -> Result<dto::Success
         }
     }
     chatwoot_links::delete(&state.pool, link.id).await?;
-    links_changed(state).await?;
+    account_changed(state).await?;
     tracing::info!(
         account_id = link.account_id,
         webhook_removed = action.remove_webhook,
@@ -198,7 +199,7 @@ pub async fn register(state: &AppState, action: LinkAction) -> Result<LinkBody> 
     }
     let secret = hook.secret.as_ref().map(|s| s.expose().as_str());
     chatwoot_links::set_webhook(&state.pool, link.id, Some((hook.id, &hook.url, secret))).await?;
-    links_changed(state).await?;
+    account_changed(state).await?;
     tracing::info!(
         account_id = account,
         webhook_id = hook.id,
@@ -599,7 +600,7 @@ async fn connect(
     };
     let link = chatwoot_links::upsert(&state.pool, &new).await?;
     store_inboxes(state, link.id, &inboxes).await?;
-    links_changed(state).await?;
+    account_changed(state).await?;
     state.catch_up.now();
     tracing::info!(
         account_id = account,
@@ -679,6 +680,14 @@ async fn links_changed(state: &AppState) -> Result<()> {
         .write()
         .unwrap_or_else(PoisonError::into_inner) = names;
     state.events.send(UiEvent::Routes);
+    Ok(())
+}
+
+/// [`links_changed`], and open Chatwoot pages (another admin's, the native window) show the change. Not for
+/// reading the inboxes: a Chatwoot page reads them on every change.
+async fn account_changed(state: &AppState) -> Result<()> {
+    links_changed(state).await?;
+    state.events.send(UiEvent::Chatwoot);
     Ok(())
 }
 

@@ -409,6 +409,32 @@ async fn first_run(c: &Client, server: &Server, chatwoot: &ChatwootApi, gowa: &G
     c.goto(&format!("{base}/admin/")).await.unwrap();
     css(c, "#public-url").await;
     let public = format!("{}/webhook", server.base());
+
+    // Another admin saves the public address while this one types Chatwoot's: the page shows the change, and
+    // the field being typed in keeps its focus, caret and text, so the next keys land in it.
+    let (typed, rest) = chatwoot.base.split_at(chatwoot.base.len() / 2);
+    css(c, "#link-url").await.send_keys(typed).await.unwrap();
+    let admin = crate::support::Admin::login(server.base(), ADMIN_USER, CHOSEN);
+    let (status, _) = admin
+        .put_json("/admin/chatwoot/public-url", json!({"url": public}))
+        .await;
+    assert_eq!(status, 200);
+    text_of(c, "#public-url-hint", "press Register webhook again").await;
+    let focus = c
+        .execute(
+            "const f = document.activeElement; return [f.id, f.value, f.selectionStart]",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(focus, json!(["link-url", typed, typed.len()]));
+    c.active_element()
+        .await
+        .unwrap()
+        .send_keys(rest)
+        .await
+        .unwrap();
+
     let field = css(c, "#public-url").await;
     field.clear().await.unwrap();
     field.send_keys(&public).await.unwrap();
@@ -421,11 +447,10 @@ async fn first_run(c: &Client, server: &Server, chatwoot: &ChatwootApi, gowa: &G
     text_of(c, "#public-url-note", "SAFE_FETCH_ALLOW_PRIVATE_NETWORK").await;
 
     // A wrong token is named under its field; the right one connects.
-    css(c, "#link-url")
-        .await
-        .send_keys(&chatwoot.base)
-        .await
-        .unwrap();
+    assert_eq!(
+        css(c, "#link-url").await.prop("value").await.unwrap(),
+        Some(chatwoot.base.clone())
+    );
     css(c, "#link-accountId")
         .await
         .send_keys("1")
@@ -452,7 +477,6 @@ async fn first_run(c: &Client, server: &Server, chatwoot: &ChatwootApi, gowa: &G
             .unwrap()
             .webhook_url = gowa.url("/chatwoot/webhook")
     });
-    let admin = crate::support::Admin::login(server.base(), ADMIN_USER, CHOSEN);
     let (status, _) = admin
         .post_json(
             "/admin/routes",

@@ -16,10 +16,21 @@ export function render(main) {
   const heldArea = h("div", {});
   replace(main, h("h1", {}, t("chatwoot.title")), problemArea, heldArea, h("p", { class: "hint" }, t("chatwoot.intro")),
     urlArea, linksArea, inboxArea);
-  // Made once: a redraw (a change event, another account linked) keeps what the admin is typing.
+  // The forms are made once and stay where they are: a redraw (a change event, another account linked) leaves
+  // the field being typed in, its focus, its caret and its text alone. Moving a focused field, even back to
+  // the same place, would send the next keys nowhere.
   const url = h("input", { id: "public-url", type: "url", "aria-describedby": "public-url-hint",
     oninput: () => { url.dataset.typed = "1"; } });
+  const urlSave = h("button", { type: "submit", class: "primary", id: "public-url-save" }, t("common.save"));
+  const urlError = h("p", { class: "field-error", id: "public-url-error", role: "alert" });
+  const urlHint = h("p", { class: "hint", id: "public-url-hint" });
+  const urlReach = h("div", {});
+  const urlForm = h("form", { class: "inline-form", onsubmit: saveUrl },
+    h("label", { for: "public-url" }, t("chatwoot.urlLabel")),
+    h("div", { class: "copy-row" }, url, urlSave));
   const linkForm = makeLinkForm();
+  const cardsArea = h("div", {});
+  const linkFormArea = h("div", {});
 
   const load = async () => {
     try {
@@ -52,43 +63,36 @@ export function render(main) {
       url.dataset.shown = url.value;
     }
     url.readOnly = fromEnv;
-    const error = h("p", { class: "field-error", id: "public-url-error", role: "alert" });
-    const save = async (event) => {
-      event.preventDefault();
-      error.textContent = "";
-      try {
-        state.status = await api.setPublicUrl(url.value.trim());
-        delete url.dataset.typed;
-        url.dataset.shown = url.value;
-        toast(t("chatwoot.urlSaved"));
-        drawUrl();
-        drawLinks();
-      } catch (err) {
-        error.textContent = explain(err, "publicUrl");
-      }
-    };
-    const reach = s.publicUrlReach && s.publicUrlReach !== "public"
+    urlSave.hidden = fromEnv;
+    urlHint.textContent = fromEnv ? t("chatwoot.urlFromEnv") : s.publicUrl ? t("chatwoot.urlHint") : t("chatwoot.urlSuggested");
+    replace(urlReach, s.publicUrlReach && s.publicUrlReach !== "public"
       ? h("p", { class: "alert", id: "public-url-note", role: "status" }, t(`chatwoot.reach.${s.publicUrlReach}`))
-      : null;
-    replace(urlArea,
-      h("h2", {}, t("chatwoot.urlTitle")),
-      h("form", { class: "inline-form", onsubmit: save },
-        h("label", { for: "public-url" }, t("chatwoot.urlLabel")),
-        h("div", { class: "copy-row" }, url,
-          fromEnv ? null : h("button", { type: "submit", class: "primary", id: "public-url-save" }, t("common.save")))),
-      error,
-      h("p", { class: "hint", id: "public-url-hint" },
-        fromEnv ? t("chatwoot.urlFromEnv") : s.publicUrl ? t("chatwoot.urlHint") : t("chatwoot.urlSuggested")),
-      reach);
+      : null);
+    if (urlForm.parentNode !== urlArea) replace(urlArea, h("h2", {}, t("chatwoot.urlTitle")), urlForm, urlError, urlHint, urlReach);
+  }
+
+  async function saveUrl(event) {
+    event.preventDefault();
+    urlError.textContent = "";
+    try {
+      state.status = await api.setPublicUrl(url.value.trim());
+      delete url.dataset.typed;
+      url.dataset.shown = url.value;
+      toast(t("chatwoot.urlSaved"));
+      drawUrl();
+      drawLinks();
+    } catch (err) {
+      urlError.textContent = explain(err, "publicUrl");
+    }
   }
 
   function drawLinks() {
     const s = state.status;
-    replace(linksArea,
-      h("h2", {}, t("chatwoot.accountsTitle")),
+    replace(cardsArea,
       s.links.length === 0 ? h("p", { class: "empty" }, t("chatwoot.noAccounts")) : null,
-      s.links.map(linkCard),
-      linkForm.place(s.links.length > 0));
+      s.links.map(linkCard));
+    linkForm.place(linkFormArea, s.links.length > 0);
+    if (cardsArea.parentNode !== linksArea) replace(linksArea, h("h2", {}, t("chatwoot.accountsTitle")), cardsArea, linkFormArea);
   }
 
   function linkCard(link) {
@@ -160,7 +164,7 @@ export function render(main) {
     load();
   }
 
-  /** The connect form, made once; `place(another)` gives the node to show (folded once an account exists). */
+  /** The connect form, made once; `place(area, another)` shows it there, folded once an account exists. */
   function makeLinkForm() {
     const field = (name, label, input, hint) => {
       input.setAttribute("aria-describedby", `link-${name}-hint link-${name}-error`);
@@ -202,11 +206,13 @@ export function render(main) {
     // With an account connected, another one is one click away instead of a form in the way.
     const folded = h("details", { class: "another" }, h("summary", {}, t("chatwoot.connectAnother")));
     return {
-      place(another) {
+      place(area, another) {
         heading.hidden = another;
-        if (!another) return form;
-        folded.append(form);
-        return folded;
+        // Moved only when an account comes or goes, not on every redraw.
+        const shown = another ? folded : form;
+        if (shown.parentNode === area) return;
+        if (another) folded.append(form);
+        replace(area, shown);
       },
     };
   }
