@@ -271,7 +271,7 @@ async fn every_kind_of_bad_input_gets_a_clear_answer_and_changes_nothing() {
     server
         .add_route(7, "http://127.0.0.1:9/chatwoot/webhook")
         .await;
-    let http = reqwest::Client::new();
+    let http = crate::support::http_client();
     let cases = cases();
     assert!(cases.len() >= 30, "{} cases", cases.len());
     println!("{} bad-input cases", cases.len());

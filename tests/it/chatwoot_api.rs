@@ -889,7 +889,7 @@ fn typing(w: &mut World, account: i64, id: &str, input: &Value) -> Answer {
 
 /// Posts `body` to each `(url, secret)` as Chatwoot's webhook job does: signed, with a fresh delivery id.
 async fn post_webhooks(targets: Vec<(String, String)>, body: String) {
-    let http = reqwest::Client::new();
+    let http = crate::support::http_client();
     for (url, secret) in targets {
         let ts = chrono::Utc::now().timestamp().to_string();
         let signature = signature::sign(&secret, &ts, body.as_bytes());

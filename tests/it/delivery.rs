@@ -294,7 +294,7 @@ async fn sends_the_exact_bytes_and_the_expected_headers() {
     let emoji = fixture("message_created.unicode_emoji.json");
     let large = fixture("message_created.large_text.json");
     assert_eq!(large.len(), 382_010);
-    let client = reqwest::Client::new();
+    let client = crate::support::http_client();
     let response = client
         .post(format!("{}/webhook", relay.base))
         .header("content-type", "application/json")

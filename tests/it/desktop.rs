@@ -10,7 +10,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder};
-use futures_util::FutureExt as _;
 use serde_json::json;
 
 use chatgowa_lib::store::settings;
@@ -19,8 +18,8 @@ use crate::chatwoot_api::{ADMIN_TOKEN, ChatwootApi};
 use crate::panel;
 use crate::support::{Admin, BIN, Gowa, basic_auth, eventually, free_port, message};
 use crate::webdriver::{
-    click, eval, present, resubmit_url, screenshot_dir, set_value, show, submit_route, text_of,
-    value_of,
+    click, eval, present, resubmit_url, run_scenario, screenshot, set_value, show, submit_route,
+    text_of, value_of,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -65,14 +64,16 @@ pub(crate) async fn prepare() -> (tokio::sync::MutexGuard<'static, ()>, tempfile
     (one, home)
 }
 
-/// tauri-driver on free ports; stopped with SIGTERM so that it also stops WebKitWebDriver.
+/// tauri-driver on free ports; stopped with SIGTERM so that it also stops WebKitWebDriver. What it and the app
+/// print goes to a file, shown when no session comes.
 pub(crate) struct TauriDriver {
     child: Child,
-    pub(crate) port: u16,
+    port: u16,
+    log: tempfile::NamedTempFile,
 }
 
 impl TauriDriver {
-    pub(crate) fn start(env: &[(&'static str, String)]) -> Self {
+    fn start(env: &[(&'static str, String)]) -> Self {
         let (port, native) = (free_port(), free_port());
         let driver = std::env::var("TAURI_DRIVER")
             .map(PathBuf::from)
@@ -84,6 +85,7 @@ impl TauriDriver {
                     });
                 home.join("bin/tauri-driver")
             });
+        let log = tempfile::NamedTempFile::new().unwrap();
         let child = Command::new(&driver)
             .args([
                 "--port",
@@ -92,8 +94,8 @@ impl TauriDriver {
                 &native.to_string(),
             ])
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log.reopen().unwrap())
+            .stderr(log.reopen().unwrap())
             .spawn()
             .unwrap_or_else(|e| {
                 panic!(
@@ -101,33 +103,105 @@ impl TauriDriver {
                     driver.display()
                 )
             });
-        Self { child, port }
+        Self { child, port, log }
+    }
+
+    /// Starts tauri-driver and a WebDriver session with the app at `application`. WebKitWebDriver under load
+    /// now and then never answers a new session: after a while that attempt's driver and app are ended and
+    /// another is made, with what they printed shown.
+    pub(crate) async fn launch(
+        env: &[(&'static str, String)],
+        application: &str,
+    ) -> (Self, Client) {
+        for attempt in 1..=3 {
+            let driver = Self::start(env);
+            if let Some(c) = driver.session(application).await {
+                return (driver, c);
+            }
+            let printed = std::fs::read_to_string(driver.log.path()).unwrap_or_default();
+            eprintln!(
+                "no WebDriver session at attempt {attempt}; the driver and the app printed:\n{printed}"
+            );
+        }
+        panic!("no WebDriver session with {application} in 3 attempts");
+    }
+
+    async fn session(&self, application: &str) -> Option<Client> {
+        let caps = json!({"tauri:options": {"application": application, "args": []}});
+        let serde_json::Value::Object(caps) = caps else {
+            unreachable!()
+        };
+        let deadline = std::time::Instant::now() + WAIT;
+        while std::time::Instant::now() < deadline {
+            let mut builder =
+                ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
+            let url = format!("http://127.0.0.1:{}", self.port);
+            let connect = builder.capabilities(caps.clone()).connect(&url);
+            if let Ok(Ok(c)) = tokio::time::timeout_at(deadline.into(), connect).await {
+                return Some(c);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
     }
 }
 
 impl Drop for TauriDriver {
+    /// SIGTERM, which also ends WebKitWebDriver and the app; whatever of them is left after a while is killed, so
+    /// that no app of this test is still running (and holding the single-instance name) when the next one starts.
     fn drop(&mut self) {
+        let tree = descendants(self.child.id());
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while self.child.try_wait().ok().flatten().is_none() && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        for pid in tree {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
         let _ = self.child.wait();
     }
 }
 
-/// A WebDriver session with the app at `application` (started by tauri-driver).
-pub(crate) async fn session(port: u16, application: &str) -> Client {
-    let caps = json!({"tauri:options": {"application": application, "args": []}});
-    let serde_json::Value::Object(caps) = caps else {
-        unreachable!()
-    };
-    eventually("a WebDriver session with the app", WAIT, || async {
-        ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps.clone())
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-            .ok()
-    })
-    .await
+/// The processes started by `pid`, and theirs (from /proc).
+fn descendants(pid: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let child = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            // "pid (name) state ppid …": the name may hold spaces and parentheses.
+            let parent = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            Some((child, parent))
+        })
+        .collect();
+    let mut found = vec![pid];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, p)| *p == parent)
+                .map(|(c, _)| *c),
+        );
+        i += 1;
+    }
+    found.split_off(1)
 }
 
 /// The X windows titled "Chatgowa" (asked of the X server itself, as a window manager would).
@@ -178,35 +252,16 @@ async fn the_native_window() {
     let chatwoot = ChatwootApi::start().await;
     let (port, admin_port) = (free_port(), free_port());
     let env = app_env(home.path(), port, admin_port);
-    let driver = TauriDriver::start(&env);
-    let c = session(driver.port, BIN).await;
-    let outcome = std::panic::AssertUnwindSafe(scenario(
-        &c,
-        &gowa,
-        &chatwoot,
-        port,
-        admin_port,
-        &env,
-        home.path(),
-    ))
-    .catch_unwind()
-    .await;
-    finish(c, driver, outcome, "desktop", &[port, admin_port]).await;
+    let (driver, c) = TauriDriver::launch(&env, BIN).await;
+    let scenario = scenario(&c, &gowa, &chatwoot, port, admin_port, &env, home.path());
+    let outcome = run_scenario(&c, "desktop", scenario).await;
+    finish(driver, outcome, &[port, admin_port]).await;
 }
 
-/// Ends the session and the app (waiting until its ports have closed, so the next app can start), then
-/// reports the scenario's failure, if any, with what the window showed.
-pub(crate) async fn finish(
-    c: Client,
-    driver: TauriDriver,
-    outcome: std::thread::Result<()>,
-    name: &str,
-    ports: &[u16],
-) {
-    if outcome.is_err() {
-        crate::webdriver::record_failure(&c, name).await;
-    }
-    let _ = c.close().await;
+/// Ends the app (waiting until its ports have closed, so the next app can start), then reports the scenario's
+/// failure, if any, with what the app printed.
+pub(crate) async fn finish(driver: TauriDriver, outcome: std::thread::Result<()>, ports: &[u16]) {
+    let printed = std::fs::read_to_string(driver.log.path()).unwrap_or_default();
     drop(driver);
     eventually("the app to exit", WAIT, || async {
         ports
@@ -216,6 +271,7 @@ pub(crate) async fn finish(
     })
     .await;
     if let Err(panic) = outcome {
+        eprintln!("the driver and the app printed:\n{printed}");
         std::panic::resume_unwind(panic);
     }
 }
@@ -251,30 +307,12 @@ async fn the_settings_screen_moves_the_listeners() {
     pool.close().await;
     let mut env = home_env(home.path());
     env.push(("DATABASE_URL", format!("file:{}", db.display())));
-    let driver = TauriDriver::start(&env);
-    let c = session(driver.port, BIN).await;
-    let (moved_admin, outcome) = {
-        let moved_admin = free_port();
-        let outcome = std::panic::AssertUnwindSafe(settings_scenario(
-            &c,
-            &db,
-            busy_port,
-            admin_port,
-            moved_admin,
-        ))
-        .catch_unwind()
-        .await;
-        (moved_admin, outcome)
-    };
+    let (driver, c) = TauriDriver::launch(&env, BIN).await;
+    let moved_admin = free_port();
+    let scenario = settings_scenario(&c, &db, busy_port, admin_port, moved_admin);
+    let outcome = run_scenario(&c, "desktop-settings", scenario).await;
     drop(busy);
-    finish(
-        c,
-        driver,
-        outcome,
-        "desktop-settings",
-        &[admin_port, moved_admin],
-    )
-    .await;
+    finish(driver, outcome, &[admin_port, moved_admin]).await;
 }
 
 async fn settings_scenario(
@@ -284,7 +322,7 @@ async fn settings_scenario(
     admin_port: u16,
     moved_admin: u16,
 ) {
-    let http = reqwest::Client::new();
+    let http = crate::support::http_client();
     let admin = format!("http://127.0.0.1:{admin_port}");
 
     // The busy port is a clear message in the window, not a crash; the admin panel listens anyway.
@@ -368,11 +406,7 @@ async fn settings_scenario(
     );
     assert_eq!(status_of(&http, &routes, &old_auth).await, Some(401));
     eval(c, "document.getElementById('toast').replaceChildren()").await;
-    std::fs::write(
-        screenshot_dir().join("desktop-settings-en.png"),
-        c.screenshot().await.unwrap(),
-    )
-    .unwrap();
+    screenshot(c, "desktop-settings-en.png").await;
 
     // The new addresses are kept for the next start.
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
@@ -408,7 +442,7 @@ async fn scenario(
 ) {
     let base = format!("http://127.0.0.1:{port}");
     let admin = format!("http://127.0.0.1:{admin_port}");
-    let http = reqwest::Client::new();
+    let http = crate::support::http_client();
 
     // With no route and no Chatwoot account yet, the window opens at the Chatwoot step, which knows where the
     // relay listens; the whole link is made in the window.
@@ -421,6 +455,9 @@ async fn scenario(
     set_value(c, "#link-token", ADMIN_TOKEN).await;
     click(c, "#link-save").await;
     text_of(c, ".link-card h3", "Toko Bandung").await;
+    // Linking also catches up with Chatwoot, and the card is drawn again with what that found: a click before
+    // then could land where the button was a moment ago.
+    text_of(c, ".link-card .catch-up", "Caught up").await;
     click(c, ".link-card .register").await;
     text_of(
         c,
@@ -436,11 +473,7 @@ async fn scenario(
     )
     .await;
     eval(c, "document.getElementById('toast').replaceChildren()").await;
-    std::fs::write(
-        screenshot_dir().join("desktop-chatwoot-en.png"),
-        c.screenshot().await.unwrap(),
-    )
-    .unwrap();
+    screenshot(c, "desktop-chatwoot-en.png").await;
     show(c, "#/", "#webhook-url").await;
     value_of(c, "#webhook-url", &format!("{base}/webhook")).await;
 
@@ -458,11 +491,7 @@ async fn scenario(
         .header("authorization", basic_auth("admin", "x"))
         .send();
     assert_eq!(wrong.await.unwrap().status(), 401);
-    std::fs::write(
-        screenshot_dir().join("desktop-settings-env-en.png"),
-        c.screenshot().await.unwrap(),
-    )
-    .unwrap();
+    screenshot(c, "desktop-settings-env-en.png").await;
 
     // Start at login writes the autostart entry (which starts the app in the tray).
     click(c, "#start-at-login").await;
@@ -520,7 +549,6 @@ async fn scenario(
     )
     .await;
 
-    let dir = screenshot_dir();
     for (name, hash, ready) in [
         ("overview", "#/", "#webhook-url"),
         ("routes", "#/routes", "tr[data-inbox-id='7']"),
@@ -528,11 +556,7 @@ async fn scenario(
     ] {
         show(c, hash, ready).await;
         eval(c, "document.getElementById('toast').replaceChildren()").await;
-        std::fs::write(
-            dir.join(format!("desktop-{name}-en.png")),
-            c.screenshot().await.unwrap(),
-        )
-        .unwrap();
+        screenshot(c, &format!("desktop-{name}-en.png")).await;
     }
 
     // The office admin's flows (panel.rs), once in the window: what needs attention and its link, search by
@@ -564,11 +588,7 @@ async fn scenario(
     .await;
     pool.close().await;
     eval(c, "document.getElementById('toast').replaceChildren()").await;
-    std::fs::write(
-        dir.join("desktop-deliveries-id.png"),
-        c.screenshot().await.unwrap(),
-    )
-    .unwrap();
+    screenshot(c, "desktop-deliveries-id.png").await;
 
     // Closing the window leaves the app in the tray, still relaying.
     let (x, screen) = x11rb::connect(None).expect("an X display");

@@ -242,7 +242,7 @@ async fn a_route_back_to_the_relay_is_refused_and_so_is_its_own_webhook() {
         assert_eq!(body["field"], "webhookUrl");
     }
     // A webhook that a relay sent (a loop through another relay, or a route made before this check).
-    let looped = reqwest::Client::new()
+    let looped = crate::support::http_client()
         .post(format!("{}/webhook", server.base()))
         .header("content-type", "application/json")
         .header("x-chatgowa-delivery", "12")

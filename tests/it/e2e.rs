@@ -198,7 +198,7 @@ async fn an_argon2_hash_from_hash_password_guards_the_admin_api() {
     );
     server.wait_healthy().await;
     let routes = |password: &'static str| {
-        reqwest::Client::new()
+        crate::support::http_client()
             .get(format!("{}/admin/routes", server.base()))
             .basic_auth("admin", Some(password))
             .send()
@@ -220,7 +220,7 @@ async fn the_admin_can_listen_apart_from_the_webhook() {
         &[("CHATGOWA_ADMIN_BIND", admin_bind.as_str())],
     );
     server.wait_healthy().await;
-    let http = reqwest::Client::new();
+    let http = crate::support::http_client();
     let main = Admin::new(server.base()).with_client(http.clone());
     let admin = Admin::new(format!("http://{admin_bind}")).with_client(http.clone());
     // Only the webhook (and health) on the main port: a tunnel to it exposes no admin.

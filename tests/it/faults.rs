@@ -327,7 +327,7 @@ async fn a_slow_or_resetting_gowa_does_not_slow_acknowledgements() {
         .map(|sender| {
             let (latencies, base) = (latencies.clone(), base.clone());
             tokio::spawn(async move {
-                let http = reqwest::Client::new();
+                let http = crate::support::http_client();
                 for seq in 0..150usize {
                     let conversation = sender * 15 + (seq as i64 % 15);
                     let inbox = 7 + conversation % 3;
@@ -408,7 +408,7 @@ async fn integrity(dir: &std::path::Path) -> (String, i64) {
 
 /// Posts until an answer is 200 (the fault has cleared), returning the acknowledged key.
 async fn post_until_accepted(server: &Server, conversation: i64, seq: u64) -> (i64, u64) {
-    let http = reqwest::Client::new();
+    let http = crate::support::http_client();
     let base = server.base();
     eventually(
         "the relay to accept webhooks again",
@@ -446,7 +446,7 @@ async fn a_database_locked_by_another_process_is_answered_503_then_recovers() {
         .execute(&mut other)
         .await
         .unwrap();
-    let http = reqwest::Client::new();
+    let http = crate::support::http_client();
     let started = Instant::now();
     let (status, retry_after, answer) =
         post(&http, &server.base(), message(7, 1, 2)).await.unwrap();
@@ -511,7 +511,7 @@ async fn a_full_disk_is_answered_503_then_recovers() {
         assert!(status.success(), "prlimit {arg}");
     };
     prlimit(&limit);
-    let http = reqwest::Client::new();
+    let http = crate::support::http_client();
     let padding = "x".repeat(200 * 1024);
     let mut refused = 0;
     let mut seq = 1u64;
@@ -579,7 +579,7 @@ async fn a_burst_far_above_capacity_is_shed_with_503_not_buffered() {
         .map(|conversation| {
             let (padding, base, results) = (padding.clone(), base.clone(), results.clone());
             tokio::spawn(async move {
-                let http = reqwest::Client::new();
+                let http = crate::support::http_client();
                 for seq in 0..15usize {
                     let mut body: Value =
                         serde_json::from_slice(&message(7, conversation, seq)).unwrap();

@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use futures_util::FutureExt as _;
 use serde_json::json;
 use x11rb::connection::Connection as _;
 use x11rb::protocol::Event;
@@ -23,7 +22,7 @@ use x11rb::rust_connection::RustConnection;
 
 use crate::desktop;
 use crate::support::{ADMIN_PASS, Admin, Gowa, eventually, free_port, heavy, message};
-use crate::webdriver::{click, show};
+use crate::webdriver::{click, run_scenario, show};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -245,7 +244,7 @@ async fn relays_a_webhook(webhooks: &str, admin: &Admin) {
         )
         .await;
     assert_eq!(status, 201);
-    let answer = reqwest::Client::new()
+    let answer = crate::support::http_client()
         .post(format!("{webhooks}/webhook"))
         .header("content-type", "application/json")
         .body(message(7, 1, 0))
@@ -323,9 +322,8 @@ async fn the_desktop_package_starts_in_the_tray_and_goes_away_whole() {
     let (port, admin_port) = (free_port(), free_port());
     let mut env = desktop::app_env(home.path(), port, admin_port);
     env.push(("BASIC_AUTH_PASS", ADMIN_PASS.to_owned()));
-    let driver = desktop::TauriDriver::start(&env);
-    let c = desktop::session(driver.port, "/usr/bin/chatgowa").await;
-    let outcome = std::panic::AssertUnwindSafe(async {
+    let (driver, c) = desktop::TauriDriver::launch(&env, "/usr/bin/chatgowa").await;
+    let scenario = async {
         let (x, screen) = x11rb::connect(None).expect("an X display");
         let root = x.setup().roots[screen].root;
         eventually("the window", WAIT, || async {
@@ -361,10 +359,9 @@ async fn the_desktop_package_starts_in_the_tray_and_goes_away_whole() {
             installed_app_running().is_empty().then_some(())
         })
         .await;
-    })
-    .catch_unwind()
-    .await;
-    desktop::finish(c, driver, outcome, "package-desktop", &[port, admin_port]).await;
+    };
+    let outcome = run_scenario(&c, "package-desktop", scenario).await;
+    desktop::finish(driver, outcome, &[port, admin_port]).await;
 }
 
 /// Processes whose program is (or was, before removal) `/usr/bin/chatgowa`.

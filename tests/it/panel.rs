@@ -74,7 +74,7 @@ pub async fn seed(webhooks: &str, admin: &Admin, gowa: &Gowa) -> Seeded {
         failing: ids[0],
         healthy: ids[1],
     };
-    let http = reqwest::Client::new();
+    let http = crate::support::http_client();
     let post = |body: Vec<u8>| {
         http.post(format!("{webhooks}/webhook"))
             .header("content-type", "application/json")

@@ -390,7 +390,7 @@ async fn no_secret_reaches_the_log_or_an_answer() {
     );
     server.wait_healthy().await;
     let base = server.base();
-    let http = reqwest::Client::new();
+    let http = crate::support::http_client();
     let answers = std::cell::RefCell::new(Vec::new());
     let call = async |who: &Admin, method: Method, path: &str, body: Option<Value>| {
         let mut request = who.request(method, path);

@@ -27,7 +27,7 @@ async fn post_setup(
     token: &str,
     password: &str,
 ) -> (StatusCode, serde_json::Value) {
-    let response = reqwest::Client::new()
+    let response = crate::support::http_client()
         .post(format!("{}/admin/setup", server.base()))
         .json(&json!({"token": token, "password": password}))
         .send()
@@ -54,7 +54,7 @@ async fn a_first_run_without_a_password_gives_a_one_time_setup_link() {
     assert_eq!(token.len(), 32);
 
     // Only the panel's files and the setup answer; no login prompt.
-    let anyone = reqwest::Client::new();
+    let anyone = crate::support::http_client();
     let stats = anyone
         .get(format!("{}/admin/stats", server.base()))
         .send()

@@ -55,7 +55,7 @@ impl Admin {
     /// As `user` with `pass`, at `base`.
     pub fn login(base: impl Into<String>, user: &str, pass: &str) -> Self {
         Self {
-            http: reqwest::Client::new(),
+            http: http_client(),
             base: base.into(),
             auth: basic_auth(user, pass),
         }
@@ -144,6 +144,16 @@ pub async fn heavy() -> tokio::sync::MutexGuard<'static, ()> {
     HEAVY.lock().await
 }
 
+/// An HTTP client that behaves towards the relay as Chatwoot and browsers do: a connection idle for a second is
+/// not used again, well inside the relay's own idle limit, so no request races the relay closing the
+/// connection it would have gone out on.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap()
+}
+
 /// Polls `check` until it returns `Some`, failing the test after `timeout`.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
 where
@@ -220,7 +230,7 @@ impl TestRelay {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let task = tokio::spawn(relay.serve(listener, None));
-        let http = reqwest::Client::new();
+        let http = http_client();
         Self {
             admin: Admin::new(&base).with_client(http.clone()),
             base,
@@ -609,7 +619,7 @@ impl Server {
 
     /// Posts a webhook and returns the relay's answer (asserting 200).
     pub async fn post_webhook(&self, body: Vec<u8>) -> serde_json::Value {
-        let response = reqwest::Client::new()
+        let response = http_client()
             .post(format!("{}/webhook", self.base()))
             .header("content-type", "application/json")
             .body(body)

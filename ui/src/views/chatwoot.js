@@ -32,24 +32,27 @@ export function render(main) {
   const cardsArea = h("div", {});
   const linkFormArea = h("div", {});
 
+  // Loads overlap (a live event, the admin's own click): an answer to an older one can come after a newer one's
+  // and would draw the page as it was before the change, so only the latest load draws.
+  let generation = 0;
   const load = async () => {
+    const mine = ++generation;
     try {
-      const problem = await api.listenProblem();
+      const [problem, status, held] = await Promise.all([api.listenProblem(), api.chatwoot(), api.heldReplies()]);
+      if (mine !== generation) return;
       replace(problemArea, problem
         ? h("p", { class: "alert", role: "alert", id: "listen-problem" }, t("overview.notListening", { problem }))
         : null);
-      state.status = await api.chatwoot();
+      state.status = status;
       drawUrl();
       drawLinks();
-      drawHeld((await api.heldReplies()).held);
-      if (state.status.links.length > 0) {
-        state.inboxes = await api.chatwootInboxes();
-      } else {
-        state.inboxes = null;
-      }
+      drawHeld(held.held);
+      const inboxes = status.links.length > 0 ? await api.chatwootInboxes() : null;
+      if (mine !== generation) return;
+      state.inboxes = inboxes;
       drawInboxes();
     } catch (err) {
-      reportError(err);
+      if (mine === generation) reportError(err);
     }
   };
 
@@ -75,7 +78,9 @@ export function render(main) {
     event.preventDefault();
     urlError.textContent = "";
     try {
-      state.status = await api.setPublicUrl(url.value.trim());
+      const status = await api.setPublicUrl(url.value.trim());
+      generation++;
+      state.status = status;
       delete url.dataset.typed;
       url.dataset.shown = url.value;
       toast(t("chatwoot.urlSaved"));
@@ -270,7 +275,9 @@ export function render(main) {
   async function fixDouble(inbox) {
     if (!window.confirm(t("chatwoot.confirmFixDouble", { name: inbox.name }))) return;
     try {
-      state.inboxes = await api.clearInboxWebhook(inbox.linkId, inbox.id);
+      const inboxes = await api.clearInboxWebhook(inbox.linkId, inbox.id);
+      generation++;
+      state.inboxes = inboxes;
       toast(t("chatwoot.fixedDouble"));
       drawInboxes();
     } catch (err) {
