@@ -7,13 +7,12 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use sqlx::SqlitePool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin::settings;
-use crate::config::{Config, Settings};
+use crate::config::{Config, Database, Settings};
 use crate::delivery::{self, DeliveryConfig, Dispatcher};
 use crate::events::{Events, UiEvent};
 use crate::login::Throttle;
@@ -23,7 +22,7 @@ use crate::server::conn::Limits;
 use crate::server::{self, HttpServer, Surface};
 use crate::state::{AppState, Shared};
 use crate::store::writer::{Committed, WriterThread};
-use crate::store::{self, Writer};
+use crate::store::{self, Db, Writer};
 use crate::{container, feedback, logging, retention, shutdown};
 
 /// How long attempts in flight may take to finish once shutdown starts; then they are abandoned (and
@@ -52,8 +51,7 @@ impl App {
     /// # Errors
     /// Another relay uses the database, it cannot be opened or migrated, or the HTTP client cannot be built.
     pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
-        let lock = store::lock_database(&config.database_path)?;
-        let pool = open_database(&config).await?;
+        let (db, lock) = open_database(&config).await?;
         let (writer, writer_inbox) = Writer::channel();
         let lifecycle = delivery::Lifecycle {
             tracker: TaskTracker::new(),
@@ -62,18 +60,18 @@ impl App {
         };
         let metrics = Metrics::default();
         let limits = Limits::new(open_files_limit(), metrics.clone());
-        let dispatcher = lanes(&config, &pool, &writer, lifecycle.clone(), &metrics)?;
+        let dispatcher = lanes(&config, &db, &writer, lifecycle.clone(), &metrics)?;
         let events = Events::default();
         let pruner = retention::Waker::default();
         let told = feedback::Waker::default();
         let after = after_commit(&dispatcher, &events, &pruner, &told);
         let writer_thread = writer_inbox
-            .spawn(&config.database_path, after)
+            .spawn(&db, after)
             .context("starting the database writer")?;
         let pending = resume_lanes(&dispatcher).await?;
         lifecycle.tracker.spawn(
             retention::Retention {
-                pool: pool.clone(),
+                db: db.clone(),
                 writer: writer.clone(),
                 delivered: config.retention,
                 dead: config.dead_retention,
@@ -82,10 +80,10 @@ impl App {
             }
             .run(shutdown.clone()),
         );
-        tracing::info!(pending, database = %config.database_path.display(), "relay started");
+        tracing::info!(pending, database = %config.database.shown(), "relay started");
         let state = shared(
             config,
-            pool,
+            db,
             writer,
             dispatcher,
             events,
@@ -191,7 +189,7 @@ impl App {
     /// Writes what is queued for the writer and closes the database.
     async fn close(self) {
         self.writer.stop().await;
-        self.state.pool.close().await;
+        self.state.db.close().await;
         tracing::info!("relay stopped");
     }
 }
@@ -220,11 +218,24 @@ fn panel_host(addr: SocketAddr) -> String {
     }
 }
 
-/// Opens (creating and migrating) the database, and takes over the TypeScript version's routes once.
-async fn open_database(config: &Config) -> anyhow::Result<SqlitePool> {
-    let pool = store::connect(&config.database_path)
-        .await
-        .with_context(|| format!("opening the database at {}", config.database_path.display()))?;
+/// Takes the database for this relay, opens (creating and migrating) it, and on SQLite takes over the TypeScript
+/// version's routes once.
+async fn open_database(config: &Config) -> anyhow::Result<(Db, store::DatabaseLock)> {
+    let context = || format!("opening the database at {}", config.database.shown());
+    let path = match &config.database {
+        Database::Sqlite(path) => path,
+        Database::Postgres(url) => {
+            let pool = store::connect_postgres(url.expose())
+                .await
+                .with_context(context)?;
+            let lock = store::lock_postgres(url.expose())
+                .await
+                .with_context(context)?;
+            return Ok((Db::Postgres(pool), lock));
+        }
+    };
+    let lock = store::lock_database(path)?;
+    let pool = store::connect(path).await.with_context(context)?;
     if let Some(imported) = store::prisma::import_routes(&pool)
         .await
         .context("importing the TypeScript version's routes")?
@@ -235,13 +246,13 @@ async fn open_database(config: &Config) -> anyhow::Result<SqlitePool> {
             "routes imported from the TypeScript version's WebhookRoute table (left unchanged)"
         );
     }
-    Ok(pool)
+    Ok((Db::Sqlite(pool), lock))
 }
 
 /// What handlers, commands and tasks share, with `POST /webhook`'s part of it.
 fn shared(
     config: Config,
-    pool: SqlitePool,
+    db: Db,
     writer: Writer,
     dispatcher: Dispatcher,
     events: Events,
@@ -259,7 +270,7 @@ fn shared(
     Ok(AppState::new(Shared {
         admin: std::sync::RwLock::new(config.admin.clone()),
         config,
-        pool,
+        db,
         writer,
         dispatcher,
         events,
@@ -279,7 +290,7 @@ fn shared(
 /// The delivery lanes (not started until deliveries are put in them), with their own HTTP client.
 fn lanes(
     config: &Config,
-    pool: &SqlitePool,
+    db: &Db,
     writer: &Writer,
     lifecycle: delivery::Lifecycle,
     metrics: &Metrics,
@@ -291,7 +302,7 @@ fn lanes(
         reorder_window: config.reorder_window,
     };
     Ok(Dispatcher::new(
-        pool.clone(),
+        db.clone(),
         writer.clone(),
         client,
         schedule,
@@ -353,7 +364,9 @@ pub fn run_headless(settings: &Settings) -> anyhow::Result<()> {
     for warning in config.warnings(std::env::vars().map(|(k, _)| k)) {
         tracing::warn!("{warning}");
     }
-    container::check_database_volume(&config.database_path, config.allow_ephemeral_db)?;
+    if let Some(path) = config.database.sqlite_path() {
+        container::check_database_volume(path, config.allow_ephemeral_db)?;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -6,7 +6,8 @@
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::str::FromStr as _;
 use std::time::Duration;
 
 use clap::Args;
@@ -45,7 +46,8 @@ pub struct Settings {
     /// Serve the admin API and panel on this address:port instead of the webhook's (e.g. 127.0.0.1:3001).
     #[arg(long, env = "CHATGOWA_ADMIN_BIND", global = true)]
     pub admin_bind: Option<String>,
-    /// SQLite database: `file:./path.db`, `sqlite://path.db` or a plain path.
+    /// SQLite database (`file:./path.db`, `sqlite://path.db` or a plain path), or PostgreSQL
+    /// (`postgres://user:password@host/database`) for several relays on one database.
     #[arg(long, env = "DATABASE_URL", global = true)]
     pub database_url: Option<String>,
     /// User name for the admin API.
@@ -128,6 +130,33 @@ pub struct Settings {
     pub chatwoot_token: Option<String>,
 }
 
+/// Where the relay keeps its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// The SQLite file (created if missing): one relay.
+    Sqlite(PathBuf),
+    /// A PostgreSQL URL, password included: several relays on one database.
+    Postgres(Secret<String>),
+}
+
+impl Database {
+    /// For logs and messages: the file, or the URL without its password.
+    pub fn shown(&self) -> String {
+        match self {
+            Self::Sqlite(path) => path.display().to_string(),
+            Self::Postgres(url) => without_password(url.expose()),
+        }
+    }
+
+    /// The SQLite file, if that is the backend.
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        match self {
+            Self::Sqlite(path) => Some(path),
+            Self::Postgres(_) => None,
+        }
+    }
+}
+
 /// A value that must never be printed: `Debug` and `Display` show `***`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret<T>(T);
@@ -180,8 +209,8 @@ pub struct Config {
     /// Where the admin API and panel listen when apart from the webhook (e.g. loopback only, so that a tunnel
     /// to the webhook port exposes nothing else). `None`: on the webhook's address and port.
     pub admin_bind: Option<SocketAddr>,
-    /// Path of the SQLite file (created if missing).
-    pub database_path: PathBuf,
+    /// Where the relay keeps its state.
+    pub database: Database,
     /// `None`: the admin API is not served at all.
     pub admin: Option<AdminCredentials>,
     /// Origins (`scheme://host[:port]`) besides IP addresses and localhost whose pages may change things
@@ -269,14 +298,14 @@ impl Config {
     pub fn from_settings(s: &Settings, default_bind: IpAddr) -> Result<Self, ConfigError> {
         let admin = admin_credentials(s)?;
         let (bind, port, admin_bind) = listen_addresses(s, default_bind)?;
-        let database_path = database_setting(s)?;
+        let database = database_setting(s)?;
         let (fetch_timeout, retry_schedule, reorder_window) = attempt_timing(s)?;
         let (public_url, chatwoot_link, upkeep) = chatwoot_settings(s)?;
         Ok(Self {
             bind,
             port,
             admin_bind,
-            database_path,
+            database,
             admin,
             admin_origins: parse_or(
                 &s.admin_origins,
@@ -416,10 +445,16 @@ fn attempt_timing(s: &Settings) -> Result<(Duration, Vec<Duration>, Duration), C
     Ok((fetch_timeout, retry_schedule, reorder_window))
 }
 
-/// `DATABASE_URL` as a file path.
-fn database_setting(s: &Settings) -> Result<PathBuf, ConfigError> {
+/// `DATABASE_URL`: a PostgreSQL URL, else a SQLite file.
+fn database_setting(s: &Settings) -> Result<Database, ConfigError> {
     let url = s.database_url.as_deref().unwrap_or(DEFAULT_DATABASE_URL);
-    database_path(url).map_err(|problem| ConfigError {
+    let trimmed = url.trim();
+    let parsed = if trimmed.starts_with("postgres://") || trimmed.starts_with("postgresql://") {
+        postgres_url(trimmed).map(|()| Database::Postgres(Secret::new(trimmed.to_owned())))
+    } else {
+        database_path(url).map(Database::Sqlite)
+    };
+    parsed.map_err(|problem| ConfigError {
         var: "DATABASE_URL",
         value: without_password(s.database_url.as_deref().unwrap_or_default()),
         problem,
@@ -466,14 +501,64 @@ fn parse_or<T>(
 /// A setting's value as an error may show it: a URL's password (`postgres://user:secret@db/…`) replaced by
 /// `***`, so that a refused setting does not put a secret in the log.
 fn without_password(value: &str) -> String {
-    match url::Url::parse(value) {
-        Ok(mut url) if url.password().is_some() => {
-            // Infallible: a URL that has a password can have another one.
-            let _ = url.set_password(Some("***"));
-            url.into()
-        }
-        _ => value.to_owned(),
+    let Ok(mut url) = url::Url::parse(value) else {
+        return without_password_by_hand(value);
+    };
+    if url.password().is_some() {
+        // Infallible: a URL that has a password can have another one.
+        let _ = url.set_password(Some("***"));
     }
+    // libpq's form: `?password=…`.
+    if url.query_pairs().any(|(k, _)| k == "password") {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k == "password" {
+                    "***".into()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    url.into()
+}
+
+/// [`without_password`] for a value that is not a URL the parser accepts (a wrong port, a stray character): the
+/// text between `user:` and `@`, and after `password=`, is masked all the same.
+fn without_password_by_hand(value: &str) -> String {
+    let mut shown = value.to_owned();
+    if let Some(scheme_end) = shown.find("://").map(|i| i + 3) {
+        let authority_end = shown[scheme_end..]
+            .find(['/', '?'])
+            .map_or(shown.len(), |i| scheme_end + i);
+        if let Some(at) = shown[scheme_end..authority_end]
+            .rfind('@')
+            .map(|i| scheme_end + i)
+            && let Some(colon) = shown[scheme_end..at].find(':').map(|i| scheme_end + i)
+        {
+            shown.replace_range(colon + 1..at, "***");
+        }
+    }
+    if let Some(start) = shown.find("password=").map(|i| i + "password=".len()) {
+        let end = shown[start..].find('&').map_or(shown.len(), |i| start + i);
+        shown.replace_range(start..end, "***");
+    }
+    shown
+}
+
+/// Checks a PostgreSQL URL the way the relay will use it (host, database, options), without connecting.
+fn postgres_url(url: &str) -> Result<(), String> {
+    sqlx::postgres::PgConnectOptions::from_str(url)
+        .map(|_| ())
+        .map_err(|e| {
+            format!(
+                "is not a PostgreSQL URL the relay can use: {}",
+                without_password(&e.to_string())
+            )
+        })
 }
 
 fn default_schedule() -> Vec<Duration> {
@@ -730,7 +815,9 @@ fn database_path(url: &str) -> Result<PathBuf, String> {
         rest
     } else if url.contains("://") {
         return Err(
-            "only SQLite is supported: use file:./path.db, sqlite://path.db or a plain path".into(),
+            "use a PostgreSQL URL (postgres://user:password@host/database) or a SQLite file \
+             (file:./path.db, sqlite://path.db or a plain path)"
+                .into(),
         );
     } else {
         url
@@ -750,7 +837,7 @@ mod tests {
     #[test]
     fn a_refused_url_setting_does_not_show_its_password() {
         let s = Settings {
-            database_url: Some("postgres://chatgowa:hunter2-secret@db:5432/chatgowa".into()),
+            database_url: Some("postgres://chatgowa:hunter2-secret@db:99999/chatgowa".into()),
             ..Settings::default()
         };
         let err = Config::from_settings(&s, IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)).unwrap_err();
@@ -842,7 +929,7 @@ mod tests {
         assert_eq!(c.max_age, Duration::from_secs(86_400));
         assert_eq!(c.retry_schedule.len(), 10);
         assert_eq!(c.retry_schedule[0], Duration::from_secs(1));
-        assert_eq!(c.database_path, PathBuf::from("./chatgowa.db"));
+        assert_eq!(c.database, Database::Sqlite(PathBuf::from("./chatgowa.db")));
         assert!(c.admin.is_none());
         assert_eq!(c.retention, Duration::from_secs(7 * 86_400));
         assert_eq!(c.dead_retention, Duration::from_secs(30 * 86_400));
@@ -860,9 +947,27 @@ mod tests {
             ("/var/lib/chatgowa.db", "/var/lib/chatgowa.db"),
         ] {
             let c = load(|s| s.database_url = Some(url.into())).unwrap();
-            assert_eq!(c.database_path, PathBuf::from(path), "{url}");
+            assert_eq!(c.database, Database::Sqlite(PathBuf::from(path)), "{url}");
         }
-        for url in ["postgres://x/y", "sqlite::memory:", "file:"] {
+        for url in [
+            "postgres://chatgowa:s3cret@db:5432/chatgowa",
+            "postgresql://chatgowa@/chatgowa?host=/run/postgresql&password=s3cret",
+        ] {
+            let c = load(|s| s.database_url = Some(url.into())).unwrap();
+            assert_eq!(c.database, Database::Postgres(Secret::new(url.into())));
+            assert!(
+                !c.database.shown().contains("s3cret"),
+                "{}",
+                c.database.shown()
+            );
+            assert!(!format!("{c:?}").contains("s3cret"));
+        }
+        for url in [
+            "mysql://x/y",
+            "sqlite::memory:",
+            "file:",
+            "postgres://db:99999/x",
+        ] {
             let err = load(|s| s.database_url = Some(url.into())).unwrap_err();
             assert_eq!(err.var, "DATABASE_URL", "{url}");
         }

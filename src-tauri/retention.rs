@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::SqlitePool;
+use crate::store::Db;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -37,7 +37,7 @@ impl Waker {
 }
 
 pub struct Retention {
-    pub pool: SqlitePool,
+    pub db: Db,
     /// Told of the deleted deliveries' dedupe keys.
     pub writer: Writer,
     pub delivered: Duration,
@@ -95,7 +95,7 @@ impl Retention {
             let keep = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
             let before = now_ms().saturating_sub(keep);
             loop {
-                let gone = deliveries::prune(&self.pool, status, before, i64::from(BATCH)).await?;
+                let gone = deliveries::prune(&self.db, status, before, i64::from(BATCH)).await?;
                 self.writer.forget_keys(&gone);
                 deleted += gone.len();
                 if gone.len() < usize::from(BATCH) {
@@ -103,7 +103,7 @@ impl Retention {
                 }
                 tokio::task::yield_now().await;
             }
-            if let Some(oldest) = deliveries::oldest_finished_at(&self.pool, status).await? {
+            if let Some(oldest) = deliveries::oldest_finished_at(&self.db, status).await? {
                 let due = oldest.saturating_add(keep);
                 next = Some(next.map_or(due, |n| n.min(due)));
             }
@@ -112,8 +112,8 @@ impl Retention {
             // What was told of them and how they were found go with the longest-kept deliveries.
             let keep = i64::try_from(self.delivered.max(self.dead).as_millis()).unwrap_or(i64::MAX);
             let before = now_ms().saturating_sub(keep);
-            chatwoot_feedback::prune(&self.pool, before).await?;
-            chatwoot_recovered::prune(&self.pool, before).await?;
+            chatwoot_feedback::prune(&self.db, before).await?;
+            chatwoot_recovered::prune(&self.db, before).await?;
             tracing::info!(deleted, "old deliveries pruned");
             self.events.send(UiEvent::Deliveries);
         }

@@ -3,8 +3,8 @@
 
 use std::sync::{Arc, RwLock};
 
+use crate::store::Db;
 use axum::extract::FromRef;
-use sqlx::SqlitePool;
 
 use crate::config::{AdminCredentials, Config};
 use crate::delivery::Dispatcher;
@@ -44,7 +44,7 @@ pub struct Shared {
     /// The admin login in force: `config.admin` at start; the desktop can replace its generated password.
     pub admin: RwLock<Option<AdminCredentials>>,
     /// For reads and admin writes; webhooks and attempt results go through `writer`.
-    pub pool: SqlitePool,
+    pub db: Db,
     pub writer: Writer,
     pub dispatcher: Dispatcher,
     pub events: Events,

@@ -44,7 +44,7 @@ const DEFAULT_WAIT: Duration = Duration::from_secs(10);
 pub async fn start(state: &AppState, tracker: &TaskTracker, told: feedback::Waker) -> Result<()> {
     links_changed(state).await?;
     let feedback = feedback::Task {
-        pool: state.pool.clone(),
+        db: state.db.clone(),
         http: state.chatwoot_http.clone(),
         dispatcher: state.dispatcher.clone(),
         events: state.events.clone(),
@@ -53,7 +53,7 @@ pub async fn start(state: &AppState, tracker: &TaskTracker, told: feedback::Wake
     };
     tracker.spawn(feedback.run(state.shutdown.clone()));
     let catch_up = feedback::catchup::Task {
-        pool: state.pool.clone(),
+        db: state.db.clone(),
         http: state.chatwoot_http.clone(),
         writer: state.writer.clone(),
         metrics: state.metrics.clone(),
@@ -76,7 +76,7 @@ pub async fn start(state: &AppState, tracker: &TaskTracker, told: feedback::Wake
 /// The database cannot be read.
 pub async fn status(state: &AppState) -> Result<ChatwootBody> {
     let public = public_url(state).await?;
-    let links = chatwoot_links::list(&state.pool).await?;
+    let links = chatwoot_links::list(&state.db).await?;
     Ok(ChatwootBody {
         public_url: public.as_ref().map(|(url, _)| url.to_string()),
         public_url_source: public.as_ref().map(|(_, source)| (*source).to_owned()),
@@ -112,7 +112,7 @@ pub async fn set_public_url(state: &AppState, input: PublicUrlInput) -> Result<C
             .map_err(|m| Error::invalid("url", format!("the public URL {m}")))?
             .to_string()
     };
-    settings::upsert(&state.pool, settings::PUBLIC_URL, &value).await?;
+    settings::upsert(&state.db, settings::PUBLIC_URL, &value).await?;
     state.events.send(UiEvent::Chatwoot);
     tracing::info!(public_url = value, "public webhook URL set");
     status(state).await
@@ -159,7 +159,7 @@ pub async fn unlink(state: &AppState, action: LinkAction) -> Result<dto::Success
             Err(problem) => return Err(remote(problem)),
         }
     }
-    chatwoot_links::delete(&state.pool, link.id).await?;
+    chatwoot_links::delete(&state.db, link.id).await?;
     account_changed(state).await?;
     tracing::info!(
         account_id = link.account_id,
@@ -198,7 +198,7 @@ pub async fn register(state: &AppState, action: LinkAction) -> Result<LinkBody> 
             .and_then(|h| h.secret);
     }
     let secret = hook.secret.as_ref().map(|s| s.expose().as_str());
-    chatwoot_links::set_webhook(&state.pool, link.id, Some((hook.id, &hook.url, secret))).await?;
+    chatwoot_links::set_webhook(&state.db, link.id, Some((hook.id, &hook.url, secret))).await?;
     account_changed(state).await?;
     tracing::info!(
         account_id = account,
@@ -219,7 +219,7 @@ pub async fn register(state: &AppState, action: LinkAction) -> Result<LinkBody> 
 /// # Errors
 /// The database cannot be read.
 pub async fn inboxes(state: &AppState) -> Result<InboxesBody> {
-    let routes = routes::list(&state.pool).await?;
+    let routes = routes::list(&state.db).await?;
     let gowa: Vec<String> = routes
         .iter()
         .filter_map(|r| origin(&r.webhook_url))
@@ -228,7 +228,7 @@ pub async fn inboxes(state: &AppState) -> Result<InboxesBody> {
         inboxes: Vec::new(),
         problems: Vec::new(),
     };
-    for link in chatwoot_links::list(&state.pool).await? {
+    for link in chatwoot_links::list(&state.db).await? {
         let read = client_of(state, &link)?.inboxes(link.account_id).await;
         let inboxes = match read {
             Ok(inboxes) => inboxes,
@@ -291,7 +291,7 @@ pub fn catch_up_problem(state: &AppState) -> Option<String> {
 /// # Errors
 /// The database cannot be read.
 pub async fn held(state: &AppState) -> Result<HeldBody> {
-    let held = chatwoot_recovered::list_held(&state.pool).await?;
+    let held = chatwoot_recovered::list_held(&state.db).await?;
     Ok(HeldBody {
         held: held
             .into_iter()
@@ -318,7 +318,7 @@ pub async fn held(state: &AppState) -> Result<HeldBody> {
 /// # Errors
 /// No such held reply, `Conflict` when its real webhook arrived meanwhile.
 pub async fn decide_held(state: &AppState, action: HeldAction) -> Result<HeldBody> {
-    let found = chatwoot_recovered::find(&state.pool, action.id)
+    let found = chatwoot_recovered::find(&state.db, action.id)
         .await?
         .filter(|r| r.state == "held")
         .ok_or_else(|| Error::NotFound {
@@ -330,7 +330,7 @@ pub async fn decide_held(state: &AppState, action: HeldAction) -> Result<HeldBod
             .await
             .map_err(|e| Error::Unavailable(e.to_string()))?;
         if queued.is_none() {
-            chatwoot_recovered::decide(&state.pool, found.id, None).await?;
+            chatwoot_recovered::decide(&state.db, found.id, None).await?;
             return Err(Error::Conflict(
                 "this reply was delivered meanwhile (or its inbox has no route): nothing was sent"
                     .into(),
@@ -340,7 +340,7 @@ pub async fn decide_held(state: &AppState, action: HeldAction) -> Result<HeldBod
     } else {
         None
     };
-    chatwoot_recovered::decide(&state.pool, found.id, delivery).await?;
+    chatwoot_recovered::decide(&state.db, found.id, delivery).await?;
     tracing::info!(
         message_id = found.found.message_id,
         sent = delivery.is_some(),
@@ -598,7 +598,7 @@ async fn connect(
         token: token.expose(),
         from_env,
     };
-    let link = chatwoot_links::upsert(&state.pool, &new).await?;
+    let link = chatwoot_links::upsert(&state.db, &new).await?;
     store_inboxes(state, link.id, &inboxes).await?;
     account_changed(state).await?;
     state.catch_up.now();
@@ -661,7 +661,7 @@ async fn register_from_env(state: &AppState, id: i64) {
 /// The linked accounts changed: webhooks are verified with the new secrets, screens show the new names.
 async fn links_changed(state: &AppState) -> Result<()> {
     let mut secrets: HashMap<i64, Vec<Secret<String>>> = HashMap::new();
-    for link in chatwoot_links::list(&state.pool).await? {
+    for link in chatwoot_links::list(&state.db).await? {
         if let Some(secret) = link.webhook_secret {
             secrets
                 .entry(link.account_id)
@@ -670,7 +670,7 @@ async fn links_changed(state: &AppState) -> Result<()> {
         }
     }
     state.intake.linked().set_secrets(secrets);
-    let names = chatwoot_inboxes::list(&state.pool)
+    let names = chatwoot_inboxes::list(&state.db)
         .await?
         .into_iter()
         .map(|inbox| (InboxId(inbox.inbox_id), inbox.name))
@@ -693,7 +693,7 @@ async fn account_changed(state: &AppState) -> Result<()> {
 
 async fn store_inboxes(state: &AppState, link_id: i64, inboxes: &[chatwoot::Inbox]) -> Result<()> {
     let known: Vec<KnownInbox> = inboxes.iter().map(|i| i.known(link_id)).collect();
-    chatwoot_inboxes::replace(&state.pool, link_id, &known).await?;
+    chatwoot_inboxes::replace(&state.db, link_id, &known).await?;
     Ok(())
 }
 
@@ -702,7 +702,7 @@ async fn public_url(state: &AppState) -> Result<Option<(Url, &'static str)>> {
     if let Some(url) = &state.config.public_url {
         return Ok(Some((url.clone(), "env")));
     }
-    let stored = settings::find(&state.pool, settings::PUBLIC_URL).await?;
+    let stored = settings::find(&state.db, settings::PUBLIC_URL).await?;
     Ok(stored
         .and_then(|raw| Url::parse(&raw).ok())
         .map(|url| (url, "setting")))
@@ -764,7 +764,7 @@ fn link_view(state: &AppState, link: &Link, public: Option<&Url>) -> LinkView {
 }
 
 async fn find_link(state: &AppState, id: i64) -> Result<Link> {
-    chatwoot_links::find(&state.pool, id)
+    chatwoot_links::find(&state.db, id)
         .await?
         .ok_or_else(|| Error::NotFound {
             what: "Chatwoot link",

@@ -42,7 +42,7 @@ pub async fn routes_body(state: &AppState) -> Result<dto::RoutesBody> {
 
 pub async fn list_routes(state: &AppState) -> Result<Vec<dto::Route>> {
     let mut views = Vec::new();
-    for route in routes::list(&state.pool).await? {
+    for route in routes::list(&state.db).await? {
         views.push(route_view(state, route).await?);
     }
     Ok(views)
@@ -51,11 +51,10 @@ pub async fn list_routes(state: &AppState) -> Result<Vec<dto::Route>> {
 /// A route with its queue and health.
 async fn route_view(state: &AppState, route: Route) -> Result<dto::Route> {
     let pending =
-        deliveries::count_for_inbox(&state.pool, route.inbox_id, DeliveryStatus::Pending).await?;
-    let dead =
-        deliveries::count_for_inbox(&state.pool, route.inbox_id, DeliveryStatus::Dead).await?;
-    let last = deliveries::last_attempted_for_inbox(&state.pool, route.inbox_id).await?;
-    let delivered = deliveries::last_delivered_at_for_inbox(&state.pool, route.inbox_id).await?;
+        deliveries::count_for_inbox(&state.db, route.inbox_id, DeliveryStatus::Pending).await?;
+    let dead = deliveries::count_for_inbox(&state.db, route.inbox_id, DeliveryStatus::Dead).await?;
+    let last = deliveries::last_attempted_for_inbox(&state.db, route.inbox_id).await?;
+    let delivered = deliveries::last_delivered_at_for_inbox(&state.db, route.inbox_id).await?;
     let mut view = dto::Route::new(route, pending, dead, last);
     view.inbox_name = state.inbox_name(view.inbox_id);
     view.last_delivered_at = delivered.map(crate::store::to_rfc3339);
@@ -69,7 +68,7 @@ async fn route_body(state: &AppState, route: Route) -> Result<dto::RouteBody> {
 }
 
 async fn find_route(state: &AppState, id: RouteId) -> Result<Route> {
-    routes::find(&state.pool, id)
+    routes::find(&state.db, id)
         .await?
         .ok_or_else(|| not_found(id))
 }
@@ -84,7 +83,7 @@ async fn routes_changed(state: &AppState) -> Result<()> {
 pub async fn create_route(state: &AppState, input: RouteInput) -> Result<dto::RouteBody> {
     let fields = validate(input, None)?;
     refuse_own_address(state, &fields.webhook_url)?;
-    let route = routes::insert(&state.pool, &fields)
+    let route = routes::insert(&state.db, &fields)
         .await
         .map_err(|e| conflict(e, fields.inbox_id))?;
     tracing::info!(route_id = %route.id, inbox_id = %route.inbox_id, "route created");
@@ -100,7 +99,7 @@ pub async fn update_route(
     let current = find_route(state, id).await?;
     let fields = validate(input, Some(current.into()))?;
     refuse_own_address(state, &fields.webhook_url)?;
-    let route = routes::update(&state.pool, id, &fields)
+    let route = routes::update(&state.db, id, &fields)
         .await
         .map_err(|e| conflict(e, fields.inbox_id))?
         .ok_or_else(|| not_found(id))?;
@@ -110,7 +109,7 @@ pub async fn update_route(
 }
 
 pub async fn delete_route(state: &AppState, id: RouteId) -> Result<dto::SuccessBody> {
-    if !routes::delete(&state.pool, id).await? {
+    if !routes::delete(&state.db, id).await? {
         return Err(not_found(id));
     }
     tracing::info!(route_id = %id, "route deleted");
@@ -154,20 +153,19 @@ pub async fn test_route(state: &AppState, id: RouteId) -> Result<dto::TestResult
 }
 
 pub async fn stats(state: &AppState) -> Result<dto::Stats> {
-    let totals = deliveries::totals(&state.pool).await?;
-    let oldest = deliveries::oldest_pending_received_at(&state.pool).await?;
+    let totals = deliveries::totals(&state.db).await?;
+    let oldest = deliveries::oldest_pending_received_at(&state.db).await?;
     Ok(dto::Stats {
         version: env!("CARGO_PKG_VERSION").into(),
         totals,
         queue_depth: totals.pending,
         oldest_pending_age_ms: oldest.map(|at| (now_ms() - at).max(0)),
-        delivered_last_day: deliveries::count_delivered_since(&state.pool, now_ms() - DAY_MS)
-            .await?,
+        delivered_last_day: deliveries::count_delivered_since(&state.db, now_ms() - DAY_MS).await?,
         retention_seconds: state.config.retention.as_secs(),
         dead_retention_seconds: state.config.dead_retention.as_secs(),
-        duplicates_dropped: deliveries::count_duplicates(&state.pool).await?,
-        routes: routes::list(&state.pool).await?.len(),
-        unrouted_inboxes: unrouted_inboxes::list(&state.pool).await?.len(),
+        duplicates_dropped: deliveries::count_duplicates(&state.db).await?,
+        routes: routes::list(&state.db).await?.len(),
+        unrouted_inboxes: unrouted_inboxes::list(&state.db).await?.len(),
         webhook_path: "/webhook".into(),
         webhook_port: match state
             .webhook_port
@@ -181,7 +179,7 @@ pub async fn stats(state: &AppState) -> Result<dto::Stats> {
 
 pub async fn list_unrouted(state: &AppState) -> Result<dto::UnroutedBody> {
     Ok(dto::UnroutedBody {
-        unrouted: unrouted_inboxes::list(&state.pool)
+        unrouted: unrouted_inboxes::list(&state.db)
             .await?
             .into_iter()
             .map(|inbox| dto::Unrouted {
@@ -194,12 +192,12 @@ pub async fn list_unrouted(state: &AppState) -> Result<dto::UnroutedBody> {
 
 /// Deliveries waiting to be sent (the health check's figure).
 pub async fn count_pending(state: &AppState) -> Result<i64> {
-    Ok(deliveries::count_pending(&state.pool).await?)
+    Ok(deliveries::count_pending(&state.db).await?)
 }
 
 /// Deliveries delivered since `since_ms` (the tray's "today").
 pub async fn count_delivered_since(state: &AppState, since_ms: i64) -> Result<i64> {
-    Ok(deliveries::count_delivered_since(&state.pool, since_ms).await?)
+    Ok(deliveries::count_delivered_since(&state.db, since_ms).await?)
 }
 
 /// `/metrics`: the counters, and the gauges read now.
@@ -251,7 +249,7 @@ pub async fn list_deliveries(
     filter.body_has = search.as_ref().and_then(Search::prefilter);
     let (page, next_cursor) = read_page(state, filter, search.as_ref(), limit).await?;
     let ids: Vec<DeliveryId> = page.iter().map(|(d, _)| d.id).collect();
-    let recovered = chatwoot_recovered::recovered_among(&state.pool, &ids).await?;
+    let recovered = chatwoot_recovered::recovered_among(&state.db, &ids).await?;
     let names = route_names(state).await?;
     Ok(dto::DeliveriesBody {
         deliveries: page
@@ -283,7 +281,7 @@ async fn read_page(
     };
     let (mut page, mut scanned) = (Vec::new(), 0);
     let exhausted = loop {
-        let rows = deliveries::list(&state.pool, &filter, batch).await?;
+        let rows = deliveries::list(&state.db, &filter, batch).await?;
         let last_batch = rows.len() < usize::try_from(batch).unwrap_or(usize::MAX);
         for row in rows {
             scanned += 1;
@@ -391,7 +389,7 @@ fn event_filter(event: Option<String>, hide_ignored: Option<String>) -> Result<E
 
 /// Each inbox's route name.
 async fn route_names(state: &AppState) -> Result<HashMap<InboxId, String>> {
-    Ok(routes::list(&state.pool)
+    Ok(routes::list(&state.db)
         .await?
         .into_iter()
         .filter_map(|r| Some((r.inbox_id, r.name?)))
@@ -426,15 +424,15 @@ fn positive(value: Option<String>, field: &'static str) -> Result<Option<i64>> {
 }
 
 pub async fn delivery_detail(state: &AppState, id: DeliveryId) -> Result<dto::DeliveryBody> {
-    let d = deliveries::find(&state.pool, id)
+    let d = deliveries::find(&state.db, id)
         .await?
         .ok_or_else(|| delivery_not_found(id))?;
-    let log = attempts::list_for_delivery(&state.pool, id).await?;
-    let told = chatwoot_feedback::list_for_delivery(&state.pool, id).await?;
+    let log = attempts::list_for_delivery(&state.db, id).await?;
+    let told = chatwoot_feedback::list_for_delivery(&state.db, id).await?;
     let names = route_names(state).await?;
     let about = glimpse::read(&d.body).glimpse;
     let mut summary = named(state, &names, d.summary().into(), about);
-    summary.recovered = !chatwoot_recovered::recovered_among(&state.pool, &[id])
+    summary.recovered = !chatwoot_recovered::recovered_among(&state.db, &[id])
         .await?
         .is_empty();
     Ok(dto::DeliveryBody {
@@ -454,9 +452,9 @@ pub async fn delivery_detail(state: &AppState, id: DeliveryId) -> Result<dto::De
 /// Sends a delivered or dead delivery again: one attempt, in its conversation's order. If that attempt fails
 /// the delivery is dead again (a manual retry does not re-enter the retry schedule).
 pub async fn retry_delivery(state: &AppState, id: DeliveryId) -> Result<dto::DeliveryBody> {
-    match deliveries::requeue(&state.pool, id, now_ms()).await? {
+    match deliveries::requeue(&state.db, id, now_ms()).await? {
         Some(pending) => requeued(state, &[pending]),
-        None if deliveries::find(&state.pool, id).await?.is_some() => {
+        None if deliveries::find(&state.db, id).await?.is_some() => {
             return Err(Error::Conflict(format!(
                 "delivery {id} is already waiting to be sent"
             )));
@@ -470,7 +468,7 @@ pub async fn retry_delivery(state: &AppState, id: DeliveryId) -> Result<dto::Del
 /// [`retry_delivery`] for every dead delivery of a route; says how many.
 pub async fn retry_dead_for_route(state: &AppState, id: RouteId) -> Result<dto::RetriedBody> {
     let route = find_route(state, id).await?;
-    let pending = deliveries::requeue_dead_for_inbox(&state.pool, route.inbox_id, now_ms()).await?;
+    let pending = deliveries::requeue_dead_for_inbox(&state.db, route.inbox_id, now_ms()).await?;
     requeued(state, &pending);
     tracing::info!(route_id = %id, count = pending.len(), "dead deliveries retried by hand");
     Ok(dto::RetriedBody {
@@ -483,7 +481,7 @@ pub async fn retry_dead_for_route(state: &AppState, id: RouteId) -> Result<dto::
 /// are left as they are and counted: sending a delivered reply again is asked for one at a time.
 pub async fn retry_deliveries(state: &AppState, input: dto::IdsInput) -> Result<dto::RetriedBody> {
     let ids = chosen(&input.ids)?;
-    let pending = deliveries::requeue_dead(&state.pool, &ids, now_ms()).await?;
+    let pending = deliveries::requeue_dead(&state.db, &ids, now_ms()).await?;
     requeued(state, &pending);
     tracing::info!(
         count = pending.len(),
@@ -502,7 +500,7 @@ pub async fn discard_deliveries(
 ) -> Result<dto::DiscardedBody> {
     let mut gone = Vec::new();
     for id in chosen(&input.ids)? {
-        if let Some(deleted) = deliveries::delete(&state.pool, id).await? {
+        if let Some(deleted) = deliveries::delete(&state.db, id).await? {
             state.dispatcher.forget(id);
             gone.push(deleted);
         }
@@ -539,7 +537,7 @@ fn chosen(ids: &Value) -> Result<Vec<DeliveryId>> {
 
 /// Removes a delivery from the queue and the log.
 pub async fn discard_delivery(state: &AppState, id: DeliveryId) -> Result<dto::SuccessBody> {
-    let Some(deleted) = deliveries::delete(&state.pool, id).await? else {
+    let Some(deleted) = deliveries::delete(&state.db, id).await? else {
         return Err(delivery_not_found(id));
     };
     state.writer.forget_keys(&[deleted]);

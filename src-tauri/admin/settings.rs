@@ -49,7 +49,7 @@ pub async fn ensure_admin_login(state: &AppState) -> Result<Option<String>> {
     if !in_setup(state) {
         return Ok(None);
     }
-    let (hash, shown) = match settings::find(&state.pool, settings::ADMIN_PASSWORD_HASH).await? {
+    let (hash, shown) = match settings::find(&state.db, settings::ADMIN_PASSWORD_HASH).await? {
         Some(hash) => (hash, None),
         None => {
             let (hash, password) = store_new_password(state).await?;
@@ -77,7 +77,7 @@ pub async fn open_setup(state: &AppState) -> Result<Option<String>> {
     if !in_setup(state) {
         return Ok(None);
     }
-    if let Some(hash) = settings::find(&state.pool, settings::ADMIN_PASSWORD_HASH).await? {
+    if let Some(hash) = settings::find(&state.db, settings::ADMIN_PASSWORD_HASH).await? {
         *state.admin.write().unwrap_or_else(PoisonError::into_inner) =
             Some(AdminCredentials::new(DEFAULT_ADMIN_USER, hash));
         return Ok(None);
@@ -132,7 +132,7 @@ pub async fn complete_setup(
         ));
     }
     let hash = login::hash_password(password);
-    settings::upsert(&state.pool, settings::ADMIN_PASSWORD_HASH, &hash).await?;
+    settings::upsert(&state.db, settings::ADMIN_PASSWORD_HASH, &hash).await?;
     *state.admin.write().unwrap_or_else(PoisonError::into_inner) =
         Some(AdminCredentials::new(DEFAULT_ADMIN_USER, hash));
     *state
@@ -174,7 +174,7 @@ fn random_text(chars: usize) -> String {
 async fn store_new_password(state: &AppState) -> Result<(String, String)> {
     let password = random_text(GENERATED_PASSWORD_CHARS);
     let hash = login::hash_password(&password);
-    settings::upsert(&state.pool, settings::ADMIN_PASSWORD_HASH, &hash).await?;
+    settings::upsert(&state.db, settings::ADMIN_PASSWORD_HASH, &hash).await?;
     Ok((hash, password))
 }
 
@@ -183,9 +183,9 @@ async fn store_new_password(state: &AppState) -> Result<(String, String)> {
 /// # Errors
 /// The database cannot be read.
 pub async fn preferences(state: &AppState) -> Result<Preferences> {
-    let notifications = settings::find(&state.pool, settings::NOTIFICATIONS).await?;
+    let notifications = settings::find(&state.db, settings::NOTIFICATIONS).await?;
     Ok(Preferences {
-        language: settings::find(&state.pool, settings::LANGUAGE).await?,
+        language: settings::find(&state.db, settings::LANGUAGE).await?,
         notifications: notifications.is_none_or(|v| v != "off"),
     })
 }
@@ -195,7 +195,7 @@ pub async fn preferences(state: &AppState) -> Result<Preferences> {
 /// # Errors
 /// The database cannot be written.
 pub async fn set_language(state: &AppState, language: &str) -> Result<()> {
-    settings::upsert(&state.pool, settings::LANGUAGE, language).await?;
+    settings::upsert(&state.db, settings::LANGUAGE, language).await?;
     Ok(())
 }
 
@@ -205,7 +205,7 @@ pub async fn set_language(state: &AppState, language: &str) -> Result<()> {
 /// The database cannot be written.
 pub async fn set_notifications(state: &AppState, on: bool) -> Result<()> {
     let value = if on { "on" } else { "off" };
-    settings::upsert(&state.pool, settings::NOTIFICATIONS, value).await?;
+    settings::upsert(&state.db, settings::NOTIFICATIONS, value).await?;
     Ok(())
 }
 
@@ -214,7 +214,7 @@ pub async fn set_notifications(state: &AppState, on: bool) -> Result<()> {
 /// # Errors
 /// The database cannot be read.
 pub async fn saved_address(state: &AppState, listener: Listener) -> Result<Option<SocketAddr>> {
-    let value = settings::find(&state.pool, listener.key()).await?;
+    let value = settings::find(&state.db, listener.key()).await?;
     Ok(value.and_then(|v| v.parse().ok()))
 }
 
@@ -223,7 +223,7 @@ pub async fn saved_address(state: &AppState, listener: Listener) -> Result<Optio
 /// # Errors
 /// The database cannot be written.
 pub async fn save_address(state: &AppState, listener: Listener, addr: SocketAddr) -> Result<()> {
-    settings::upsert(&state.pool, listener.key(), &addr.to_string()).await?;
+    settings::upsert(&state.db, listener.key(), &addr.to_string()).await?;
     Ok(())
 }
 

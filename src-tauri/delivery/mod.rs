@@ -19,7 +19,7 @@ use std::collections::hash_map::Entry;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use sqlx::SqlitePool;
+use crate::store::Db;
 use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -84,7 +84,7 @@ pub struct Dispatcher {
 }
 
 struct Inner {
-    pool: SqlitePool,
+    db: Db,
     writer: Writer,
     client: reqwest::Client,
     config: DeliveryConfig,
@@ -142,7 +142,7 @@ pub struct Lifecycle {
 
 impl Dispatcher {
     pub fn new(
-        pool: SqlitePool,
+        db: Db,
         writer: Writer,
         client: reqwest::Client,
         config: DeliveryConfig,
@@ -156,7 +156,7 @@ impl Dispatcher {
         } = lifecycle;
         Self {
             inner: Arc::new(Inner {
-                pool,
+                db,
                 writer,
                 client,
                 config,
@@ -182,7 +182,7 @@ impl Dispatcher {
     /// # Errors
     /// The database cannot be read.
     pub async fn load_pending(&self) -> sqlx::Result<usize> {
-        let pending = store::deliveries::list_pending(&self.inner.pool).await?;
+        let pending = store::deliveries::list_pending(&self.inner.db).await?;
         let count = pending.len();
         self.enqueue(pending);
         Ok(count)
@@ -256,7 +256,7 @@ impl Dispatcher {
     /// # Errors
     /// The routes cannot be read; the previous ones stay in force.
     pub async fn reload_routes(&self) -> sqlx::Result<()> {
-        let table: HashMap<InboxId, Arc<Route>> = store::routes::list(&self.inner.pool)
+        let table: HashMap<InboxId, Arc<Route>> = store::routes::list(&self.inner.db)
             .await?
             .into_iter()
             .map(|r| (r.inbox_id, Arc::new(r)))

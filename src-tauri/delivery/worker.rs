@@ -132,7 +132,7 @@ async fn read_head(inner: &Inner, id: DeliveryId) -> ControlFlow<Step, Delivery>
     let fresh = inner.fresh().take(id);
     let stored = match fresh {
         Some(d) => Ok(Some(d)),
-        None => deliveries::find(&inner.pool, id).await,
+        None => deliveries::find(&inner.db, id).await,
     };
     match stored {
         Ok(Some(d)) if d.status == DeliveryStatus::Pending => Continue(d),

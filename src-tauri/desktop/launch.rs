@@ -128,7 +128,7 @@ fn setup(
 ) -> std::result::Result<(), Box<dyn std::error::Error>> {
     logging::init(config.log_format, Some(&app.path().app_log_dir()?));
     if settings.database_url.is_none() {
-        config.database_path = app.path().app_data_dir()?.join(DB_FILE);
+        config.database = crate::config::Database::Sqlite(app.path().app_data_dir()?.join(DB_FILE));
     }
     let given = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.trim().is_empty());
     let locks = Locks::new(

@@ -8,9 +8,9 @@
 //! conversation's lane in message-id order, or held for a decision when older than
 //! `CHATGOWA_CATCHUP_SEND_WITHIN` (a reply hours late may surprise a customer).
 
+use crate::store::Db;
 use bytes::Bytes;
 use serde_json::{Value, json};
-use sqlx::SqlitePool;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::Notify;
@@ -82,7 +82,7 @@ impl CatchUp {
 
 /// The catch-up task.
 pub struct Task {
-    pub pool: SqlitePool,
+    pub db: Db,
     pub http: reqwest::Client,
     pub writer: Writer,
     pub metrics: Metrics,
@@ -97,7 +97,7 @@ impl Task {
     /// Catches up at start and every interval while an account is linked; sleeps without waking otherwise.
     pub async fn run(self, stop: CancellationToken) {
         loop {
-            let linked = match chatwoot_links::list(&self.pool).await {
+            let linked = match chatwoot_links::list(&self.db).await {
                 Ok(links) => {
                     for link in &links {
                         self.catch_up(link).await;
@@ -135,7 +135,7 @@ impl Task {
         };
         match self.look(link, started, &mut report).await {
             Ok(()) => {
-                if let Err(e) = chatwoot_links::set_caught_up(&self.pool, link.id, started).await {
+                if let Err(e) = chatwoot_links::set_caught_up(&self.db, link.id, started).await {
                     report.error = Some(e.to_string());
                 }
                 if report.queued + report.held > 0 {
@@ -174,7 +174,7 @@ impl Task {
         // The account's inboxes read again: one made and routed since the link counts too.
         let inboxes = client.inboxes(link.account_id).await?;
         let known: Vec<KnownInbox> = inboxes.iter().map(|i| i.known(link.id)).collect();
-        chatwoot_inboxes::replace(&self.pool, link.id, &known).await?;
+        chatwoot_inboxes::replace(&self.db, link.id, &known).await?;
         for inbox in self.routed_inboxes(link).await? {
             let conversations = client
                 .conversations_updated(link.account_id, inbox.0, seconds)
@@ -189,12 +189,12 @@ impl Task {
 
     /// The account's inboxes that have a route.
     async fn routed_inboxes(&self, link: &Link) -> sqlx::Result<Vec<InboxId>> {
-        let routed: Vec<InboxId> = routes::list(&self.pool)
+        let routed: Vec<InboxId> = routes::list(&self.db)
             .await?
             .into_iter()
             .map(|r| r.inbox_id)
             .collect();
-        Ok(chatwoot_inboxes::list(&self.pool)
+        Ok(chatwoot_inboxes::list(&self.db)
             .await?
             .into_iter()
             .filter(|i| i.link_id == link.id)
@@ -214,7 +214,7 @@ impl Task {
         since: i64,
         report: &mut Report,
     ) -> Result<(), Failure> {
-        let mut after = recovered::last_known_message(&self.pool, inbox, conversation.id)
+        let mut after = recovered::last_known_message(&self.db, inbox, conversation.id)
             .await?
             .unwrap_or(0);
         loop {
@@ -254,8 +254,8 @@ impl Task {
         // is known by its identity, so it is not sent twice).
         if !reply
             || written_at < since.saturating_sub(60_000)
-            || recovered::known(&self.pool, link.account_id, id).await?
-            || recovered::delivered_before(&self.pool, inbox, id).await?
+            || recovered::known(&self.db, link.account_id, id).await?
+            || recovered::delivered_before(&self.db, inbox, id).await?
         {
             return Ok(());
         }
@@ -271,7 +271,7 @@ impl Task {
         let fresh = now_ms() - written_at
             <= i64::try_from(self.upkeep.send_within.as_millis()).unwrap_or(i64::MAX);
         if !fresh {
-            if recovered::insert(&self.pool, &found, None).await? {
+            if recovered::insert(&self.db, &found, None).await? {
                 self.metrics.recovered("held");
                 report.held += 1;
                 self.note_held(link, &found).await?;
@@ -279,7 +279,7 @@ impl Task {
             return Ok(());
         }
         if let Some(delivery) = queue(&self.writer, &found).await? {
-            recovered::insert(&self.pool, &found, Some(delivery)).await?;
+            recovered::insert(&self.db, &found, Some(delivery)).await?;
             self.metrics.recovered("queued");
             report.queued += 1;
         }
@@ -290,7 +290,7 @@ impl Task {
 impl Task {
     /// One private note under a held reply, telling the agent it was not sent and where it waits.
     async fn note_held(&self, link: &Link, found: &NewRecovered) -> sqlx::Result<()> {
-        let language = settings::find(&self.pool, settings::LANGUAGE).await?;
+        let language = settings::find(&self.db, settings::LANGUAGE).await?;
         let note = NewFeedback {
             // Not a delivery (yet).
             delivery_id: crate::ids::DeliveryId(0),
@@ -303,7 +303,7 @@ impl Task {
             text: super::reply::held_note(language.as_deref() == Some("id")),
             done: false,
         };
-        chatwoot_feedback::insert(&self.pool, &[note]).await?;
+        chatwoot_feedback::insert(&self.db, &[note]).await?;
         self.feedback.wake();
         Ok(())
     }

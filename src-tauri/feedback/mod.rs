@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::SqlitePool;
+use crate::store::Db;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -48,7 +48,7 @@ impl Waker {
 
 /// The feedback task.
 pub struct Task {
-    pub pool: SqlitePool,
+    pub db: Db,
     pub http: reqwest::Client,
     pub dispatcher: Dispatcher,
     pub events: Events,
@@ -62,15 +62,13 @@ impl Task {
     pub async fn run(self, stop: CancellationToken) {
         let mut outcomes = self.dispatcher.outcomes();
         // Where the last run stopped reading `message_updated` webhooks (the first run starts from now).
-        let seen = settings::find(&self.pool, settings::FEEDBACK_UPDATES_SEEN)
+        let seen = settings::find(&self.db, settings::FEEDBACK_UPDATES_SEEN)
             .await
             .ok()
             .flatten();
         let mut updates_after = match seen.and_then(|s| s.parse().ok()) {
             Some(id) => DeliveryId(id),
-            None => deliveries::max_id(&self.pool)
-                .await
-                .unwrap_or(DeliveryId(0)),
+            None => deliveries::max_id(&self.db).await.unwrap_or(DeliveryId(0)),
         };
         loop {
             let next = match self.look(&mut updates_after).await {
@@ -100,11 +98,11 @@ impl Task {
 
     /// Decides what to tell, sends what is due, and says when to look again.
     async fn look(&self, updates_after: &mut DeliveryId) -> sqlx::Result<Option<i64>> {
-        let links = chatwoot_links::list(&self.pool).await?;
+        let links = chatwoot_links::list(&self.db).await?;
         if links.is_empty() {
             return Ok(None);
         }
-        let indonesian = settings::find(&self.pool, settings::LANGUAGE)
+        let indonesian = settings::find(&self.db, settings::LANGUAGE)
             .await?
             .as_deref()
             == Some("id");
@@ -115,7 +113,7 @@ impl Task {
         let delayed_next = self.delayed(&links, words).await?;
         self.ended(words).await?;
         self.send_due(&links).await?;
-        let due = store::next_due(&self.pool).await?;
+        let due = store::next_due(&self.db).await?;
         Ok([due, delayed_next].into_iter().flatten().min())
     }
 
@@ -123,7 +121,7 @@ impl Task {
     async fn dead(&self, links: &[Link], words: Words) -> sqlx::Result<()> {
         // Replies that died before the account was linked (or more than a day ago) are not told now.
         let since = now_ms() - MAX_AGE_MS;
-        for untold in store::dead_untold(&self.pool, since, BATCH).await? {
+        for untold in store::dead_untold(&self.db, since, BATCH).await? {
             let reply = reply::read(&untold.body);
             let link = reply.as_ref().and_then(|r| link_of(links, r.account));
             let mut items = Vec::new();
@@ -142,15 +140,15 @@ impl Task {
                     ..nothing(&untold, r.as_ref())
                 }),
             }
-            store::insert(&self.pool, &items).await?;
+            store::insert(&self.db, &items).await?;
         }
         Ok(())
     }
 
     /// Replies marked failed and delivered since (a retry worked): set back to sent.
     async fn sent_again(&self) -> sqlx::Result<()> {
-        for mark in store::delivered_after_failed(&self.pool).await? {
-            store::insert(&self.pool, &[about(&mark, "mark_sent")]).await?;
+        for mark in store::delivered_after_failed(&self.db).await? {
+            store::insert(&self.db, &[about(&mark, "mark_sent")]).await?;
         }
         Ok(())
     }
@@ -160,7 +158,7 @@ impl Task {
     async fn delayed(&self, links: &[Link], words: Words) -> sqlx::Result<Option<i64>> {
         let delay = i64::try_from(self.delayed_after.as_millis()).unwrap_or(i64::MAX);
         let before = now_ms().saturating_sub(delay);
-        for untold in store::delayed_untold(&self.pool, before).await? {
+        for untold in store::delayed_untold(&self.db, before).await? {
             let Some(r) = reply::read(&untold.body).filter(|r| r.to_customer) else {
                 continue;
             };
@@ -176,13 +174,13 @@ impl Task {
             };
             let text = reply::delayed_note(words.indonesian, &words.reason(&untold));
             store::open_outage(
-                &self.pool,
+                &self.db,
                 &outage,
                 &item(&untold, link, &r, "note_delayed", text),
             )
             .await?;
         }
-        let oldest = store::oldest_delayed_untold(&self.pool).await?;
+        let oldest = store::oldest_delayed_untold(&self.db).await?;
         Ok(oldest
             .map(|at| at.saturating_add(delay))
             .filter(|at| *at > now_ms()))
@@ -190,7 +188,7 @@ impl Task {
 
     /// Outages whose conversation has no failing reply left: told that the replies went out.
     async fn ended(&self, words: Words) -> sqlx::Result<()> {
-        for ended in store::ended_outages(&self.pool).await? {
+        for ended in store::ended_outages(&self.db).await? {
             let (outage, delivered) = (ended.outage, ended.delivered);
             let note = delivered.then(|| NewFeedback {
                 delivery_id: outage.delivery_id,
@@ -203,7 +201,7 @@ impl Task {
                 text: reply::delivered_note(words.indonesian),
                 done: false,
             });
-            store::close_outage(&self.pool, &outage, note.as_ref()).await?;
+            store::close_outage(&self.db, &outage, note.as_ref()).await?;
         }
         Ok(())
     }
@@ -215,7 +213,7 @@ impl Task {
         links: &[Link],
         updates_after: &mut DeliveryId,
     ) -> sqlx::Result<()> {
-        let updates = deliveries::updates_after(&self.pool, *updates_after, BATCH).await?;
+        let updates = deliveries::updates_after(&self.db, *updates_after, BATCH).await?;
         let last = updates.last().map(|(id, _)| *id);
         for (id, body) in updates {
             *updates_after = id;
@@ -228,15 +226,15 @@ impl Task {
             {
                 continue;
             }
-            let Some(mark) = store::failed_mark(&self.pool, r.account, r.message).await? else {
+            let Some(mark) = store::failed_mark(&self.db, r.account, r.message).await? else {
                 continue;
             };
-            let requeued = deliveries::requeue(&self.pool, mark.delivery_id, now_ms()).await?;
+            let requeued = deliveries::requeue(&self.db, mark.delivery_id, now_ms()).await?;
             let resent = NewFeedback {
                 done: true,
                 ..about(&mark, "resent")
             };
-            store::insert(&self.pool, &[resent]).await?;
+            store::insert(&self.db, &[resent]).await?;
             if let Some(pending) = requeued {
                 tracing::info!(delivery_id = %mark.delivery_id, message_id = r.message, "Retry pressed in Chatwoot: sending the reply again");
                 self.dispatcher.enqueue([pending]);
@@ -246,7 +244,7 @@ impl Task {
         // Kept, so that a `message_updated` stored before a restart is still looked at after it.
         if let Some(last) = last {
             let last = last.0.to_string();
-            settings::upsert(&self.pool, settings::FEEDBACK_UPDATES_SEEN, &last).await?;
+            settings::upsert(&self.db, settings::FEEDBACK_UPDATES_SEEN, &last).await?;
         }
         Ok(())
     }
@@ -254,7 +252,7 @@ impl Task {
     /// Sends what is due, each with its retries.
     async fn send_due(&self, links: &[Link]) -> sqlx::Result<()> {
         let mut clients: HashMap<i64, Option<Client>> = HashMap::new();
-        for feedback in store::due(&self.pool, now_ms(), BATCH).await? {
+        for feedback in store::due(&self.db, now_ms(), BATCH).await? {
             let client = feedback.link_id.and_then(|id| {
                 clients
                     .entry(id)
@@ -279,7 +277,7 @@ impl Task {
         outcome: Result<(), Problem>,
     ) -> sqlx::Result<()> {
         let error = match outcome {
-            Ok(()) => return store::record(&self.pool, feedback.id, None, None).await,
+            Ok(()) => return store::record(&self.db, feedback.id, None, None).await,
             Err(problem) => problem,
         };
         let message = error.to_string();
@@ -293,13 +291,7 @@ impl Task {
             || matches!(error, Problem::BadToken | Problem::NotAdmin(_)))
             && next - feedback.created_at < MAX_AGE_MS;
         tracing::warn!(kind = feedback.kind, delivery_id = %feedback.delivery_id, problem = %message, again, "Chatwoot feedback not sent");
-        store::record(
-            &self.pool,
-            feedback.id,
-            Some(&message),
-            again.then_some(next),
-        )
-        .await
+        store::record(&self.db, feedback.id, Some(&message), again.then_some(next)).await
     }
 }
 

@@ -1,14 +1,15 @@
 //! `delivery_attempts`: one row per HTTP attempt, kept for the delivery log.
 
 use serde::{Deserialize, Serialize};
-use sqlx::{FromRow, SqlitePool};
+use sqlx::FromRow;
 
+use super::Db;
 use crate::ids::DeliveryId;
 
 /// What started an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
-#[sqlx(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum Trigger {
     Scheduled,
     Manual,
@@ -62,15 +63,17 @@ pub fn insert(conn: &rusqlite::Connection, a: &Attempt) -> rusqlite::Result<()> 
     Ok(())
 }
 
-pub async fn list_for_delivery(pool: &SqlitePool, id: DeliveryId) -> sqlx::Result<Vec<Attempt>> {
-    sqlx::query_as(
+pub async fn list_for_delivery(db: &Db, id: DeliveryId) -> sqlx::Result<Vec<Attempt>> {
+    on!(db, |pool| {
+        sqlx::query_as(
         "SELECT delivery_id, attempt, trigger, started_at, duration_ms, status_code, error, response_snippet,
                 ambiguous
-         FROM delivery_attempts WHERE delivery_id = ? ORDER BY id",
+         FROM delivery_attempts WHERE delivery_id = $1 ORDER BY id",
     )
     .bind(id)
     .fetch_all(pool)
     .await
+    })
 }
 
 #[cfg(test)]

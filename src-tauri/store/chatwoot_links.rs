@@ -1,8 +1,8 @@
 //! `chatwoot_links`: Chatwoot accounts linked with an administrator's token, and the webhook registered there.
 
-use sqlx::{FromRow, SqlitePool};
+use sqlx::FromRow;
 
-use super::now_ms;
+use super::{Db, now_ms};
 
 #[derive(Clone, PartialEq, Eq, FromRow)]
 pub struct Link {
@@ -47,28 +47,33 @@ pub struct NewLink<'a> {
 const COLUMNS: &str = "id, base_url, account_id, account_name, token, from_env, webhook_id, webhook_url, \
                        webhook_secret, created_at, caught_up_at";
 
-pub async fn list(pool: &SqlitePool) -> sqlx::Result<Vec<Link>> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM chatwoot_links ORDER BY id"))
-        .fetch_all(pool)
-        .await
+pub async fn list(db: &Db) -> sqlx::Result<Vec<Link>> {
+    on!(db, |pool| {
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM chatwoot_links ORDER BY id"))
+            .fetch_all(pool)
+            .await
+    })
 }
 
-pub async fn find(pool: &SqlitePool, id: i64) -> sqlx::Result<Option<Link>> {
-    sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM chatwoot_links WHERE id = ?"
-    ))
-    .bind(id)
-    .fetch_optional(pool)
-    .await
+pub async fn find(db: &Db, id: i64) -> sqlx::Result<Option<Link>> {
+    on!(db, |pool| {
+        sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM chatwoot_links WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+    })
 }
 
 /// Stores a link, or renews the token and name of the one with the same address and account (its webhook kept).
-pub async fn upsert(pool: &SqlitePool, link: &NewLink<'_>) -> sqlx::Result<Link> {
-    sqlx::query_as(&format!(
+pub async fn upsert(db: &Db, link: &NewLink<'_>) -> sqlx::Result<Link> {
+    on!(db, |pool| {
+        sqlx::query_as(&format!(
         "INSERT INTO chatwoot_links (base_url, account_id, account_name, token, from_env, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (base_url, account_id) DO UPDATE
-           SET account_name = ?3, token = ?4, from_env = max(from_env, ?5)
+           SET account_name = $3, token = $4, from_env = chatwoot_links.from_env OR excluded.from_env
          RETURNING {COLUMNS}"
     ))
     .bind(link.base_url)
@@ -79,19 +84,21 @@ pub async fn upsert(pool: &SqlitePool, link: &NewLink<'_>) -> sqlx::Result<Link>
     .bind(now_ms())
     .fetch_one(pool)
     .await
+    })
 }
 
 /// Records the webhook registered for a link (`None`: it is gone).
 pub async fn set_webhook(
-    pool: &SqlitePool,
+    db: &Db,
     id: i64,
     webhook: Option<(i64, &str, Option<&str>)>,
 ) -> sqlx::Result<()> {
-    let (webhook_id, url, secret) = webhook.map_or((None, None, None), |(id, url, secret)| {
-        (Some(id), Some(url), secret)
-    });
-    sqlx::query(
-        "UPDATE chatwoot_links SET webhook_id = ?1, webhook_url = ?2, webhook_secret = ?3 WHERE id = ?4",
+    on!(db, |pool| {
+        let (webhook_id, url, secret) = webhook.map_or((None, None, None), |(id, url, secret)| {
+            (Some(id), Some(url), secret)
+        });
+        sqlx::query(
+        "UPDATE chatwoot_links SET webhook_id = $1, webhook_url = $2, webhook_secret = $3 WHERE id = $4",
     )
     .bind(webhook_id)
     .bind(url)
@@ -99,33 +106,38 @@ pub async fn set_webhook(
     .bind(id)
     .execute(pool)
     .await?;
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Records that catching up found the account current as of `at`.
-pub async fn set_caught_up(pool: &SqlitePool, id: i64, at: i64) -> sqlx::Result<()> {
-    sqlx::query("UPDATE chatwoot_links SET caught_up_at = ? WHERE id = ?")
-        .bind(at)
-        .bind(id)
-        .execute(pool)
-        .await?;
-    Ok(())
+pub async fn set_caught_up(db: &Db, id: i64, at: i64) -> sqlx::Result<()> {
+    on!(db, |pool| {
+        sqlx::query("UPDATE chatwoot_links SET caught_up_at = $1 WHERE id = $2")
+            .bind(at)
+            .bind(id)
+            .execute(pool)
+            .await?;
+        Ok(())
+    })
 }
 
 /// Removes a link and its inboxes; false when there was none.
-pub async fn delete(pool: &SqlitePool, id: i64) -> sqlx::Result<bool> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("DELETE FROM chatwoot_inboxes WHERE link_id = ?")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-    let gone = sqlx::query("DELETE FROM chatwoot_links WHERE id = ?")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-    tx.commit().await?;
-    Ok(gone > 0)
+pub async fn delete(db: &Db, id: i64) -> sqlx::Result<bool> {
+    on!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        sqlx::query("DELETE FROM chatwoot_inboxes WHERE link_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let gone = sqlx::query("DELETE FROM chatwoot_links WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(gone > 0)
+    })
 }
 
 #[cfg(test)]

@@ -2,14 +2,15 @@
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use sqlx::{FromRow, SqlitePool};
+use sqlx::FromRow;
 
+use super::Db;
 use super::attempts::Trigger;
 use crate::ids::{DeliveryId, InboxId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
-#[sqlx(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum DeliveryStatus {
     /// Waiting for its turn, or for a retry.
     Pending,
@@ -213,58 +214,63 @@ pub struct Listed {
 }
 
 /// Newest first, at most `limit`.
-pub async fn list(pool: &SqlitePool, filter: &Filter, limit: i64) -> sqlx::Result<Vec<Listed>> {
-    let mut q = sqlx::QueryBuilder::new(format!(
-        "SELECT {SUMMARY_COLUMNS}, b.body FROM deliveries JOIN delivery_bodies b ON b.delivery_id = id \
+pub async fn list(db: &Db, filter: &Filter, limit: i64) -> sqlx::Result<Vec<Listed>> {
+    on!(db, |pool| {
+        let mut q = sqlx::QueryBuilder::new(format!(
+            "SELECT {SUMMARY_COLUMNS}, b.body FROM deliveries JOIN delivery_bodies b ON b.delivery_id = id \
          WHERE 1 = 1"
-    ));
-    if let Some(status) = filter.status {
-        q.push(" AND status = ").push_bind(status);
-    }
-    if let Some(inbox) = filter.inbox_id {
-        q.push(" AND inbox_id = ").push_bind(inbox);
-    }
-    if let Some(conversation) = filter.conversation_id {
-        q.push(" AND conversation_id = ").push_bind(conversation);
-    }
-    if let Some(event) = &filter.event {
-        q.push(" AND event = ").push_bind(event.clone());
-    }
-    if let Some(events) = filter.events {
-        q.push(" AND event IN (");
-        let mut list = q.separated(", ");
-        for event in events {
-            list.push_bind(*event);
+        ));
+        if let Some(status) = filter.status {
+            q.push(" AND status = ").push_bind(status);
         }
-        q.push(")");
-    }
-    if let Some(text) = &filter.body_has {
-        let escaped = text
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
-        q.push(" AND CAST(b.body AS TEXT) LIKE ")
+        if let Some(inbox) = filter.inbox_id {
+            q.push(" AND inbox_id = ").push_bind(inbox);
+        }
+        if let Some(conversation) = filter.conversation_id {
+            q.push(" AND conversation_id = ").push_bind(conversation);
+        }
+        if let Some(event) = &filter.event {
+            q.push(" AND event = ").push_bind(event.clone());
+        }
+        if let Some(events) = filter.events {
+            q.push(" AND event IN (");
+            let mut list = q.separated(", ");
+            for event in events {
+                list.push_bind(*event);
+            }
+            q.push(")");
+        }
+        if let Some(text) = &filter.body_has {
+            let escaped = text
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            // Both fold ASCII letters' case; PostgreSQL's `escape` text keeps ASCII as it is.
+            q.push(sql!(db,
+                sqlite: " AND CAST(b.body AS TEXT) LIKE ",
+                postgres: " AND encode(b.body, 'escape') ILIKE ",
+            ))
             .push_bind(format!("%{escaped}%"))
             .push(" ESCAPE '\\'");
-    }
-    if let Some(before) = filter.before {
-        q.push(" AND id < ").push_bind(before);
-    }
-    q.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
-    q.build_query_as().fetch_all(pool).await
+        }
+        if let Some(before) = filter.before {
+            q.push(" AND id < ").push_bind(before);
+        }
+        q.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
+        q.build_query_as().fetch_all(pool).await
+    })
 }
 
 /// When the inbox's latest delivery went through (a reply sent again by hand counts when it went again).
-pub async fn last_delivered_at_for_inbox(
-    pool: &SqlitePool,
-    inbox_id: InboxId,
-) -> sqlx::Result<Option<i64>> {
-    sqlx::query_scalar(
-        "SELECT max(updated_at) FROM deliveries WHERE inbox_id = ? AND status = 'delivered'",
-    )
-    .bind(inbox_id)
-    .fetch_one(pool)
-    .await
+pub async fn last_delivered_at_for_inbox(db: &Db, inbox_id: InboxId) -> sqlx::Result<Option<i64>> {
+    on!(db, |pool| {
+        sqlx::query_scalar(
+            "SELECT max(updated_at) FROM deliveries WHERE inbox_id = $1 AND status = 'delivered'",
+        )
+        .bind(inbox_id)
+        .fetch_one(pool)
+        .await
+    })
 }
 
 /// Number of deliveries in each status.
@@ -275,134 +281,146 @@ pub struct Totals {
     pub dead: i64,
 }
 
-pub async fn totals(pool: &SqlitePool) -> sqlx::Result<Totals> {
-    let rows: Vec<(DeliveryStatus, i64)> =
-        sqlx::query_as("SELECT status, count(*) FROM deliveries GROUP BY status")
-            .fetch_all(pool)
-            .await?;
-    let mut totals = Totals::default();
-    for (status, n) in rows {
-        match status {
-            DeliveryStatus::Pending => totals.pending = n,
-            DeliveryStatus::Delivered => totals.delivered = n,
-            DeliveryStatus::Dead => totals.dead = n,
+pub async fn totals(db: &Db) -> sqlx::Result<Totals> {
+    on!(db, |pool| {
+        let rows: Vec<(DeliveryStatus, i64)> =
+            sqlx::query_as("SELECT status, count(*) FROM deliveries GROUP BY status")
+                .fetch_all(pool)
+                .await?;
+        let mut totals = Totals::default();
+        for (status, n) in rows {
+            match status {
+                DeliveryStatus::Pending => totals.pending = n,
+                DeliveryStatus::Delivered => totals.delivered = n,
+                DeliveryStatus::Dead => totals.dead = n,
+            }
         }
-    }
-    Ok(totals)
+        Ok(totals)
+    })
 }
 
 /// When the oldest pending delivery arrived.
-pub async fn oldest_pending_received_at(pool: &SqlitePool) -> sqlx::Result<Option<i64>> {
-    sqlx::query_scalar(
-        "SELECT received_at FROM deliveries WHERE status = 'pending' ORDER BY id LIMIT 1",
-    )
-    .fetch_optional(pool)
-    .await
+pub async fn oldest_pending_received_at(db: &Db) -> sqlx::Result<Option<i64>> {
+    on!(db, |pool| {
+        sqlx::query_scalar(
+            "SELECT received_at FROM deliveries WHERE status = 'pending' ORDER BY id LIMIT 1",
+        )
+        .fetch_optional(pool)
+        .await
+    })
 }
 
 /// Deliveries delivered since `since` (unix ms).
-pub async fn count_delivered_since(pool: &SqlitePool, since: i64) -> sqlx::Result<i64> {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM deliveries WHERE status = 'delivered' AND updated_at >= ?",
-    )
-    .bind(since)
-    .fetch_one(pool)
-    .await
+pub async fn count_delivered_since(db: &Db, since: i64) -> sqlx::Result<i64> {
+    on!(db, |pool| {
+        sqlx::query_scalar(
+            "SELECT count(*) FROM deliveries WHERE status = 'delivered' AND updated_at >= $1",
+        )
+        .bind(since)
+        .fetch_one(pool)
+        .await
+    })
 }
 
 /// How many of an inbox's deliveries are in `status`.
 pub async fn count_for_inbox(
-    pool: &SqlitePool,
+    db: &Db,
     inbox_id: InboxId,
     status: DeliveryStatus,
 ) -> sqlx::Result<i64> {
-    sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE inbox_id = ? AND status = ?")
-        .bind(inbox_id)
-        .bind(status)
-        .fetch_one(pool)
-        .await
+    on!(db, |pool| {
+        sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE inbox_id = $1 AND status = $2")
+            .bind(inbox_id)
+            .bind(status)
+            .fetch_one(pool)
+            .await
+    })
 }
 
 /// The inbox's most recently attempted delivery: how its route is doing.
 pub async fn last_attempted_for_inbox(
-    pool: &SqlitePool,
+    db: &Db,
     inbox_id: InboxId,
 ) -> sqlx::Result<Option<DeliverySummary>> {
-    sqlx::query_as(&format!(
-        "SELECT {SUMMARY_COLUMNS} FROM deliveries WHERE inbox_id = ? AND attempts > 0
+    on!(db, |pool| {
+        sqlx::query_as(&format!(
+            "SELECT {SUMMARY_COLUMNS} FROM deliveries WHERE inbox_id = $1 AND attempts > 0
          ORDER BY updated_at DESC, id DESC LIMIT 1"
-    ))
-    .bind(inbox_id)
-    .fetch_optional(pool)
-    .await
+        ))
+        .bind(inbox_id)
+        .fetch_optional(pool)
+        .await
+    })
 }
 
 /// Turns deliveries back into pending ones, for one manual attempt due at `?1`.
-const REQUEUE: &str = "UPDATE deliveries SET status = 'pending', trigger = 'manual', next_attempt_at = ?1, \
-                       updated_at = ?1";
+const REQUEUE: &str = "UPDATE deliveries SET status = 'pending', trigger = 'manual', next_attempt_at = $1, \
+                       updated_at = $1";
 
 /// Puts a delivered or dead delivery back in the queue for one manual attempt, due now.
 /// `None` if it does not exist or is already pending.
-pub async fn requeue(
-    pool: &SqlitePool,
-    id: DeliveryId,
-    now: i64,
-) -> sqlx::Result<Option<PendingRef>> {
-    sqlx::query_as(&format!(
-        "{REQUEUE} WHERE id = ?2 AND status IN ('delivered', 'dead') RETURNING {PENDING_COLUMNS}"
+pub async fn requeue(db: &Db, id: DeliveryId, now: i64) -> sqlx::Result<Option<PendingRef>> {
+    on!(db, |pool| {
+        sqlx::query_as(&format!(
+        "{REQUEUE} WHERE id = $2 AND status IN ('delivered', 'dead') RETURNING {PENDING_COLUMNS}"
     ))
     .bind(now)
     .bind(id)
     .fetch_optional(pool)
     .await
+    })
 }
 
 /// [`requeue`] for every dead delivery of an inbox, in arrival order.
 pub async fn requeue_dead_for_inbox(
-    pool: &SqlitePool,
+    db: &Db,
     inbox_id: InboxId,
     now: i64,
 ) -> sqlx::Result<Vec<PendingRef>> {
-    let mut requeued: Vec<PendingRef> = sqlx::query_as(&format!(
-        "{REQUEUE} WHERE inbox_id = ?2 AND status = 'dead' RETURNING {PENDING_COLUMNS}"
-    ))
-    .bind(now)
-    .bind(inbox_id)
-    .fetch_all(pool)
-    .await?;
-    requeued.sort_by_key(|p| p.id);
-    Ok(requeued)
+    on!(db, |pool| {
+        let mut requeued: Vec<PendingRef> = sqlx::query_as(&format!(
+            "{REQUEUE} WHERE inbox_id = $2 AND status = 'dead' RETURNING {PENDING_COLUMNS}"
+        ))
+        .bind(now)
+        .bind(inbox_id)
+        .fetch_all(pool)
+        .await?;
+        requeued.sort_by_key(|p| p.id);
+        Ok(requeued)
+    })
 }
 
 /// [`requeue`] for those of `ids` that are dead, in arrival order.
-pub async fn requeue_dead(
-    pool: &SqlitePool,
-    ids: &[DeliveryId],
-    now: i64,
-) -> sqlx::Result<Vec<PendingRef>> {
-    let ids = serde_json::to_string(ids)
-        .unwrap_or_else(|_| unreachable!("a list of integers always serialises"));
-    let mut requeued: Vec<PendingRef> = sqlx::query_as(&format!(
-        "{REQUEUE} WHERE id IN (SELECT value FROM json_each(?2)) AND status = 'dead' \
-         RETURNING {PENDING_COLUMNS}"
-    ))
-    .bind(now)
-    .bind(ids)
-    .fetch_all(pool)
-    .await?;
-    requeued.sort_by_key(|p| p.id);
-    Ok(requeued)
+pub async fn requeue_dead(db: &Db, ids: &[DeliveryId], now: i64) -> sqlx::Result<Vec<PendingRef>> {
+    on!(db, |pool| {
+        let mut query = sqlx::QueryBuilder::new(
+            "UPDATE deliveries SET status = 'pending', trigger = 'manual', ",
+        );
+        query
+            .push("next_attempt_at = ")
+            .push_bind(now)
+            .push(", updated_at = ")
+            .push_bind(now);
+        query.push(" WHERE status = 'dead' AND id IN (");
+        let mut list = query.separated(", ");
+        for id in ids {
+            list.push_bind(*id);
+        }
+        query.push(format!(") RETURNING {PENDING_COLUMNS}"));
+        let mut requeued: Vec<PendingRef> = query.build_query_as().fetch_all(pool).await?;
+        requeued.sort_by_key(|p| p.id);
+        Ok(requeued)
+    })
 }
 
 /// When the delivery in `status` that finished first finished (its last change), if there is one.
-pub async fn oldest_finished_at(
-    pool: &SqlitePool,
-    status: DeliveryStatus,
-) -> sqlx::Result<Option<i64>> {
-    sqlx::query_scalar("SELECT min(updated_at) FROM deliveries WHERE status = ?")
-        .bind(status)
-        .fetch_one(pool)
-        .await
+pub async fn oldest_finished_at(db: &Db, status: DeliveryStatus) -> sqlx::Result<Option<i64>> {
+    on!(db, |pool| {
+        sqlx::query_scalar("SELECT min(updated_at) FROM deliveries WHERE status = $1")
+            .bind(status)
+            .fetch_one(pool)
+            .await
+    })
 }
 
 /// A deleted delivery and its dedupe key, for [`super::Writer::forget_keys`].
@@ -411,82 +429,100 @@ pub type Deleted = (DeliveryId, Option<String>);
 /// Deletes up to `limit` deliveries in `status` that last changed before `before`, oldest first, with their
 /// attempts and bodies. Small batches keep each write transaction short.
 pub async fn prune(
-    pool: &SqlitePool,
+    db: &Db,
     status: DeliveryStatus,
     before: i64,
     limit: i64,
 ) -> sqlx::Result<Vec<Deleted>> {
-    sqlx::query_as(
+    on!(db, |pool| {
+        sqlx::query_as(
         "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries \
-         WHERE status = ? AND updated_at < ? ORDER BY updated_at LIMIT ?) RETURNING id, dedupe_key",
+         WHERE status = $1 AND updated_at < $2 ORDER BY updated_at LIMIT $3) RETURNING id, dedupe_key",
     )
     .bind(status)
     .bind(before)
     .bind(limit)
     .fetch_all(pool)
     .await
+    })
 }
 
 /// Removes a delivery with its attempts and body; `None` if there was none.
-pub async fn delete(pool: &SqlitePool, id: DeliveryId) -> sqlx::Result<Option<Deleted>> {
-    sqlx::query_as("DELETE FROM deliveries WHERE id = ? RETURNING id, dedupe_key")
-        .bind(id)
-        .fetch_optional(pool)
-        .await
+pub async fn delete(db: &Db, id: DeliveryId) -> sqlx::Result<Option<Deleted>> {
+    on!(db, |pool| {
+        sqlx::query_as("DELETE FROM deliveries WHERE id = $1 RETURNING id, dedupe_key")
+            .bind(id)
+            .fetch_optional(pool)
+            .await
+    })
 }
 
-pub async fn find(pool: &SqlitePool, id: DeliveryId) -> sqlx::Result<Option<Delivery>> {
-    sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM deliveries JOIN delivery_bodies b ON b.delivery_id = id WHERE id = ?"
+pub async fn find(db: &Db, id: DeliveryId) -> sqlx::Result<Option<Delivery>> {
+    on!(db, |pool| {
+        sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM deliveries JOIN delivery_bodies b ON b.delivery_id = id WHERE id = $1"
     ))
     .bind(id)
     .fetch_optional(pool)
     .await
+    })
 }
 
 /// Every pending delivery in arrival order.
-pub async fn list_pending(pool: &SqlitePool) -> sqlx::Result<Vec<PendingRef>> {
-    sqlx::query_as(&format!(
-        "SELECT {PENDING_COLUMNS} FROM deliveries WHERE status = 'pending' ORDER BY id"
-    ))
-    .fetch_all(pool)
-    .await
+pub async fn list_pending(db: &Db) -> sqlx::Result<Vec<PendingRef>> {
+    on!(db, |pool| {
+        sqlx::query_as(&format!(
+            "SELECT {PENDING_COLUMNS} FROM deliveries WHERE status = 'pending' ORDER BY id"
+        ))
+        .fetch_all(pool)
+        .await
+    })
 }
 
 /// Repeats dropped as duplicates, over the deliveries still kept.
-pub async fn count_duplicates(pool: &SqlitePool) -> sqlx::Result<i64> {
-    sqlx::query_scalar("SELECT coalesce(sum(duplicates), 0) FROM deliveries WHERE duplicates > 0")
+pub async fn count_duplicates(db: &Db) -> sqlx::Result<i64> {
+    on!(db, |pool| {
+        sqlx::query_scalar(
+            "SELECT CAST(coalesce(sum(duplicates), 0) AS BIGINT) FROM deliveries WHERE duplicates > 0",
+        )
         .fetch_one(pool)
         .await
+    })
 }
 
 /// The newest delivery's id (0 when there is none).
-pub async fn max_id(pool: &SqlitePool) -> sqlx::Result<DeliveryId> {
-    sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM deliveries")
-        .fetch_one(pool)
-        .await
+pub async fn max_id(db: &Db) -> sqlx::Result<DeliveryId> {
+    on!(db, |pool| {
+        sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM deliveries")
+            .fetch_one(pool)
+            .await
+    })
 }
 
 /// `message_updated` deliveries stored after `after`, oldest first, with their bodies.
 pub async fn updates_after(
-    pool: &SqlitePool,
+    db: &Db,
     after: DeliveryId,
     limit: i64,
 ) -> sqlx::Result<Vec<(DeliveryId, Vec<u8>)>> {
-    sqlx::query_as(
-        "SELECT d.id, b.body FROM deliveries d JOIN delivery_bodies b ON b.delivery_id = d.id \
-         WHERE d.id > ? AND d.event = 'message_updated' ORDER BY d.id LIMIT ?",
-    )
-    .bind(after)
-    .bind(limit)
-    .fetch_all(pool)
-    .await
+    on!(db, |pool| {
+        sqlx::query_as(
+            "SELECT d.id, b.body FROM deliveries d JOIN delivery_bodies b ON b.delivery_id = d.id \
+         WHERE d.id > $1 AND d.event = 'message_updated' ORDER BY d.id LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+    })
 }
 
-pub async fn count_pending(pool: &SqlitePool) -> sqlx::Result<i64> {
-    sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE status = 'pending'")
-        .fetch_one(pool)
-        .await
+pub async fn count_pending(db: &Db) -> sqlx::Result<i64> {
+    on!(db, |pool| {
+        sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE status = 'pending'")
+            .fetch_one(pool)
+            .await
+    })
 }
 
 /// Inserts a new pending delivery (on the writer's connection; its dedupe key was checked with

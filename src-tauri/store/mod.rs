@@ -1,6 +1,30 @@
 //! All SQL lives here: connecting and migrating, one module per table, and the group-commit writer.
 //!
 //! Other modules call typed functions and never write SQL themselves. Times are unix milliseconds (UTC).
+//!
+//! Two backends behind one seam, [`Db`]: SQLite (one relay on one file, the default) and PostgreSQL (several
+//! relays on one database). A function's SQL is written once where both understand it (`$1` placeholders,
+//! `RETURNING`, `ON CONFLICT`) and once per backend where they differ; [`on!`] runs the same code on either pool.
+
+/// Runs `$body` with `$pool` bound to the backend's pool: the same code, compiled once per backend.
+macro_rules! on {
+    ($db:expr, |$pool:ident| $body:expr) => {
+        match $db {
+            $crate::store::Db::Sqlite($pool) => $body,
+            $crate::store::Db::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// The SQL for the backend of `$db`: `sqlite` or `postgres`.
+macro_rules! sql {
+    ($db:expr, sqlite: $sqlite:expr, postgres: $postgres:expr $(,)?) => {
+        match $db {
+            $crate::store::Db::Sqlite(_) => $sqlite,
+            $crate::store::Db::Postgres(_) => $postgres,
+        }
+    };
+}
 
 pub mod attempts;
 pub mod chatwoot_feedback;
@@ -19,12 +43,57 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::SqlitePool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
 
 pub use writer::Writer;
 
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+pub static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The relay's database: a pool of either backend; cheap to clone.
+#[derive(Debug, Clone)]
+pub enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+impl Db {
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Self::Postgres(_))
+    }
+
+    /// Waits for the connections in use, then closes them all.
+    pub async fn close(&self) {
+        on!(self, |pool| pool.close().await);
+    }
+}
+
+/// Connections to PostgreSQL per relay: several relays and Chatwoot share the server's `max_connections`.
+const POSTGRES_CONNECTIONS: u32 = 8;
+
+/// Connects to a PostgreSQL database (`postgres://…` or `postgresql://…`) and applies pending migrations; relays
+/// starting together migrate one after another (sqlx holds an advisory lock meanwhile).
+///
+/// # Errors
+/// The URL is malformed, the server cannot be reached or refuses the login, or a migration fails.
+pub async fn connect_postgres(url: &str) -> Result<PgPool, sqlx::Error> {
+    // A write caught behind another's lock fails after the same wait as on SQLite, so that its webhook is
+    // answered 503 within Chatwoot's 5 s.
+    let lock_timeout = format!("{}ms", BUSY_TIMEOUT.as_millis());
+    let options = PgConnectOptions::from_str(url)?
+        .application_name("chatgowa")
+        .options([("lock_timeout", lock_timeout.as_str())]);
+    let pool = PgPoolOptions::new()
+        .max_connections(POSTGRES_CONNECTIONS)
+        // A webhook that cannot get a connection is answered 503 well within Chatwoot's 5 s.
+        .acquire_timeout(BUSY_TIMEOUT)
+        .connect_with(options)
+        .await?;
+    POSTGRES_MIGRATOR.run(&pool).await?;
+    Ok(pool)
+}
 
 /// How long a statement waits for a lock held by another connection or process before failing. Short enough
 /// that a webhook caught behind a lock is answered 503 well within Chatwoot's 5 s, instead of timing out.
@@ -83,13 +152,28 @@ pub fn open_writer_connection(path: &Path) -> rusqlite::Result<rusqlite::Connect
 /// on `kill -9`, so a crashed relay never blocks its successor.
 #[derive(Debug)]
 pub struct DatabaseLock {
-    _file: std::fs::File,
+    _held: Held,
 }
+
+/// What is held, only to be dropped with the lock.
+#[derive(Debug)]
+enum Held {
+    File(#[expect(dead_code, reason = "held, never read")] std::fs::File),
+    /// The connection holding the advisory lock; the server releases the lock when the connection ends.
+    Postgres(#[expect(dead_code, reason = "held, never read")] sqlx::PgConnection),
+}
+
+/// The advisory lock that one relay holds on a PostgreSQL database while it runs.
+const RELAY_LOCK: i64 = 0x6368_6174_676f_7761; // "chatgowa"
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error("another Chatgowa is already using this database (lock file {0}); stop it first")]
     Busy(String),
+    #[error("another Chatgowa is already using this PostgreSQL database; stop it first")]
+    BusyPostgres,
+    #[error("cannot take the relay's lock in PostgreSQL: {0}")]
+    Postgres(#[from] sqlx::Error),
     #[error("cannot lock {path}: {source}")]
     Io {
         path: String,
@@ -122,13 +206,37 @@ pub fn lock_database(database: &Path) -> Result<DatabaseLock, LockError> {
             source,
         })?;
     match file.try_lock() {
-        Ok(()) => Ok(DatabaseLock { _file: file }),
+        Ok(()) => Ok(DatabaseLock {
+            _held: Held::File(file),
+        }),
         Err(std::fs::TryLockError::WouldBlock) => Err(LockError::Busy(shown)),
         Err(std::fs::TryLockError::Error(source)) => Err(LockError::Io {
             path: shown,
             source,
         }),
     }
+}
+
+/// Takes the relay's lock on a PostgreSQL database, on a connection of its own held for the life of the returned
+/// value: the lanes keep their queue in memory, so one relay at a time works a database. A relay that dies loses
+/// its connection and with it the lock.
+///
+/// # Errors
+/// Another relay holds it, or the server cannot be reached.
+pub async fn lock_postgres(url: &str) -> Result<DatabaseLock, LockError> {
+    use sqlx::Connection as _;
+    let options = PgConnectOptions::from_str(url)?.application_name("chatgowa lock");
+    let mut conn = sqlx::PgConnection::connect_with(&options).await?;
+    let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(RELAY_LOCK)
+        .fetch_one(&mut conn)
+        .await?;
+    if !taken {
+        return Err(LockError::BusyPostgres);
+    }
+    Ok(DatabaseLock {
+        _held: Held::Postgres(conn),
+    })
 }
 
 /// Current time as unix milliseconds.
@@ -144,14 +252,42 @@ pub fn to_rfc3339(ms: i64) -> String {
 }
 
 #[cfg(test)]
+#[path = "../../tests/it/postgres.rs"]
+mod test_postgres;
+
+#[cfg(test)]
 pub(crate) mod test_support {
     use sqlx::SqlitePool;
 
+    use super::Db;
+
     /// A fresh migrated database in a temporary file (kept alive by the returned guard).
-    pub async fn temp_db() -> (SqlitePool, tempfile::TempDir) {
+    pub async fn temp_db() -> (Db, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let pool = super::connect(&db_path(&dir)).await.unwrap();
-        (pool, dir)
+        (Db::Sqlite(pool), dir)
+    }
+
+    /// A fresh migrated database of its own on the test binary's PostgreSQL cluster.
+    pub async fn postgres_db() -> Db {
+        let url = super::test_postgres::cluster().database();
+        Db::Postgres(super::connect_postgres(&url).await.unwrap())
+    }
+
+    /// A fresh database of each backend (the guard keeps the SQLite file).
+    pub async fn both() -> (Vec<Db>, tempfile::TempDir) {
+        let (sqlite, dir) = temp_db().await;
+        (vec![sqlite, postgres_db().await], dir)
+    }
+
+    impl Db {
+        /// The SQLite pool of a test database, for statements of the test's own.
+        pub fn sqlite(&self) -> &SqlitePool {
+            match self {
+                Self::Sqlite(pool) => pool,
+                Self::Postgres(_) => panic!("not a SQLite database"),
+            }
+        }
     }
 
     pub fn db_path(dir: &tempfile::TempDir) -> std::path::PathBuf {
@@ -203,10 +339,11 @@ mod tests {
         dir: &tempfile::TempDir,
         version: &str,
         rows: &str,
-    ) -> (std::path::PathBuf, SqlitePool) {
+    ) -> (std::path::PathBuf, Db) {
         let earlier = dir.path().join("migrations");
         std::fs::create_dir(&earlier).unwrap();
-        for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations")).unwrap()
+        for entry in
+            std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite")).unwrap()
         {
             let path = entry.unwrap().path();
             if *path.file_name().unwrap().to_str().unwrap() < *version {
@@ -231,10 +368,10 @@ mod tests {
         sqlx::raw_sql(rows).execute(&old).await.unwrap();
         old.close().await;
         let pool = connect(&path).await.unwrap();
-        (path, pool)
+        (path, Db::Sqlite(pool))
     }
 
-    async fn first_delivery(pool: &SqlitePool) -> deliveries::Delivery {
+    async fn first_delivery(pool: &Db) -> deliveries::Delivery {
         deliveries::find(pool, crate::ids::DeliveryId(1))
             .await
             .unwrap()
@@ -283,7 +420,7 @@ mod tests {
         let attempts = attempts::list_for_delivery(&pool, d.id).await.unwrap();
         assert_eq!(attempts.len(), 1);
         let checks: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
-            .fetch_all(&pool)
+            .fetch_all(pool.sqlite())
             .await
             .unwrap();
         assert_eq!(checks, ["ok"]);
@@ -291,7 +428,7 @@ mod tests {
             "SELECT (SELECT count(*) FROM pragma_foreign_key_check),
                     (SELECT count(unused_unique_key) FROM deliveries)",
         )
-        .fetch_one(&pool)
+        .fetch_one(pool.sqlite())
         .await
         .unwrap();
         assert_eq!((broken, old_keys), (0, 0));
@@ -311,7 +448,7 @@ mod tests {
                 .is_some()
         );
         let left: i64 = sqlx::query_scalar("SELECT count(*) FROM delivery_attempts")
-            .fetch_one(&pool)
+            .fetch_one(pool.sqlite())
             .await
             .unwrap();
         assert_eq!(left, 0, "deleting a delivery still deletes its attempts");
@@ -358,7 +495,7 @@ mod tests {
         let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(
             "EXPLAIN QUERY PLAN SELECT coalesce(sum(duplicates), 0) FROM deliveries WHERE duplicates > 0",
         )
-        .fetch_all(&pool)
+        .fetch_all(pool.sqlite())
         .await
         .unwrap();
         assert!(
@@ -366,6 +503,29 @@ mod tests {
                 .any(|row| row.3.contains("deliveries_duplicated")),
             "the total reads the partial index: {plan:?}"
         );
+    }
+
+    /// Databases made by earlier releases record each migration's checksum, and would refuse to open if a released
+    /// file changed (moving them to `migrations/sqlite/` kept their bytes).
+    #[test]
+    fn released_sqlite_migrations_are_unchanged() {
+        let released = include_str!("../../tests/fixtures/released-sqlite-migrations.txt");
+        let embedded: std::collections::HashMap<i64, String> = MIGRATOR
+            .iter()
+            .map(|m| (m.version, hex::encode(&m.checksum)))
+            .collect();
+        let mut count = 0;
+        for line in released.lines().filter(|l| !l.starts_with('#')) {
+            let (version, checksum) = line.split_once(' ').unwrap();
+            let version: i64 = version.parse().unwrap();
+            assert_eq!(
+                embedded.get(&version).map(String::as_str),
+                Some(checksum),
+                "{version}"
+            );
+            count += 1;
+        }
+        assert_eq!(count, 11);
     }
 
     #[test]

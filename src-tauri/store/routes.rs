@@ -1,8 +1,8 @@
 //! `routes`: which GoWA URL serves which Chatwoot inbox.
 
-use sqlx::{FromRow, SqlitePool};
+use sqlx::FromRow;
 
-use super::now_ms;
+use super::{Db, now_ms};
 use crate::ids::{InboxId, RouteId};
 
 #[derive(Debug, Clone, PartialEq, Eq, FromRow)]
@@ -48,17 +48,17 @@ impl From<Route> for RouteFields {
 const COLUMNS: &str =
     "id, inbox_id, webhook_url, name, enabled, secret, chatwoot_secret, created_at, updated_at";
 
-pub async fn list(pool: &SqlitePool) -> sqlx::Result<Vec<Route>> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM routes ORDER BY id"))
-        .fetch_all(pool)
-        .await
+pub async fn list(db: &Db) -> sqlx::Result<Vec<Route>> {
+    let sql = format!("SELECT {COLUMNS} FROM routes ORDER BY id");
+    on!(db, |pool| sqlx::query_as(&sql).fetch_all(pool).await)
 }
 
-pub async fn find(pool: &SqlitePool, id: RouteId) -> sqlx::Result<Option<Route>> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM routes WHERE id = ?"))
+pub async fn find(db: &Db, id: RouteId) -> sqlx::Result<Option<Route>> {
+    let sql = format!("SELECT {COLUMNS} FROM routes WHERE id = $1");
+    on!(db, |pool| sqlx::query_as(&sql)
         .bind(id)
         .fetch_optional(pool)
-        .await
+        .await)
 }
 
 /// Every inbox that has a route, enabled or paused (on the writer's connection).
@@ -72,64 +72,61 @@ pub fn inboxes(
 
 /// # Errors
 /// A unique violation when the inbox already has a route.
-pub async fn insert(pool: &SqlitePool, f: &RouteFields) -> sqlx::Result<Route> {
-    let now = now_ms();
-    sqlx::query_as(&format!(
+pub async fn insert(db: &Db, f: &RouteFields) -> sqlx::Result<Route> {
+    let sql = format!(
         "INSERT INTO routes (inbox_id, webhook_url, name, enabled, secret, chatwoot_secret, created_at,
                              updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING {COLUMNS}"
-    ))
-    .bind(f.inbox_id)
-    .bind(&f.webhook_url)
-    .bind(&f.name)
-    .bind(f.enabled)
-    .bind(&f.secret)
-    .bind(&f.chatwoot_secret)
-    .bind(now)
-    .bind(now)
-    .fetch_one(pool)
-    .await
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING {COLUMNS}"
+    );
+    on!(db, |pool| sqlx::query_as(&sql)
+        .bind(f.inbox_id)
+        .bind(&f.webhook_url)
+        .bind(&f.name)
+        .bind(f.enabled)
+        .bind(&f.secret)
+        .bind(&f.chatwoot_secret)
+        .bind(now_ms())
+        .fetch_one(pool)
+        .await)
 }
 
 /// Replaces every field of route `id`; `None` when it does not exist.
 ///
 /// # Errors
 /// A unique violation when another route already serves the new inbox id.
-pub async fn update(
-    pool: &SqlitePool,
-    id: RouteId,
-    f: &RouteFields,
-) -> sqlx::Result<Option<Route>> {
-    sqlx::query_as(&format!(
-        "UPDATE routes SET inbox_id = ?, webhook_url = ?, name = ?, enabled = ?, secret = ?,
-                           chatwoot_secret = ?, updated_at = ?
-         WHERE id = ? RETURNING {COLUMNS}"
-    ))
-    .bind(f.inbox_id)
-    .bind(&f.webhook_url)
-    .bind(&f.name)
-    .bind(f.enabled)
-    .bind(&f.secret)
-    .bind(&f.chatwoot_secret)
-    .bind(now_ms())
-    .bind(id)
-    .fetch_optional(pool)
-    .await
+pub async fn update(db: &Db, id: RouteId, f: &RouteFields) -> sqlx::Result<Option<Route>> {
+    let sql = format!(
+        "UPDATE routes SET inbox_id = $1, webhook_url = $2, name = $3, enabled = $4, secret = $5,
+                           chatwoot_secret = $6, updated_at = $7
+         WHERE id = $8 RETURNING {COLUMNS}"
+    );
+    on!(db, |pool| sqlx::query_as(&sql)
+        .bind(f.inbox_id)
+        .bind(&f.webhook_url)
+        .bind(&f.name)
+        .bind(f.enabled)
+        .bind(&f.secret)
+        .bind(&f.chatwoot_secret)
+        .bind(now_ms())
+        .bind(id)
+        .fetch_optional(pool)
+        .await)
 }
 
 /// `false` when there was no such route.
-pub async fn delete(pool: &SqlitePool, id: RouteId) -> sqlx::Result<bool> {
-    let done = sqlx::query("DELETE FROM routes WHERE id = ?")
+pub async fn delete(db: &Db, id: RouteId) -> sqlx::Result<bool> {
+    let done = on!(db, |pool| sqlx::query("DELETE FROM routes WHERE id = $1")
         .bind(id)
         .execute(pool)
-        .await?;
-    Ok(done.rows_affected() > 0)
+        .await
+        .map(|done| done.rows_affected()))?;
+    Ok(done > 0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::test_support::{temp_db, writer_connection};
+    use crate::store::test_support::{both, temp_db, writer_connection};
 
     fn fields(inbox: i64) -> RouteFields {
         RouteFields {
@@ -171,14 +168,15 @@ mod tests {
 
     #[tokio::test]
     async fn one_route_per_inbox() {
-        let (pool, _dir) = temp_db().await;
-        let a = insert(&pool, &fields(7)).await.unwrap();
-        let dup = insert(&pool, &fields(7)).await.unwrap_err();
-        assert!(dup.as_database_error().unwrap().is_unique_violation());
-        let b = insert(&pool, &fields(8)).await.unwrap();
-        let clash = update(&pool, b.id, &RouteFields::from(a))
-            .await
-            .unwrap_err();
-        assert!(clash.as_database_error().unwrap().is_unique_violation());
+        let (dbs, _dir) = both().await;
+        for db in &dbs {
+            let a = insert(db, &fields(7)).await.unwrap();
+            let dup = insert(db, &fields(7)).await.unwrap_err();
+            assert!(dup.as_database_error().unwrap().is_unique_violation());
+            let b = insert(db, &fields(8)).await.unwrap();
+            let clash = update(db, b.id, &RouteFields::from(a)).await.unwrap_err();
+            assert!(clash.as_database_error().unwrap().is_unique_violation());
+            assert_eq!(list(db).await.unwrap().len(), 2);
+        }
     }
 }

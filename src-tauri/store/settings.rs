@@ -1,6 +1,6 @@
 //! `settings`: small values the app keeps for itself, by key.
 
-use sqlx::SqlitePool;
+use super::Db;
 
 /// The Argon2 hash of the desktop's generated browser-panel password.
 pub const ADMIN_PASSWORD_HASH: &str = "admin_password_hash";
@@ -20,20 +20,26 @@ pub const FEEDBACK_UPDATES_SEEN: &str = "feedback_updates_seen";
 /// "off" when the desktop should not show notifications.
 pub const NOTIFICATIONS: &str = "notifications";
 
-pub async fn find(pool: &SqlitePool, key: &str) -> sqlx::Result<Option<String>> {
-    sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
-        .bind(key)
-        .fetch_optional(pool)
-        .await
+pub async fn find(db: &Db, key: &str) -> sqlx::Result<Option<String>> {
+    on!(db, |pool| sqlx::query_scalar(
+        "SELECT value FROM settings WHERE key = $1"
+    )
+    .bind(key)
+    .fetch_optional(pool)
+    .await)
 }
 
-pub async fn upsert(pool: &SqlitePool, key: &str, value: &str) -> sqlx::Result<()> {
-    sqlx::query("INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2")
+pub async fn upsert(db: &Db, key: &str, value: &str) -> sqlx::Result<()> {
+    on!(db, |pool| {
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = $2",
+        )
         .bind(key)
         .bind(value)
         .execute(pool)
         .await?;
-    Ok(())
+        Ok(())
+    })
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
 //! `unrouted_inboxes`: inbox ids that sent webhooks while no route served them.
 
 use serde::Serialize;
-use sqlx::{FromRow, SqlitePool};
+use sqlx::FromRow;
 
+use super::Db;
 use crate::ids::InboxId;
 
 #[derive(Debug, Clone, PartialEq, Eq, FromRow, Serialize)]
@@ -31,13 +32,13 @@ pub fn record(
 }
 
 /// Inboxes seen without a route that still have none, most recent first.
-pub async fn list(pool: &SqlitePool) -> sqlx::Result<Vec<UnroutedInbox>> {
-    sqlx::query_as(
+pub async fn list(db: &Db) -> sqlx::Result<Vec<UnroutedInbox>> {
+    on!(db, |pool| sqlx::query_as(
         "SELECT inbox_id, count, first_seen, last_seen, last_event FROM unrouted_inboxes
          WHERE inbox_id NOT IN (SELECT inbox_id FROM routes) ORDER BY last_seen DESC",
     )
     .fetch_all(pool)
-    .await
+    .await)
 }
 
 #[cfg(test)]

@@ -617,7 +617,7 @@ async fn a_new_panel_password_replaces_the_old_one_at_once() {
         "the old password stops working"
     );
     let stored = chatgowa_lib::store::settings::find(
-        &relay.state.pool,
+        &relay.state.db,
         chatgowa_lib::store::settings::ADMIN_PASSWORD_HASH,
     )
     .await

@@ -20,7 +20,7 @@ async fn wait_status(
     status: DeliveryStatus,
 ) -> deliveries::Delivery {
     eventually(&format!("delivery {id} to be {status:?}"), WAIT, || async {
-        deliveries::find(&relay.state.pool, id)
+        deliveries::find(&relay.state.db, id)
             .await
             .unwrap()
             .filter(|d| d.status == status)
@@ -68,7 +68,7 @@ async fn retries_until_gowa_recovers() {
 
     let done = wait_status(&relay, id, DeliveryStatus::Delivered).await;
     assert_eq!(done.attempts, 3);
-    let log = attempts::list_for_delivery(&relay.state.pool, id)
+    let log = attempts::list_for_delivery(&relay.state.db, id)
         .await
         .unwrap();
     let codes: Vec<_> = log.iter().map(|a| a.status_code).collect();
@@ -94,7 +94,7 @@ async fn connection_errors_are_retried() {
         .await;
     let id = queue_reply(&relay).await;
     eventually("a failed connection attempt", WAIT, || async {
-        let log = attempts::list_for_delivery(&relay.state.pool, id)
+        let log = attempts::list_for_delivery(&relay.state.db, id)
             .await
             .unwrap();
         log.first()
@@ -151,7 +151,7 @@ async fn retry_after_is_honoured() {
     let (_gowa, relay) = relay_to_gowa(once_429, |c| c.retry_schedule = vec![step]).await;
     let id = queue_reply(&relay).await;
     wait_status(&relay, id, DeliveryStatus::Delivered).await;
-    let log = attempts::list_for_delivery(&relay.state.pool, id)
+    let log = attempts::list_for_delivery(&relay.state.db, id)
         .await
         .unwrap();
     let gap = log[1].started_at - log[0].started_at;
@@ -364,7 +364,7 @@ async fn a_paused_route_queues_every_reply_and_sends_them_in_order_when_resumed(
         c.retry_schedule = vec![Duration::from_millis(200)]
     })
     .await;
-    let route_id = chatgowa_lib::store::routes::list(&relay.state.pool)
+    let route_id = chatgowa_lib::store::routes::list(&relay.state.db)
         .await
         .unwrap()[0]
         .id;
@@ -386,7 +386,7 @@ async fn a_paused_route_queues_every_reply_and_sends_them_in_order_when_resumed(
     }
     // The pending one is held: its retry time passes without an attempt.
     eventually("the retry time to pass", WAIT, || async {
-        let d = deliveries::find(&relay.state.pool, id)
+        let d = deliveries::find(&relay.state.db, id)
             .await
             .unwrap()
             .unwrap();

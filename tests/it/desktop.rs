@@ -295,7 +295,7 @@ async fn the_settings_screen_moves_the_listeners() {
     let busy_port = busy.local_addr().unwrap().port();
     let admin_port = free_port();
     let db = home.path().join("relay.db");
-    let pool = chatgowa_lib::store::connect(&db).await.unwrap();
+    let pool = chatgowa_lib::store::Db::Sqlite(chatgowa_lib::store::connect(&db).await.unwrap());
     for (key, port) in [
         (settings::WEBHOOK_ADDRESS, busy_port),
         (settings::ADMIN_ADDRESS, admin_port),

@@ -54,15 +54,20 @@ async fn sigterm_finishes_and_records_attempts_in_flight_then_exits() {
     );
 
     // The slow attempt finished and was recorded; the hung one was recorded as interrupted and stays pending.
-    let url = format!("sqlite://{}", dir.path().join("data/relay.db").display());
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let db = crate::support::open_database(dir.path()).await;
     let state = |id: i64| {
-        sqlx::query_as::<_, (String, i64, Option<i64>, Option<String>)>(
-            "SELECT d.status, d.attempts, a.status_code, a.error FROM deliveries d
-             JOIN delivery_attempts a ON a.delivery_id = d.id WHERE d.id = ?",
-        )
-        .bind(id)
-        .fetch_one(&pool)
+        let db = &db;
+        async move {
+            on_db!(db, |pool| {
+                sqlx::query_as::<_, (String, i64, Option<i64>, Option<String>)>(
+                    "SELECT d.status, d.attempts, a.status_code, a.error FROM deliveries d
+                     JOIN delivery_attempts a ON a.delivery_id = d.id WHERE d.id = $1",
+                )
+                .bind(id)
+                .fetch_one(pool)
+                .await
+            })
+        }
     };
     let (status, attempts, code, _) = state(finished).await.unwrap();
     assert_eq!(
@@ -161,12 +166,12 @@ async fn a_second_relay_on_the_same_database_refuses_to_start() {
         .current_dir(dir.path())
         .env_clear()
         .env("PORT", free_port().to_string())
-        .env("DATABASE_URL", "file:./data/relay.db")
+        .env("DATABASE_URL", crate::support::database_url(dir.path()))
         .output()
         .unwrap();
     assert!(!second.status.success());
     let stderr = String::from_utf8_lossy(&second.stderr);
-    assert!(stderr.contains("already using this database"), "{stderr}");
+    assert!(stderr.contains("already using this"), "{stderr}");
     assert!(first.healthcheck(), "the first relay is unaffected");
 }
 

@@ -267,7 +267,7 @@ async fn addresses_are_kept_for_the_next_start_unless_the_environment_sets_them(
     listeners.save(&none).await.unwrap();
     assert_eq!(listeners::initial(&r.state, &none).await.unwrap(), chosen);
     assert_eq!(
-        settings::find(&r.state.pool, settings::WEBHOOK_ADDRESS)
+        settings::find(&r.state.db, settings::WEBHOOK_ADDRESS)
             .await
             .unwrap(),
         Some(chosen.webhook.to_string())

@@ -3,6 +3,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
+/// Runs `$body` with `$pool` bound to the pool of either backend (the relay's `Db`): one query for both.
+macro_rules! on_db {
+    ($db:expr, |$pool:ident| $body:expr) => {
+        match $db {
+            chatgowa_lib::store::Db::Sqlite($pool) => $body,
+            chatgowa_lib::store::Db::Postgres($pool) => $body,
+        }
+    };
+}
+
 mod admin_api;
 mod bad_input;
 mod browser;
@@ -21,6 +31,7 @@ mod listeners;
 mod ops;
 mod packages;
 mod panel;
+mod postgres;
 mod replies;
 mod router;
 mod security;

@@ -124,24 +124,33 @@ async fn old_deliveries_are_pruned_and_the_database_stops_growing() {
         .await;
     relay.post_webhook(message(9, 1, 1), Some("dead-one")).await;
 
-    let database = relay.state.config.database_path.clone();
-    let pool = relay.state.pool.clone();
-    // The file's size once the write-ahead log is folded in: its high-water mark in pages.
+    let database = relay
+        .state
+        .config
+        .database
+        .sqlite_path()
+        .map(ToOwned::to_owned);
+    // SQLite: the file's size once the write-ahead log is folded in, its high-water mark in pages. (A
+    // PostgreSQL server reuses the space of deleted rows after its autovacuum: not the relay's to measure.)
     let size = || async {
+        let (chatgowa_lib::store::Db::Sqlite(pool), Some(database)) = (&relay.state.db, &database)
+        else {
+            return None;
+        };
         sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(&pool)
+            .execute(pool)
             .await
             .unwrap();
-        std::fs::metadata(&database).unwrap().len()
+        Some(std::fs::metadata(database).unwrap().len())
     };
     let counts = |status: &'static str| {
-        let pool = relay.state.pool.clone();
+        let db = relay.state.db.clone();
         async move {
-            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM deliveries WHERE status = ?")
-                .bind(status)
-                .fetch_one(&pool)
-                .await
-                .unwrap()
+            crate::support::scalar(
+                &db,
+                &format!("SELECT count(*) FROM deliveries WHERE status = '{status}'"),
+            )
+            .await
         }
     };
     let padding = "x".repeat(4000);
@@ -172,11 +181,12 @@ async fn old_deliveries_are_pruned_and_the_database_stops_growing() {
     // 24 rounds of ~400 KiB were stored: without pruning the file would pass 9 MiB. With it, the file holds
     // at most two rounds' rows, and the second half of the run reuses pages instead of adding them.
     let round_bytes = 100 * 4000;
-    let (middle, last) = (sizes[11], sizes[23]);
-    assert!(
-        last < 5 * round_bytes && last.saturating_sub(middle) < round_bytes,
-        "file kept growing: {sizes:?} (bytes after each round)"
-    );
+    if let (Some(middle), Some(last)) = (sizes[11], sizes[23]) {
+        assert!(
+            last < 5 * round_bytes && last.saturating_sub(middle) < round_bytes,
+            "file kept growing: {sizes:?} (bytes after each round)"
+        );
+    }
 
     eventually(
         "every delivered one pruned",
@@ -185,18 +195,16 @@ async fn old_deliveries_are_pruned_and_the_database_stops_growing() {
     )
     .await;
     assert_eq!(counts("dead").await, 1, "dead ones are kept longer");
-    let attempts: i64 = sqlx::query_scalar(
+    let attempts = crate::support::scalar(
+        &relay.state.db,
         "SELECT count(*) FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id",
     )
-    .fetch_one(&relay.state.pool)
-    .await
-    .unwrap();
-    let orphans: i64 = sqlx::query_scalar(
+    .await;
+    let orphans = crate::support::scalar(
+        &relay.state.db,
         "SELECT count(*) FROM delivery_attempts WHERE delivery_id NOT IN (SELECT id FROM deliveries)",
     )
-    .fetch_one(&relay.state.pool)
-    .await
-    .unwrap();
+    .await;
     assert_eq!(
         (attempts, orphans),
         (1, 0),

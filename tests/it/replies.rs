@@ -168,7 +168,7 @@ async fn a_slow_gowa_gets_each_reply_once_with_the_default_timeout() {
         "the slow reply to be delivered",
         Duration::from_secs(40),
         || async {
-            let d = deliveries::find(&relay.state.pool, id).await.unwrap()?;
+            let d = deliveries::find(&relay.state.db, id).await.unwrap()?;
             (d.status == DeliveryStatus::Delivered).then_some(())
         },
     )
@@ -192,7 +192,7 @@ async fn a_timeout_after_the_request_was_sent_is_ambiguous_and_retried() {
     });
     let id = id_of(&relay.post_webhook(bytes(&reply(9400)), None).await);
     eventually("the retry to deliver it", WAIT, || async {
-        let d = deliveries::find(&relay.state.pool, id).await.unwrap()?;
+        let d = deliveries::find(&relay.state.db, id).await.unwrap()?;
         (d.status == DeliveryStatus::Delivered).then_some(())
     })
     .await;
@@ -255,7 +255,7 @@ async fn the_largest_payload_chatwoot_can_send_is_taken_and_forwarded_byte_for_b
     assert!(body.len() > 2_700_000, "{} bytes", body.len());
     let answer = relay.post_webhook(body.clone(), None).await;
     assert_eq!(answer["queued"], true, "{answer}");
-    let stored = deliveries::find(&relay.state.pool, id_of(&answer))
+    let stored = deliveries::find(&relay.state.db, id_of(&answer))
         .await
         .unwrap()
         .unwrap();

@@ -323,12 +323,11 @@ async fn webhook_answers() {
     assert_eq!(count(&relay, "deliveries").await, 1);
 
     // When nothing can be stored, Chatwoot must hear about it: 503, not a silent 200.
-    for table in ["delivery_attempts", "deliveries"] {
-        sqlx::query(&format!("DROP TABLE {table}"))
-            .execute(&relay.state.pool)
-            .await
-            .unwrap();
-    }
+    crate::support::execute(
+        &relay.state.db,
+        "DROP TABLE delivery_attempts; DROP TABLE delivery_bodies; DROP TABLE deliveries",
+    )
+    .await;
     let (status, body, headers) = call(
         &relay,
         webhook(fixture("message_created.outgoing_text.json")),
@@ -337,7 +336,7 @@ async fn webhook_answers() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(body["error"].is_string());
     assert!(headers.contains_key("retry-after"));
-    relay.state.pool.close().await;
+    relay.state.db.close().await;
     let (status, _, _) = call(
         &relay,
         Request::get("/healthz").body(Body::empty()).unwrap(),

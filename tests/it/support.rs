@@ -15,6 +15,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use chatgowa_lib::app::App;
 use chatgowa_lib::config::{self, AdminCredentials, Config};
+use chatgowa_lib::store::Db;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -187,7 +188,7 @@ pub fn test_config(database_path: PathBuf) -> Config {
         bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
         port: 0,
         admin_bind: None,
-        database_path,
+        database: config::Database::Sqlite(database_path),
         admin: Some(AdminCredentials::new(ADMIN_USER, ADMIN_PASS)),
         admin_origins: Vec::new(),
         fetch_timeout: Duration::from_secs(2),
@@ -223,6 +224,10 @@ impl TestRelay {
     pub async fn start(configure: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut config = test_config(dir.path().join("relay.db"));
+        if on_postgres() {
+            config.database =
+                config::Database::Postgres(config::Secret::new(database_url(dir.path())));
+        }
         configure(&mut config);
         let shutdown = CancellationToken::new();
         let relay = App::start(config, shutdown.clone()).await.unwrap();
@@ -249,10 +254,7 @@ impl TestRelay {
 
     /// Rows in `table` of the relay's database.
     pub async fn count(&self, table: &str) -> i64 {
-        sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
-            .fetch_one(&self.state.pool)
-            .await
-            .unwrap()
+        scalar(&self.state.db, &format!("SELECT count(*) FROM {table}")).await
     }
 
     pub async fn add_route(
@@ -538,7 +540,7 @@ impl Server {
             .env_clear()
             .env("PORT", port.to_string())
             .env("CHATGOWA_BIND", "127.0.0.1")
-            .env("DATABASE_URL", "file:./data/relay.db")
+            .env("DATABASE_URL", database_url(dir))
             .env("BASIC_AUTH_PASS", ADMIN_PASS)
             .env("CHATGOWA_RETRY_SCHEDULE", "30ms,60ms")
             .env("FETCH_TIMEOUT_MS", "2000")
@@ -635,5 +637,43 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A number the relay's database answers `sql` with, on either backend.
+pub async fn scalar(db: &Db, sql: &str) -> i64 {
+    on_db!(db, |pool| sqlx::query_scalar(sql).fetch_one(pool).await).unwrap()
+}
+
+/// Runs `sql` on the relay's database, on either backend.
+pub async fn execute(db: &Db, sql: &str) {
+    on_db!(db, |pool| sqlx::raw_sql(sql)
+        .execute(pool)
+        .await
+        .map(|_| ()))
+    .unwrap();
+}
+
+/// The database of the relays that ran in `dir` (with [`Server`]), opened as it is, for a look at the rows.
+pub async fn open_database(dir: &Path) -> Db {
+    if on_postgres() {
+        Db::Postgres(sqlx::PgPool::connect(&database_url(dir)).await.unwrap())
+    } else {
+        let url = format!("sqlite://{}", dir.join("data/relay.db").display());
+        Db::Sqlite(sqlx::SqlitePool::connect(&url).await.unwrap())
+    }
+}
+
+/// Whether the suite runs on PostgreSQL (`CHATGOWA_TEST_DATABASE=postgres`; `scripts/test` runs it on both).
+pub fn on_postgres() -> bool {
+    std::env::var("CHATGOWA_TEST_DATABASE").is_ok_and(|v| v == "postgres")
+}
+
+/// `DATABASE_URL` for a relay of the test in `dir`: a SQLite file in it, or a PostgreSQL database of its own.
+pub fn database_url(dir: &Path) -> String {
+    if on_postgres() {
+        crate::postgres::cluster().database_of(dir)
+    } else {
+        "file:./data/relay.db".into()
     }
 }

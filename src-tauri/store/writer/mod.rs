@@ -1,28 +1,26 @@
-//! The single writer: every webhook and every attempt result is committed here, many per transaction.
+//! The relay's writer: every webhook and every attempt result is committed here, many per transaction.
 //!
-//! SQLite allows one writer at a time, and a durable commit costs an fsync. Requests queue on a channel and the
-//! writer takes everything waiting into one `BEGIN IMMEDIATE … COMMIT` (group commit); each caller is answered
-//! only after the commit that holds its write, and a failed commit fails every write in it.
-//!
-//! The writer is a thread of its own with a connection of its own and its statements prepared once, so that a
-//! batch is written without leaving the thread. (Through the pool each statement is a hand-off to the
-//! connection's thread and back; those hand-offs, not SQLite, were what limited the writer.)
+//! A durable commit costs an fsync (and on SQLite only one writer may commit at a time). Requests queue on a
+//! channel and the writer takes everything waiting into one transaction (group commit); each caller is answered
+//! only after the commit that holds its write, and a failed commit fails every write in it. How a batch is
+//! written is the backend's: [`sqlite`] (a thread with a connection of its own) or [`postgres`] (a task on the
+//! pool).
 
-use std::collections::HashSet;
-use std::path::Path;
+mod postgres;
+mod sqlite;
+
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
-use super::attempts::{self, Attempt};
-use super::dedupe::{self, DedupeKeys};
+use super::Db;
+use super::attempts::Attempt;
+use super::dedupe::DedupeKeys;
 use super::deliveries::{self, NewDelivery, NextState};
-use super::{now_ms, routes, unrouted_inboxes};
-use crate::ids::{DeliveryId, InboxId};
+use crate::ids::DeliveryId;
 
 /// Most writes committed in one transaction.
-const MAX_BATCH: usize = 1024;
+pub(super) const MAX_BATCH: usize = 1024;
 /// Writes waiting for the writer; beyond this, webhooks are shed (503) and attempt results wait for room.
 const QUEUE_CAPACITY: usize = 16 * 1024;
 
@@ -52,7 +50,7 @@ pub struct Committed<'a> {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum WriteError {
     #[error("database write failed: {0}")]
-    Database(Arc<rusqlite::Error>),
+    Database(Arc<dyn std::error::Error + Send + Sync>),
     #[error("the writer has stopped")]
     Stopped,
     /// Only for webhooks: the queue is full, the webhook was not taken.
@@ -79,29 +77,28 @@ pub struct WriterInbox {
 }
 
 impl WriterInbox {
-    /// Opens the writer's connection to `database` (created and migrated by [`super::connect`]) and starts the
-    /// writer's thread. `on_commit` hears of each commit that changed something, before any caller in it is
-    /// answered; it runs on that thread, inside the caller's tokio runtime (it may spawn tasks).
+    /// Starts the writer on `db` (created and migrated by [`super::connect`] or [`super::connect_postgres`]):
+    /// on SQLite a thread with a connection of its own, on PostgreSQL a task on the pool. `on_commit` hears of
+    /// each commit that changed something, before any caller in it is answered; it runs inside the caller's
+    /// tokio runtime (it may spawn tasks).
     ///
     /// # Errors
     /// The database cannot be opened, or the thread cannot be started.
     pub fn spawn(
         self,
-        database: &Path,
+        db: &Db,
         on_commit: impl FnMut(&Committed) + Send + 'static,
     ) -> std::io::Result<WriterThread> {
-        let conn = super::open_writer_connection(database).map_err(std::io::Error::other)?;
-        *lock(&self.keys) = DedupeKeys::load(&conn).map_err(std::io::Error::other)?;
-        let runtime = tokio::runtime::Handle::current();
         let (finished, done) = oneshot::channel();
-        let (rx, keys) = (self.rx, self.keys);
-        std::thread::Builder::new()
-            .name("chatgowa-writer".into())
-            .spawn(move || {
-                let _runtime = runtime.enter();
-                run(conn, rx, &keys, on_commit);
-                let _ = finished.send(());
-            })?;
+        match db {
+            Db::Sqlite(pool) => {
+                let file = pool.connect_options().get_filename().to_owned();
+                sqlite::spawn(&file, self.rx, self.keys, on_commit, finished)?;
+            }
+            Db::Postgres(pool) => {
+                tokio::spawn(postgres::run(pool.clone(), self.rx, on_commit, finished));
+            }
+        }
         Ok(WriterThread { tx: self.tx, done })
     }
 }
@@ -189,51 +186,29 @@ impl Writer {
     }
 }
 
-fn lock(keys: &Mutex<DedupeKeys>) -> MutexGuard<'_, DedupeKeys> {
+pub(super) fn lock(keys: &Mutex<DedupeKeys>) -> MutexGuard<'_, DedupeKeys> {
     // The map is consistent after every call, so a panic elsewhere while it was held leaves nothing half-done.
     keys.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The writer's thread: waits for writes, then commits everything waiting in one transaction.
-fn run(
-    mut conn: Connection,
-    mut rx: mpsc::Receiver<Op>,
-    keys: &Mutex<DedupeKeys>,
-    mut on_commit: impl FnMut(&Committed),
-) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.blocking_recv_many(&mut batch, MAX_BATCH) > 0 {
-        if batch.iter().any(|op| matches!(op, Op::Stop)) {
-            // Refuse new writes; what is already queued still comes out of `rx`.
-            rx.close();
-            batch.retain(|op| !matches!(op, Op::Stop));
-        }
-        if !batch.is_empty() {
-            commit(&mut conn, &mut batch, keys, &mut on_commit);
-        }
+/// Takes the ops waiting (up to [`MAX_BATCH`]) after a `Stop`: new writes are refused, what was queued still comes.
+fn refuse_after_stop(rx: &mut mpsc::Receiver<Op>, batch: &mut Vec<Op>) {
+    if batch.iter().any(|op| matches!(op, Op::Stop)) {
+        // Refuse new writes; what is already queued still comes out of `rx`.
+        rx.close();
+        batch.retain(|op| !matches!(op, Op::Stop));
     }
 }
 
-/// Writes one batch in one transaction and answers every caller in it.
-fn commit(
-    conn: &mut Connection,
+/// Answers every caller of a batch: with its decision after a commit (telling `on_commit` first), or with the
+/// error that failed the whole batch.
+fn finish(
     batch: &mut Vec<Op>,
-    keys: &Mutex<DedupeKeys>,
+    outcome: Result<Vec<Option<Decision>>, WriteError>,
+    now: i64,
     on_commit: &mut impl FnMut(&Committed),
 ) {
-    let now = now_ms();
-    let mut undo = dedupe::Undo::default();
-    let result = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .and_then(|tx| {
-            // The keys are locked while the batch is written, not while it waits for the lock on the database
-            // or for the disk: whoever forgets keys (on a tokio thread) is never held up by either.
-            let decisions = apply(&tx, batch, now, &mut lock(keys), &mut undo)?;
-            tx.commit()?;
-            Ok(decisions)
-        });
-
-    match result {
+    match outcome {
         Ok(decisions) => {
             announce(batch, &decisions, now, on_commit);
             for (op, decision) in batch.drain(..).zip(decisions) {
@@ -241,9 +216,7 @@ fn commit(
             }
         }
         Err(err) => {
-            lock(keys).undo(undo);
             tracing::error!(error = %err, writes = batch.len(), "database commit failed");
-            let err = WriteError::Database(Arc::new(err));
             for op in batch.drain(..) {
                 answer(op, Err(err.clone()));
             }
@@ -297,87 +270,19 @@ fn answer(op: Op, result: Result<Option<Decision>, WriteError>) {
     }
 }
 
-/// Writes a batch, one prepared statement per write. Returns each op's decision (`None` for attempt results
-/// and dead marks).
-fn apply(
-    conn: &Connection,
-    batch: &[Op],
-    now: i64,
-    keys: &mut DedupeKeys,
-    undo: &mut dedupe::Undo,
-) -> rusqlite::Result<Vec<Option<Decision>>> {
-    let mut routes: Option<HashSet<InboxId>> = None;
-    let mut decisions = Vec::with_capacity(batch.len());
-    for op in batch {
-        decisions.push(match op {
-            Op::Ingest(d, _) => {
-                let routes = match &mut routes {
-                    Some(routes) => routes,
-                    None => routes.insert(routes::inboxes(conn)?),
-                };
-                Some(ingest(conn, routes, d, now, keys, undo)?)
-            }
-            Op::Attempt(a, next, _) => {
-                attempts::insert(conn, a)?;
-                deliveries::update_after_attempt(
-                    conn,
-                    a.delivery_id,
-                    *next,
-                    a.status_code,
-                    a.error.as_deref(),
-                    now,
-                )?;
-                None
-            }
-            Op::Dead(id, reason, _) => {
-                deliveries::mark_dead(conn, *id, reason, now)?;
-                None
-            }
-            Op::Stop => None,
-        });
-    }
-    Ok(decisions)
-}
-
-fn ingest(
-    conn: &Connection,
-    routes: &HashSet<InboxId>,
-    d: &NewDelivery,
-    now: i64,
-    keys: &mut DedupeKeys,
-    undo: &mut dedupe::Undo,
-) -> rusqlite::Result<Decision> {
-    // A paused route queues what arrives too: its lanes wait until it is resumed.
-    if !routes.contains(&d.inbox_id) {
-        unrouted_inboxes::record(conn, d.inbox_id, &d.event, now)?;
-        return Ok(Decision::NoRoute);
-    }
-    let key = d.dedupe_key.as_deref();
-    // Known from earlier, or from earlier in this batch.
-    if let Some(earlier) = key.map(|k| keys.find(conn, k)).transpose()?.flatten() {
-        deliveries::count_duplicate(conn, earlier)?;
-        return Ok(Decision::Duplicate(earlier));
-    }
-    let id = deliveries::insert(conn, d, now)?;
-    if let Some(key) = key {
-        keys.insert(key, id, undo);
-    }
-    Ok(Decision::Queued(id))
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
 
-    use sqlx::SqlitePool;
-
     use super::*;
+    use crate::ids::InboxId;
     use crate::store::deliveries::DeliveryStatus;
     use crate::store::deliveries::tests::new_delivery;
     use crate::store::routes::RouteFields;
-    use crate::store::test_support::{db_path, temp_db};
+    use crate::store::test_support::{both, temp_db};
+    use crate::store::{Db, attempts, routes, unrouted_inboxes};
 
-    async fn add_route(pool: &SqlitePool, inbox: i64, enabled: bool) {
+    async fn add_route(db: &Db, inbox: i64, enabled: bool) {
         let f = RouteFields {
             inbox_id: InboxId(inbox),
             webhook_url: "http://127.0.0.1:9/x".into(),
@@ -386,17 +291,23 @@ mod tests {
             secret: None,
             chatwoot_secret: None,
         };
-        routes::insert(pool, &f).await.unwrap();
+        routes::insert(db, &f).await.unwrap();
     }
 
     #[tokio::test]
     async fn one_batch_holds_every_kind_of_decision_and_attempt_results() {
-        let (pool, dir) = temp_db().await;
+        let (dbs, _dir) = both().await;
+        for db in dbs {
+            one_batch_holds_every_kind_of_decision_and_attempt_results_on(db).await;
+        }
+    }
+
+    async fn one_batch_holds_every_kind_of_decision_and_attempt_results_on(pool: Db) {
         add_route(&pool, 7, true).await;
         add_route(&pool, 8, false).await;
         let earlier = {
             let (writer, inbox) = Writer::channel();
-            let task = inbox.spawn(&db_path(&dir), |_| {}).unwrap();
+            let task = inbox.spawn(&pool, |_| {}).unwrap();
             let decision = writer.ingest(new_delivery(Some(1), Some("old"))).await;
             task.stop().await;
             decision.unwrap()
@@ -444,7 +355,7 @@ mod tests {
         let commits = Arc::new(Mutex::new(0));
         let counter = commits.clone();
         let task = inbox
-            .spawn(&db_path(&dir), move |_| *counter.lock().unwrap() += 1)
+            .spawn(&pool, move |_| *counter.lock().unwrap() += 1)
             .unwrap();
         let mut decisions = Vec::new();
         for write in writes {
@@ -504,14 +415,20 @@ mod tests {
 
     #[tokio::test]
     async fn decisions_and_commit_order_reach_the_callback() {
-        let (pool, dir) = temp_db().await;
+        let (dbs, _dir) = both().await;
+        for db in dbs {
+            decisions_and_commit_order_reach_the_callback_on(db).await;
+        }
+    }
+
+    async fn decisions_and_commit_order_reach_the_callback_on(pool: Db) {
         add_route(&pool, 7, true).await;
         add_route(&pool, 8, false).await;
         let seen = Arc::new(Mutex::new(Vec::new()));
         let sink = seen.clone();
         let (writer, inbox) = Writer::channel();
         let task = inbox
-            .spawn(&db_path(&dir), move |c| {
+            .spawn(&pool, move |c| {
                 sink.lock()
                     .unwrap()
                     .extend(c.queued.iter().map(|(id, _)| *id))
@@ -576,16 +493,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_failing_database_fails_every_write_in_the_batch_and_keeps_none_of_it() {
-        let (pool, dir) = temp_db().await;
+        let (pool, _dir) = temp_db().await;
         add_route(&pool, 7, true).await;
         let (writer, inbox) = Writer::channel();
-        let task = inbox.spawn(&db_path(&dir), |_| {}).unwrap();
+        let task = inbox.spawn(&pool, |_| {}).unwrap();
         // The delivery row goes in, its body cannot: the whole batch is rolled back.
         let bodies = "CREATE TABLE delivery_bodies (
                           delivery_id INTEGER PRIMARY KEY REFERENCES deliveries (id) ON DELETE CASCADE,
                           body        BLOB    NOT NULL)";
         sqlx::query("DROP TABLE delivery_bodies")
-            .execute(&pool)
+            .execute(pool.sqlite())
             .await
             .unwrap();
         let err = writer
@@ -596,7 +513,7 @@ mod tests {
         assert_eq!(deliveries::count_pending(&pool).await.unwrap(), 0);
 
         // Once the fault clears, the same webhook (Chatwoot's agent bot retries with its key) is new.
-        sqlx::query(bodies).execute(&pool).await.unwrap();
+        sqlx::query(bodies).execute(pool.sqlite()).await.unwrap();
         let again = writer.ingest(new_delivery(None, Some("k1"))).await;
         task.stop().await;
         assert!(matches!(again, Ok(Decision::Queued(_))), "{again:?}");

@@ -1,0 +1,313 @@
+//! The writer on PostgreSQL: a task that commits each batch in one transaction on the pool. Several relays may
+//! write at once, so the database decides what a single relay's memory decides on SQLite: the unique index on
+//! `dedupe_key` makes a repeat a duplicate whichever relay took the first. Ids are drawn before the insert and
+//! handed out in arrival order (a webhook acknowledged before another arrived has the smaller id), and rows are
+//! inserted in key order, so that two relays inserting the same twins wait for each other instead of
+//! deadlocking.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use sqlx::{PgConnection, PgPool};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Committed, Decision, MAX_BATCH, Op, WriteError, finish, refuse_after_stop};
+use crate::ids::{DeliveryId, InboxId};
+use crate::store::attempts::Attempt;
+use crate::store::deliveries::{DeliveryStatus, NewDelivery, NextState};
+use crate::store::now_ms;
+
+/// Tries at inserting a webhook whose key another relay's delivery held and lost meanwhile (pruned).
+const KEY_RACES: usize = 3;
+
+/// The writer's task: waits for writes, then commits everything waiting in one transaction.
+pub(super) async fn run(
+    pool: PgPool,
+    mut rx: mpsc::Receiver<Op>,
+    mut on_commit: impl FnMut(&Committed),
+    finished: oneshot::Sender<()>,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        refuse_after_stop(&mut rx, &mut batch);
+        if !batch.is_empty() {
+            let now = now_ms();
+            let outcome = commit(&pool, &batch, now)
+                .await
+                .map_err(|e| WriteError::Database(Arc::new(e)));
+            finish(&mut batch, outcome, now, &mut on_commit);
+        }
+    }
+    let _ = finished.send(());
+}
+
+/// Writes one batch in one transaction; acknowledged only once `COMMIT` returned.
+async fn commit(pool: &PgPool, batch: &[Op], now: i64) -> sqlx::Result<Vec<Option<Decision>>> {
+    let mut tx = pool.begin().await?;
+    let decisions = ingest(&mut tx, batch, now).await?;
+    for op in batch {
+        match op {
+            Op::Attempt(attempt, next, _) => record_attempt(&mut tx, attempt, *next, now).await?,
+            Op::Dead(id, reason, _) => mark_dead(&mut tx, *id, reason, now).await?,
+            Op::Ingest(..) | Op::Stop => {}
+        }
+    }
+    tx.commit().await?;
+    Ok(decisions)
+}
+
+/// Stores the batch's webhooks: unrouted ones are counted, a key seen before (here or by any relay) is a
+/// duplicate of its first delivery, the rest are inserted. `None` for the batch's other writes.
+async fn ingest(
+    tx: &mut PgConnection,
+    batch: &[Op],
+    now: i64,
+) -> sqlx::Result<Vec<Option<Decision>>> {
+    let mut decisions = vec![None; batch.len()];
+    let webhooks: Vec<(usize, &NewDelivery)> = batch
+        .iter()
+        .enumerate()
+        .filter_map(|(i, op)| match op {
+            Op::Ingest(d, _) => Some((i, d.as_ref())),
+            _ => None,
+        })
+        .collect();
+    if webhooks.is_empty() {
+        return Ok(decisions);
+    }
+    let routed: HashSet<InboxId> = sqlx::query_scalar("SELECT inbox_id FROM routes")
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+    let mut firsts: HashMap<&str, usize> = HashMap::new();
+    let mut repeats = Vec::new();
+    let mut new = Vec::new();
+    for (i, d) in webhooks {
+        // A paused route queues what arrives too: its lanes wait until it is resumed.
+        if !routed.contains(&d.inbox_id) {
+            count_unrouted(tx, d, now).await?;
+            decisions[i] = Some(Decision::NoRoute);
+        } else if let Some(&first) = d.dedupe_key.as_deref().and_then(|k| firsts.get(k)) {
+            repeats.push((i, first));
+        } else {
+            if let Some(key) = d.dedupe_key.as_deref() {
+                firsts.insert(key, i);
+            }
+            new.push((i, d));
+        }
+    }
+    for (i, decision) in insert(tx, &new, now).await? {
+        decisions[i] = Some(decision);
+    }
+    for (i, first) in repeats {
+        let Some(Decision::Queued(id) | Decision::Duplicate(id)) = decisions[first] else {
+            unreachable!("the first of a key was decided before its repeats");
+        };
+        count_duplicate(tx, id).await?;
+        decisions[i] = Some(Decision::Duplicate(id));
+    }
+    Ok(decisions)
+}
+
+/// Inserts new webhooks with ids in arrival order; one whose key is taken is counted as a duplicate of the
+/// delivery that has it.
+async fn insert(
+    tx: &mut PgConnection,
+    new: &[(usize, &NewDelivery)],
+    now: i64,
+) -> sqlx::Result<Vec<(usize, Decision)>> {
+    if new.is_empty() {
+        return Ok(Vec::new());
+    }
+    let count = i64::try_from(new.len()).unwrap_or(i64::MAX);
+    let mut ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT nextval(pg_get_serial_sequence('deliveries', 'id')) FROM generate_series(1, $1)",
+    )
+    .bind(count)
+    .fetch_all(&mut *tx)
+    .await?;
+    ids.sort_unstable();
+    let rows: Vec<(i64, &NewDelivery)> = ids
+        .iter()
+        .copied()
+        .zip(new.iter().map(|(_, d)| *d))
+        .collect();
+    let inserted = insert_rows(tx, &rows, now).await?;
+    let mut decisions = Vec::with_capacity(new.len());
+    for ((i, d), id) in new.iter().zip(ids) {
+        let decision = if inserted.contains(&id) {
+            Decision::Queued(DeliveryId(id))
+        } else {
+            taken_key(tx, id, d, now).await?
+        };
+        decisions.push((*i, decision));
+    }
+    Ok(decisions)
+}
+
+/// One statement for the rows (in key order, see the module's doc) and one for their bodies; the ids that went
+/// in (the others' keys were taken).
+async fn insert_rows(
+    tx: &mut PgConnection,
+    rows: &[(i64, &NewDelivery)],
+    now: i64,
+) -> sqlx::Result<HashSet<i64>> {
+    let column =
+        |f: fn(&NewDelivery) -> Option<i64>| rows.iter().map(|(_, d)| f(d)).collect::<Vec<_>>();
+    let text =
+        |f: fn(&NewDelivery) -> Option<&str>| rows.iter().map(|(_, d)| f(d)).collect::<Vec<_>>();
+    let inserted: HashSet<i64> = sqlx::query_scalar(
+        "INSERT INTO deliveries (id, inbox_id, conversation_id, event, message_id, dedupe_key, cw_delivery,
+                                 cw_timestamp, cw_signature, size, next_attempt_at, received_at, updated_at)
+         SELECT id, inbox_id, conversation_id, event, message_id, dedupe_key, cw_delivery, cw_timestamp,
+                cw_signature, size, $11, $11, $11
+         FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::text[],
+                     $8::text[], $9::text[], $10::bigint[])
+           AS t (id, inbox_id, conversation_id, event, message_id, dedupe_key, cw_delivery, cw_timestamp,
+                 cw_signature, size)
+         ORDER BY dedupe_key, id
+         ON CONFLICT (dedupe_key) DO NOTHING
+         RETURNING id",
+    )
+    .bind(rows.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+    .bind(column(|d| Some(d.inbox_id.0)))
+    .bind(column(|d| d.conversation_id))
+    .bind(text(|d| Some(d.event.as_str())))
+    .bind(column(|d| d.message_id))
+    .bind(text(|d| d.dedupe_key.as_deref()))
+    .bind(text(|d| d.cw_delivery.as_deref()))
+    .bind(text(|d| d.cw_timestamp.as_deref()))
+    .bind(text(|d| d.cw_signature.as_deref()))
+    .bind(column(|d| i64::try_from(d.body.len()).ok()))
+    .bind(now)
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .collect();
+    let (ids, bodies): (Vec<i64>, Vec<&[u8]>) = rows
+        .iter()
+        .filter(|(id, _)| inserted.contains(id))
+        .map(|(id, d)| (*id, d.body.as_ref()))
+        .unzip();
+    sqlx::query("INSERT INTO delivery_bodies (delivery_id, body) SELECT * FROM unnest($1::bigint[], $2::bytea[])")
+        .bind(ids)
+        .bind(bodies)
+        .execute(&mut *tx)
+        .await?;
+    Ok(inserted)
+}
+
+/// A webhook whose key a stored delivery has: counted as its duplicate. Should that delivery be gone by now
+/// (pruned by another relay), the webhook goes in after all, with the id drawn for it.
+async fn taken_key(
+    tx: &mut PgConnection,
+    id: i64,
+    d: &NewDelivery,
+    now: i64,
+) -> sqlx::Result<Decision> {
+    for _ in 0..KEY_RACES {
+        let earlier: Option<DeliveryId> = sqlx::query_scalar(
+            "UPDATE deliveries SET duplicates = duplicates + 1 WHERE dedupe_key = $1 RETURNING id",
+        )
+        .bind(d.dedupe_key.as_deref())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(earlier) = earlier {
+            return Ok(Decision::Duplicate(earlier));
+        }
+        if insert_rows(tx, &[(id, d)], now).await?.contains(&id) {
+            return Ok(Decision::Queued(DeliveryId(id)));
+        }
+    }
+    Err(sqlx::Error::Protocol(
+        "a dedupe key kept changing hands while a webhook was stored".into(),
+    ))
+}
+
+async fn count_duplicate(tx: &mut PgConnection, id: DeliveryId) -> sqlx::Result<()> {
+    sqlx::query("UPDATE deliveries SET duplicates = duplicates + 1 WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+async fn count_unrouted(tx: &mut PgConnection, d: &NewDelivery, now: i64) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO unrouted_inboxes (inbox_id, count, first_seen, last_seen, last_event)
+         VALUES ($1, 1, $2, $2, $3)
+         ON CONFLICT (inbox_id) DO UPDATE
+           SET count = unrouted_inboxes.count + 1, last_seen = $2, last_event = $3",
+    )
+    .bind(d.inbox_id)
+    .bind(now)
+    .bind(&d.event)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Records an attempt (dropped when its delivery was removed meanwhile) and moves a still pending delivery to
+/// its next state.
+async fn record_attempt(
+    tx: &mut PgConnection,
+    a: &Attempt,
+    next: NextState,
+    now: i64,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO delivery_attempts
+             (delivery_id, attempt, trigger, started_at, duration_ms, status_code, error, response_snippet,
+              ambiguous)
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 WHERE EXISTS (SELECT 1 FROM deliveries WHERE id = $1)",
+    )
+    .bind(a.delivery_id)
+    .bind(a.attempt)
+    .bind(a.trigger)
+    .bind(a.started_at)
+    .bind(a.duration_ms)
+    .bind(a.status_code)
+    .bind(a.error.as_deref())
+    .bind(a.response_snippet.as_deref())
+    .bind(a.ambiguous)
+    .execute(&mut *tx)
+    .await?;
+    let (status, next_attempt_at) = match next {
+        NextState::Delivered => (DeliveryStatus::Delivered, None),
+        NextState::RetryAt(at) => (DeliveryStatus::Pending, Some(at)),
+        NextState::Dead => (DeliveryStatus::Dead, None),
+    };
+    sqlx::query(
+        "UPDATE deliveries SET status = $2, trigger = 'scheduled', attempts = attempts + 1,
+                next_attempt_at = coalesce($3, next_attempt_at), last_status_code = $4, last_error = $5,
+                updated_at = $6
+         WHERE id = $1 AND status = 'pending'",
+    )
+    .bind(a.delivery_id)
+    .bind(status)
+    .bind(next_attempt_at)
+    .bind(a.status_code)
+    .bind(a.error.as_deref())
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+async fn mark_dead(
+    tx: &mut PgConnection,
+    id: DeliveryId,
+    reason: &str,
+    now: i64,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE deliveries SET status = 'dead', last_error = $2, updated_at = $3 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(reason)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
