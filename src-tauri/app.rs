@@ -34,8 +34,9 @@ const RECORD_GRACE: Duration = Duration::from_secs(2);
 /// A started relay: database open, writer and lanes running, not yet serving HTTP.
 pub struct App {
     state: AppState,
-    /// Held until the relay stops, so that no second relay opens the same database.
-    _lock: store::DatabaseLock,
+    /// SQLite: held until the relay stops, so that no second relay opens the same file. (Relays on PostgreSQL
+    /// share the database.)
+    _lock: Option<store::DatabaseLock>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
     abort: CancellationToken,
@@ -80,7 +81,8 @@ impl App {
             }
             .run(shutdown.clone()),
         );
-        tracing::info!(pending, database = %config.database.shown(), "relay started");
+        let relay = dispatcher.leases().map(|l| l.owner().to_owned());
+        tracing::info!(pending, database = %config.database.shown(), relay, "relay started");
         let state = shared(
             config,
             db,
@@ -91,6 +93,12 @@ impl App {
             shutdown.clone(),
         )?;
         crate::admin::chatwoot::start(&state, &lifecycle.tracker, told).await?;
+        if let Some(leases) = state.dispatcher.leases() {
+            let heard = leases.heard.subscribe();
+            lifecycle
+                .tracker
+                .spawn(follow_other_relays(state.clone(), heard, shutdown.clone()));
+        }
         Ok(Self {
             state,
             _lock: lock,
@@ -186,11 +194,35 @@ impl App {
         }
     }
 
-    /// Writes what is queued for the writer and closes the database.
+    /// Hands its lanes to the other relays (PostgreSQL), writes what is queued for the writer and closes the
+    /// database.
     async fn close(self) {
+        self.state.dispatcher.hand_over().await;
         self.writer.stop().await;
         self.state.db.close().await;
         tracing::info!("relay stopped");
+    }
+}
+
+/// Several relays on PostgreSQL: when another one says routes or Chatwoot links changed (or may have: this
+/// relay's listener reconnected), this one reads them again and its open screens refresh.
+async fn follow_other_relays(
+    state: AppState,
+    mut heard: tokio::sync::watch::Receiver<u64>,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            changed = heard.changed() => if changed.is_err() { return },
+            () = stop.cancelled() => return,
+        }
+        if let Err(e) = state.dispatcher.reload_routes().await {
+            tracing::warn!(error = %e, "cannot read the routes another relay changed");
+        }
+        if let Err(e) = crate::admin::chatwoot::links_changed(&state).await {
+            tracing::warn!(error = %e, "cannot read the Chatwoot links another relay changed");
+        }
+        state.events.send(crate::events::UiEvent::Resync);
     }
 }
 
@@ -220,7 +252,7 @@ fn panel_host(addr: SocketAddr) -> String {
 
 /// Takes the database for this relay, opens (creating and migrating) it, and on SQLite takes over the TypeScript
 /// version's routes once.
-async fn open_database(config: &Config) -> anyhow::Result<(Db, store::DatabaseLock)> {
+async fn open_database(config: &Config) -> anyhow::Result<(Db, Option<store::DatabaseLock>)> {
     let context = || format!("opening the database at {}", config.database.shown());
     let path = match &config.database {
         Database::Sqlite(path) => path,
@@ -228,10 +260,7 @@ async fn open_database(config: &Config) -> anyhow::Result<(Db, store::DatabaseLo
             let pool = store::connect_postgres(url.expose())
                 .await
                 .with_context(context)?;
-            let lock = store::lock_postgres(url.expose())
-                .await
-                .with_context(context)?;
-            return Ok((Db::Postgres(pool), lock));
+            return Ok((Db::Postgres(pool), None));
         }
     };
     let lock = store::lock_database(path)?;
@@ -246,7 +275,7 @@ async fn open_database(config: &Config) -> anyhow::Result<(Db, store::DatabaseLo
             "routes imported from the TypeScript version's WebhookRoute table (left unchanged)"
         );
     }
-    Ok((Db::Sqlite(pool), lock))
+    Ok((Db::Sqlite(pool), Some(lock)))
 }
 
 /// What handlers, commands and tasks share, with `POST /webhook`'s part of it.
@@ -300,6 +329,8 @@ fn lanes(
         retry_schedule: config.retry_schedule.clone(),
         max_age: config.max_age,
         reorder_window: config.reorder_window,
+        lease: config.lane_lease,
+        fetch_timeout: config.fetch_timeout,
     };
     Ok(Dispatcher::new(
         db.clone(),

@@ -28,6 +28,9 @@ pub const DEFAULT_MAX_BODY: usize = 4 * 1024 * 1024;
 /// two webhooks only when both jobs wait at once, i.e. within a second or so of each other; two seconds
 /// covers that under load, and WhatsApp's own delivery takes longer than that anyway.
 pub const DEFAULT_REORDER_WINDOW: Duration = Duration::from_secs(2);
+/// Lease a lane keeps over its attempt's timeout (several relays on PostgreSQL); the default lease is the
+/// timeout plus three of these.
+pub const LEASE_MARGIN: Duration = Duration::from_secs(5);
 pub const DEFAULT_DELAYED_AFTER: Duration = Duration::from_secs(5 * 60);
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 pub const DEFAULT_DEAD_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -88,6 +91,10 @@ pub struct Settings {
     /// How long a new reply waits for an earlier one that Chatwoot sent late (`2s`; `0` sends at once).
     #[arg(long, env = "CHATGOWA_REORDER_WINDOW", global = true)]
     pub reorder_window: Option<String>,
+    /// Several relays on PostgreSQL: how long a relay holds a conversation's lane without renewing it; the lanes
+    /// of a relay that died are taken over after this. At least the attempt timeout plus 5 s.
+    #[arg(long, env = "CHATGOWA_LANE_LEASE", global = true)]
+    pub lane_lease: Option<String>,
     /// Chatwoot's webhook secret(s), comma-separated (several during a rotation): webhooks must then carry a
     /// valid `X-Chatwoot-Signature`.
     #[arg(
@@ -222,6 +229,8 @@ pub struct Config {
     pub retry_schedule: Vec<Duration>,
     /// How long a new message event waits for a lower message id of its conversation; zero: not at all.
     pub reorder_window: Duration,
+    /// PostgreSQL: how long a relay holds a lane without renewing it (see `delivery::leases`).
+    pub lane_lease: Duration,
     pub max_age: Duration,
     pub max_body: usize,
     /// Delivered deliveries (payload, attempts, dedupe key) are deleted this long after they finished.
@@ -313,6 +322,7 @@ impl Config {
                 Vec::new(),
                 parse_origins,
             )?,
+            lane_lease: lane_lease(s, fetch_timeout)?,
             fetch_timeout,
             retry_schedule,
             reorder_window,
@@ -419,6 +429,24 @@ fn admin_credentials(s: &Settings) -> Result<Option<AdminCredentials>, ConfigErr
             })?;
     }
     Ok(Some(admin))
+}
+
+/// `CHATGOWA_LANE_LEASE`, which must outlast an attempt: a lane passes to another relay only once no request of
+/// its holder can still be in flight.
+fn lane_lease(s: &Settings, fetch_timeout: Duration) -> Result<Duration, ConfigError> {
+    let least = fetch_timeout + LEASE_MARGIN;
+    parse_or(
+        &s.lane_lease,
+        "CHATGOWA_LANE_LEASE",
+        least + LEASE_MARGIN * 2,
+        |v| match parse_duration(v)? {
+            lease if lease >= least => Ok(lease),
+            _ => Err(format!(
+                "must be at least the attempt timeout (FETCH_TIMEOUT_MS) plus 5s: {}",
+                humantime::format_duration(least)
+            )),
+        },
+    )
 }
 
 /// How long one delivery attempt may take, the delays between attempts, and the reorder window.
@@ -951,7 +979,7 @@ mod tests {
         }
         for url in [
             "postgres://chatgowa:s3cret@db:5432/chatgowa",
-            "postgresql://chatgowa@/chatgowa?host=/run/postgresql&password=s3cret",
+            "postgresql://chatgowa@localhost/chatgowa?host=/run/postgresql&password=s3cret",
         ] {
             let c = load(|s| s.database_url = Some(url.into())).unwrap();
             assert_eq!(c.database, Database::Postgres(Secret::new(url.into())));
@@ -1138,7 +1166,7 @@ mod tests {
         proptest! {
             #[test]
             fn any_settings_give_a_config_or_an_error_naming_a_known_variable(
-                fields in prop::collection::vec(typed(), 25)
+                fields in prop::collection::vec(typed(), 26)
             ) {
                 let mut f = fields.into_iter();
                 let mut next = || f.next().flatten();
@@ -1168,6 +1196,7 @@ mod tests {
                     catchup_interval: next(),
                     catchup_max: next(),
                     catchup_send_within: next(),
+                    lane_lease: next(),
                 };
                 match Config::from_settings(&s, IpAddr::from([127, 0, 0, 1])) {
                     Ok(c) => {

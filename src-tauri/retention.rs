@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::events::{Events, UiEvent};
 use crate::store::deliveries::{self, DeliveryStatus};
-use crate::store::{Writer, chatwoot_feedback, chatwoot_recovered, now_ms};
+use crate::store::{self, Writer, chatwoot_feedback, chatwoot_recovered, now_ms};
 
 /// Deliveries deleted per transaction.
 const BATCH: u16 = 500;
@@ -86,6 +86,14 @@ impl Retention {
     /// The database failed.
     pub async fn prune_due(&self) -> sqlx::Result<Option<Instant>> {
         let gap = MAX_GAP.min(self.delivered.min(self.dead) / 4);
+        // Relays sharing a PostgreSQL database prune one at a time; the others look again later.
+        match store::in_turn(&self.db, store::Job::Retention, self.prune(gap)).await? {
+            Some(next) => next,
+            None => Ok(Some(Instant::now() + gap)),
+        }
+    }
+
+    async fn prune(&self, gap: Duration) -> sqlx::Result<Option<Instant>> {
         let mut next: Option<i64> = None;
         let mut deleted = 0;
         for (status, keep) in [

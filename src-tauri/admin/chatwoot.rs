@@ -658,8 +658,12 @@ async fn register_from_env(state: &AppState, id: i64) {
     }
 }
 
-/// The linked accounts changed: webhooks are verified with the new secrets, screens show the new names.
-async fn links_changed(state: &AppState) -> Result<()> {
+/// The linked accounts changed (here, or at another relay on the same PostgreSQL database): webhooks are
+/// verified with the new secrets, screens show the new names.
+///
+/// # Errors
+/// The database cannot be read.
+pub async fn links_changed(state: &AppState) -> Result<()> {
     let mut secrets: HashMap<i64, Vec<Secret<String>>> = HashMap::new();
     for link in chatwoot_links::list(&state.db).await? {
         if let Some(secret) = link.webhook_secret {
@@ -687,6 +691,9 @@ async fn links_changed(state: &AppState) -> Result<()> {
 /// reading the inboxes: a Chatwoot page reads them on every change.
 async fn account_changed(state: &AppState) -> Result<()> {
     links_changed(state).await?;
+    if let Some(leases) = state.dispatcher.leases() {
+        leases.hint(crate::delivery::leases::Hint::Links);
+    }
     state.events.send(UiEvent::Chatwoot);
     Ok(())
 }

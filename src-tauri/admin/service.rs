@@ -75,7 +75,7 @@ async fn find_route(state: &AppState, id: RouteId) -> Result<Route> {
 
 /// Routes changed: the relay takes the new ones, paused lanes look again, screens refresh.
 async fn routes_changed(state: &AppState) -> Result<()> {
-    state.dispatcher.reload_routes().await?;
+    state.dispatcher.routes_changed().await?;
     state.events.send(UiEvent::Routes);
     Ok(())
 }

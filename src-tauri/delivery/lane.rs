@@ -83,6 +83,11 @@ impl Lane {
         self.entries.front()
     }
 
+    /// Whether `id` waits in this lane.
+    pub fn has(&self, id: DeliveryId) -> bool {
+        self.entries.iter().any(|e| e.id == id)
+    }
+
     /// Whether the head has started to be sent.
     pub fn is_started(&self) -> bool {
         self.started

@@ -11,6 +11,7 @@
 
 pub mod gowa;
 mod lane;
+pub mod leases;
 pub mod retry;
 mod worker;
 
@@ -35,6 +36,8 @@ use crate::store::{self, Writer};
 const MAX_IN_FLIGHT: usize = 256;
 /// Attempts in flight towards one inbox's GoWA.
 const MAX_IN_FLIGHT_PER_ROUTE: usize = 32;
+/// Lease left over an attempt's timeout before it may start (several relays on PostgreSQL, see [`leases`]).
+pub use crate::config::LEASE_MARGIN;
 /// Bodies of new deliveries kept in memory for their first attempt (beyond this, that attempt reads the
 /// database): bounded, so that a GoWA outage cannot fill memory with the queue behind it.
 const FRESH_BYTES: usize = 16 * 1024 * 1024;
@@ -54,6 +57,10 @@ pub struct DeliveryConfig {
     /// How long a new message event waits before it is sent, for a lower message id of its conversation that
     /// Chatwoot sent late; zero sends at once.
     pub reorder_window: Duration,
+    /// On PostgreSQL: how long a relay holds a lane without renewing it (a dead relay's lanes are taken over
+    /// after it), and the timeout of an attempt, which the lease must outlast.
+    pub lease: Duration,
+    pub fetch_timeout: Duration,
 }
 
 /// How a delivery attempt ended: its name goes into logs and metrics.
@@ -85,6 +92,9 @@ pub struct Dispatcher {
 
 struct Inner {
     db: Db,
+    /// On PostgreSQL: the lanes this relay holds among the relays on the database. `None` on SQLite, where
+    /// the one relay holds them all.
+    leases: Option<Arc<leases::Leases>>,
     writer: Writer,
     client: reqwest::Client,
     config: DeliveryConfig,
@@ -154,8 +164,17 @@ impl Dispatcher {
             shutdown,
             abort,
         } = lifecycle;
+        let leases = match &db {
+            Db::Postgres(pool) => Some(Arc::new(leases::Leases::new(
+                pool.clone(),
+                config.lease,
+                config.fetch_timeout,
+            ))),
+            Db::Sqlite(_) => None,
+        };
         Self {
             inner: Arc::new(Inner {
+                leases,
                 db,
                 writer,
                 client,
@@ -177,15 +196,35 @@ impl Dispatcher {
         }
     }
 
-    /// Puts every pending delivery in the database back in its lane (at startup).
+    /// Puts every pending delivery in the database back in its lane (at startup). On PostgreSQL the lanes are
+    /// shared: the claimer starts and takes the due ones, and relays hear of each other.
     ///
     /// # Errors
     /// The database cannot be read.
     pub async fn load_pending(&self) -> sqlx::Result<usize> {
+        if let Some(leases) = &self.inner.leases {
+            let inner = &self.inner;
+            inner
+                .tracker
+                .spawn(leases::claimer(inner.clone(), leases.clone()));
+            inner
+                .tracker
+                .spawn(leases::hinter(leases.clone(), inner.shutdown.clone()));
+            inner
+                .tracker
+                .spawn(leases::listener(leases.clone(), inner.shutdown.clone()));
+            let count = store::deliveries::count_pending(&inner.db).await?;
+            return Ok(usize::try_from(count).unwrap_or(0));
+        }
         let pending = store::deliveries::list_pending(&self.inner.db).await?;
         let count = pending.len();
         self.enqueue(pending);
         Ok(count)
+    }
+
+    /// On PostgreSQL: this relay's part among the relays on the database.
+    pub fn leases(&self) -> Option<&Arc<leases::Leases>> {
+        self.inner.leases.as_ref()
     }
 
     /// Appends the deliveries of a commit made at `at` to their lanes, keeping what was stored for their
@@ -200,6 +239,13 @@ impl Dispatcher {
                 fresh.keep(*id, d, at);
             }
         }
+        if let Some(leases) = &self.inner.leases {
+            // The commit marked their lanes: a free one is claimed now (here, or by another relay should this
+            // one die first), a held one is read again by its holder.
+            leases.wake();
+            leases.hint(leases::Hint::Lanes);
+            return;
+        }
         self.enqueue(queued.iter().map(|(id, d)| d.pending(*id, at)));
     }
 
@@ -207,6 +253,12 @@ impl Dispatcher {
     /// tasks as needed.
     pub fn enqueue(&self, queued: impl IntoIterator<Item = PendingRef>) {
         if self.inner.shutdown.is_cancelled() {
+            return;
+        }
+        if let Some(leases) = &self.inner.leases {
+            // The store marked their lanes when it made them pending again.
+            leases.hint(leases::Hint::Lanes);
+            leases.wake();
             return;
         }
         let mut lanes = self.inner.lanes();
@@ -227,9 +279,7 @@ impl Dispatcher {
                 }
                 Entry::Vacant(vacant) => {
                     vacant.insert(Lane::new(q));
-                    self.inner
-                        .tracker
-                        .spawn(worker::run_lane(self.inner.clone(), key));
+                    spawn_lane(&self.inner, key);
                 }
             }
         }
@@ -256,18 +306,28 @@ impl Dispatcher {
     /// # Errors
     /// The routes cannot be read; the previous ones stay in force.
     pub async fn reload_routes(&self) -> sqlx::Result<()> {
-        let table: HashMap<InboxId, Arc<Route>> = store::routes::list(&self.inner.db)
-            .await?
-            .into_iter()
-            .map(|r| (r.inbox_id, Arc::new(r)))
-            .collect();
-        *self
-            .inner
-            .routes
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = Arc::new(table);
-        self.inner.routes_changed.send_replace(());
+        self.inner.reload_routes().await
+    }
+
+    /// Routes were changed here: read them again, and on PostgreSQL tell the other relays and make the lanes that
+    /// wait for a route change due.
+    ///
+    /// # Errors
+    /// The routes cannot be read, or the lanes marked.
+    pub async fn routes_changed(&self) -> sqlx::Result<()> {
+        self.reload_routes().await?;
+        if let Some(leases) = &self.inner.leases {
+            leases.routes_changed().await?;
+        }
         Ok(())
+    }
+
+    /// On PostgreSQL: lets every lane this relay holds go, due now, for the other relays (at shutdown, once the
+    /// attempts in flight are recorded).
+    pub async fn hand_over(&self) {
+        if let Some(leases) = &self.inner.leases {
+            leases.hand_over().await;
+        }
     }
 
     /// The route of `inbox_id`, as last loaded.
@@ -285,7 +345,23 @@ impl Dispatcher {
     }
 }
 
+/// Starts the task that works `key`'s lane.
+fn spawn_lane(inner: &Arc<Inner>, key: LaneKey) {
+    inner.tracker.spawn(worker::run_lane(inner.clone(), key));
+}
+
 impl Inner {
+    async fn reload_routes(&self) -> sqlx::Result<()> {
+        let table: HashMap<InboxId, Arc<Route>> = store::routes::list(&self.db)
+            .await?
+            .into_iter()
+            .map(|r| (r.inbox_id, Arc::new(r)))
+            .collect();
+        *self.routes.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(table);
+        self.routes_changed.send_replace(());
+        Ok(())
+    }
+
     fn fresh(&self) -> std::sync::MutexGuard<'_, Fresh> {
         self.fresh.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -300,6 +376,57 @@ impl Inner {
 
     fn lanes(&self) -> std::sync::MutexGuard<'_, Lanes> {
         self.lanes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The lane's deliveries as read from the database (PostgreSQL: a lane claimed, or changed by another relay),
+    /// in the order of [`lane`]. A head that had started to be sent and is still the head stays started.
+    fn replace_lane(&self, key: LaneKey, pending: Vec<PendingRef>) {
+        let mut lanes = self.lanes();
+        let before = lanes.by_key.get(&key);
+        let started = before
+            .filter(|lane| lane.is_started())
+            .and_then(|lane| lane.head())
+            .map(|e| e.id);
+        for p in pending
+            .iter()
+            .filter(|p| !before.is_some_and(|lane| lane.has(p.id)))
+        {
+            lanes.note_late(key, p);
+        }
+        let mut pending = pending.into_iter();
+        let Some(first) = pending.next() else {
+            lanes.by_key.remove(&key);
+            return;
+        };
+        let mut lane = Lane::new(first);
+        for p in pending {
+            lane.insert(p);
+        }
+        if let Some(id) = started {
+            lane.start(id);
+        }
+        lanes.by_key.insert(key, lane);
+    }
+
+    /// The lane's head, the lane kept (PostgreSQL: the lease says when a lane ends).
+    fn head_of(&self, key: LaneKey) -> Option<DeliveryId> {
+        self.lanes()
+            .by_key
+            .get(&key)
+            .and_then(|lane| lane.head())
+            .map(|e| e.id)
+    }
+
+    /// Takes a finished delivery out of its lane, the lane kept (PostgreSQL).
+    fn remove_entry(&self, key: LaneKey, id: DeliveryId) {
+        if let Some(lane) = self.lanes().by_key.get_mut(&key) {
+            lane.remove(id);
+        }
+    }
+
+    /// Forgets a lane no longer held here (PostgreSQL).
+    fn drop_lane(&self, key: LaneKey) {
+        self.lanes().by_key.remove(&key);
     }
 
     /// The lane's head; `None` (after removing the lane) when it is empty.

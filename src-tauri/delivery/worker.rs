@@ -15,10 +15,11 @@ use tokio::sync::{AcquireError, OwnedSemaphorePermit, watch};
 
 use super::gowa::{self, AttemptResult, Target};
 use super::retry::{self, Class};
-use super::{Inner, LaneKey, Outcome};
+use super::{Inner, LaneKey, Outcome, leases};
 use crate::ids::{DeliveryId, InboxId};
 use crate::store::attempts::{Attempt, Trigger};
 use crate::store::deliveries::{self, Delivery, DeliveryStatus, NextState};
+use crate::store::lanes::Fence;
 use crate::store::now_ms;
 use crate::store::routes::Route;
 use crate::store::writer::WriteError;
@@ -31,41 +32,84 @@ enum Step {
     Done,
     /// Look at the same head again (it was rescheduled, or its route changed).
     Again,
-    /// Shutting down.
+    /// Shutting down, or (PostgreSQL) the lane is no longer this task's: let go or taken over.
     Stop,
+}
+
+/// A lane task's lane, and on PostgreSQL the claim it works under.
+#[derive(Debug, Clone, Copy)]
+struct Task {
+    key: LaneKey,
+    /// The epoch of the lease (PostgreSQL); `None` on SQLite.
+    epoch: Option<i64>,
 }
 
 pub(super) async fn run_lane(inner: Arc<Inner>, key: LaneKey) {
     let mut route_changes = inner.routes_changed.subscribe();
-    let mut next = inner.head(key);
+    let task = Task {
+        key,
+        epoch: inner
+            .leases
+            .as_deref()
+            .and_then(|leases| leases::epoch_of(leases, key)),
+    };
+    let mut next = next_head(&inner, task, None).await;
     while let Some(id) = next {
         if inner.shutdown.is_cancelled() {
             return;
         }
-        next = match step(&inner, key, id, &mut route_changes).await {
-            Step::Done => inner.advance(key, id),
+        next = match step(&inner, task, id, &mut route_changes).await {
+            Step::Done => next_head(&inner, task, Some(id)).await,
             // The head again: the same one, unless a reply sent late went ahead of it.
-            Step::Again => inner.head(key),
+            Step::Again => next_head(&inner, task, None).await,
             Step::Stop => return,
         };
     }
+}
+
+/// The lane's head after `finished` (if any) left it. On PostgreSQL the lease is renewed first and the lane read
+/// again if another relay changed it; `None` when the lane is done here.
+async fn next_head(inner: &Inner, task: Task, finished: Option<DeliveryId>) -> Option<DeliveryId> {
+    let (Some(leases), Some(epoch)) = (inner.leases.as_deref(), task.epoch) else {
+        return match finished {
+            Some(id) => inner.advance(task.key, id),
+            None => inner.head(task.key),
+        };
+    };
+    if let Some(id) = finished {
+        inner.remove_entry(task.key, id);
+    }
+    leases::next_head(inner, leases, task.key, epoch).await
+}
+
+/// The fence of the task's writes (PostgreSQL).
+fn fence(inner: &Inner, task: Task) -> Option<Fence> {
+    Some(inner.leases.as_deref()?.fence(task.key, task.epoch?))
+}
+
+/// Lets the lane go with work left (PostgreSQL), due in `due_in`; the task ends.
+async fn let_go(inner: &Inner, task: Task, due_in: Option<Duration>) -> Step {
+    if let (Some(leases), Some(epoch)) = (inner.leases.as_deref(), task.epoch) {
+        leases::let_go(inner, leases, task.key, epoch, due_in).await;
+    }
+    Step::Stop
 }
 
 /// One look at the head `id`: claim → send → classify → record. A claim that cannot go on (the head is
 /// finished, not due, paused, or the lane stops) ends the step early, before anything is sent.
 async fn step(
     inner: &Inner,
-    key: LaneKey,
+    task: Task,
     id: DeliveryId,
     route_changes: &mut watch::Receiver<()>,
 ) -> Step {
-    let claimed = match claim(inner, key, id, route_changes).await {
+    let claimed = match claim(inner, task, id, route_changes).await {
         Continue(claimed) => claimed,
         Break(step) => return step,
     };
     let sent = send(inner, claimed).await;
     let verdict = classify(inner, sent);
-    record(inner, verdict).await
+    record(inner, task, verdict).await
 }
 
 /// The route's slot and the global one, held only while the attempt is in flight.
@@ -90,19 +134,25 @@ struct Claimed {
 #[tracing::instrument(name = "claim", level = "debug", skip_all, fields(delivery_id = %id))]
 async fn claim(
     inner: &Inner,
-    key: LaneKey,
+    task: Task,
     id: DeliveryId,
     route_changes: &mut watch::Receiver<()>,
 ) -> ControlFlow<Step, Claimed> {
-    hold_for_late_replies(inner, key, id).await?;
+    hold_for_late_replies(inner, task.key, id).await?;
     // Marked seen before the route is read, so that a change from here on wakes a lane paused on it.
     route_changes.borrow_and_update();
     let delivery = read_head(inner, id).await?;
-    wait_until_due(inner, &delivery).await?;
-    let (route, target) = resolve_route(inner, &delivery, route_changes).await?;
+    wait_until_due(inner, task, &delivery).await?;
+    let (route, target) = resolve_route(inner, task, &delivery, route_changes).await?;
     wait_unpaused(inner).await?;
     let slots = take_slots(inner, delivery.inbox_id).await?;
-    if !inner.start(key, id) {
+    if let (Some(leases), Some(epoch)) = (inner.leases.as_deref(), task.epoch)
+        && !leases::lease_for_attempt(inner, leases, task.key, epoch).await
+    {
+        // Lost (the next look ends the task), or the database cannot say: nothing is sent.
+        return Break(Step::Again);
+    }
+    if !inner.start(task.key, id) {
         return Break(Step::Again);
     }
     Continue(Claimed {
@@ -119,7 +169,11 @@ async fn hold_for_late_replies(inner: &Inner, key: LaneKey, id: DeliveryId) -> C
     let Some(until) = inner.held_until(key, id) else {
         return Continue(());
     };
-    let wait = Duration::from_millis(u64::try_from(until - now_ms()).unwrap_or(0));
+    let mut wait = Duration::from_millis(u64::try_from(until - now_ms()).unwrap_or(0));
+    if let Some(leases) = inner.leases.as_deref() {
+        // A long window is waited out in parts, the lease renewed at each (the head is looked at again).
+        wait = wait.min(leases::renew_every(leases));
+    }
     tokio::select! {
         () = tokio::time::sleep(wait) => Break(Step::Again),
         () = inner.shutdown.cancelled() => Break(Step::Stop),
@@ -142,17 +196,18 @@ async fn read_head(inner: &Inner, id: DeliveryId) -> ControlFlow<Step, Delivery>
 }
 
 /// Waits for the head's retry time. When the time is up the head is looked at again (it may have changed
-/// meanwhile); when its GoWA is seen to work again, the attempt goes at once.
-async fn wait_until_due(inner: &Inner, delivery: &Delivery) -> ControlFlow<Step> {
+/// meanwhile); when its GoWA is seen to work again, the attempt goes at once. On PostgreSQL a long wait lets
+/// the lane go, due then, rather than holding it.
+async fn wait_until_due(inner: &Inner, task: Task, delivery: &Delivery) -> ControlFlow<Step> {
     let wait = delivery.next_attempt_at - now_ms();
     if wait > 0 {
-        match backoff(
-            inner,
-            delivery.inbox_id,
-            Duration::from_millis(wait.unsigned_abs()),
-        )
-        .await
+        let wait = Duration::from_millis(wait.unsigned_abs());
+        if let Some(leases) = inner.leases.as_deref()
+            && !leases::keeps_for(leases, wait)
         {
+            return Break(let_go(inner, task, Some(wait)).await);
+        }
+        match backoff(inner, delivery.inbox_id, wait).await {
             Backoff::Elapsed => return Break(Step::Again),
             Backoff::Recovered => {}
             Backoff::Stop => return Break(Step::Stop),
@@ -165,13 +220,26 @@ async fn wait_until_due(inner: &Inner, delivery: &Delivery) -> ControlFlow<Step>
 /// the lane until routes change.
 async fn resolve_route(
     inner: &Inner,
+    task: Task,
     delivery: &Delivery,
     route_changes: &mut watch::Receiver<()>,
 ) -> ControlFlow<Step, (Arc<Route>, Target)> {
-    let Some(route) = inner.route(delivery.inbox_id) else {
+    let mut route = inner.route(delivery.inbox_id);
+    if inner.leases.is_some() && !route.as_ref().is_some_and(|r| r.enabled) {
+        // Another relay may have changed it a moment ago: the database decides, not this relay's copy.
+        if let Err(err) = inner.reload_routes().await {
+            return Break(db_trouble(inner, "reading routes", &err).await);
+        }
+        route = inner.route(delivery.inbox_id);
+    }
+    let Some(route) = route else {
         let reason = format!("no route for inbox {}", delivery.inbox_id);
-        return Break(finish_dead(inner, delivery.id, reason).await);
+        return Break(finish_dead(inner, task, delivery.id, reason).await);
     };
+    if !route.enabled && inner.leases.is_some() {
+        // Due again when routes change (at any relay).
+        return Break(let_go(inner, task, None).await);
+    }
     if !route.enabled {
         // Paused until the route is enabled again (or changed in another way).
         return Break(tokio::select! {
@@ -181,7 +249,15 @@ async fn resolve_route(
     }
     match Target::parse(&route.webhook_url) {
         Ok(target) => Continue((route, target)),
-        Err(e) => Break(finish_dead(inner, delivery.id, format!("invalid webhook URL: {e}")).await),
+        Err(e) => Break(
+            finish_dead(
+                inner,
+                task,
+                delivery.id,
+                format!("invalid webhook URL: {e}"),
+            )
+            .await,
+        ),
     }
 }
 
@@ -285,7 +361,7 @@ fn classify(inner: &Inner, sent: Sent) -> Verdict {
 /// through the writer, retrying the write until it lands or the writer stops. Only after the write does the
 /// lane move on, so a crash before it repeats the attempt rather than losing it.
 #[tracing::instrument(name = "record", level = "debug", skip_all, fields(delivery_id = %verdict.delivery.id))]
-async fn record(inner: &Inner, verdict: Verdict) -> Step {
+async fn record(inner: &Inner, task: Task, verdict: Verdict) -> Step {
     let Verdict {
         delivery,
         attempt,
@@ -298,6 +374,10 @@ async fn record(inner: &Inner, verdict: Verdict) -> Step {
     };
     if next == NextState::Delivered && attempt.attempt > 1 {
         inner.recovered.send_replace(Some(delivery.inbox_id));
+        if let Some(leases) = &inner.leases {
+            let (leases, inbox) = (leases.clone(), delivery.inbox_id);
+            tokio::spawn(async move { leases.inbox_recovered(inbox).await });
+        }
     }
     inner.metrics.attempt(
         outcome.as_str(),
@@ -318,9 +398,14 @@ async fn record(inner: &Inner, verdict: Verdict) -> Step {
         "delivery attempt"
     );
     loop {
-        match inner.writer.record_attempt(attempt.clone(), next).await {
+        match inner
+            .writer
+            .record_attempt(attempt.clone(), next, fence(inner, task))
+            .await
+        {
             Ok(()) => break,
             Err(WriteError::Stopped) => return Step::Stop,
+            Err(WriteError::LaneLost) => return lost(inner, task),
             Err(err) => {
                 if let Step::Stop = db_trouble(inner, "recording an attempt", &err).await {
                     return Step::Stop;
@@ -400,15 +485,20 @@ fn interrupted(delivery: &Delivery, attempt_no: i64, started_at: i64) -> (Attemp
     (attempt, NextState::RetryAt(now))
 }
 
-async fn finish_dead(inner: &Inner, id: DeliveryId, reason: String) -> Step {
+async fn finish_dead(inner: &Inner, task: Task, id: DeliveryId, reason: String) -> Step {
     tracing::warn!(delivery_id = %id, reason, "delivery is dead");
     loop {
-        match inner.writer.mark_dead(id, reason.clone()).await {
+        match inner
+            .writer
+            .mark_dead(id, reason.clone(), fence(inner, task))
+            .await
+        {
             Ok(()) => {
                 inner.outcomes.send_modify(|n| *n = n.wrapping_add(1));
                 return Step::Done;
             }
             Err(WriteError::Stopped) => return Step::Stop,
+            Err(WriteError::LaneLost) => return lost(inner, task),
             Err(err) => {
                 if let Step::Stop = db_trouble(inner, "marking a delivery dead", &err).await {
                     return Step::Stop;
@@ -416,6 +506,20 @@ async fn finish_dead(inner: &Inner, id: DeliveryId, reason: String) -> Step {
             }
         }
     }
+}
+
+/// The lane was taken over by another relay while this one worked it (PostgreSQL): nothing was recorded, and
+/// the task ends.
+fn lost(inner: &Inner, task: Task) -> Step {
+    tracing::warn!(
+        inbox_id = %task.key.inbox_id,
+        conversation_id = task.key.conversation_id,
+        "lane taken over by another relay; this relay's outcome was not recorded"
+    );
+    if let (Some(leases), Some(epoch)) = (inner.leases.as_deref(), task.epoch) {
+        leases::forget(inner, leases, task.key, epoch);
+    }
+    Step::Stop
 }
 
 /// Logs a database failure and pauses before the lane tries again.

@@ -99,8 +99,16 @@ impl Task {
         loop {
             let linked = match chatwoot_links::list(&self.db).await {
                 Ok(links) => {
-                    for link in &links {
-                        self.catch_up(link).await;
+                    // Relays sharing a PostgreSQL database catch up one at a time.
+                    let all = async {
+                        for link in &links {
+                            self.catch_up(link).await;
+                        }
+                    };
+                    if let Err(e) =
+                        crate::store::in_turn(&self.db, crate::store::Job::CatchUp, all).await
+                    {
+                        tracing::warn!(error = %e, "catching up: database error");
                     }
                     !links.is_empty()
                 }

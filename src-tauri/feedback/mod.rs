@@ -102,17 +102,37 @@ impl Task {
         if links.is_empty() {
             return Ok(None);
         }
+        // Relays sharing a PostgreSQL database tell Chatwoot one at a time; the others look again later, from
+        // where the one that had the turn stopped reading.
+        let turn = self.look_in_turn(&links, updates_after);
+        match crate::store::in_turn(&self.db, crate::store::Job::Feedback, turn).await? {
+            Some(next) => next,
+            None => Ok(Some(now_ms() + FIRST_PAUSE_MS)),
+        }
+    }
+
+    async fn look_in_turn(
+        &self,
+        links: &[Link],
+        updates_after: &mut DeliveryId,
+    ) -> sqlx::Result<Option<i64>> {
+        if let Some(seen) = settings::find(&self.db, settings::FEEDBACK_UPDATES_SEEN)
+            .await?
+            .and_then(|s| s.parse().ok())
+        {
+            *updates_after = (*updates_after).max(DeliveryId(seen));
+        }
         let indonesian = settings::find(&self.db, settings::LANGUAGE)
             .await?
             .as_deref()
             == Some("id");
         let words = Words { indonesian };
-        self.chatwoot_retries(&links, updates_after).await?;
-        self.dead(&links, words).await?;
+        self.chatwoot_retries(links, updates_after).await?;
+        self.dead(links, words).await?;
         self.sent_again().await?;
-        let delayed_next = self.delayed(&links, words).await?;
+        let delayed_next = self.delayed(links, words).await?;
         self.ended(words).await?;
-        self.send_due(&links).await?;
+        self.send_due(links).await?;
         let due = store::next_due(&self.db).await?;
         Ok([due, delayed_next].into_iter().flatten().min())
     }

@@ -32,7 +32,8 @@ pub async fn replace(db: &Db, link_id: i64, inboxes: &[KnownInbox]) -> sqlx::Res
             .await?;
         for inbox in inboxes {
             sqlx::query(
-                "INSERT INTO chatwoot_inboxes (link_id, inbox_id, name, channel_type) VALUES ($1, $2, $3, $4)",
+                "INSERT INTO chatwoot_inboxes (link_id, inbox_id, name, channel_type) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (link_id, inbox_id) DO UPDATE SET name = excluded.name, channel_type = excluded.channel_type",
             )
             .bind(link_id)
             .bind(inbox.inbox_id)

@@ -4,8 +4,8 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
 
-use super::Db;
 use super::attempts::Trigger;
+use super::{Db, lanes};
 use crate::ids::{DeliveryId, InboxId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
@@ -360,14 +360,19 @@ const REQUEUE: &str = "UPDATE deliveries SET status = 'pending', trigger = 'manu
 /// Puts a delivered or dead delivery back in the queue for one manual attempt, due now.
 /// `None` if it does not exist or is already pending.
 pub async fn requeue(db: &Db, id: DeliveryId, now: i64) -> sqlx::Result<Option<PendingRef>> {
-    on!(db, |pool| {
-        sqlx::query_as(&format!(
+    let sql = format!(
         "{REQUEUE} WHERE id = $2 AND status IN ('delivered', 'dead') RETURNING {PENDING_COLUMNS}"
-    ))
-    .bind(now)
-    .bind(id)
-    .fetch_optional(pool)
-    .await
+    );
+    on!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        let requeued: Option<PendingRef> = sqlx::query_as(&sql)
+            .bind(now)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.touch_lanes(lanes_of(requeued.as_slice())).await?;
+        tx.commit().await?;
+        Ok(requeued)
     })
 }
 
@@ -377,14 +382,17 @@ pub async fn requeue_dead_for_inbox(
     inbox_id: InboxId,
     now: i64,
 ) -> sqlx::Result<Vec<PendingRef>> {
+    let sql =
+        format!("{REQUEUE} WHERE inbox_id = $2 AND status = 'dead' RETURNING {PENDING_COLUMNS}");
     on!(db, |pool| {
-        let mut requeued: Vec<PendingRef> = sqlx::query_as(&format!(
-            "{REQUEUE} WHERE inbox_id = $2 AND status = 'dead' RETURNING {PENDING_COLUMNS}"
-        ))
-        .bind(now)
-        .bind(inbox_id)
-        .fetch_all(pool)
-        .await?;
+        let mut tx = pool.begin().await?;
+        let mut requeued: Vec<PendingRef> = sqlx::query_as(&sql)
+            .bind(now)
+            .bind(inbox_id)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.touch_lanes(lanes_of(&requeued)).await?;
+        tx.commit().await?;
         requeued.sort_by_key(|p| p.id);
         Ok(requeued)
     })
@@ -407,7 +415,10 @@ pub async fn requeue_dead(db: &Db, ids: &[DeliveryId], now: i64) -> sqlx::Result
             list.push_bind(*id);
         }
         query.push(format!(") RETURNING {PENDING_COLUMNS}"));
-        let mut requeued: Vec<PendingRef> = query.build_query_as().fetch_all(pool).await?;
+        let mut tx = pool.begin().await?;
+        let mut requeued: Vec<PendingRef> = query.build_query_as().fetch_all(&mut *tx).await?;
+        tx.touch_lanes(lanes_of(&requeued)).await?;
+        tx.commit().await?;
         requeued.sort_by_key(|p| p.id);
         Ok(requeued)
     })
@@ -450,11 +461,54 @@ pub async fn prune(
 /// Removes a delivery with its attempts and body; `None` if there was none.
 pub async fn delete(db: &Db, id: DeliveryId) -> sqlx::Result<Option<Deleted>> {
     on!(db, |pool| {
-        sqlx::query_as("DELETE FROM deliveries WHERE id = $1 RETURNING id, dedupe_key")
-            .bind(id)
-            .fetch_optional(pool)
-            .await
+        let mut tx = pool.begin().await?;
+        let deleted: Option<DeletedRow> = sqlx::query_as(
+            "DELETE FROM deliveries WHERE id = $1 RETURNING id, dedupe_key, inbox_id, conversation_id, \
+             status = 'pending'",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        // A lane's holder reads its deliveries again: the discarded one is not sent.
+        if let Some((_, _, inbox_id, conversation_id, true)) = deleted {
+            tx.touch_lanes(vec![lanes::Key::of(inbox_id, conversation_id)])
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(deleted.map(|(id, key, ..)| (id, key)))
     })
+}
+
+/// A deleted delivery: id, dedupe key, its lane, and whether it was still pending.
+type DeletedRow = (DeliveryId, Option<String>, InboxId, Option<i64>, bool);
+
+/// What a backend does when a lane's pending deliveries change, in the transaction that changes them: nothing on
+/// SQLite (one relay, whose lanes live in its memory); on PostgreSQL the lanes are marked (see [`lanes::touch`]).
+pub(super) trait MarkLanes {
+    fn touch_lanes(
+        &mut self,
+        keys: Vec<lanes::Key>,
+    ) -> impl Future<Output = sqlx::Result<()>> + Send;
+}
+
+impl MarkLanes for sqlx::SqliteConnection {
+    async fn touch_lanes(&mut self, _keys: Vec<lanes::Key>) -> sqlx::Result<()> {
+        Ok(())
+    }
+}
+
+impl MarkLanes for sqlx::PgConnection {
+    async fn touch_lanes(&mut self, keys: Vec<lanes::Key>) -> sqlx::Result<()> {
+        lanes::touch(self, &keys).await
+    }
+}
+
+/// The lanes of deliveries that became pending.
+fn lanes_of(pending: &[PendingRef]) -> Vec<lanes::Key> {
+    pending
+        .iter()
+        .map(|p| lanes::Key::of(p.inbox_id, p.conversation_id))
+        .collect()
 }
 
 pub async fn find(db: &Db, id: DeliveryId) -> sqlx::Result<Option<Delivery>> {
@@ -477,6 +531,24 @@ pub async fn list_pending(db: &Db) -> sqlx::Result<Vec<PendingRef>> {
         .fetch_all(pool)
         .await
     })
+}
+
+/// A lane's pending deliveries in arrival order (PostgreSQL: a relay takes the lane, or reads it again).
+///
+/// # Errors
+/// The database failed.
+pub async fn pending_in_lane(
+    pool: &sqlx::PgPool,
+    key: lanes::Key,
+) -> sqlx::Result<Vec<PendingRef>> {
+    sqlx::query_as(&format!(
+        "SELECT {PENDING_COLUMNS} FROM deliveries
+         WHERE status = 'pending' AND inbox_id = $1 AND coalesce(conversation_id, 0) = $2 ORDER BY id"
+    ))
+    .bind(key.inbox_id)
+    .bind(key.conversation_id)
+    .fetch_all(pool)
+    .await
 }
 
 /// Repeats dropped as duplicates, over the deliveries still kept.

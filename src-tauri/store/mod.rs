@@ -33,6 +33,7 @@ pub mod chatwoot_links;
 pub mod chatwoot_recovered;
 pub mod dedupe;
 pub mod deliveries;
+pub mod lanes;
 pub mod prisma;
 pub mod routes;
 pub mod settings;
@@ -70,6 +71,9 @@ impl Db {
     }
 }
 
+/// How long a relay's transaction may wait for the relay between statements (never, while the relay runs).
+const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(3);
+
 /// Connections to PostgreSQL per relay: several relays and Chatwoot share the server's `max_connections`.
 const POSTGRES_CONNECTIONS: u32 = 8;
 
@@ -80,11 +84,16 @@ const POSTGRES_CONNECTIONS: u32 = 8;
 /// The URL is malformed, the server cannot be reached or refuses the login, or a migration fails.
 pub async fn connect_postgres(url: &str) -> Result<PgPool, sqlx::Error> {
     // A write caught behind another's lock fails after the same wait as on SQLite, so that its webhook is
-    // answered 503 within Chatwoot's 5 s.
+    // answered 503 within Chatwoot's 5 s. A relay that stops in the middle of a transaction (a frozen process, a
+    // paused VM) has it ended by the server after a moment, so that the lanes it locked can be taken over.
     let lock_timeout = format!("{}ms", BUSY_TIMEOUT.as_millis());
+    let idle_timeout = format!("{}ms", IDLE_IN_TRANSACTION.as_millis());
     let options = PgConnectOptions::from_str(url)?
         .application_name("chatgowa")
-        .options([("lock_timeout", lock_timeout.as_str())]);
+        .options([
+            ("lock_timeout", lock_timeout.as_str()),
+            ("idle_in_transaction_session_timeout", idle_timeout.as_str()),
+        ]);
     let pool = PgPoolOptions::new()
         .max_connections(POSTGRES_CONNECTIONS)
         // A webhook that cannot get a connection is answered 503 well within Chatwoot's 5 s.
@@ -152,28 +161,14 @@ pub fn open_writer_connection(path: &Path) -> rusqlite::Result<rusqlite::Connect
 /// on `kill -9`, so a crashed relay never blocks its successor.
 #[derive(Debug)]
 pub struct DatabaseLock {
-    _held: Held,
+    _file: std::fs::File,
 }
-
-/// What is held, only to be dropped with the lock.
-#[derive(Debug)]
-enum Held {
-    File(#[expect(dead_code, reason = "held, never read")] std::fs::File),
-    /// The connection holding the advisory lock; the server releases the lock when the connection ends.
-    Postgres(#[expect(dead_code, reason = "held, never read")] sqlx::PgConnection),
-}
-
-/// The advisory lock that one relay holds on a PostgreSQL database while it runs.
-const RELAY_LOCK: i64 = 0x6368_6174_676f_7761; // "chatgowa"
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error("another Chatgowa is already using this database (lock file {0}); stop it first")]
     Busy(String),
-    #[error("another Chatgowa is already using this PostgreSQL database; stop it first")]
-    BusyPostgres,
-    #[error("cannot take the relay's lock in PostgreSQL: {0}")]
-    Postgres(#[from] sqlx::Error),
+
     #[error("cannot lock {path}: {source}")]
     Io {
         path: String,
@@ -206,9 +201,7 @@ pub fn lock_database(database: &Path) -> Result<DatabaseLock, LockError> {
             source,
         })?;
     match file.try_lock() {
-        Ok(()) => Ok(DatabaseLock {
-            _held: Held::File(file),
-        }),
+        Ok(()) => Ok(DatabaseLock { _file: file }),
         Err(std::fs::TryLockError::WouldBlock) => Err(LockError::Busy(shown)),
         Err(std::fs::TryLockError::Error(source)) => Err(LockError::Io {
             path: shown,
@@ -217,26 +210,47 @@ pub fn lock_database(database: &Path) -> Result<DatabaseLock, LockError> {
     }
 }
 
-/// Takes the relay's lock on a PostgreSQL database, on a connection of its own held for the life of the returned
-/// value: the lanes keep their queue in memory, so one relay at a time works a database. A relay that dies loses
-/// its connection and with it the lock.
+/// Work that one relay at a time does, whichever relays share the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Job {
+    Retention = 1,
+    /// Telling a linked Chatwoot about replies.
+    Feedback = 2,
+    /// Catching up with a linked Chatwoot.
+    CatchUp = 3,
+}
+
+/// Advisory locks of this relay's jobs: `(JOBS, job)`.
+const JOBS: i32 = 0x6367_7761; // "cgwa"
+
+/// Does `work` if this relay has the turn at `job`; `None` while another relay has it. On PostgreSQL the turn is
+/// a transaction holding the job's advisory lock, ended as soon as the work is (the server releases the lock
+/// with it, and also when the connection dies; a transaction-level lock works behind a transaction pooler); on
+/// SQLite the one relay always has the turn.
 ///
 /// # Errors
-/// Another relay holds it, or the server cannot be reached.
-pub async fn lock_postgres(url: &str) -> Result<DatabaseLock, LockError> {
-    use sqlx::Connection as _;
-    let options = PgConnectOptions::from_str(url)?.application_name("chatgowa lock");
-    let mut conn = sqlx::PgConnection::connect_with(&options).await?;
-    let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-        .bind(RELAY_LOCK)
-        .fetch_one(&mut conn)
+/// The database failed.
+pub async fn in_turn<T>(
+    db: &Db,
+    job: Job,
+    work: impl Future<Output = T>,
+) -> sqlx::Result<Option<T>> {
+    let Db::Postgres(pool) = db else {
+        return Ok(Some(work.await));
+    };
+    let mut tx = pool.begin().await?;
+    // The turn's transaction only holds the job's lock, while the job calls Chatwoot in between.
+    sqlx::query("SET LOCAL idle_in_transaction_session_timeout = 0")
+        .execute(&mut *tx)
         .await?;
-    if !taken {
-        return Err(LockError::BusyPostgres);
-    }
-    Ok(DatabaseLock {
-        _held: Held::Postgres(conn),
-    })
+    let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1, $2)")
+        .bind(JOBS)
+        .bind(job as i32)
+        .fetch_one(&mut *tx)
+        .await?;
+    let done = if taken { Some(work.await) } else { None };
+    tx.rollback().await?;
+    Ok(done)
 }
 
 /// Current time as unix milliseconds.
@@ -526,6 +540,22 @@ mod tests {
             count += 1;
         }
         assert_eq!(count, 11);
+    }
+
+    /// A relay's PostgreSQL sessions give up on a lock within Chatwoot's 5 s, and end a transaction their relay
+    /// stopped in the middle of (so that the lanes it locked can be taken over).
+    #[tokio::test]
+    async fn postgres_sessions_wait_for_locks_and_idle_transactions_only_briefly() {
+        let Db::Postgres(pool) = test_support::postgres_db().await else {
+            unreachable!()
+        };
+        let (lock, idle): (String, String) = sqlx::query_as(
+            "SELECT current_setting('lock_timeout'), current_setting('idle_in_transaction_session_timeout')",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!((lock.as_str(), idle.as_str()), ("2s", "3s"));
     }
 
     #[test]

@@ -124,11 +124,11 @@ pub async fn delete(db: &Db, id: RouteId) -> sqlx::Result<bool> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::store::test_support::{both, temp_db, writer_connection};
 
-    fn fields(inbox: i64) -> RouteFields {
+    pub(crate) fn fields(inbox: i64) -> RouteFields {
         RouteFields {
             inbox_id: InboxId(inbox),
             webhook_url: format!("http://gowa:3000/chatwoot/webhook/{inbox}"),

@@ -32,6 +32,7 @@ mod ops;
 mod packages;
 mod panel;
 mod postgres;
+mod replicas;
 mod replies;
 mod router;
 mod security;

@@ -336,7 +336,17 @@ async fn replies_held_in_the_window_survive_kill_9_and_go_in_order() {
     let gowa = Gowa::start().await;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut server = Server::spawn(dir.path(), port, &[("CHATGOWA_REORDER_WINDOW", "60s")]);
+    // On PostgreSQL the restarted relay takes the lane over once the killed one's lease ends.
+    let lease: &[(&str, &str)] = if crate::support::on_postgres() {
+        &[("CHATGOWA_LANE_LEASE", "7s")]
+    } else {
+        &[]
+    };
+    let mut server = Server::spawn(
+        dir.path(),
+        port,
+        &[lease, &[("CHATGOWA_REORDER_WINDOW", "60s")]].concat(),
+    );
     server.wait_healthy().await;
     server.add_route(7, &gowa.url("/chatwoot/webhook")).await;
     server.post_webhook(reply_in(1, 101)).await;
@@ -345,7 +355,7 @@ async fn replies_held_in_the_window_survive_kill_9_and_go_in_order() {
     server.child.kill().unwrap(); // SIGKILL
     server.child.wait().unwrap();
 
-    let server = Server::spawn(dir.path(), port, &[]);
+    let server = Server::spawn(dir.path(), port, lease);
     server.wait_healthy().await;
     gowa.wait_for("both replies", WAIT, |r| r.len() == 2).await;
     assert_eq!(sent(&gowa), [(1, 100), (1, 101)]);

@@ -192,6 +192,8 @@ pub fn test_config(database_path: PathBuf) -> Config {
         admin: Some(AdminCredentials::new(ADMIN_USER, ADMIN_PASS)),
         admin_origins: Vec::new(),
         fetch_timeout: Duration::from_secs(2),
+        // The least the 2 s attempt timeout allows.
+        lane_lease: Duration::from_secs(7),
         retry_schedule: vec![Duration::from_millis(20)],
         // Tests of the reorder window set their own.
         reorder_window: Duration::ZERO,
@@ -222,6 +224,11 @@ pub struct TestRelay {
 
 impl TestRelay {
     pub async fn start(configure: impl FnOnce(&mut Config)) -> Self {
+        // The relay's log, when asked for: TEST_RELAY_LOG=info (off by default).
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(std::env::var("TEST_RELAY_LOG").unwrap_or_else(|_| "off".into()))
+            .try_init();
         let dir = tempfile::tempdir().unwrap();
         let mut config = test_config(dir.path().join("relay.db"));
         if on_postgres() {
@@ -229,6 +236,10 @@ impl TestRelay {
                 config::Database::Postgres(config::Secret::new(database_url(dir.path())));
         }
         configure(&mut config);
+        // As the configuration requires: the lease outlasts an attempt.
+        config.lane_lease = config
+            .lane_lease
+            .max(config.fetch_timeout + config::LEASE_MARGIN);
         let shutdown = CancellationToken::new();
         let relay = App::start(config, shutdown.clone()).await.unwrap();
         let state = relay.state().clone();

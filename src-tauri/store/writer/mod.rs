@@ -17,6 +17,7 @@ use super::Db;
 use super::attempts::Attempt;
 use super::dedupe::DedupeKeys;
 use super::deliveries::{self, NewDelivery, NextState};
+use super::lanes::Fence;
 use crate::ids::DeliveryId;
 
 /// Most writes committed in one transaction.
@@ -56,15 +57,33 @@ pub enum WriteError {
     /// Only for webhooks: the queue is full, the webhook was not taken.
     #[error("the writer's queue is full")]
     Full,
+    /// Only for fenced writes: this relay no longer holds the lane (another one took it over); nothing was
+    /// written.
+    #[error("this relay no longer holds the lane")]
+    LaneLost,
 }
+
+/// One write's outcome in a committed batch: a webhook's decision, `None` for the other writes, or why that
+/// write alone was refused.
+type Done = Result<Option<Decision>, WriteError>;
 
 enum Op {
     Ingest(
         Box<NewDelivery>,
         oneshot::Sender<Result<Decision, WriteError>>,
     ),
-    Attempt(Attempt, NextState, oneshot::Sender<Result<(), WriteError>>),
-    Dead(DeliveryId, String, oneshot::Sender<Result<(), WriteError>>),
+    Attempt(
+        Attempt,
+        NextState,
+        Option<Fence>,
+        oneshot::Sender<Result<(), WriteError>>,
+    ),
+    Dead(
+        DeliveryId,
+        String,
+        Option<Fence>,
+        oneshot::Sender<Result<(), WriteError>>,
+    ),
     /// Refuse new writes, write what is already queued, and end.
     Stop,
 }
@@ -159,18 +178,26 @@ impl Writer {
         answer.await.map_err(|_| WriteError::Stopped)?
     }
 
-    /// Records an attempt and moves its delivery to `next`, in one transaction.
+    /// Records an attempt and moves its delivery to `next`, in one transaction; with a `fence`, only while this
+    /// relay still holds the lane ([`WriteError::LaneLost`] otherwise).
     pub async fn record_attempt(
         &self,
         attempt: Attempt,
         next: NextState,
+        fence: Option<Fence>,
     ) -> Result<(), WriteError> {
-        self.call(|reply| Op::Attempt(attempt, next, reply)).await
+        self.call(|reply| Op::Attempt(attempt, next, fence, reply))
+            .await
     }
 
-    /// Marks a delivery dead without an attempt.
-    pub async fn mark_dead(&self, id: DeliveryId, reason: String) -> Result<(), WriteError> {
-        self.call(|reply| Op::Dead(id, reason, reply)).await
+    /// Marks a delivery dead without an attempt (fenced as [`Writer::record_attempt`]).
+    pub async fn mark_dead(
+        &self,
+        id: DeliveryId,
+        reason: String,
+        fence: Option<Fence>,
+    ) -> Result<(), WriteError> {
+        self.call(|reply| Op::Dead(id, reason, fence, reply)).await
     }
 
     async fn call<T>(
@@ -204,15 +231,15 @@ fn refuse_after_stop(rx: &mut mpsc::Receiver<Op>, batch: &mut Vec<Op>) {
 /// error that failed the whole batch.
 fn finish(
     batch: &mut Vec<Op>,
-    outcome: Result<Vec<Option<Decision>>, WriteError>,
+    outcome: Result<Vec<Done>, WriteError>,
     now: i64,
     on_commit: &mut impl FnMut(&Committed),
 ) {
     match outcome {
-        Ok(decisions) => {
-            announce(batch, &decisions, now, on_commit);
-            for (op, decision) in batch.drain(..).zip(decisions) {
-                answer(op, Ok(decision));
+        Ok(done) => {
+            announce(batch, &done, now, on_commit);
+            for (op, done) in batch.drain(..).zip(done) {
+                answer(op, done);
             }
         }
         Err(err) => {
@@ -225,17 +252,12 @@ fn finish(
 }
 
 /// Tells `on_commit` what a committed batch changed, if anything.
-fn announce(
-    batch: &[Op],
-    decisions: &[Option<Decision>],
-    now: i64,
-    on_commit: &mut impl FnMut(&Committed),
-) {
+fn announce(batch: &[Op], done: &[Done], now: i64, on_commit: &mut impl FnMut(&Committed)) {
     let queued: Vec<(DeliveryId, &NewDelivery)> = batch
         .iter()
-        .zip(decisions)
-        .filter_map(|(op, decision)| match (op, decision) {
-            (Op::Ingest(d, _), Some(Decision::Queued(id))) => Some((*id, d.as_ref())),
+        .zip(done)
+        .filter_map(|(op, done)| match (op, done) {
+            (Op::Ingest(d, _), Ok(Some(Decision::Queued(id)))) => Some((*id, d.as_ref())),
             _ => None,
         })
         .collect();
@@ -245,10 +267,11 @@ fn announce(
         deliveries_changed: !queued.is_empty()
             || batch
                 .iter()
-                .any(|op| matches!(op, Op::Attempt(..) | Op::Dead(..))),
-        unrouted_changed: decisions
+                .zip(done)
+                .any(|(op, done)| matches!(op, Op::Attempt(..) | Op::Dead(..)) && done.is_ok()),
+        unrouted_changed: done
             .iter()
-            .any(|d| matches!(d, Some(Decision::NoRoute))),
+            .any(|d| matches!(d, Ok(Some(Decision::NoRoute)))),
     };
     if committed.deliveries_changed || committed.unrouted_changed {
         on_commit(&committed);
@@ -257,7 +280,7 @@ fn announce(
 
 /// Answers the caller of one write: an ingest with its decision (or the error), the others with the
 /// outcome alone.
-fn answer(op: Op, result: Result<Option<Decision>, WriteError>) {
+fn answer(op: Op, result: Done) {
     match op {
         Op::Ingest(_, reply) => {
             // `apply` returns a decision for every ingest.
@@ -347,7 +370,7 @@ mod tests {
         };
         let recorded = {
             let w = writer.clone();
-            tokio::spawn(async move { w.record_attempt(attempt, NextState::Delivered).await })
+            tokio::spawn(async move { w.record_attempt(attempt, NextState::Delivered, None).await })
         };
         while writer.tx.capacity() > QUEUE_CAPACITY - 7 {
             tokio::task::yield_now().await;

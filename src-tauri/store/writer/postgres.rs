@@ -11,11 +11,11 @@ use std::sync::Arc;
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Committed, Decision, MAX_BATCH, Op, WriteError, finish, refuse_after_stop};
+use super::{Committed, Decision, Done, MAX_BATCH, Op, WriteError, finish, refuse_after_stop};
 use crate::ids::{DeliveryId, InboxId};
 use crate::store::attempts::Attempt;
 use crate::store::deliveries::{DeliveryStatus, NewDelivery, NextState};
-use crate::store::now_ms;
+use crate::store::{lanes, now_ms};
 
 /// Tries at inserting a webhook whose key another relay's delivery held and lost meanwhile (pruned).
 const KEY_RACES: usize = 3;
@@ -32,7 +32,7 @@ pub(super) async fn run(
         refuse_after_stop(&mut rx, &mut batch);
         if !batch.is_empty() {
             let now = now_ms();
-            let outcome = commit(&pool, &batch, now)
+            let outcome = commit_retrying(&pool, &batch, now)
                 .await
                 .map_err(|e| WriteError::Database(Arc::new(e)));
             finish(&mut batch, outcome, now, &mut on_commit);
@@ -41,19 +41,58 @@ pub(super) async fn run(
     let _ = finished.send(());
 }
 
-/// Writes one batch in one transaction; acknowledged only once `COMMIT` returned.
-async fn commit(pool: &PgPool, batch: &[Op], now: i64) -> sqlx::Result<Vec<Option<Decision>>> {
+/// Tries a batch that lost a deadlock (two relays' transactions waiting for each other's lanes, which the server
+/// breaks by failing one) again: its transaction was rolled back whole.
+const DEADLOCK_TRIES: usize = 3;
+
+async fn commit_retrying(pool: &PgPool, batch: &[Op], now: i64) -> sqlx::Result<Vec<Done>> {
+    let mut tries = 1;
+    loop {
+        match commit(pool, batch, now).await {
+            Err(e) if tries < DEADLOCK_TRIES && lost_a_deadlock(&e) => {
+                tracing::debug!(error = %e, "database batch lost a deadlock; trying again");
+                tries += 1;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+fn lost_a_deadlock(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|code| code == "40P01" || code == "40001")
+}
+
+/// Writes one batch in one transaction; acknowledged only once `COMMIT` returned. A lane holder's write is
+/// refused alone when its lane was taken over (the lane's row stays locked until the commit, so no claim comes
+/// between the check and the write).
+async fn commit(pool: &PgPool, batch: &[Op], now: i64) -> sqlx::Result<Vec<Done>> {
     let mut tx = pool.begin().await?;
-    let decisions = ingest(&mut tx, batch, now).await?;
-    for op in batch {
+    let mut done: Vec<Done> = ingest(&mut tx, batch, now)
+        .await?
+        .into_iter()
+        .map(Ok)
+        .collect();
+    for (op, done) in batch.iter().zip(&mut done) {
+        let fence = match op {
+            Op::Attempt(_, _, fence, _) | Op::Dead(_, _, fence, _) => fence.as_ref(),
+            Op::Ingest(..) | Op::Stop => continue,
+        };
+        if let Some(f) = fence
+            && !lanes::holds(&mut tx, f.key, &f.owner, f.epoch).await?
+        {
+            *done = Err(WriteError::LaneLost);
+            continue;
+        }
         match op {
-            Op::Attempt(attempt, next, _) => record_attempt(&mut tx, attempt, *next, now).await?,
-            Op::Dead(id, reason, _) => mark_dead(&mut tx, *id, reason, now).await?,
+            Op::Attempt(attempt, next, ..) => record_attempt(&mut tx, attempt, *next, now).await?,
+            Op::Dead(id, reason, ..) => mark_dead(&mut tx, *id, reason, now).await?,
             Op::Ingest(..) | Op::Stop => {}
         }
     }
     tx.commit().await?;
-    Ok(decisions)
+    Ok(done)
 }
 
 /// Stores the batch's webhooks: unrouted ones are counted, a key seen before (here or by any relay) is a
@@ -134,6 +173,12 @@ async fn insert(
         .zip(new.iter().map(|(_, d)| *d))
         .collect();
     let inserted = insert_rows(tx, &rows, now).await?;
+    let touched: Vec<lanes::Key> = rows
+        .iter()
+        .filter(|(id, _)| inserted.contains(id))
+        .map(|(_, d)| lanes::Key::of(d.inbox_id, d.conversation_id))
+        .collect();
+    lanes::touch(tx, &touched).await?;
     let mut decisions = Vec::with_capacity(new.len());
     for ((i, d), id) in new.iter().zip(ids) {
         let decision = if inserted.contains(&id) {
@@ -217,6 +262,7 @@ async fn taken_key(
             return Ok(Decision::Duplicate(earlier));
         }
         if insert_rows(tx, &[(id, d)], now).await?.contains(&id) {
+            lanes::touch(tx, &[lanes::Key::of(d.inbox_id, d.conversation_id)]).await?;
             return Ok(Decision::Queued(DeliveryId(id)));
         }
     }

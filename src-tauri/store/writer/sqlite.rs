@@ -73,10 +73,12 @@ fn commit(
             Ok(decisions)
         });
 
-    let outcome = result.map_err(|err| {
-        lock(keys).undo(undo);
-        WriteError::Database(Arc::new(err))
-    });
+    let outcome = result
+        .map(|decisions| decisions.into_iter().map(Ok).collect())
+        .map_err(|err| {
+            lock(keys).undo(undo);
+            WriteError::Database(Arc::new(err))
+        });
     finish(batch, outcome, now, on_commit);
 }
 
@@ -100,7 +102,8 @@ fn apply(
                 };
                 Some(ingest(conn, routes, d, now, keys, undo)?)
             }
-            Op::Attempt(a, next, _) => {
+            // One relay owns the file: its lanes need no fence.
+            Op::Attempt(a, next, _, _) => {
                 attempts::insert(conn, a)?;
                 deliveries::update_after_attempt(
                     conn,
@@ -112,7 +115,7 @@ fn apply(
                 )?;
                 None
             }
-            Op::Dead(id, reason, _) => {
+            Op::Dead(id, reason, _, _) => {
                 deliveries::mark_dead(conn, *id, reason, now)?;
                 None
             }

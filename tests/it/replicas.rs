@@ -1,0 +1,433 @@
+//! Several relays on one PostgreSQL database, as real processes: webhooks spread across them, faults on the way
+//! (a relay killed, a relay frozen past its lease, the database stopped as a crash stops it, relays replaced one
+//! by one). Every acknowledged webhook must reach GoWA, each conversation in order, repeats only of a reply in
+//! flight. These run in the suite's PostgreSQL run (`CHATGOWA_TEST_DATABASE=postgres`), each on a cluster of its
+//! own since they stop the server.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+
+use crate::faults::check_delivered;
+use crate::postgres::Cluster;
+use crate::support::{Gowa, Received, Reply, Server, free_port, heavy, message, on_postgres};
+
+/// The lease the relays hold lanes for: the least a 1 s attempt timeout allows.
+const LEASE: Duration = Duration::from_secs(6);
+const INBOX: i64 = 7;
+/// Conversations of each sender.
+const CONVERSATIONS: i64 = 4;
+
+/// A relay of the group, restartable on its directory and port.
+struct Replica {
+    dir: tempfile::TempDir,
+    port: u16,
+    server: Option<Server>,
+}
+
+struct Group {
+    url: String,
+    replicas: Vec<Replica>,
+}
+
+impl Group {
+    async fn start(url: &str, count: usize) -> Self {
+        let mut group = Self {
+            url: url.to_owned(),
+            replicas: (0..count)
+                .map(|_| Replica {
+                    dir: tempfile::tempdir().unwrap(),
+                    port: free_port(),
+                    server: None,
+                })
+                .collect(),
+        };
+        for i in 0..count {
+            group.spawn(i).await;
+        }
+        group
+    }
+
+    async fn spawn(&mut self, i: usize) {
+        let replica = &mut self.replicas[i];
+        let lease = format!("{}s", LEASE.as_secs());
+        let server = Server::spawn_logging(
+            replica.dir.path(),
+            replica.port,
+            &[
+                ("DATABASE_URL", &self.url),
+                ("FETCH_TIMEOUT_MS", "1000"),
+                ("CHATGOWA_LANE_LEASE", &lease),
+                ("CHATGOWA_RETRY_SCHEDULE", "50ms,100ms,200ms"),
+                ("RUST_LOG", "info"),
+            ],
+        );
+        server.wait_healthy().await;
+        replica.server = Some(server);
+    }
+
+    fn server(&mut self, i: usize) -> &mut Server {
+        self.replicas[i].server.as_mut().unwrap()
+    }
+
+    fn ports(&self) -> Vec<u16> {
+        self.replicas.iter().map(|r| r.port).collect()
+    }
+
+    fn signal(&mut self, i: usize, signal: &str) {
+        let pid = self.server(i).child.id().to_string();
+        let status = std::process::Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {signal}");
+    }
+
+    fn kill(&mut self, i: usize) {
+        let mut server = self.replicas[i].server.take().unwrap();
+        server.child.kill().unwrap();
+        server.child.wait().unwrap();
+    }
+
+    fn logs(mut self) -> Vec<String> {
+        self.replicas
+            .iter_mut()
+            .filter_map(|r| r.server.take())
+            .map(Server::stop_and_read_log)
+            .collect()
+    }
+}
+
+/// What the senders saw.
+#[derive(Default)]
+struct Seen {
+    /// `(conversation, message id)` answered 200.
+    acked: Vec<(i64, u64)>,
+    /// Answers given while the database was stopped, by status (0: no answer).
+    while_down: Vec<u16>,
+    /// Answers other than 200 while the database was up (a load balancer passes them on to Chatwoot; a
+    /// connection refused it tries at the next relay instead).
+    refused: Vec<u16>,
+    /// Requests that got no answer (refused connection, timeout): a load balancer tries the next relay.
+    unanswered: usize,
+}
+
+/// Senders posting each conversation's messages one after another, spread over the relays like a load balancer
+/// (a relay that does not answer in time, or refuses, gets the same message again at the next one).
+fn senders(
+    ports: Vec<u16>,
+    count: i64,
+    seen: Arc<Mutex<Seen>>,
+    db_down: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..count)
+        .map(|sender| {
+            let (ports, seen, db_down, stop) =
+                (ports.clone(), seen.clone(), db_down.clone(), stop.clone());
+            tokio::spawn(async move {
+                let http = reqwest::Client::builder()
+                    .timeout(Duration::from_secs(2))
+                    .build()
+                    .unwrap();
+                let mut next = 0usize;
+                let mut seq = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    seq += 1;
+                    let conversation =
+                        sender * CONVERSATIONS + i64::try_from(seq).unwrap() % CONVERSATIONS;
+                    // Message ids are unique across the test: they are the messages' identity.
+                    let id = u64::try_from(sender).unwrap() * 1_000_000 + seq;
+                    loop {
+                        let port = ports[next % ports.len()];
+                        next += 1;
+                        let down = db_down.load(Ordering::Relaxed);
+                        let answer = http
+                            .post(format!("http://127.0.0.1:{port}/webhook"))
+                            .header("content-type", "application/json")
+                            // As Chatwoot sends it, a repeat is recognised whichever relay stored it.
+                            .header("x-chatwoot-delivery", format!("delivery-{id}"))
+                            .body(webhook(conversation, id))
+                            .send()
+                            .await
+                            .map(|r| r.status());
+                        let acked = {
+                            let mut seen = seen.lock().unwrap();
+                            if down && db_down.load(Ordering::Relaxed) {
+                                seen.while_down
+                                    .push(answer.as_ref().map_or(0, |s| s.as_u16()));
+                            } else if let Ok(status) = answer.as_ref()
+                                && *status != StatusCode::OK
+                            {
+                                seen.refused.push(status.as_u16());
+                            }
+                            seen.unanswered += usize::from(answer.is_err());
+                            let acked = answer.is_ok_and(|s| s == StatusCode::OK);
+                            if acked {
+                                seen.acked.push((conversation, id));
+                            }
+                            acked
+                        };
+                        if acked {
+                            break;
+                        }
+                        if stop.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+/// Every acknowledged webhook arrived, and each conversation's first deliveries came in order; a repeat is of a
+/// reply already delivered (the attempt in flight when its relay was killed or frozen). A repeat that arrives
+/// after a later reply (a frozen relay's request leaving once it thaws) is counted apart. Returns (delivered,
+/// repeats, late repeats).
+fn first_deliveries_in_order(acked: &[(i64, u64)], arrived: &[Received]) -> (usize, usize, usize) {
+    let mut firsts: std::collections::HashMap<i64, Vec<u64>> = std::collections::HashMap::new();
+    let mut seen = std::collections::HashSet::new();
+    let (mut repeats, mut late) = (0, 0);
+    for r in arrived {
+        let m = r.json();
+        let key = (
+            m["conversation"]["id"].as_i64().unwrap(),
+            m["id"].as_u64().unwrap(),
+        );
+        let first = firsts.entry(key.0).or_default();
+        if seen.insert(key) {
+            first.push(key.1);
+        } else {
+            repeats += 1;
+            late += usize::from(first.last() != Some(&key.1));
+        }
+    }
+    for (conversation, ids) in &firsts {
+        assert!(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "conversation {conversation} out of order: {ids:?}"
+        );
+    }
+    let missing: Vec<_> = acked.iter().filter(|k| !seen.contains(*k)).collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged but never delivered: {missing:?}"
+    );
+    (seen.len(), repeats, late)
+}
+
+/// A reply of the account's inbox: it carries the message's identity (account and message id).
+fn webhook(conversation: i64, id: u64) -> Vec<u8> {
+    let mut body: serde_json::Value =
+        serde_json::from_slice(&message(INBOX, conversation, usize::try_from(id).unwrap()))
+            .unwrap();
+    body["account"] = serde_json::json!({"id": 1, "name": "Toko"});
+    serde_json::to_vec(&body).unwrap()
+}
+
+fn delivered(acked: &[(i64, u64)], arrived: &[Received]) -> bool {
+    let got: std::collections::HashSet<(i64, u64)> = arrived
+        .iter()
+        .filter(|r| r.status == 200)
+        .map(|r| {
+            let m = r.json();
+            (
+                m["conversation"]["id"].as_i64().unwrap(),
+                m["id"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    acked.iter().all(|k| got.contains(k))
+}
+
+/// Waits until GoWA has every message acknowledged so far; how long that took.
+/// Waits until the senders have had `more` webhooks acknowledged (steady load in between faults).
+async fn until_acked(seen: &Mutex<Seen>, more: usize) {
+    let target = seen.lock().unwrap().acked.len() + more;
+    crate::support::eventually(
+        "more webhooks acknowledged",
+        Duration::from_secs(30),
+        || async { (seen.lock().unwrap().acked.len() >= target).then_some(()) },
+    )
+    .await;
+}
+
+async fn until_delivered(gowa: &Gowa, seen: &Mutex<Seen>, within: Duration) -> Duration {
+    let acked = seen.lock().unwrap().acked.clone();
+    let started = Instant::now();
+    gowa.wait_for("the acknowledged webhooks", within, |r| {
+        delivered(&acked, r)
+    })
+    .await;
+    started.elapsed()
+}
+
+/// Rounds of the fault test: `CHATGOWA_FAULT_ROUNDS`, 2 by default (CI).
+fn rounds() -> usize {
+    std::env::var("CHATGOWA_FAULT_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2)
+}
+
+/// Three relays on one database under steady load. Each round: one relay is killed (its lanes are taken over
+/// within the lease) and started again; another is frozen (SIGSTOP) for twice the lease, its lanes are taken
+/// over meanwhile, and once thawed it records nothing on them; PostgreSQL is stopped as a crash stops it and
+/// every answer meanwhile is 503 or none, never 200, then it is started again.
+// Long on purpose: the fault schedule reads as one story.
+#[tokio::test]
+async fn three_relays_ride_out_a_killed_relay_a_frozen_one_and_a_database_crash() {
+    if !on_postgres() {
+        return;
+    }
+    let _heavy = heavy().await;
+    let cluster = Cluster::private();
+    let gowa = Gowa::start().await;
+    // Some answers are held (but within the attempt's timeout).
+    gowa.set(|r, _| Reply {
+        delay: if r.body.len() % 7 == 0 {
+            Duration::from_millis(400)
+        } else {
+            Duration::from_millis(5)
+        },
+        ..Reply::status(200)
+    });
+    let url = cluster.database();
+    let mut group = Group::start(&url, 3).await;
+    group
+        .server(0)
+        .add_route(INBOX, &gowa.url("/chatwoot/webhook"))
+        .await;
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let (db_down, stop) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let tasks = senders(
+        group.ports(),
+        6,
+        seen.clone(),
+        db_down.clone(),
+        stop.clone(),
+    );
+    let mut takeovers = Vec::new();
+    let mut thawed_takeovers = Vec::new();
+    for _ in 0..rounds() {
+        until_acked(&seen, 200).await;
+
+        // Killed: what it held is taken over once its leases end.
+        group.kill(0);
+        takeovers.push(until_delivered(&gowa, &seen, LEASE * 3).await);
+        group.spawn(0).await;
+
+        // Frozen for twice the lease: its lanes go to the others; thawed, it finds them gone (and the writer
+        // refuses what it would still record on them: `store::lanes` tests that fence).
+        group.signal(1, "-STOP");
+        let taken = until_delivered(&gowa, &seen, LEASE * 3).await;
+        thawed_takeovers.push(taken);
+        tokio::time::sleep((LEASE * 2).saturating_sub(taken)).await;
+        group.signal(1, "-CONT");
+
+        // The database crashes and comes back: meanwhile nothing is acknowledged.
+        cluster.stop_immediately();
+        db_down.store(true, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        db_down.store(false, Ordering::Relaxed);
+        cluster.start_server();
+    }
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await.unwrap();
+    }
+    until_delivered(&gowa, &seen, Duration::from_secs(30)).await;
+    let logs = group.logs();
+    let seen = seen.lock().unwrap();
+    let arrived: Vec<Received> = gowa
+        .received()
+        .into_iter()
+        .filter(|r| r.status == 200)
+        .collect();
+    let (delivered, duplicates, late) = first_deliveries_in_order(&seen.acked, &arrived);
+    assert!(
+        seen.while_down.iter().all(|s| *s != 200),
+        "acknowledged while the database was down: {:?}",
+        seen.while_down
+    );
+    let lost = logs[1].matches("lane taken over by another relay").count();
+    // Until every acknowledged reply of the fault was delivered: the takeover, and the replies queued behind.
+    println!(
+        "3 relays, {} rounds: {} webhooks acknowledged, {delivered} delivered, {duplicates} duplicates ({late} \
+         of them after a later reply: a frozen relay's reply in flight); delivered again after a kill \
+         {takeovers:?}, after a freeze {thawed_takeovers:?} (lease {LEASE:?}); the thawed relay found {lost} \
+         lanes taken over; {} answers while the database was down, none 200",
+        rounds(),
+        seen.acked.len(),
+        seen.while_down.len()
+    );
+}
+
+/// Relays replaced one by one (SIGTERM, then a new one in its place) under steady load: no webhook is refused
+/// and nothing is lost. A stopping relay hands its lanes over at once.
+#[tokio::test]
+async fn a_rolling_update_refuses_nothing_and_loses_nothing() {
+    if !on_postgres() {
+        return;
+    }
+    let _heavy = heavy().await;
+    let cluster = Cluster::private();
+    let gowa = Gowa::start().await;
+    let url = cluster.database();
+    let mut group = Group::start(&url, 3).await;
+    group
+        .server(0)
+        .add_route(INBOX, &gowa.url("/chatwoot/webhook"))
+        .await;
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let (db_down, stop) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let tasks = senders(group.ports(), 6, seen.clone(), db_down, stop.clone());
+    let mut handovers = Vec::new();
+    for i in 0..3 {
+        until_acked(&seen, 200).await;
+        let server = group.replicas[i].server.take().unwrap();
+        let log = server.stop_and_read_log();
+        assert!(log.contains("lanes handed over"), "{log}");
+        handovers.push(until_delivered(&gowa, &seen, Duration::from_secs(20)).await);
+        group.spawn(i).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await.unwrap();
+    }
+    until_delivered(&gowa, &seen, Duration::from_secs(20)).await;
+    let seen = seen.lock().unwrap();
+    let arrived: Vec<Received> = gowa
+        .received()
+        .into_iter()
+        .filter(|r| r.status == 200)
+        .collect();
+    let (delivered, duplicates) = check_delivered(&seen.acked, &arrived);
+    assert!(
+        seen.refused.is_empty(),
+        "answers other than 200: {:?}",
+        seen.refused
+    );
+    let slowest = handovers.iter().max().copied().unwrap_or_default();
+    assert!(
+        slowest < LEASE,
+        "handed over after {slowest:?}: the lease ran out instead"
+    );
+    group.logs();
+    println!(
+        "rolling update of 3 relays: {} webhooks acknowledged, {delivered} delivered, {duplicates} duplicates; \
+         lanes handed over in {handovers:?}; {} requests unanswered (tried at the next relay)",
+        seen.acked.len(),
+        seen.unanswered
+    );
+}
