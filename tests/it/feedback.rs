@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::chatwoot_api::{ChatwootApi, Mode, link_account};
 use crate::support::{Gowa, Reply, TestRelay, eventually};
 
-const WAIT: Duration = Duration::from_secs(20);
+const WAIT: Duration = Duration::from_secs(60);
 
 /// A relay linked to account 1 of `chatwoot`, its webhook registered, inboxes 7 (API) and 8 (website) routed to
 /// `gowa`.

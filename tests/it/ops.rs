@@ -640,3 +640,63 @@ fn the_release_workflow_and_the_readme_build_packages_as_ci_does() {
         "the README's installer command"
     );
 }
+
+/// Several relays on PostgreSQL, as shipped: the compose file runs two relays on one database behind a load
+/// balancer that passes a webhook to the other relay when one is stopping, gone or answers 503; the Kubernetes
+/// manifests run two replicas that are ready only while their database answers, keep one up through a drain and
+/// take the database URL from a Secret. (No Docker engine or cluster here: the files are read.)
+#[test]
+fn the_postgres_deployments_run_two_relays_behind_a_balancer_that_retries() {
+    let read = |file: &str| {
+        std::fs::read_to_string(format!("{}/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    };
+    let compose = read("docker-compose.postgres.yml");
+    for needed in [
+        "image: postgres:16",
+        "relay-1: &relay",
+        "relay-2: *relay",
+        "DATABASE_URL: postgres://chatgowa:${POSTGRES_PASSWORD}@postgres:5432/chatgowa",
+        "condition: service_healthy",
+        "./deploy/compose/nginx.conf:/etc/nginx/nginx.conf:ro",
+        "stop_grace_period: 10s",
+    ] {
+        assert!(
+            compose.contains(needed),
+            "docker-compose.postgres.yml: {needed}"
+        );
+    }
+    let nginx = read("deploy/compose/nginx.conf");
+    for needed in [
+        "server relay-1:3000",
+        "server relay-2:3000",
+        "proxy_next_upstream error timeout http_502 http_503 non_idempotent;",
+        "proxy_buffering off;",
+    ] {
+        assert!(nginx.contains(needed), "nginx.conf: {needed}");
+    }
+    let k8s = read("deploy/kubernetes/chatgowa.yaml");
+    for needed in [
+        "kind: Deployment",
+        "replicas: 2",
+        "maxUnavailable: 0",
+        "path: /healthz",
+        "tcpSocket:",
+        "kind: PodDisruptionBudget",
+        "minAvailable: 1",
+        "secretKeyRef:",
+        "key: database-url",
+        "preStop:",
+        "runAsNonRoot: true",
+    ] {
+        assert!(k8s.contains(needed), "chatgowa.yaml: {needed}");
+    }
+    // The liveness probe is not /healthz: a database outage must not restart every relay.
+    let liveness = k8s.split("livenessProbe:").nth(1).unwrap();
+    let liveness = liveness.split("lifecycle:").next().unwrap();
+    assert!(!liveness.contains("/healthz"), "{liveness}");
+    let readme = read("README.md");
+    assert!(
+        readme.contains("docker-compose.postgres.yml")
+            && readme.contains("deploy/kubernetes/chatgowa.yaml")
+    );
+}
