@@ -49,6 +49,8 @@ pub enum Hint {
     Routes,
     /// Chatwoot links changed (their webhook secrets): read them again.
     Links,
+    /// Chatwoot was told of an outage: any relay's delivery in its conversation may end it.
+    Outages,
 }
 
 impl Hint {
@@ -57,6 +59,7 @@ impl Hint {
             Self::Lanes => "lanes",
             Self::Routes => "routes",
             Self::Links => "links",
+            Self::Outages => "outages",
         }
     }
 }
@@ -77,6 +80,8 @@ pub struct Leases {
     /// Bumped when another relay says routes or links changed (or it may have: the listener reconnected);
     /// `app` reads both again.
     pub heard: watch::Sender<u64>,
+    /// Bumped when another relay told Chatwoot of an outage (or may have); the feedback task looks again.
+    pub outages: watch::Sender<u64>,
     held: std::sync::Mutex<HashMap<LaneKey, Held>>,
 }
 
@@ -100,6 +105,7 @@ impl Leases {
             wake: Notify::new(),
             pending_hints: watch::Sender::new(Vec::new()),
             heard: watch::Sender::new(0),
+            outages: watch::Sender::new(0),
             held: std::sync::Mutex::default(),
         }
     }
@@ -521,21 +527,28 @@ pub(super) async fn listener(leases: Arc<Leases>, stop: tokio_util::sync::Cancel
             Ok(Some(n)) => match n.payload() {
                 "routes" => vec![Hint::Routes],
                 "links" => vec![Hint::Links],
+                "outages" => vec![Hint::Outages],
                 _ => vec![Hint::Lanes],
             },
             // The connection was lost (it reconnects on the next call): anything may have been missed.
-            Ok(None) => vec![Hint::Routes, Hint::Links, Hint::Lanes],
+            Ok(None) => vec![Hint::Routes, Hint::Links, Hint::Outages, Hint::Lanes],
             Err(e) => {
                 tracing::warn!(error = %e, "listening to the other relays failed; trying again");
                 tokio::select! {
                     () = tokio::time::sleep(RETRY_PAUSE) => {}
                     () = stop.cancelled() => return,
                 }
-                vec![Hint::Routes, Hint::Links, Hint::Lanes]
+                vec![Hint::Routes, Hint::Links, Hint::Outages, Hint::Lanes]
             }
         };
-        if heard.iter().any(|h| *h != Hint::Lanes) {
+        if heard
+            .iter()
+            .any(|h| matches!(h, Hint::Routes | Hint::Links))
+        {
             leases.heard.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        if heard.contains(&Hint::Outages) {
+            leases.outages.send_modify(|n| *n = n.wrapping_add(1));
         }
         leases.wake();
     }

@@ -15,8 +15,8 @@ pub mod leases;
 pub mod retry;
 mod worker;
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -110,8 +110,12 @@ struct Inner {
     /// The inbox whose GoWA answered again after failing: its lanes waiting to retry go at once instead of
     /// sitting out their backoff (after a long outage, the schedule could otherwise hold them for hours).
     recovered: watch::Sender<Option<InboxId>>,
-    /// Bumped when a delivery fails an attempt, dies, or is delivered after failing (what Chatwoot is told of).
+    /// Bumped when a delivery fails an attempt, dies, or is delivered after failing (what Chatwoot is told of),
+    /// or is delivered in a conversation of [`Inner::watched`].
     outcomes: watch::Sender<u64>,
+    /// Conversations with an outage Chatwoot was told of: any delivery in one may end it (the conversation's
+    /// last waiting reply, or Chatwoot's echo of the note, can go out at their first attempt).
+    watched: RwLock<HashSet<i64>>,
     /// While true, no attempt starts (webhooks are still accepted and queued).
     paused: watch::Sender<bool>,
     tracker: TaskTracker,
@@ -187,6 +191,7 @@ impl Dispatcher {
                 routes_changed: watch::Sender::new(()),
                 recovered: watch::Sender::new(None),
                 outcomes: watch::Sender::new(0),
+                watched: RwLock::default(),
                 paused: watch::Sender::new(false),
                 tracker,
                 shutdown,
@@ -290,12 +295,23 @@ impl Dispatcher {
         self.inner.fresh().take(id);
     }
 
-    /// The HTTP client every attempt uses.
-    /// Changes when a delivery fails an attempt, dies, or is delivered after failing.
+    /// Changes when a delivery fails an attempt, dies, or is delivered after failing, or is delivered in a
+    /// conversation of [`Dispatcher::watch_conversations`].
     pub fn outcomes(&self) -> watch::Receiver<u64> {
         self.inner.outcomes.subscribe()
     }
 
+    /// The conversations whose deliveries are to change [`Dispatcher::outcomes`] even when they go out at
+    /// their first attempt (replacing the ones given before).
+    pub fn watch_conversations(&self, conversations: HashSet<i64>) {
+        *self
+            .inner
+            .watched
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = conversations;
+    }
+
+    /// The HTTP client every attempt uses.
     pub fn client(&self) -> reqwest::Client {
         self.inner.client.clone()
     }
@@ -351,6 +367,16 @@ fn spawn_lane(inner: &Arc<Inner>, key: LaneKey) {
 }
 
 impl Inner {
+    /// Whether a delivery in `conversation` is to change the outcomes whatever its attempt.
+    fn watched(&self, conversation: Option<i64>) -> bool {
+        conversation.is_some_and(|c| {
+            self.watched
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains(&c)
+        })
+    }
+
     async fn reload_routes(&self) -> sqlx::Result<()> {
         let table: HashMap<InboxId, Arc<Route>> = store::routes::list(&self.db)
             .await?

@@ -413,7 +413,10 @@ async fn record(inner: &Inner, task: Task, verdict: Verdict) -> Step {
             }
         }
     }
-    if next != NextState::Delivered || attempt.attempt > 1 {
+    if next != NextState::Delivered
+        || attempt.attempt > 1
+        || inner.watched(delivery.conversation_id)
+    {
         inner.outcomes.send_modify(|n| *n = n.wrapping_add(1));
     }
     match next {

@@ -61,6 +61,8 @@ impl Task {
     /// Runs until `stop`.
     pub async fn run(self, stop: CancellationToken) {
         let mut outcomes = self.dispatcher.outcomes();
+        // Other relays on the database: an outage they told Chatwoot of.
+        let mut others = self.dispatcher.leases().map(|l| l.outages.subscribe());
         // Where the last run stopped reading `message_updated` webhooks (the first run starts from now).
         let seen = settings::find(&self.db, settings::FEEDBACK_UPDATES_SEEN)
             .await
@@ -90,6 +92,7 @@ impl Task {
             tokio::select! {
                 () = stop.cancelled() => return,
                 _ = outcomes.changed() => {}
+                () = changed(&mut others) => {}
                 () = self.waker.0.notified() => {}
                 () = sleep => {}
             }
@@ -107,7 +110,10 @@ impl Task {
         let turn = self.look_in_turn(&links, updates_after);
         match crate::store::in_turn(&self.db, crate::store::Job::Feedback, turn).await? {
             Some(next) => next,
-            None => Ok(Some(now_ms() + FIRST_PAUSE_MS)),
+            None => {
+                self.watch_outages().await?;
+                Ok(Some(now_ms() + FIRST_PAUSE_MS))
+            }
         }
     }
 
@@ -131,6 +137,7 @@ impl Task {
         self.dead(links, words).await?;
         self.sent_again().await?;
         let delayed_next = self.delayed(links, words).await?;
+        self.watch_outages().await?;
         self.ended(words).await?;
         self.send_due(links).await?;
         let due = store::next_due(&self.db).await?;
@@ -178,6 +185,7 @@ impl Task {
     async fn delayed(&self, links: &[Link], words: Words) -> sqlx::Result<Option<i64>> {
         let delay = i64::try_from(self.delayed_after.as_millis()).unwrap_or(i64::MAX);
         let before = now_ms().saturating_sub(delay);
+        let mut opened = false;
         for untold in store::delayed_untold(&self.db, before).await? {
             let Some(r) = reply::read(&untold.body).filter(|r| r.to_customer) else {
                 continue;
@@ -199,11 +207,25 @@ impl Task {
                 &item(&untold, link, &r, "note_delayed", text),
             )
             .await?;
+            opened = true;
+        }
+        if let Some(leases) = self.dispatcher.leases().filter(|_| opened) {
+            // The conversation's replies may be another relay's to send: it watches the conversation too.
+            leases.hint(crate::delivery::leases::Hint::Outages);
         }
         let oldest = store::oldest_delayed_untold(&self.db).await?;
         Ok(oldest
             .map(|at| at.saturating_add(delay))
             .filter(|at| *at > now_ms()))
+    }
+
+    /// Asks the lanes to report any delivery in a conversation with an outage open. Before [`Task::ended`]
+    /// looks: a delivery that its look does not see is then reported, and wakes this task.
+    async fn watch_outages(&self) -> sqlx::Result<()> {
+        let open = store::outage_conversations(&self.db).await?;
+        self.dispatcher
+            .watch_conversations(open.into_iter().collect());
+        Ok(())
     }
 
     /// Outages whose conversation has no failing reply left: told that the replies went out.
@@ -400,5 +422,16 @@ fn about(mark: &Feedback, kind: &'static str) -> NewFeedback {
         kind,
         text: String::new(),
         done: false,
+    }
+}
+
+/// Waits for `watched` to change (forever without one, or once its sender is gone).
+async fn changed(watched: &mut Option<tokio::sync::watch::Receiver<u64>>) {
+    let gone = match watched {
+        Some(rx) => rx.changed().await.is_err(),
+        None => true,
+    };
+    if gone {
+        std::future::pending::<()>().await;
     }
 }

@@ -270,6 +270,15 @@ pub struct EndedOutage {
     pub delivered: bool,
 }
 
+/// The conversations with an outage open.
+pub async fn outage_conversations(db: &Db) -> sqlx::Result<Vec<i64>> {
+    on!(db, |pool| {
+        sqlx::query_scalar("SELECT DISTINCT conversation_id FROM chatwoot_outages")
+            .fetch_all(pool)
+            .await
+    })
+}
+
 /// Outages whose conversation has no failing reply left.
 pub async fn ended_outages(db: &Db) -> sqlx::Result<Vec<EndedOutage>> {
     on!(db, |pool| {

@@ -499,7 +499,7 @@ async fn a_postgres_that_goes_away_is_answered_503_then_recovers() {
     let mut server = Server::spawn_logging(dir.path(), free_port(), &[("DATABASE_URL", &url)]);
     server.wait_healthy().await;
     server.add_route(7, &gowa.url("/chatwoot/webhook")).await;
-    let http = reqwest::Client::new();
+    let http = crate::support::http_client();
     // Two conversations, alternating.
     let conversation = |seq: u64| i64::from(seq.is_multiple_of(2));
     let mut acked = Vec::new();

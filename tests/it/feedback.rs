@@ -271,3 +271,48 @@ async fn delayed_replies_get_one_note_per_conversation_and_one_when_they_go_out(
     }
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn an_outage_ends_when_its_last_waiting_message_goes_out_at_its_first_attempt() {
+    let chatwoot = ChatwootApi::start().await;
+    let gowa = Gowa::start().await;
+    replies_fail(&gowa, 503);
+    let relay = linked_relay(&chatwoot, &gowa, Duration::from_millis(300)).await;
+    chatwoot.with(|w| w.add_conversation(1, 100, 7));
+    let reply = chatwoot.with(|w| w.agent_replies(1, 100, "Balasan"));
+    let notes = |needle: &'static str| {
+        move |w: &mut crate::chatwoot_api::World| {
+            w.messages
+                .iter()
+                .filter(|m| m.private && m.content.contains(needle))
+                .count()
+        }
+    };
+    // The delay note is told; Chatwoot's webhook of that note waits in the conversation's lane, behind the
+    // failing reply, without an attempt of its own.
+    eventually("the delay note and its webhook", WAIT, || async {
+        let pending = relay.admin.get_ok("/admin/stats").await["totals"]["pending"].clone();
+        (chatwoot.with(notes("delayed")) == 1 && pending == 2).then_some(())
+    })
+    .await;
+    // GoWA answers again, the note's webhook slowly: the look that the reply's delivery (a retry) brings about
+    // still sees the note's webhook waiting, which then goes out at its first attempt and ends the outage.
+    gowa.set(|r, _| {
+        let note = r.json()["private"] == true;
+        Reply {
+            delay: Duration::from_millis(if note { 1_000 } else { 0 }),
+            ..Reply::status(200)
+        }
+    });
+    eventually("the note that the replies went out", WAIT, || async {
+        (chatwoot.with(notes("have now been delivered")) == 1).then_some(())
+    })
+    .await;
+    let sent = gowa
+        .received()
+        .into_iter()
+        .filter(|r| r.status == 200 && r.json()["id"] == reply)
+        .count();
+    assert_eq!(sent, 1, "the reply sent once");
+    relay.stop().await;
+}
