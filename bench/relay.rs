@@ -1,11 +1,12 @@
 //! The relay benchmark: a GoWA stand-in, a load generator and the real `chatgowa --server`, on loopback.
 //!
 //!   cargo run --release --example bench -- --relay target/release/chatgowa [--seconds 10] [--sweep-seconds 3]
-//!       [--out FILE] [--svg FILE]
+//!       [--out FILE] [--svg FILE] [--relays N]
 //!   … --plot bench/results/relay.json [--svg FILE]     (only redraw the plot of an earlier run)
 //!
 //! The relay runs with `RUST_LOG=warn` and its standard error discarded; `BENCH_RELAY_LOG=info` keeps its
-//! default per-webhook log lines instead.
+//! default per-webhook log lines instead. `BENCH_DATABASE_URL` (a PostgreSQL URL) replaces the relay's own SQLite
+//! file; with it, `--relays N` starts N relays on that database, which share the full-load phases.
 //!
 //! `bench/run` builds both and calls this. Payloads are the Chatwoot fixtures (`tests/fixtures/chatwoot/`), spread
 //! over 20 routes and 1 000 conversations, each with a unique message id so that the receiver can tell when each
@@ -49,6 +50,8 @@ struct Args {
     sweep_seconds: u64,
     out: PathBuf,
     svg: PathBuf,
+    /// Relays on the one database (`BENCH_DATABASE_URL`, PostgreSQL) sharing the full load.
+    relays: usize,
 }
 
 fn args() -> Args {
@@ -59,6 +62,7 @@ fn args() -> Args {
         sweep_seconds: 3,
         out: "bench/results/relay.json".into(),
         svg: "docs/bench-relay.svg".into(),
+        relays: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -72,6 +76,7 @@ fn args() -> Args {
             }
             "--out" => a.out = value.into(),
             "--svg" => a.svg = value.into(),
+            "--relays" => a.relays = value.parse().expect("--relays: a number"),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -280,9 +285,11 @@ async fn start_relay(bin: &PathBuf, http: &HttpClient) -> (Relay, Duration) {
         .env_clear()
         .env("PORT", port.to_string())
         .env("CHATGOWA_BIND", "127.0.0.1")
+        // SQLite in a directory of its own, or the database that `BENCH_DATABASE_URL` names (PostgreSQL).
         .env(
             "DATABASE_URL",
-            format!("file:{}/relay.db", dir.path().display()),
+            std::env::var("BENCH_DATABASE_URL")
+                .unwrap_or_else(|_| format!("file:{}/relay.db", dir.path().display())),
         )
         .env("BASIC_AUTH_PASS", PASSWORD)
         .env(
@@ -331,9 +338,10 @@ struct Load {
 }
 
 /// `connections` senders back to back for `seconds`.
+/// `connections` senders, each posting one webhook after another (sender `i` to `bases[i % bases.len()]`).
 async fn closed_loop(
     http: &HttpClient,
-    base: &str,
+    bases: &[String],
     payloads: &Arc<Payloads>,
     clock: &Arc<Clock>,
     connections: usize,
@@ -343,10 +351,10 @@ async fn closed_loop(
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let tasks: Vec<_> = (0..connections)
-        .map(|_| {
+        .map(|i| {
             let (http, base, payloads, clock) = (
                 http.clone(),
-                base.to_owned(),
+                bases[i % bases.len()].clone(),
                 payloads.clone(),
                 clock.clone(),
             );
@@ -505,7 +513,7 @@ async fn main() {
     // (4) The limit: the same load straight to the receiver.
     let direct = closed_loop(
         &http,
-        &format!("http://{receiver}"),
+        &[format!("http://{receiver}")],
         &payloads,
         &clock,
         64,
@@ -546,8 +554,20 @@ async fn main() {
     let cpu0 = cpu_seconds(pid);
     let disk0 = proc_field(&format!("/proc/{pid}/io"), "write_bytes");
     let arrivals0 = clock.arrivals.load(Ordering::Relaxed);
-    let full = closed_loop(&http, &base, &payloads, &clock, 64, secs).await;
-    let cpu = cpu_seconds(pid) - cpu0;
+    // Further relays on the same database (routes are read from it) share the full load.
+    let mut others = Vec::new();
+    for _ in 1..args.relays {
+        others.push(start_relay(&args.relay, &http).await.0);
+    }
+    let bases: Vec<String> = std::iter::once(base.clone())
+        .chain(others.iter().map(|r| format!("http://127.0.0.1:{}", r.port)))
+        .collect();
+    let pids: Vec<u32> = std::iter::once(pid)
+        .chain(others.iter().map(|r| r.child.id()))
+        .collect();
+    let cpu0: f64 = cpu0 + pids[1..].iter().map(|p| cpu_seconds(*p)).sum::<f64>();
+    let full = closed_loop(&http, &bases, &payloads, &clock, 64, secs).await;
+    let cpu = pids.iter().map(|p| cpu_seconds(*p)).sum::<f64>() - cpu0;
     let drain_start = Instant::now();
     while end_to_end(&clock, &full).1 < full.acked
         && drain_start.elapsed() < Duration::from_secs(120)
@@ -562,7 +582,7 @@ async fn main() {
     let disk = proc_field(&format!("/proc/{pid}/io"), "write_bytes") - disk0;
 
     // Full load from fewer senders: the same work with less of the latency being queueing in the relay.
-    let fewer = closed_loop(&http, &base, &payloads, &clock, 16, secs).await;
+    let fewer = closed_loop(&http, &bases, &payloads, &clock, 16, secs).await;
 
     // The sweep for the plot: offered load against what was acknowledged and its p99.
     let mut sweep = Vec::new();
@@ -571,11 +591,14 @@ async fn main() {
         sweep.push(json!({"offered": rate, "acked_per_s": l.acked as f64 / l.seconds, "p99_ms": ms(&l.latency, 0.99)}));
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+    drop(others);
     drop(relay);
 
     let result = json!({
         "machine": machine(),
         "seconds_per_phase": secs,
+        "database": if std::env::var_os("BENCH_DATABASE_URL").is_some() { "postgresql" } else { "sqlite" },
+        "relays": args.relays,
         "reorder_window": std::env::var("BENCH_REORDER_WINDOW").unwrap_or_else(|_| "default (2s)".into()),
         "acked_per_s": full.acked as f64 / full.seconds,
         "ack_latency_full_ms": {"p50": ms(&full.latency, 0.5), "p99": ms(&full.latency, 0.99), "max": full.latency.max() as f64 / 1000.0},

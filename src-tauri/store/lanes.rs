@@ -82,6 +82,32 @@ pub async fn touch(tx: &mut PgConnection, keys: &[Key]) -> sqlx::Result<()> {
     Ok(())
 }
 
+/// Locks the rows of the lanes among `keys` that exist, in key order. A transaction that takes every lane row it
+/// writes this way first never waits for another in a cycle: two relays' batches touching and checking the
+/// same lanes in different orders would deadlock, which the server breaks only after `deadlock_timeout`.
+///
+/// # Errors
+/// The database failed.
+pub async fn lock(tx: &mut PgConnection, keys: &[Key]) -> sqlx::Result<()> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let (inboxes, conversations): (Vec<i64>, Vec<i64>) = keys
+        .iter()
+        .map(|k| (k.inbox_id.0, k.conversation_id))
+        .unzip();
+    sqlx::query(
+        "SELECT 1 FROM lanes l JOIN unnest($1::bigint[], $2::bigint[]) AS t (i, c)
+           ON l.inbox_id = t.i AND l.conversation_id = t.c
+         ORDER BY l.inbox_id, l.conversation_id FOR UPDATE OF l",
+    )
+    .bind(inboxes)
+    .bind(conversations)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
 /// Takes up to `limit` due lanes that nobody holds, or whose lease ran out, for `lease_ms`.
 ///
 /// # Errors
@@ -196,7 +222,10 @@ pub async fn release(
 /// The database failed.
 pub async fn release_all(pool: &PgPool, owner: &str) -> sqlx::Result<u64> {
     let done = sqlx::query(
-        "UPDATE lanes SET owner = NULL, lease_until = NULL, due_at = chatgowa_clock_ms() WHERE owner = $1",
+        "UPDATE lanes l SET owner = NULL, lease_until = NULL, due_at = chatgowa_clock_ms()
+         FROM (SELECT inbox_id, conversation_id FROM lanes WHERE owner = $1
+               ORDER BY inbox_id, conversation_id FOR UPDATE) AS o
+         WHERE l.inbox_id = o.inbox_id AND l.conversation_id = o.conversation_id",
     )
     .bind(owner)
     .execute(pool)
@@ -211,8 +240,11 @@ pub async fn release_all(pool: &PgPool, owner: &str) -> sqlx::Result<u64> {
 /// The database failed.
 pub async fn wake_inbox(pool: &PgPool, inbox_id: InboxId) -> sqlx::Result<u64> {
     let done = sqlx::query(
-        "UPDATE lanes SET due_at = chatgowa_clock_ms()
-         WHERE inbox_id = $1 AND owner IS NULL AND (due_at IS NULL OR due_at > chatgowa_clock_ms())",
+        "UPDATE lanes l SET due_at = chatgowa_clock_ms()
+         FROM (SELECT inbox_id, conversation_id FROM lanes
+               WHERE inbox_id = $1 AND owner IS NULL AND (due_at IS NULL OR due_at > chatgowa_clock_ms())
+               ORDER BY inbox_id, conversation_id FOR UPDATE) AS w
+         WHERE l.inbox_id = w.inbox_id AND l.conversation_id = w.conversation_id",
     )
     .bind(inbox_id)
     .execute(pool)
@@ -226,7 +258,10 @@ pub async fn wake_inbox(pool: &PgPool, inbox_id: InboxId) -> sqlx::Result<u64> {
 /// The database failed.
 pub async fn wake_paused(pool: &PgPool) -> sqlx::Result<u64> {
     let done = sqlx::query(
-        "UPDATE lanes SET due_at = chatgowa_clock_ms() WHERE owner IS NULL AND due_at IS NULL",
+        "UPDATE lanes l SET due_at = chatgowa_clock_ms()
+         FROM (SELECT inbox_id, conversation_id FROM lanes WHERE owner IS NULL AND due_at IS NULL
+               ORDER BY inbox_id, conversation_id FOR UPDATE) AS w
+         WHERE l.inbox_id = w.inbox_id AND l.conversation_id = w.conversation_id",
     )
     .execute(pool)
     .await?;

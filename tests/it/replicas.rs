@@ -230,18 +230,43 @@ fn webhook(conversation: i64, id: u64) -> Vec<u8> {
 }
 
 fn delivered(acked: &[(i64, u64)], arrived: &[Received]) -> bool {
-    let got: std::collections::HashSet<(i64, u64)> = arrived
-        .iter()
-        .filter(|r| r.status == 200)
-        .map(|r| {
-            let m = r.json();
-            (
-                m["conversation"]["id"].as_i64().unwrap(),
-                m["id"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    let got: std::collections::HashSet<(i64, u64)> = sent(arrived).collect();
     acked.iter().all(|k| got.contains(k))
+}
+
+/// `(conversation, message id)` of each request GoWA answered 200.
+fn sent(arrived: &[Received]) -> impl Iterator<Item = (i64, u64)> + '_ {
+    arrived.iter().filter(|r| r.status == 200).map(|r| {
+        let m = r.json();
+        (
+            m["conversation"]["id"].as_i64().unwrap(),
+            m["id"].as_u64().unwrap(),
+        )
+    })
+}
+
+/// Waits until every conversation with an acknowledged reply not yet delivered has had a request start at GoWA
+/// since: its lane is worked again (taken over, when a stopped relay held it; an answer to a request the stopped
+/// relay made before does not count); how long that took.
+async fn until_taken_over(gowa: &Gowa, seen: &Mutex<Seen>, within: Duration) -> Duration {
+    let started = Instant::now();
+    let before = gowa.arrived().len();
+    let acked = seen.lock().unwrap().acked.clone();
+    let got: std::collections::HashSet<(i64, u64)> = sent(&gowa.received()).collect();
+    let waiting: std::collections::HashSet<i64> = acked
+        .iter()
+        .filter(|k| !got.contains(k))
+        .map(|k| k.0)
+        .collect();
+    crate::support::eventually("every waiting conversation worked again", within, || {
+        let worked: std::collections::HashSet<i64> = gowa.arrived()[before..]
+            .iter()
+            .map(|r| r.json()["conversation"]["id"].as_i64().unwrap())
+            .collect();
+        std::future::ready(waiting.is_subset(&worked).then_some(()))
+    })
+    .await;
+    started.elapsed()
 }
 
 /// Waits until GoWA has every message acknowledged so far; how long that took.
@@ -316,19 +341,23 @@ async fn three_relays_ride_out_a_killed_relay_a_frozen_one_and_a_database_crash(
     );
     let mut takeovers = Vec::new();
     let mut thawed_takeovers = Vec::new();
+    // From each fault until every reply acknowledged before it was delivered.
+    let mut drained = Vec::new();
     for _ in 0..rounds() {
         until_acked(&seen, 200).await;
 
         // Killed: what it held is taken over once its leases end.
         group.kill(0);
-        takeovers.push(until_delivered(&gowa, &seen, LEASE * 3).await);
+        takeovers.push(until_taken_over(&gowa, &seen, LEASE * 3).await);
+        drained.push(until_delivered(&gowa, &seen, LEASE * 3).await);
         group.spawn(0).await;
 
         // Frozen for twice the lease: its lanes go to the others; thawed, it finds them gone (and the writer
         // refuses what it would still record on them: `store::lanes` tests that fence).
         group.signal(1, "-STOP");
-        let taken = until_delivered(&gowa, &seen, LEASE * 3).await;
+        let taken = until_taken_over(&gowa, &seen, LEASE * 3).await;
         thawed_takeovers.push(taken);
+        drained.push(until_delivered(&gowa, &seen, LEASE * 3).await);
         tokio::time::sleep((LEASE * 2).saturating_sub(taken)).await;
         group.signal(1, "-CONT");
 
@@ -361,12 +390,18 @@ async fn three_relays_ride_out_a_killed_relay_a_frozen_one_and_a_database_crash(
     // Until every acknowledged reply of the fault was delivered: the takeover, and the replies queued behind.
     println!(
         "3 relays, {} rounds: {} webhooks acknowledged, {delivered} delivered, {duplicates} duplicates ({late} \
-         of them after a later reply: a frozen relay's reply in flight); delivered again after a kill \
-         {takeovers:?}, after a freeze {thawed_takeovers:?} (lease {LEASE:?}); the thawed relay found {lost} \
+         of them after a later reply: a frozen relay's reply in flight); lanes with waiting replies worked again \
+         after a kill {takeovers:?}, after a freeze {thawed_takeovers:?} (lease {LEASE:?}), every earlier reply \
+         delivered after {drained:?}; the thawed relay found {lost} \
          lanes taken over; {} answers while the database was down, none 200",
         rounds(),
         seen.acked.len(),
         seen.while_down.len()
+    );
+    let slowest = takeovers.iter().chain(&thawed_takeovers).max().copied();
+    assert!(
+        slowest.unwrap_or_default() <= LEASE + Duration::from_secs(1),
+        "a stopped relay's lanes were worked again only after {slowest:?} (lease {LEASE:?})"
     );
 }
 

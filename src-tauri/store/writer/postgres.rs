@@ -3,7 +3,7 @@
 //! `dedupe_key` makes a repeat a duplicate whichever relay took the first. Ids are drawn before the insert and
 //! handed out in arrival order (a webhook acknowledged before another arrived has the smaller id), and rows are
 //! inserted in key order, so that two relays inserting the same twins wait for each other instead of
-//! deadlocking.
+//! deadlocking; for the same reason a batch first locks every lane row it will write, in key order.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -69,6 +69,7 @@ fn lost_a_deadlock(e: &sqlx::Error) -> bool {
 /// between the check and the write).
 async fn commit(pool: &PgPool, batch: &[Op], now: i64) -> sqlx::Result<Vec<Done>> {
     let mut tx = pool.begin().await?;
+    lanes::lock(&mut tx, &lanes_of(batch)).await?;
     let mut done: Vec<Done> = ingest(&mut tx, batch, now)
         .await?
         .into_iter()
@@ -93,6 +94,21 @@ async fn commit(pool: &PgPool, batch: &[Op], now: i64) -> sqlx::Result<Vec<Done>
     }
     tx.commit().await?;
     Ok(done)
+}
+
+/// Every lane the batch may write, in key order: the lanes of its webhooks and those its fenced writes check.
+fn lanes_of(batch: &[Op]) -> Vec<lanes::Key> {
+    let mut keys: Vec<lanes::Key> = batch
+        .iter()
+        .filter_map(|op| match op {
+            Op::Ingest(d, _) => Some(lanes::Key::of(d.inbox_id, d.conversation_id)),
+            Op::Attempt(_, _, fence, _) | Op::Dead(_, _, fence, _) => fence.as_ref().map(|f| f.key),
+            Op::Stop => None,
+        })
+        .collect();
+    keys.sort_by_key(|k| (k.inbox_id, k.conversation_id));
+    keys.dedup();
+    keys
 }
 
 /// Stores the batch's webhooks: unrouted ones are counted, a key seen before (here or by any relay) is a
