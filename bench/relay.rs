@@ -560,7 +560,11 @@ async fn main() {
         others.push(start_relay(&args.relay, &http).await.0);
     }
     let bases: Vec<String> = std::iter::once(base.clone())
-        .chain(others.iter().map(|r| format!("http://127.0.0.1:{}", r.port)))
+        .chain(
+            others
+                .iter()
+                .map(|r| format!("http://127.0.0.1:{}", r.port)),
+        )
         .collect();
     let pids: Vec<u32> = std::iter::once(pid)
         .chain(others.iter().map(|r| r.child.id()))

@@ -357,6 +357,16 @@ fn classify(inner: &Inner, sent: Sent) -> Verdict {
     }
 }
 
+/// A delivery after failing: the inbox's GoWA answers again, so its lanes waiting to retry go now (here, or at
+/// whichever relay takes them on PostgreSQL).
+fn announce_recovery(inner: &Inner, inbox: InboxId) {
+    inner.recovered.send_replace(Some(inbox));
+    if let Some(leases) = &inner.leases {
+        let leases = leases.clone();
+        tokio::spawn(async move { leases.inbox_recovered(inbox).await });
+    }
+}
+
 /// Record: announces a recovery, counts and logs the attempt, then writes it and the delivery's next state
 /// through the writer, retrying the write until it lands or the writer stops. Only after the write does the
 /// lane move on, so a crash before it repeats the attempt rather than losing it.
@@ -373,11 +383,7 @@ async fn record(inner: &Inner, task: Task, verdict: Verdict) -> Step {
         NextState::Delivered | NextState::Dead => None,
     };
     if next == NextState::Delivered && attempt.attempt > 1 {
-        inner.recovered.send_replace(Some(delivery.inbox_id));
-        if let Some(leases) = &inner.leases {
-            let (leases, inbox) = (leases.clone(), delivery.inbox_id);
-            tokio::spawn(async move { leases.inbox_recovered(inbox).await });
-        }
+        announce_recovery(inner, delivery.inbox_id);
     }
     inner.metrics.attempt(
         outcome.as_str(),

@@ -291,6 +291,26 @@ async fn until_delivered(gowa: &Gowa, seen: &Mutex<Seen>, within: Duration) -> D
     started.elapsed()
 }
 
+/// Three relays on `cluster`'s database with a route to `gowa`, what the senders saw, and the switches that
+/// tell them the database is down and to stop.
+async fn three_relays(
+    cluster: &Cluster,
+    gowa: &Gowa,
+) -> (Group, Arc<Mutex<Seen>>, Arc<AtomicBool>, Arc<AtomicBool>) {
+    let url = cluster.database();
+    let mut group = Group::start(&url, 3).await;
+    group
+        .server(0)
+        .add_route(INBOX, &gowa.url("/chatwoot/webhook"))
+        .await;
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let switches = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    (group, seen, switches.0, switches.1)
+}
+
 /// Rounds of the fault test: `CHATGOWA_FAULT_ROUNDS`, 2 by default (CI).
 fn rounds() -> usize {
     std::env::var("CHATGOWA_FAULT_ROUNDS")
@@ -321,17 +341,7 @@ async fn three_relays_ride_out_a_killed_relay_a_frozen_one_and_a_database_crash(
         },
         ..Reply::status(200)
     });
-    let url = cluster.database();
-    let mut group = Group::start(&url, 3).await;
-    group
-        .server(0)
-        .add_route(INBOX, &gowa.url("/chatwoot/webhook"))
-        .await;
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let (db_down, stop) = (
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(AtomicBool::new(false)),
-    );
+    let (mut group, seen, db_down, stop) = three_relays(&cluster, &gowa).await;
     let tasks = senders(
         group.ports(),
         6,
@@ -415,17 +425,7 @@ async fn a_rolling_update_refuses_nothing_and_loses_nothing() {
     let _heavy = heavy().await;
     let cluster = Cluster::private();
     let gowa = Gowa::start().await;
-    let url = cluster.database();
-    let mut group = Group::start(&url, 3).await;
-    group
-        .server(0)
-        .add_route(INBOX, &gowa.url("/chatwoot/webhook"))
-        .await;
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let (db_down, stop) = (
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(AtomicBool::new(false)),
-    );
+    let (mut group, seen, db_down, stop) = three_relays(&cluster, &gowa).await;
     let tasks = senders(group.ports(), 6, seen.clone(), db_down, stop.clone());
     let mut handovers = Vec::new();
     for i in 0..3 {
