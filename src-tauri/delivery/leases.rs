@@ -115,7 +115,7 @@ impl Leases {
     }
 
     /// The claim `epoch` of `key`, while this relay holds it (a task of an earlier claim finds none).
-    fn claim(&self, key: LaneKey, epoch: i64) -> Option<Held> {
+    fn held_claim(&self, key: LaneKey, epoch: i64) -> Option<Held> {
         self.held().get(&key).copied().filter(|h| h.epoch == epoch)
     }
 
@@ -299,7 +299,7 @@ async fn sync(
 ) -> sqlx::Result<Option<DeliveryId>> {
     loop {
         // A task of an earlier claim (lost, then the lane claimed again here) leaves the lane to the new one.
-        let Some(held) = leases.claim(key, epoch) else {
+        let Some(held) = leases.held_claim(key, epoch) else {
             return Ok(None);
         };
         let Some(version) = renew_and_read(inner, leases, key, held).await? else {
@@ -370,7 +370,7 @@ pub(super) async fn lease_for_attempt(
     key: LaneKey,
     epoch: i64,
 ) -> bool {
-    let Some(held) = leases.claim(key, epoch) else {
+    let Some(held) = leases.held_claim(key, epoch) else {
         return false;
     };
     if held.until.saturating_duration_since(Instant::now()) >= leases.min_left {
@@ -426,7 +426,7 @@ pub(super) async fn let_go(
     epoch: i64,
     due_in: Option<Duration>,
 ) {
-    let Some(held) = leases.claim(key, epoch) else {
+    let Some(held) = leases.held_claim(key, epoch) else {
         return;
     };
     let due_ms = due_in.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));

@@ -350,7 +350,7 @@ mod tests {
             panic!("queued")
         };
         let key = Key::of(crate::ids::InboxId(7), Some(1));
-        let zombie = claim(pool(&db), "zombie", 1, 10).await.unwrap();
+        let zombie = claim(pool(&db), "zombie", 60_000, 10).await.unwrap();
         assert_eq!(zombie.iter().map(|c| c.key).collect::<Vec<_>>(), [key]);
         assert!(
             claim(pool(&db), "other", 60_000, 10)
@@ -359,14 +359,13 @@ mod tests {
                 .is_empty(),
             "held"
         );
-        // The zombie's 1 ms lease runs out; another relay claims the lane under a new epoch.
-        let taken = loop {
-            let taken = claim(pool(&db), "other", 60_000, 10).await.unwrap();
-            if !taken.is_empty() {
-                break taken[0];
-            }
-            tokio::task::yield_now().await;
-        };
+        // The zombie's lease runs out (as if a minute went by while it was paused); another relay claims the
+        // lane under a new epoch.
+        sqlx::query("UPDATE lanes SET lease_until = chatgowa_clock_ms() - 1")
+            .execute(pool(&db))
+            .await
+            .unwrap();
+        let taken = claim(pool(&db), "other", 60_000, 10).await.unwrap()[0];
         assert!(taken.epoch > zombie[0].epoch);
         let fence = Fence {
             key,
