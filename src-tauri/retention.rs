@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::events::{Events, UiEvent};
 use crate::store::deliveries::{self, DeliveryStatus};
-use crate::store::{self, Writer, chatwoot_feedback, chatwoot_recovered, now_ms};
+use crate::store::{self, Writer, chatwoot_feedback, chatwoot_recovered, now_ms, unrouted_inboxes};
 
 /// Deliveries deleted per transaction.
 const BATCH: u16 = 500;
@@ -122,6 +122,7 @@ impl Retention {
             let before = now_ms().saturating_sub(keep);
             chatwoot_feedback::prune(&self.db, before).await?;
             chatwoot_recovered::prune(&self.db, before).await?;
+            unrouted_inboxes::prune(&self.db, before).await?;
             tracing::info!(deleted, "old deliveries pruned");
             self.events.send(UiEvent::Deliveries);
         }

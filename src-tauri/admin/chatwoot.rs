@@ -4,7 +4,6 @@
 //! go out twice, and prove that Chatwoot reaches the relay. No token or webhook secret is ever returned or
 //! logged.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::PoisonError;
 use std::time::{Duration, Instant};
@@ -43,6 +42,13 @@ const DEFAULT_WAIT: Duration = Duration::from_secs(10);
 /// The database cannot be read.
 pub async fn start(state: &AppState, tracker: &TaskTracker, told: feedback::Waker) -> Result<()> {
     links_changed(state).await?;
+    if !state.intake.signatures_required() && state.config.chatwoot_link.is_none() {
+        tracing::warn!(
+            "webhooks are accepted unsigned: anyone who can reach the webhook port can send WhatsApp messages in \
+             the business's name. Link the Chatwoot account and register its webhook (the panel's Chatwoot page, \
+             or CHATGOWA_CHATWOOT_URL/_ACCOUNT_ID/_TOKEN), or set CHATGOWA_CHATWOOT_SECRET"
+        );
+    }
     let feedback = feedback::Task {
         db: state.db.clone(),
         http: state.chatwoot_http.clone(),
@@ -61,6 +67,8 @@ pub async fn start(state: &AppState, tracker: &TaskTracker, told: feedback::Wake
         handle: state.catch_up.clone(),
         events: state.events.clone(),
         feedback: told,
+        intake: state.intake.clone(),
+        next_call: tokio::sync::Mutex::new(tokio::time::Instant::now()),
     };
     tracker.spawn(catch_up.run(state.shutdown.clone()));
     if let Some(env) = state.config.chatwoot_link.clone() {
@@ -664,16 +672,7 @@ async fn register_from_env(state: &AppState, id: i64) {
 /// # Errors
 /// The database cannot be read.
 pub async fn links_changed(state: &AppState) -> Result<()> {
-    let mut secrets: HashMap<i64, Vec<Secret<String>>> = HashMap::new();
-    for link in chatwoot_links::list(&state.db).await? {
-        if let Some(secret) = link.webhook_secret {
-            secrets
-                .entry(link.account_id)
-                .or_default()
-                .push(Secret::new(secret));
-        }
-    }
-    state.intake.linked().set_secrets(secrets);
+    state.intake.linked().reload(&state.db).await?;
     let names = chatwoot_inboxes::list(&state.db)
         .await?
         .into_iter()

@@ -328,7 +328,10 @@ pub struct Stats {
     /// Repeats dropped as duplicates (of the deliveries still kept).
     pub duplicates_dropped: i64,
     pub routes: usize,
-    pub unrouted_inboxes: usize,
+    pub unrouted_inboxes: i64,
+    /// Whether webhooks must carry Chatwoot's signature; false while the relay knows no Chatwoot secret, when
+    /// anyone who can reach the webhook can send WhatsApp messages in the business's name.
+    pub webhooks_signed: bool,
     /// Where Chatwoot posts, relative to the relay's address.
     pub webhook_path: String,
     /// The webhook's port when the admin API listens on an address of its own (`CHATGOWA_ADMIN_BIND`, the

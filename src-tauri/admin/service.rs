@@ -165,7 +165,8 @@ pub async fn stats(state: &AppState) -> Result<dto::Stats> {
         dead_retention_seconds: state.config.dead_retention.as_secs(),
         duplicates_dropped: deliveries::count_duplicates(&state.db).await?,
         routes: routes::list(&state.db).await?.len(),
-        unrouted_inboxes: unrouted_inboxes::list(&state.db).await?.len(),
+        unrouted_inboxes: unrouted_inboxes::count(&state.db).await?,
+        webhooks_signed: state.intake.signatures_required(),
         webhook_path: "/webhook".into(),
         webhook_port: match state
             .webhook_port

@@ -68,6 +68,8 @@ pub enum Problem {
     Rejected(String),
     #[error("Chatwoot answered {0}; try again later")]
     Server(u16),
+    #[error("Chatwoot asks for fewer requests (429); the relay tries again later")]
+    RateLimited,
     #[error("Chatwoot's answer was not understood ({0})")]
     Malformed(String),
 }
@@ -77,7 +79,11 @@ impl Problem {
     pub fn is_failure(&self) -> bool {
         matches!(
             self,
-            Self::Unreachable(..) | Self::Timeout(..) | Self::Server(_) | Self::Malformed(_)
+            Self::Unreachable(..)
+                | Self::Timeout(..)
+                | Self::Server(_)
+                | Self::Malformed(_)
+                | Self::RateLimited
         )
     }
 
@@ -91,7 +97,7 @@ impl Problem {
             Self::NotAdmin(_) => "chatwoot_not_admin",
             Self::Gone(_) => "chatwoot_gone",
             Self::Rejected(_) => "chatwoot_rejected",
-            Self::Server(_) | Self::Malformed(_) => "chatwoot_error",
+            Self::Server(_) | Self::Malformed(_) | Self::RateLimited => "chatwoot_error",
         }
     }
 
@@ -628,6 +634,7 @@ fn refusal(status: StatusCode, body: &[u8], account: Option<i64>, shown: &str) -
         (StatusCode::NOT_FOUND, None) => Problem::NoApi(shown.to_owned()),
         (StatusCode::NOT_FOUND, Some(_)) => Problem::Gone(shown.to_owned()),
         (s, _) if s.is_server_error() => Problem::Server(s.as_u16()),
+        (StatusCode::TOO_MANY_REQUESTS, _) => Problem::RateLimited,
         _ => Problem::Rejected(short(&said, status)),
     }
 }

@@ -351,6 +351,15 @@ impl Dispatcher {
         self.inner.route(inbox_id)
     }
 
+    /// Every route by inbox, as last loaded.
+    pub fn routes(&self) -> Arc<HashMap<InboxId, Arc<Route>>> {
+        self.inner
+            .routes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// Pauses or resumes all deliveries; attempts in flight finish either way.
     pub fn set_paused(&self, paused: bool) {
         self.inner.paused.send_replace(paused);

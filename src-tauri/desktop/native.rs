@@ -348,6 +348,7 @@ async fn refresh_status(app: &AppHandle) {
             delivered_today,
             pending: stats.totals.pending,
             chatwoot_problem: chatwoot_problem.as_deref(),
+            unsigned: !stats.webhooks_signed,
         },
         &words,
     );

@@ -38,6 +38,7 @@ pub struct Words {
     dead_title: &'static str,
     dead_body: &'static str,
     chatwoot_problem: &'static str,
+    unsigned: &'static str,
 }
 
 impl Words {
@@ -61,6 +62,8 @@ impl Words {
                 dead_title: "Pengiriman menyerah",
                 dead_body: "{n} pengiriman mati; buka Chatgowa untuk mengirim ulang.",
                 chatwoot_problem: "Tidak bisa sinkron dengan Chatwoot: {problem}",
+                unsigned: "Webhook tidak ditandatangani: siapa pun yang bisa menjangkau port ini bisa mengirim \
+                           pesan WhatsApp atas nama Anda. Hubungkan Chatwoot di Chatgowa.",
             }
         } else {
             Self {
@@ -80,6 +83,8 @@ impl Words {
                 dead_title: "Deliveries gave up",
                 dead_body: "{n} deliveries are dead; open Chatgowa to retry them.",
                 chatwoot_problem: "Cannot catch up with Chatwoot: {problem}",
+                unsigned: "Webhooks are not signed: anyone who can reach this port can send WhatsApp messages \
+                           in your name. Connect Chatwoot in Chatgowa.",
             }
         }
     }
@@ -96,6 +101,8 @@ pub struct Facts<'a> {
     pub pending: i64,
     /// Why catching up with a linked Chatwoot failed last (relaying goes on).
     pub chatwoot_problem: Option<&'a str>,
+    /// Webhooks are taken unsigned: no Chatwoot secret is known.
+    pub unsigned: bool,
 }
 
 /// The icon's state and the tooltip.
@@ -129,7 +136,15 @@ pub fn glance(facts: &Facts<'_>, words: &Words) -> (TrayState, String) {
         .chatwoot_problem
         .map(|p| format!("\n{}", words.chatwoot_problem.replace("{problem}", p)))
         .unwrap_or_default();
-    (state, format!("Chatgowa — {headline}\n{today}{chatwoot}"))
+    let unsigned = if facts.unsigned {
+        format!("\n{}", words.unsigned)
+    } else {
+        String::new()
+    };
+    (
+        state,
+        format!("Chatgowa — {headline}\n{today}{chatwoot}{unsigned}"),
+    )
 }
 
 /// A notification to show.
@@ -254,6 +269,22 @@ mod tests {
             delivered_today: 12,
             pending: 3,
             chatwoot_problem: None,
+            unsigned: false,
+        }
+    }
+
+    #[test]
+    fn unsigned_webhooks_are_in_the_tooltip() {
+        let routes = [route(1, Some(HealthState::Ok))];
+        for (language, words) in [("en", "anyone who can reach"), ("id", "siapa pun")] {
+            let open = Facts {
+                unsigned: true,
+                ..facts(&routes, None, false)
+            };
+            let (_, tooltip) = glance(&open, &Words::of(language));
+            assert!(tooltip.contains(words), "{tooltip}");
+            let (_, tooltip) = glance(&facts(&routes, None, false), &Words::of(language));
+            assert!(!tooltip.contains(words), "{tooltip}");
         }
     }
 

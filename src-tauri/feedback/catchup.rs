@@ -91,6 +91,10 @@ pub struct Task {
     pub events: Events,
     /// The feedback task, which sends the notes under held replies.
     pub feedback: super::Waker,
+    /// Webhooks are verified by the inboxes each linked account has, read again here.
+    pub intake: crate::relay::Intake,
+    /// When the next call to Chatwoot may go (see [`Task::pace`]).
+    pub next_call: tokio::sync::Mutex<tokio::time::Instant>,
 }
 
 impl Task {
@@ -169,30 +173,52 @@ impl Task {
         }
     }
 
+    /// One round for one account. Each conversation on its own: one that fails is tried again next round (the
+    /// account is not marked current, so the same window is looked at again), the others go on.
     async fn look(&self, link: &Link, started: i64, report: &mut Report) -> Result<(), Failure> {
         let client =
             Client::of_link(&self.http, link).map_err(|_| Failure::Chatwoot(Problem::BadToken))?;
         let max = i64::try_from(self.upkeep.catchup_max.as_millis()).unwrap_or(i64::MAX);
+        // The first round starts when the account was linked: what was written before is not the relay's.
         let since = link
             .caught_up_at
-            .unwrap_or(0)
+            .unwrap_or(link.created_at)
             .max(started.saturating_sub(max));
         // A minute more, for clocks that differ a little.
         let seconds = (started - since) / 1000 + 60;
         // The account's inboxes read again: one made and routed since the link counts too.
+        self.pace().await;
         let inboxes = client.inboxes(link.account_id).await?;
         let known: Vec<KnownInbox> = inboxes.iter().map(|i| i.known(link.id)).collect();
         chatwoot_inboxes::replace(&self.db, link.id, &known).await?;
+        self.intake.linked().reload(&self.db).await?;
+        let mut failed = None;
         for inbox in self.routed_inboxes(link).await? {
+            self.pace().await;
             let conversations = client
                 .conversations_updated(link.account_id, inbox.0, seconds)
                 .await?;
             for conversation in conversations {
-                self.conversation(&client, link, inbox, &conversation, since, report)
-                    .await?;
+                let read = Read {
+                    client: &client,
+                    link,
+                    inbox,
+                    conversation: &conversation,
+                    since,
+                    started,
+                };
+                match self.conversation(&read, report).await {
+                    Ok(()) => {}
+                    // Chatwoot asks for fewer calls: the rest waits for the next round.
+                    Err(e @ Failure::Chatwoot(Problem::RateLimited)) => return Err(e),
+                    Err(e) => {
+                        tracing::warn!(account_id = link.account_id, conversation_id = conversation.id, problem = %e, "cannot catch up with a conversation; trying again next round");
+                        failed.get_or_insert(e);
+                    }
+                }
             }
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 
     /// The account's inboxes that have a route.
@@ -211,28 +237,37 @@ impl Task {
             .collect())
     }
 
-    /// The conversation's messages after the last one the relay stored; each reply it never received is
-    /// recovered.
-    async fn conversation(
-        &self,
-        client: &Client,
-        link: &Link,
-        inbox: InboxId,
-        conversation: &Conversation,
-        since: i64,
-        report: &mut Report,
-    ) -> Result<(), Failure> {
-        let mut after = recovered::last_known_message(&self.db, inbox, conversation.id)
-            .await?
-            .unwrap_or(0);
+    /// The conversation's messages after the last one catching up has read (a first visit: those written since
+    /// the account was last current); each reply the relay never received is recovered. How far it has read is
+    /// kept, up to the newest message old enough that no lower id can still appear (Chatwoot's ids are given
+    /// out before commit, so a message may become visible after a newer one).
+    async fn conversation(&self, read: &Read<'_>, report: &mut Report) -> Result<(), Failure> {
+        let (link, conversation) = (read.link, read.conversation);
+        let cursor = recovered::read_to(&self.db, link.id, conversation.id).await?;
+        let mut after = cursor.unwrap_or(0);
+        let mut settled = true;
         loop {
-            let page = client
+            self.pace().await;
+            let page = read
+                .client
                 .messages_after(link.account_id, conversation.id, after)
                 .await?;
             for message in &page {
-                self.message(link, inbox, conversation, message, since, report)
-                    .await?;
-                after = after.max(message["id"].as_i64().unwrap_or(after));
+                let Some(id) = message["id"].as_i64().filter(|id| *id > after) else {
+                    continue;
+                };
+                let written_at = written_at(message);
+                // A first visit looks back only to when the account was last current (a minute of slack for
+                // clocks; a reply seen before is known by its identity, so it is not sent twice).
+                let new = cursor.is_some() || written_at >= read.since.saturating_sub(60_000);
+                if new {
+                    self.message(read, message, written_at, report).await?;
+                }
+                after = id;
+                settled &= written_at <= read.started.saturating_sub(SETTLE_MS);
+                if settled {
+                    recovered::set_read_to(&self.db, link.id, conversation.id, id).await?;
+                }
             }
             if page.len() < 100 {
                 return Ok(());
@@ -242,26 +277,21 @@ impl Task {
 
     async fn message(
         &self,
-        link: &Link,
-        inbox: InboxId,
-        conversation: &Conversation,
+        read: &Read<'_>,
         m: &Value,
-        since: i64,
+        written_at: i64,
         report: &mut Report,
     ) -> Result<(), Failure> {
+        let (link, inbox) = (read.link, read.inbox);
         let Some(id) = m["id"].as_i64() else {
             return Ok(());
         };
-        let written_at = m["created_at"].as_i64().unwrap_or(0).saturating_mul(1000);
         let reply = m["message_type"].as_i64() == Some(1)
             && m["private"].as_bool() != Some(true)
             && !m["source_id"]
                 .as_str()
                 .is_some_and(|s| s.starts_with("WAID:"));
-        // Chatwoot's times are whole seconds, and clocks differ a little: a minute of slack (a reply seen before
-        // is known by its identity, so it is not sent twice).
         if !reply
-            || written_at < since.saturating_sub(60_000)
             || recovered::known(&self.db, link.account_id, id).await?
             || recovered::delivered_before(&self.db, inbox, id).await?
         {
@@ -271,10 +301,10 @@ impl Task {
             link_id: link.id,
             account_id: link.account_id,
             inbox_id: inbox,
-            conversation_id: conversation.id,
+            conversation_id: read.conversation.id,
             message_id: id,
             written_at,
-            body: rebuild(link.account_id, inbox, conversation, m),
+            body: rebuild(link.account_id, inbox, read.conversation, m),
         };
         let fresh = now_ms() - written_at
             <= i64::try_from(self.upkeep.send_within.as_millis()).unwrap_or(i64::MAX);
@@ -293,6 +323,36 @@ impl Task {
         }
         Ok(())
     }
+
+    /// Waits for the next call's turn: catching up stays far below Chatwoot's rate limit (3 000 calls a minute
+    /// per address by default), which the relay's feedback and the office's own tools share.
+    async fn pace(&self) {
+        let mut next = self.next_call.lock().await;
+        tokio::time::sleep_until(*next).await;
+        *next = tokio::time::Instant::now() + CALL_GAP;
+    }
+}
+
+/// How long after a message was written catching up counts on no lower id of its conversation still appearing.
+const SETTLE_MS: i64 = 60_000;
+/// The least time between two of catching up's calls to Chatwoot: at most 600 a minute.
+const CALL_GAP: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// When a REST message was written (unix ms; Chatwoot's clock).
+fn written_at(m: &Value) -> i64 {
+    m["created_at"].as_i64().unwrap_or(0).saturating_mul(1000)
+}
+
+/// What one conversation is read with.
+struct Read<'a> {
+    client: &'a Client,
+    link: &'a Link,
+    inbox: InboxId,
+    conversation: &'a Conversation,
+    /// When the account was last current (the relay's clock, unix ms).
+    since: i64,
+    /// When this round started.
+    started: i64,
 }
 
 impl Task {

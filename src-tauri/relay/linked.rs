@@ -1,5 +1,6 @@
 //! The Chatwoot accounts linked to the relay, as `POST /webhook` sees them: the secret each one's webhook is
-//! signed with, and when a signed webhook of each last arrived (what the reachability check waits for).
+//! signed with, which inboxes each one has (as last read from Chatwoot), and when a signed webhook of each last
+//! arrived (what the reachability check waits for).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError, RwLock};
@@ -7,6 +8,7 @@ use std::sync::{Mutex, PoisonError, RwLock};
 use tokio::sync::watch;
 
 use crate::config::Secret;
+use crate::store::{Db, chatwoot_inboxes, chatwoot_links};
 
 /// When an account's webhook last reached the relay, in unix milliseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -17,9 +19,17 @@ pub struct Heard {
     pub refused_at: Option<i64>,
 }
 
+/// What the linked accounts sign with: account id → its webhook's secrets, and inbox id → the linked accounts
+/// that have it.
+#[derive(Debug, Clone, Default)]
+struct Keys {
+    secrets: HashMap<i64, Vec<Secret<String>>>,
+    inboxes: HashMap<i64, Vec<i64>>,
+}
+
 #[derive(Debug)]
 pub struct Linked {
-    secrets: RwLock<HashMap<i64, Vec<Secret<String>>>>,
+    keys: RwLock<Keys>,
     heard: Mutex<HashMap<i64, Heard>>,
     /// Bumped whenever `heard` changes.
     news: watch::Sender<u64>,
@@ -28,7 +38,7 @@ pub struct Linked {
 impl Default for Linked {
     fn default() -> Self {
         Self {
-            secrets: RwLock::default(),
+            keys: RwLock::default(),
             heard: Mutex::default(),
             news: watch::Sender::new(0),
         }
@@ -36,18 +46,49 @@ impl Default for Linked {
 }
 
 impl Linked {
-    /// Replaces the secrets: account id → what its webhook is signed with.
-    pub fn set_secrets(&self, secrets: HashMap<i64, Vec<Secret<String>>>) {
-        *self.secrets.write().unwrap_or_else(PoisonError::into_inner) = secrets;
+    /// Reads again what the linked accounts sign with and which inboxes they have (a link, its webhook or its
+    /// inboxes changed).
+    ///
+    /// # Errors
+    /// The database cannot be read.
+    pub async fn reload(&self, db: &Db) -> sqlx::Result<()> {
+        let mut keys = Keys::default();
+        let links = chatwoot_links::list(db).await?;
+        for link in &links {
+            if let Some(secret) = &link.webhook_secret {
+                keys.secrets
+                    .entry(link.account_id)
+                    .or_default()
+                    .push(Secret::new(secret.clone()));
+            }
+        }
+        for inbox in chatwoot_inboxes::list(db).await? {
+            if let Some(link) = links.iter().find(|l| l.id == inbox.link_id) {
+                keys.inboxes
+                    .entry(inbox.inbox_id)
+                    .or_default()
+                    .push(link.account_id);
+            }
+        }
+        *self.keys.write().unwrap_or_else(PoisonError::into_inner) = keys;
+        Ok(())
     }
 
-    /// The secrets of `account`'s registered webhook; empty when it has none.
-    pub(super) fn secrets(&self, account: Option<i64>) -> Vec<Secret<String>> {
-        let Some(account) = account else {
-            return Vec::new();
+    /// The secrets of the linked accounts that have `inbox`, each with its account; with `None`, those of every
+    /// linked account.
+    pub(super) fn secrets(&self, inbox: Option<i64>) -> Vec<(i64, Secret<String>)> {
+        let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
+        let accounts: Vec<i64> = match inbox {
+            Some(inbox) => keys.inboxes.get(&inbox).cloned().unwrap_or_default(),
+            None => keys.secrets.keys().copied().collect(),
         };
-        let secrets = self.secrets.read().unwrap_or_else(PoisonError::into_inner);
-        secrets.get(&account).cloned().unwrap_or_default()
+        accounts
+            .into_iter()
+            .flat_map(|account| {
+                let secrets = keys.secrets.get(&account).into_iter().flatten();
+                secrets.map(move |secret| (account, secret.clone()))
+            })
+            .collect()
     }
 
     /// Notes that a webhook of a linked `account` arrived, signed rightly or not.

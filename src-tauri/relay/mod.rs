@@ -78,6 +78,8 @@ struct Parts {
     chatwoot_secrets: Vec<Secret<String>>,
     /// Linked Chatwoot accounts: their webhooks' secrets, and when each was last heard from.
     linked: Linked,
+    /// Accepting unsigned webhooks is written to the log at most once an hour.
+    open_door: crate::logging::Sparse,
 }
 
 impl Intake {
@@ -95,6 +97,7 @@ impl Intake {
             admission: Admission::new(max_body),
             chatwoot_secrets,
             linked: Linked::default(),
+            open_door: crate::logging::Sparse::every(std::time::Duration::from_secs(3600)),
         }))
     }
 
@@ -424,15 +427,24 @@ impl Intake {
         })
     }
 
-    /// Checks Chatwoot's signature where a secret is configured for the webhook's inbox or account (or for all).
+    /// Checks Chatwoot's signature. Which secrets a webhook must be signed with is decided by the relay's
+    /// settings and the inbox it is routed by, never by the body's other fields (an account id a stranger
+    /// writes, leaves out or spells as a string): the inbox's route's own secret, else `CHATGOWA_CHATWOOT_SECRET`,
+    /// and the webhook secrets of the linked accounts that have the inbox. An inbox with none of these, or a
+    /// webhook without an inbox, must be signed with any secret the relay knows. Only a relay that knows no
+    /// secret at all takes unsigned webhooks (and says so: [`Intake::signatures_required`]).
     fn check_signature(&self, headers: &HeaderMap, body: &[u8], payload: &Payload) -> Result<()> {
-        let linked = self.0.linked.secrets(payload.account_id);
-        let is_linked = !linked.is_empty();
-        let mut secrets = self.signing_secrets(payload.inbox_id);
-        secrets.extend(linked);
-        if secrets.is_empty() {
+        let keys = self.signing_keys(payload.inbox_id);
+        if keys.is_empty() {
+            self.0.open_door.warn(
+                "unsigned_webhooks",
+                "an unsigned webhook was accepted: anyone who can reach this port can send WhatsApp messages in \
+                 the business's name; link the Chatwoot account and register its webhook, or set \
+                 CHATGOWA_CHATWOOT_SECRET",
+            );
             return Ok(());
         }
+        let secrets: Vec<Secret<String>> = keys.iter().map(|(_, s)| s.clone()).collect();
         let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         let verified = signature::verify(
             &secrets,
@@ -441,22 +453,68 @@ impl Intake {
             body,
             chrono::Utc::now().timestamp(),
         );
-        if let Some(account) = payload.account_id.filter(|_| is_linked) {
-            self.0.linked.record(account, verified.is_ok());
+        let linked = &self.0.linked;
+        match verified {
+            Ok(n) => {
+                if let Some(account) = keys[n].0 {
+                    linked.record(account, true);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // For the reachability check: a linked account whose webhook arrives signed wrongly.
+                let account = payload
+                    .account_id
+                    .filter(|a| keys.iter().any(|(k, _)| *k == Some(*a)));
+                if let Some(account) = account {
+                    linked.record(account, false);
+                }
+                tracing::info!(event = payload.event, inbox_id = ?payload.inbox_id, problem = %e, "webhook refused");
+                Err(Error::Unauthorized(e.to_string()))
+            }
         }
-        verified.map_err(|e| {
-            tracing::info!(event = payload.event, inbox_id = ?payload.inbox_id, problem = %e, "webhook refused");
-            Error::Unauthorized(e.to_string())
-        })
     }
 
-    /// The secrets a webhook for `inbox_id` must be signed with besides its account's: its route's own, else
-    /// `CHATGOWA_CHATWOOT_SECRET`; none (and no linked account) means no signature is required.
-    fn signing_secrets(&self, inbox_id: Option<InboxId>) -> Vec<Secret<String>> {
+    /// The secrets a webhook for `inbox_id` may be signed with, each with its linked account (see
+    /// [`Intake::check_signature`]); empty only when the relay knows no secret.
+    fn signing_keys(&self, inbox_id: Option<InboxId>) -> Vec<(Option<i64>, Secret<String>)> {
         let own = inbox_id
             .and_then(|inbox_id| self.0.dispatcher.route(inbox_id))
             .and_then(|route| route.chatwoot_secret.as_deref().map(config::secrets));
-        own.unwrap_or_else(|| self.0.chatwoot_secrets.clone())
+        let mut keys: Vec<_> = own
+            .unwrap_or_else(|| self.0.chatwoot_secrets.clone())
+            .into_iter()
+            .map(|secret| (None, secret))
+            .collect();
+        if let Some(inbox_id) = inbox_id {
+            let linked = self.0.linked.secrets(Some(inbox_id.0));
+            keys.extend(linked.into_iter().map(|(a, s)| (Some(a), s)));
+        }
+        if keys.is_empty() {
+            keys = self.known_keys();
+        }
+        keys
+    }
+
+    /// Every secret the relay knows: the linked accounts', `CHATGOWA_CHATWOOT_SECRET` and the routes' own.
+    fn known_keys(&self) -> Vec<(Option<i64>, Secret<String>)> {
+        let linked = self.0.linked.secrets(None).into_iter();
+        let routes = self.0.dispatcher.routes();
+        let own = routes
+            .values()
+            .filter_map(|route| route.chatwoot_secret.as_deref())
+            .flat_map(config::secrets);
+        linked
+            .map(|(a, s)| (Some(a), s))
+            .chain(self.0.chatwoot_secrets.iter().cloned().map(|s| (None, s)))
+            .chain(own.map(|s| (None, s)))
+            .collect()
+    }
+
+    /// Whether webhooks must be signed: false only while the relay knows no Chatwoot secret at all, when
+    /// anyone who can reach the webhook can send WhatsApp messages in the business's name.
+    pub fn signatures_required(&self) -> bool {
+        !self.known_keys().is_empty()
     }
 }
 

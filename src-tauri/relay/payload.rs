@@ -83,6 +83,21 @@ struct ConversationRef {
     account: Option<Obj<InboxRef>>,
 }
 
+/// Longest `event` kept (Chatwoot's names have under 30 characters): the name is stored, logged and shown, so a
+/// stranger's megabyte of it is cut here.
+pub const MAX_EVENT: usize = 64;
+
+/// Cuts `text` to at most `max` bytes, on a character boundary.
+pub fn cut(text: &mut String, max: usize) {
+    if text.len() > max {
+        let end = (0..=max)
+            .rev()
+            .find(|&n| text.is_char_boundary(n))
+            .unwrap_or(0);
+        text.truncate(end);
+    }
+}
+
 /// Parses a webhook body.
 ///
 /// # Errors
@@ -100,7 +115,8 @@ pub fn parse(body: &[u8]) -> Result<Payload, PayloadError> {
     if depth(body) > MAX_DEPTH {
         return Err(PayloadError::TooDeep);
     }
-    let event = raw.event.and_then(|t| t.0).unwrap_or_default();
+    let mut event = raw.event.and_then(|t| t.0).unwrap_or_default();
+    cut(&mut event, MAX_EVENT);
     let mut conversation = raw.conversation.and_then(|c| c.0).unwrap_or_default();
     // The first place that has an id decides, even if its value is unusable.
     let inbox_id = raw

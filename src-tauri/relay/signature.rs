@@ -27,7 +27,7 @@ pub enum SignatureError {
     Mismatch,
 }
 
-/// Checks a webhook against `secrets`; `now` is unix seconds.
+/// Checks a webhook against `secrets`; `now` is unix seconds. Which secret matched (its index).
 ///
 /// # Errors
 /// A header is missing or malformed, the timestamp is stale, or no secret produces the signature.
@@ -37,7 +37,7 @@ pub fn verify(
     signature: Option<&str>,
     body: &[u8],
     now: i64,
-) -> Result<(), SignatureError> {
+) -> Result<usize, SignatureError> {
     let (Some(timestamp), Some(signature)) = (timestamp, signature) else {
         return Err(SignatureError::Missing);
     };
@@ -54,17 +54,16 @@ pub fn verify(
         .and_then(|hex| hex::decode(hex).ok())
         .ok_or(SignatureError::Mismatch)?;
     // Every secret is tried, so the time taken does not tell which one matched.
-    let matched = secrets.iter().fold(false, |matched, secret| {
-        let ok = mac(secret.expose(), timestamp.trim(), body)
-            .verify_slice(&given)
-            .is_ok();
-        matched | ok
-    });
-    if matched {
-        Ok(())
-    } else {
-        Err(SignatureError::Mismatch)
-    }
+    let matched = secrets
+        .iter()
+        .enumerate()
+        .fold(None, |matched, (n, secret)| {
+            let ok = mac(secret.expose(), timestamp.trim(), body)
+                .verify_slice(&given)
+                .is_ok();
+            matched.or(ok.then_some(n))
+        });
+    matched.ok_or(SignatureError::Mismatch)
 }
 
 /// `sha256=<hex>` for `body` signed at `timestamp`, as Chatwoot sends it.
@@ -115,10 +114,7 @@ mod tests {
         let ok = |secrets: &[Secret<String>], sig: &str, now: i64| {
             verify(secrets, Some(VECTOR_TS), Some(sig), &body, now)
         };
-        assert_eq!(
-            ok(&secrets(&[VECTOR_SECRET]), VECTOR_SIGNATURE, now),
-            Ok(())
-        );
+        assert_eq!(ok(&secrets(&[VECTOR_SECRET]), VECTOR_SIGNATURE, now), Ok(0));
         // Any one secret of a rotation list will do.
         assert_eq!(
             ok(
@@ -126,11 +122,11 @@ mod tests {
                 VECTOR_SIGNATURE,
                 now + 300
             ),
-            Ok(())
+            Ok(1)
         );
         assert_eq!(
             ok(&secrets(&[VECTOR_SECRET]), VECTOR_SIGNATURE, now - 300),
-            Ok(())
+            Ok(0)
         );
         assert_eq!(
             ok(&secrets(&[VECTOR_SECRET]), VECTOR_SIGNATURE, now + 301),
@@ -143,7 +139,7 @@ mod tests {
         let upper = VECTOR_SIGNATURE
             .to_uppercase()
             .replace("SHA256=", "sha256=");
-        assert_eq!(ok(&secrets(&[VECTOR_SECRET]), &upper, now), Ok(()));
+        assert_eq!(ok(&secrets(&[VECTOR_SECRET]), &upper, now), Ok(0));
         for bad in [
             "7b522d6052446175fc3076b9f47236002d6dd7beef4af12d98622a1332b49737",
             "sha256=",

@@ -122,14 +122,16 @@ pub async fn set_caught_up(db: &Db, id: i64, at: i64) -> sqlx::Result<()> {
     })
 }
 
-/// Removes a link and its inboxes; false when there was none.
+/// Removes a link, its inboxes and how far catching up read it; false when there was none.
 pub async fn delete(db: &Db, id: i64) -> sqlx::Result<bool> {
     on!(db, |pool| {
         let mut tx = pool.begin().await?;
-        sqlx::query("DELETE FROM chatwoot_inboxes WHERE link_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        for table in ["chatwoot_inboxes", "chatwoot_catchup"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE link_id = $1"))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
         let gone = sqlx::query("DELETE FROM chatwoot_links WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)

@@ -126,20 +126,36 @@ pub async fn recovered_among(db: &Db, ids: &[DeliveryId]) -> sqlx::Result<Vec<De
     })
 }
 
-/// The largest message id of a conversation the relay has stored a delivery for.
-pub async fn last_known_message(
-    db: &Db,
-    inbox: InboxId,
-    conversation: i64,
-) -> sqlx::Result<Option<i64>> {
+/// How far catching up has read a conversation of a link: the highest message id up to which it has looked at
+/// every message (`None`: never).
+pub async fn read_to(db: &Db, link: i64, conversation: i64) -> sqlx::Result<Option<i64>> {
     on!(db, |pool| {
         sqlx::query_scalar(
-        "SELECT max(message_id) FROM deliveries WHERE inbox_id = $1 AND conversation_id = $2 AND message_id IS NOT NULL",
-    )
-    .bind(inbox)
-    .bind(conversation)
-    .fetch_one(pool)
-    .await
+            "SELECT read_to FROM chatwoot_catchup WHERE link_id = $1 AND conversation_id = $2",
+        )
+        .bind(link)
+        .bind(conversation)
+        .fetch_optional(pool)
+        .await
+    })
+}
+
+/// Records that catching up has looked at every message of a conversation up to `message`; never moves back.
+pub async fn set_read_to(db: &Db, link: i64, conversation: i64, message: i64) -> sqlx::Result<()> {
+    on!(db, |pool| {
+        sqlx::query(
+            "INSERT INTO chatwoot_catchup (link_id, conversation_id, read_to, updated_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (link_id, conversation_id) DO UPDATE
+               SET read_to = excluded.read_to, updated_at = excluded.updated_at
+               WHERE chatwoot_catchup.read_to < excluded.read_to",
+        )
+        .bind(link)
+        .bind(conversation)
+        .bind(message)
+        .bind(now_ms())
+        .execute(pool)
+        .await?;
+        Ok(())
     })
 }
 

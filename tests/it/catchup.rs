@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::chatwoot_api::{ADMIN_TOKEN, ChatwootApi, Message, Mode, link_account};
 use crate::support::{
-    ADMIN_PASS, ADMIN_USER, Admin, Gowa, Server, TestRelay, eventually, free_port,
+    ADMIN_PASS, ADMIN_USER, Admin, Gowa, Server, TestRelay, eventually, execute, free_port,
 };
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -179,6 +179,103 @@ async fn linked(
     (relay, link)
 }
 
+/// Waits for the account's first catch-up.
+async fn caught_up_once(relay: &TestRelay) {
+    eventually("the first catch-up", WAIT, || async {
+        let status = relay.admin.get_ok("/admin/chatwoot").await;
+        status["links"][0]["caughtUp"]["at"]
+            .is_string()
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_lost_reply_is_caught_up_even_once_a_newer_reply_of_its_conversation_arrived() {
+    let chatwoot = ChatwootApi::start().await;
+    let gowa = Gowa::start().await;
+    let (relay, _) = linked(&chatwoot, &gowa, |c| {
+        c.upkeep.catchup_interval = Duration::from_millis(500)
+    })
+    .await;
+    caught_up_once(&relay).await;
+    // Reply A's webhook is lost (a tunnel blip); reply B, written right after, arrives.
+    let lost = chatwoot.with(|w| {
+        w.deliver = false;
+        let lost = w.agent_replies(1, 41, "Pesanan Anda sudah kami terima");
+        w.deliver = true;
+        lost
+    });
+    let newer = chatwoot.with(|w| w.agent_replies(1, 41, "Akan dikirim besok"));
+    gowa.wait_for("the newer reply", WAIT, |_| {
+        arrivals_of(&gowa, newer).len() == 1
+    })
+    .await;
+    gowa.wait_for("the lost reply caught up", WAIT, |_| {
+        arrivals_of(&gowa, lost).len() == 1
+    })
+    .await;
+    // More rounds send nothing again.
+    for _ in 0..2 {
+        let before =
+            relay.admin.get_ok("/admin/chatwoot").await["links"][0]["caughtUp"]["at"].clone();
+        eventually("another catch-up", WAIT, || async {
+            let now =
+                relay.admin.get_ok("/admin/chatwoot").await["links"][0]["caughtUp"]["at"].clone();
+            (now != before).then_some(())
+        })
+        .await;
+    }
+    assert_eq!(arrivals_of(&gowa, lost).len(), 1);
+    assert_eq!(arrivals_of(&gowa, newer).len(), 1);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn the_first_catch_up_after_linking_does_not_resend_what_was_written_before() {
+    let chatwoot = ChatwootApi::start().await;
+    let gowa = Gowa::start().await;
+    // Replies of the last hours that GoWA sent by another way, before the relay was linked.
+    let (before_one, before_two) =
+        chatwoot.with(|w| w.replies_two_hours_ago(41, ["Sudah dikirim", "Juga sudah"]));
+    let recent = chatwoot.with(|w| {
+        w.deliver = false;
+        let mut reply = message(41, "Sepuluh menit lalu");
+        reply.created_at -= 600;
+        let id = w.add_message(reply);
+        w.deliver = true;
+        id
+    });
+    let (relay, _) = linked(&chatwoot, &gowa, |c| {
+        c.upkeep.catchup_interval = Duration::from_millis(300)
+    })
+    .await;
+    caught_up_once(&relay).await;
+    relay.state.catch_up.now();
+    let caught_then =
+        relay.admin.get_ok("/admin/chatwoot").await["links"][0]["caughtUp"]["at"].clone();
+    eventually("another catch-up", WAIT, || async {
+        let now = relay.admin.get_ok("/admin/chatwoot").await["links"][0]["caughtUp"]["at"].clone();
+        (now != caught_then).then_some(())
+    })
+    .await;
+    for id in [before_one, before_two, recent] {
+        assert!(
+            arrivals_of(&gowa, id).is_empty(),
+            "{id} was written before the link"
+        );
+    }
+    assert_eq!(
+        relay.admin.get_ok("/admin/chatwoot/held").await["held"],
+        json!([])
+    );
+    assert!(
+        chatwoot.with(|w| w.notes_under(before_one).is_empty()),
+        "no false note"
+    );
+    relay.stop().await;
+}
+
 #[tokio::test]
 async fn a_tunnel_outage_is_caught_up_within_one_interval() {
     let chatwoot = ChatwootApi::start().await;
@@ -202,12 +299,21 @@ async fn a_tunnel_outage_is_caught_up_within_one_interval() {
 async fn an_old_recovered_reply_waits_for_send_now_or_discard() {
     let chatwoot = ChatwootApi::start().await;
     let gowa = Gowa::start().await;
-    let (old_one, old_two) =
-        chatwoot.with(|w| w.replies_two_hours_ago(41, ["Balasan lama satu", "Balasan lama dua"]));
     let (relay, _) = linked(&chatwoot, &gowa, |c| {
-        c.upkeep.catchup_interval = Duration::from_millis(300)
+        c.upkeep.catchup_interval = Duration::from_secs(3600)
     })
     .await;
+    caught_up_once(&relay).await;
+    // Linked long ago, last current three hours ago (the office PC was off since).
+    let three_hours_ago = chrono::Utc::now().timestamp_millis() - 3 * 3600 * 1000;
+    execute(
+        &relay.state.db,
+        &format!("UPDATE chatwoot_links SET created_at = {three_hours_ago}, caught_up_at = {three_hours_ago}"),
+    )
+    .await;
+    let (old_one, old_two) =
+        chatwoot.with(|w| w.replies_two_hours_ago(41, ["Balasan lama satu", "Balasan lama dua"]));
+    relay.state.catch_up.now();
     let held = eventually("both held", WAIT, || async {
         let body = relay.admin.get_ok("/admin/chatwoot/held").await;
         (body["held"].as_array()?.len() == 2).then_some(body)
@@ -247,6 +353,7 @@ async fn an_old_recovered_reply_waits_for_send_now_or_discard() {
     // Later catch-ups do not bring the discarded one back.
     let caught_then =
         relay.admin.get_ok("/admin/chatwoot").await["links"][0]["caughtUp"]["at"].clone();
+    relay.state.catch_up.now();
     eventually("another catch-up", WAIT, || async {
         let now = relay.admin.get_ok("/admin/chatwoot").await["links"][0]["caughtUp"]["at"].clone();
         (now != caught_then).then_some(())
@@ -278,7 +385,10 @@ async fn a_chatwoot_that_is_down_or_refuses_the_token_is_reported_and_relaying_g
     })
     .await;
     let answer = relay
-        .post_webhook(crate::support::message(7, 9, 1), None)
+        .post_signed_webhook(
+            crate::support::message(7, 9, 1),
+            &chatwoot.hooks()[0].secret,
+        )
         .await;
     assert_eq!(answer["queued"], true);
     gowa.wait_for("relaying goes on", WAIT, |r| {

@@ -184,7 +184,10 @@ async fn a_reply_in_another_kind_of_inbox_gets_the_note_and_a_chatwoot_that_is_d
     // Relaying goes on meanwhile.
     replies_fail(&gowa, 200);
     let other = relay
-        .post_webhook(crate::support::message(7, 5, 1), None)
+        .post_signed_webhook(
+            crate::support::message(7, 5, 1),
+            &chatwoot.hooks()[0].secret,
+        )
         .await;
     assert_eq!(other["queued"], true);
     gowa.wait_for("another reply delivered", WAIT, |r| {

@@ -25,6 +25,7 @@ mod drift;
 mod e2e;
 mod faults;
 mod feedback;
+mod forged;
 mod layers;
 mod link;
 mod listeners;

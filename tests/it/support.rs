@@ -299,6 +299,24 @@ impl TestRelay {
         if let Some(id) = delivery_id {
             request = request.header("x-chatwoot-delivery", id);
         }
+        Self::answer(request).await
+    }
+
+    /// Posts a webhook signed with `secret` as Chatwoot signs it, now; the relay's JSON answer (asserting 200).
+    pub async fn post_signed_webhook(&self, body: Vec<u8>, secret: &str) -> serde_json::Value {
+        let ts = chrono::Utc::now().timestamp().to_string();
+        let signature = chatgowa_lib::relay::signature::sign(secret, &ts, &body);
+        let request = self
+            .http
+            .post(format!("{}/webhook", self.base))
+            .header("content-type", "application/json")
+            .header("x-chatwoot-timestamp", ts)
+            .header("x-chatwoot-signature", signature)
+            .body(body);
+        Self::answer(request).await
+    }
+
+    async fn answer(request: reqwest::RequestBuilder) -> serde_json::Value {
         let response = request.send().await.unwrap();
         assert_eq!(response.status(), 200);
         response.json().await.unwrap()

@@ -15,7 +15,7 @@ use super::{Committed, Decision, Done, MAX_BATCH, Op, WriteError, finish, refuse
 use crate::ids::{DeliveryId, InboxId};
 use crate::store::attempts::Attempt;
 use crate::store::deliveries::{DeliveryStatus, NewDelivery, NextState};
-use crate::store::{lanes, now_ms};
+use crate::store::{lanes, now_ms, unrouted_inboxes};
 
 /// Tries at inserting a webhook whose key another relay's delivery held and lost meanwhile (pruned).
 const KEY_RACES: usize = 3;
@@ -295,18 +295,29 @@ async fn count_duplicate(tx: &mut PgConnection, id: DeliveryId) -> sqlx::Result<
     Ok(())
 }
 
+/// As [`unrouted_inboxes::record`] on SQLite.
 async fn count_unrouted(tx: &mut PgConnection, d: &NewDelivery, now: i64) -> sqlx::Result<()> {
-    sqlx::query(
+    let count: i64 = sqlx::query_scalar(
         "INSERT INTO unrouted_inboxes (inbox_id, count, first_seen, last_seen, last_event)
          VALUES ($1, 1, $2, $2, $3)
          ON CONFLICT (inbox_id) DO UPDATE
-           SET count = unrouted_inboxes.count + 1, last_seen = $2, last_event = $3",
+           SET count = unrouted_inboxes.count + 1, last_seen = $2, last_event = $3
+         RETURNING count",
     )
     .bind(d.inbox_id)
     .bind(now)
     .bind(&d.event)
-    .execute(&mut *tx)
+    .fetch_one(&mut *tx)
     .await?;
+    if count == 1 {
+        sqlx::query(
+            "DELETE FROM unrouted_inboxes WHERE inbox_id IN
+               (SELECT inbox_id FROM unrouted_inboxes ORDER BY last_seen DESC, inbox_id DESC OFFSET $1)",
+        )
+        .bind(unrouted_inboxes::MAX_ROWS)
+        .execute(&mut *tx)
+        .await?;
+    }
     Ok(())
 }
 

@@ -36,6 +36,9 @@ async function webhookAddress(stats) {
 /** What the admin should look at now, most urgent first: a sentence and where to fix it. */
 function attention({ stats, routes, held }) {
   const items = [];
+  if (stats.webhooksSigned === false) {
+    items.push({ kind: "bad", what: t("attention.unsigned"), href: "#/chatwoot", why: t("attention.unsignedWhy") });
+  }
   for (const route of routes) {
     const name = routeLabel(route);
     if (route.dead > 0) {
@@ -59,7 +62,8 @@ function attention({ stats, routes, held }) {
     return h("li", { class: item.kind, "data-route-id": item.id ?? null },
       h("span", { class: "what" }, item.what),
       h("a", { href: item.href, class: "fix" }, t("attention.fix")),
-      item.why ? h("span", { class: "why" }, failureText(item.why, targetOf(route?.webhookUrl))) : null);
+      item.why ? h("span", { class: "why" },
+        typeof item.why === "string" ? item.why : failureText(item.why, targetOf(route?.webhookUrl))) : null);
   });
 }
 
