@@ -60,7 +60,7 @@ impl App {
             abort: CancellationToken::new(),
         };
         let metrics = Metrics::default();
-        let limits = Limits::new(open_files_limit(), metrics.clone());
+        let limits = Limits::new(open_files_limit(), metrics.clone(), &config.trusted_proxies);
         let dispatcher = lanes(&config, &db, &writer, lifecycle.clone(), &metrics)?;
         let events = Events::default();
         let pruner = retention::Waker::default();

@@ -95,6 +95,10 @@ pub struct Settings {
     /// of a relay that died are taken over after this. At least the attempt timeout plus 5 s.
     #[arg(long, env = "CHATGOWA_LANE_LEASE", global = true)]
     pub lane_lease: Option<String>,
+    /// Proxies and tunnels in front of the relay (CIDRs or addresses, comma-separated): their connections are
+    /// not capped per address, and the client is read from `X-Forwarded-For` / `Forwarded` through them.
+    #[arg(long, env = "CHATGOWA_TRUSTED_PROXIES", global = true)]
+    pub trusted_proxies: Option<String>,
     /// Chatwoot's webhook secret(s), comma-separated (several during a rotation): webhooks must then carry a
     /// valid `X-Chatwoot-Signature`.
     #[arg(
@@ -224,6 +228,9 @@ pub struct Config {
     /// through the admin API: the names the panel is opened by. A name not listed could be an attacker's
     /// that resolves to this machine (DNS rebinding).
     pub admin_origins: Vec<String>,
+    /// Proxies and tunnels in front of the relay: the client is the address they forwarded for (see
+    /// `server::conn`). Empty: every peer is the client, forwarding headers are ignored.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub fetch_timeout: Duration,
     /// Delay before attempt n+1 is `retry_schedule[n-1]`; the last step repeats until `max_age`.
     pub retry_schedule: Vec<Duration>,
@@ -321,6 +328,12 @@ impl Config {
                 "CHATGOWA_ADMIN_ORIGINS",
                 Vec::new(),
                 parse_origins,
+            )?,
+            trusted_proxies: parse_or(
+                &s.trusted_proxies,
+                "CHATGOWA_TRUSTED_PROXIES",
+                Vec::new(),
+                parse_networks,
             )?,
             lane_lease: lane_lease(s, fetch_timeout)?,
             fetch_timeout,
@@ -769,6 +782,22 @@ fn parse_origins(v: &str) -> Result<Vec<String>, String> {
         .collect()
 }
 
+/// CIDRs (`10.0.0.0/8`, `fd00::/8`) or single addresses, comma-separated.
+fn parse_networks(v: &str) -> Result<Vec<ipnet::IpNet>, String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|n| {
+            n.parse::<ipnet::IpNet>()
+                .or_else(|_| n.parse::<IpAddr>().map(ipnet::IpNet::from))
+                .map(|net| net.trunc())
+                .map_err(|_| {
+                    format!("{n:?}: expected an address or a CIDR such as 127.0.0.1, 10.0.0.0/8 or fd00::/8")
+                })
+        })
+        .collect()
+}
+
 fn parse_window(v: &str) -> Result<Duration, String> {
     if matches!(v, "0" | "off") {
         return Ok(Duration::ZERO);
@@ -1166,7 +1195,7 @@ mod tests {
         proptest! {
             #[test]
             fn any_settings_give_a_config_or_an_error_naming_a_known_variable(
-                fields in prop::collection::vec(typed(), 26)
+                fields in prop::collection::vec(typed(), 27)
             ) {
                 let mut f = fields.into_iter();
                 let mut next = || f.next().flatten();
@@ -1197,6 +1226,7 @@ mod tests {
                     catchup_max: next(),
                     catchup_send_within: next(),
                     lane_lease: next(),
+                    trusted_proxies: next(),
                 };
                 match Config::from_settings(&s, IpAddr::from([127, 0, 0, 1])) {
                     Ok(c) => {

@@ -79,7 +79,7 @@ async fn guard(state: &AppState, request: Request, next: Next) -> Response {
     if given.is_some() {
         // A missing header is the browser asking for the login dialog; a wrong one is a guess.
         state.logins.failed(peer, Instant::now());
-        tracing::warn!(peer = ?peer, "admin login failed");
+        tracing::warn!(client = ?peer, "admin login failed");
     }
     let mut response = ApiError::new(
         StatusCode::UNAUTHORIZED,

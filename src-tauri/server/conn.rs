@@ -1,6 +1,11 @@
 //! Serving one listener's connections so that no cheap client can close the door: HTTP/1.1 only (no h2c, so
 //! one TCP connection carries one request at a time), a header-read timeout that also ends idle keep-alive
 //! connections, small header buffers, and caps on open connections, in all and per address.
+//!
+//! Behind a proxy or tunnel every peer is the proxy. Connections from `CHATGOWA_TRUSTED_PROXIES` are therefore not
+//! capped per address, and each request's client (what handlers find as `ConnectInfo`: the login throttle, the
+//! logs) is read from `X-Forwarded-For` (else `Forwarded`) from the right, through trusted hops only: the first
+//! address a trusted hop added that is not itself trusted. Forwarding headers from any other peer are ignored.
 //! Must not: know routes or state; it serves whatever router it is given.
 
 use std::collections::HashMap;
@@ -40,6 +45,8 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct Limits {
     metrics: Metrics,
+    /// `CHATGOWA_TRUSTED_PROXIES`.
+    trusted: Arc<Vec<ipnet::IpNet>>,
     connections: Arc<Semaphore>,
     per_address: Arc<Mutex<HashMap<IpAddr, usize>>>,
     warnings: Sparse,
@@ -48,7 +55,7 @@ pub struct Limits {
 impl Limits {
     /// Caps open connections at half of what the file-descriptor limit leaves (the database, the log and the
     /// connections to GoWA need the rest), and at most [`MAX_CONNECTIONS`].
-    pub fn new(fd_limit: u64, metrics: Metrics) -> Self {
+    pub fn new(fd_limit: u64, metrics: Metrics, trusted: &[ipnet::IpNet]) -> Self {
         let half = usize::try_from(fd_limit / 2).unwrap_or(usize::MAX);
         let max = half.clamp(16, MAX_CONNECTIONS);
         tracing::info!(
@@ -59,14 +66,19 @@ impl Limits {
         );
         Self {
             metrics,
+            trusted: Arc::new(trusted.to_vec()),
             connections: Arc::new(Semaphore::new(max)),
             per_address: Arc::default(),
             warnings: Sparse::every(WARN_EVERY),
         }
     }
 
-    /// Counts a connection of `peer`; `None` when that address holds its share already.
-    fn admit(&self, peer: IpAddr) -> Option<AddressSlot> {
+    /// Counts a connection of `peer`; `None` when that address holds its share already. A trusted proxy's
+    /// connections are not counted (its clients are many).
+    fn admit(&self, peer: IpAddr) -> Option<Option<AddressSlot>> {
+        if self.is_trusted(peer) {
+            return Some(None);
+        }
         let key = address_key(peer);
         let mut open = self
             .per_address
@@ -77,10 +89,35 @@ impl Limits {
             return None;
         }
         *count += 1;
-        Some(AddressSlot {
+        Some(Some(AddressSlot {
             key,
             open: self.per_address.clone(),
-        })
+        }))
+    }
+
+    fn is_trusted(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.trusted.iter().any(|net| net.contains(&ip))
+    }
+
+    /// The client of a request that came from `peer`: `peer` itself, unless it is a trusted proxy (see the
+    /// module's documentation).
+    pub fn client(&self, peer: IpAddr, headers: &hyper::HeaderMap) -> IpAddr {
+        if !self.is_trusted(peer) {
+            return peer;
+        }
+        let mut client = peer;
+        for hop in forwarded_for(headers).into_iter().rev() {
+            let Some(hop) = hop else {
+                // Not an address: what stands left of it was written by nobody the relay trusts.
+                return client;
+            };
+            client = hop;
+            if !self.is_trusted(hop) {
+                return client;
+            }
+        }
+        client
     }
 
     /// Counts that the limit `kind` was hit, and writes `message` at WARN, at most once per [`WARN_EVERY`] for
@@ -107,6 +144,51 @@ impl Drop for AddressSlot {
             }
         }
     }
+}
+
+/// The addresses a request was forwarded for, left (the first client) to right (the last proxy's peer), from
+/// every `X-Forwarded-For` header, else from `Forwarded`'s `for=`; `None` for an entry that is not an address
+/// (`unknown`, an obfuscated name, junk).
+fn forwarded_for(headers: &hyper::HeaderMap) -> Vec<Option<IpAddr>> {
+    let values = |name: &str| -> Vec<String> {
+        headers
+            .get_all(name)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect()
+    };
+    let xff = values("x-forwarded-for");
+    if !xff.is_empty() {
+        return xff
+            .iter()
+            .flat_map(|v| v.split(','))
+            .map(|entry| hop_address(entry.trim()))
+            .collect();
+    }
+    values("forwarded")
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(|element| {
+            let node = element.split(';').find_map(|pair| {
+                let (key, value) = pair.split_once('=')?;
+                key.trim().eq_ignore_ascii_case("for").then(|| value.trim())
+            });
+            node.and_then(|n| hop_address(n.trim_matches('"')))
+        })
+        .collect()
+}
+
+/// An address as proxies write it: `192.0.2.1`, `192.0.2.1:4711`, `2001:db8::1`, `[2001:db8::1]:4711`.
+fn hop_address(text: &str) -> Option<IpAddr> {
+    text.parse::<IpAddr>()
+        .ok()
+        .or_else(|| text.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| {
+            text.strip_prefix('[')
+                .and_then(|t| t.strip_suffix(']'))
+                .and_then(|t| t.parse().ok())
+        })
+        .map(|ip: IpAddr| ip.to_canonical())
 }
 
 /// An address as the caps count it: IPv4 as it is, IPv6 by its /64 (which one host usually holds entirely).
@@ -154,10 +236,14 @@ pub async fn serve(
             });
             continue;
         };
-        // The router for this connection, with the peer's address where handlers look for it.
+        // The router for this connection, with the client's address where handlers look for it.
         let app = app.clone();
+        let limits = limits.clone();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-            request.extensions_mut().insert(ConnectInfo(peer));
+            let client = limits.client(peer.ip(), request.headers());
+            request
+                .extensions_mut()
+                .insert(ConnectInfo(std::net::SocketAddr::new(client, peer.port())));
             let mut app = app.clone();
             async move { app.call(request.map(axum::body::Body::new)).await }
         });
@@ -236,4 +322,109 @@ fn nodelay(tcp: TcpStream) -> TcpStream {
         tracing::debug!(error = %err, "TCP_NODELAY could not be set");
     }
     tcp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(trusted: &str) -> Limits {
+        let trusted: Vec<ipnet::IpNet> = trusted
+            .split(',')
+            .filter(|t| !t.is_empty())
+            .map(|t| t.parse().unwrap())
+            .collect();
+        Limits::new(1024, Metrics::default(), &trusted)
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> hyper::HeaderMap {
+        let mut map = hyper::HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                hyper::header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
+        }
+        map
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn the_client_is_read_through_trusted_hops_only() {
+        let tunnel = limits("127.0.0.1/32,10.0.0.0/8");
+        let local = ip("127.0.0.1");
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[], "127.0.0.1"),
+            (&[("x-forwarded-for", "203.0.113.7")], "203.0.113.7"),
+            // A stranger's own header is left of what the proxy added.
+            (
+                &[("x-forwarded-for", "1.2.3.4, 203.0.113.7")],
+                "203.0.113.7",
+            ),
+            // Through a second trusted hop.
+            (
+                &[("x-forwarded-for", "203.0.113.7, 10.1.2.3")],
+                "203.0.113.7",
+            ),
+            (
+                &[
+                    ("x-forwarded-for", "203.0.113.7"),
+                    ("x-forwarded-for", "10.1.2.3"),
+                ],
+                "203.0.113.7",
+            ),
+            (
+                &[("x-forwarded-for", "junk, 203.0.113.7:4711")],
+                "203.0.113.7",
+            ),
+            (&[("x-forwarded-for", "203.0.113.7, junk")], "127.0.0.1"),
+            (&[("x-forwarded-for", "[2001:db8::1]:80")], "2001:db8::1"),
+            (
+                &[(
+                    "forwarded",
+                    "for=198.51.100.9;proto=https, for=\"[2001:db8::2]:4711\"",
+                )],
+                "2001:db8::2",
+            ),
+            (
+                &[("forwarded", "for=198.51.100.9;proto=https")],
+                "198.51.100.9",
+            ),
+            (&[("forwarded", "for=unknown")], "127.0.0.1"),
+        ];
+        for (pairs, client) in cases {
+            assert_eq!(
+                tunnel.client(local, &headers(pairs)),
+                ip(client),
+                "{pairs:?}"
+            );
+        }
+        // An untrusted peer's headers are ignored.
+        let stranger = ip("198.51.100.1");
+        let forged = headers(&[("x-forwarded-for", "203.0.113.7")]);
+        assert_eq!(tunnel.client(stranger, &forged), stranger);
+        // Nothing trusted: every peer is the client.
+        assert_eq!(limits("").client(local, &forged), local);
+    }
+
+    #[test]
+    fn a_trusted_proxy_is_not_capped_per_address() {
+        let tunnel = limits("127.0.0.1/32");
+        let held: Vec<_> = (0..CONNECTIONS_PER_ADDRESS * 2)
+            .map(|_| {
+                tunnel
+                    .admit(ip("127.0.0.1"))
+                    .expect("a trusted proxy is never refused")
+            })
+            .collect();
+        assert!(held.iter().all(Option::is_none));
+        let others: Vec<_> = (0..CONNECTIONS_PER_ADDRESS)
+            .map(|_| tunnel.admit(ip("192.0.2.1")).unwrap())
+            .collect();
+        assert!(tunnel.admit(ip("192.0.2.1")).is_none(), "others still are");
+        drop(others);
+    }
 }

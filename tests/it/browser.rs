@@ -548,21 +548,30 @@ async fn first_run(c: &Client, server: &Server, chatwoot: &ChatwootApi, gowa: &G
 async fn replies_found_late_are_sent_or_discarded_from_the_panel() {
     let chatwoot = ChatwootApi::start().await;
     let gowa = Gowa::start().await;
-    let (late, later) = chatwoot.with(|w| {
-        w.replies_two_hours_ago(41, ["Maaf, pesanan Ibu tertunda", "Sudah kami kirim ulang"])
-    });
     let dir = tempfile::tempdir().unwrap();
     let server = Server::spawn(dir.path(), free_port(), &[]);
     server.wait_healthy().await;
     server.add_route(7, &gowa.url("/chatwoot/webhook")).await;
     let admin = crate::support::Admin::login(server.base(), ADMIN_USER, ADMIN_PASS);
-    let (status, body) = admin
-        .post_json(
-            "/admin/chatwoot/links",
-            json!({"url": chatwoot.base, "accountId": 1, "token": ADMIN_TOKEN}),
-        )
-        .await;
+    let link = json!({"url": chatwoot.base, "accountId": 1, "token": ADMIN_TOKEN});
+    let (status, body) = admin.post_json("/admin/chatwoot/links", link.clone()).await;
     assert_eq!(status, 201, "{body}");
+    eventually("the first catch-up", WAIT, || async {
+        let status = admin.get_ok("/admin/chatwoot").await;
+        status["links"][0]["caughtUp"]["at"]
+            .is_string()
+            .then_some(())
+    })
+    .await;
+    // Linked long ago; the office PC was off for the last three hours, while agents replied.
+    crate::chatwoot_api::linked_hours_ago(&crate::support::open_database(dir.path()).await, 3)
+        .await;
+    let (late, later) = chatwoot.with(|w| {
+        w.replies_two_hours_ago(41, ["Maaf, pesanan Ibu tertunda", "Sudah kami kirim ulang"])
+    });
+    // Linking again (as after a restart) catches up at once.
+    let (status, body) = admin.post_json("/admin/chatwoot/links", link).await;
+    assert!(status.is_success(), "{body}");
     let driver = Driver::start().await;
     let c = driver.browser(&dir.path().join("profile")).await;
     in_browser(&c, "held", async {

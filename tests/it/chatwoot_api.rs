@@ -214,6 +214,17 @@ pub async fn link_account(relay: &crate::support::TestRelay, chatwoot: &Chatwoot
     link
 }
 
+/// Makes every linked account of `db` look linked, and last caught up with, `hours` ago (the office PC was off
+/// since): catching up then looks back that far.
+pub async fn linked_hours_ago(db: &chatgowa_lib::store::Db, hours: i64) {
+    let at = chrono::Utc::now().timestamp_millis() - hours * 3600 * 1000;
+    crate::support::execute(
+        db,
+        &format!("UPDATE chatwoot_links SET created_at = {at}, caught_up_at = {at}"),
+    )
+    .await;
+}
+
 impl Message {
     /// An agent's reply in a conversation of account 1, written now.
     pub fn reply(conversation: i64, content: &str) -> Self {

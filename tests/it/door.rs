@@ -429,3 +429,99 @@ async fn a_page_under_a_name_pointed_at_the_relay_cannot_change_anything() {
         .unwrap();
     assert_eq!(answer.status(), 200, "by IP address, no setting needed");
 }
+
+/// A request through the tunnel (which connects from 127.0.0.1) for `client`, as the tunnel forwards it.
+fn through_tunnel(client: &str, request: &str) -> String {
+    request.replacen("\r\n", &format!("\r\nX-Forwarded-For: {client}\r\n"), 1)
+}
+
+/// What the relay answers `request` sent from 127.0.0.1: the status line.
+async fn status_line(port: u16, request: &str) -> String {
+    let mut tcp = connect_from(Ipv4Addr::LOCALHOST, port).await.unwrap();
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tcp.read_to_end(&mut answer).await.unwrap();
+    String::from_utf8_lossy(&answer)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn behind_a_trusted_tunnel_one_stranger_cannot_shut_the_door_or_lock_out_the_admin() {
+    let _heavy = heavy().await;
+    more_files();
+    let dir = tempfile::tempdir().unwrap();
+    // cloudflared, ngrok or nginx on this machine: every peer is 127.0.0.1.
+    let (server, gowa) = relay(&dir, &[("CHATGOWA_TRUSTED_PROXIES", "127.0.0.1")]).await;
+    let stranger = "198.51.100.66";
+    // More empty chunked requests through the tunnel than one address may hold: before, every real webhook
+    // after them was answered 503 (and Chatwoot never sends it again).
+    let mut held = Vec::new();
+    for _ in 0..136 {
+        let mut tcp = connect_from(Ipv4Addr::LOCALHOST, server.port)
+            .await
+            .unwrap();
+        let request = through_tunnel(
+            stranger,
+            "POST /webhook HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\n\
+             Transfer-Encoding: chunked\r\n\r\n",
+        );
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        held.push(tcp);
+    }
+    for seq in 0..5 {
+        real_webhook_gets_in(&server, seq).await;
+    }
+    gowa.wait_for("the real webhooks", WAIT, |r| r.len() == 5)
+        .await;
+    drop(held);
+
+    // Five wrong passwords from the stranger pause the stranger, not the admin behind the same tunnel.
+    let ask = |password: &str| {
+        format!(
+            "GET /admin/stats HTTP/1.1\r\nHost: relay\r\nAuthorization: {}\r\nConnection: close\r\n\r\n",
+            basic_auth(ADMIN_USER, password)
+        )
+    };
+    for guess in 0..5 {
+        let answer = status_line(server.port, &through_tunnel(stranger, &ask("wrong"))).await;
+        assert!(answer.contains(" 401 "), "guess {guess}: {answer}");
+    }
+    let answer = status_line(server.port, &through_tunnel(stranger, &ask(ADMIN_PASS))).await;
+    assert!(answer.contains(" 429 "), "the stranger is paused: {answer}");
+    let answer = status_line(
+        server.port,
+        &through_tunnel("203.0.113.5", &ask(ADMIN_PASS)),
+    )
+    .await;
+    assert!(answer.contains(" 200 "), "the admin gets in: {answer}");
+    let log = server.stop_and_read_log();
+    assert!(
+        log.contains(stranger),
+        "the log names the client, not the tunnel: {log}"
+    );
+}
+
+#[tokio::test]
+async fn forwarding_headers_of_an_untrusted_peer_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    // No trusted proxy: a stranger's X-Forwarded-For must not buy a new address for each guess.
+    let (server, _gowa) = relay(&dir, &[]).await;
+    let ask = |client: &str, password: &str| {
+        through_tunnel(
+            client,
+            &format!(
+                "GET /admin/stats HTTP/1.1\r\nHost: relay\r\nAuthorization: {}\r\nConnection: close\r\n\r\n",
+                basic_auth(ADMIN_USER, password)
+            ),
+        )
+    };
+    for guess in 0..5 {
+        let answer = status_line(server.port, &ask(&format!("203.0.113.{guess}"), "wrong")).await;
+        assert!(answer.contains(" 401 "), "guess {guess}: {answer}");
+    }
+    let answer = status_line(server.port, &ask("203.0.113.99", "wrong")).await;
+    assert!(answer.contains(" 429 "), "{answer}");
+}

@@ -191,6 +191,7 @@ pub fn test_config(database_path: PathBuf) -> Config {
         database: config::Database::Sqlite(database_path),
         admin: Some(AdminCredentials::new(ADMIN_USER, ADMIN_PASS)),
         admin_origins: Vec::new(),
+        trusted_proxies: Vec::new(),
         fetch_timeout: Duration::from_secs(2),
         // The least the 2 s attempt timeout allows.
         lane_lease: Duration::from_secs(7),
