@@ -72,12 +72,9 @@ impl Throttle {
         self.lock().remove(&Self::key(peer));
     }
 
-    /// The bucket of `peer`: its address, IPv6 by its /64 (which one host usually holds entirely).
+    /// The bucket of `peer` (see [`client_key`]).
     fn key(peer: Option<IpAddr>) -> Option<IpAddr> {
-        peer.map(|ip| match ip.to_canonical() {
-            IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
-            v4 => v4,
-        })
+        peer.map(client_key)
     }
 
     /// Makes room in a full table by forgetting the address that failed longest ago. Never a shared bucket:
@@ -166,6 +163,14 @@ pub fn hash_password(password: &str) -> String {
 
 fn digest(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
+}
+
+/// A client as limits count it: IPv4 as it is, IPv6 by its /64 (which one host usually holds entirely).
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        v4 => v4,
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,8 @@ pub mod linked;
 pub mod payload;
 pub mod signature;
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::Json;
@@ -124,10 +126,16 @@ const MIN_CHARGE: usize = 1024;
 /// [`MAX_BUDGET`]) until it is answered. Charged by what was received, not by what was declared: a request
 /// that sends nothing holds next to nothing, and one that stops sending is cut off by the request timeout.
 /// When the budget is spent, webhooks are shed with 503 + `Retry-After` instead of queueing without bound.
+/// One client (its address, or behind a trusted proxy the address it forwarded for) may hold at most a
+/// [`CLIENT_SHARE`] of the budget, so that a few slow bodies from one stranger cannot hold all of it.
 #[derive(Debug, Clone)]
 struct Admission {
     budget: Arc<Semaphore>,
     max_body: usize,
+    /// What one client may hold at once (at least one maximum body).
+    share: usize,
+    /// What each client holds now.
+    held_by: Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>,
     /// Shedding is written to the log at most every 10 s.
     warnings: crate::logging::Sparse,
 }
@@ -141,21 +149,49 @@ impl Admission {
         Self {
             budget: Arc::new(Semaphore::new(permits)),
             max_body,
+            share: (permits / CLIENT_SHARE)
+                .max(max_body + MIN_CHARGE)
+                .min(permits),
+            held_by: Arc::default(),
             warnings: crate::logging::Sparse::every(std::time::Duration::from_secs(10)),
         }
     }
 
-    /// Takes `bytes` more from the budget for a request holding `held`.
-    fn charge(&self, held: &mut Option<OwnedSemaphorePermit>, bytes: usize) -> Result<(), Shed> {
+    /// What a new request of `client` holds: nothing yet.
+    fn hold(&self, client: Option<IpAddr>) -> Hold {
+        Hold {
+            permit: None,
+            client: client.map(crate::login::client_key),
+            bytes: 0,
+            held_by: self.held_by.clone(),
+        }
+    }
+
+    /// Takes `bytes` more from the budget for a request holding `hold`, within its client's share.
+    fn charge(&self, hold: &mut Hold, bytes: usize) -> Result<(), Shed> {
         let n = u32::try_from(bytes).map_err(|_| Shed)?;
+        let mut held_by = self
+            .held_by
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(client) = hold.client {
+            let used = held_by.get(&client).copied().unwrap_or(0);
+            if used.saturating_add(bytes) > self.share {
+                return Err(Shed);
+            }
+        }
         let more = self
             .budget
             .clone()
             .try_acquire_many_owned(n)
             .map_err(|_| Shed)?;
-        match held {
+        if let Some(client) = hold.client {
+            *held_by.entry(client).or_insert(0) += bytes;
+            hold.bytes += bytes;
+        }
+        match &mut hold.permit {
             Some(permit) => permit.merge(more),
-            None => *held = Some(more),
+            None => hold.permit = Some(more),
         }
         Ok(())
     }
@@ -166,6 +202,36 @@ impl Admission {
             "webhook_budget",
             "webhooks shed with 503: the memory budget for webhooks in progress is spent",
         );
+    }
+}
+
+/// One client may hold at most this fraction (1/n) of the budget for webhooks in progress.
+const CLIENT_SHARE: usize = 4;
+
+/// What one webhook in progress holds of the budget and of its client's share; given back when dropped.
+#[derive(Debug)]
+struct Hold {
+    permit: Option<OwnedSemaphorePermit>,
+    client: Option<IpAddr>,
+    bytes: usize,
+    held_by: Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        let Some(client) = self.client else {
+            return;
+        };
+        let mut held_by = self
+            .held_by
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(used) = held_by.get_mut(&client) {
+            *used = used.saturating_sub(self.bytes);
+            if *used == 0 {
+                held_by.remove(&client);
+            }
+        }
     }
 }
 
@@ -190,7 +256,11 @@ pub async fn admit(State(intake): State<Intake>, request: Request, next: Next) -
         discard_body(request).await;
         return too_large(admission.max_body).into_response();
     }
-    let mut held = None;
+    let client = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip());
+    let mut held = admission.hold(client);
     if admission.charge(&mut held, MIN_CHARGE).is_err() {
         metrics.webhook(Decision::shed.as_str());
         admission.warn_shed();
@@ -217,7 +287,7 @@ pub async fn admit(State(intake): State<Intake>, request: Request, next: Next) -
 fn charged(
     body: axum::body::Body,
     admission: Admission,
-    held: Arc<std::sync::Mutex<Option<OwnedSemaphorePermit>>>,
+    held: Arc<std::sync::Mutex<Hold>>,
 ) -> impl futures_util::Stream<Item = std::result::Result<Bytes, axum::BoxError>> + Send + 'static {
     use std::sync::atomic::{AtomicBool, Ordering};
 

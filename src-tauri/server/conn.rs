@@ -79,7 +79,7 @@ impl Limits {
         if self.is_trusted(peer) {
             return Some(None);
         }
-        let key = address_key(peer);
+        let key = crate::login::client_key(peer);
         let mut open = self
             .per_address
             .lock()
@@ -189,14 +189,6 @@ fn hop_address(text: &str) -> Option<IpAddr> {
                 .and_then(|t| t.parse().ok())
         })
         .map(|ip: IpAddr| ip.to_canonical())
-}
-
-/// An address as the caps count it: IPv4 as it is, IPv6 by its /64 (which one host usually holds entirely).
-fn address_key(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
-        v4 => v4,
-    }
 }
 
 /// Accepts and serves connections until `stop`, then lets the requests in progress end.

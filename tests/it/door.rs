@@ -525,3 +525,56 @@ async fn forwarding_headers_of_an_untrusted_peer_change_nothing() {
     let answer = status_line(server.port, &ask("203.0.113.99", "wrong")).await;
     assert!(answer.contains(" 429 "), "{answer}");
 }
+
+#[tokio::test]
+async fn one_address_cannot_hold_the_whole_body_budget_with_slow_bodies() {
+    let _heavy = heavy().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (server, gowa) = relay(&dir, &[]).await;
+    // Sixteen maximum-size bodies (4 MiB) sent all but their last kilobyte, from one address: before, they held
+    // the whole 64 MiB budget (each request counts a kilobyte more than it sent) and every real webhook was shed
+    // with 503 until they timed out.
+    let size = 4 * 1024 * 1024;
+    let chunk = vec![b' '; size - 1024 - 32];
+    let mut held = Vec::new();
+    for _ in 0..16 {
+        let mut tcp = connect_from(attacker(0), server.port).await.unwrap();
+        let head = format!(
+            "POST /webhook HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\nContent-Length: {size}\r\n\r\n"
+        );
+        tcp.write_all(head.as_bytes()).await.unwrap();
+        // A body that is refused midway is answered at once; the rest is not sent.
+        let _ = tokio::time::timeout(Duration::from_secs(2), tcp.write_all(&chunk)).await;
+        held.push(tcp);
+    }
+    eventually("the relay to have read what was sent", WAIT, || async {
+        (unread_by(server.port, attacker(0)) == Some(0)).then_some(())
+    })
+    .await;
+    for seq in 0..3 {
+        real_webhook_gets_in(&server, seq).await;
+    }
+    gowa.wait_for("the real webhooks", WAIT, |r| r.len() == 3)
+        .await;
+    drop(held);
+}
+
+/// Bytes that connections from `from` sent to the relay on `port` and the relay has not read yet, from the kernel's
+/// socket table (`None` while there is no such connection).
+fn unread_by(port: u16, from: Ipv4Addr) -> Option<u64> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let remote = format!("{:08X}:", u32::from(from).swap_bytes());
+    let local = format!(":{port:04X}");
+    let queues: Vec<u64> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.get(1)?.ends_with(&local) && fields.get(2)?.starts_with(&remote)).then(|| {
+                let (_, rx) = fields[4].split_once(':').unwrap();
+                u64::from_str_radix(rx, 16).unwrap()
+            })
+        })
+        .collect();
+    (!queues.is_empty()).then(|| queues.iter().sum())
+}
