@@ -491,7 +491,8 @@ fn database_setting(s: &Settings) -> Result<Database, ConfigError> {
     let url = s.database_url.as_deref().unwrap_or(DEFAULT_DATABASE_URL);
     let trimmed = url.trim();
     let parsed = if trimmed.starts_with("postgres://") || trimmed.starts_with("postgresql://") {
-        postgres_url(trimmed).map(|()| Database::Postgres(Secret::new(trimmed.to_owned())))
+        let url = with_socket_host(trimmed);
+        postgres_url(&url).map(|()| Database::Postgres(Secret::new(url)))
     } else {
         database_path(url).map(Database::Sqlite)
     };
@@ -591,6 +592,25 @@ fn without_password_by_hand(value: &str) -> String {
 }
 
 /// Checks a PostgreSQL URL the way the relay will use it (host, database, options), without connecting.
+/// PostgreSQL's documented form for a Unix socket leaves the host empty and names the socket's directory in
+/// `?host=` (`postgres://user@/db?host=/var/run/postgresql`); the URL parser refuses an empty host after a
+/// user, so a placeholder stands there (the `host` parameter then decides where to connect).
+fn with_socket_host(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let has_host_parameter = tail
+        .split_once('?')
+        .is_some_and(|(_, query)| query.split('&').any(|p| p.starts_with("host=")));
+    if !host_port.is_empty() || !has_host_parameter {
+        return url.to_owned();
+    }
+    format!("{scheme}://{authority}localhost{tail}")
+}
+
 fn postgres_url(url: &str) -> Result<(), String> {
     sqlx::postgres::PgConnectOptions::from_str(url)
         .map(|_| ())
@@ -780,6 +800,12 @@ fn parse_origins(v: &str) -> Result<Vec<String>, String> {
             Ok(url.origin().ascii_serialization())
         })
         .collect()
+}
+
+/// This machine's own addresses (`127.0.0.0/8`, `::1`): the desktop app's trusted proxies, since a tunnel on the
+/// same PC connects from there.
+pub fn loopback_networks() -> Vec<ipnet::IpNet> {
+    parse_networks("127.0.0.0/8,::1").unwrap_or_default()
 }
 
 /// CIDRs (`10.0.0.0/8`, `fd00::/8`) or single addresses, comma-separated.
@@ -1018,6 +1044,24 @@ mod tests {
                 c.database.shown()
             );
             assert!(!format!("{c:?}").contains("s3cret"));
+        }
+        // A Unix socket with the host left empty, as PostgreSQL documents it.
+        for (url, used) in [
+            (
+                "postgres://chatgowa@/chatgowa?host=/var/run/postgresql",
+                "postgres://chatgowa@localhost/chatgowa?host=/var/run/postgresql",
+            ),
+            (
+                "postgresql:///chatgowa?host=/run/postgresql",
+                "postgresql://localhost/chatgowa?host=/run/postgresql",
+            ),
+        ] {
+            let c = load(|s| s.database_url = Some(url.into())).unwrap();
+            assert_eq!(
+                c.database,
+                Database::Postgres(Secret::new(used.into())),
+                "{url}"
+            );
         }
         for url in [
             "mysql://x/y",

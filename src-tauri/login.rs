@@ -28,6 +28,9 @@ struct Failures {
     count: u32,
     last: Instant,
     blocked_until: Option<Instant>,
+    /// Checks of this address still running: each counts as a failure until it ends, so that guesses sent all
+    /// at once cannot pass before the first failure counts.
+    checking: u32,
 }
 
 impl Throttle {
@@ -35,12 +38,43 @@ impl Throttle {
     pub const WINDOW: Duration = Duration::from_secs(15 * 60);
     pub const FIRST_PAUSE: Duration = Duration::from_secs(30);
     const MAX_TRACKED: usize = 10_000;
+    /// Checks one address may have running at once: as many requests as a browser sends in parallel.
+    pub const CHECKS_AT_ONCE: u32 = 6;
 
     /// How long `peer` must still wait, if it is blocked.
     pub fn blocked(&self, peer: Option<IpAddr>, now: Instant) -> Option<Duration> {
         let failures = self.lock();
         let until = failures.get(&Self::key(peer))?.blocked_until?;
         until.checked_duration_since(now).filter(|d| !d.is_zero())
+    }
+
+    /// Starts checking a password of `peer`: refused (with how long to wait) while it is blocked, while it has
+    /// [`Throttle::CHECKS_AT_ONCE`] checks running, or, once it has failed, while its failures and running checks
+    /// reach [`Throttle::FREE_FAILURES`]: guesses sent all at once cannot pass before the first failure counts.
+    pub fn begin(&self, peer: Option<IpAddr>, now: Instant) -> Result<Checking<'_>, Duration> {
+        if let Some(wait) = self.blocked(peer, now) {
+            return Err(wait);
+        }
+        let mut failures = self.lock();
+        let key = Self::key(peer);
+        if let Some(entry) = failures.get_mut(&key) {
+            let count = if now.duration_since(entry.last) >= Self::WINDOW {
+                0
+            } else {
+                entry.count
+            };
+            let after_failures = count > 0 && count + entry.checking >= Self::FREE_FAILURES;
+            if entry.checking >= Self::CHECKS_AT_ONCE || after_failures {
+                return Err(Duration::from_secs(1));
+            }
+            entry.checking += 1;
+        } else if failures.len() < Self::MAX_TRACKED {
+            failures.insert(key, Failures::checking(now));
+        }
+        Ok(Checking {
+            throttle: self,
+            key,
+        })
     }
 
     pub fn failed(&self, peer: Option<IpAddr>, now: Instant) {
@@ -54,6 +88,7 @@ impl Throttle {
             count: 0,
             last: now,
             blocked_until: None,
+            checking: 0,
         });
         if now.duration_since(entry.last) >= Self::WINDOW {
             entry.count = 0;
@@ -69,7 +104,16 @@ impl Throttle {
     }
 
     pub fn succeeded(&self, peer: Option<IpAddr>) {
-        self.lock().remove(&Self::key(peer));
+        let mut failures = self.lock();
+        let key = Self::key(peer);
+        // Checks of this address still running keep the entry until they end.
+        if let Some(entry) = failures.get_mut(&key) {
+            entry.count = 0;
+            entry.blocked_until = None;
+            if entry.checking == 0 {
+                failures.remove(&key);
+            }
+        }
     }
 
     /// The bucket of `peer` (see [`client_key`]).
@@ -96,6 +140,37 @@ impl Throttle {
         self.failures
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Failures {
+    /// No failure yet, one check running.
+    fn checking(now: Instant) -> Self {
+        Self {
+            count: 0,
+            last: now,
+            blocked_until: None,
+            checking: 1,
+        }
+    }
+}
+
+/// A password check of one address in progress (see [`Throttle::begin`]).
+#[derive(Debug)]
+pub struct Checking<'a> {
+    throttle: &'a Throttle,
+    key: Option<IpAddr>,
+}
+
+impl Drop for Checking<'_> {
+    fn drop(&mut self) {
+        let mut failures = self.throttle.lock();
+        if let Some(entry) = failures.get_mut(&self.key) {
+            entry.checking = entry.checking.saturating_sub(1);
+            if entry.checking == 0 && entry.count == 0 && entry.blocked_until.is_none() {
+                failures.remove(&self.key);
+            }
+        }
     }
 }
 
@@ -176,6 +251,45 @@ pub fn client_key(ip: IpAddr) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn guesses_sent_all_at_once_pass_no_faster_than_one_by_one() {
+        let throttle = Throttle::default();
+        let now = Instant::now();
+        let guesser = Some(IpAddr::from([198, 51, 100, 7]));
+        // 128 guesses at once: a browser's worth run, the others wait.
+        let running: Vec<_> = (0..128)
+            .filter_map(|_| throttle.begin(guesser, now).ok())
+            .collect();
+        assert_eq!(running.len(), Throttle::CHECKS_AT_ONCE as usize);
+        for check in running {
+            throttle.failed(guesser, now);
+            drop(check);
+        }
+        assert!(
+            throttle.begin(guesser, now).is_err(),
+            "paused after the wave"
+        );
+        // The admin elsewhere, whose panel sends its requests in parallel, is let through.
+        let admin = Some(IpAddr::from([203, 0, 113, 1]));
+        let panel: Vec<_> = (0..Throttle::CHECKS_AT_ONCE)
+            .map(|_| throttle.begin(admin, now).expect("the admin's requests"))
+            .collect();
+        throttle.succeeded(admin);
+        drop(panel);
+        assert!(
+            throttle.lock().get(&admin).is_none(),
+            "nothing kept of the admin"
+        );
+        // After a failure, failures and running checks together stay within the free ones.
+        let typo = Some(IpAddr::from([203, 0, 113, 2]));
+        drop(throttle.begin(typo, now).unwrap());
+        throttle.failed(typo, now);
+        let running: Vec<_> = (0..10)
+            .filter_map(|_| throttle.begin(typo, now).ok())
+            .collect();
+        assert_eq!(running.len(), (Throttle::FREE_FAILURES - 1) as usize);
+    }
 
     #[test]
     fn a_guessing_address_is_paused_and_others_are_not() {

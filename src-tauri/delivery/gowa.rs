@@ -78,7 +78,8 @@ pub fn mask_password(raw: &str) -> String {
 }
 
 /// `new` with a masked password replaced by the password of `stored`: what a form that showed the masked URL
-/// sends back. `None` when `new` carries the mask but `stored` has no password to keep.
+/// sends back. `None` when `new` carries the mask but `stored` has no password to keep, or when `new` goes to
+/// another server (scheme, host or port changed): the stored password is never sent where it was not typed for.
 pub fn unmask_password(new: &str, stored: &str) -> Option<String> {
     let Ok(mut url) = reqwest::Url::parse(new) else {
         return Some(new.to_owned());
@@ -86,7 +87,11 @@ pub fn unmask_password(new: &str, stored: &str) -> Option<String> {
     if url.password() != Some(MASKED_PASSWORD) {
         return Some(new.to_owned());
     }
-    let kept = reqwest::Url::parse(stored).ok()?.password()?.to_owned();
+    let stored = reqwest::Url::parse(stored).ok()?;
+    if stored.origin() != url.origin() {
+        return None;
+    }
+    let kept = stored.password()?.to_owned();
     url.set_password(Some(&kept)).ok()?;
     Some(url.into())
 }
@@ -188,13 +193,20 @@ async fn answered(mut response: reqwest::Response, started: Instant) -> AttemptR
         .and_then(|v| retry::parse_retry_after(v, SystemTime::now()));
     let (body, read_error) = read_snippet(&mut response).await;
     let success = response.status().is_success();
+    let waited = started.elapsed();
+    let ambiguous = late_failure(status, waited);
     AttemptResult {
         status: Some(status),
         timed_out: false,
-        ambiguous: false,
+        ambiguous,
         retry_after,
         error: if success {
             None
+        } else if ambiguous {
+            Some(format!(
+                "HTTP {status} after {} s (GoWA, or a proxy in front of it, may have sent the message first)",
+                waited.as_secs()
+            ))
         } else {
             Some(format!("HTTP {status}"))
         }
@@ -202,6 +214,16 @@ async fn answered(mut response: reqwest::Response, started: Instant) -> AttemptR
         snippet: (!body.is_empty()).then(|| String::from_utf8_lossy(&body).into_owned()),
         duration: started.elapsed(),
     }
+}
+
+/// How long GoWA may take before a 408 or 5xx counts as ambiguous: it sends to WhatsApp before answering
+/// (downloading media first), so an error after a long wait may come after the message went out, and from a
+/// proxy that gave up on a GoWA still working.
+pub const LONG_WAIT: Duration = Duration::from_secs(10);
+
+/// Whether an error answer may have followed the message going out (see [`LONG_WAIT`]).
+fn late_failure(status: u16, waited: Duration) -> bool {
+    (status == 408 || status >= 500) && waited >= LONG_WAIT
 }
 
 /// An attempt that got no answer; ambiguous when the request may have reached GoWA.
@@ -324,6 +346,44 @@ pub fn problem(status: Option<i64>, error: Option<&str>) -> Option<&'static str>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_masked_password_is_kept_only_for_the_same_server() {
+        let stored = "http://admin:s3cret@gowa.local:3000/chatwoot/webhook";
+        let masked = |url: &str| url.replace("s3cret", MASKED_PASSWORD);
+        assert_eq!(
+            unmask_password(
+                &masked("http://admin:s3cret@gowa.local:3000/chatwoot/webhook/dev1"),
+                stored
+            )
+            .as_deref(),
+            Some("http://admin:s3cret@gowa.local:3000/chatwoot/webhook/dev1")
+        );
+        for elsewhere in [
+            "http://admin:s3cret@attacker.example:3000/chatwoot/webhook",
+            "http://admin:s3cret@gowa.local:3001/chatwoot/webhook",
+            "https://admin:s3cret@gowa.local:3000/chatwoot/webhook",
+        ] {
+            assert_eq!(
+                unmask_password(&masked(elsewhere), stored),
+                None,
+                "{elsewhere}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_error_after_a_long_wait_may_have_followed_the_message() {
+        let long = LONG_WAIT;
+        let short = Duration::from_millis(200);
+        for status in [408, 500, 502, 504] {
+            assert!(late_failure(status, long), "{status}");
+            assert!(!late_failure(status, short), "{status}");
+        }
+        for status in [200, 400, 401, 404, 429] {
+            assert!(!late_failure(status, long), "{status}");
+        }
+    }
 
     #[test]
     fn failures_are_named_for_the_panel() {

@@ -28,7 +28,11 @@ const DB_FILE: &str = if cfg!(debug_assertions) {
 pub fn run(settings: &Settings, minimized: bool) -> anyhow::Result<()> {
     #[cfg(target_os = "linux")]
     lean_graphics();
-    let config = Config::from_settings(settings, IpAddr::V4(Ipv4Addr::UNSPECIFIED))?;
+    let mut config = Config::from_settings(settings, IpAddr::V4(Ipv4Addr::UNSPECIFIED))?;
+    if settings.trusted_proxies.is_none() {
+        // A tunnel on this PC (cloudflared, ngrok) connects from loopback and says who is behind it.
+        config.trusted_proxies = crate::config::loopback_networks();
+    }
     let settings = settings.clone();
     tauri::Builder::default()
         .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| {
