@@ -65,7 +65,7 @@ pub struct Shared {
     /// Names of the linked Chatwoot accounts' inboxes, as last read (see `admin::chatwoot`).
     pub inbox_names: RwLock<std::collections::HashMap<crate::ids::InboxId, String>>,
     /// While no admin password exists (headless, first run): the one-time token of the setup link.
-    pub setup_token: RwLock<Option<crate::config::Secret<String>>>,
+    pub setup_token: RwLock<Option<(crate::config::Secret<String>, std::time::Instant)>>,
     /// Cancelled when the relay stops; long-lived responses (the event stream) end with it.
     pub shutdown: tokio_util::sync::CancellationToken,
 }

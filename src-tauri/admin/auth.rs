@@ -49,7 +49,10 @@ async fn guard(state: &AppState, request: Request, next: Next) -> Response {
         )
         .into_response();
     }
-    if settings::in_setup(state) {
+    // Another relay on the same database may have had the password chosen meanwhile.
+    if settings::in_setup(state)
+        && !matches!(settings::adopt_stored_password(state).await, Ok(true))
+    {
         return setup_state(request, next).await;
     }
     let peer = request

@@ -77,17 +77,37 @@ pub async fn open_setup(state: &AppState) -> Result<Option<String>> {
     if !in_setup(state) {
         return Ok(None);
     }
-    if let Some(hash) = settings::find(&state.db, settings::ADMIN_PASSWORD_HASH).await? {
-        *state.admin.write().unwrap_or_else(PoisonError::into_inner) =
-            Some(AdminCredentials::new(DEFAULT_ADMIN_USER, hash));
+    if adopt_stored_password(state).await? {
         return Ok(None);
     }
     let token = random_text(32);
     *state
         .setup_token
         .write()
-        .unwrap_or_else(PoisonError::into_inner) = Some(Secret::new(token.clone()));
+        .unwrap_or_else(PoisonError::into_inner) =
+        Some((Secret::new(token.clone()), std::time::Instant::now()));
     Ok(Some(token))
+}
+
+/// How long a setup link works.
+pub const SETUP_LINK_LIFETIME: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Puts in force the admin password chosen through a setup link, here or at another relay on the same
+/// PostgreSQL database; whether there was one.
+///
+/// # Errors
+/// The database cannot be read.
+pub async fn adopt_stored_password(state: &AppState) -> Result<bool> {
+    let Some(hash) = settings::find(&state.db, settings::ADMIN_PASSWORD_HASH).await? else {
+        return Ok(false);
+    };
+    *state.admin.write().unwrap_or_else(PoisonError::into_inner) =
+        Some(AdminCredentials::new(DEFAULT_ADMIN_USER, hash));
+    *state
+        .setup_token
+        .write()
+        .unwrap_or_else(PoisonError::into_inner) = None;
+    Ok(true)
 }
 
 /// Whether no admin login is in force yet: the headless relay then waits for its first password (only the setup
@@ -114,31 +134,48 @@ pub async fn complete_setup(
     if !in_setup(state) {
         return Err(Error::Conflict("the admin password is set already".into()));
     }
-    let expected = state
-        .setup_token
-        .read()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
-    if !expected.is_some_and(|expected| login::same_text(expected.expose(), token)) {
-        return Err(Error::Unauthorized(
-            "this setup link is not valid: use the one in the relay's log, or restart the relay for a new one"
-                .into(),
-        ));
-    }
     if password.chars().count() < MIN_PASSWORD_CHARS {
         return Err(Error::invalid(
             "password",
             format!("password must be at least {MIN_PASSWORD_CHARS} characters"),
         ));
     }
+    // The token is taken before anything is stored: of two holders of the link, one succeeds.
+    let taken = {
+        let mut slot = state
+            .setup_token
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let valid = slot.as_ref().is_some_and(|(expected, made)| {
+            login::same_text(expected.expose(), token) && made.elapsed() < SETUP_LINK_LIFETIME
+        });
+        if valid { slot.take() } else { None }
+    };
+    let Some(taken) = taken else {
+        return Err(Error::Unauthorized(
+            "this setup link is not valid (links work once, for an hour): use the one in the relay's log, or \
+             restart the relay for a new one"
+                .into(),
+        ));
+    };
     let hash = login::hash_password(password);
-    settings::upsert(&state.db, settings::ADMIN_PASSWORD_HASH, &hash).await?;
+    match settings::insert_new(&state.db, settings::ADMIN_PASSWORD_HASH, &hash).await {
+        Ok(true) => {}
+        // Chosen meanwhile through another relay's link.
+        Ok(false) => {
+            adopt_stored_password(state).await?;
+            return Err(Error::Conflict("the admin password is set already".into()));
+        }
+        Err(e) => {
+            *state
+                .setup_token
+                .write()
+                .unwrap_or_else(PoisonError::into_inner) = Some(taken);
+            return Err(e.into());
+        }
+    }
     *state.admin.write().unwrap_or_else(PoisonError::into_inner) =
         Some(AdminCredentials::new(DEFAULT_ADMIN_USER, hash));
-    *state
-        .setup_token
-        .write()
-        .unwrap_or_else(PoisonError::into_inner) = None;
     tracing::info!("the admin password was chosen through the setup link");
     Ok(dto::SuccessBody { success: true })
 }

@@ -119,6 +119,7 @@ pub async fn connect(path: &Path) -> Result<SqlitePool, sqlx::Error> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
+    create_private(path)?;
     let options = SqliteConnectOptions::from_str("sqlite://")?
         .filename(path)
         .create_if_missing(true)
@@ -137,6 +138,21 @@ pub async fn connect(path: &Path) -> Result<SqlitePool, sqlx::Error> {
         .await?;
     MIGRATOR.run(&pool).await?;
     Ok(pool)
+}
+
+/// Creates the database file readable by its owner only, whatever the umask (it holds the Chatwoot token, the
+/// webhook secrets and GoWA passwords); SQLite gives its WAL files the same mode. An existing file is left as
+/// it is.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    let mut file = std::fs::OpenOptions::new();
+    file.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut file, 0o600);
+    match file.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Opens the writer's own connection to a database that [`connect`] has created and migrated, with the same
@@ -517,6 +533,20 @@ mod tests {
                 .any(|row| row.3.contains("deliveries_duplicated")),
             "the total reads the partial index: {plan:?}"
         );
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_new_database_and_its_wal_are_readable_by_their_owner_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let (_pool, dir) = test_support::temp_db().await;
+        let db = test_support::db_path(&dir);
+        let wal = db.with_extension("db-wal");
+        assert!(wal.exists(), "WAL mode");
+        for path in [db, wal] {
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", path.display());
+        }
     }
 
     /// Databases made by earlier releases record each migration's checksum, and would refuse to open if a released

@@ -42,6 +42,20 @@ pub async fn upsert(db: &Db, key: &str, value: &str) -> sqlx::Result<()> {
     })
 }
 
+/// Stores `value` under `key` unless the key has a value already; whether it was stored.
+pub async fn insert_new(db: &Db, key: &str, value: &str) -> sqlx::Result<bool> {
+    on!(db, |pool| {
+        let done = sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
