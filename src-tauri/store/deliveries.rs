@@ -634,6 +634,34 @@ pub fn count_duplicate(conn: &rusqlite::Connection, id: DeliveryId) -> rusqlite:
     Ok(())
 }
 
+/// Whether delivery `earlier`, which holds the identity of the `message_updated` `d`, was followed by another
+/// update of the same message: `d` is then the same change made again (an edit back, Chatwoot's Retry pressed a
+/// second time), not a twin of the latest one (on the writer's connection).
+pub fn superseded(
+    conn: &rusqlite::Connection,
+    earlier: DeliveryId,
+    d: &NewDelivery,
+) -> rusqlite::Result<bool> {
+    if d.event != "message_updated" {
+        return Ok(false);
+    }
+    conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM deliveries WHERE inbox_id = ?1 AND id > ?2 AND message_id = ?3
+                          AND event = 'message_updated')",
+    )?
+    .query_row(rusqlite::params![d.inbox_id, earlier, d.message_id], |row| {
+        row.get(0)
+    })
+}
+
+/// Takes the identity from a delivery whose change was made again (see [`superseded`]), so that the new one
+/// holds it (on the writer's connection).
+pub fn release_key(conn: &rusqlite::Connection, id: DeliveryId) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE deliveries SET dedupe_key = NULL WHERE id = ?1")?
+        .execute([id])?;
+    Ok(())
+}
+
 /// Moves a delivery to its next state after an attempt (on the writer's connection), only while it is still
 /// pending: one discarded or retried by hand meanwhile is left as it is.
 pub fn update_after_attempt(

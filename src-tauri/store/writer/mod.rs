@@ -437,6 +437,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_same_change_made_again_after_another_is_not_a_twin() {
+        let (dbs, _dir) = both().await;
+        for db in dbs {
+            the_same_change_made_again_after_another_is_not_a_twin_on(db).await;
+        }
+    }
+
+    async fn the_same_change_made_again_after_another_is_not_a_twin_on(pool: Db) {
+        add_route(&pool, 7, true).await;
+        let (writer, inbox) = Writer::channel();
+        let task = inbox.spawn(&pool, |_| {}).unwrap();
+        // What a `message_updated` of message 5 changed to.
+        let update = |to: &str| NewDelivery {
+            event: "message_updated".into(),
+            message_id: Some(5),
+            dedupe_key: Some(format!("message_updated/1/5/{to}")),
+            ..new_delivery(Some(41), None)
+        };
+        let mut decided = Vec::new();
+        // An edit A → B → A → B (or failed → sent → failed → sent: Chatwoot's Retry pressed twice), each with a
+        // twin Chatwoot fired along.
+        for to in ["a", "b", "a", "b"] {
+            let real = writer.ingest(update(to)).await.unwrap();
+            let twin = writer.ingest(update(to)).await.unwrap();
+            let Decision::Queued(id) = real else {
+                panic!("{to}: {real:?}")
+            };
+            assert_eq!(twin, Decision::Duplicate(id), "{to}: the twin");
+            decided.push(id);
+        }
+        assert!(decided.windows(2).all(|w| w[0] < w[1]), "{decided:?}");
+        task.stop().await;
+    }
+
+    #[tokio::test]
     async fn decisions_and_commit_order_reach_the_callback() {
         let (dbs, _dir) = both().await;
         for db in dbs {

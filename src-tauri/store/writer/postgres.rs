@@ -152,6 +152,7 @@ async fn ingest(
             new.push((i, d));
         }
     }
+    release_superseded(tx, &new).await?;
     for (i, decision) in insert(tx, &new, now).await? {
         decisions[i] = Some(decision);
     }
@@ -163,6 +164,26 @@ async fn ingest(
         decisions[i] = Some(Decision::Duplicate(id));
     }
     Ok(decisions)
+}
+
+/// Takes the identity of each new `message_updated` from the delivery that holds it when that one was followed by
+/// another update of the same message: the new one is the same change made again (an edit back, Chatwoot's Retry
+/// pressed a second time), not a twin of the latest (see `deliveries::superseded`).
+async fn release_superseded(tx: &mut PgConnection, new: &[(usize, &NewDelivery)]) -> sqlx::Result<()> {
+    for (_, d) in new.iter().filter(|(_, d)| d.event == "message_updated") {
+        let Some(key) = d.dedupe_key.as_deref() else {
+            continue;
+        };
+        sqlx::query(
+            "UPDATE deliveries d SET dedupe_key = NULL WHERE d.dedupe_key = $1 AND EXISTS
+               (SELECT 1 FROM deliveries l WHERE l.inbox_id = d.inbox_id AND l.id > d.id
+                  AND l.message_id = d.message_id AND l.event = 'message_updated')",
+        )
+        .bind(key)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
 }
 
 /// Inserts new webhooks with ids in arrival order; one whose key is taken is counted as a duplicate of the

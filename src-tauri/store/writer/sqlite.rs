@@ -141,8 +141,11 @@ fn ingest(
     let key = d.dedupe_key.as_deref();
     // Known from earlier, or from earlier in this batch.
     if let Some(earlier) = key.map(|k| keys.find(conn, k)).transpose()?.flatten() {
-        deliveries::count_duplicate(conn, earlier)?;
-        return Ok(Decision::Duplicate(earlier));
+        if !deliveries::superseded(conn, earlier, d)? {
+            deliveries::count_duplicate(conn, earlier)?;
+            return Ok(Decision::Duplicate(earlier));
+        }
+        deliveries::release_key(conn, earlier)?;
     }
     let id = deliveries::insert(conn, d, now)?;
     if let Some(key) = key {
