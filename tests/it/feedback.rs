@@ -52,6 +52,41 @@ fn replies_to(gowa: &Gowa, id: i64) -> Vec<bytes::Bytes> {
 }
 
 #[tokio::test]
+async fn chatwoots_retry_pressed_a_second_time_sends_the_reply_again() {
+    let chatwoot = ChatwootApi::start().await;
+    let gowa = Gowa::start().await;
+    replies_fail(&gowa, 401);
+    let relay = linked_relay(&chatwoot, &gowa, Duration::from_secs(600)).await;
+    let message = chatwoot.with(|w| w.agent_replies(1, 41, "Resi pengiriman: JNE 0123"));
+    let marked_failed = |sends: usize| {
+        let (chatwoot, gowa) = (chatwoot.clone(), gowa.clone());
+        async move {
+            eventually("the reply marked failed", WAIT, || async {
+                let m = chatwoot.with(|w| w.message(message));
+                (m.status == "failed" && replies_to(&gowa, message).len() == sends).then_some(())
+            })
+            .await;
+        }
+    };
+    marked_failed(1).await;
+    // Retry while GoWA still refuses: sent again, and marked failed again.
+    chatwoot.with(|w| w.press_retry(message));
+    marked_failed(2).await;
+    // GoWA works again; Retry a second time: the same Retry as before, and still a new request of the agent.
+    replies_fail(&gowa, 200);
+    chatwoot.with(|w| w.press_retry(message));
+    gowa.wait_for("the reply sent a third time", WAIT, |_| {
+        replies_to(&gowa, message).len() == 3
+    })
+    .await;
+    eventually("the mark back to sent", WAIT, || async {
+        (chatwoot.with(|w| w.message(message)).status == "sent").then_some(())
+    })
+    .await;
+    relay.stop().await;
+}
+
+#[tokio::test]
 async fn a_reply_given_up_on_is_marked_failed_and_chatwoots_retry_sends_it_again() {
     let chatwoot = ChatwootApi::start().await;
     let gowa = Gowa::start().await;

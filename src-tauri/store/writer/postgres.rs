@@ -169,7 +169,10 @@ async fn ingest(
 /// Takes the identity of each new `message_updated` from the delivery that holds it when that one was followed by
 /// another update of the same message: the new one is the same change made again (an edit back, Chatwoot's Retry
 /// pressed a second time), not a twin of the latest (see `deliveries::superseded`).
-async fn release_superseded(tx: &mut PgConnection, new: &[(usize, &NewDelivery)]) -> sqlx::Result<()> {
+async fn release_superseded(
+    tx: &mut PgConnection,
+    new: &[(usize, &NewDelivery)],
+) -> sqlx::Result<()> {
     for (_, d) in new.iter().filter(|(_, d)| d.event == "message_updated") {
         let Some(key) = d.dedupe_key.as_deref() else {
             continue;
