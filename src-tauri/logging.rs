@@ -15,7 +15,8 @@ use crate::config::LogFormat;
 type Boxed = Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>;
 
 /// `RUST_LOG` if set, else info for Chatgowa and warnings for its libraries; to stderr in `format`, and also
-/// to a daily rolling file in `log_dir` when given (the desktop app's log folder).
+/// to a daily file in `log_dir` when given (the desktop app's log folder), of which the last [`LOG_DAYS`] are
+/// kept.
 pub fn init(format: LogFormat, log_dir: Option<&Path>) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("chatgowa_lib=info,chatgowa=info,warn")
@@ -27,10 +28,10 @@ pub fn init(format: LogFormat, log_dir: Option<&Path>) {
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .boxed(),
     }];
-    if let Some(dir) = log_dir {
+    if let Some(file) = log_dir.and_then(daily_files) {
         let file = tracing_subscriber::fmt::layer()
             .with_ansi(false)
-            .with_writer(tracing_appender::rolling::daily(dir, "chatgowa.log"));
+            .with_writer(file);
         layers.push(match format {
             LogFormat::Json => file.json().flatten_event(true).boxed(),
             LogFormat::Human => file.boxed(),
@@ -39,6 +40,20 @@ pub fn init(format: LogFormat, log_dir: Option<&Path>) {
     let _ = tracing_subscriber::registry()
         .with(layers.with_filter(filter))
         .try_init();
+}
+
+/// How many daily log files the desktop app keeps: older ones are deleted.
+pub const LOG_DAYS: usize = 14;
+
+/// `chatgowa.log.<date>` in `dir`, a new one each day, the oldest deleted beyond [`LOG_DAYS`].
+fn daily_files(dir: &Path) -> Option<tracing_appender::rolling::RollingFileAppender> {
+    tracing_appender::rolling::RollingFileAppender::builder()
+        .rotation(tracing_appender::rolling::Rotation::DAILY)
+        .filename_prefix("chatgowa.log")
+        .max_log_files(LOG_DAYS)
+        .build(dir)
+        .map_err(|e| eprintln!("cannot write the log to {}: {e}", dir.display()))
+        .ok()
 }
 
 /// Warnings written at most once per period for each kind (a limit being hit under attack would otherwise

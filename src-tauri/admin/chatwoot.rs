@@ -56,6 +56,7 @@ pub async fn start(state: &AppState, tracker: &TaskTracker, told: feedback::Wake
         events: state.events.clone(),
         delayed_after: state.config.upkeep.delayed_after,
         waker: told.clone(),
+        writer: state.writer.clone(),
     };
     tracker.spawn(feedback.run(state.shutdown.clone()));
     let catch_up = feedback::catchup::Task {

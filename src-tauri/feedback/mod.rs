@@ -55,6 +55,8 @@ pub struct Task {
     /// How long a reply may fail before its conversation is told it is delayed.
     pub delayed_after: Duration,
     pub waker: Waker,
+    /// For replies deleted in Chatwoot before they went out.
+    pub writer: crate::store::Writer,
 }
 
 impl Task {
@@ -262,6 +264,10 @@ impl Task {
             let Some(r) = reply::read(&body) else {
                 continue;
             };
+            if r.deleted {
+                self.cancel_deleted(&body, &r).await?;
+                continue;
+            }
             if r.status.as_deref() != Some("sent")
                 || r.deleted
                 || link_of(links, r.account).is_none()
@@ -287,6 +293,47 @@ impl Task {
         if let Some(last) = last {
             let last = last.0.to_string();
             settings::upsert(&self.db, settings::FEEDBACK_UPDATES_SEEN, &last).await?;
+        }
+        Ok(())
+    }
+
+    /// A reply deleted in Chatwoot while it still waited to go out (queued behind an outage) is not sent any
+    /// more: it is dead with that reason, and Chatwoot is told nothing of it. The deletion itself goes on to GoWA,
+    /// which takes back on WhatsApp whatever an earlier, unanswered attempt may have sent.
+    async fn cancel_deleted(&self, body: &[u8], r: &Reply) -> sqlx::Result<()> {
+        let Some(inbox) = crate::relay::payload::parse(body)
+            .ok()
+            .and_then(|p| p.inbox_id)
+        else {
+            return Ok(());
+        };
+        let Some((id, attempts)) = deliveries::find_unsent(&self.db, inbox, r.message).await?
+        else {
+            return Ok(());
+        };
+        let untold = NewFeedback {
+            delivery_id: id,
+            at_attempt: attempts,
+            link_id: None,
+            account_id: r.account,
+            conversation_id: r.conversation,
+            message_id: Some(r.message),
+            kind: "none",
+            text: String::new(),
+            done: true,
+        };
+        store::insert(&self.db, &[untold]).await?;
+        // The lane reads it again before its next attempt, not the copy kept from when it arrived.
+        self.dispatcher.forget(id);
+        let reason = "deleted in Chatwoot before it was sent: not sent".to_owned();
+        match self.writer.mark_dead(id, reason, None).await {
+            Ok(()) => {
+                tracing::info!(delivery_id = %id, message_id = r.message, "reply deleted in Chatwoot before it went out: not sent");
+                self.events.send(UiEvent::Deliveries);
+            }
+            Err(e) => {
+                tracing::warn!(delivery_id = %id, error = %e, "a reply deleted in Chatwoot could not be cancelled")
+            }
         }
         Ok(())
     }

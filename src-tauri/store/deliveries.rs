@@ -634,6 +634,24 @@ pub fn count_duplicate(conn: &rusqlite::Connection, id: DeliveryId) -> rusqlite:
     Ok(())
 }
 
+/// The `message_created` of message `message` in `inbox` that is still waiting to go out: its id and attempts.
+pub async fn find_unsent(
+    db: &Db,
+    inbox: InboxId,
+    message: i64,
+) -> sqlx::Result<Option<(DeliveryId, i64)>> {
+    on!(db, |pool| {
+        sqlx::query_as(
+            "SELECT id, attempts FROM deliveries WHERE inbox_id = $1 AND message_id = $2
+               AND event = 'message_created' AND status = 'pending'",
+        )
+        .bind(inbox)
+        .bind(message)
+        .fetch_optional(pool)
+        .await
+    })
+}
+
 /// Whether delivery `earlier`, which holds the identity of the `message_updated` `d`, was followed by another
 /// update of the same message: `d` is then the same change made again (an edit back, Chatwoot's Retry pressed a
 /// second time), not a twin of the latest one (on the writer's connection).
@@ -702,7 +720,7 @@ pub fn mark_dead(
     now: i64,
 ) -> rusqlite::Result<()> {
     conn.prepare_cached(
-        "UPDATE deliveries SET status = 'dead', last_error = ?2, updated_at = ?3 WHERE id = ?1",
+        "UPDATE deliveries SET status = 'dead', last_error = ?2, updated_at = ?3 WHERE id = ?1 AND status = 'pending'",
     )?
     .execute(rusqlite::params![id, reason, now])?;
     Ok(())

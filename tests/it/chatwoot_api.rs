@@ -60,6 +60,8 @@ pub struct Message {
     pub attachments: Vec<Value>,
     /// Unix seconds.
     pub created_at: i64,
+    /// Deleted by an agent: Chatwoot keeps the row, with `content_attributes.deleted`.
+    pub deleted: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -241,6 +243,7 @@ impl Message {
             source_id: None,
             attachments: Vec::new(),
             created_at: chrono::Utc::now().timestamp(),
+            deleted: false,
         }
     }
 }
@@ -295,6 +298,9 @@ impl World {
         }
         if let Some(parent) = m.in_reply_to {
             attributes["in_reply_to"] = json!(parent);
+        }
+        if m.deleted {
+            attributes["deleted"] = json!(true);
         }
         json!({
             "event": event,
@@ -401,6 +407,16 @@ impl World {
         assert_eq!(m.status, "failed", "Retry shows only on a failed message");
         m.status = "sent".into();
         m.external_error.clear();
+        let m = m.clone();
+        self.fire("message_updated", &m);
+    }
+
+    /// An agent deletes a message: Chatwoot replaces its content and fires `message_updated` with
+    /// `content_attributes.deleted`.
+    pub fn delete_message(&mut self, message: i64) {
+        let m = self.messages.iter_mut().find(|m| m.id == message).unwrap();
+        m.deleted = true;
+        m.content = "This message was deleted".into();
         let m = m.clone();
         self.fire("message_updated", &m);
     }
@@ -808,6 +824,7 @@ fn create_message(w: &mut World, account: i64, id: &str, input: &Value) -> Answe
         source_id: None,
         attachments: Vec::new(),
         created_at: chrono::Utc::now().timestamp(),
+        deleted: false,
     };
     w.touch(account, conversation);
     let body = w.message_body("message_created", &m);

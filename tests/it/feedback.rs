@@ -52,6 +52,52 @@ fn replies_to(gowa: &Gowa, id: i64) -> Vec<bytes::Bytes> {
 }
 
 #[tokio::test]
+async fn a_reply_deleted_in_chatwoot_while_it_waited_is_not_sent_afterwards() {
+    let chatwoot = ChatwootApi::start().await;
+    let gowa = Gowa::start().await;
+    // GoWA is down: the reply waits, retried.
+    replies_fail(&gowa, 503);
+    let relay = linked_relay(&chatwoot, &gowa, Duration::from_secs(600)).await;
+    let message = chatwoot.with(|w| w.agent_replies(1, 41, "Maaf, salah kirim"));
+    gowa.wait_for("the reply tried", WAIT, |_| {
+        !replies_to(&gowa, message).is_empty()
+    })
+    .await;
+    // The agent deletes it meanwhile.
+    chatwoot.with(|w| w.delete_message(message));
+    let dead = eventually("the reply cancelled", WAIT, || async {
+        let list = relay.admin.get_ok("/admin/deliveries?status=dead").await;
+        list["deliveries"]
+            .as_array()?
+            .iter()
+            .find(|d| d["messageId"] == message && d["event"] == "message_created")
+            .cloned()
+    })
+    .await;
+    assert!(
+        dead["lastError"]
+            .as_str()
+            .is_some_and(|e| e.contains("deleted in Chatwoot")),
+        "{dead}"
+    );
+    let tried = replies_to(&gowa, message).len();
+    // GoWA is back: the next reply of the conversation goes out, the deleted one does not.
+    replies_fail(&gowa, 200);
+    let next = chatwoot.with(|w| w.agent_replies(1, 41, "Balasan yang benar"));
+    gowa.wait_for("the next reply", WAIT, |_| {
+        replies_to(&gowa, next).len() == 1
+    })
+    .await;
+    assert_eq!(replies_to(&gowa, message).len(), tried);
+    assert!(
+        chatwoot.with(|w| w.notes_under(message)).is_empty(),
+        "nothing told about a message the agent deleted"
+    );
+    assert_ne!(chatwoot.with(|w| w.message(message)).status, "failed");
+    relay.stop().await;
+}
+
+#[tokio::test]
 async fn chatwoots_retry_pressed_a_second_time_sends_the_reply_again() {
     let chatwoot = ChatwootApi::start().await;
     let gowa = Gowa::start().await;

@@ -399,7 +399,7 @@ async fn mark_dead(
     now: i64,
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "UPDATE deliveries SET status = 'dead', last_error = $2, updated_at = $3 WHERE id = $1",
+        "UPDATE deliveries SET status = 'dead', last_error = $2, updated_at = $3 WHERE id = $1 AND status = 'pending'",
     )
     .bind(id)
     .bind(reason)
