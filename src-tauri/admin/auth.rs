@@ -67,21 +67,7 @@ async fn guard(state: &AppState, request: Request, next: Next) -> Response {
         Ok(checking) => checking,
         Err(wait) => return too_many(wait),
     };
-    let admin = state
-        .admin
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
-    let authorized = match (admin, given.clone()) {
-        // Argon2 takes tens of milliseconds of CPU: not on the async workers.
-        (Some(admin), Some(given)) => {
-            tokio::task::spawn_blocking(move || login::check(&admin, &given))
-                .await
-                .unwrap_or(false)
-        }
-        _ => false,
-    };
-    if authorized {
+    if is_admin(state, given.clone()).await {
         state.logins.succeeded(peer);
         drop(checking);
         return next.run(request).await;
@@ -103,6 +89,22 @@ async fn guard(state: &AppState, request: Request, next: Next) -> Response {
         HeaderValue::from_static(r#"Basic realm="Chatgowa Admin", charset="UTF-8""#),
     );
     response
+}
+
+/// Whether `given` (an `Authorization` header) is the admin's login. Argon2 takes tens of milliseconds of CPU:
+/// not on the async workers.
+async fn is_admin(state: &AppState, given: Option<String>) -> bool {
+    let admin = state
+        .admin
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let (Some(admin), Some(given)) = (admin, given) else {
+        return false;
+    };
+    tokio::task::spawn_blocking(move || login::check(&admin, &given))
+        .await
+        .unwrap_or(false)
 }
 
 /// While no admin password exists, only the panel's files and the setup link answer (without a login prompt,
