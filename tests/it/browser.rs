@@ -252,7 +252,7 @@ async fn the_panel_for_an_office_admin() {
     let server = Server::spawn(dir.path(), free_port(), &[]);
     server.wait_healthy().await;
     let admin = Admin::new(server.base());
-    let seeded = panel::seed(&server.base(), &admin, &gowa).await;
+    let seeded = panel::seed(&server.base(), &admin, &gowa, None).await;
     // An inbox without a route, for its screen.
     server.post_webhook(message(99, 9, 1)).await;
     let driver = Driver::start().await;

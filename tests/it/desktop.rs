@@ -16,7 +16,9 @@ use chatgowa_lib::store::settings;
 
 use crate::chatwoot_api::{ADMIN_TOKEN, ChatwootApi};
 use crate::panel;
-use crate::support::{Admin, BIN, Gowa, basic_auth, eventually, free_port, message};
+use crate::support::{
+    Admin, BIN, Gowa, basic_auth, eventually, free_port, message, signed_webhook,
+};
 use crate::webdriver::{
     click, eval, present, resubmit_url, run_scenario, screenshot, set_value, show, submit_route,
     text_of, value_of,
@@ -530,12 +532,11 @@ async fn scenario(
         (Some(7), Some("Kasir"))
     );
 
-    // A webhook shows up in the window's delivery list without a reload (Tauri events).
+    // A webhook shows up in the window's delivery list without a reload (Tauri events). The account is linked,
+    // so it is signed as Chatwoot signs it.
     show(c, "#/deliveries", "#deliveries-list").await;
-    let answer: serde_json::Value = http
-        .post(format!("{base}/webhook"))
-        .header("content-type", "application/json")
-        .body(message(7, 1, 0))
+    let secret = chatwoot.hooks()[0].secret.clone();
+    let answer: serde_json::Value = signed_webhook(&http, &base, message(7, 1, 0), &secret)
         .send()
         .await
         .unwrap()
@@ -561,7 +562,7 @@ async fn scenario(
 
     // The office admin's flows (panel.rs), once in the window: what needs attention and its link, search by
     // phone, typing hidden until asked for, a bulk retry; wrong fields in Indonesian below.
-    let seeded = panel::seed(&base, &admin_api, gowa).await;
+    let seeded = panel::seed(&base, &admin_api, gowa, Some(&secret)).await;
     panel::attention_leads_to_the_failed_messages(c, &seeded, "en").await;
     panel::search_finds_a_phone_number(c).await;
     panel::typing_is_hidden_until_asked_for(c, &seeded, "en").await;
@@ -600,9 +601,7 @@ async fn scenario(
         chatgowa_windows(&x, root).is_empty().then_some(())
     })
     .await;
-    http.post(format!("{base}/webhook"))
-        .header("content-type", "application/json")
-        .body(message(7, 1, 1))
+    signed_webhook(&http, &base, message(7, 1, 1), &secret)
         .send()
         .await
         .unwrap();

@@ -123,7 +123,11 @@ async fn a_linked_relay_refuses_every_unsigned_reply_whatever_its_account_field_
     );
     gowa.wait_for("the real reply", WAIT, |r| r.len() == 1)
         .await;
-    let stats = admin.get_ok("/admin/stats").await;
+    let stats = eventually("the real reply recorded", WAIT, || async {
+        let stats = admin.get_ok("/admin/stats").await;
+        (stats["totals"]["delivered"] == 1).then_some(stats)
+    })
+    .await;
     assert_eq!(stats["totals"]["pending"], 0, "{stats}");
     assert_eq!(stats["webhooksSigned"], true);
     let deliveries = admin.get_ok("/admin/deliveries").await;

@@ -48,7 +48,7 @@ pub struct Seeded {
 
 /// Two routes — "Toko Bandung", whose GoWA refuses the password, with three replies not sent, and "Klinik
 /// Sehat" with one reply sent and a typing indicator —, relayed by the relay at `webhooks`.
-pub async fn seed(webhooks: &str, admin: &Admin, gowa: &Gowa) -> Seeded {
+pub async fn seed(webhooks: &str, admin: &Admin, gowa: &Gowa, secret: Option<&str>) -> Seeded {
     gowa.set(|r, _| {
         Reply::status(if r.path.ends_with("/bandung") {
             401
@@ -75,11 +75,14 @@ pub async fn seed(webhooks: &str, admin: &Admin, gowa: &Gowa) -> Seeded {
         healthy: ids[1],
     };
     let http = crate::support::http_client();
-    let post = |body: Vec<u8>| {
-        http.post(format!("{webhooks}/webhook"))
+    // Signed as Chatwoot signs them when the relay knows the secret (a linked account).
+    let post = |body: Vec<u8>| match secret {
+        Some(secret) => crate::support::signed_webhook(&http, webhooks, body, secret).send(),
+        None => http
+            .post(format!("{webhooks}/webhook"))
             .header("content-type", "application/json")
             .body(body)
-            .send()
+            .send(),
     };
     for (conversation, customer, text) in [
         (

@@ -305,16 +305,7 @@ impl TestRelay {
 
     /// Posts a webhook signed with `secret` as Chatwoot signs it, now; the relay's JSON answer (asserting 200).
     pub async fn post_signed_webhook(&self, body: Vec<u8>, secret: &str) -> serde_json::Value {
-        let ts = chrono::Utc::now().timestamp().to_string();
-        let signature = chatgowa_lib::relay::signature::sign(secret, &ts, &body);
-        let request = self
-            .http
-            .post(format!("{}/webhook", self.base))
-            .header("content-type", "application/json")
-            .header("x-chatwoot-timestamp", ts)
-            .header("x-chatwoot-signature", signature)
-            .body(body);
-        Self::answer(request).await
+        Self::answer(signed_webhook(&self.http, &self.base, body, secret)).await
     }
 
     async fn answer(request: reqwest::RequestBuilder) -> serde_json::Value {
@@ -322,6 +313,22 @@ impl TestRelay {
         assert_eq!(response.status(), 200);
         response.json().await.unwrap()
     }
+}
+
+/// A webhook to the relay at `base`, signed with `secret` as Chatwoot signs it, now.
+pub fn signed_webhook(
+    http: &reqwest::Client,
+    base: &str,
+    body: Vec<u8>,
+    secret: &str,
+) -> reqwest::RequestBuilder {
+    let ts = chrono::Utc::now().timestamp().to_string();
+    let signature = chatgowa_lib::relay::signature::sign(secret, &ts, &body);
+    http.post(format!("{base}/webhook"))
+        .header("content-type", "application/json")
+        .header("x-chatwoot-timestamp", ts)
+        .header("x-chatwoot-signature", signature)
+        .body(body)
 }
 
 /// A request the GoWA stand-in received.
