@@ -5,7 +5,7 @@
 //! [`login::Throttle`]), and a state-changing request sent by a page of another site (its `Origin`) is refused.
 //! Every admin response says not to sniff, frame, cache or refer.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::settings;
@@ -89,6 +89,43 @@ async fn guard(state: &AppState, request: Request, next: Next) -> Response {
         HeaderValue::from_static(r#"Basic realm="Chatgowa Admin", charset="UTF-8""#),
     );
     response
+}
+
+/// What a request outside the admin API (`/healthz`) may carry of the admin's login: its `Authorization`
+/// header and its client.
+pub fn login_of(request: &Request) -> (Option<String>, Option<IpAddr>) {
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or_default().to_owned());
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    (given, peer)
+}
+
+/// Whether `given` (see [`login_of`]) is the admin's login, checked and throttled as the admin API checks it; no
+/// header is not a guess.
+pub async fn carries_admin_login(
+    state: &AppState,
+    given: Option<String>,
+    peer: Option<IpAddr>,
+) -> bool {
+    if given.is_none() {
+        return false;
+    }
+    let Ok(checking) = state.logins.begin(peer, Instant::now()) else {
+        return false;
+    };
+    let admin = is_admin(state, given).await;
+    if admin {
+        state.logins.succeeded(peer);
+    } else {
+        state.logins.failed(peer, Instant::now());
+    }
+    drop(checking);
+    admin
 }
 
 /// Whether `given` (an `Authorization` header) is the admin's login. Argon2 takes tens of milliseconds of CPU:

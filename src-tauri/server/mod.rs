@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
-use crate::admin::{handlers, service};
+use crate::admin::{auth, handlers, service};
 use crate::error::ApiError;
 use crate::relay;
 use crate::shutdown::Stopping;
@@ -46,7 +46,17 @@ pub fn build_router(state: AppState) -> Router {
 }
 
 fn router(state: AppState, surface: Surface, stop: CancellationToken) -> Router {
-    let health = Router::new().route("/healthz", get(healthz));
+    // The admin's detail only where the admin API is served: a webhook port apart from it takes no login.
+    let health = |admin: bool| {
+        Router::new().route(
+            "/healthz",
+            if admin {
+                get(healthz_for_admin)
+            } else {
+                get(healthz)
+            },
+        )
+    };
     let router = match surface {
         Surface::Webhook { with_admin } => {
             let webhook = Router::new()
@@ -59,7 +69,7 @@ fn router(state: AppState, surface: Surface, stop: CancellationToken) -> Router 
                             relay::admit,
                         )),
                 )
-                .merge(health)
+                .merge(health(with_admin))
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::REQUEST_TIMEOUT,
                     REQUEST_TIMEOUT,
@@ -70,7 +80,7 @@ fn router(state: AppState, surface: Surface, stop: CancellationToken) -> Router 
                 webhook
             }
         }
-        Surface::Admin => health.merge(handlers::router(&state)),
+        Surface::Admin => health(true).merge(handlers::router(&state)),
     };
     router
         .fallback(not_found)
@@ -181,20 +191,58 @@ impl HttpServer {
 }
 
 /// What `/healthz` tells anyone who can reach the port: whether the relay works, and nothing else (its version
-/// and queue are in `/admin/stats` and `/metrics`, behind the login).
+/// and queue are in `/admin/stats` and `/metrics`, behind the login). Asked with the admin's login, it also says
+/// whether webhooks must be signed, and what to do when they need not.
 #[derive(Debug, Serialize)]
 pub struct Health {
     pub status: &'static str,
+    /// `signed` or `unsigned` (for the admin only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhooks: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<&'static str>,
 }
 
 /// `GET /healthz`, unauthenticated: 200 when the database answers, 503 otherwise.
 async fn healthz(State(state): State<AppState>) -> Response {
-    match service::count_pending(&state).await {
-        Ok(_) => Json(Health { status: "ok" }).into_response(),
+    health(&state, false).await
+}
+
+/// `GET /healthz` where the admin API is served: with the admin's login, also whether webhooks must be signed.
+async fn healthz_for_admin(State(state): State<AppState>, request: Request) -> Response {
+    let (given, peer) = auth::login_of(&request);
+    drop(request);
+    let admin = auth::carries_admin_login(&state, given, peer).await;
+    health(&state, admin).await
+}
+
+async fn health(state: &AppState, admin: bool) -> Response {
+    let signed = state.intake.signatures_required();
+    let (webhooks, warning) = match (admin, signed) {
+        (false, _) => (None, None),
+        (true, true) => (Some("signed"), None),
+        (true, false) => (
+            Some("unsigned"),
+            Some(
+                "webhooks are accepted unsigned: anyone who can reach the webhook port can send WhatsApp \
+                 messages in the business's name; link the Chatwoot account and register its webhook, or set \
+                 CHATGOWA_CHATWOOT_SECRET",
+            ),
+        ),
+    };
+    match service::count_pending(state).await {
+        Ok(_) => Json(Health {
+            status: "ok",
+            webhooks,
+            warning,
+        })
+        .into_response(),
         Err(err) => {
             tracing::error!(error = %err, "health check: database unavailable");
             let body = Health {
                 status: "unavailable",
+                webhooks,
+                warning,
             };
             (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
         }

@@ -130,6 +130,7 @@ async fn a_linked_relay_refuses_every_unsigned_reply_whatever_its_account_field_
     .await;
     assert_eq!(stats["totals"]["pending"], 0, "{stats}");
     assert_eq!(stats["webhooksSigned"], true);
+    assert_eq!(admin.get_ok("/healthz").await["webhooks"], "signed");
     let deliveries = admin.get_ok("/admin/deliveries").await;
     assert_eq!(
         deliveries["deliveries"].as_array().unwrap().len(),
@@ -151,6 +152,26 @@ async fn a_relay_that_knows_no_secret_says_that_anyone_can_send_in_its_name() {
     server.add_route(7, &gowa.url("/chatwoot/webhook")).await;
     let admin = Admin::login(server.base(), ADMIN_USER, ADMIN_PASS);
     assert_eq!(admin.get_ok("/admin/stats").await["webhooksSigned"], false);
+    // `/healthz` tells the admin, and nobody else.
+    let health = admin.get_ok("/healthz").await;
+    assert_eq!(health["webhooks"], "unsigned", "{health}");
+    assert!(
+        health["warning"]
+            .as_str()
+            .unwrap()
+            .contains("anyone who can reach")
+    );
+    let stranger = Admin::login(server.base(), ADMIN_USER, "a guess");
+    assert_eq!(stranger.get_ok("/healthz").await, json!({"status": "ok"}));
+    let anyone: Value = http_client()
+        .get(format!("{}/healthz", server.base()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(anyone, json!({"status": "ok"}));
     let (status, answer) = post(&server.base(), &reply(9201, |_| {}), None).await;
     assert_eq!(
         (status, answer["queued"].clone()),
