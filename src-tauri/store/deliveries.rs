@@ -462,6 +462,19 @@ pub async fn prune(
 pub async fn delete(db: &Db, id: DeliveryId) -> sqlx::Result<Option<Deleted>> {
     on!(db, |pool| {
         let mut tx = pool.begin().await?;
+        // A lane's holder reads its deliveries again: the discarded one is not sent. The lane is marked before
+        // the delivery is deleted, in the order the writer locks them (lane, then delivery): the other order
+        // deadlocked with an attempt being recorded on PostgreSQL.
+        let lane: Option<(InboxId, Option<i64>)> = sqlx::query_as(
+            "SELECT inbox_id, conversation_id FROM deliveries WHERE id = $1 AND status = 'pending'",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some((inbox_id, conversation_id)) = lane {
+            tx.touch_lanes(vec![lanes::Key::of(inbox_id, conversation_id)])
+                .await?;
+        }
         let deleted: Option<DeletedRow> = sqlx::query_as(
             "DELETE FROM deliveries WHERE id = $1 RETURNING id, dedupe_key, inbox_id, conversation_id, \
              status = 'pending'",
@@ -469,11 +482,6 @@ pub async fn delete(db: &Db, id: DeliveryId) -> sqlx::Result<Option<Deleted>> {
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?;
-        // A lane's holder reads its deliveries again: the discarded one is not sent.
-        if let Some((_, _, inbox_id, conversation_id, true)) = deleted {
-            tx.touch_lanes(vec![lanes::Key::of(inbox_id, conversation_id)])
-                .await?;
-        }
         tx.commit().await?;
         Ok(deleted.map(|(id, key, ..)| (id, key)))
     })
