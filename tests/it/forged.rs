@@ -10,24 +10,21 @@ use serde_json::{Value, json};
 use crate::chatwoot_api::{ADMIN_TOKEN, ChatwootApi};
 use crate::support::{
     ADMIN_PASS, ADMIN_USER, Admin, Gowa, Server, TestRelay, eventually, fixture, free_port,
-    http_client,
+    http_client, signed_webhook,
 };
-use chatgowa_lib::relay::signature;
 
 const WAIT: Duration = Duration::from_secs(20);
 
 /// Posts `body` to `base`'s webhook, signed with `secret` now (or unsigned); the status and the answer.
 async fn post(base: &str, body: &[u8], secret: Option<&str>) -> (StatusCode, Value) {
-    let mut request = http_client()
-        .post(format!("{base}/webhook"))
-        .header("content-type", "application/json")
-        .body(body.to_vec());
-    if let Some(secret) = secret {
-        let ts = chrono::Utc::now().timestamp().to_string();
-        request = request
-            .header("x-chatwoot-timestamp", &ts)
-            .header("x-chatwoot-signature", signature::sign(secret, &ts, body));
-    }
+    let http = http_client();
+    let request = match secret {
+        Some(secret) => signed_webhook(&http, base, body.to_vec(), secret),
+        None => http
+            .post(format!("{base}/webhook"))
+            .header("content-type", "application/json")
+            .body(body.to_vec()),
+    };
     let response = request.send().await.unwrap();
     let status = response.status();
     (status, response.json().await.unwrap_or(Value::Null))
