@@ -208,8 +208,8 @@ fn proc_field(path: &str, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Context switches of every thread of `pid`: each one is a wake-up.
-fn wakeups(pid: u32) -> u64 {
+/// Context switches of each thread of `pid` (by thread id): each one is a wake-up.
+fn wakeups(pid: u32) -> std::collections::HashMap<String, u64> {
     std::fs::read_dir(format!("/proc/{pid}/task"))
         .map(|tasks| {
             tasks
@@ -217,12 +217,22 @@ fn wakeups(pid: u32) -> u64 {
                 .map(|t| {
                     let status = t.path().join("status");
                     let status = status.to_string_lossy();
-                    proc_field(&status, "voluntary_ctxt_switches")
-                        + proc_field(&status, "nonvoluntary_ctxt_switches")
+                    let switches = proc_field(&status, "voluntary_ctxt_switches")
+                        + proc_field(&status, "nonvoluntary_ctxt_switches");
+                    (t.file_name().to_string_lossy().into_owned(), switches)
                 })
-                .sum()
+                .collect()
         })
-        .unwrap_or(0)
+        .unwrap_or_default()
+}
+
+/// Wake-ups between two readings of [`wakeups`]: of the threads alive at the second (a thread that ended
+/// meanwhile, such as an idle blocking-pool thread, is not counted, and does not make the sum go down).
+fn wakeups_since(before: &std::collections::HashMap<String, u64>, pid: u32) -> u64 {
+    wakeups(pid)
+        .iter()
+        .map(|(tid, now)| now.saturating_sub(before.get(tid).copied().unwrap_or(0)))
+        .sum()
 }
 
 /// User + system CPU seconds of `pid` so far.
@@ -544,7 +554,7 @@ async fn main() {
     let idle_kib = proc_field(&format!("/proc/{pid}/status"), "VmRSS");
     let w0 = wakeups(pid);
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let idle_wakeups = wakeups(pid) - w0;
+    let idle_wakeups = wakeups_since(&w0, pid);
 
     // (2) At a fixed moderate rate.
     let (moderate, lateness) = fixed_rate(&http, &base, &payloads, 1000, secs).await;

@@ -70,17 +70,15 @@ impl App {
             .spawn(&db, after)
             .context("starting the database writer")?;
         let pending = resume_lanes(&dispatcher).await?;
-        lifecycle.tracker.spawn(
-            retention::Retention {
-                db: db.clone(),
-                writer: writer.clone(),
-                delivered: config.retention,
-                dead: config.dead_retention,
-                events: events.clone(),
-                waker: pruner,
-            }
-            .run(shutdown.clone()),
-        );
+        let retention = retention::Retention {
+            db: db.clone(),
+            writer: writer.clone(),
+            delivered: config.retention,
+            dead: config.dead_retention,
+            events: events.clone(),
+            waker: pruner,
+        };
+        upkeep(&lifecycle.tracker, retention, &shutdown);
         let relay = dispatcher.leases().map(|l| l.owner().to_owned());
         tracing::info!(pending, database = %config.database.shown(), relay, "relay started");
         let state = shared(
@@ -248,6 +246,14 @@ fn panel_host(addr: SocketAddr) -> String {
     } else {
         addr.to_string()
     }
+}
+
+/// Starts the tasks that keep the store: retention, and on PostgreSQL following the database's clock.
+fn upkeep(tracker: &TaskTracker, retention: retention::Retention, shutdown: &CancellationToken) {
+    if let Db::Postgres(pool) = &retention.db {
+        tracker.spawn(store::clock::keep_following(pool.clone(), shutdown.clone()));
+    }
+    tracker.spawn(retention.run(shutdown.clone()));
 }
 
 /// Takes the database for this relay, opens (creating and migrating) it, and on SQLite takes over the TypeScript

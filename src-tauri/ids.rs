@@ -42,3 +42,51 @@ id_type!(
     /// A row of `deliveries`; sent to GoWA as `X-Chatgowa-Delivery`.
     DeliveryId
 );
+
+/// Reads one of Chatwoot's ids written as text: ASCII digits only (no sign, no spaces), positive. The one
+/// reading of an id everywhere, so that no two parts of the relay can disagree on which account or inbox a body
+/// names ("+3" and " 3" are no ids).
+pub fn parse_text(text: &str) -> Option<i64> {
+    let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    text.parse().ok().filter(|id| digits && *id > 0)
+}
+
+/// Reads one of Chatwoot's ids from JSON: a positive integer, or its digits as a string ([`parse_text`]).
+pub fn parse_json(value: &serde_json::Value) -> Option<i64> {
+    match value {
+        serde_json::Value::Number(n) => n.as_i64().filter(|id| *id > 0),
+        serde_json::Value::String(s) => parse_text(s),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn one_reading_of_an_id() {
+        for good in [json!(3), json!("3"), json!("0042")] {
+            assert!(parse_json(&good).is_some(), "{good}");
+        }
+        for bad in [
+            json!("+3"),
+            json!(" 3"),
+            json!("3 "),
+            json!("-3"),
+            json!(-3),
+            json!(0),
+            json!("0"),
+            json!(""),
+            json!(3.5),
+            json!("3.0"),
+            json!(null),
+            json!(true),
+            json!({"id": 3}),
+            json!("99999999999999999999"),
+        ] {
+            assert_eq!(parse_json(&bad), None, "{bad}");
+        }
+    }
+}

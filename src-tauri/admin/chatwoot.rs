@@ -41,6 +41,11 @@ const DEFAULT_WAIT: Duration = Duration::from_secs(10);
 /// # Errors
 /// The database cannot be read.
 pub async fn start(state: &AppState, tracker: &TaskTracker, told: feedback::Waker) -> Result<()> {
+    // Before the first webhook: the accounts the environment names sign them, once linked.
+    state
+        .intake
+        .linked()
+        .linking(state.config.chatwoot_link.is_some());
     links_changed(state).await?;
     if !state.intake.signatures_required() && state.config.chatwoot_link.is_none() {
         tracing::warn!(
@@ -68,6 +73,7 @@ pub async fn start(state: &AppState, tracker: &TaskTracker, told: feedback::Wake
         handle: state.catch_up.clone(),
         events: state.events.clone(),
         feedback: told,
+        dispatcher: state.dispatcher.clone(),
         intake: state.intake.clone(),
         next_call: tokio::sync::Mutex::new(tokio::time::Instant::now()),
     };
@@ -382,6 +388,34 @@ pub async fn check(state: &AppState, action: LinkAction) -> Result<CheckResult> 
         Ok(ready) => ready,
         Err(failure) => return Ok(failure),
     };
+    // On a task of its own: an admin request that times out (or a window closed) meanwhile does not leave the
+    // webhook subscribed to the check's event.
+    let state = state.clone();
+    let checked = tokio::spawn(async move {
+        let target = (account, conversation);
+        let result = subscribed_for_check(&state, &client, &hook, target, wait, &public).await;
+        tracing::info!(
+            account_id = account,
+            step = result.step,
+            "reachability check"
+        );
+        result
+    });
+    checked
+        .await
+        .map_err(|e| Error::Unavailable(format!("the check stopped: {e}")))
+}
+
+/// Subscribes the webhook to the check's event (unless it is already), provokes it, and puts the subscriptions
+/// back as they were.
+async fn subscribed_for_check(
+    state: &AppState,
+    client: &Client,
+    hook: &Webhook,
+    (account, conversation): (i64, i64),
+    wait: Duration,
+    public: &Url,
+) -> CheckResult {
     let widened = !hook.subscriptions.iter().any(|s| s == CHECK_EVENT);
     if widened {
         let mut with_check = hook.subscriptions.clone();
@@ -390,27 +424,18 @@ pub async fn check(state: &AppState, action: LinkAction) -> Result<CheckResult> 
             .update_webhook(account, hook.id, &hook.url, &with_check)
             .await
         {
-            return Ok(failed("api", problem.to_string()));
+            return failed("api", problem.to_string());
         }
     }
-    let result = provoke(state, &client, account, conversation, wait, &public).await;
-    let restored = if widened {
-        client
+    let result = provoke(state, client, account, conversation, wait, public).await;
+    if widened
+        && let Err(problem) = client
             .update_webhook(account, hook.id, &hook.url, &hook.subscriptions)
             .await
-            .map(drop)
-    } else {
-        Ok(())
-    };
-    if let Err(problem) = restored {
+    {
         tracing::warn!(account_id = account, problem = %problem, "could not unsubscribe the check's event");
     }
-    tracing::info!(
-        account_id = account,
-        step = result.step,
-        "reachability check"
-    );
-    Ok(result)
+    result
 }
 
 /// The relay's webhook (registered for the public URL) and a conversation to type in, or the step that failed.
@@ -624,11 +649,16 @@ async fn connect(
 async fn link_from_env(state: &AppState, env: ChatwootLink) {
     let mut left = env.accounts.clone();
     let mut delay = Duration::from_secs(15);
+    let mut refused = false;
     while !left.is_empty() {
         let mut again = Vec::new();
         for account in left {
             match connect(state, &env.url, account, &env.token, true).await {
-                Ok(link) => register_from_env(state, link.id).await,
+                Ok(link) => {
+                    if !register_from_env(state, link.id).await {
+                        again.push(account);
+                    }
+                }
                 Err(Error::Remote {
                     gateway: true,
                     message,
@@ -638,7 +668,8 @@ async fn link_from_env(state: &AppState, env: ChatwootLink) {
                     again.push(account);
                 }
                 Err(e) => {
-                    tracing::error!(account_id = account, problem = %e, "Chatwoot account not linked (CHATGOWA_CHATWOOT_*)")
+                    tracing::error!(account_id = account, problem = %e, "Chatwoot account not linked (CHATGOWA_CHATWOOT_*)");
+                    refused = true;
                 }
             }
         }
@@ -652,11 +683,17 @@ async fn link_from_env(state: &AppState, env: ChatwootLink) {
         }
         delay = (delay * 2).min(Duration::from_secs(600));
     }
+    // Linked (a refused one stays unlinked, and its webhooks refused, until the panel links it).
+    if !refused {
+        state.intake.linked().linking(false);
+    }
 }
 
-async fn register_from_env(state: &AppState, id: i64) {
+/// Registers the webhook of the environment's link `id`; `false` when Chatwoot could not be asked (to be tried
+/// again). Without a public URL there is nothing to register.
+async fn register_from_env(state: &AppState, id: i64) -> bool {
     if matches!(public_url(state).await, Ok(None)) {
-        return;
+        return true;
     }
     let action = LinkAction {
         id,
@@ -664,7 +701,9 @@ async fn register_from_env(state: &AppState, id: i64) {
     };
     if let Err(e) = register(state, action).await {
         tracing::warn!(problem = %e, "Chatwoot webhook not registered");
+        return false;
     }
+    true
 }
 
 /// The linked accounts changed (here, or at another relay on the same PostgreSQL database): webhooks are
@@ -786,6 +825,7 @@ fn client_of(state: &AppState, link: &Link) -> Result<Client> {
         base,
         &Secret::new(link.token.clone()),
     )
+    .map(|client| client.measuring(state.intake.linked().clock()))
     .map_err(|m| Error::invalid("token", m))
 }
 
@@ -815,11 +855,12 @@ fn text(value: Option<&Value>, field: &'static str, missing: &str) -> Result<Str
 
 fn account_id(value: Option<&Value>) -> Result<i64> {
     let id = match value {
-        Some(Value::Number(n)) => n.as_i64(),
-        Some(Value::String(s)) => s.trim().parse().ok(),
-        _ => None,
+        // Typed into a form: spaces around the number are the form's, not the id's.
+        Some(Value::String(s)) => crate::ids::parse_text(s.trim()),
+        Some(v) => crate::ids::parse_json(v),
+        None => None,
     };
-    id.filter(|id| *id > 0).ok_or_else(|| {
+    id.ok_or_else(|| {
         Error::invalid(
             "accountId",
             "the account id is a positive number: the one after /accounts/ in Chatwoot's address",

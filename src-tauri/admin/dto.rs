@@ -206,7 +206,7 @@ pub struct DeliveryDetail {
 }
 
 /// One thing told to Chatwoot about a reply: `kind` is `mark_failed`, `note_dead`, `mark_sent`, `note_delayed`,
-/// `note_delivered` or `resent` (Chatwoot's Retry); `status` is `pending`, `done` or `gave_up`.
+/// `note_delivered`, `note_late` (a recovered reply that went after later ones) or `resent` (Chatwoot's Retry); `status` is `pending`, `done` or `gave_up`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FeedbackView {
@@ -332,6 +332,13 @@ pub struct Stats {
     /// Whether webhooks must carry Chatwoot's signature; false while the relay knows no Chatwoot secret, when
     /// anyone who can reach the webhook can send WhatsApp messages in the business's name.
     pub webhooks_signed: bool,
+    /// How far this computer's clock is behind Chatwoot's, in seconds (negative: ahead), as Chatwoot's API
+    /// answers show it, else as the last hour's signed webhooks did; only when it is off by more than 30 s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clock_skew_seconds: Option<i64>,
+    /// Whether the relay reckons with Chatwoot's time (measured by its API): false when the offset was only
+    /// seen on signed webhooks, which are refused once the clocks are more than 5 minutes apart.
+    pub clock_reckoned: bool,
     /// Where Chatwoot posts, relative to the relay's address.
     pub webhook_path: String,
     /// The webhook's port when the admin API listens on an address of its own (`CHATGOWA_ADMIN_BIND`, the

@@ -155,6 +155,7 @@ pub async fn test_route(state: &AppState, id: RouteId) -> Result<dto::TestResult
 pub async fn stats(state: &AppState) -> Result<dto::Stats> {
     let totals = deliveries::totals(&state.db).await?;
     let oldest = deliveries::oldest_pending_received_at(&state.db).await?;
+    let told = state.intake.linked().clock().told();
     Ok(dto::Stats {
         version: env!("CARGO_PKG_VERSION").into(),
         totals,
@@ -167,6 +168,8 @@ pub async fn stats(state: &AppState) -> Result<dto::Stats> {
         routes: routes::list(&state.db).await?.len(),
         unrouted_inboxes: unrouted_inboxes::count(&state.db).await?,
         webhooks_signed: state.intake.signatures_required(),
+        clock_skew_seconds: told.map(|t| t.seconds),
+        clock_reckoned: told.is_none_or(|t| t.reckoned),
         webhook_path: "/webhook".into(),
         webhook_port: match state
             .webhook_port
@@ -443,7 +446,7 @@ pub async fn delivery_detail(state: &AppState, id: DeliveryId) -> Result<dto::De
             attempt_log: log.into_iter().map(Into::into).collect(),
             chatwoot: told
                 .into_iter()
-                .filter(|f| f.kind != "none")
+                .filter(|f| !matches!(f.kind.as_str(), "none" | "late_arrival"))
                 .map(Into::into)
                 .collect(),
         },
@@ -666,14 +669,7 @@ fn required(field: &'static str) -> FieldError {
 }
 
 fn inbox_id(v: &Value) -> Result<InboxId, FieldError> {
-    let id = match v {
-        Value::Number(n) => n.as_i64(),
-        Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
-            s.parse().ok()
-        }
-        _ => None,
-    };
-    id.filter(|id| *id > 0).map(InboxId).ok_or_else(|| {
+    crate::ids::parse_json(v).map(InboxId).ok_or_else(|| {
         FieldError::new(
             "inboxId",
             "not_inbox_id",

@@ -6,8 +6,10 @@
 //! none quotes more of Chatwoot's answer than a short error text.
 
 mod address;
+mod clock;
 
 pub use address::{Reach, classify};
+pub use clock::Clock;
 
 use std::time::Duration;
 
@@ -204,6 +206,8 @@ pub struct Client {
     http: reqwest::Client,
     base: Url,
     token: HeaderValue,
+    /// Where the answers' `Date` is read into.
+    clock: Option<Clock>,
 }
 
 impl std::fmt::Debug for Client {
@@ -221,7 +225,19 @@ impl Client {
         let mut token = HeaderValue::from_str(token.expose().trim())
             .map_err(|_| "the access token has characters a token cannot have".to_owned())?;
         token.set_sensitive(true);
-        Ok(Self { http, base, token })
+        Ok(Self {
+            http,
+            base,
+            token,
+            clock: None,
+        })
+    }
+
+    /// This client, reading Chatwoot's clock from every answer into `clock`.
+    #[must_use]
+    pub fn measuring(mut self, clock: &Clock) -> Self {
+        self.clock = Some(clock.clone());
+        self
     }
 
     /// A client for a linked account, with its stored token.
@@ -508,19 +524,15 @@ impl Client {
                 .header(CONTENT_TYPE, "application/json")
                 .body(body.to_string());
         }
+        let sent = crate::store::now_ms();
         let response = request.send().await.map_err(|e| self.unreachable(&e))?;
+        if let Some(clock) = &self.clock {
+            let date = response.headers().get(reqwest::header::DATE);
+            clock.observe(date, sent, crate::store::now_ms());
+        }
         let status = response.status();
         if status.is_redirection() {
-            let to = response
-                .headers()
-                .get(reqwest::header::LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|l| self.base.join(l).ok())
-                .map_or_else(
-                    || "another address".to_owned(),
-                    |u| u.origin().ascii_serialization(),
-                );
-            return Err(Problem::Moved(self.shown(), to));
+            return Err(self.moved(&response));
         }
         let is_json = response
             .headers()
@@ -548,6 +560,20 @@ impl Client {
             &bytes
         };
         serde_json::from_slice(bytes).map_err(|e| Problem::Malformed(e.to_string()))
+    }
+
+    /// A redirection: Chatwoot is elsewhere (the origin it points to, never a path with a token in it).
+    fn moved(&self, response: &reqwest::Response) -> Problem {
+        let to = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|l| self.base.join(l).ok())
+            .map_or_else(
+                || "another address".to_owned(),
+                |u| u.origin().ascii_serialization(),
+            );
+        Problem::Moved(self.shown(), to)
     }
 
     fn url(&self, path_and_query: &str) -> Result<Url, Problem> {

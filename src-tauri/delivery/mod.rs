@@ -288,6 +288,10 @@ impl Dispatcher {
                 }
             }
         }
+        // The feedback watches a late reply's conversation, to note it once it has gone.
+        if !lanes.late.is_empty() {
+            self.inner.outcomes.send_modify(|n| *n = n.wrapping_add(1));
+        }
     }
 
     /// Drops what is kept in memory of a delivery removed from the database, so that no attempt sends it.
@@ -299,6 +303,12 @@ impl Dispatcher {
     /// conversation of [`Dispatcher::watch_conversations`].
     pub fn outcomes(&self) -> watch::Receiver<u64> {
         self.inner.outcomes.subscribe()
+    }
+
+    /// The replies that came after a later reply of their conversation had started to go (Chatwoot posted them
+    /// late), since the last call.
+    pub fn take_late(&self) -> Vec<DeliveryId> {
+        std::mem::take(&mut self.inner.lanes().late)
     }
 
     /// The conversations whose deliveries are to change [`Dispatcher::outcomes`] even when they go out at
@@ -422,11 +432,15 @@ impl Inner {
             .filter(|lane| lane.is_started())
             .and_then(|lane| lane.head())
             .map(|e| e.id);
-        for p in pending
+        let new: Vec<&PendingRef> = pending
             .iter()
             .filter(|p| !before.is_some_and(|lane| lane.has(p.id)))
-        {
+            .collect();
+        for p in new {
             lanes.note_late(key, p);
+        }
+        if !lanes.late.is_empty() {
+            self.outcomes.send_modify(|n| *n = n.wrapping_add(1));
         }
         let mut pending = pending.into_iter();
         let Some(first) = pending.next() else {
@@ -532,12 +546,13 @@ impl Inner {
 /// Conversations tracked for a reply that arrives after a later one was sent, before they are forgotten.
 const SENT_TRACKED: usize = 10_000;
 
-/// The lanes, and the highest message id each conversation has started to send (only for the log line that
-/// says a reply came too late to go in its place).
+/// The lanes, and the highest message id each conversation has started to send (for the replies that came too
+/// late to go in their place: logged, and kept for [`Dispatcher::take_late`]).
 #[derive(Default)]
 struct Lanes {
     by_key: HashMap<LaneKey, Lane>,
     sent: HashMap<LaneKey, i64>,
+    late: Vec<DeliveryId>,
 }
 
 impl Lanes {
@@ -551,7 +566,7 @@ impl Lanes {
 
     /// Says so when a new message is older than one its conversation has already started to send: it goes in
     /// arrival order, after the window.
-    fn note_late(&self, key: LaneKey, pending: &PendingRef) {
+    fn note_late(&mut self, key: LaneKey, pending: &PendingRef) {
         let Some(message_id) = pending.message_id.filter(|_| !pending.is_update) else {
             return;
         };
@@ -563,6 +578,10 @@ impl Lanes {
                 conversation_id = key.conversation_id,
                 "reply arrived after a later reply of its conversation was sent: sent in arrival order"
             );
+            // Sent again by hand or by Retry, it goes after later ones as the agent asked.
+            if !pending.attempted && self.late.len() < SENT_TRACKED {
+                self.late.push(pending.id);
+            }
         }
     }
 }

@@ -53,6 +53,16 @@ pub fn delay(
     }
 }
 
+/// Why a delivery that waited past its maximum age was not sent (kept as its last error; a linked Chatwoot's note
+/// says it in the panel's language).
+pub const TOO_OLD: &str = "not sent: it waited longer than CHATGOWA_MAX_AGE";
+
+/// Whether a delivery received at `received_at_ms` is past its maximum age at `at_ms`: it is not sent (or
+/// retried) any more. The one age rule, for a retry's time and for a head that waited without attempts.
+pub fn too_old(at_ms: i64, received_at_ms: i64, max_age: Duration) -> bool {
+    at_ms > received_at_ms.saturating_add(millis(max_age))
+}
+
 /// Schedules the retry, or gives up if it would fall after the delivery's maximum age.
 pub fn next_state(
     now_ms: i64,
@@ -61,7 +71,7 @@ pub fn next_state(
     delay: Duration,
 ) -> NextState {
     let at = now_ms.saturating_add(millis(delay));
-    if at > received_at_ms.saturating_add(millis(max_age)) {
+    if too_old(at, received_at_ms, max_age) {
         NextState::Dead
     } else {
         NextState::RetryAt(at)

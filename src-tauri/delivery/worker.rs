@@ -145,6 +145,7 @@ async fn claim(
     wait_until_due(inner, task, &delivery).await?;
     let (route, target) = resolve_route(inner, task, &delivery, route_changes).await?;
     wait_unpaused(inner).await?;
+    give_up_when_too_old(inner, task, &delivery).await?;
     let slots = take_slots(inner, delivery.inbox_id).await?;
     if let (Some(leases), Some(epoch)) = (inner.leases.as_deref(), task.epoch)
         && !leases::lease_for_attempt(inner, leases, task.key, epoch).await
@@ -273,6 +274,18 @@ async fn wait_unpaused(inner: &Inner) -> ControlFlow<Step> {
     }
     // Things may have changed while paused: look at the head again.
     Break(Step::Again)
+}
+
+/// A head that waited past the maximum age without being sent (its route switched off, deliveries paused, its
+/// lane held up that long) is not sent days late: it is dead, and a linked Chatwoot marks it failed and says why.
+/// A retry someone asked for (the panel, Chatwoot's Retry) is their decision and goes.
+async fn give_up_when_too_old(inner: &Inner, task: Task, delivery: &Delivery) -> ControlFlow<Step> {
+    if delivery.trigger == Trigger::Manual
+        || !retry::too_old(now_ms(), delivery.received_at, inner.config.max_age)
+    {
+        return Continue(());
+    }
+    Break(finish_dead(inner, task, delivery.id, retry::TOO_OLD.to_owned()).await)
 }
 
 /// Takes a slot of the inbox's route and one of the global budget, unless shutdown comes first.
@@ -523,7 +536,8 @@ fn lost(inner: &Inner, task: Task) -> Step {
     tracing::warn!(
         inbox_id = %task.key.inbox_id,
         conversation_id = task.key.conversation_id,
-        "lane taken over by another relay; this relay's outcome was not recorded"
+        "lane taken over by another relay; of this relay's attempt only what GoWA answered is kept (a late \
+         attempt, ambiguous if GoWA took it)"
     );
     if let (Some(leases), Some(epoch)) = (inner.leases.as_deref(), task.epoch) {
         leases::forget(inner, leases, task.key, epoch);

@@ -91,6 +91,8 @@ pub struct Task {
     pub events: Events,
     /// The feedback task, which sends the notes under held replies.
     pub feedback: super::Waker,
+    /// The lanes, for a reply whose Retry in Chatwoot was found by reading it back.
+    pub dispatcher: crate::delivery::Dispatcher,
     /// Webhooks are verified by the inboxes each linked account has, read again here.
     pub intake: crate::relay::Intake,
     /// When the next call to Chatwoot may go (see [`Task::pace`]).
@@ -138,9 +140,11 @@ impl Task {
 
     /// One catch-up of one account; the outcome is logged and reported.
     async fn catch_up(&self, link: &Link) {
-        let started = now_ms();
+        // Chatwoot's time: its `created_at` are compared with it (a relay clock ahead of Chatwoot's would
+        // otherwise count a reply as settled, or outside the window, too early).
+        let started = self.intake.linked().clock().chatwoot_now();
         let mut report = Report {
-            at: started,
+            at: now_ms(),
             error: None,
             queued: 0,
             held: 0,
@@ -176,13 +180,16 @@ impl Task {
     /// One round for one account. Each conversation on its own: one that fails is tried again next round (the
     /// account is not marked current, so the same window is looked at again), the others go on.
     async fn look(&self, link: &Link, started: i64, report: &mut Report) -> Result<(), Failure> {
-        let client =
-            Client::of_link(&self.http, link).map_err(|_| Failure::Chatwoot(Problem::BadToken))?;
+        let client = Client::of_link(&self.http, link)
+            .map_err(|_| Failure::Chatwoot(Problem::BadToken))?
+            .measuring(self.intake.linked().clock());
         let max = i64::try_from(self.upkeep.catchup_max.as_millis()).unwrap_or(i64::MAX);
-        // The first round starts when the account was linked: what was written before is not the relay's.
+        // The first round starts when the account was linked: what was written before is not the relay's. The
+        // link was made by this relay's clock; `started` and `caught_up_at` are Chatwoot's.
+        let offset = self.intake.linked().clock().offset_ms().unwrap_or(0);
         let since = link
             .caught_up_at
-            .unwrap_or(link.created_at)
+            .unwrap_or(link.created_at.saturating_add(offset))
             .max(started.saturating_sub(max));
         // A minute more, for clocks that differ a little.
         let seconds = (started - since) / 1000 + 60;
@@ -218,11 +225,12 @@ impl Task {
                 }
             }
         }
+        self.recheck(&client, link).await?;
         failed.map_or(Ok(()), Err)
     }
 
     /// The account's inboxes that have a route.
-    async fn routed_inboxes(&self, link: &Link) -> sqlx::Result<Vec<InboxId>> {
+    pub(super) async fn routed_inboxes(&self, link: &Link) -> sqlx::Result<Vec<InboxId>> {
         let routed: Vec<InboxId> = routes::list(&self.db)
             .await?
             .into_iter()
@@ -286,11 +294,14 @@ impl Task {
         let Some(id) = m["id"].as_i64() else {
             return Ok(());
         };
+        // A reply its agent deleted meanwhile is not found: it was never meant to go.
+        let deleted = &m["content_attributes"]["deleted"];
         let reply = m["message_type"].as_i64() == Some(1)
             && m["private"].as_bool() != Some(true)
             && !m["source_id"]
                 .as_str()
-                .is_some_and(|s| s.starts_with("WAID:"));
+                .is_some_and(|s| s.starts_with("WAID:"))
+            && !(deleted.as_bool() == Some(true) || deleted.as_str() == Some("true"));
         if !reply
             || recovered::known(&self.db, link.account_id, id).await?
             || recovered::delivered_before(&self.db, inbox, id).await?
@@ -306,7 +317,7 @@ impl Task {
             written_at,
             body: rebuild(link.account_id, inbox, read.conversation, m),
         };
-        let fresh = now_ms() - written_at
+        let fresh = self.intake.linked().clock().chatwoot_now() - written_at
             <= i64::try_from(self.upkeep.send_within.as_millis()).unwrap_or(i64::MAX);
         if !fresh {
             if recovered::insert(&self.db, &found, None).await? {
@@ -318,6 +329,8 @@ impl Task {
         }
         if let Some(delivery) = queue(&self.writer, &found).await? {
             recovered::insert(&self.db, &found, Some(delivery)).await?;
+            // It may have gone out already, after a later reply: the feedback looks (a note if so).
+            self.feedback.wake();
             self.metrics.recovered("queued");
             report.queued += 1;
         }
@@ -326,7 +339,7 @@ impl Task {
 
     /// Waits for the next call's turn: catching up stays far below Chatwoot's rate limit (3 000 calls a minute
     /// per address by default), which the relay's feedback and the office's own tools share.
-    async fn pace(&self) {
+    pub(super) async fn pace(&self) {
         let mut next = self.next_call.lock().await;
         tokio::time::sleep_until(*next).await;
         *next = tokio::time::Instant::now() + CALL_GAP;
@@ -386,9 +399,18 @@ pub async fn queue(
     writer: &Writer,
     found: &NewRecovered,
 ) -> Result<Option<crate::ids::DeliveryId>, Failure> {
-    let parsed = payload::parse(&found.body).map_err(|e| Failure::Store(e.to_string()))?;
+    store(writer, found.inbox_id, found.body.clone()).await
+}
+
+/// Stores a webhook the relay rebuilt as if Chatwoot had posted it to `inbox`'s route.
+pub(super) async fn store(
+    writer: &Writer,
+    inbox: InboxId,
+    body: Vec<u8>,
+) -> Result<Option<crate::ids::DeliveryId>, Failure> {
+    let parsed = payload::parse(&body).map_err(|e| Failure::Store(e.to_string()))?;
     let delivery = NewDelivery {
-        inbox_id: found.inbox_id,
+        inbox_id: inbox,
         conversation_id: parsed.conversation_id,
         event: parsed.event,
         message_id: parsed.message_id,
@@ -396,11 +418,11 @@ pub async fn queue(
         cw_delivery: None,
         cw_timestamp: None,
         cw_signature: None,
-        body: Bytes::from(found.body.clone()),
+        body: Bytes::from(body),
     };
     match writer.ingest(delivery).await {
         Ok(Decision::Queued(id)) => Ok(Some(id)),
-        Ok(Decision::Duplicate(_) | Decision::NoRoute) => Ok(None),
+        Ok(Decision::Duplicate(_) | Decision::Deleted(_) | Decision::NoRoute) => Ok(None),
         Err(e) => Err(Failure::Store(e.to_string())),
     }
 }

@@ -21,7 +21,7 @@ pub struct Reply {
 /// Reads a stored body; `None` when it has no account, conversation or message id.
 pub fn read(body: &[u8]) -> Option<Reply> {
     let v: Value = serde_json::from_slice(body).ok()?;
-    let id = |v: &Value| v.as_i64().or_else(|| v.as_str()?.parse().ok());
+    let id = crate::ids::parse_json;
     let account = id(&v["account"]["id"]).or_else(|| id(&v["conversation"]["account"]["id"]))?;
     let conversation = id(&v["conversation"]["id"])?;
     let message = id(&v["id"])?;
@@ -48,6 +48,14 @@ pub fn read(body: &[u8]) -> Option<Reply> {
 
 /// Why a reply was not delivered, in a few words, from the delivery's last attempt.
 pub fn reason(indonesian: bool, status: Option<i64>, error: Option<&str>) -> String {
+    if error == Some(crate::delivery::retry::TOO_OLD) {
+        return if indonesian {
+            "menunggu lebih lama dari batas umur balasan (CHATGOWA_MAX_AGE), jadi tidak dikirim lagi".into()
+        } else {
+            "it waited longer than the maximum age (CHATGOWA_MAX_AGE), so it is no longer sent"
+                .into()
+        };
+    }
     let error: String = error.unwrap_or_default().chars().take(160).collect();
     match (status, indonesian) {
         (Some(code), false) => format!("GoWA answered {code}"),
@@ -56,6 +64,29 @@ pub fn reason(indonesian: bool, status: Option<i64>, error: Option<&str>) -> Str
         (None, true) if error.is_empty() => "GoWA tidak menjawab".into(),
         (None, false) => format!("GoWA could not be reached ({error})"),
         (None, true) => format!("GoWA tidak bisa dihubungi ({error})"),
+    }
+}
+
+/// What holds up a reply that was not tried yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holdup {
+    /// An admin paused all deliveries.
+    Paused,
+    /// Its route is switched off.
+    RouteOff,
+    /// Messages ahead of it in its conversation are still being sent.
+    Queued,
+}
+
+/// The words for a [`Holdup`].
+pub fn holdup(indonesian: bool, holdup: Holdup) -> String {
+    match (holdup, indonesian) {
+        (Holdup::Paused, false) => "all deliveries are paused in Chatgowa".into(),
+        (Holdup::Paused, true) => "semua pengiriman sedang dijeda di Chatgowa".into(),
+        (Holdup::RouteOff, false) => "this inbox's route is switched off in Chatgowa".into(),
+        (Holdup::RouteOff, true) => "rute kotak masuk ini dimatikan di Chatgowa".into(),
+        (Holdup::Queued, false) => "messages ahead of them are still being sent".into(),
+        (Holdup::Queued, true) => "pesan sebelumnya masih dalam pengiriman".into(),
     }
 }
 
@@ -120,6 +151,44 @@ pub fn held_note(indonesian: bool) -> String {
     }
 }
 
+/// The note under a reply that reached WhatsApp after later replies of its conversation: found by catching up
+/// (`recovered`), or posted late by Chatwoot.
+pub fn late_note(indonesian: bool, recovered: bool) -> String {
+    match (indonesian, recovered) {
+        (true, true) => "Chatgowa: balasan ini sampai ke WhatsApp terlambat, setelah balasan-balasan berikutnya di \
+                         percakapan ini: webhook Chatwoot untuknya tidak pernah datang, dan Chatgowa menemukannya \
+                         saat menyusul. Pelanggan melihatnya di bawah balasan-balasan itu."
+            .into(),
+        (true, false) => "Chatgowa: balasan ini sampai ke WhatsApp terlambat, setelah balasan-balasan berikutnya \
+                          di percakapan ini: Chatwoot mengirim webhook-nya sesudah webhook balasan-balasan itu. \
+                          Pelanggan melihatnya di bawah balasan-balasan itu."
+            .into(),
+        (false, true) => "Chatgowa: this reply reached WhatsApp late, after later replies of this conversation: \
+                          Chatwoot's webhook for it never came, and Chatgowa found it when catching up. The \
+                          customer sees it below those replies."
+            .into(),
+        (false, false) => "Chatgowa: this reply reached WhatsApp late, after later replies of this conversation: \
+                           Chatwoot posted its webhook after theirs. The customer sees it below those replies."
+            .into(),
+    }
+}
+
+/// The note under a reply that went out and was deleted in Chatwoot, when GoWA never got the deletion (so it could
+/// not take the message back on WhatsApp).
+pub fn not_taken_back_note(indonesian: bool, reason: &str) -> String {
+    if indonesian {
+        format!(
+            "Chatgowa: balasan ini dihapus di Chatwoot, tetapi TIDAK ditarik kembali di WhatsApp ({reason}); \
+             pelanggan mungkin masih melihatnya."
+        )
+    } else {
+        format!(
+            "Chatgowa: this reply was deleted in Chatwoot, but it was NOT taken back on WhatsApp ({reason}); the \
+             customer may still see it."
+        )
+    }
+}
+
 /// The note that ends a delay.
 pub fn delivered_note(indonesian: bool) -> String {
     if indonesian {
@@ -153,5 +222,9 @@ mod tests {
             br#"{"id":9,"message_type":"incoming","account":{"id":1},"conversation":{"id":5}}"#;
         assert!(!read(incoming).unwrap().to_customer);
         assert_eq!(read(br#"{"id":9}"#), None);
+        // An account id the relay's routing would not read is not read here either.
+        let signed =
+            br#"{"id":9,"message_type":"outgoing","account":{"id":"+1"},"conversation":{"id":5}}"#;
+        assert_eq!(read(signed), None);
     }
 }

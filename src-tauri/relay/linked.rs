@@ -3,10 +3,12 @@
 //! arrived (what the reachability check waits for).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError, RwLock};
 
 use tokio::sync::watch;
 
+use crate::chatwoot::Clock;
 use crate::config::Secret;
 use crate::store::{Db, chatwoot_inboxes, chatwoot_links};
 
@@ -33,6 +35,14 @@ pub struct Linked {
     heard: Mutex<HashMap<i64, Heard>>,
     /// Bumped whenever `heard` changes.
     news: watch::Sender<u64>,
+    /// How far Chatwoot's clock is from this relay's.
+    clock: Clock,
+    /// The accounts of `CHATGOWA_CHATWOOT_*` are not linked yet: the relay means to verify webhooks with secrets
+    /// it does not know yet.
+    linking: AtomicBool,
+    /// One reload at a time: two at once (the link made while catching up reads the inboxes) could leave the keys
+    /// the earlier one read, from before a webhook secret was stored, and webhooks taken unsigned.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 impl Default for Linked {
@@ -41,17 +51,37 @@ impl Default for Linked {
             keys: RwLock::default(),
             heard: Mutex::default(),
             news: watch::Sender::new(0),
+            clock: Clock::default(),
+            linking: AtomicBool::new(false),
+            reloading: tokio::sync::Mutex::new(()),
         }
     }
 }
 
 impl Linked {
+    /// Chatwoot's clock, as its API's answers show it.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Whether the accounts the environment names are still being linked (see [`Linked::linking`]).
+    pub fn is_linking(&self) -> bool {
+        self.linking.load(Ordering::Acquire)
+    }
+
+    /// Marks the accounts the environment names as being linked, or done: while they are, a webhook the
+    /// relay has no secret for is refused rather than taken unsigned.
+    pub fn linking(&self, on: bool) {
+        self.linking.store(on, Ordering::Release);
+    }
+
     /// Reads again what the linked accounts sign with and which inboxes they have (a link, its webhook or its
     /// inboxes changed).
     ///
     /// # Errors
     /// The database cannot be read.
     pub async fn reload(&self, db: &Db) -> sqlx::Result<()> {
+        let _one = self.reloading.lock().await;
         let mut keys = Keys::default();
         let links = chatwoot_links::list(db).await?;
         for link in &links {

@@ -40,6 +40,8 @@ pub enum Decision {
     duplicate,
     no_inbox,
     no_route,
+    /// A reply its agent deleted in Chatwoot before its webhook came: stored, never sent.
+    deleted,
     /// Refused: not JSON, too large, wrong content type.
     rejected,
     /// Refused: a Chatwoot secret is configured and the signature is missing, stale or wrong (401).
@@ -58,6 +60,7 @@ impl Decision {
             Self::duplicate => "duplicate",
             Self::no_inbox => "no_inbox",
             Self::no_route => "no_route",
+            Self::deleted => "deleted",
             Self::rejected => "rejected",
             Self::unsigned => "unsigned",
             Self::shed => "shed",
@@ -493,6 +496,7 @@ impl Intake {
         Ok(match stored {
             writer::Decision::Queued(id) => (Decision::queued, Some(id)),
             writer::Decision::Duplicate(id) => (Decision::duplicate, Some(id)),
+            writer::Decision::Deleted(id) => (Decision::deleted, Some(id)),
             writer::Decision::NoRoute => (Decision::no_route, None),
         })
     }
@@ -502,9 +506,18 @@ impl Intake {
     /// writes, leaves out or spells as a string): the inbox's route's own secret, else `CHATGOWA_CHATWOOT_SECRET`,
     /// and the webhook secrets of the linked accounts that have the inbox. An inbox with none of these, or a
     /// webhook without an inbox, must be signed with any secret the relay knows. Only a relay that knows no
-    /// secret at all takes unsigned webhooks (and says so: [`Intake::signatures_required`]).
+    /// secret at all, and is not linking the accounts the environment names, takes unsigned webhooks (and says
+    /// so: [`Intake::signatures_required`]).
     fn check_signature(&self, headers: &HeaderMap, body: &[u8], payload: &Payload) -> Result<()> {
         let keys = self.signing_keys(payload.inbox_id);
+        if keys.is_empty() && self.0.linked.is_linking() {
+            tracing::info!(event = payload.event, inbox_id = ?payload.inbox_id, "webhook refused: the Chatwoot account is not linked yet");
+            return Err(Error::Unauthorized(
+                "the Chatwoot account of CHATGOWA_CHATWOOT_* is not linked yet: webhooks are refused until the \
+                 relay knows the secret they are signed with"
+                    .into(),
+            ));
+        }
         if keys.is_empty() {
             self.0.open_door.warn(
                 "unsigned_webhooks",
@@ -521,9 +534,15 @@ impl Intake {
             text("x-chatwoot-timestamp"),
             text("x-chatwoot-signature"),
             body,
-            chrono::Utc::now().timestamp(),
+            // Chatwoot's time, once its clock is known: a relay clock minutes off refuses no real webhook.
+            self.0.linked.clock().chatwoot_now().div_euclid(1000),
         );
         let linked = &self.0.linked;
+        if matches!(verified, Ok(_) | Err(signature::SignatureError::Stale))
+            && let Some(ts) = text("x-chatwoot-timestamp").and_then(|t| t.trim().parse().ok())
+        {
+            linked.clock().observe_signed(ts, crate::store::now_ms());
+        }
         match verified {
             Ok(n) => {
                 if let Some(account) = keys[n].0 {
@@ -581,10 +600,11 @@ impl Intake {
             .collect()
     }
 
-    /// Whether webhooks must be signed: false only while the relay knows no Chatwoot secret at all, when
+    /// Whether webhooks must be signed: false only while the relay knows no Chatwoot secret at all (and links no
+    /// account of the environment), when
     /// anyone who can reach the webhook can send WhatsApp messages in the business's name.
     pub fn signatures_required(&self) -> bool {
-        !self.known_keys().is_empty()
+        self.0.linked.is_linking() || !self.known_keys().is_empty()
     }
 }
 

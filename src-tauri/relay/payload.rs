@@ -25,7 +25,7 @@ pub struct Payload {
     /// replies of a conversation.
     pub message_id: Option<i64>,
     /// What makes a message event the same one again, whatever its delivery id: `message_created` is
-    /// (account, message); a `message_updated` is that plus what changed (the content, the deleted flag, the status),
+    /// (inbox, account, message); a `message_updated` is that plus what changed (the content, the deleted flag, the status),
     /// so that an exact repeat is recognised and a real later change is not. `None` for other events, or
     /// without an account or message id.
     pub identity: Option<String>,
@@ -141,14 +141,19 @@ pub fn parse(body: &[u8]) -> Result<Payload, PayloadError> {
             .and_then(|a| a.0)
             .and_then(|a| a.id?.0)
     });
-    let identity = match (account_id, message_id) {
-        (Some(account), Some(message)) if event == "message_created" => {
-            Some(format!("message_created/{account}/{message}"))
+    // Of the inbox too: two Chatwoot servers relayed by one relay both have an account 1 and give out the same
+    // message ids, but an inbox id has one route, so it names one server.
+    let identity = match (inbox_id, account_id, message_id) {
+        (Some(inbox), Some(account), Some(message)) if event == "message_created" => {
+            Some(format!("message_created/{inbox}/{account}/{message}"))
         }
-        (Some(account), Some(message)) => {
-            let digest = update_digest(body).map_err(not_json)?;
-            Some(format!("message_updated/{account}/{message}/{digest}"))
-        }
+        // A deletion is one per message, and a reply whose webhook comes after it is not sent (the writer looks
+        // for it by this identity).
+        (Some(inbox), Some(account), Some(message)) => Some(match update_digest(body) {
+            Ok((_, true)) => format!("message_deleted/{inbox}/{account}/{message}"),
+            Ok((digest, false)) => format!("message_updated/{inbox}/{account}/{message}/{digest}"),
+            Err(e) => return Err(not_json(e)),
+        }),
         _ => None,
     };
     Ok(Payload {
@@ -163,8 +168,8 @@ pub fn parse(body: &[u8]) -> Result<Payload, PayloadError> {
 
 /// A digest of what a `message_updated` changes that matters: the content and whether the message was deleted
 /// (what GoWA acts on), and its status (Chatwoot's Retry sets a failed reply back to `sent`, which the relay acts
-/// on).
-fn update_digest(body: &[u8]) -> Result<String, serde_json::Error> {
+/// on); and whether it was deleted.
+fn update_digest(body: &[u8]) -> Result<(String, bool), serde_json::Error> {
     let update: Update = serde_json::from_slice(body)?;
     let content = update.content.and_then(|t| t.0).unwrap_or_default();
     let deleted = update
@@ -177,7 +182,7 @@ fn update_digest(body: &[u8]) -> Result<String, serde_json::Error> {
     hasher.update(content.as_bytes());
     hasher.update([0, u8::from(deleted)]);
     hasher.update(status.as_bytes());
-    Ok(hex::encode(&hasher.finalize()[..8]))
+    Ok((hex::encode(&hasher.finalize()[..8]), deleted))
 }
 
 /// Nesting depth of a document already known to be valid JSON: brackets outside strings.
@@ -248,8 +253,7 @@ impl<'de> Accepts<'de> for Id {
         Id(Some(v).filter(|v| *v > 0))
     }
     fn on_str(v: &str) -> Self {
-        let digits = !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit());
-        Id(v.parse().ok().filter(|v| digits && *v > 0))
+        Id(crate::ids::parse_text(v))
     }
 }
 
@@ -444,21 +448,31 @@ mod tests {
     fn message_events_carry_their_identity() {
         let created = parse(&fixture("message_created.outgoing_text.json")).unwrap();
         let id = created.message_id.expect("a message id");
+        let inbox = created.inbox_id.expect("an inbox");
         assert_eq!(
             created.identity.as_deref(),
-            Some(format!("message_created/1/{id}").as_str())
+            Some(format!("message_created/{inbox}/1/{id}").as_str())
         );
+        // Another Chatwoot server's account 1 gives out the same message id, in an inbox of its own.
+        let mut elsewhere: serde_json::Value =
+            serde_json::from_slice(&fixture("message_created.outgoing_text.json")).unwrap();
+        elsewhere["inbox"]["id"] = 9_999.into();
+        elsewhere["conversation"]["inbox_id"] = 9_999.into();
+        let elsewhere = parse(&serde_json::to_vec(&elsewhere).unwrap()).unwrap();
+        assert_eq!(elsewhere.message_id, created.message_id);
+        assert_ne!(elsewhere.identity, created.identity);
         let status = parse(&fixture("conversation_status_changed.resolved.json")).unwrap();
         assert_eq!((status.message_id, status.identity), (None, None));
 
         let deleted = fixture("message_updated.deleted.json");
         let update = parse(&deleted).unwrap();
         assert!(
-            update
-                .identity
-                .as_deref()
-                .unwrap()
-                .starts_with("message_updated/1/")
+            update.identity.as_deref().unwrap()
+                == format!(
+                    "message_deleted/{}/1/{}",
+                    update.inbox_id.unwrap(),
+                    update.message_id.unwrap()
+                )
         );
         let mut edited: serde_json::Value = serde_json::from_slice(&deleted).unwrap();
         edited["content"] = "Edited text".into();

@@ -1,6 +1,7 @@
 //! Serving one listener's connections so that no cheap client can close the door: HTTP/1.1 only (no h2c, so
 //! one TCP connection carries one request at a time), a header-read timeout that also ends idle keep-alive
-//! connections, small header buffers, and caps on open connections, in all and per address.
+//! connections, small header buffers, a limit on how long an answer may wait for its reader, and caps on open
+//! connections, in all and per address (the admin's own listener has caps of its own).
 //!
 //! Behind a proxy or tunnel every peer is the proxy. Connections from `CHATGOWA_TRUSTED_PROXIES` are therefore not
 //! capped per address, and each request's client (what handlers find as `ConnectInfo`: the login throttle, the
@@ -24,6 +25,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tower_service::Service as _;
 
+use super::write_limit::WriteLimit;
 use crate::logging::Sparse;
 use crate::metrics::Metrics;
 
@@ -38,6 +40,11 @@ pub const CONNECTIONS_PER_ADDRESS: usize = 128;
 /// The most connections open at once when the file-descriptor limit allows more: beyond, a new connection
 /// waits in the kernel's backlog until one closes.
 const MAX_CONNECTIONS: usize = 4096;
+/// Connections the admin's own listener takes at once (the panel opens a few per browser).
+pub const ADMIN_CONNECTIONS: usize = 256;
+/// How long a listener that stops waits for its connections' requests to end before it drops them: a request's
+/// own time limit, and a second.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(6);
 /// Warnings about limits being hit are written at most this often.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
@@ -70,6 +77,15 @@ impl Limits {
             connections: Arc::new(Semaphore::new(max)),
             per_address: Arc::default(),
             warnings: Sparse::every(WARN_EVERY),
+        }
+    }
+
+    /// Limits of their own, for another listener: `max` connections in all, the same share per address.
+    pub fn separate(&self, max: usize) -> Self {
+        Self {
+            connections: Arc::new(Semaphore::new(max)),
+            per_address: Arc::default(),
+            ..self.clone()
         }
     }
 
@@ -208,7 +224,7 @@ pub async fn serve(
             () = stop.cancelled() => break,
             accepted = next_connection(&listener, &limits) => accepted,
         };
-        let tcp = TokioIo::new(nodelay(tcp));
+        let tcp = TokioIo::new(WriteLimit::new(nodelay(tcp)));
         let Some(slot) = limits.admit(peer.ip()) else {
             limits.warn(
                 "connections_per_address",
@@ -246,7 +262,12 @@ pub async fn serve(
             drop((slot, permit));
         });
     }
-    graceful.shutdown().await;
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("closing connections whose requests did not end in time");
+    }
     Ok(())
 }
 
@@ -400,6 +421,22 @@ mod tests {
         assert_eq!(tunnel.client(stranger, &forged), stranger);
         // Nothing trusted: every peer is the client.
         assert_eq!(limits("").client(local, &forged), local);
+    }
+
+    #[test]
+    fn the_admins_listener_is_not_filled_by_the_webhook_listeners_connections() {
+        let webhook = Limits::new(32, Metrics::default(), &[]);
+        let admin = webhook.separate(4);
+        let all: Vec<_> =
+            std::iter::from_fn(|| webhook.connections.clone().try_acquire_owned().ok()).collect();
+        assert_eq!(all.len(), 16, "the webhook listener's slots are all taken");
+        let per_address: Vec<_> = (0..CONNECTIONS_PER_ADDRESS)
+            .map(|_| webhook.admit(ip("192.0.2.1")).unwrap())
+            .collect();
+        assert!(webhook.admit(ip("192.0.2.1")).is_none());
+        assert!(admin.connections.clone().try_acquire_owned().is_ok());
+        assert!(admin.admit(ip("192.0.2.1")).is_some());
+        drop((all, per_address));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! to another port while the relay keeps running); [`conn`] serves its connections within limits.
 
 pub mod conn;
+mod write_limit;
 
 use std::io;
 use std::net::SocketAddr;
@@ -161,7 +162,12 @@ impl HttpServer {
         let addr = listener.local_addr()?;
         let stop = state.shutdown.child_token();
         let app = router(state.clone(), surface, stop.clone());
-        let task = tokio::spawn(conn::serve(listener, app, stop.clone(), limits.clone()));
+        // The admin's door has its own connection caps: a flood at the webhook door cannot keep the admin out.
+        let limits = match surface {
+            Surface::Admin => limits.separate(conn::ADMIN_CONNECTIONS),
+            Surface::Webhook { .. } => limits.clone(),
+        };
+        let task = tokio::spawn(conn::serve(listener, app, stop.clone(), limits));
         Ok(Self { addr, stop, task })
     }
 
@@ -201,6 +207,9 @@ pub struct Health {
     pub webhooks: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warning: Option<&'static str>,
+    /// For the admin: this computer's clock is off from Chatwoot's (over 30 s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clock: Option<String>,
 }
 
 /// `GET /healthz`, unauthenticated: 200 when the database answers, 503 otherwise.
@@ -230,11 +239,31 @@ async fn health(state: &AppState, admin: bool) -> Response {
             ),
         ),
     };
+    let clock = admin
+        .then(|| state.intake.linked().clock().told())
+        .flatten()
+        .map(|told| {
+            let side = if told.seconds < 0 {
+                "ahead of"
+            } else {
+                "behind"
+            };
+            let then = if told.reckoned {
+                "until then the relay reckons with Chatwoot's time"
+            } else {
+                "signed webhooks are refused once the clocks are more than 5 minutes apart"
+            };
+            format!(
+                "this computer's clock is {} s {side} Chatwoot's: set it right; {then}",
+                told.seconds.abs()
+            )
+        });
     match service::count_pending(state).await {
         Ok(_) => Json(Health {
             status: "ok",
             webhooks,
             warning,
+            clock,
         })
         .into_response(),
         Err(err) => {
@@ -243,6 +272,7 @@ async fn health(state: &AppState, admin: bool) -> Response {
                 status: "unavailable",
                 webhooks,
                 warning,
+                clock,
             };
             (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
         }

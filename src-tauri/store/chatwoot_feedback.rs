@@ -3,8 +3,9 @@
 
 use sqlx::FromRow;
 
+use super::deliveries::StoredReply;
 use super::{Db, now_ms};
-use crate::ids::DeliveryId;
+use crate::ids::{DeliveryId, InboxId};
 
 #[derive(Debug, Clone, PartialEq, Eq, FromRow)]
 pub struct Feedback {
@@ -43,6 +44,8 @@ pub struct NewFeedback {
 #[derive(Debug, Clone, FromRow)]
 pub struct Untold {
     pub delivery_id: DeliveryId,
+    pub inbox_id: InboxId,
+    pub conversation_id: Option<i64>,
     pub attempts: i64,
     pub last_status_code: Option<i64>,
     pub last_error: Option<String>,
@@ -153,9 +156,11 @@ pub async fn list_for_delivery(db: &Db, id: DeliveryId) -> sqlx::Result<Vec<Feed
 pub async fn dead_untold(db: &Db, since: i64, limit: i64) -> sqlx::Result<Vec<Untold>> {
     on!(db, |pool| {
         sqlx::query_as(
-        "SELECT d.id AS delivery_id, d.attempts, d.last_status_code, d.last_error, d.received_at, b.body \
+        "SELECT d.id AS delivery_id, d.inbox_id, d.conversation_id, d.attempts, d.last_status_code, \
+         d.last_error, d.received_at, b.body \
          FROM deliveries d JOIN delivery_bodies b ON b.delivery_id = d.id \
-         WHERE d.status = 'dead' AND d.event = 'message_created' AND d.updated_at >= $1 AND NOT EXISTS ( \
+         WHERE d.status = 'dead' AND (d.event = 'message_created' OR d.dedupe_key LIKE 'message_deleted/%') \
+         AND d.updated_at >= $1 AND NOT EXISTS ( \
            SELECT 1 FROM chatwoot_feedback f WHERE f.delivery_id = d.id AND f.at_attempt = d.attempts \
            AND f.kind IN ('mark_failed', 'note_dead', 'none')) \
          ORDER BY d.id LIMIT $2",
@@ -164,6 +169,86 @@ pub async fn dead_untold(db: &Db, since: i64, limit: i64) -> sqlx::Result<Vec<Un
     .bind(limit)
     .fetch_all(pool)
     .await
+    })
+}
+
+/// A reply that reached GoWA after a later reply of its conversation had been tried.
+#[derive(Debug, Clone, FromRow)]
+pub struct Overtaken {
+    pub delivery_id: DeliveryId,
+    pub attempts: i64,
+    pub link_id: i64,
+    pub account_id: i64,
+    pub conversation_id: i64,
+    pub message_id: i64,
+    /// Found by catching up (its webhook never came), not posted late.
+    pub recovered: bool,
+}
+
+/// Replies that may have gone after later ones: found by catching up, or marked `late_arrival` (Chatwoot posted
+/// them after a later reply had started to go).
+const MAYBE_OVERTAKEN: &str = "(SELECT delivery_id, link_id, account_id, conversation_id, message_id, \
+     TRUE AS recovered FROM chatwoot_recovered WHERE state = 'queued' \
+   UNION ALL SELECT delivery_id, link_id, account_id, conversation_id, message_id, FALSE \
+     FROM chatwoot_feedback WHERE kind = 'late_arrival' \
+       AND delivery_id NOT IN (SELECT delivery_id FROM chatwoot_recovered WHERE delivery_id IS NOT NULL)) c";
+
+/// Those replies delivered since `since`, whose delivering attempt started after an attempt of a later reply to the
+/// customer in their conversation that may have reached GoWA (answered 2xx or 408, or not at all), and not noted
+/// yet.
+pub async fn overtaken(db: &Db, since: i64, limit: i64) -> sqlx::Result<Vec<Overtaken>> {
+    // The later message a reply to the customer (not a private note, nor the customer's own message).
+    let reply = sql!(db,
+        sqlite: "(SELECT json_extract(CAST(b.body AS TEXT), '$.message_type') = 'outgoing' \
+                 AND coalesce(json_extract(CAST(b.body AS TEXT), '$.private'), 0) = 0 \
+                 FROM delivery_bodies b WHERE b.delivery_id = l.id)",
+        postgres: "(SELECT (j ->> 'message_type') = 'outgoing' AND coalesce(j ->> 'private', 'false') = 'false' \
+                   FROM (SELECT convert_from(b.body, 'UTF8')::jsonb AS j FROM delivery_bodies b \
+                         WHERE b.delivery_id = l.id) x)",
+    );
+    on!(db, |pool| {
+        sqlx::query_as(&format!(
+            "SELECT d.id AS delivery_id, d.attempts, c.link_id, c.account_id, c.conversation_id, c.message_id, \
+             c.recovered FROM {MAYBE_OVERTAKEN} JOIN deliveries d ON d.id = c.delivery_id \
+             WHERE d.status = 'delivered' AND d.updated_at >= $1 AND c.link_id IS NOT NULL \
+             AND NOT EXISTS (SELECT 1 FROM chatwoot_feedback f WHERE f.delivery_id = d.id AND f.kind = 'note_late') \
+             AND EXISTS (SELECT 1 FROM deliveries l JOIN delivery_attempts a ON a.delivery_id = l.id \
+               WHERE l.inbox_id = d.inbox_id AND l.conversation_id = d.conversation_id \
+               AND l.event = 'message_created' AND l.message_id > d.message_id \
+               AND (a.status_code IS NULL OR a.status_code = 408 OR a.status_code BETWEEN 200 AND 299) \
+               AND a.started_at < (SELECT max(x.started_at) FROM delivery_attempts x WHERE x.delivery_id = d.id) \
+               AND {reply}) \
+             ORDER BY d.id LIMIT $2",
+        ))
+        .bind(since)
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+    })
+}
+
+/// The conversations of those replies still waiting to go out (their outcome decides whether a note follows).
+pub async fn overtaken_waiting(db: &Db) -> sqlx::Result<Vec<i64>> {
+    on!(db, |pool| {
+        sqlx::query_scalar(&format!(
+            "SELECT DISTINCT c.conversation_id FROM {MAYBE_OVERTAKEN} JOIN deliveries d ON d.id = c.delivery_id \
+             WHERE d.status = 'pending'"
+        ))
+        .fetch_all(pool)
+        .await
+    })
+}
+
+/// Whether feedback of `kind` about delivery `id` is stored.
+pub async fn told(db: &Db, id: DeliveryId, kind: &str) -> sqlx::Result<bool> {
+    on!(db, |pool| {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM chatwoot_feedback WHERE delivery_id = $1 AND kind = $2)",
+        )
+        .bind(id)
+        .bind(kind)
+        .fetch_one(pool)
+        .await
     })
 }
 
@@ -178,6 +263,31 @@ pub async fn delivered_after_failed(db: &Db) -> sqlx::Result<Vec<Feedback>> {
     ))
     .fetch_all(pool)
     .await
+    })
+}
+
+/// Up to `limit` replies of link `link` marked failed in Chatwoot since `since` (the mark made), with no
+/// `mark_sent` or `resent` after it, with their stored bodies; a different pick each time when there are more.
+pub async fn marked_failed(
+    db: &Db,
+    link: i64,
+    since: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<StoredReply>> {
+    on!(db, |pool| {
+        sqlx::query_as(
+            "SELECT f.delivery_id, f.conversation_id, f.message_id, b.body, f.id AS mark_id \
+             FROM chatwoot_feedback f JOIN delivery_bodies b ON b.delivery_id = f.delivery_id \
+             WHERE f.kind = 'mark_failed' AND f.status = 'done' AND f.link_id = $1 AND f.created_at >= $2 \
+             AND f.message_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM chatwoot_feedback g \
+               WHERE g.delivery_id = f.delivery_id AND g.kind IN ('mark_sent', 'resent') AND g.id > f.id) \
+             ORDER BY random() LIMIT $3",
+        )
+        .bind(link)
+        .bind(since)
+        .bind(limit)
+        .fetch_all(pool)
+        .await
     })
 }
 
@@ -197,33 +307,57 @@ pub async fn failed_mark(db: &Db, account: i64, message: i64) -> sqlx::Result<Op
     })
 }
 
-/// Pending `message_created` deliveries that have failed at least once and were received before `before`, in
-/// conversations whose agents were not told yet.
-pub async fn delayed_untold(db: &Db, before: i64) -> sqlx::Result<Vec<Untold>> {
+/// Conversations whose agents were not told yet of an outage: one in which a reply waits, whatever holds it up
+/// (its own failed attempts, a head that is no reply and fails, a switched-off route, a pause).
+const UNTOLD_LANE: &str = "d.status = 'pending' AND d.event = 'message_created' AND NOT EXISTS ( \
+    SELECT 1 FROM chatwoot_outages o WHERE o.conversation_id = d.conversation_id \
+    AND (o.inbox_id IS NULL OR o.inbox_id = d.inbox_id))";
+
+/// Pending `message_created` deliveries received before `before` in conversations whose agents were not told
+/// yet, at most `limit`, oldest first.
+pub async fn delayed_untold(db: &Db, before: i64, limit: i64) -> sqlx::Result<Vec<Untold>> {
     on!(db, |pool| {
-        sqlx::query_as(
-        "SELECT d.id AS delivery_id, d.attempts, d.last_status_code, d.last_error, d.received_at, b.body \
-         FROM deliveries d JOIN delivery_bodies b ON b.delivery_id = d.id \
-         WHERE d.status = 'pending' AND d.event = 'message_created' AND d.attempts > 0 AND d.received_at <= $1 \
-         AND NOT EXISTS (SELECT 1 FROM chatwoot_outages o WHERE o.conversation_id = d.conversation_id) \
-         ORDER BY d.id",
-    )
+        sqlx::query_as(&format!(
+            "SELECT d.id AS delivery_id, d.inbox_id, d.conversation_id, d.attempts, d.last_status_code, \
+             d.last_error, d.received_at, b.body \
+             FROM deliveries d JOIN delivery_bodies b ON b.delivery_id = d.id \
+             WHERE {UNTOLD_LANE} AND d.received_at <= $1 ORDER BY d.id LIMIT $2"
+        ))
     .bind(before)
+    .bind(limit)
     .fetch_all(pool)
     .await
     })
 }
 
-/// When the oldest failing reply of a conversation not told yet was received.
+/// When the oldest waiting message of a conversation not told yet was received.
 pub async fn oldest_delayed_untold(db: &Db) -> sqlx::Result<Option<i64>> {
     on!(db, |pool| {
-        sqlx::query_scalar(
-        "SELECT min(d.received_at) FROM deliveries d WHERE d.status = 'pending' \
-         AND d.event = 'message_created' AND d.attempts > 0 \
-         AND NOT EXISTS (SELECT 1 FROM chatwoot_outages o WHERE o.conversation_id = d.conversation_id)",
-    )
-    .fetch_one(pool)
-    .await
+        sqlx::query_scalar(&format!(
+            "SELECT min(d.received_at) FROM deliveries d WHERE {UNTOLD_LANE}"
+        ))
+        .fetch_one(pool)
+        .await
+    })
+}
+
+/// Why the replies of a lane wait when the reply itself was not tried yet: the last failure of the lane's
+/// earliest failing delivery (a private note or an incoming message may be its head), if any.
+pub async fn lane_failure(
+    db: &Db,
+    inbox: InboxId,
+    conversation: i64,
+) -> sqlx::Result<Option<(Option<i64>, Option<String>)>> {
+    on!(db, |pool| {
+        sqlx::query_as(
+            "SELECT last_status_code, last_error FROM deliveries WHERE inbox_id = $1 \
+             AND conversation_id = $2 AND status = 'pending' AND attempts > 0 \
+             ORDER BY id LIMIT 1",
+        )
+        .bind(inbox)
+        .bind(conversation)
+        .fetch_optional(pool)
+        .await
     })
 }
 
@@ -231,6 +365,8 @@ pub async fn oldest_delayed_untold(db: &Db) -> sqlx::Result<Option<i64>> {
 #[derive(Debug, Clone, FromRow)]
 pub struct Outage {
     pub account_id: i64,
+    /// `None` only for an outage noted before inboxes were kept with them.
+    pub inbox_id: Option<InboxId>,
     pub conversation_id: i64,
     pub delivery_id: DeliveryId,
     pub message_id: Option<i64>,
@@ -242,32 +378,24 @@ pub async fn open_outage(db: &Db, outage: &Outage, note: &NewFeedback) -> sqlx::
     on!(db, |pool| {
         let mut tx = pool.begin().await?;
         let opened = sqlx::query(
-        "INSERT INTO chatwoot_outages (account_id, conversation_id, delivery_id, message_id, link_id, \
-         noted_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-    )
-    .bind(outage.account_id)
-    .bind(outage.conversation_id)
-    .bind(outage.delivery_id)
-    .bind(outage.message_id)
-    .bind(outage.link_id)
-    .bind(now_ms())
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+            "INSERT INTO chatwoot_outages (account_id, inbox_id, conversation_id, delivery_id, message_id, \
+             link_id, noted_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+        )
+        .bind(outage.account_id)
+        .bind(outage.inbox_id)
+        .bind(outage.conversation_id)
+        .bind(outage.delivery_id)
+        .bind(outage.message_id)
+        .bind(outage.link_id)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         if opened > 0 {
             insert_one!(note).execute(&mut *tx).await?;
         }
         tx.commit().await
     })
-}
-
-/// An outage whose conversation has no failing reply left.
-#[derive(Debug, Clone, FromRow)]
-pub struct EndedOutage {
-    #[sqlx(flatten)]
-    pub outage: Outage,
-    /// Whether a reply of the conversation was delivered since the note (else they were given up on).
-    pub delivered: bool,
 }
 
 /// The conversations with an outage open.
@@ -279,18 +407,38 @@ pub async fn outage_conversations(db: &Db) -> sqlx::Result<Vec<i64>> {
     })
 }
 
-/// Outages whose conversation has no failing reply left.
-pub async fn ended_outages(db: &Db) -> sqlx::Result<Vec<EndedOutage>> {
+/// The deliveries of an outage's conversation: its inbox's (conversation numbers are per account).
+const OUTAGE_LANE: &str =
+    "d.conversation_id = o.conversation_id AND (o.inbox_id IS NULL OR d.inbox_id = o.inbox_id)";
+
+/// Outages whose conversation has no message left waiting.
+pub async fn ended_outages(db: &Db) -> sqlx::Result<Vec<Outage>> {
     on!(db, |pool| {
-        sqlx::query_as(
-        "SELECT o.account_id, o.conversation_id, o.delivery_id, o.message_id, o.link_id, \
-           EXISTS (SELECT 1 FROM deliveries d WHERE d.conversation_id = o.conversation_id \
-             AND d.status = 'delivered' AND d.id >= o.delivery_id) AS delivered \
-         FROM chatwoot_outages o WHERE NOT EXISTS (SELECT 1 FROM deliveries d \
-           WHERE d.conversation_id = o.conversation_id AND d.status = 'pending' AND d.event = 'message_created')",
-    )
-    .fetch_all(pool)
-    .await
+        sqlx::query_as(&format!(
+            "SELECT o.account_id, o.inbox_id, o.conversation_id, o.delivery_id, o.message_id, o.link_id \
+             FROM chatwoot_outages o WHERE NOT EXISTS (SELECT 1 FROM deliveries d \
+             WHERE {OUTAGE_LANE} AND d.status = 'pending' AND d.event = 'message_created')"
+        ))
+        .fetch_all(pool)
+        .await
+    })
+}
+
+/// The newest `message_created` deliveries of an outage's conversation delivered since its note (at most
+/// `limit`), to tell whether a reply among them went out.
+pub async fn delivered_since(db: &Db, outage: &Outage, limit: i64) -> sqlx::Result<Vec<Vec<u8>>> {
+    on!(db, |pool| {
+        sqlx::query_scalar(&format!(
+            "SELECT b.body FROM chatwoot_outages o JOIN deliveries d ON {OUTAGE_LANE} \
+             JOIN delivery_bodies b ON b.delivery_id = d.id \
+             WHERE o.account_id = $1 AND o.conversation_id = $2 AND d.status = 'delivered' \
+             AND d.event = 'message_created' AND d.id >= o.delivery_id ORDER BY d.id DESC LIMIT $3"
+        ))
+        .bind(outage.account_id)
+        .bind(outage.conversation_id)
+        .bind(limit)
+        .fetch_all(pool)
+        .await
     })
 }
 

@@ -579,16 +579,17 @@ pub async fn max_id(db: &Db) -> sqlx::Result<DeliveryId> {
     })
 }
 
-/// `message_updated` deliveries stored after `after`, oldest first, with their bodies.
-pub async fn updates_after(
+/// The deliveries stored after `after` (at most `limit`, by id), with the body of each `message_updated`.
+pub async fn stored_after(
     db: &Db,
     after: DeliveryId,
     limit: i64,
-) -> sqlx::Result<Vec<(DeliveryId, Vec<u8>)>> {
+) -> sqlx::Result<Vec<(DeliveryId, Option<Vec<u8>>)>> {
     on!(db, |pool| {
         sqlx::query_as(
-            "SELECT d.id, b.body FROM deliveries d JOIN delivery_bodies b ON b.delivery_id = d.id \
-         WHERE d.id > $1 AND d.event = 'message_updated' ORDER BY d.id LIMIT $2",
+            "SELECT d.id, b.body FROM deliveries d LEFT JOIN delivery_bodies b \
+             ON b.delivery_id = d.id AND d.event = 'message_updated' \
+             WHERE d.id > $1 ORDER BY d.id LIMIT $2",
         )
         .bind(after)
         .bind(limit)
@@ -642,15 +643,118 @@ pub fn count_duplicate(conn: &rusqlite::Connection, id: DeliveryId) -> rusqlite:
     Ok(())
 }
 
-/// The `message_created` of message `message` in `inbox` that is still waiting to go out: its id and attempts.
+/// A stored reply and its body, for reading again what became of it in Chatwoot.
+#[derive(Debug, Clone, FromRow)]
+pub struct StoredReply {
+    pub delivery_id: DeliveryId,
+    pub conversation_id: i64,
+    pub message_id: i64,
+    pub body: Vec<u8>,
+    /// The failed mark it was read with (`chatwoot_feedback::marked_failed`).
+    #[sqlx(default)]
+    pub mark_id: Option<i64>,
+}
+
+/// Up to `limit` replies of `inbox` still waiting to go out that arrived before `before`, a different pick each
+/// time when there are more.
+pub async fn waiting_replies(
+    db: &Db,
+    inbox: InboxId,
+    before: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<StoredReply>> {
+    let waiting = "d.status = 'pending' AND d.received_at < $2";
+    replies_where(db, inbox, waiting, before, limit).await
+}
+
+/// Up to `limit` replies of `inbox` delivered since `since`, a different pick each time when there are more.
+pub async fn delivered_replies(
+    db: &Db,
+    inbox: InboxId,
+    since: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<StoredReply>> {
+    let delivered = "d.status = 'delivered' AND d.updated_at >= $2";
+    replies_where(db, inbox, delivered, since, limit).await
+}
+
+async fn replies_where(
+    db: &Db,
+    inbox: InboxId,
+    condition: &str,
+    at: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<StoredReply>> {
+    on!(db, |pool| {
+        sqlx::query_as(&format!(
+            "SELECT d.id AS delivery_id, d.conversation_id, d.message_id, b.body
+             FROM deliveries d JOIN delivery_bodies b ON b.delivery_id = d.id
+             WHERE d.inbox_id = $1 AND d.event = 'message_created' AND {condition}
+               AND d.conversation_id IS NOT NULL AND d.message_id IS NOT NULL
+             ORDER BY random() LIMIT $3"
+        ))
+        .bind(inbox)
+        .bind(at)
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+    })
+}
+
+/// Whether the deletion of message `message` in `inbox` was stored after delivery `after`.
+pub async fn deletion_stored_after(
+    db: &Db,
+    inbox: InboxId,
+    after: DeliveryId,
+    message: i64,
+) -> sqlx::Result<bool> {
+    on!(db, |pool| {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM deliveries WHERE inbox_id = $1 AND id > $2 AND message_id = $3
+                              AND event = 'message_updated' AND dedupe_key LIKE 'message_deleted/%')",
+        )
+        .bind(inbox)
+        .bind(after)
+        .bind(message)
+        .fetch_one(pool)
+        .await
+    })
+}
+
+/// Whether the `message_created` of message `message` in `inbox` was delivered.
+pub async fn reply_delivered(db: &Db, inbox: InboxId, message: i64) -> sqlx::Result<bool> {
+    on!(db, |pool| {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM deliveries WHERE inbox_id = $1 AND message_id = $2
+                              AND event = 'message_created' AND status = 'delivered')",
+        )
+        .bind(inbox)
+        .bind(message)
+        .fetch_one(pool)
+        .await
+    })
+}
+
+/// Takes its identity (dedupe key) from delivery `id`, so that a webhook alike is stored anew.
+pub async fn release_identity(db: &Db, id: DeliveryId) -> sqlx::Result<()> {
+    on!(db, |pool| {
+        sqlx::query("UPDATE deliveries SET dedupe_key = NULL WHERE id = $1")
+            .bind(id)
+            .execute(pool)
+            .await?;
+        Ok(())
+    })
+}
+
+/// The `message_created` of message `message` in `inbox` that is still waiting to go out.
 pub async fn find_unsent(
     db: &Db,
     inbox: InboxId,
     message: i64,
-) -> sqlx::Result<Option<(DeliveryId, i64)>> {
+) -> sqlx::Result<Option<DeliveryId>> {
     on!(db, |pool| {
-        sqlx::query_as(
-            "SELECT id, attempts FROM deliveries WHERE inbox_id = $1 AND message_id = $2
+        sqlx::query_scalar(
+            "SELECT id FROM deliveries WHERE inbox_id = $1 AND message_id = $2
                AND event = 'message_created' AND status = 'pending'",
         )
         .bind(inbox)

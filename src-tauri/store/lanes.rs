@@ -332,8 +332,10 @@ mod tests {
         }
     }
 
-    /// A relay paused past its lease (a zombie) cannot renew the lane, record an attempt on it, mark its head
-    /// dead or give it up: the relay that took it over holds it alone.
+    /// A relay paused past its lease (a zombie) cannot renew the lane, decide its head's fate (a retry time, dead)
+    /// or give it up: the relay that took it over holds it alone. What GoWA answered the zombie is a fact all the
+    /// same: kept as a late attempt, flagged ambiguous, and a delivery GoWA took is delivered (so the new holder
+    /// does not send it again).
     #[tokio::test]
     async fn a_relay_that_lost_its_lease_can_write_nothing_on_the_lane() {
         let db = postgres_db().await;
@@ -372,19 +374,39 @@ mod tests {
             owner: "zombie".into(),
             epoch: zombie[0].epoch,
         };
+        let failed = Attempt {
+            status_code: Some(503),
+            ..attempt(id)
+        };
         let late = writer
-            .record_attempt(attempt(id), NextState::Delivered, Some(fence.clone()))
+            .record_attempt(failed, NextState::RetryAt(0), Some(fence.clone()))
             .await;
         assert!(matches!(late, Err(WriteError::LaneLost)), "{late:?}");
-        let dead = writer.mark_dead(id, "x".into(), Some(fence)).await;
+        let dead = writer.mark_dead(id, "x".into(), Some(fence.clone())).await;
         assert!(matches!(dead, Err(WriteError::LaneLost)), "{dead:?}");
         let d = deliveries::find(&db, id).await.unwrap().unwrap();
         assert_eq!((d.status, d.attempts), (DeliveryStatus::Pending, 0));
+        let kept = crate::store::attempts::list_for_delivery(&db, id)
+            .await
+            .unwrap();
+        assert_eq!(kept.len(), 1, "the failed attempt is kept");
+        assert!(!kept[0].ambiguous);
+        // GoWA took the zombie's next try: kept, ambiguous, and the delivery is not sent again.
+        let late = writer
+            .record_attempt(attempt(id), NextState::Delivered, Some(fence))
+            .await;
+        assert!(matches!(late, Err(WriteError::LaneLost)), "{late:?}");
+        let d = deliveries::find(&db, id).await.unwrap().unwrap();
+        assert_eq!((d.status, d.attempts), (DeliveryStatus::Delivered, 1));
+        let kept = crate::store::attempts::list_for_delivery(&db, id)
+            .await
+            .unwrap();
         assert!(
-            crate::store::attempts::list_for_delivery(&db, id)
-                .await
-                .unwrap()
-                .is_empty()
+            kept[1].ambiguous
+                && kept[1]
+                    .error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("lost the lane"))
         );
         assert!(
             renew(pool(&db), key, "zombie", zombie[0].epoch, 60_000)

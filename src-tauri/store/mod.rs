@@ -31,6 +31,7 @@ pub mod chatwoot_feedback;
 pub mod chatwoot_inboxes;
 pub mod chatwoot_links;
 pub mod chatwoot_recovered;
+pub mod clock;
 pub mod dedupe;
 pub mod deliveries;
 pub mod lanes;
@@ -48,6 +49,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
+pub use clock::now_ms;
 pub use writer::Writer;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -101,6 +103,7 @@ pub async fn connect_postgres(url: &str) -> Result<PgPool, sqlx::Error> {
         .connect_with(options)
         .await?;
     POSTGRES_MIGRATOR.run(&pool).await?;
+    clock::follow(&pool).await?;
     Ok(pool)
 }
 
@@ -239,13 +242,20 @@ pub enum Job {
 /// Advisory locks of this relay's jobs: `(JOBS, job)`.
 const JOBS: i32 = 0x6367_7761; // "cgwa"
 
+/// How often a turn's transaction says that its relay is alive.
+const TURN_BEAT: Duration = Duration::from_secs(5);
+/// How long PostgreSQL lets a turn's transaction be silent before it ends the session, and with it the turn: a
+/// relay frozen (SIGSTOP, a VM paused) or cut off in its turn does not stop the job at every other relay.
+const TURN_SILENCE: &str = "20s";
+
 /// Does `work` if this relay has the turn at `job`; `None` while another relay has it. On PostgreSQL the turn is
 /// a transaction holding the job's advisory lock, ended as soon as the work is (the server releases the lock
-/// with it, and also when the connection dies; a transaction-level lock works behind a transaction pooler); on
-/// SQLite the one relay always has the turn.
+/// with it, and also when the connection dies; a transaction-level lock works behind a transaction pooler); while
+/// the work runs the transaction says every [`TURN_BEAT`] that it is alive, and a turn silent for
+/// [`TURN_SILENCE`] is ended by the server. On SQLite the one relay always has the turn.
 ///
 /// # Errors
-/// The database failed.
+/// The database failed, or the turn was ended by the server (the work is then dropped where it stands).
 pub async fn in_turn<T>(
     db: &Db,
     job: Job,
@@ -256,22 +266,34 @@ pub async fn in_turn<T>(
     };
     let mut tx = pool.begin().await?;
     // The turn's transaction only holds the job's lock, while the job calls Chatwoot in between.
-    sqlx::query("SET LOCAL idle_in_transaction_session_timeout = 0")
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(&format!(
+        "SET LOCAL idle_in_transaction_session_timeout = '{TURN_SILENCE}'"
+    ))
+    .execute(&mut *tx)
+    .await?;
     let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1, $2)")
         .bind(JOBS)
         .bind(job as i32)
         .fetch_one(&mut *tx)
         .await?;
-    let done = if taken { Some(work.await) } else { None };
+    if !taken {
+        tx.rollback().await?;
+        return Ok(None);
+    }
+    let beating = async {
+        loop {
+            tokio::time::sleep(TURN_BEAT).await;
+            if let Err(err) = sqlx::query("SELECT 1").execute(&mut *tx).await {
+                return err;
+            }
+        }
+    };
+    let done = tokio::select! {
+        done = work => done,
+        err = beating => return Err(err),
+    };
     tx.rollback().await?;
-    Ok(done)
-}
-
-/// Current time as unix milliseconds.
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+    Ok(Some(done))
 }
 
 /// Formats unix milliseconds as RFC 3339 with milliseconds, as the TypeScript version (Prisma) did.
@@ -333,6 +355,45 @@ pub(crate) mod test_support {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_relay_frozen_in_its_turn_gives_the_turn_up() {
+        let url = test_postgres::cluster().database();
+        let db = Db::Postgres(connect_postgres(&url).await.unwrap());
+        // A relay whose process stops in its turn (SIGSTOP): its runtime runs nothing more, heartbeat included.
+        // Its connections are its own, made on its runtime (this test's runtime waits for it, blocked).
+        let (taken, turn_taken) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let frozen = Db::Postgres(connect_postgres(&url).await.unwrap());
+                in_turn(&frozen, Job::Feedback, async {
+                    taken.send(()).unwrap();
+                    std::thread::sleep(Duration::from_secs(60));
+                })
+                .await
+            })
+        });
+        turn_taken.recv().unwrap();
+        let others = || in_turn(&db, Job::Feedback, async {});
+        assert_eq!(
+            others().await.unwrap(),
+            None,
+            "the frozen relay has the turn"
+        );
+        // Another relay gets the turn once the frozen one has been silent too long.
+        let deadline = std::time::Instant::now() + Duration::from_secs(45);
+        while others().await.unwrap().is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the turn stayed with the frozen relay"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
 
     #[tokio::test]
     async fn migrations_apply_to_an_empty_file_and_are_idempotent() {

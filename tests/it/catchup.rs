@@ -10,7 +10,7 @@ use crate::chatwoot_api::{
     ADMIN_TOKEN, ChatwootApi, Message, Mode, link_account, linked_hours_ago,
 };
 use crate::support::{
-    ADMIN_PASS, ADMIN_USER, Admin, Gowa, Server, TestRelay, eventually, free_port,
+    ADMIN_PASS, ADMIN_USER, Admin, Gowa, Reply, Server, TestRelay, eventually, free_port,
 };
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -26,6 +26,19 @@ fn arrivals_of(gowa: &Gowa, id: i64) -> Vec<Value> {
         .map(crate::support::Received::json)
         .filter(|v| v["event"] == "message_created" && v["id"] == id)
         .collect()
+}
+
+/// The GoWA requests that delete message `id` (GoWA takes it back on WhatsApp).
+fn deletions_of(gowa: &Gowa, id: i64) -> usize {
+    gowa.received()
+        .iter()
+        .map(crate::support::Received::json)
+        .filter(|v| {
+            v["event"] == "message_updated"
+                && v["id"] == id
+                && v["content_attributes"]["deleted"] == true
+        })
+        .count()
 }
 
 /// Writes, while the relay cannot be reached, a text reply, a reply with an image, a private note and a message
@@ -181,6 +194,14 @@ async fn linked(
     (relay, link)
 }
 
+/// A relay linked to a new Chatwoot stand-in and routed to a new GoWA stand-in, catching up every `every`.
+async fn catching_up_every(every: Duration) -> (ChatwootApi, Gowa, TestRelay) {
+    let chatwoot = ChatwootApi::start().await;
+    let gowa = Gowa::start().await;
+    let (relay, _) = linked(&chatwoot, &gowa, |c| c.upkeep.catchup_interval = every).await;
+    (chatwoot, gowa, relay)
+}
+
 /// Waits for the account's first catch-up.
 async fn caught_up_once(relay: &TestRelay) {
     eventually("the first catch-up", WAIT, || async {
@@ -192,14 +213,21 @@ async fn caught_up_once(relay: &TestRelay) {
     .await;
 }
 
-#[tokio::test]
-async fn a_lost_reply_is_caught_up_even_once_a_newer_reply_of_its_conversation_arrived() {
-    let chatwoot = ChatwootApi::start().await;
-    let gowa = Gowa::start().await;
-    let (relay, _) = linked(&chatwoot, &gowa, |c| {
-        c.upkeep.catchup_interval = Duration::from_millis(500)
+/// Waits for a round of catching up to end after this call.
+async fn another_round(relay: &TestRelay) {
+    let at = || async {
+        relay.admin.get_ok("/admin/chatwoot").await["links"][0]["caughtUp"]["at"].clone()
+    };
+    let before = at().await;
+    eventually("another catch-up", WAIT, || async {
+        (at().await != before).then_some(())
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_lost_reply_is_caught_up_even_once_a_newer_reply_of_its_conversation_arrived() {
+    let (chatwoot, gowa, relay) = catching_up_every(Duration::from_millis(500)).await;
     caught_up_once(&relay).await;
     // Reply A's webhook is lost (a tunnel blip); reply B, written right after, arrives.
     let lost = chatwoot.with(|w| {
@@ -217,19 +245,22 @@ async fn a_lost_reply_is_caught_up_even_once_a_newer_reply_of_its_conversation_a
         arrivals_of(&gowa, lost).len() == 1
     })
     .await;
-    // More rounds send nothing again.
-    for _ in 0..2 {
-        let before =
-            relay.admin.get_ok("/admin/chatwoot").await["links"][0]["caughtUp"]["at"].clone();
-        eventually("another catch-up", WAIT, || async {
-            let now =
-                relay.admin.get_ok("/admin/chatwoot").await["links"][0]["caughtUp"]["at"].clone();
-            (now != before).then_some(())
-        })
-        .await;
-    }
+    // The customer read it below the newer reply: its agent is told so, once.
+    eventually("the note under the late reply", WAIT, || async {
+        chatwoot
+            .with(|w| w.notes_under(lost))
+            .iter()
+            .any(|n| n.content.contains("after later replies"))
+            .then_some(())
+    })
+    .await;
+    // More rounds send nothing again, and tell nothing more.
+    another_round(&relay).await;
+    another_round(&relay).await;
     assert_eq!(arrivals_of(&gowa, lost).len(), 1);
     assert_eq!(arrivals_of(&gowa, newer).len(), 1);
+    assert_eq!(chatwoot.with(|w| w.notes_under(lost)).len(), 1);
+    assert!(chatwoot.with(|w| w.notes_under(newer)).is_empty());
     relay.stop().await;
 }
 
@@ -254,13 +285,7 @@ async fn the_first_catch_up_after_linking_does_not_resend_what_was_written_befor
     .await;
     caught_up_once(&relay).await;
     relay.state.catch_up.now();
-    let caught_then =
-        relay.admin.get_ok("/admin/chatwoot").await["links"][0]["caughtUp"]["at"].clone();
-    eventually("another catch-up", WAIT, || async {
-        let now = relay.admin.get_ok("/admin/chatwoot").await["links"][0]["caughtUp"]["at"].clone();
-        (now != caught_then).then_some(())
-    })
-    .await;
+    another_round(&relay).await;
     for id in [before_one, before_two, recent] {
         assert!(
             arrivals_of(&gowa, id).is_empty(),
@@ -280,12 +305,7 @@ async fn the_first_catch_up_after_linking_does_not_resend_what_was_written_befor
 
 #[tokio::test]
 async fn a_tunnel_outage_is_caught_up_within_one_interval() {
-    let chatwoot = ChatwootApi::start().await;
-    let gowa = Gowa::start().await;
-    let (relay, _) = linked(&chatwoot, &gowa, |c| {
-        c.upkeep.catchup_interval = Duration::from_millis(500)
-    })
-    .await;
+    let (chatwoot, gowa, relay) = catching_up_every(Duration::from_millis(500)).await;
     chatwoot.with(|w| w.deliver = false);
     let lost = chatwoot.with(|w| w.agent_replies(1, 41, "Terkirim lewat catch-up"));
     gowa.wait_for("the reply caught up", WAIT, |_| {
@@ -294,17 +314,161 @@ async fn a_tunnel_outage_is_caught_up_within_one_interval() {
     .await;
     // The round that found it ends, and says when.
     caught_up_once(&relay).await;
+    // Nothing later of its conversation went before it: nothing to tell.
+    another_round(&relay).await;
+    assert!(chatwoot.with(|w| w.notes_under(lost)).is_empty());
+    relay.stop().await;
+}
+
+/// A reply whose webhook was lost, found by catching up, and given up on (GoWA refuses it): Chatwoot shows it
+/// failed, with its note, as for a reply whose webhook arrived (the rebuilt body does not say the inbox's channel;
+/// the link's inbox list does).
+#[tokio::test]
+async fn a_recovered_reply_that_dies_is_marked_failed_in_chatwoot() {
+    let (chatwoot, gowa, relay) = catching_up_every(Duration::from_millis(500)).await;
+    gowa.set(|_, _| Reply::status(401));
+    chatwoot.with(|w| w.deliver = false);
+    let lost = chatwoot.with(|w| w.agent_replies(1, 41, "Ditemukan lewat catch-up"));
+    let failed = eventually("the reply marked failed", WAIT, || async {
+        let m = chatwoot.with(|w| w.message(lost));
+        (m.status == "failed").then_some(m)
+    })
+    .await;
+    assert!(
+        failed.external_error.contains("Not sent to WhatsApp"),
+        "{failed:?}"
+    );
+    // Its note follows the mark.
+    eventually("the note under it", WAIT, || async {
+        (chatwoot.with(|w| w.notes_under(lost)).len() == 1).then_some(())
+    })
+    .await;
+    relay.stop().await;
+}
+
+/// GoWA is down and a reply waits; its agent deletes it, and the deletion's webhook is lost: a round of catching
+/// up finds the reply deleted, it is cancelled and never sent, and nothing is told of it.
+#[tokio::test]
+async fn a_waiting_reply_whose_deletion_webhook_was_lost_is_not_sent() {
+    let (chatwoot, gowa, relay) = catching_up_every(Duration::from_millis(500)).await;
+    caught_up_once(&relay).await;
+    gowa.set(|r, _| {
+        Reply::status(if r.json()["event"] == "message_created" {
+            503
+        } else {
+            200
+        })
+    });
+    let deleted = chatwoot.with(|w| w.agent_replies(1, 41, "Salah kirim"));
+    gowa.wait_for("the reply tried", WAIT, |_| {
+        !arrivals_of(&gowa, deleted).is_empty()
+    })
+    .await;
+    chatwoot.with(|w| {
+        w.deliver = false;
+        w.delete_message(deleted);
+        w.deliver = true;
+    });
+    crate::feedback::cancelled(&relay, deleted).await;
+    // GoWA is back: the conversation goes on without it; GoWA was told of the deletion as Chatwoot would have.
+    let tried = arrivals_of(&gowa, deleted).len();
+    gowa.set(|_, _| Reply::status(200));
+    let next = chatwoot.with(|w| w.agent_replies(1, 41, "Yang benar"));
+    gowa.wait_for("the next reply", WAIT, |_| {
+        arrivals_of(&gowa, next).len() == 1
+    })
+    .await;
+    assert_eq!(arrivals_of(&gowa, deleted).len(), tried);
+    assert_eq!(
+        deletions_of(&gowa, deleted),
+        1,
+        "the deletion goes on to GoWA"
+    );
+    assert!(chatwoot.with(|w| w.notes_under(deleted)).is_empty());
+    relay.stop().await;
+}
+
+/// A reply went out; its agent deletes it, and the deletion's webhook is lost: a round of catching up finds it
+/// deleted and tells GoWA, as Chatwoot would have, so that the customer's copy is taken back; once.
+#[tokio::test]
+async fn a_sent_reply_whose_deletion_webhook_was_lost_is_taken_back() {
+    let (chatwoot, gowa, relay) = catching_up_every(Duration::from_millis(500)).await;
+    caught_up_once(&relay).await;
+    let reply = chatwoot.with(|w| w.agent_replies(1, 41, "Harga salah"));
+    gowa.wait_for("the reply", WAIT, |_| arrivals_of(&gowa, reply).len() == 1)
+        .await;
+    chatwoot.with(|w| {
+        w.deliver = false;
+        w.delete_message(reply);
+        w.deliver = true;
+    });
+    gowa.wait_for("the deletion at GoWA", WAIT, |_| {
+        deletions_of(&gowa, reply) == 1
+    })
+    .await;
+    another_round(&relay).await;
+    another_round(&relay).await;
+    assert_eq!(deletions_of(&gowa, reply), 1);
+    assert_eq!(arrivals_of(&gowa, reply).len(), 1);
+    relay.stop().await;
+}
+
+/// A reply GoWA refused is marked failed; its agent presses Retry in Chatwoot, and that webhook is lost: a round of
+/// catching up finds it set back to sent, and the reply goes out again, once.
+#[tokio::test]
+async fn a_retry_whose_webhook_was_lost_sends_the_reply_again() {
+    let (chatwoot, gowa, relay) = catching_up_every(Duration::from_millis(500)).await;
+    caught_up_once(&relay).await;
+    gowa.set(|_, _| Reply::status(401));
+    let reply = chatwoot.with(|w| w.agent_replies(1, 41, "Resi: JNE 0123"));
+    eventually("the reply marked failed", WAIT, || async {
+        (chatwoot.with(|w| w.message(reply)).status == "failed").then_some(())
+    })
+    .await;
+    let tried = arrivals_of(&gowa, reply).len();
+    gowa.set(|_, _| Reply::status(200));
+    chatwoot.with(|w| {
+        w.deliver = false;
+        w.press_retry(reply);
+        w.deliver = true;
+    });
+    gowa.wait_for("the reply sent again", WAIT, |_| {
+        arrivals_of(&gowa, reply).len() == tried + 1
+    })
+    .await;
+    another_round(&relay).await;
+    another_round(&relay).await;
+    assert_eq!(arrivals_of(&gowa, reply).len(), tried + 1);
+    assert_eq!(chatwoot.with(|w| w.message(reply)).status, "sent");
+    relay.stop().await;
+}
+
+/// A reply whose webhook was lost and that its agent deleted before catching up found it is not sent.
+#[tokio::test]
+async fn a_lost_reply_deleted_before_it_was_found_is_not_sent() {
+    let (chatwoot, gowa, relay) = catching_up_every(Duration::from_millis(500)).await;
+    caught_up_once(&relay).await;
+    chatwoot.with(|w| w.deliver = false);
+    let deleted = chatwoot.with(|w| w.agent_replies(1, 41, "Salah kirim"));
+    chatwoot.with(|w| w.delete_message(deleted));
+    let kept = chatwoot.with(|w| w.agent_replies(1, 41, "Yang benar"));
+    gowa.wait_for("the reply that was kept", WAIT, |_| {
+        arrivals_of(&gowa, kept).len() == 1
+    })
+    .await;
+    // Two more rounds: the deleted one is never found.
+    another_round(&relay).await;
+    another_round(&relay).await;
+    assert!(
+        arrivals_of(&gowa, deleted).is_empty(),
+        "a deleted reply was sent"
+    );
     relay.stop().await;
 }
 
 #[tokio::test]
 async fn an_old_recovered_reply_waits_for_send_now_or_discard() {
-    let chatwoot = ChatwootApi::start().await;
-    let gowa = Gowa::start().await;
-    let (relay, _) = linked(&chatwoot, &gowa, |c| {
-        c.upkeep.catchup_interval = Duration::from_secs(3600)
-    })
-    .await;
+    let (chatwoot, gowa, relay) = catching_up_every(Duration::from_secs(3600)).await;
     caught_up_once(&relay).await;
     // Linked long ago, last current three hours ago (the office PC was off since).
     linked_hours_ago(&relay.state.db, 3).await;
@@ -366,12 +530,7 @@ async fn an_old_recovered_reply_waits_for_send_now_or_discard() {
 
 #[tokio::test]
 async fn a_chatwoot_that_is_down_or_refuses_the_token_is_reported_and_relaying_goes_on() {
-    let chatwoot = ChatwootApi::start().await;
-    let gowa = Gowa::start().await;
-    let (relay, _) = linked(&chatwoot, &gowa, |c| {
-        c.upkeep.catchup_interval = Duration::from_millis(300)
-    })
-    .await;
+    let (chatwoot, gowa, relay) = catching_up_every(Duration::from_millis(300)).await;
     chatwoot.with(|w| w.mode = Mode::Broken);
     eventually("the failure reported", WAIT, || async {
         let status = relay.admin.get_ok("/admin/chatwoot").await;
@@ -402,6 +561,60 @@ async fn a_chatwoot_that_is_down_or_refuses_the_token_is_reported_and_relaying_g
             .as_str()?
             .contains("access token")
             .then_some(())
+    })
+    .await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_relay_clock_minutes_off_takes_signed_replies_catches_up_and_says_so() {
+    let chatwoot = ChatwootApi::start().await;
+    let gowa = Gowa::start().await;
+    // Chatwoot's clock ten minutes ahead of this computer's: its signed webhooks look ten minutes early.
+    chatwoot.with(|w| w.clock_offset = 600);
+    let (relay, _) = linked(&chatwoot, &gowa, |c| {
+        c.upkeep.catchup_interval = Duration::from_millis(300)
+    })
+    .await;
+    let reply = chatwoot.with(|w| w.agent_replies(1, 41, "Jam kami beda, tapi balasan sampai"));
+    gowa.wait_for("the signed reply", WAIT, |_| {
+        arrivals_of(&gowa, reply).len() == 1
+    })
+    .await;
+    let skew = relay.admin.get_ok("/admin/stats").await["clockSkewSeconds"].clone();
+    assert!(
+        skew.as_i64().is_some_and(|s| (595..=605).contains(&s)),
+        "{skew}"
+    );
+    let (_, health) = relay.admin.get("/healthz").await;
+    assert!(
+        health["clock"].as_str().unwrap().contains("behind"),
+        "{health}"
+    );
+    let public = crate::support::get_json(&format!("{}/healthz", relay.base)).await;
+    assert!(public.get("clock").is_none(), "not for strangers: {public}");
+
+    // Now Chatwoot's clock is ten minutes behind: a reply lost on its way, in a conversation catching up has not
+    // seen yet, is written "ten minutes ago" by the relay's clock and must still be found.
+    chatwoot.with(|w| w.clock_offset = -600);
+    eventually("the new offset read", WAIT, || async {
+        let skew = relay.admin.get_ok("/admin/stats").await["clockSkewSeconds"].as_i64();
+        skew.is_some_and(|s| (-605..=-595).contains(&s))
+            .then_some(())
+    })
+    .await;
+    // Two rounds more: the one under way may have started by the old offset.
+    another_round(&relay).await;
+    another_round(&relay).await;
+    let lost = chatwoot.with(|w| {
+        w.add_conversation(1, 42, 7);
+        w.deliver = false;
+        let lost = w.agent_replies(1, 42, "Balasan yang webhooknya hilang");
+        w.deliver = true;
+        lost
+    });
+    gowa.wait_for("the lost reply caught up", WAIT, |_| {
+        arrivals_of(&gowa, lost).len() == 1
     })
     .await;
     relay.stop().await;

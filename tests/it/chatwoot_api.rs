@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -101,9 +102,58 @@ pub struct World {
     pub deliver: bool,
     /// Sign webhooks with this instead of the webhook's secret.
     pub wrong_secret: Option<String>,
+    /// Private notes whose answer is lost on the way back (a proxy in front times out with a 504 page): stored
+    /// all the same.
+    pub lose_note_answers: usize,
+    /// Seconds Chatwoot's clock is ahead of this machine's (negative: behind): its `Date` headers, timestamps,
+    /// `created_at` and webhook signatures all follow it.
+    pub clock_offset: i64,
     next_id: i64,
     /// Method and path of every request, in order.
     pub calls: Vec<String>,
+    /// How the webhook sender loses, twins and reorders webhooks (nothing of that by default).
+    pub sender: Sender,
+}
+
+/// Chatwoot's webhook sender as it behaves on a busy installation: each webhook is a Sidekiq job posted once with a
+/// 5 s timeout and never again; a job enqueued twice posts twins (a new delivery id each); jobs run out of order
+/// within a jitter; a webhook can be lost on its way (a tunnel blip). Which webhook meets which fate is a function
+/// of the seed and the webhook (its message's content, its event, how many times it fired before), never of the
+/// order webhooks happen to fire in.
+#[derive(Debug, Clone, Default)]
+pub struct Sender {
+    pub seed: u64,
+    /// Per mille of webhooks lost in transit.
+    pub lost: u64,
+    /// Per mille of webhooks posted twice.
+    pub twins: u64,
+    /// Up to this long before a webhook is posted.
+    pub jitter: Duration,
+    fired: BTreeMap<(String, String), u64>,
+    /// What became of each webhook: message id, event, and the relay's answer (0: none, `lost`: not posted).
+    pub story: Arc<Mutex<Vec<(i64, String, String)>>>,
+}
+
+impl Sender {
+    /// What happens to the next webhook of `event` for a message with `content`: lost, or posted after a delay,
+    /// once or twice.
+    fn fate(&mut self, event: &str, content: &str) -> Option<(Duration, bool)> {
+        let nth = self
+            .fired
+            .entry((event.to_owned(), content.to_owned()))
+            .or_default();
+        *nth += 1;
+        let mut dice =
+            crate::promise::schedule::Rng::keyed(self.seed, &format!("{event}/{content}/{nth}"));
+        if dice.chance(self.lost) {
+            return None;
+        }
+        let jitter = u64::try_from(self.jitter.as_millis()).unwrap_or(0);
+        Some((
+            Duration::from_millis(dice.below(jitter + 1)),
+            dice.chance(self.twins),
+        ))
+    }
 }
 
 #[derive(Clone)]
@@ -157,8 +207,11 @@ impl ChatwootApi {
             mode: Mode::Normal,
             deliver: true,
             wrong_secret: None,
+            clock_offset: 0,
+            lose_note_answers: 0,
             next_id: 100,
             calls: Vec::new(),
+            sender: Sender::default(),
         };
         let world = Arc::new(Mutex::new(world));
         let app = Router::new().fallback(answer).with_state(world.clone());
@@ -194,11 +247,20 @@ impl ChatwootApi {
 /// Links `relay` to account 1 of `chatwoot` through the admin API, with the relay's own address as the public URL,
 /// and registers the webhook; returns the link's id.
 pub async fn link_account(relay: &crate::support::TestRelay, chatwoot: &ChatwootApi) -> i64 {
+    link_account_number(relay, chatwoot, 1).await
+}
+
+/// [`link_account`] for account `account` (1 or 2).
+pub async fn link_account_number(
+    relay: &crate::support::TestRelay,
+    chatwoot: &ChatwootApi,
+    account: i64,
+) -> i64 {
     let (status, body) = relay
         .admin
         .post_json(
             "/admin/chatwoot/links",
-            json!({"url": chatwoot.base, "accountId": 1, "token": ADMIN_TOKEN}),
+            json!({"url": chatwoot.base, "accountId": account, "token": ADMIN_TOKEN}),
         )
         .await;
     assert_eq!(status, 201, "{body}");
@@ -249,6 +311,11 @@ impl Message {
 }
 
 impl World {
+    /// Chatwoot's clock, unix seconds.
+    fn now(&self) -> i64 {
+        chrono::Utc::now().timestamp() + self.clock_offset
+    }
+
     fn next(&mut self) -> i64 {
         self.next_id += 1;
         self.next_id
@@ -279,6 +346,11 @@ impl World {
     /// Adds a conversation of `account` in `inbox`.
     pub fn add_conversation(&mut self, account: i64, id: i64, inbox: i64) {
         self.conversations.push((account, id, inbox));
+    }
+
+    /// The inbox of conversation `conversation` of `account`.
+    pub fn conversation_inbox(&self, account: i64, conversation: i64) -> i64 {
+        self.inbox_of(account, conversation).map_or(0, |i| i.id)
     }
 
     fn inbox_of(&self, account: i64, conversation: i64) -> Option<&Inbox> {
@@ -344,7 +416,7 @@ impl World {
     }
 
     /// Posts `event` for message `m` again (a webhook Chatwoot sends late, or twice).
-    pub fn fire_again(&self, event: &str, m: &Message) {
+    pub fn fire_again(&mut self, event: &str, m: &Message) {
         self.fire(event, m);
     }
 
@@ -353,11 +425,24 @@ impl World {
         self.users.remove(token);
     }
 
-    /// Posts `event` for message `m` to the account's webhooks subscribed to it (when delivering).
-    fn fire(&self, event: &str, m: &Message) {
+    /// Posts `event` for message `m` to the account's webhooks subscribed to it (when delivering), as the sender
+    /// decides.
+    fn fire(&mut self, event: &str, m: &Message) {
+        let story = self.sender.story.clone();
         if !self.deliver {
+            story
+                .lock()
+                .unwrap()
+                .push((m.id, event.to_owned(), "not posted".into()));
             return;
         }
+        let Some((delay, twins)) = self.sender.fate(event, &m.content) else {
+            story
+                .lock()
+                .unwrap()
+                .push((m.id, event.to_owned(), "lost".into()));
+            return;
+        };
         let targets: Vec<(String, String)> = self
             .hooks
             .iter()
@@ -371,10 +456,17 @@ impl World {
                 )
             })
             .collect();
-        tokio::spawn(post_webhooks(
-            targets,
-            self.message_body(event, m).to_string(),
-        ));
+        let body = self.message_body(event, m).to_string();
+        for _ in 0..if twins { 2 } else { 1 } {
+            let (targets, body, offset) = (targets.clone(), body.clone(), self.clock_offset);
+            let (story, id, event) = (story.clone(), m.id, event.to_owned());
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                for answer in post_webhooks(targets, body, offset).await {
+                    story.lock().unwrap().push((id, event.clone(), answer));
+                }
+            });
+        }
     }
 
     /// An agent writes a reply in a conversation: Chatwoot stores it and fires `message_created`. Returns its id.
@@ -388,6 +480,7 @@ impl World {
     /// Adds a message as Chatwoot stores it (and fires `message_created` when delivering). Returns its id.
     pub fn add_message(&mut self, mut m: Message) -> i64 {
         m.id = self.next();
+        m.created_at += self.clock_offset;
         let id = m.id;
         self.touch(m.account, m.conversation);
         self.fire("message_created", &m);
@@ -396,8 +489,7 @@ impl World {
     }
 
     fn touch(&mut self, account: i64, conversation: i64) {
-        self.updated
-            .insert((account, conversation), chrono::Utc::now().timestamp());
+        self.updated.insert((account, conversation), self.now());
     }
 
     /// The dashboard's Retry on a failed message: the status goes back to `sent`, `message_updated` fires, and
@@ -481,7 +573,14 @@ async fn answer(
     }
     let segments: Vec<&str> = uri.path().trim_matches('/').split('/').collect();
     let result = route(&mut w, &method, &segments, &query, &headers, &body);
-    result.unwrap_or_else(IntoResponse::into_response)
+    let mut response = result.unwrap_or_else(IntoResponse::into_response);
+    // Chatwoot's clock, as every HTTP answer carries it.
+    let at = std::time::UNIX_EPOCH + Duration::from_secs(w.now().unsigned_abs());
+    let date = httpdate::fmt_http_date(at).parse().unwrap();
+    response
+        .headers_mut()
+        .insert(axum::http::header::DATE, date);
+    response
 }
 
 fn route(
@@ -741,7 +840,7 @@ fn list_conversations(w: &World, account: i64, query: &BTreeMap<String, String>)
             )
         })?),
     };
-    let now = chrono::Utc::now().timestamp();
+    let now = w.now();
     let payload: Vec<Value> = w
         .conversations
         .iter()
@@ -775,7 +874,8 @@ fn list_messages(w: &World, account: i64, id: &str, query: &BTreeMap<String, Str
         .map(|m| {
             json!({
                 "id": m.id, "content": m.content, "message_type": m.kind, "private": m.private,
-                "status": m.status, "source_id": m.source_id, "content_attributes": {},
+                "status": m.status, "source_id": m.source_id,
+                "content_attributes": if m.deleted { json!({"deleted": true}) } else { json!({}) },
                 "sender": {"id": 5, "name": "Ana Admin", "type": "user"},
                 "attachments": m.attachments, "created_at": m.created_at,
                 "conversation_id": conversation, "inbox_id": inbox, "account_id": account,
@@ -823,13 +923,22 @@ fn create_message(w: &mut World, account: i64, id: &str, input: &Value) -> Answe
         kind: 1,
         source_id: None,
         attachments: Vec::new(),
-        created_at: chrono::Utc::now().timestamp(),
+        created_at: w.now(),
         deleted: false,
     };
     w.touch(account, conversation);
     let body = w.message_body("message_created", &m);
     w.fire("message_created", &m);
     w.messages.push(m);
+    if w.lose_note_answers > 0 {
+        w.lose_note_answers -= 1;
+        return Ok((
+            StatusCode::GATEWAY_TIMEOUT,
+            [("content-type", "text/html")],
+            "<html><body><h1>504 Gateway Time-out</h1></body></html>",
+        )
+            .into_response());
+    }
     ok(body)
 }
 
@@ -910,18 +1019,25 @@ fn typing(w: &mut World, account: i64, id: &str, input: &Value) -> Answer {
                 )
             })
             .collect();
-        tokio::spawn(post_webhooks(targets, body.to_string()));
+        tokio::spawn(post_webhooks(targets, body.to_string(), w.clock_offset));
     }
     Ok(StatusCode::OK.into_response())
 }
 
 /// Posts `body` to each `(url, secret)` as Chatwoot's webhook job does: signed, with a fresh delivery id.
-async fn post_webhooks(targets: Vec<(String, String)>, body: String) {
+/// Posts `body` to each target; the answers (a status, or what went wrong).
+async fn post_webhooks(
+    targets: Vec<(String, String)>,
+    body: String,
+    clock_offset: i64,
+) -> Vec<String> {
     let http = crate::support::http_client();
+    let mut answers = Vec::new();
     for (url, secret) in targets {
-        let ts = chrono::Utc::now().timestamp().to_string();
+        // Chatwoot's webhook job gives up after 5 s, and is not run again.
+        let ts = (chrono::Utc::now().timestamp() + clock_offset).to_string();
         let signature = signature::sign(&secret, &ts, body.as_bytes());
-        let _ = http
+        let answer = http
             .post(url)
             .header("content-type", "application/json")
             .header(
@@ -930,8 +1046,15 @@ async fn post_webhooks(targets: Vec<(String, String)>, body: String) {
             )
             .header("x-chatwoot-timestamp", ts)
             .header("x-chatwoot-signature", signature)
+            .timeout(Duration::from_secs(5))
             .body(body.clone())
             .send()
             .await;
+        answers.push(match answer {
+            Ok(response) => response.status().as_u16().to_string(),
+            Err(e) if e.is_timeout() => "timed out".into(),
+            Err(_) => "no answer".into(),
+        });
     }
+    answers
 }

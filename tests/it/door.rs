@@ -578,3 +578,73 @@ fn unread_by(port: u16, from: Ipv4Addr) -> Option<u64> {
         .collect();
     (!queues.is_empty()).then(|| queues.iter().sum())
 }
+
+#[tokio::test]
+async fn a_client_that_pipelines_and_never_reads_holds_up_neither_the_door_nor_the_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, _gowa) = relay(&dir, &[]).await;
+    let port = server.port;
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket
+        .bind(SocketAddr::new(IpAddr::V4(attacker(0)), 0))
+        .unwrap();
+    let mut stream = socket
+        .connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+        .await
+        .unwrap();
+    // Requests for a small answer, pipelined without end; not one answer is read.
+    let pipelining = tokio::spawn(async move {
+        let requests = b"GET /nowhere HTTP/1.1\r\nHost: relay\r\n\r\n".repeat(1_000);
+        while stream.write_all(&requests).await.is_ok() {}
+    });
+    eventually("the relay's answers to back up", WAIT, || async {
+        backed_up(port, attacker(0)).then_some(())
+    })
+    .await;
+    // A webhook from elsewhere still gets in.
+    let answer = Admin::new(server.base())
+        .request(reqwest::Method::POST, "/webhook")
+        .header("content-type", "application/json")
+        .body(message(7, 1, 0))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    // The relay gives up on the connection whose answers are not read, rather than hold it for ever.
+    eventually(
+        "the stuck connection closed",
+        Duration::from_secs(60),
+        || async { (!backed_up(port, attacker(0))).then_some(()) },
+    )
+    .await;
+    // SIGTERM ends the relay within its grace.
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = crate::support::wait_exit(&mut server.child, "the relay's stop", WAIT).await;
+    assert!(status.success(), "{status}");
+    pipelining.abort();
+}
+
+/// Whether the relay's connection from `from` on `port` is open and stuck: the relay has answers queued that the
+/// client does not take, and requests queued that it does not read (the kernel's socket table).
+fn backed_up(port: u16, from: Ipv4Addr) -> bool {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let remote = format!("{:08X}:", u32::from(from).swap_bytes());
+    let local = format!(":{port:04X}");
+    table.lines().skip(1).any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let ours = fields.get(1).is_some_and(|f| f.ends_with(&local))
+            && fields.get(2).is_some_and(|f| f.starts_with(&remote));
+        let queued = |text: &str| u64::from_str_radix(text, 16).unwrap_or(0);
+        let established = fields.get(3) == Some(&"01");
+        ours && established
+            && fields
+                .get(4)
+                .and_then(|q| q.split_once(':'))
+                .is_some_and(|(tx, rx)| queued(tx) > 32 * 1024 && queued(rx) > 32 * 1024)
+    })
+}

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::chatwoot_api::{ChatwootApi, Mode, link_account};
+use crate::chatwoot_api::{ChatwootApi, Message, Mode, World, link_account, link_account_number};
 use crate::support::{Gowa, Reply, TestRelay, eventually};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -14,9 +14,19 @@ const WAIT: Duration = Duration::from_secs(60);
 /// A relay linked to account 1 of `chatwoot`, its webhook registered, inboxes 7 (API) and 8 (website) routed to
 /// `gowa`.
 async fn linked_relay(chatwoot: &ChatwootApi, gowa: &Gowa, delayed_after: Duration) -> TestRelay {
+    linked_relay_aged(chatwoot, gowa, delayed_after, Duration::from_secs(60)).await
+}
+
+/// [`linked_relay`] whose deliveries are given up `max_age` after they arrived.
+async fn linked_relay_aged(
+    chatwoot: &ChatwootApi,
+    gowa: &Gowa,
+    delayed_after: Duration,
+    max_age: Duration,
+) -> TestRelay {
     let relay = TestRelay::start(|c| {
         c.retry_schedule = vec![Duration::from_millis(50)];
-        c.max_age = Duration::from_secs(60);
+        c.max_age = max_age;
         c.upkeep.delayed_after = delayed_after;
     })
     .await;
@@ -28,6 +38,15 @@ async fn linked_relay(chatwoot: &ChatwootApi, gowa: &Gowa, delayed_after: Durati
         .add_route(8, &gowa.url("/chatwoot/webhook"), None)
         .await;
     relay
+}
+
+/// A linked relay (delay notes after 10 minutes) and a GoWA that answers `status` to the agents' replies.
+async fn replies_refused(status: u16) -> (ChatwootApi, Gowa, TestRelay) {
+    let chatwoot = ChatwootApi::start().await;
+    let gowa = Gowa::start().await;
+    replies_fail(&gowa, status);
+    let relay = linked_relay(&chatwoot, &gowa, Duration::from_secs(600)).await;
+    (chatwoot, gowa, relay)
 }
 
 /// GoWA's answer: 401 (a permanent failure) to the agents' replies while `failing`, 200 to everything else.
@@ -53,18 +72,180 @@ fn replies_to(gowa: &Gowa, id: i64) -> Vec<bytes::Bytes> {
 
 #[tokio::test]
 async fn a_reply_deleted_in_chatwoot_while_it_waited_is_not_sent_afterwards() {
+    // GoWA is down: the reply waits, retried.
+    let (chatwoot, gowa, relay) = replies_refused(503).await;
+    deleted_while_waiting(&chatwoot, &gowa, &relay).await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn without_a_linked_account_a_reply_deleted_while_it_waited_is_not_sent_either() {
     let chatwoot = ChatwootApi::start().await;
     let gowa = Gowa::start().await;
-    // GoWA is down: the reply waits, retried.
     replies_fail(&gowa, 503);
-    let relay = linked_relay(&chatwoot, &gowa, Duration::from_secs(600)).await;
-    let message = chatwoot.with(|w| w.agent_replies(1, 41, "Maaf, salah kirim"));
-    gowa.wait_for("the reply tried", WAIT, |_| {
-        !replies_to(&gowa, message).is_empty()
+    let relay = TestRelay::start(|c| {
+        c.retry_schedule = vec![Duration::from_millis(50)];
     })
     .await;
-    // The agent deletes it meanwhile.
+    relay
+        .add_route(7, &gowa.url("/chatwoot/webhook"), None)
+        .await;
+    // Chatwoot's webhook made by hand; the relay knows no account.
+    chatwoot.add_hook(
+        1,
+        &format!("{}/webhook", relay.base),
+        &["message_created", "message_updated"],
+    );
+    deleted_while_waiting(&chatwoot, &gowa, &relay).await;
+    relay.stop().await;
+}
+
+/// Chatwoot's Sidekiq posts a reply's deletion before the reply itself (both queued within the same moment, or
+/// the reply's webhook retried by a proxy): the reply that comes after its deletion is stored dead, never sent,
+/// and nothing is told of it.
+#[tokio::test]
+async fn a_deletion_that_overtakes_its_replys_webhook_keeps_the_reply_from_going_out() {
+    let chatwoot = ChatwootApi::start().await;
+    let gowa = Gowa::start().await;
+    let relay = linked_relay(&chatwoot, &gowa, Duration::from_secs(600)).await;
+    let (message, written) = chatwoot.with(|w| {
+        w.deliver = false;
+        let id = w.agent_replies(1, 41, "Maaf, salah kirim");
+        w.deliver = true;
+        (id, w.message(id))
+    });
     chatwoot.with(|w| w.delete_message(message));
+    eventually("the deletion stored", WAIT, || async {
+        let list = relay
+            .admin
+            .get_ok("/admin/deliveries?event=message_updated")
+            .await;
+        list["deliveries"]
+            .as_array()?
+            .iter()
+            .any(|d| d["messageId"] == message)
+            .then_some(())
+    })
+    .await;
+    // The reply's own webhook, late.
+    chatwoot.with(|w| w.fire_again("message_created", &written));
+    cancelled(&relay, message).await;
+    // The conversation goes on; the deleted reply never reaches GoWA, and nothing is told of it.
+    let next = chatwoot.with(|w| w.agent_replies(1, 41, "Balasan yang benar"));
+    gowa.wait_for("the next reply", WAIT, |_| {
+        replies_to(&gowa, next).len() == 1
+    })
+    .await;
+    assert!(replies_to(&gowa, message).is_empty());
+    assert!(chatwoot.with(|w| w.notes_under(message)).is_empty());
+    relay.stop().await;
+}
+
+/// Chatwoot posts a reply's webhook after a later reply of the conversation had already gone (its queue does not
+/// keep order, and the reorder window was over): it goes out in arrival order, and its agent is told, once, that
+/// the customer reads it below the later one.
+#[tokio::test]
+async fn a_reply_posted_after_a_later_one_had_gone_is_noted_under_it() {
+    let chatwoot = ChatwootApi::start().await;
+    let gowa = Gowa::start().await;
+    let relay = linked_relay(&chatwoot, &gowa, Duration::from_secs(600)).await;
+    let (early, written) = chatwoot.with(|w| {
+        w.deliver = false;
+        let id = w.agent_replies(1, 41, "Pesanan sudah kami terima");
+        w.deliver = true;
+        (id, w.message(id))
+    });
+    let later = chatwoot.with(|w| w.agent_replies(1, 41, "Akan dikirim besok"));
+    gowa.wait_for("the later reply", WAIT, |_| {
+        replies_to(&gowa, later).len() == 1
+    })
+    .await;
+    chatwoot.with(|w| w.fire_again("message_created", &written));
+    gowa.wait_for("the early reply, late", WAIT, |_| {
+        replies_to(&gowa, early).len() == 1
+    })
+    .await;
+    let note = eventually("the note under it", WAIT, || async {
+        chatwoot.with(|w| w.notes_under(early)).into_iter().next()
+    })
+    .await;
+    assert!(
+        note.content.contains("after later replies")
+            && note.content.contains("posted its webhook after"),
+        "{}",
+        note.content
+    );
+    // Once, and nothing under the later reply.
+    let next = chatwoot.with(|w| w.agent_replies(1, 41, "Terima kasih"));
+    gowa.wait_for("the next reply", WAIT, |_| {
+        replies_to(&gowa, next).len() == 1
+    })
+    .await;
+    assert_eq!(chatwoot.with(|w| w.notes_under(early)).len(), 1);
+    assert!(chatwoot.with(|w| w.notes_under(later)).is_empty());
+    relay.stop().await;
+}
+
+/// A reply went out; its agent deletes it, but GoWA refuses the deletion (its credentials changed): the customer
+/// still has it, and the agent is told so under it.
+#[tokio::test]
+async fn a_deletion_gowa_refused_of_a_reply_that_went_out_is_told() {
+    let chatwoot = ChatwootApi::start().await;
+    let gowa = Gowa::start().await;
+    let relay = linked_relay(&chatwoot, &gowa, Duration::from_secs(600)).await;
+    let message = chatwoot.with(|w| w.agent_replies(1, 41, "Harga salah"));
+    gowa.wait_for("the reply", WAIT, |_| replies_to(&gowa, message).len() == 1)
+        .await;
+    gowa.set(|_, _| Reply::status(401));
+    chatwoot.with(|w| w.delete_message(message));
+    let note = eventually("the note under it", WAIT, || async {
+        chatwoot.with(|w| w.notes_under(message)).into_iter().next()
+    })
+    .await;
+    assert!(
+        note.content.contains("NOT taken back on WhatsApp")
+            && note.content.contains("GoWA answered 401"),
+        "{}",
+        note.content
+    );
+    // Not marked failed: it did go out.
+    assert_ne!(chatwoot.with(|w| w.message(message)).status, "failed");
+    relay.stop().await;
+}
+
+/// On PostgreSQL an id that never went in (a twin's, a write rolled back) is a gap the feedback waits for a while,
+/// since another relay may still commit it. Meanwhile the reading goes on past everything stored after the gap: a
+/// reply deleted behind more webhooks than one reading takes is cancelled at once, not after the gap's wait.
+#[tokio::test]
+async fn a_gap_in_the_ids_does_not_hold_up_reading_what_was_stored_after_it() {
+    if !crate::support::on_postgres() {
+        return;
+    }
+    let (chatwoot, gowa, relay) = replies_refused(503).await;
+    let db = &relay.state.db;
+    crate::support::execute(
+        db,
+        "SELECT nextval(pg_get_serial_sequence('deliveries', 'id'))",
+    )
+    .await;
+    crate::support::execute(
+        db,
+        "INSERT INTO deliveries (id, inbox_id, event, status, next_attempt_at, received_at, updated_at)
+         SELECT nextval(pg_get_serial_sequence('deliveries', 'id')), 999, 'conversation_typing_on', 'delivered',
+                chatgowa_clock_ms(), chatgowa_clock_ms(), chatgowa_clock_ms()
+         FROM generate_series(1, 12000)",
+    )
+    .await;
+    // Well within the 30 s a gap is waited for.
+    let within = Duration::from_secs(15);
+    tokio::time::timeout(within, deleted_while_waiting(&chatwoot, &gowa, &relay))
+        .await
+        .expect("the deletion was read only once the gap had been waited for");
+    relay.stop().await;
+}
+
+/// Waits for reply `message` to be dead as deleted in Chatwoot before it was sent.
+pub async fn cancelled(relay: &TestRelay, message: i64) {
     let dead = eventually("the reply cancelled", WAIT, || async {
         let list = relay.admin.get_ok("/admin/deliveries?status=dead").await;
         list["deliveries"]
@@ -80,29 +261,38 @@ async fn a_reply_deleted_in_chatwoot_while_it_waited_is_not_sent_afterwards() {
             .is_some_and(|e| e.contains("deleted in Chatwoot")),
         "{dead}"
     );
-    let tried = replies_to(&gowa, message).len();
-    // GoWA is back: the next reply of the conversation goes out, the deleted one does not.
-    replies_fail(&gowa, 200);
-    let next = chatwoot.with(|w| w.agent_replies(1, 41, "Balasan yang benar"));
-    gowa.wait_for("the next reply", WAIT, |_| {
-        replies_to(&gowa, next).len() == 1
+}
+
+/// A reply waits behind GoWA's outage and is deleted by its agent meanwhile: it is cancelled (dead, saying why),
+/// never sent once GoWA is back, and nothing is told about it in Chatwoot.
+async fn deleted_while_waiting(chatwoot: &ChatwootApi, gowa: &Gowa, relay: &TestRelay) {
+    let message = chatwoot.with(|w| w.agent_replies(1, 41, "Maaf, salah kirim"));
+    gowa.wait_for("the reply tried", WAIT, |_| {
+        !replies_to(gowa, message).is_empty()
     })
     .await;
-    assert_eq!(replies_to(&gowa, message).len(), tried);
+    // The agent deletes it meanwhile.
+    chatwoot.with(|w| w.delete_message(message));
+    cancelled(relay, message).await;
+    let tried = replies_to(gowa, message).len();
+    // GoWA is back: the next reply of the conversation goes out, the deleted one does not.
+    replies_fail(gowa, 200);
+    let next = chatwoot.with(|w| w.agent_replies(1, 41, "Balasan yang benar"));
+    gowa.wait_for("the next reply", WAIT, |_| {
+        replies_to(gowa, next).len() == 1
+    })
+    .await;
+    assert_eq!(replies_to(gowa, message).len(), tried);
     assert!(
         chatwoot.with(|w| w.notes_under(message)).is_empty(),
         "nothing told about a message the agent deleted"
     );
     assert_ne!(chatwoot.with(|w| w.message(message)).status, "failed");
-    relay.stop().await;
 }
 
 #[tokio::test]
 async fn chatwoots_retry_pressed_a_second_time_sends_the_reply_again() {
-    let chatwoot = ChatwootApi::start().await;
-    let gowa = Gowa::start().await;
-    replies_fail(&gowa, 401);
-    let relay = linked_relay(&chatwoot, &gowa, Duration::from_secs(600)).await;
+    let (chatwoot, gowa, relay) = replies_refused(401).await;
     let message = chatwoot.with(|w| w.agent_replies(1, 41, "Resi pengiriman: JNE 0123"));
     let marked_failed = |sends: usize| {
         let (chatwoot, gowa) = (chatwoot.clone(), gowa.clone());
@@ -117,7 +307,24 @@ async fn chatwoots_retry_pressed_a_second_time_sends_the_reply_again() {
     marked_failed(1).await;
     // Retry while GoWA still refuses: sent again, and marked failed again.
     chatwoot.with(|w| w.press_retry(message));
+    let pressed = chatwoot.with(|w| w.message(message));
     marked_failed(2).await;
+    // A twin of that press's webhook, late (after the relay's new mark's own webhook): Chatwoot shows the reply
+    // failed, so it is the press already acted on, not a second one.
+    chatwoot.with(|w| w.fire_again("message_updated", &pressed));
+    eventually("the late twin stored", WAIT, || async {
+        let list = relay
+            .admin
+            .get_ok("/admin/deliveries?event=message_updated&limit=100")
+            .await;
+        let sent = list["deliveries"]
+            .as_array()?
+            .iter()
+            .filter(|d| d["messageId"] == message)
+            .count();
+        (sent >= 4).then_some(())
+    })
+    .await;
     // GoWA works again; Retry a second time: the same Retry as before, and still a new request of the agent.
     replies_fail(&gowa, 200);
     chatwoot.with(|w| w.press_retry(message));
@@ -129,15 +336,13 @@ async fn chatwoots_retry_pressed_a_second_time_sends_the_reply_again() {
         (chatwoot.with(|w| w.message(message)).status == "sent").then_some(())
     })
     .await;
+    assert_eq!(replies_to(&gowa, message).len(), 3, "the twin sent nothing");
     relay.stop().await;
 }
 
 #[tokio::test]
 async fn a_reply_given_up_on_is_marked_failed_and_chatwoots_retry_sends_it_again() {
-    let chatwoot = ChatwootApi::start().await;
-    let gowa = Gowa::start().await;
-    replies_fail(&gowa, 401);
-    let relay = linked_relay(&chatwoot, &gowa, Duration::from_secs(600)).await;
+    let (chatwoot, gowa, relay) = replies_refused(401).await;
     let message = chatwoot.with(|w| w.agent_replies(1, 41, "Pesanan Ibu sudah dikirim"));
 
     let failed = eventually(
@@ -241,10 +446,7 @@ async fn a_reply_given_up_on_is_marked_failed_and_chatwoots_retry_sends_it_again
 #[tokio::test]
 async fn a_reply_in_another_kind_of_inbox_gets_the_note_and_a_chatwoot_that_is_down_gets_it_later()
 {
-    let chatwoot = ChatwootApi::start().await;
-    let gowa = Gowa::start().await;
-    replies_fail(&gowa, 401);
-    let relay = linked_relay(&chatwoot, &gowa, Duration::from_secs(600)).await;
+    let (chatwoot, gowa, relay) = replies_refused(401).await;
     chatwoot.with(|w| w.add_conversation(1, 42, 8));
     // Chatwoot's API goes down just before the reply is given up on (its webhooks still go out).
     chatwoot.with(|w| w.mode = Mode::Broken);
@@ -356,14 +558,21 @@ async fn delayed_replies_get_one_note_per_conversation_and_one_when_they_go_out(
     relay.stop().await;
 }
 
-#[tokio::test]
-async fn an_outage_ends_when_its_last_waiting_message_goes_out_at_its_first_attempt() {
+/// GoWA refuses the agents' replies for now (503, retried) and a reply waits in conversation 100 of account 1, on
+/// a relay that notes a delay after 300 ms.
+async fn a_reply_waits() -> (ChatwootApi, Gowa, TestRelay, i64) {
     let chatwoot = ChatwootApi::start().await;
     let gowa = Gowa::start().await;
     replies_fail(&gowa, 503);
     let relay = linked_relay(&chatwoot, &gowa, Duration::from_millis(300)).await;
     chatwoot.with(|w| w.add_conversation(1, 100, 7));
     let reply = chatwoot.with(|w| w.agent_replies(1, 100, "Balasan"));
+    (chatwoot, gowa, relay, reply)
+}
+
+#[tokio::test]
+async fn an_outage_ends_when_its_last_waiting_message_goes_out_at_its_first_attempt() {
+    let (chatwoot, gowa, relay, reply) = a_reply_waits().await;
     let notes = |needle: &'static str| {
         move |w: &mut crate::chatwoot_api::World| {
             w.messages
@@ -398,5 +607,278 @@ async fn an_outage_ends_when_its_last_waiting_message_goes_out_at_its_first_atte
         .filter(|r| r.status == 200 && r.json()["id"] == reply)
         .count();
     assert_eq!(sent, 1, "the reply sent once");
+    relay.stop().await;
+}
+
+/// How many times GoWA took message `id` (answered 200).
+fn delivered(gowa: &Gowa, id: i64) -> usize {
+    gowa.received()
+        .iter()
+        .filter(|r| {
+            r.status == 200 && r.json()["event"] == "message_created" && r.json()["id"] == id
+        })
+        .count()
+}
+
+/// The private notes of a conversation of `account` that contain `needle`.
+fn notes_in(w: &World, account: i64, conversation: i64, needle: &str) -> Vec<String> {
+    w.messages
+        .iter()
+        .filter(|m| m.private && m.account == account && m.conversation == conversation)
+        .filter(|m| m.content.contains(needle))
+        .map(|m| m.content.clone())
+        .collect()
+}
+
+/// Waits until a conversation of `account` has a note containing `needle`, and returns it.
+async fn note_comes(
+    chatwoot: &ChatwootApi,
+    account: i64,
+    conversation: i64,
+    needle: &str,
+) -> String {
+    let what =
+        format!("a note with {needle:?} in conversation {conversation} of account {account}");
+    eventually(&what, WAIT, || async {
+        chatwoot.with(|w| notes_in(w, account, conversation, needle).pop())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn replies_held_up_by_a_failing_note_or_a_switched_off_route_get_their_delayed_note() {
+    let chatwoot = ChatwootApi::start().await;
+    let gowa = Gowa::start().await;
+    // GoWA refuses private notes for now (503, retried), and takes everything else.
+    gowa.set(|r, _| {
+        Reply::status(if r.json()["private"] == true {
+            503
+        } else {
+            200
+        })
+    });
+    let relay = linked_relay(&chatwoot, &gowa, Duration::from_millis(300)).await;
+    let website = chatgowa_lib::store::routes::list(&relay.state.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.inbox_id.0 == 8)
+        .unwrap();
+    let (status, _) = relay
+        .admin
+        .put_json(
+            &format!("/admin/routes/{}", website.id),
+            serde_json::json!({"enabled": false}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    chatwoot.with(|w| {
+        w.add_conversation(1, 100, 7);
+        w.add_conversation(1, 200, 8);
+    });
+    // Conversation 100: an agent's private note heads the lane and keeps failing; the reply behind it has no
+    // attempt of its own. Conversation 200: its route is switched off, so nothing is tried at all.
+    let reply = chatwoot.with(|w| {
+        w.add_message(Message {
+            private: true,
+            ..Message::reply(100, "Catatan: pelanggan minta dikirim besok")
+        });
+        w.agent_replies(1, 100, "Pesanan Ibu dikirim besok pagi")
+    });
+    let held = chatwoot.with(|w| w.agent_replies(1, 200, "Terima kasih, kami cek dulu"));
+    let note = note_comes(&chatwoot, 1, 100, "are delayed").await;
+    assert!(note.contains("GoWA answered 503"), "{note}");
+    let note = note_comes(&chatwoot, 1, 200, "are delayed").await;
+    assert!(note.contains("switched off"), "{note}");
+    assert!(replies_to(&gowa, reply).is_empty() && replies_to(&gowa, held).is_empty());
+
+    // GoWA takes the notes again: the reply goes out once, and its conversation is told.
+    gowa.set(|_, _| Reply::status(200));
+    note_comes(&chatwoot, 1, 100, "have now been delivered").await;
+    assert_eq!(delivered(&gowa, reply), 1);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_pause_is_told_and_a_reply_held_past_the_maximum_age_is_not_sent_but_marked_failed() {
+    let chatwoot = ChatwootApi::start().await;
+    let gowa = Gowa::start().await;
+    let max_age = Duration::from_secs(3);
+    let relay = linked_relay_aged(&chatwoot, &gowa, Duration::from_millis(300), max_age).await;
+    chatgowa_lib::admin::settings::set_paused(&relay.state, true);
+    chatwoot.with(|w| w.add_conversation(1, 100, 7));
+    let written = std::time::Instant::now();
+    let reply = chatwoot.with(|w| w.agent_replies(1, 100, "Harga sudah termasuk ongkir"));
+    let note = note_comes(&chatwoot, 1, 100, "are delayed").await;
+    assert!(note.contains("paused"), "{note}");
+    // Resumed only once the reply is older than the maximum age: it is not sent days late, and the agent knows.
+    eventually("the reply to outlive its maximum age", WAIT, || async {
+        (written.elapsed() > max_age + Duration::from_millis(200)).then_some(())
+    })
+    .await;
+    chatgowa_lib::admin::settings::set_paused(&relay.state, false);
+    eventually(
+        "the reply marked failed, with a note that says why",
+        WAIT,
+        || async {
+            let failed = chatwoot.with(|w| w.message(reply)).status == "failed";
+            let notes = chatwoot.with(|w| w.notes_under(reply));
+            (failed
+                && notes.iter().any(|n| {
+                    n.content.contains("NOT delivered") && n.content.contains("maximum age")
+                }))
+            .then_some(())
+        },
+    )
+    .await;
+    assert!(replies_to(&gowa, reply).is_empty(), "never sent");
+    nothing_left_to_tell(&relay).await;
+    assert!(
+        chatwoot
+            .with(|w| notes_in(w, 1, 100, "have now been delivered"))
+            .is_empty()
+    );
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn conversations_with_the_same_number_in_two_accounts_are_told_apart() {
+    let chatwoot = ChatwootApi::start().await;
+    let gowa = Gowa::start().await;
+    replies_fail(&gowa, 503);
+    let relay = linked_relay(&chatwoot, &gowa, Duration::from_millis(300)).await;
+    link_account_number(&relay, &chatwoot, 2).await;
+    relay
+        .add_route(9, &gowa.url("/chatwoot/webhook"), None)
+        .await;
+    // Conversation numbers are per account: both accounts have a conversation 100.
+    chatwoot.with(|w| {
+        w.add_conversation(1, 100, 7);
+        w.add_conversation(2, 100, 9);
+    });
+    let toko = chatwoot.with(|w| w.agent_replies(1, 100, "Pesanan sudah dikirim"));
+    note_comes(&chatwoot, 1, 100, "are delayed").await;
+    // The other account's conversation 100 is delayed too, while the first one's outage is open.
+    let klinik = chatwoot.with(|w| w.agent_replies(2, 100, "Jadwal dokter besok jam 9"));
+    note_comes(&chatwoot, 2, 100, "are delayed").await;
+    replies_fail(&gowa, 200);
+    note_comes(&chatwoot, 1, 100, "have now been delivered").await;
+    note_comes(&chatwoot, 2, 100, "have now been delivered").await;
+    assert_eq!(delivered(&gowa, toko), 1);
+    assert_eq!(delivered(&gowa, klinik), 1);
+    for account in [1, 2] {
+        assert_eq!(
+            chatwoot
+                .with(|w| notes_in(w, account, 100, "are delayed"))
+                .len(),
+            1
+        );
+    }
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn an_outage_whose_reply_was_given_up_is_not_told_delivered() {
+    let (chatwoot, gowa, relay, reply) = a_reply_waits().await;
+    note_comes(&chatwoot, 1, 100, "are delayed").await;
+    // GoWA now refuses the reply for good: it dies; the delay note's own webhook, behind it, then goes out. That
+    // delivery is the relay's note, not a reply: the conversation is not told its replies went out.
+    replies_fail(&gowa, 401);
+    eventually("the reply marked failed", WAIT, || async {
+        (chatwoot.with(|w| w.message(reply)).status == "failed").then_some(())
+    })
+    .await;
+    nothing_left_to_tell(&relay).await;
+    assert!(
+        chatwoot
+            .with(|w| notes_in(w, 1, 100, "have now been delivered"))
+            .is_empty()
+    );
+    relay.stop().await;
+}
+
+/// Waits until no message waits to go out, no outage is open and nothing is left to tell Chatwoot: whatever the
+/// relay would tell has been told.
+async fn nothing_left_to_tell(relay: &TestRelay) {
+    let db = &relay.state.db;
+    eventually("nothing left to tell", WAIT, || async {
+        let waiting = crate::support::scalar(
+            db,
+            "SELECT count(*) FROM deliveries WHERE status = 'pending'",
+        )
+        .await;
+        let open = relay.count("chatwoot_outages").await;
+        let untold = crate::support::scalar(
+            db,
+            "SELECT count(*) FROM chatwoot_feedback WHERE status = 'pending'",
+        )
+        .await;
+        (waiting + open + untold == 0).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn chatwoots_retry_stored_under_a_lower_id_than_one_read_already_is_still_read() {
+    // PostgreSQL gives ids out before their rows commit, so another relay's write can become visible under a lower
+    // id than one read already; SQLite's one writer commits in id order.
+    if !crate::support::on_postgres() {
+        return;
+    }
+    let (chatwoot, gowa, relay) = replies_refused(401).await;
+    let (first, second) = chatwoot.with(|w| {
+        (
+            w.agent_replies(1, 41, "Pesanan Ibu sudah dikirim"),
+            w.agent_replies(1, 41, "Nomor resinya menyusul"),
+        )
+    });
+    eventually("both replies marked failed", WAIT, || async {
+        let failed = |id| chatwoot.with(|w| w.message(id)).status == "failed";
+        (failed(first) && failed(second)).then_some(())
+    })
+    .await;
+    nothing_left_to_tell(&relay).await;
+    replies_fail(&gowa, 200);
+    // A Retry stored under a high id (another relay's write that committed first) is read and acted on...
+    // Chatwoot's webhooks of the marks and notes may still come in meanwhile: the ids after `next + 500` are
+    // theirs, and those from `next + 250` are free for the lower one below.
+    let db = &relay.state.db;
+    let next = crate::support::scalar(db, "SELECT coalesce(max(id), 0) FROM deliveries").await;
+    let sequence = "pg_get_serial_sequence('deliveries', 'id')";
+    crate::support::execute(db, &format!("SELECT setval({sequence}, {})", next + 500)).await;
+    chatwoot.with(|w| w.press_retry(second));
+    gowa.wait_for("the second reply sent again", WAIT, |_| {
+        delivered(&gowa, second) == 1
+    })
+    .await;
+    // ...and then one stored under a lower id, by a write that committed later.
+    crate::support::execute(db, &format!("SELECT setval({sequence}, {})", next + 250)).await;
+    chatwoot.with(|w| w.press_retry(first));
+    gowa.wait_for("the first reply sent again", WAIT, |_| {
+        delivered(&gowa, first) == 1
+    })
+    .await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_note_whose_answer_was_lost_is_not_written_twice() {
+    let (chatwoot, _gowa, relay) = replies_refused(401).await;
+    // Chatwoot writes the note, but its answer is lost on the way back (a proxy's 504): the relay tries again
+    // (30 s later), and finds the note there.
+    chatwoot.with(|w| w.lose_note_answers = 1);
+    let message = chatwoot.with(|w| w.agent_replies(1, 41, "Stok habis, maaf"));
+    eventually("the note told, at its second try", WAIT, || async {
+        let told = crate::support::scalar(
+            &relay.state.db,
+            "SELECT count(*) FROM chatwoot_feedback WHERE kind = 'note_dead' AND status = 'done' \
+             AND attempts = 2",
+        )
+        .await;
+        (told == 1).then_some(())
+    })
+    .await;
+    let notes = chatwoot.with(|w| w.notes_under(message));
+    assert_eq!(notes.len(), 1, "{notes:?}");
     relay.stop().await;
 }

@@ -160,14 +160,7 @@ async fn a_relay_that_knows_no_secret_says_that_anyone_can_send_in_its_name() {
     );
     let stranger = Admin::login(server.base(), ADMIN_USER, "a guess");
     assert_eq!(stranger.get_ok("/healthz").await, json!({"status": "ok"}));
-    let anyone: Value = http_client()
-        .get(format!("{}/healthz", server.base()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let anyone = crate::support::get_json(&format!("{}/healthz", server.base())).await;
     assert_eq!(anyone, json!({"status": "ok"}));
     let (status, answer) = post(&server.base(), &reply(9201, |_| {}), None).await;
     assert_eq!(
@@ -210,4 +203,86 @@ async fn a_secret_anywhere_means_every_webhook_must_be_signed() {
     let (status, answer) = post(&relay.base, &reply(9301, |_| {}), Some("inbox-8")).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_relay_linked_by_the_environment_refuses_unsigned_webhooks_before_the_link_is_made() {
+    let gowa = Gowa::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let public = format!("http://127.0.0.1:{port}/webhook");
+    // Chatwoot cannot be reached yet: the relay starts, and keeps trying to link the account.
+    let nowhere = format!("http://127.0.0.1:{}", free_port());
+    let env = [
+        ("CHATGOWA_PUBLIC_URL", public.as_str()),
+        ("CHATGOWA_CHATWOOT_URL", nowhere.as_str()),
+        ("CHATGOWA_CHATWOOT_ACCOUNT_ID", "1"),
+        ("CHATGOWA_CHATWOOT_TOKEN", ADMIN_TOKEN),
+    ];
+    let server = Server::spawn_logging(dir.path(), port, &env);
+    server.wait_healthy().await;
+    server.add_route(7, &gowa.url("/chatwoot/webhook")).await;
+    let admin = Admin::login(server.base(), ADMIN_USER, ADMIN_PASS);
+    let (status, answer) = post(&server.base(), &reply(9401, |_| {}), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("not linked yet"),
+        "{answer}"
+    );
+    assert_eq!(admin.get_ok("/admin/stats").await["webhooksSigned"], true);
+    assert_eq!(admin.get_ok("/healthz").await["webhooks"], "signed");
+    let deliveries = admin.get_ok("/admin/deliveries").await;
+    assert_eq!(deliveries["deliveries"], json!([]), "{deliveries}");
+    server.stop_and_read_log();
+}
+
+#[tokio::test]
+async fn a_relay_clock_off_without_a_link_says_why_signed_webhooks_are_refused() {
+    let gowa = Gowa::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    // Signed by hand (no linked account to read Chatwoot's time from), on a computer ten minutes ahead.
+    let mut env = vec![("CHATGOWA_CHATWOOT_SECRET", "s3cret")];
+    env.extend(crate::support::clock_off("+10m"));
+    let server = Server::spawn_logging(dir.path(), port, &env);
+    server.wait_healthy().await;
+    server.add_route(7, &gowa.url("/chatwoot/webhook")).await;
+    let admin = Admin::login(server.base(), ADMIN_USER, ADMIN_PASS);
+    let stats = admin.get_ok("/admin/stats").await;
+    assert_eq!(stats.get("clockSkewSeconds"), None, "{stats}");
+    // A stranger's webhook with an old time and a wrong signature says nothing about the clocks.
+    let (status, _) = post(&server.base(), &reply(9501, |_| {}), Some("a guess")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        admin.get_ok("/admin/stats").await.get("clockSkewSeconds"),
+        None
+    );
+    // Chatwoot's webhook, signed now by Chatwoot's clock: ten minutes old by this computer's.
+    let (status, answer) = post(&server.base(), &reply(9502, |_| {}), Some("s3cret")).await;
+    if crate::support::on_postgres() {
+        // Relays on PostgreSQL keep the database's time, whatever their machine's clock says.
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        let stats = admin.get_ok("/admin/stats").await;
+        assert_eq!(stats.get("clockSkewSeconds"), None, "{stats}");
+        gowa.wait_for("the reply", WAIT, |r| r.len() == 1).await;
+        server.stop_and_read_log();
+        return;
+    }
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
+    let stats = admin.get_ok("/admin/stats").await;
+    let skew = stats["clockSkewSeconds"].as_i64().unwrap_or_default();
+    assert!((-601..=-599).contains(&skew), "{stats}");
+    assert_eq!(stats["clockReckoned"], false, "{stats}");
+    let health = admin.get_ok("/healthz").await;
+    let clock = health["clock"].as_str().unwrap_or_default();
+    assert!(
+        clock.contains("ahead of Chatwoot's") && clock.contains("refused"),
+        "{health}"
+    );
+    assert!(gowa.received().is_empty());
+    let log = server.stop_and_read_log();
+    assert!(
+        log.contains("signed webhooks show this computer's clock off by 10 minutes (ahead)"),
+        "{log}"
+    );
 }

@@ -482,14 +482,57 @@ async fn a_chatwoot_that_is_down_at_start_does_not_stop_the_relay() {
         .await
         .unwrap();
     assert_eq!(health.status(), StatusCode::OK);
-    relay
-        .post_webhook(fixture("message_created.outgoing_text.json"), None)
-        .await;
+    // Webhooks wait for the secret the link brings: until then they are refused, not taken unsigned.
+    let refused = relay
+        .http
+        .post(format!("{}/webhook", relay.base))
+        .header("content-type", "application/json")
+        .body(fixture("message_created.outgoing_text.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
     let status = relay.admin.get_ok("/admin/chatwoot").await;
     assert_eq!(
         status["links"],
         json!([]),
         "nothing linked while Chatwoot cannot be reached"
     );
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_reachability_check_cut_off_by_the_admin_timeout_still_unsubscribes_its_event() {
+    let chatwoot = ChatwootApi::start().await;
+    // The admin request's time limit is the attempt timeout (2 s here) and 10 s.
+    let relay = TestRelay::start(|_| {}).await;
+    let link = linked(&relay, &chatwoot, 1).await;
+    set_public_url(&relay, &relay.base).await;
+    register(&relay, link).await;
+    // Chatwoot cannot reach the relay: the check waits its whole 30 s, longer than the request may take.
+    chatwoot.with(|w| w.deliver = false);
+    let (status, body) = relay
+        .admin
+        .post_json(
+            &format!("/admin/chatwoot/links/{link}/check"),
+            json!({"waitSeconds": 30}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::REQUEST_TIMEOUT, "{body}");
+    assert!(
+        chatwoot.hooks()[0]
+            .subscriptions
+            .contains(&chatgowa_lib::chatwoot::CHECK_EVENT.to_owned()),
+        "subscribed while the check runs"
+    );
+    eventually(
+        "the check's event unsubscribed",
+        Duration::from_secs(60),
+        || async {
+            (chatwoot.hooks()[0].subscriptions == ["message_created", "message_updated"])
+                .then_some(())
+        },
+    )
+    .await;
     relay.stop().await;
 }

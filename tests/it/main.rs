@@ -33,6 +33,7 @@ mod ops;
 mod packages;
 mod panel;
 mod postgres;
+mod promise;
 mod replicas;
 mod replies;
 mod router;

@@ -12,7 +12,9 @@ use reqwest::StatusCode;
 
 use crate::faults::check_delivered;
 use crate::postgres::Cluster;
-use crate::support::{Gowa, Received, Reply, Server, free_port, heavy, message, on_postgres};
+use crate::support::{
+    Gowa, Received, Reply, Server, clock_off, free_port, heavy, message, on_postgres,
+};
 
 /// The lease the relays hold lanes for: the least a 1 s attempt timeout allows.
 const LEASE: Duration = Duration::from_secs(6);
@@ -465,4 +467,91 @@ async fn a_rolling_update_refuses_nothing_and_loses_nothing() {
         seen.acked.len(),
         seen.unanswered
     );
+}
+
+/// A relay on `url` whose clock is `shift` off (`FAKETIME`'s notation, `+10m`), or right with `None`.
+fn relay_with_clock(
+    dir: &std::path::Path,
+    port: u16,
+    url: &str,
+    shift: Option<&str>,
+    window: &str,
+) -> Server {
+    let lease = format!("{}s", LEASE.as_secs());
+    let mut env = vec![
+        ("DATABASE_URL", url),
+        ("FETCH_TIMEOUT_MS", "1000"),
+        ("CHATGOWA_LANE_LEASE", lease.as_str()),
+        ("CHATGOWA_RETRY_SCHEDULE", "3s"),
+        ("CHATGOWA_REORDER_WINDOW", window),
+        ("RUST_LOG", "info"),
+    ];
+    if let Some(shift) = shift {
+        env.extend(clock_off(shift));
+    }
+    Server::spawn_logging(dir, port, &env)
+}
+
+/// One relay's clock is ten minutes ahead of the database's and the other relay's. The times it stores (a reply's
+/// arrival, which ends its reorder window; a retry's time) are the database's, so the relay that takes over its
+/// lanes after a kill sends each reply when it is due, not ten minutes late.
+// Long on purpose: two hand-overs, each a story of its own.
+#[tokio::test]
+async fn a_relay_whose_clock_is_off_leaves_times_that_the_next_relay_keeps() {
+    if !on_postgres() {
+        return;
+    }
+    let _heavy = heavy().await;
+    let url = crate::postgres::cluster().database();
+    let gowa = Gowa::start().await;
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let ports = [free_port(), free_port()];
+    let kill = |mut server: Server| {
+        server.child.kill().unwrap();
+        server.child.wait().unwrap();
+    };
+    // The reply reaches the relay that is ahead, which holds its lane through a reorder window of 8 s, and is
+    // killed then; the other relay takes the lane over once the lease ends.
+    let ahead = relay_with_clock(dirs[0].path(), ports[0], &url, Some("+10m"), "8s");
+    ahead.wait_healthy().await;
+    ahead.add_route(INBOX, &gowa.url("/chatwoot/webhook")).await;
+    let acked = Instant::now();
+    ahead.post_webhook(webhook(1, 101)).await;
+    kill(ahead);
+    let right = relay_with_clock(dirs[1].path(), ports[1], &url, None, "8s");
+    right.wait_healthy().await;
+    gowa.wait_for("the reply, after the window", LEASE * 4, |r| {
+        sent(r).any(|k| k == (1, 101))
+    })
+    .await;
+    let window_handover = acked.elapsed();
+    kill(right);
+
+    // Without a window: the reply fails once (503) at the relay that is ahead, which is killed then; its retry is
+    // due 3 s later.
+    gowa.set(|r, before| {
+        let first = r.json()["id"] == 102 && !before.iter().any(|b| b.json()["id"] == 102);
+        Reply::status(if first { 503 } else { 200 })
+    });
+    let ahead = relay_with_clock(dirs[0].path(), ports[0], &url, Some("+10m"), "0");
+    ahead.wait_healthy().await;
+    let failed = Instant::now();
+    ahead.post_webhook(webhook(2, 102)).await;
+    gowa.wait_for("the first attempt", LEASE, |r| {
+        r.iter().any(|r| r.status == 503)
+    })
+    .await;
+    let log = ahead.log_so_far();
+    assert!(log.contains("s ahead of the database's"), "{log}");
+    kill(ahead);
+    let right = relay_with_clock(dirs[1].path(), ports[1], &url, None, "0");
+    right.wait_healthy().await;
+    gowa.wait_for("the retry", LEASE * 4, |r| sent(r).any(|k| k == (2, 102)))
+        .await;
+    let retry_handover = failed.elapsed();
+    println!(
+        "a relay 10 min ahead killed: its reply sent by the other after {window_handover:?} (window 8 s), its \
+         retry after {retry_handover:?} (due after 3 s; lease {LEASE:?})"
+    );
+    right.stop_and_read_log();
 }

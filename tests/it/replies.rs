@@ -365,3 +365,45 @@ async fn replies_held_in_the_window_survive_kill_9_and_go_in_order() {
     assert_eq!(sent(&gowa), [(1, 100), (1, 101)]);
     drop(server);
 }
+
+#[tokio::test]
+async fn two_chatwoot_servers_with_the_same_message_ids_are_both_relayed() {
+    use crate::chatwoot_api::{ChatwootApi, Inbox};
+    // Two Chatwoot servers (a shop's and a clinic's), one relay: both have an account 1 and give out the same
+    // message ids; their inboxes differ.
+    let (gowa, relay) = relay_to_gowa(|_| {}).await;
+    relay
+        .add_route(12, &gowa.url("/chatwoot/webhook"), None)
+        .await;
+    let shop = ChatwootApi::start().await;
+    let clinic = ChatwootApi::start().await;
+    clinic.with(|w| {
+        w.inboxes.push(Inbox {
+            account: 1,
+            id: 12,
+            name: "WhatsApp Klinik".into(),
+            channel_type: "Channel::Api".into(),
+            webhook_url: String::new(),
+        });
+        w.remove_conversations();
+        w.add_conversation(1, 41, 12);
+    });
+    let hook = format!("{}/webhook", relay.base);
+    for chatwoot in [&shop, &clinic] {
+        chatwoot.add_hook(1, &hook, &["message_created"]);
+    }
+    let from_shop = shop.with(|w| w.agent_replies(1, 41, "Pesanan sudah dikirim"));
+    gowa.wait_for("the shop's reply", WAIT, |r| r.len() == 1)
+        .await;
+    let from_clinic = clinic.with(|w| w.agent_replies(1, 41, "Jadwal dokter besok"));
+    assert_eq!(from_shop, from_clinic, "the same message id");
+    let received = gowa
+        .wait_for("the clinic's reply too", WAIT, |r| r.len() == 2)
+        .await;
+    let inboxes: Vec<Value> = received
+        .iter()
+        .map(|r| r.json()["inbox"]["id"].clone())
+        .collect();
+    assert_eq!(inboxes, [json!(7), json!(12)]);
+    relay.stop().await;
+}

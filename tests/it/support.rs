@@ -156,6 +156,18 @@ pub fn http_client() -> reqwest::Client {
 }
 
 /// Polls `check` until it returns `Some`, failing the test after `timeout`.
+/// A `GET` without a login, and its JSON answer.
+pub async fn get_json(url: &str) -> serde_json::Value {
+    http_client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
 where
     F: FnMut() -> Fut,
@@ -520,6 +532,21 @@ pub fn free_port() -> u16 {
         }
     }
     panic!("no free port below {ephemeral}");
+}
+
+/// `libfaketime` (Debian's `libfaketime`): a process started with it in `LD_PRELOAD` reads a clock shifted by
+/// `FAKETIME`, as on a machine whose clock is off.
+const FAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/// The environment of a relay whose clock is `shift` off (`FAKETIME`'s notation: `+10m`, `-5m`); timers (the
+/// monotonic clock) are left as they are, only the time of day is off.
+pub fn clock_off(shift: &str) -> [(&'static str, &str); 3] {
+    assert!(Path::new(FAKETIME).exists(), "libfaketime is needed");
+    [
+        ("LD_PRELOAD", FAKETIME),
+        ("FAKETIME", shift),
+        ("DONT_FAKE_MONOTONIC", "1"),
+    ]
 }
 
 /// The real `chatgowa --server` in a directory of its own, on a loopback port.

@@ -29,10 +29,21 @@ const QUEUE_CAPACITY: usize = 16 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     Queued(DeliveryId),
+    /// A reply whose deletion in Chatwoot was stored before it: stored dead ([`DELETED`]), never sent.
+    Deleted(DeliveryId),
     /// Its dedupe key (the message's identity, or `X-Chatwoot-Delivery`) was seen before: the earlier delivery,
     /// whose count of dropped repeats went up.
     Duplicate(DeliveryId),
     NoRoute,
+}
+
+/// Why a reply deleted in Chatwoot before it went out is dead (nothing is told of it in Chatwoot).
+pub const DELETED: &str = "deleted in Chatwoot before it was sent: not sent";
+
+/// The identity a deletion of the message with identity `key` has (see `relay::payload`).
+fn deletion_of(key: Option<&str>) -> Option<String> {
+    key?.strip_prefix("message_created/")
+        .map(|rest| format!("message_deleted/{rest}"))
 }
 
 /// What a commit changed, for whoever follows the store (the delivery lanes, the admin UI).

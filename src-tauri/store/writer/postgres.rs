@@ -11,7 +11,10 @@ use std::sync::Arc;
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Committed, Decision, Done, MAX_BATCH, Op, WriteError, finish, refuse_after_stop};
+use super::{
+    Committed, DELETED, Decision, Done, MAX_BATCH, Op, WriteError, deletion_of, finish,
+    refuse_after_stop,
+};
 use crate::ids::{DeliveryId, InboxId};
 use crate::store::attempts::Attempt;
 use crate::store::deliveries::{DeliveryStatus, NewDelivery, NextState};
@@ -83,6 +86,9 @@ async fn commit(pool: &PgPool, batch: &[Op], now: i64) -> sqlx::Result<Vec<Done>
         if let Some(f) = fence
             && !lanes::holds(&mut tx, f.key, &f.owner, f.epoch).await?
         {
+            if let Op::Attempt(attempt, next, ..) = op {
+                record_late(&mut tx, attempt, *next, now).await?;
+            }
             *done = Err(WriteError::LaneLost);
             continue;
         }
@@ -157,7 +163,9 @@ async fn ingest(
         decisions[i] = Some(decision);
     }
     for (i, first) in repeats {
-        let Some(Decision::Queued(id) | Decision::Duplicate(id)) = decisions[first] else {
+        let Some(Decision::Queued(id) | Decision::Duplicate(id) | Decision::Deleted(id)) =
+            decisions[first]
+        else {
             unreachable!("the first of a key was decided before its repeats");
         };
         count_duplicate(tx, id).await?;
@@ -213,6 +221,7 @@ async fn insert(
         .zip(new.iter().map(|(_, d)| *d))
         .collect();
     let inserted = insert_rows(tx, &rows, now).await?;
+    let deleted = dead_if_deleted(tx, &rows, &inserted, now).await?;
     let touched: Vec<lanes::Key> = rows
         .iter()
         .filter(|(id, _)| inserted.contains(id))
@@ -221,7 +230,9 @@ async fn insert(
     lanes::touch(tx, &touched).await?;
     let mut decisions = Vec::with_capacity(new.len());
     for ((i, d), id) in new.iter().zip(ids) {
-        let decision = if inserted.contains(&id) {
+        let decision = if deleted.contains(&id) {
+            Decision::Deleted(DeliveryId(id))
+        } else if inserted.contains(&id) {
             Decision::Queued(DeliveryId(id))
         } else {
             taken_key(tx, id, d, now).await?
@@ -229,6 +240,36 @@ async fn insert(
         decisions.push((*i, decision));
     }
     Ok(decisions)
+}
+
+/// The replies just inserted whose deletion in Chatwoot was stored before them (by any relay): dead, not sent.
+async fn dead_if_deleted(
+    tx: &mut PgConnection,
+    rows: &[(i64, &NewDelivery)],
+    inserted: &HashSet<i64>,
+    now: i64,
+) -> sqlx::Result<HashSet<i64>> {
+    let (ids, deletions): (Vec<i64>, Vec<String>) = rows
+        .iter()
+        .filter(|(id, _)| inserted.contains(id))
+        .filter_map(|(id, d)| Some((*id, deletion_of(d.dedupe_key.as_deref())?)))
+        .unzip();
+    if ids.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let dead = sqlx::query_scalar(
+        "UPDATE deliveries d SET status = 'dead', last_error = $3, updated_at = $4
+         FROM unnest($1::bigint[], $2::text[]) AS t (id, deletion)
+         WHERE d.id = t.id AND EXISTS (SELECT 1 FROM deliveries x WHERE x.dedupe_key = t.deletion)
+         RETURNING d.id",
+    )
+    .bind(ids)
+    .bind(deletions)
+    .bind(DELETED)
+    .bind(now)
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(dead.into_iter().collect())
 }
 
 /// One statement for the rows (in key order, see the module's doc) and one for their bodies; the ids that went
@@ -353,23 +394,7 @@ async fn record_attempt(
     next: NextState,
     now: i64,
 ) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO delivery_attempts
-             (delivery_id, attempt, trigger, started_at, duration_ms, status_code, error, response_snippet,
-              ambiguous)
-         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 WHERE EXISTS (SELECT 1 FROM deliveries WHERE id = $1)",
-    )
-    .bind(a.delivery_id)
-    .bind(a.attempt)
-    .bind(a.trigger)
-    .bind(a.started_at)
-    .bind(a.duration_ms)
-    .bind(a.status_code)
-    .bind(a.error.as_deref())
-    .bind(a.response_snippet.as_deref())
-    .bind(a.ambiguous)
-    .execute(&mut *tx)
-    .await?;
+    insert_attempt(tx, a).await?;
     let (status, next_attempt_at) = match next {
         NextState::Delivered => (DeliveryStatus::Delivered, None),
         NextState::RetryAt(at) => (DeliveryStatus::Pending, Some(at)),
@@ -390,6 +415,56 @@ async fn record_attempt(
     .execute(&mut *tx)
     .await?;
     Ok(())
+}
+
+/// The attempt's row (none once its delivery was deleted).
+async fn insert_attempt(tx: &mut PgConnection, a: &Attempt) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO delivery_attempts
+             (delivery_id, attempt, trigger, started_at, duration_ms, status_code, error, response_snippet,
+              ambiguous)
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 WHERE EXISTS (SELECT 1 FROM deliveries WHERE id = $1)",
+    )
+    .bind(a.delivery_id)
+    .bind(a.attempt)
+    .bind(a.trigger)
+    .bind(a.started_at)
+    .bind(a.duration_ms)
+    .bind(a.status_code)
+    .bind(a.error.as_deref())
+    .bind(a.response_snippet.as_deref())
+    .bind(a.ambiguous)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// An attempt whose answer came after its relay lost the lane: what happened at GoWA is a fact all the same. The
+/// attempt is kept, flagged ambiguous (the lane's new holder may send the delivery too); one GoWA took makes the
+/// delivery delivered if it still waits, so that the new holder does not send it again. A failure changes
+/// nothing else: the new holder decides what comes next.
+async fn record_late(
+    tx: &mut PgConnection,
+    a: &Attempt,
+    next: NextState,
+    now: i64,
+) -> sqlx::Result<()> {
+    let took = next == NextState::Delivered;
+    let late = Attempt {
+        ambiguous: a.ambiguous || took,
+        error: Some(match &a.error {
+            Some(e) => format!("{e}; answered after this relay lost the lane to another"),
+            None => {
+                "answered after this relay lost the lane to another, which may send it again".into()
+            }
+        }),
+        ..a.clone()
+    };
+    if took {
+        record_attempt(tx, &late, next, now).await
+    } else {
+        insert_attempt(tx, &late).await
+    }
 }
 
 async fn mark_dead(

@@ -10,7 +10,10 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Committed, Decision, MAX_BATCH, Op, WriteError, finish, lock, refuse_after_stop};
+use super::{
+    Committed, DELETED, Decision, MAX_BATCH, Op, WriteError, deletion_of, finish, lock,
+    refuse_after_stop,
+};
 use crate::ids::InboxId;
 use crate::store::attempts;
 use crate::store::dedupe::{self, DedupeKeys};
@@ -150,6 +153,12 @@ fn ingest(
     let id = deliveries::insert(conn, d, now)?;
     if let Some(key) = key {
         keys.insert(key, id, undo);
+    }
+    if let Some(deletion) = deletion_of(key)
+        && keys.find(conn, &deletion)?.is_some()
+    {
+        deliveries::mark_dead(conn, id, DELETED, now)?;
+        return Ok(Decision::Deleted(id));
     }
     Ok(Decision::Queued(id))
 }

@@ -39,6 +39,13 @@ function attention({ stats, routes, held }) {
   if (stats.webhooksSigned === false) {
     items.push({ kind: "bad", what: t("attention.unsigned"), href: "#/chatwoot", why: t("attention.unsignedWhy") });
   }
+  if (stats.clockSkewSeconds) {
+    const minutes = Math.max(1, Math.round(Math.abs(stats.clockSkewSeconds) / 60));
+    const key = stats.clockSkewSeconds < 0 ? "attention.clockAhead" : "attention.clockBehind";
+    const why = stats.clockReckoned === false ? "attention.clockWhyUnsure" : "attention.clockWhy";
+    items.push({ kind: stats.clockReckoned === false && Math.abs(stats.clockSkewSeconds) > 300 ? "bad" : "warn",
+      what: t(key, { minutes }), why: t(why) });
+  }
   for (const route of routes) {
     const name = routeLabel(route);
     if (route.dead > 0) {
@@ -61,7 +68,7 @@ function attention({ stats, routes, held }) {
     const route = routes.find((r) => r.id === item.id);
     return h("li", { class: item.kind, "data-route-id": item.id ?? null },
       h("span", { class: "what" }, item.what),
-      h("a", { href: item.href, class: "fix" }, t("attention.fix")),
+      item.href ? h("a", { href: item.href, class: "fix" }, t("attention.fix")) : null,
       item.why ? h("span", { class: "why" },
         typeof item.why === "string" ? item.why : failureText(item.why, targetOf(route?.webhookUrl))) : null);
   });

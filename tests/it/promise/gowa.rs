@@ -1,0 +1,229 @@
+//! GoWA as the facts page describes it (`tests/fixtures/gowa/README.md`), one device per path
+//! (`/chatwoot/webhook/{device}`), each in a [`Device`] state the campaign sets. It decodes what GoWA decodes (an
+//! integer where GoWA wants one, or 400), sends what GoWA would send (an agent's public `message_created`) and records
+//! it: what reached WhatsApp is what the oracle reads.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+use tokio::net::TcpListener;
+
+use super::schedule::Device;
+use crate::chatwoot_api::{ChatwootApi, Message};
+
+/// A reply GoWA sent to WhatsApp.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub message: i64,
+    pub conversation: i64,
+    pub at: Instant,
+    /// Whether the relay could not know it was sent: answered after its timeout, or with 408.
+    pub unclear: bool,
+}
+
+#[derive(Default)]
+struct Record {
+    devices: Vec<Device>,
+    sent: Vec<Sent>,
+    /// Replies GoWA took back on WhatsApp (a deleted `message_updated`), and when.
+    revoked: Vec<(i64, Instant)>,
+    /// Requests GoWA refused as malformed (400): a relay that changed a body.
+    malformed: usize,
+    /// Messages of another inbox than the device's.
+    misrouted: usize,
+}
+
+#[derive(Clone)]
+pub struct GowaModel {
+    pub base: String,
+    record: Arc<Mutex<Record>>,
+    chatwoot: ChatwootApi,
+    /// The inbox of account 1 each device serves.
+    inboxes: Arc<Vec<i64>>,
+    /// Longer than the relay's attempt timeout.
+    slow: Duration,
+}
+
+impl GowaModel {
+    /// A device per inbox of account 1 in `inboxes`, all up; a failed send is noted in `chatwoot` as GoWA notes
+    /// it.
+    pub async fn start(inboxes: &[i64], chatwoot: ChatwootApi, slow: Duration) -> Self {
+        let devices = inboxes.len();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let model = Self {
+            base: format!("http://{}", listener.local_addr().unwrap()),
+            record: Arc::new(Mutex::new(Record {
+                devices: vec![Device::Up; devices],
+                ..Record::default()
+            })),
+            chatwoot,
+            inboxes: Arc::new(inboxes.to_vec()),
+            slow,
+        };
+        let app = Router::new()
+            .route("/chatwoot/webhook/{device}", axum::routing::post(receive))
+            .with_state(model.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        model
+    }
+
+    pub fn url(&self, device: usize) -> String {
+        format!("{}/chatwoot/webhook/{device}", self.base)
+    }
+
+    pub fn set(&self, device: usize, state: Device) {
+        self.record.lock().unwrap().devices[device] = state;
+    }
+
+    pub fn heal(&self) {
+        let mut record = self.record.lock().unwrap();
+        record.devices.iter_mut().for_each(|d| *d = Device::Up);
+    }
+
+    pub fn sent(&self) -> Vec<Sent> {
+        self.record.lock().unwrap().sent.clone()
+    }
+
+    pub fn revoked(&self) -> Vec<(i64, Instant)> {
+        self.record.lock().unwrap().revoked.clone()
+    }
+
+    /// Requests GoWA could not decode, and messages sent to another inbox's device.
+    pub fn refused(&self) -> (usize, usize) {
+        let record = self.record.lock().unwrap();
+        (record.malformed, record.misrouted)
+    }
+}
+
+/// What GoWA decodes of a forwarded webhook; `None` where its decoder fails (GoWA answers 400).
+struct Payload {
+    /// `message_created` or `message_updated`: what a per-device path checks against its device's config.
+    message_event: bool,
+    account: i64,
+    inbox: i64,
+    message: i64,
+    conversation: i64,
+    reply: bool,
+    /// A `message_updated` of a deleted message: GoWA revokes the WhatsApp message it sent for it
+    /// (`CHATWOOT_MESSAGE_DELETE=true`).
+    deletion: bool,
+}
+
+fn decode(body: &[u8]) -> Option<Payload> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let int = |v: &Value| match v {
+        Value::Null => Some(0),
+        v => v.as_i64(),
+    };
+    fn text(v: &Value) -> Option<&str> {
+        match v {
+            Value::Null => Some(""),
+            v => v.as_str(),
+        }
+    }
+    let event = text(&v["event"])?;
+    let message = int(&v["id"])?;
+    let account = int(&v["account"]["id"])?;
+    let conversation = int(&v["conversation"]["id"])?;
+    let inbox = int(&v["conversation"]["inbox_id"])?;
+    let private = match &v["private"] {
+        Value::Null => false,
+        p => p.as_bool()?,
+    };
+    let outgoing = text(&v["message_type"])? == "outgoing";
+    let echo = text(&v["source_id"])?.starts_with("WAID:");
+    let deleted = &v["content_attributes"]["deleted"];
+    let deleted = deleted.as_bool() == Some(true) || deleted.as_str() == Some("true");
+    Some(Payload {
+        deletion: event == "message_updated" && deleted,
+        reply: event == "message_created" && outgoing && !private && !echo,
+        message_event: event == "message_created" || event == "message_updated",
+        account,
+        inbox,
+        message,
+        conversation,
+    })
+}
+
+async fn receive(
+    State(model): State<GowaModel>,
+    Path(device): Path<usize>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let json = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    let Some(payload) = decode(&body).filter(|_| json) else {
+        model.record.lock().unwrap().malformed += 1;
+        let invalid = r#"{"code":"INVALID_REQUEST","message":"Invalid payload"}"#;
+        return (StatusCode::BAD_REQUEST, invalid).into_response();
+    };
+    let state = model.record.lock().unwrap().devices.get(device).copied();
+    let (Some(state), Some(&inbox)) = (state, model.inboxes.get(device)) else {
+        // An unknown device: 200, nothing done.
+        return (StatusCode::OK, "OK").into_response();
+    };
+    if state == Device::Down {
+        return (StatusCode::BAD_GATEWAY, "Bad Gateway").into_response();
+    }
+    if !payload.message_event {
+        return (StatusCode::OK, "OK").into_response();
+    }
+    if payload.account != 1 || payload.inbox != inbox {
+        // Another inbox's message on this device's path: GoWA refuses it (and a relay that routes it here is
+        // wrong).
+        model.record.lock().unwrap().misrouted += 1;
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    if state == Device::Refusing {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    if payload.deletion {
+        let mut record = model.record.lock().unwrap();
+        record.revoked.push((payload.message, Instant::now()));
+    }
+    if !payload.reply {
+        return (StatusCode::OK, "OK").into_response();
+    }
+    if state == Device::SendFails {
+        gowa_note(&model.chatwoot, payload.conversation);
+        return (StatusCode::OK, "OK").into_response();
+    }
+    let unclear = matches!(state, Device::Slow | Device::LateTimeout);
+    model.record.lock().unwrap().sent.push(Sent {
+        message: payload.message,
+        conversation: payload.conversation,
+        at: Instant::now(),
+        unclear,
+    });
+    match state {
+        Device::Slow => {
+            tokio::time::sleep(model.slow).await;
+            (StatusCode::OK, "OK").into_response()
+        }
+        Device::LateTimeout => (StatusCode::REQUEST_TIMEOUT, "Request Timeout").into_response(),
+        _ => (StatusCode::OK, "OK").into_response(),
+    }
+}
+
+/// GoWA's own private note when WhatsApp refuses a send (it answers 200 all the same).
+fn gowa_note(chatwoot: &ChatwootApi, conversation: i64) {
+    chatwoot.with(|w| {
+        let note = Message {
+            private: true,
+            ..Message::reply(
+                conversation,
+                "Message was not sent to WhatsApp.\n\nError: device is not logged in",
+            )
+        };
+        w.add_message(note);
+    });
+}

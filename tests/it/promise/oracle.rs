@@ -1,0 +1,328 @@
+//! The promise, checked per reply once the campaign is quiet: every public reply an agent writes reaches GoWA
+//! once, in message-id order among the replies of its conversation, or the agent is told in Chatwoot; a reply
+//! that waits longer than `CHATGOWA_DELAYED_AFTER` gets its delayed note; nothing no agent wrote is sent.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use super::gowa::Sent;
+use crate::chatwoot_api::Message;
+
+/// What the campaign did, as the checker saw it.
+#[derive(Debug, Default)]
+pub struct Journal {
+    /// Agents' public replies: message id → (conversation, when written).
+    pub replies: BTreeMap<i64, (i64, Instant)>,
+    pub deleted: HashMap<i64, Instant>,
+    /// Retry presses per reply.
+    pub retried: HashMap<i64, Vec<Instant>>,
+    /// Ids of the replies strangers posted, and how many the relay took (answered 200).
+    pub forged: Vec<i64>,
+    pub forged_taken: usize,
+    /// When the relay was killed (until it was up again) or stopped (until it was continued): a reply in flight
+    /// then may be sent again.
+    pub interruptions: Vec<(Instant, Instant)>,
+}
+
+/// The oracle's figures; `violations` must be empty.
+#[derive(Debug, Default)]
+pub struct Verdict {
+    pub replies: usize,
+    pub once: usize,
+    pub repeated_unclear: usize,
+    pub retried: usize,
+    pub told_failed: usize,
+    pub told_by_gowa: usize,
+    /// Sent after later replies of its conversation, with a note saying so.
+    pub told_late: usize,
+    /// Sent after a later reply whose first send the relay could not know of (sent again after it, in order).
+    pub reordered_unclear: usize,
+    pub deleted: usize,
+    pub delayed_due: usize,
+    pub delayed_noted: usize,
+    pub forged: usize,
+    pub forged_sent: usize,
+    pub violations: Vec<String>,
+}
+
+/// How long after an agent deletes a reply a send may still be on its way.
+const DELETE_GRACE: Duration = Duration::from_secs(2);
+/// How long a reply in flight at a kill or a stop may take to reach GoWA before the interruption.
+const IN_FLIGHT: Duration = Duration::from_secs(3);
+
+/// What Chatwoot shows and GoWA sent, checked against the journal.
+pub struct Oracle<'a> {
+    pub journal: &'a Journal,
+    pub messages: &'a [Message],
+    pub sent: &'a [Sent],
+    /// Replies GoWA took back on WhatsApp, and when.
+    pub revoked: &'a [(i64, Instant)],
+    pub delayed_after: Duration,
+    /// How late a delayed note may come after it is due (the feedback looks this often).
+    pub note_slack: Duration,
+}
+
+impl Oracle<'_> {
+    pub fn verdict(&self) -> Verdict {
+        let mut v = Verdict {
+            replies: self.journal.replies.len(),
+            forged: self.journal.forged.len(),
+            ..Verdict::default()
+        };
+        self.nothing_unwritten(&mut v);
+        for (&id, &(conversation, written)) in &self.journal.replies {
+            self.reply(id, conversation, written, &mut v);
+        }
+        self.order(&mut v);
+        v
+    }
+
+    fn sends(&self, id: i64) -> Vec<&Sent> {
+        self.sent.iter().filter(|s| s.message == id).collect()
+    }
+
+    fn message(&self, id: i64) -> Option<&Message> {
+        self.messages.iter().find(|m| m.id == id)
+    }
+
+    /// Private notes in `conversation` written after message `after` containing `text`.
+    fn notes(&self, conversation: i64, after: i64, text: &str) -> Vec<&Message> {
+        self.messages
+            .iter()
+            .filter(|m| m.private && m.conversation == conversation && m.id > after)
+            .filter(|m| m.content.contains(text))
+            .collect()
+    }
+
+    fn nothing_unwritten(&self, v: &mut Verdict) {
+        let forged: HashSet<i64> = self.journal.forged.iter().copied().collect();
+        for s in self.sent {
+            if forged.contains(&s.message) {
+                v.forged_sent += 1;
+                v.violations.push(format!(
+                    "a stranger's reply {} was sent to WhatsApp",
+                    s.message
+                ));
+            } else if !self.journal.replies.contains_key(&s.message) {
+                v.violations.push(format!(
+                    "message {} of conversation {} was sent, but no agent wrote it as a reply",
+                    s.message, s.conversation
+                ));
+            }
+        }
+    }
+
+    fn reply(&self, id: i64, conversation: i64, written: Instant, v: &mut Verdict) {
+        let sends = self.sends(id);
+        let retries = self.journal.retried.get(&id).map_or(0, Vec::len);
+        let failed_notes = self.notes(conversation, id, "NOT delivered to WhatsApp");
+        let failed_notes = failed_notes
+            .iter()
+            .filter(|n| n.in_reply_to == Some(id))
+            .count();
+        let shown_failed = self.message(id).is_some_and(|m| m.status == "failed");
+        let gowa_told = !self
+            .notes(conversation, id, "Message was not sent to WhatsApp")
+            .is_empty();
+        let what = |problem: &str| format!("reply {id} (conversation {conversation}): {problem}");
+        if let Some(deleted) = self.journal.deleted.get(&id) {
+            v.deleted += 1;
+            // Sent, then deleted (or the deletion's webhook lost): GoWA takes it back on WhatsApp.
+            let taken_back = sends.last().is_none_or(|last| {
+                self.revoked
+                    .iter()
+                    .any(|(m, at)| *m == id && *at >= last.at)
+            });
+            // Or its agent was told it stays on WhatsApp (GoWA refused the deletion).
+            let taken_back = taken_back
+                || self.messages.iter().any(|m| {
+                    m.private
+                        && m.in_reply_to == Some(id)
+                        && m.content.contains("NOT taken back on WhatsApp")
+                });
+            if !taken_back {
+                let when = if sends.iter().any(|s| s.at > *deleted + DELETE_GRACE) {
+                    "after"
+                } else {
+                    "before"
+                };
+                v.violations.push(what(&format!(
+                    "sent {when} the agent deleted it, and not taken back on WhatsApp"
+                )));
+            }
+            return;
+        }
+        if retries > 0 {
+            v.retried += 1;
+        }
+        match sends.len() {
+            0 if shown_failed && failed_notes >= 1 => v.told_failed += 1,
+            0 if gowa_told => v.told_by_gowa += 1,
+            0 => v.violations.push(what(&format!(
+                "neither sent nor told (Chatwoot shows it {}, {failed_notes} failure notes)",
+                self.message(id).map_or("missing", |m| m.status.as_str())
+            ))),
+            1 => v.once += 1,
+            n => {
+                let excused = self.excused_repeats(&sends);
+                if n - 1 > retries + excused {
+                    v.violations.push(what(&format!(
+                        "sent {n} times ({retries} Retry presses, {excused} sends whose outcome the relay could \
+                         not know)"
+                    )));
+                } else {
+                    v.repeated_unclear += usize::from(excused > 0);
+                }
+            }
+        }
+        if shown_failed && failed_notes > 1 + retries {
+            v.violations.push(what(&format!(
+                "{failed_notes} failure notes for one failure"
+            )));
+        }
+        self.delayed(id, conversation, written, &sends, v);
+    }
+
+    /// Repeats the relay could not have avoided: each earlier send answered too late or 408, or in flight when
+    /// the relay was killed or stopped.
+    fn excused_repeats(&self, sends: &[&Sent]) -> usize {
+        let earlier = &sends[..sends.len() - 1];
+        earlier.iter().filter(|s| self.unclear(s)).count()
+    }
+
+    /// A send whose outcome the relay could not know: answered too late or 408, or in flight when the relay was
+    /// killed or stopped.
+    fn unclear(&self, s: &Sent) -> bool {
+        s.unclear
+            || self
+                .journal
+                .interruptions
+                .iter()
+                .any(|(from, to)| s.at <= *to && s.at + IN_FLIGHT >= *from)
+    }
+
+    /// The later reply's first send was one the relay could not know of, and it was sent again after `s` (in
+    /// its place): the customer read it twice, the second time in order.
+    fn reordered_by_unclear(&self, s: &Sent, first_of_later: &Sent) -> bool {
+        self.unclear(first_of_later)
+            && self
+                .sent
+                .iter()
+                .any(|x| x.message == first_of_later.message && x.at > s.at)
+    }
+
+    /// A reply first sent later than `CHATGOWA_DELAYED_AFTER` after it was written has a delayed note in its
+    /// conversation.
+    fn delayed(
+        &self,
+        id: i64,
+        conversation: i64,
+        written: Instant,
+        sends: &[&Sent],
+        v: &mut Verdict,
+    ) {
+        let Some(first) = sends.first() else {
+            return;
+        };
+        if self.journal.retried.contains_key(&id) {
+            return;
+        }
+        if first.at.duration_since(written) <= self.delayed_after + self.note_slack {
+            return;
+        }
+        v.delayed_due += 1;
+        if self.notes(conversation, id, "are delayed").is_empty()
+            && self.notes(conversation, id, "NOT delivered").is_empty()
+        {
+            v.violations.push(format!(
+                "reply {id} (conversation {conversation}): sent {:?} after it was written, with no delayed note",
+                first.at.duration_since(written)
+            ));
+        } else {
+            v.delayed_noted += 1;
+        }
+    }
+
+    /// Chatwoot shows the reply failed, with the relay's note under it.
+    fn told_failed(&self, id: i64) -> bool {
+        self.message(id).is_some_and(|m| m.status == "failed")
+            && self.messages.iter().any(|m| {
+                m.private
+                    && m.in_reply_to == Some(id)
+                    && m.content.contains("NOT delivered to WhatsApp")
+            })
+    }
+
+    /// The agent was told the reply reached WhatsApp after later ones (a reply caught up with).
+    fn told_late(&self, id: i64) -> bool {
+        self.messages.iter().any(|m| {
+            m.private && m.in_reply_to == Some(id) && m.content.contains("after later replies")
+        })
+    }
+
+    /// In each conversation, the replies reach GoWA for the first time in message-id order (a reply sent again
+    /// at an agent's Retry is a new send, not a reorder).
+    fn order(&self, v: &mut Verdict) {
+        // Per conversation, the first send of the highest reply sent so far.
+        let mut last: HashMap<i64, &Sent> = HashMap::new();
+        let mut seen: HashSet<i64> = HashSet::new();
+        for s in self.sent {
+            if !seen.insert(s.message) || !self.journal.replies.contains_key(&s.message) {
+                continue;
+            }
+            let retried_before = self
+                .journal
+                .retried
+                .get(&s.message)
+                .is_some_and(|presses| presses.iter().any(|p| *p <= s.at));
+            let Some(&later) = last.get(&s.conversation).filter(|l| l.message > s.message) else {
+                last.insert(s.conversation, s);
+                continue;
+            };
+            if retried_before {
+            } else if self.told_late(s.message) {
+                v.told_late += 1;
+            } else if self.told_failed(s.message) {
+                // An attempt GoWA answered too late went out after all; the agent was told it failed.
+            } else if self.reordered_by_unclear(s, later) {
+                v.reordered_unclear += 1;
+            } else {
+                v.violations.push(format!(
+                    "reply {} (conversation {}) reached GoWA after the later reply {}",
+                    s.message, s.conversation, later.message
+                ));
+            }
+        }
+    }
+}
+
+impl Verdict {
+    /// The table the checker prints.
+    pub fn table(&self, title: &str) -> String {
+        let mut out = format!("promise: {title}\n");
+        let rows = [
+            ("replies written", self.replies),
+            ("delivered once", self.once),
+            ("sent again after an unclear answer", self.repeated_unclear),
+            ("retried by an agent", self.retried),
+            ("told failed in Chatwoot", self.told_failed),
+            ("told by GoWA's note", self.told_by_gowa),
+            ("told it went after later replies", self.told_late),
+            ("after a later reply's unclear send", self.reordered_unclear),
+            ("deleted by the agent", self.deleted),
+            ("delayed notes due", self.delayed_due),
+            ("delayed notes written", self.delayed_noted),
+            ("forged replies posted", self.forged),
+            ("forged replies sent", self.forged_sent),
+            ("violations", self.violations.len()),
+        ];
+        for (what, n) in rows {
+            let _ = writeln!(out, "  {what:<36} {n:>7}");
+        }
+        for violation in &self.violations {
+            let _ = writeln!(out, "  VIOLATION {violation}");
+        }
+        out
+    }
+}
