@@ -545,6 +545,9 @@ impl Client {
         if !(is_json || status.is_success() && bytes.is_empty()) {
             return Err(if status.is_server_error() {
                 Problem::Server(status.as_u16())
+            } else if status == StatusCode::TOO_MANY_REQUESTS {
+                // Rack::Attack's throttle answers in plain text.
+                Problem::RateLimited
             } else if status == StatusCode::NOT_FOUND {
                 Problem::NoApi(self.shown())
             } else {

@@ -620,7 +620,8 @@ async fn send(client: &Client, f: &Feedback) -> Result<(), Problem> {
     }
 }
 
-/// Whether the note `f` is in its conversation already (after the message it is about).
+/// Whether the note `f` is in its conversation already (after the message it is about, and under it: another
+/// reply's note may say the same words).
 async fn already_written(client: &Client, f: &Feedback) -> Result<bool, Problem> {
     let mut after = f.message_id.unwrap_or(0);
     for _ in 0..NOTE_PAGES {
@@ -628,7 +629,9 @@ async fn already_written(client: &Client, f: &Feedback) -> Result<bool, Problem>
             .messages_after(f.account_id, f.conversation_id, after)
             .await?;
         let written = page.iter().any(|m| {
-            m["private"].as_bool() == Some(true) && m["content"].as_str() == Some(f.text.as_str())
+            m["private"].as_bool() == Some(true)
+                && m["content"].as_str() == Some(f.text.as_str())
+                && m["content_attributes"]["in_reply_to"].as_i64() == f.message_id
         });
         match page.iter().filter_map(|m| m["id"].as_i64()).max() {
             _ if written => return Ok(true),

@@ -82,6 +82,9 @@ pub enum Mode {
     Html,
     /// 500 on every path.
     Broken,
+    /// Every call refused with this status, as Chatwoot or what stands in front of it answers it: 401 (the token
+    /// revoked for a while), 429 (Rack::Attack's throttle), 502 or 503 (the proxy while Rails restarts).
+    Refusing(u16),
 }
 
 #[derive(Debug)]
@@ -98,6 +101,9 @@ pub struct World {
     /// When each conversation (account, id) last changed, unix seconds.
     updated: BTreeMap<(i64, i64), i64>,
     pub mode: Mode,
+    /// Calls are carried out at once and answered this much later (a slow Chatwoot: past the caller's timeout the
+    /// answer is lost, the work done all the same).
+    pub answer_after: Duration,
     /// Whether webhooks are posted at all (false: Chatwoot cannot reach the relay).
     pub deliver: bool,
     /// Sign webhooks with this instead of the webhook's secret.
@@ -205,6 +211,7 @@ impl ChatwootApi {
             messages: Vec::new(),
             updated: BTreeMap::new(),
             mode: Mode::Normal,
+            answer_after: Duration::ZERO,
             deliver: true,
             wrong_secret: None,
             clock_offset: 0,
@@ -291,6 +298,21 @@ pub async fn linked_hours_ago(db: &chatgowa_lib::store::Db, hours: i64) {
 
 impl Message {
     /// An agent's reply in a conversation of account 1, written now.
+    /// Its `content_attributes`, as the webhooks and the API show them.
+    fn attributes(&self) -> Value {
+        let mut attributes = json!({});
+        if !self.external_error.is_empty() {
+            attributes["external_error"] = json!(self.external_error);
+        }
+        if let Some(parent) = self.in_reply_to {
+            attributes["in_reply_to"] = json!(parent);
+        }
+        if self.deleted {
+            attributes["deleted"] = json!(true);
+        }
+        attributes
+    }
+
     pub fn reply(conversation: i64, content: &str) -> Self {
         Self {
             account: 1,
@@ -364,16 +386,7 @@ impl World {
     /// A message's webhook body, as Chatwoot's `message_created` / `message_updated` carry it.
     fn message_body(&self, event: &str, m: &Message) -> Value {
         let inbox = self.inbox_of(m.account, m.conversation).cloned().unwrap();
-        let mut attributes = json!({});
-        if !m.external_error.is_empty() {
-            attributes["external_error"] = json!(m.external_error);
-        }
-        if let Some(parent) = m.in_reply_to {
-            attributes["in_reply_to"] = json!(parent);
-        }
-        if m.deleted {
-            attributes["deleted"] = json!(true);
-        }
+        let attributes = m.attributes();
         json!({
             "event": event,
             "id": m.id,
@@ -554,7 +567,25 @@ async fn answer(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let mut w = world.lock().unwrap();
+    let (response, after) = {
+        let mut w = world.lock().unwrap();
+        let response = answer_now(&mut w, &method, &uri, &query, &headers, &body);
+        (response, w.answer_after)
+    };
+    if !after.is_zero() {
+        tokio::time::sleep(after).await;
+    }
+    response
+}
+
+fn answer_now(
+    w: &mut World,
+    method: &Method,
+    uri: &Uri,
+    query: &BTreeMap<String, String>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Response {
     w.calls.push(format!("{method} {}", uri.path()));
     match w.mode {
         Mode::Html => {
@@ -569,10 +600,11 @@ async fn answer(
             return error(StatusCode::INTERNAL_SERVER_ERROR, json!({"error": "boom"}))
                 .into_response();
         }
+        Mode::Refusing(status) => return refusal(status),
         Mode::Normal => {}
     }
     let segments: Vec<&str> = uri.path().trim_matches('/').split('/').collect();
-    let result = route(&mut w, &method, &segments, &query, &headers, &body);
+    let result = route(w, method, &segments, query, headers, body);
     let mut response = result.unwrap_or_else(IntoResponse::into_response);
     // Chatwoot's clock, as every HTTP answer carries it.
     let at = std::time::UNIX_EPOCH + Duration::from_secs(w.now().unsigned_abs());
@@ -581,6 +613,22 @@ async fn answer(
         .headers_mut()
         .insert(axum::http::header::DATE, date);
     response
+}
+
+/// What Chatwoot, or the proxy in front of it, answers when it refuses every call with `status`.
+fn refusal(status: u16) -> Response {
+    let code = StatusCode::from_u16(status).unwrap();
+    match status {
+        401 => error(code, json!({"error": "Invalid Access Token"})).into_response(),
+        // Rack::Attack's throttled answer.
+        429 => (code, [("content-type", "text/plain")], "Retry later\n").into_response(),
+        _ => (
+            code,
+            [("content-type", "text/html")],
+            format!("<html><head><title>{status}</title></head><body><center><h1>{status}</h1></center></body></html>"),
+        )
+            .into_response(),
+    }
 }
 
 fn route(
@@ -875,7 +923,7 @@ fn list_messages(w: &World, account: i64, id: &str, query: &BTreeMap<String, Str
             json!({
                 "id": m.id, "content": m.content, "message_type": m.kind, "private": m.private,
                 "status": m.status, "source_id": m.source_id,
-                "content_attributes": if m.deleted { json!({"deleted": true}) } else { json!({}) },
+                "content_attributes": m.attributes(),
                 "sender": {"id": 5, "name": "Ana Admin", "type": "user"},
                 "attachments": m.attachments, "created_at": m.created_at,
                 "conversation_id": conversation, "inbox_id": inbox, "account_id": account,

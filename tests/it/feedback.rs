@@ -444,6 +444,57 @@ async fn a_reply_given_up_on_is_marked_failed_and_chatwoots_retry_sends_it_again
 }
 
 #[tokio::test]
+async fn two_replies_whose_notes_say_the_same_words_each_get_theirs_after_chatwoot_was_down() {
+    let (chatwoot, _gowa, relay) = replies_refused(401).await;
+    // Chatwoot's API is down while both replies are given up on (for the same reason: the same words).
+    chatwoot.with(|w| w.mode = Mode::Refusing(503));
+    let first = chatwoot.with(|w| w.agent_replies(1, 41, "Pesanan sudah dikirim"));
+    let second = chatwoot.with(|w| w.agent_replies(1, 41, "Resi menyusul"));
+    eventually("both notes tried once", WAIT, || async {
+        let tried = crate::support::scalar(
+            &relay.state.db,
+            "SELECT count(*) FROM chatwoot_feedback WHERE kind = 'note_dead' AND attempts = 1",
+        )
+        .await;
+        (tried == 2).then_some(())
+    })
+    .await;
+    chatwoot.with(|w| w.mode = Mode::Normal);
+    // Tried again 30 s later: the one written first must not pass for the other's.
+    eventually(
+        "a note under each reply",
+        Duration::from_secs(50),
+        || async {
+            let under = |id| chatwoot.with(|w| w.notes_under(id)).len();
+            (under(first) == 1 && under(second) == 1).then_some(())
+        },
+    )
+    .await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_chatwoot_that_throttles_the_relay_gets_the_note_later() {
+    let (chatwoot, _gowa, relay) = replies_refused(401).await;
+    // Chatwoot's API throttles (Rack::Attack answers 429 in plain text); its webhooks still go out.
+    chatwoot.with(|w| w.mode = Mode::Refusing(429));
+    chatwoot.with(|w| w.agent_replies(1, 41, "Sudah kami proses"));
+    let told = eventually("the mark tried once", WAIT, || async {
+        let list = relay.admin.get_ok("/admin/deliveries?status=dead").await;
+        let id = list["deliveries"].as_array()?.first()?["id"].as_i64()?;
+        let detail = relay.admin.get_ok(&format!("/admin/deliveries/{id}")).await;
+        let told = detail["delivery"]["chatwoot"].as_array()?.clone();
+        (!told.is_empty() && told.iter().all(|t| t["lastError"].is_string())).then_some(told)
+    })
+    .await;
+    for t in &told {
+        assert_eq!(t["status"], "pending", "tried again later: {t}");
+        assert!(t["lastError"].as_str().unwrap().contains("429"), "{t}");
+    }
+    relay.stop().await;
+}
+
+#[tokio::test]
 async fn a_reply_in_another_kind_of_inbox_gets_the_note_and_a_chatwoot_that_is_down_gets_it_later()
 {
     let (chatwoot, gowa, relay) = replies_refused(401).await;

@@ -152,6 +152,10 @@ async fn connecting_names_what_to_fix_and_saves_nothing_until_it_works() {
     for (mode, code) in [
         (Mode::Html, "chatwoot_not_api"),
         (Mode::Broken, "chatwoot_error"),
+        // Rack::Attack's throttle (plain text) and a proxy's pages while Chatwoot restarts: Chatwoot is there.
+        (Mode::Refusing(429), "chatwoot_error"),
+        (Mode::Refusing(502), "chatwoot_error"),
+        (Mode::Refusing(503), "chatwoot_error"),
     ] {
         chatwoot.with(|w| w.mode = mode);
         let (_, body) = relay

@@ -23,6 +23,8 @@ pub struct Journal {
     /// When the relay was killed (until it was up again) or stopped (until it was continued): a reply in flight
     /// then may be sent again.
     pub interruptions: Vec<(Instant, Instant)>,
+    /// The faults met, by kind (and the relays' clocks), for the table.
+    pub faults: BTreeMap<String, usize>,
 }
 
 /// The oracle's figures; `violations` must be empty.
@@ -43,6 +45,7 @@ pub struct Verdict {
     pub delayed_noted: usize,
     pub forged: usize,
     pub forged_sent: usize,
+    pub faults: BTreeMap<String, usize>,
     pub violations: Vec<String>,
 }
 
@@ -68,6 +71,7 @@ impl Oracle<'_> {
         let mut v = Verdict {
             replies: self.journal.replies.len(),
             forged: self.journal.forged.len(),
+            faults: self.journal.faults.clone(),
             ..Verdict::default()
         };
         self.nothing_unwritten(&mut v);
@@ -317,7 +321,8 @@ impl Verdict {
             ("forged replies sent", self.forged_sent),
             ("violations", self.violations.len()),
         ];
-        for (what, n) in rows {
+        let faults = self.faults.iter().map(|(what, n)| (what.as_str(), *n));
+        for (what, n) in rows.into_iter().chain(faults) {
             let _ = writeln!(out, "  {what:<36} {n:>7}");
         }
         for violation in &self.violations {

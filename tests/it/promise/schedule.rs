@@ -62,6 +62,15 @@ pub enum Device {
     SendFails,
 }
 
+/// How Chatwoot's REST API misbehaves for a while (its webhooks go on being posted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// Every call refused: 401 (the token revoked), 429 (throttled), 502 or 503 (Rails restarting).
+    Refusing(u16),
+    /// Every call carried out, but answered this late (past the relay's 10 s timeout sometimes).
+    Slow(Duration),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Act {
     /// An agent writes a public reply (with an image, sometimes).
@@ -82,12 +91,17 @@ pub enum Act {
         state: Device,
         lasts: Duration,
     },
-    /// Chatwoot cannot reach the relay for a while (its webhooks are lost).
+    /// Chatwoot's REST API misbehaves for a while.
+    Api { fault: Api, lasts: Duration },
+    /// Chatwoot cannot reach the relays for a while (its webhooks are lost).
     Blip { lasts: Duration },
-    /// The relay is killed (SIGKILL) and started again.
-    Kill,
-    /// The relay is stopped (SIGSTOP) for a while.
-    Freeze { lasts: Duration },
+    /// A relay is killed (SIGKILL) and started again.
+    Kill { relay: usize },
+    /// A relay is stopped (SIGSTOP) for a while, on PostgreSQL past its lanes' lease at times; the campaign goes
+    /// on meanwhile (Chatwoot's webhooks to it time out).
+    Freeze { relay: usize, lasts: Duration },
+    /// The database server crashes and is started again after a while (PostgreSQL; nothing on SQLite).
+    DatabaseRestart { down: Duration },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -103,6 +117,8 @@ pub struct Shape {
     pub replies: usize,
     pub conversations: usize,
     pub devices: usize,
+    /// Relays behind the load balancer (several only on PostgreSQL).
+    pub relays: usize,
 }
 
 /// The schedule of `seed`: steps until `shape.replies` replies are written.
@@ -126,6 +142,7 @@ pub fn schedule(seed: u64, shape: Shape) -> Vec<Step> {
 fn act(rng: &mut Rng, shape: Shape) -> Act {
     let conversation = usize::try_from(rng.below(shape.conversations as u64)).unwrap_or(0);
     let device = usize::try_from(rng.below(shape.devices as u64)).unwrap_or(0);
+    let relay = usize::try_from(rng.below(shape.relays as u64)).unwrap_or(0);
     match rng.below(1000) {
         0..650 => Act::Reply {
             conversation,
@@ -138,7 +155,7 @@ fn act(rng: &mut Rng, shape: Shape) -> Act {
         },
         850..890 => Act::Retry,
         890..915 => Act::Forged { conversation },
-        915..975 => {
+        915..965 => {
             let state = match rng.below(5) {
                 0 => Device::Down,
                 1 => Device::Slow,
@@ -152,14 +169,38 @@ fn act(rng: &mut Rng, shape: Shape) -> Act {
                 lasts: rng.millis(300, 4_000),
             }
         }
-        975..985 => Act::Blip {
+        965..975 => Act::Api {
+            fault: match rng.below(5) {
+                0 => Api::Refusing(401),
+                1 => Api::Refusing(429),
+                2 => Api::Refusing(502),
+                3 => Api::Refusing(503),
+                _ => Api::Slow(rng.millis(500, 12_000)),
+            },
+            lasts: rng.millis(500, 6_000),
+        },
+        975..983 => Act::Blip {
             lasts: rng.millis(200, 2_000),
         },
-        985..993 => Act::Kill,
-        _ => Act::Freeze {
-            lasts: rng.millis(300, 3_000),
+        983..990 => Act::Kill { relay },
+        990..996 => Act::Freeze {
+            relay,
+            lasts: rng.millis(300, 9_000),
+        },
+        _ => Act::DatabaseRestart {
+            down: rng.millis(300, 3_000),
         },
     }
+}
+
+/// How many seconds relay `relay`'s clock is off in the campaign of `seed` (`libfaketime`): right in half the
+/// campaigns, else up to 4 minutes either way.
+pub fn clock(seed: u64, relay: usize) -> i64 {
+    let mut rng = Rng::keyed(seed, &format!("clock of relay {relay}"));
+    if rng.chance(500) {
+        return 0;
+    }
+    i64::try_from(rng.below(481)).unwrap_or(0) - 240
 }
 
 #[test]
@@ -168,6 +209,7 @@ fn the_same_seed_gives_the_same_schedule() {
         replies: 50,
         conversations: 8,
         devices: 2,
+        relays: 2,
     };
     let a = format!("{:?}", schedule(7, shape));
     assert_eq!(a, format!("{:?}", schedule(7, shape)));
