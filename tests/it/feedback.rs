@@ -309,22 +309,48 @@ async fn chatwoots_retry_pressed_a_second_time_sends_the_reply_again() {
     chatwoot.with(|w| w.press_retry(message));
     let pressed = chatwoot.with(|w| w.message(message));
     marked_failed(2).await;
-    // A twin of that press's webhook, late (after the relay's new mark's own webhook): Chatwoot shows the reply
-    // failed, so it is the press already acted on, not a second one.
-    chatwoot.with(|w| w.fire_again("message_updated", &pressed));
-    eventually("the late twin stored", WAIT, || async {
+    // The ids of the reply's stored `message_updated` webhooks.
+    let updates = || async {
         let list = relay
             .admin
             .get_ok("/admin/deliveries?event=message_updated&limit=100")
             .await;
-        let sent = list["deliveries"]
-            .as_array()?
-            .iter()
+        let ids: Vec<i64> = list["deliveries"]
+            .as_array()
+            .into_iter()
+            .flatten()
             .filter(|d| d["messageId"] == message)
-            .count();
-        (sent >= 4).then_some(())
+            .filter_map(|d| d["id"].as_i64())
+            .collect();
+        ids
+    };
+    eventually("the new mark's own webhook stored", WAIT, || async {
+        (updates().await.len() >= 3).then_some(())
     })
     .await;
+    // A twin of that press's webhook, late (after the relay's new mark's own webhook): Chatwoot shows the reply
+    // failed, so it is the press already acted on, not a second one.
+    chatwoot.with(|w| w.fire_again("message_updated", &pressed));
+    let twin = eventually("the late twin stored", WAIT, || async {
+        let ids = updates().await;
+        (ids.len() >= 4).then(|| ids.into_iter().max())?
+    })
+    .await;
+    let db = &relay.state.db;
+    eventually("the late twin read by the feedback", WAIT, || async {
+        let read = crate::support::scalar(
+            db,
+            "SELECT coalesce(max(CAST(value AS BIGINT)), 0) FROM settings WHERE key = 'feedback_updates_seen'",
+        )
+        .await;
+        (read >= twin).then_some(())
+    })
+    .await;
+    let presses = format!(
+        "SELECT count(*) FROM chatwoot_feedback WHERE kind = 'resent' AND message_id = {message}"
+    );
+    let presses = crate::support::scalar(db, &presses).await;
+    assert_eq!(presses, 1, "the late twin was taken for a press");
     // GoWA works again; Retry a second time: the same Retry as before, and still a new request of the agent.
     replies_fail(&gowa, 200);
     chatwoot.with(|w| w.press_retry(message));
