@@ -140,17 +140,14 @@ impl Task {
 
     /// One catch-up of one account; the outcome is logged and reported.
     async fn catch_up(&self, link: &Link) {
-        // Chatwoot's time: its `created_at` are compared with it (a relay clock ahead of Chatwoot's would
-        // otherwise count a reply as settled, or outside the window, too early).
-        let started = self.intake.linked().clock().chatwoot_now();
         let mut report = Report {
             at: now_ms(),
             error: None,
             queued: 0,
             held: 0,
         };
-        match self.look(link, started, &mut report).await {
-            Ok(()) => {
+        match self.look(link, &mut report).await {
+            Ok(started) => {
                 if let Err(e) = chatwoot_links::set_caught_up(&self.db, link.id, started).await {
                     report.error = Some(e.to_string());
                 }
@@ -177,25 +174,41 @@ impl Task {
         }
     }
 
-    /// One round for one account. Each conversation on its own: one that fails is tried again next round (the
-    /// account is not marked current, so the same window is looked at again), the others go on.
-    async fn look(&self, link: &Link, started: i64, report: &mut Report) -> Result<(), Failure> {
+    /// One round for one account; when it started, by Chatwoot's clock. Each conversation on its own: one that
+    /// fails is tried again next round (the account is not marked current, so the same window is looked at
+    /// again), the others go on.
+    async fn look(&self, link: &Link, report: &mut Report) -> Result<i64, Failure> {
+        let clock = self.intake.linked().clock();
         let client = Client::of_link(&self.http, link)
             .map_err(|_| Failure::Chatwoot(Problem::BadToken))?
-            .measuring(self.intake.linked().clock());
+            .measuring(clock);
+        // The account's inboxes read again (one made and routed since the link counts too), first: the answer
+        // tells Chatwoot's time, even on the first round after a start.
+        self.pace().await;
+        let inboxes = client.inboxes(link.account_id).await?;
+        // Chatwoot's time: its `created_at` are compared with it (a relay clock ahead of Chatwoot's would
+        // otherwise count a reply as settled, or outside the window, too early).
+        let started = clock.chatwoot_now();
         let max = i64::try_from(self.upkeep.catchup_max.as_millis()).unwrap_or(i64::MAX);
         // The first round starts when the account was linked: what was written before is not the relay's. The
-        // link was made by this relay's clock; `started` and `caught_up_at` are Chatwoot's.
-        let offset = self.intake.linked().clock().offset_ms().unwrap_or(0);
+        // link was made by this relay's clock; `started` and `caught_up_at` are Chatwoot's (a time to come was
+        // stored by a relay that had not read Chatwoot's clock yet).
+        let offset = clock.offset_ms().unwrap_or(0);
         let since = link
             .caught_up_at
             .unwrap_or(link.created_at.saturating_add(offset))
+            .min(started)
             .max(started.saturating_sub(max));
         // A minute more, for clocks that differ a little.
         let seconds = (started - since) / 1000 + 60;
-        // The account's inboxes read again: one made and routed since the link counts too.
-        self.pace().await;
-        let inboxes = client.inboxes(link.account_id).await?;
+        tracing::debug!(
+            account_id = link.account_id,
+            since,
+            started,
+            offset,
+            seconds,
+            "catching up"
+        );
         let known: Vec<KnownInbox> = inboxes.iter().map(|i| i.known(link.id)).collect();
         chatwoot_inboxes::replace(&self.db, link.id, &known).await?;
         self.intake.linked().reload(&self.db).await?;
@@ -226,7 +239,7 @@ impl Task {
             }
         }
         self.recheck(&client, link).await?;
-        failed.map_or(Ok(()), Err)
+        failed.map_or(Ok(started), Err)
     }
 
     /// The account's inboxes that have a route.
@@ -270,6 +283,14 @@ impl Task {
                 let new = cursor.is_some() || written_at >= read.since.saturating_sub(60_000);
                 if new {
                     self.message(read, message, written_at, report).await?;
+                } else {
+                    tracing::debug!(
+                        conversation_id = conversation.id,
+                        message_id = id,
+                        written_at,
+                        since = read.since,
+                        "catching up: written before the window"
+                    );
                 }
                 after = id;
                 settled &= written_at <= read.started.saturating_sub(SETTLE_MS);

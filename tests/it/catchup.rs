@@ -619,3 +619,49 @@ async fn a_relay_clock_minutes_off_takes_signed_replies_catches_up_and_says_so()
     .await;
     relay.stop().await;
 }
+
+/// A relay whose clock is ahead of Chatwoot's, stopped just after it linked the account, and started again: the
+/// first round of each start ran before Chatwoot's clock was read, so it kept its own time as the account's
+/// "caught up to", minutes ahead, and a reply lost meanwhile counted as written before the link.
+#[tokio::test]
+async fn a_relay_whose_clock_is_ahead_catches_up_a_reply_lost_just_after_the_link() {
+    let chatwoot = ChatwootApi::start().await;
+    let gowa = Gowa::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let public = format!("http://127.0.0.1:{port}/webhook");
+    let mut env = vec![
+        ("CHATGOWA_CHATWOOT_URL", chatwoot.base.as_str()),
+        ("CHATGOWA_CHATWOOT_ACCOUNT_ID", "1"),
+        ("CHATGOWA_CHATWOOT_TOKEN", ADMIN_TOKEN),
+        ("CHATGOWA_PUBLIC_URL", public.as_str()),
+        // One round at each start (the link's), none after it within the test.
+        ("CHATGOWA_CATCHUP_INTERVAL", "1h"),
+    ];
+    env.extend(crate::support::clock_off("+3m"));
+    let server = Server::spawn_logging(dir.path(), port, &env);
+    server.wait_healthy().await;
+    let db = crate::support::open_database(dir.path()).await;
+    eventually("the first round done", WAIT, || async {
+        let done = crate::support::scalar(
+            &db,
+            "SELECT count(*) FROM chatwoot_links WHERE caught_up_at IS NOT NULL",
+        )
+        .await;
+        (done == 1).then_some(())
+    })
+    .await;
+    server.add_route(7, &gowa.url("/chatwoot/webhook")).await;
+    // The relay stops; an agent's reply is written meanwhile, and its webhook is lost.
+    drop(server);
+    chatwoot.with(|w| w.deliver = false);
+    let message = chatwoot.with(|w| w.agent_replies(1, 41, "Barangnya sudah sampai?"));
+    chatwoot.with(|w| w.deliver = true);
+    let server = Server::spawn_logging(dir.path(), port, &env);
+    server.wait_healthy().await;
+    gowa.wait_for("the lost reply caught up", WAIT, |r| {
+        r.iter().any(|r| r.json()["id"] == message)
+    })
+    .await;
+    server.stop_and_read_log();
+}

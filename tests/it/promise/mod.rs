@@ -510,7 +510,11 @@ fn relay_env(balancer: &str, chatwoot: &ChatwootApi) -> Vec<(String, String)> {
         ("CHATGOWA_RETRY_SCHEDULE", "200ms,400ms,800ms,1600ms".into()),
         ("CHATGOWA_REORDER_WINDOW", "300ms".into()),
         ("FETCH_TIMEOUT_MS", ATTEMPT_TIMEOUT.as_millis().to_string()),
-        ("RUST_LOG", "info".into()),
+        // PROMISE_RELAY_LOG: the relays' log filter (`info`, or e.g. `info,chatgowa_lib::feedback=debug`).
+        (
+            "RUST_LOG",
+            std::env::var("PROMISE_RELAY_LOG").unwrap_or_else(|_| "info".into()),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
