@@ -446,7 +446,7 @@ pub async fn delivery_detail(state: &AppState, id: DeliveryId) -> Result<dto::De
             attempt_log: log.into_iter().map(Into::into).collect(),
             chatwoot: told
                 .into_iter()
-                .filter(|f| !matches!(f.kind.as_str(), "none" | "late_arrival"))
+                .filter(|f| !matches!(f.kind.as_str(), "none" | "late_arrival" | "caught_up_late"))
                 .map(Into::into)
                 .collect(),
         },

@@ -338,8 +338,8 @@ impl Task {
             written_at,
             body: rebuild(link.account_id, inbox, read.conversation, m),
         };
-        let fresh = self.intake.linked().clock().chatwoot_now() - written_at
-            <= i64::try_from(self.upkeep.send_within.as_millis()).unwrap_or(i64::MAX);
+        let age = self.intake.linked().clock().chatwoot_now() - written_at;
+        let fresh = age <= i64::try_from(self.upkeep.send_within.as_millis()).unwrap_or(i64::MAX);
         if !fresh {
             if recovered::insert(&self.db, &found, None).await? {
                 self.metrics.recovered("held");
@@ -350,6 +350,10 @@ impl Task {
         }
         if let Some(delivery) = queue(&self.writer, &found).await? {
             recovered::insert(&self.db, &found, Some(delivery)).await?;
+            if age > i64::try_from(self.upkeep.delayed_after.as_millis()).unwrap_or(i64::MAX) {
+                // Found after its agent would have had the delayed note: told once it went.
+                self.found_late(&found, delivery).await?;
+            }
             // It may have gone out already, after a later reply: the feedback looks (a note if so).
             self.feedback.wake();
             self.metrics.recovered("queued");
@@ -408,6 +412,27 @@ impl Task {
         chatwoot_feedback::insert(&self.db, &[note]).await?;
         self.feedback.wake();
         Ok(())
+    }
+
+    /// Marks a reply found only after `CHATGOWA_DELAYED_AFTER` (a marker, not a note): the feedback notes it under
+    /// the reply once it went out (by Chatwoot's clock here; the delivery's times are the relay's).
+    async fn found_late(
+        &self,
+        found: &NewRecovered,
+        delivery: crate::ids::DeliveryId,
+    ) -> sqlx::Result<()> {
+        let marker = NewFeedback {
+            delivery_id: delivery,
+            at_attempt: 0,
+            link_id: Some(found.link_id),
+            account_id: found.account_id,
+            conversation_id: found.conversation_id,
+            message_id: Some(found.message_id),
+            kind: "caught_up_late",
+            text: String::new(),
+            done: true,
+        };
+        chatwoot_feedback::insert(&self.db, &[marker]).await
     }
 }
 

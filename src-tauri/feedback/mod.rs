@@ -263,7 +263,11 @@ impl Task {
                 conversation_id: late.conversation_id,
                 message_id: Some(late.message_id),
                 kind: "note_late",
-                text: reply::late_note(words.indonesian, late.recovered),
+                text: if late.overtaken {
+                    reply::late_note(words.indonesian, late.recovered)
+                } else {
+                    reply::found_late_note(words.indonesian)
+                },
                 done: false,
             };
             store::insert(&self.db, &[note]).await?;

@@ -151,6 +151,20 @@ pub fn held_note(indonesian: bool) -> String {
     }
 }
 
+/// The note under a reply that catching up found only after `CHATGOWA_DELAYED_AFTER` (its webhook never came),
+/// and that went out in its turn: the customer got it late.
+pub fn found_late_note(indonesian: bool) -> String {
+    if indonesian {
+        "Chatgowa: balasan ini sampai ke WhatsApp terlambat: webhook Chatwoot untuknya tidak pernah datang, dan \
+         Chatgowa baru menemukannya saat menyusul. Pelanggan baru menerimanya sekarang."
+            .into()
+    } else {
+        "Chatgowa: this reply reached WhatsApp late: Chatwoot's webhook for it never came, and Chatgowa found it \
+         only when catching up. The customer got it just now."
+            .into()
+    }
+}
+
 /// The note under a reply that reached WhatsApp after later replies of its conversation: found by catching up
 /// (`recovered`), or posted late by Chatwoot.
 pub fn late_note(indonesian: bool, recovered: bool) -> String {

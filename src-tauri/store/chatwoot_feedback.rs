@@ -183,6 +183,8 @@ pub struct Overtaken {
     pub message_id: i64,
     /// Found by catching up (its webhook never came), not posted late.
     pub recovered: bool,
+    /// Went after a later reply of its conversation (else: found by catching up only after the delay).
+    pub overtaken: bool,
 }
 
 /// Replies that may have gone after later ones: found by catching up, or marked `late_arrival` (Chatwoot posted
@@ -194,8 +196,8 @@ const MAYBE_OVERTAKEN: &str = "(SELECT delivery_id, link_id, account_id, convers
        AND delivery_id NOT IN (SELECT delivery_id FROM chatwoot_recovered WHERE delivery_id IS NOT NULL)) c";
 
 /// Those replies delivered since `since`, whose delivering attempt started after an attempt of a later reply to the
-/// customer in their conversation that may have reached GoWA (answered 2xx or 408, or not at all), and not noted
-/// yet.
+/// customer in their conversation that may have reached GoWA (answered 2xx or 408, or not at all), or that catching
+/// up found only after `CHATGOWA_DELAYED_AFTER` (marked `caught_up_late`), and not noted yet.
 pub async fn overtaken(db: &Db, since: i64, limit: i64) -> sqlx::Result<Vec<Overtaken>> {
     // The later message a reply to the customer (not a private note, nor the customer's own message).
     let reply = sql!(db,
@@ -206,18 +208,22 @@ pub async fn overtaken(db: &Db, since: i64, limit: i64) -> sqlx::Result<Vec<Over
                    FROM (SELECT convert_from(b.body, 'UTF8')::jsonb AS j FROM delivery_bodies b \
                          WHERE b.delivery_id = l.id) x)",
     );
+    let later = format!(
+        "EXISTS (SELECT 1 FROM deliveries l JOIN delivery_attempts a ON a.delivery_id = l.id \
+           WHERE l.inbox_id = d.inbox_id AND l.conversation_id = d.conversation_id \
+           AND l.event = 'message_created' AND l.message_id > d.message_id \
+           AND (a.status_code IS NULL OR a.status_code = 408 OR a.status_code BETWEEN 200 AND 299) \
+           AND a.started_at < (SELECT max(x.started_at) FROM delivery_attempts x WHERE x.delivery_id = d.id) \
+           AND {reply})"
+    );
     on!(db, |pool| {
         sqlx::query_as(&format!(
             "SELECT d.id AS delivery_id, d.attempts, c.link_id, c.account_id, c.conversation_id, c.message_id, \
-             c.recovered FROM {MAYBE_OVERTAKEN} JOIN deliveries d ON d.id = c.delivery_id \
+             c.recovered, {later} AS overtaken FROM {MAYBE_OVERTAKEN} JOIN deliveries d ON d.id = c.delivery_id \
              WHERE d.status = 'delivered' AND d.updated_at >= $1 AND c.link_id IS NOT NULL \
              AND NOT EXISTS (SELECT 1 FROM chatwoot_feedback f WHERE f.delivery_id = d.id AND f.kind = 'note_late') \
-             AND EXISTS (SELECT 1 FROM deliveries l JOIN delivery_attempts a ON a.delivery_id = l.id \
-               WHERE l.inbox_id = d.inbox_id AND l.conversation_id = d.conversation_id \
-               AND l.event = 'message_created' AND l.message_id > d.message_id \
-               AND (a.status_code IS NULL OR a.status_code = 408 OR a.status_code BETWEEN 200 AND 299) \
-               AND a.started_at < (SELECT max(x.started_at) FROM delivery_attempts x WHERE x.delivery_id = d.id) \
-               AND {reply}) \
+             AND ({later} OR EXISTS (SELECT 1 FROM chatwoot_feedback m WHERE m.delivery_id = d.id \
+                                     AND m.kind = 'caught_up_late')) \
              ORDER BY d.id LIMIT $2",
         ))
         .bind(since)

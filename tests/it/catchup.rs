@@ -320,6 +320,47 @@ async fn a_tunnel_outage_is_caught_up_within_one_interval() {
     relay.stop().await;
 }
 
+/// A reply whose webhook was lost, found by catching up only after `CHATGOWA_DELAYED_AFTER`: sent, and its agent
+/// told under it that the customer got it late (nothing for one found in time: the test above).
+#[tokio::test]
+async fn a_reply_found_only_after_the_delay_is_noted_late_once_sent() {
+    let chatwoot = ChatwootApi::start().await;
+    let gowa = Gowa::start().await;
+    let (relay, _) = linked(&chatwoot, &gowa, |c| {
+        c.upkeep.catchup_interval = Duration::from_millis(500);
+        c.upkeep.delayed_after = Duration::from_secs(2);
+    })
+    .await;
+    caught_up_once(&relay).await;
+    chatwoot.with(|w| w.deliver = false);
+    let lost = chatwoot.with(|w| {
+        let id = w.agent_replies(1, 41, "Maaf, baru sempat membalas");
+        // Written 5 s ago by Chatwoot's clock; its webhook lost.
+        w.messages
+            .iter_mut()
+            .find(|m| m.id == id)
+            .unwrap()
+            .created_at -= 5;
+        id
+    });
+    gowa.wait_for("the reply caught up", WAIT, |_| {
+        arrivals_of(&gowa, lost).len() == 1
+    })
+    .await;
+    let notes = eventually("the note under it", WAIT, || async {
+        let notes = chatwoot.with(|w| w.notes_under(lost));
+        (notes.len() == 1).then_some(notes)
+    })
+    .await;
+    assert!(
+        notes[0].content.contains("found it only when catching up"),
+        "{notes:?}"
+    );
+    another_round(&relay).await;
+    assert_eq!(chatwoot.with(|w| w.notes_under(lost)).len(), 1, "one note");
+    relay.stop().await;
+}
+
 /// A reply whose webhook was lost, found by catching up, and given up on (GoWA refuses it): Chatwoot shows it
 /// failed, with its note, as for a reply whose webhook arrived (the rebuilt body does not say the inbox's channel;
 /// the link's inbox list does).

@@ -236,8 +236,13 @@ impl Oracle<'_> {
             return;
         }
         v.delayed_due += 1;
+        // A reply whose webhook never came is noted, once it went, if it was found late.
+        let noted_late = self.messages.iter().any(|m| {
+            m.private && m.in_reply_to == Some(id) && m.content.contains("reached WhatsApp late")
+        });
         if self.notes(conversation, id, "are delayed").is_empty()
             && self.notes(conversation, id, "NOT delivered").is_empty()
+            && !noted_late
         {
             v.violations.push(format!(
                 "reply {id} (conversation {conversation}): sent {:?} after it was written, with no delayed note",
