@@ -189,23 +189,13 @@ impl Task {
         // Chatwoot's time: its `created_at` are compared with it (a relay clock ahead of Chatwoot's would
         // otherwise count a reply as settled, or outside the window, too early).
         let started = clock.chatwoot_now();
-        let max = i64::try_from(self.upkeep.catchup_max.as_millis()).unwrap_or(i64::MAX);
-        // The first round starts when the account was linked: what was written before is not the relay's. The
-        // link was made by this relay's clock; `started` and `caught_up_at` are Chatwoot's (a time to come was
-        // stored by a relay that had not read Chatwoot's clock yet).
-        let offset = clock.offset_ms().unwrap_or(0);
-        let since = link
-            .caught_up_at
-            .unwrap_or(link.created_at.saturating_add(offset))
-            .min(started)
-            .max(started.saturating_sub(max));
+        let since = self.since(link, started);
         // A minute more, for clocks that differ a little.
         let seconds = (started - since) / 1000 + 60;
         tracing::debug!(
             account_id = link.account_id,
             since,
             started,
-            offset,
             seconds,
             "catching up"
         );
@@ -240,6 +230,18 @@ impl Task {
         }
         self.recheck(&client, link).await?;
         failed.map_or(Ok(started), Err)
+    }
+
+    /// Where a round that started at `started` (Chatwoot's clock) looks back to. The first round starts when the
+    /// account was linked: what was written before is not the relay's. The link was made by this relay's clock;
+    /// `caught_up_at` is Chatwoot's (one to come was stored by a relay that had not read Chatwoot's clock yet).
+    fn since(&self, link: &Link, started: i64) -> i64 {
+        let max = i64::try_from(self.upkeep.catchup_max.as_millis()).unwrap_or(i64::MAX);
+        let offset = self.intake.linked().clock().offset_ms().unwrap_or(0);
+        link.caught_up_at
+            .unwrap_or(link.created_at.saturating_add(offset))
+            .min(started)
+            .max(started.saturating_sub(max))
     }
 
     /// The account's inboxes that have a route.
