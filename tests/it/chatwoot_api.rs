@@ -442,18 +442,24 @@ impl World {
     /// decides.
     fn fire(&mut self, event: &str, m: &Message) {
         let story = self.sender.story.clone();
+        // The story names a deletion apart from the message's other updates.
+        let told = if m.deleted && event == "message_updated" {
+            "message_deleted"
+        } else {
+            event
+        };
         if !self.deliver {
             story
                 .lock()
                 .unwrap()
-                .push((m.id, event.to_owned(), "not posted".into()));
+                .push((m.id, told.to_owned(), "not posted".into()));
             return;
         }
         let Some((delay, twins)) = self.sender.fate(event, &m.content) else {
             story
                 .lock()
                 .unwrap()
-                .push((m.id, event.to_owned(), "lost".into()));
+                .push((m.id, told.to_owned(), "lost".into()));
             return;
         };
         let targets: Vec<(String, String)> = self
@@ -472,7 +478,7 @@ impl World {
         let body = self.message_body(event, m).to_string();
         for _ in 0..if twins { 2 } else { 1 } {
             let (targets, body, offset) = (targets.clone(), body.clone(), self.clock_offset);
-            let (story, id, event) = (story.clone(), m.id, event.to_owned());
+            let (story, id, event) = (story.clone(), m.id, told.to_owned());
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
                 for answer in post_webhooks(targets, body, offset).await {

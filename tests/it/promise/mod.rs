@@ -126,11 +126,20 @@ impl Campaign {
         let messages = run.chatwoot.with(|w| w.messages.clone());
         let sent = run.gowa.sent();
         let revoked = run.gowa.revoked();
+        let deletions_taken: std::collections::HashSet<i64> = run.chatwoot.with(|w| {
+            let story = w.sender.story.lock().unwrap();
+            story
+                .iter()
+                .filter(|(_, event, answer)| event == "message_deleted" && answer == "200")
+                .map(|(id, _, _)| *id)
+                .collect()
+        });
         let verdict = Oracle {
             journal: &run.journal,
             messages: &messages,
             sent: &sent,
             revoked: &revoked,
+            deletions_taken: &deletions_taken,
             delayed_after: DELAYED_AFTER,
             // The feedback's look, two catch-up rounds, and the webhook's own way (the relay counts the delay
             // from its arrival, up to Chatwoot's 5 s timeout after the reply was written).

@@ -51,6 +51,9 @@ pub struct Verdict {
 
 /// How long after an agent deletes a reply a send may still be on its way.
 const DELETE_GRACE: Duration = Duration::from_secs(2);
+/// How long after the relays took a deletion's webhook a reply's send may still start (the webhook's way, and the
+/// feedback's look on a loaded machine).
+const DELETION_TAKEN_GRACE: Duration = Duration::from_secs(5);
 /// How long a reply in flight at a kill or a stop may take to reach GoWA before the interruption.
 const IN_FLIGHT: Duration = Duration::from_secs(3);
 
@@ -61,6 +64,8 @@ pub struct Oracle<'a> {
     pub sent: &'a [Sent],
     /// Replies GoWA took back on WhatsApp, and when.
     pub revoked: &'a [(i64, Instant)],
+    /// Replies whose deletion's webhook the relays took (answered 200).
+    pub deletions_taken: &'a HashSet<i64>,
     pub delayed_after: Duration,
     /// How late a delayed note may come after it is due (the feedback looks this often).
     pub note_slack: Duration,
@@ -145,6 +150,15 @@ impl Oracle<'_> {
                         && m.in_reply_to == Some(id)
                         && m.content.contains("NOT taken back on WhatsApp")
                 });
+            // A reply still waiting when the relays took its deletion is not sent at all.
+            if self.deletions_taken.contains(&id)
+                && sends.iter().any(|s| s.at > *deleted + DELETION_TAKEN_GRACE)
+            {
+                v.violations.push(what(
+                    "sent after the relays had taken its deletion (Chatwoot's webhook arrived)",
+                ));
+                return;
+            }
             if !taken_back {
                 let when = if sends.iter().any(|s| s.at > *deleted + DELETE_GRACE) {
                     "after"
