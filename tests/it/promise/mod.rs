@@ -105,6 +105,8 @@ struct Run {
     relays: Vec<Relay>,
     /// Chatwoot's way to the relays, and a stranger's.
     balancer: Balancer,
+    /// The relays' database, read for what they still mean to tell Chatwoot.
+    db: chatgowa_lib::store::Db,
     admin: Admin,
     journal: Journal,
     /// Faults still in force (device or tunnel), by what they hold, with a generation so that the end of an
@@ -257,11 +259,18 @@ impl Campaign {
                 .await;
             assert_eq!(status, 201, "{body}");
         }
+        let db = match &database {
+            Some(url) => {
+                chatgowa_lib::store::Db::Postgres(sqlx::PgPool::connect(url).await.unwrap())
+            }
+            None => crate::support::open_database(relays[0].dir.path()).await,
+        };
         Run {
             chatwoot,
             gowa,
             relays,
             balancer,
+            db,
             admin,
             journal: Journal {
                 faults: run_faults,
@@ -653,8 +662,18 @@ async fn still_open(run: &Run) -> Option<String> {
             })
             .collect()
     });
-    (pending != 0 || !open.is_empty())
-        .then(|| format!("{pending} deliveries pending; replies neither sent nor told: {open:?}"))
+    // What the relays still mean to tell Chatwoot (a note tried again after Chatwoot refused it).
+    let telling = crate::support::scalar(
+        &run.db,
+        "SELECT count(*) FROM chatwoot_feedback WHERE status = 'pending'",
+    )
+    .await;
+    (pending != 0 || telling != 0 || !open.is_empty()).then(|| {
+        format!(
+            "{pending} deliveries pending, {telling} notes or marks to tell; replies neither sent nor told: \
+             {open:?}"
+        )
+    })
 }
 
 /// Seeds of the CI campaign: `PROMISE_SEEDS` (comma-separated) or a few fixed ones.
