@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -136,8 +136,9 @@ pub struct Sender {
     /// Up to this long before a webhook is posted.
     pub jitter: Duration,
     fired: BTreeMap<(String, String), u64>,
-    /// What became of each webhook: message id, event, and the relay's answer (0: none, `lost`: not posted).
-    pub story: Arc<Mutex<Vec<(i64, String, String)>>>,
+    /// What became of each webhook: message id, event, the relay's answer (0: none, `lost`: not posted), and
+    /// when.
+    pub story: Arc<Mutex<Vec<(i64, String, String, Instant)>>>,
 }
 
 impl Sender {
@@ -449,17 +450,19 @@ impl World {
             event
         };
         if !self.deliver {
-            story
-                .lock()
-                .unwrap()
-                .push((m.id, told.to_owned(), "not posted".into()));
+            story.lock().unwrap().push((
+                m.id,
+                told.to_owned(),
+                "not posted".into(),
+                Instant::now(),
+            ));
             return;
         }
         let Some((delay, twins)) = self.sender.fate(event, &m.content) else {
             story
                 .lock()
                 .unwrap()
-                .push((m.id, told.to_owned(), "lost".into()));
+                .push((m.id, told.to_owned(), "lost".into(), Instant::now()));
             return;
         };
         let targets: Vec<(String, String)> = self
@@ -482,7 +485,8 @@ impl World {
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
                 for answer in post_webhooks(targets, body, offset).await {
-                    story.lock().unwrap().push((id, event.clone(), answer));
+                    let at = Instant::now();
+                    story.lock().unwrap().push((id, event.clone(), answer, at));
                 }
             });
         }

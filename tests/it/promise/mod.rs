@@ -128,13 +128,16 @@ impl Campaign {
         let messages = run.chatwoot.with(|w| w.messages.clone());
         let sent = run.gowa.sent();
         let revoked = run.gowa.revoked();
-        let deletions_taken: std::collections::HashSet<i64> = run.chatwoot.with(|w| {
+        let mut deletions_taken = HashMap::new();
+        run.chatwoot.with(|w| {
             let story = w.sender.story.lock().unwrap();
-            story
+            let taken = story
                 .iter()
-                .filter(|(_, event, answer)| event == "message_deleted" && answer == "200")
-                .map(|(id, _, _)| *id)
-                .collect()
+                .filter(|(_, event, answer, _)| event == "message_deleted" && answer == "200");
+            for (id, _, _, at) in taken {
+                let first: &mut Instant = deletions_taken.entry(*id).or_insert(*at);
+                *first = (*first).min(*at);
+            }
         });
         let verdict = Oracle {
             journal: &run.journal,
@@ -488,7 +491,7 @@ async fn story_of(run: &Run, violation: &str) -> String {
     let webhooks = run
         .chatwoot
         .with(|w| w.sender.story.lock().unwrap().clone());
-    for (_, event, answer) in webhooks.iter().filter(|(m, _, _)| *m == id) {
+    for (_, event, answer, _) in webhooks.iter().filter(|(m, _, _, _)| *m == id) {
         let _ = write!(story, "\n      webhook {event}: {answer}");
     }
     let path = format!("/admin/deliveries?conversationId={conversation}&limit=500");

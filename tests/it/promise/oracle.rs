@@ -51,9 +51,9 @@ pub struct Verdict {
 
 /// How long after an agent deletes a reply a send may still be on its way.
 const DELETE_GRACE: Duration = Duration::from_secs(2);
-/// How long after the relays took a deletion's webhook a reply's send may still start (the webhook's way, and the
-/// feedback's look on a loaded machine).
-const DELETION_TAKEN_GRACE: Duration = Duration::from_secs(5);
+/// How long after the relays answered a deletion's webhook a reply's send may still start: an attempt already
+/// due as the deletion is stored (a relay thawed with both at once) may go first.
+const DELETION_TAKEN_GRACE: Duration = Duration::from_secs(2);
 /// How long a reply in flight at a kill or a stop may take to reach GoWA before the interruption.
 const IN_FLIGHT: Duration = Duration::from_secs(3);
 
@@ -64,8 +64,8 @@ pub struct Oracle<'a> {
     pub sent: &'a [Sent],
     /// Replies GoWA took back on WhatsApp, and when.
     pub revoked: &'a [(i64, Instant)],
-    /// Replies whose deletion's webhook the relays took (answered 200).
-    pub deletions_taken: &'a HashSet<i64>,
+    /// Replies whose deletion's webhook the relays took (answered 200), and when the answer came.
+    pub deletions_taken: &'a HashMap<i64, Instant>,
     pub delayed_after: Duration,
     /// How late a delayed note may come after it is due (the feedback looks this often).
     pub note_slack: Duration,
@@ -151,12 +151,13 @@ impl Oracle<'_> {
                         && m.content.contains("NOT taken back on WhatsApp")
                 });
             // A reply still waiting when the relays took its deletion is not sent at all.
-            if self.deletions_taken.contains(&id)
-                && sends.iter().any(|s| s.at > *deleted + DELETION_TAKEN_GRACE)
+            if let Some(taken) = self.deletions_taken.get(&id)
+                && let Some(late) = sends.iter().find(|s| s.at > *taken + DELETION_TAKEN_GRACE)
             {
-                v.violations.push(what(
-                    "sent after the relays had taken its deletion (Chatwoot's webhook arrived)",
-                ));
+                v.violations.push(what(&format!(
+                    "sent {:?} after the relays had taken its deletion (Chatwoot's webhook answered 200)",
+                    late.at.duration_since(*taken)
+                )));
                 return;
             }
             if !taken_back {
