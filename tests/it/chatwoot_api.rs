@@ -136,10 +136,13 @@ pub struct Sender {
     /// Up to this long before a webhook is posted.
     pub jitter: Duration,
     fired: BTreeMap<(String, String), u64>,
-    /// What became of each webhook: message id, event, the relay's answer (0: none, `lost`: not posted), and
-    /// when.
-    pub story: Arc<Mutex<Vec<(i64, String, String, Instant)>>>,
+    /// What became of each webhook.
+    pub story: Arc<Mutex<Vec<Fate>>>,
 }
+
+/// What became of one webhook: its message id, event, the relay's answer (0: none, `lost`: not posted), and
+/// when.
+pub type Fate = (i64, String, String, Instant);
 
 impl Sender {
     /// What happens to the next webhook of `event` for a message with `content`: lost, or posted after a delay,
