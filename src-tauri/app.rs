@@ -372,6 +372,7 @@ fn after_commit(
         feedback.clone(),
     );
     move |commit| {
+        lanes.cancel(commit.cancelled);
         lanes.enqueue_committed(commit.queued, commit.at);
         // Chatwoot's Retry on a reply marked failed arrives as a `message_updated`.
         if commit

@@ -100,6 +100,20 @@ impl Lane {
         is_head
     }
 
+    /// Takes `id` out unless it is the head and has started (its attempt is in flight, or its retry reads it
+    /// again).
+    pub fn cancel(&mut self, id: DeliveryId) {
+        let started_head = self.started && self.head().is_some_and(|e| e.id == id);
+        if !started_head {
+            self.remove(id);
+        }
+    }
+
+    /// The deliveries waiting, in order.
+    pub fn ids(&self) -> impl Iterator<Item = DeliveryId> + '_ {
+        self.entries.iter().map(|e| e.id)
+    }
+
     /// Removes the finished `id` (the head, unless it finished before it started and something went ahead).
     pub fn remove(&mut self, id: DeliveryId) {
         if let Some(at) = self.entries.iter().position(|e| e.id == id) {
@@ -108,11 +122,6 @@ impl Lane {
                 self.started = false;
             }
         }
-    }
-
-    #[cfg(test)]
-    fn ids(&self) -> Vec<i64> {
-        self.entries.iter().map(|e| e.id.0).collect()
     }
 }
 
@@ -146,9 +155,9 @@ mod tests {
             2,
             "ahead of 101 and the status event"
         );
-        assert_eq!(lane.ids(), [3, 1, 2]);
+        assert_eq!(lane.ids().map(|id| id.0).collect::<Vec<_>>(), [3, 1, 2]);
         assert_eq!(lane.insert(created(4, 102)), 0);
-        assert_eq!(lane.ids(), [3, 1, 2, 4]);
+        assert_eq!(lane.ids().map(|id| id.0).collect::<Vec<_>>(), [3, 1, 2, 4]);
     }
 
     #[test]
@@ -163,16 +172,27 @@ mod tests {
             3,
             "ahead of 103, 104 and the status event"
         );
-        assert_eq!(lane.ids(), [1, 4, 6, 2, 3, 5]);
+        assert_eq!(
+            lane.ids().map(|id| id.0).collect::<Vec<_>>(),
+            [1, 4, 6, 2, 3, 5]
+        );
     }
 
     #[test]
     fn an_update_goes_after_its_message_and_equal_keys_keep_arrival_order() {
         let mut lane = Lane::new(pending(1, Some(100), true));
         lane.insert(created(2, 100));
-        assert_eq!(lane.ids(), [2, 1], "the creation first");
+        assert_eq!(
+            lane.ids().map(|id| id.0).collect::<Vec<_>>(),
+            [2, 1],
+            "the creation first"
+        );
         lane.insert(pending(3, Some(100), true));
-        assert_eq!(lane.ids(), [2, 1, 3], "two updates in arrival order");
+        assert_eq!(
+            lane.ids().map(|id| id.0).collect::<Vec<_>>(),
+            [2, 1, 3],
+            "two updates in arrival order"
+        );
     }
 
     #[test]
@@ -180,13 +200,21 @@ mod tests {
         let mut lane = Lane::new(created(1, 101));
         assert!(lane.start(DeliveryId(1)));
         lane.insert(created(2, 100));
-        assert_eq!(lane.ids(), [1, 2], "the started head stays first");
+        assert_eq!(
+            lane.ids().map(|id| id.0).collect::<Vec<_>>(),
+            [1, 2],
+            "the started head stays first"
+        );
         lane.insert(created(3, 99));
-        assert_eq!(lane.ids(), [1, 3, 2], "behind it, order still holds");
+        assert_eq!(
+            lane.ids().map(|id| id.0).collect::<Vec<_>>(),
+            [1, 3, 2],
+            "behind it, order still holds"
+        );
         lane.remove(DeliveryId(1));
         assert!(!lane.is_started());
         lane.insert(created(4, 98));
-        assert_eq!(lane.ids(), [4, 3, 2]);
+        assert_eq!(lane.ids().map(|id| id.0).collect::<Vec<_>>(), [4, 3, 2]);
         assert!(!lane.start(DeliveryId(3)), "3 is not the head any more");
     }
 
@@ -196,7 +224,22 @@ mod tests {
         first.attempted = true;
         let mut lane = Lane::new(first);
         lane.insert(created(2, 100));
-        assert_eq!(lane.ids(), [1, 2]);
+        assert_eq!(lane.ids().map(|id| id.0).collect::<Vec<_>>(), [1, 2]);
+    }
+
+    #[test]
+    fn a_cancelled_delivery_leaves_unless_its_attempt_has_started() {
+        let mut lane = Lane::new(created(1, 100));
+        lane.insert(created(2, 101));
+        lane.cancel(DeliveryId(1));
+        assert_eq!(lane.head().map(|e| e.id), Some(DeliveryId(2)));
+        assert!(lane.start(DeliveryId(2)));
+        lane.insert(created(3, 102));
+        lane.cancel(DeliveryId(2));
+        lane.cancel(DeliveryId(3));
+        let ids: Vec<i64> = lane.ids().map(|id| id.0).collect();
+        assert_eq!(ids, [2], "the started head stays for its attempt to end");
+        assert!(lane.is_started());
     }
 
     #[test]
@@ -204,7 +247,7 @@ mod tests {
         let mut lane = Lane::new(created(1, 101));
         lane.insert(created(2, 100));
         lane.remove(DeliveryId(1));
-        assert_eq!(lane.ids(), [2]);
+        assert_eq!(lane.ids().map(|id| id.0).collect::<Vec<_>>(), [2]);
         lane.remove(DeliveryId(2));
         assert_eq!(lane.head(), None);
     }

@@ -24,7 +24,7 @@ use tokio::time::Instant;
 
 use super::{Inner, LaneKey};
 use crate::ids::DeliveryId;
-use crate::store::deliveries;
+use crate::store::deliveries::{self, PendingRef};
 use crate::store::lanes::{self, Claimed, Fence, Key};
 
 /// The channel relays tell each other on; the payload says what changed.
@@ -264,8 +264,33 @@ async fn take(inner: &Arc<Inner>, leases: &Leases, claimed: Claimed) -> sqlx::Re
             until,
         },
     );
+    learn_what_went_out(inner, leases, key, &pending).await?;
     inner.replace_lane(key, pending);
     super::spawn_lane(inner, key);
+    Ok(())
+}
+
+/// Before a lane's new replies take their places: the later messages of the conversation that went out already,
+/// through any relay (this one's memory knows only its own), so that a reply Chatwoot posted late is known late.
+async fn learn_what_went_out(
+    inner: &Inner,
+    leases: &Leases,
+    key: LaneKey,
+    pending: &[PendingRef],
+) -> sqlx::Result<()> {
+    let oldest_new = pending
+        .iter()
+        .filter(|p| !p.attempted && !p.is_update)
+        .filter_map(|p| p.message_id)
+        .min();
+    let Some(oldest_new) = oldest_new else {
+        return Ok(());
+    };
+    if let Some(sent) =
+        deliveries::sent_in_lane_above(&leases.pool, lane_key(key), oldest_new).await?
+    {
+        inner.sent_elsewhere(key, sent);
+    }
     Ok(())
 }
 
@@ -348,6 +373,7 @@ async fn renew_and_read(
     let until = Instant::now() + Duration::from_millis(u64::try_from(renewed.left_ms).unwrap_or(0));
     if renewed.version != held.version {
         let pending = deliveries::pending_in_lane(&leases.pool, lane_key(key)).await?;
+        learn_what_went_out(inner, leases, key, &pending).await?;
         inner.replace_lane(key, pending);
     }
     let version = renewed.version;

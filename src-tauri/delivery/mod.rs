@@ -221,6 +221,20 @@ impl Dispatcher {
             let count = store::deliveries::count_pending(&inner.db).await?;
             return Ok(usize::try_from(count).unwrap_or(0));
         }
+        // What went out before a restart, so that a reply Chatwoot posts late after it is known to be late.
+        let since = store::now_ms().saturating_sub(SENT_LOOKBACK_MS);
+        let limit = i64::try_from(SENT_TRACKED).unwrap_or(i64::MAX);
+        let sent = store::deliveries::sent_in_lanes_since(&self.inner.db, since, limit).await?;
+        {
+            let mut lanes = self.inner.lanes();
+            for (inbox_id, conversation_id, message_id) in sent {
+                let key = LaneKey {
+                    inbox_id,
+                    conversation_id,
+                };
+                lanes.sent(key, message_id);
+            }
+        }
         let pending = store::deliveries::list_pending(&self.inner.db).await?;
         let count = pending.len();
         self.enqueue(pending);
@@ -291,6 +305,25 @@ impl Dispatcher {
         // The feedback watches a late reply's conversation, to note it once it has gone.
         if !lanes.late.is_empty() {
             self.inner.outcomes.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+
+    /// Replies their deletion stopped (stored dead in the commit that stored it): no attempt sends them. A head
+    /// whose attempt has started is left to its lane, which reads it again before any retry.
+    pub fn cancel(&self, ids: &[DeliveryId]) {
+        if ids.is_empty() {
+            return;
+        }
+        {
+            let mut fresh = self.inner.fresh();
+            for id in ids {
+                fresh.take(*id);
+            }
+        }
+        for lane in self.inner.lanes().by_key.values_mut() {
+            for id in ids {
+                lane.cancel(*id);
+            }
         }
     }
 
@@ -436,6 +469,16 @@ impl Inner {
             .iter()
             .filter(|p| !before.is_some_and(|lane| lane.has(p.id)))
             .collect();
+        if let Some(before) = before {
+            // What left the lane (stopped or sent by another relay) is not sent from a copy kept here.
+            let mut fresh = self.fresh();
+            for gone in before
+                .ids()
+                .filter(|id| !pending.iter().any(|p| p.id == *id))
+            {
+                fresh.take(gone);
+            }
+        }
         for p in new {
             lanes.note_late(key, p);
         }
@@ -455,6 +498,11 @@ impl Inner {
             lane.start(id);
         }
         lanes.by_key.insert(key, lane);
+    }
+
+    /// A lane's message `message_id` was sent by another relay (PostgreSQL), as far as lateness goes.
+    fn sent_elsewhere(&self, key: LaneKey, message_id: i64) {
+        self.lanes().sent(key, message_id);
     }
 
     /// The lane's head, the lane kept (PostgreSQL: the lease says when a lane ends).
@@ -545,6 +593,9 @@ impl Inner {
 
 /// Conversations tracked for a reply that arrives after a later one was sent, before they are forgotten.
 const SENT_TRACKED: usize = 10_000;
+/// How far back a relay that starts looks for what its lanes sent: past this, a reply Chatwoot posts late is
+/// not told apart from a new one (Chatwoot's queue does not lag that far behind).
+const SENT_LOOKBACK_MS: i64 = 24 * 3600 * 1000;
 
 /// The lanes, and the highest message id each conversation has started to send (for the replies that came too
 /// late to go in their place: logged, and kept for [`Dispatcher::take_late`]).

@@ -26,6 +26,9 @@ use crate::store::writer::WriteError;
 
 /// Pause before trying the database again after it failed.
 const DB_RETRY_PAUSE: Duration = Duration::from_secs(1);
+/// On PostgreSQL, a head read longer ago than this before its attempt starts is read again: another relay may
+/// have stored its deletion meanwhile (on SQLite the writer tells the lanes at once, see `Dispatcher::cancel`).
+const READ_AGAIN_AFTER: Duration = Duration::from_millis(250);
 
 enum Step {
     /// The head is finished (delivered, dead or gone): move to the next one.
@@ -142,6 +145,7 @@ async fn claim(
     // Marked seen before the route is read, so that a change from here on wakes a lane paused on it.
     route_changes.borrow_and_update();
     let delivery = read_head(inner, id).await?;
+    let read_at = tokio::time::Instant::now();
     wait_until_due(inner, task, &delivery).await?;
     let (route, target) = resolve_route(inner, task, &delivery, route_changes).await?;
     wait_unpaused(inner).await?;
@@ -153,6 +157,7 @@ async fn claim(
         // Lost (the next look ends the task), or the database cannot say: nothing is sent.
         return Break(Step::Again);
     }
+    still_pending_after_waiting(inner, id, read_at).await?;
     if !inner.start(task.key, id) {
         return Break(Step::Again);
     }
@@ -192,6 +197,26 @@ async fn read_head(inner: &Inner, id: DeliveryId) -> ControlFlow<Step, Delivery>
     match stored {
         Ok(Some(d)) if d.status == DeliveryStatus::Pending => Continue(d),
         Ok(_) => Break(Step::Done),
+        Err(err) => Break(db_trouble(inner, "reading a delivery", &err).await),
+    }
+}
+
+/// On PostgreSQL, a head that waited since it was read (for its slot, for GoWA to come back) is read again before
+/// it goes: one stopped meanwhile (its deletion stored by any relay) is done.
+async fn still_pending_after_waiting(
+    inner: &Inner,
+    id: DeliveryId,
+    read_at: tokio::time::Instant,
+) -> ControlFlow<Step> {
+    let Some(leases) = inner.leases.as_deref() else {
+        return Continue(());
+    };
+    if read_at.elapsed() < READ_AGAIN_AFTER {
+        return Continue(());
+    }
+    match deliveries::is_pending(leases.pool(), id).await {
+        Ok(true) => Continue(()),
+        Ok(false) => Break(Step::Done),
         Err(err) => Break(db_trouble(inner, "reading a delivery", &err).await),
     }
 }

@@ -449,15 +449,14 @@ impl Task {
         Ok(())
     }
 
-    /// A stored `message_updated`: a reply deleted in Chatwoot is cancelled, one set back to `sent` by Chatwoot's
-    /// Retry goes again.
+    /// A stored `message_updated`: a reply set back to `sent` by Chatwoot's Retry goes again. (A reply deleted in
+    /// Chatwoot while it still waited was stopped by the writer, in the commit that stored its deletion.)
     async fn updated(&self, links: &[Link], id: DeliveryId, body: &[u8]) -> sqlx::Result<()> {
         let Some(r) = reply::read(body) else {
             return Ok(());
         };
-        if r.deleted {
-            self.cancel_deleted(body, &r).await?;
-        } else if r.status.as_deref() == Some("sent")
+        if !r.deleted
+            && r.status.as_deref() == Some("sent")
             && let Some(link) = link_of(links, r.account)
         {
             self.retry_pressed(link, id, &r).await?;
@@ -490,34 +489,6 @@ impl Task {
         }
         let (db, message) = (&self.db, (r.account, r.message));
         send_again(db, &self.dispatcher, &self.events, message, None).await
-    }
-
-    /// A reply deleted in Chatwoot while it still waited to go out (queued behind an outage) is not sent any
-    /// more: it is dead with that reason, and Chatwoot is told nothing of it. The deletion itself goes on to GoWA,
-    /// which takes back on WhatsApp whatever an earlier, unanswered attempt may have sent.
-    async fn cancel_deleted(&self, body: &[u8], r: &Reply) -> sqlx::Result<()> {
-        let Some(inbox) = crate::relay::payload::parse(body)
-            .ok()
-            .and_then(|p| p.inbox_id)
-        else {
-            return Ok(());
-        };
-        let Some(id) = deliveries::find_unsent(&self.db, inbox, r.message).await? else {
-            return Ok(());
-        };
-        // The lane reads it again before its next attempt, not the copy kept from when it arrived.
-        self.dispatcher.forget(id);
-        // Dead with this reason, nothing is told of it in Chatwoot (see `dead`).
-        match self.writer.mark_dead(id, DELETED.to_owned(), None).await {
-            Ok(()) => {
-                tracing::info!(delivery_id = %id, message_id = r.message, "reply deleted in Chatwoot before it went out: not sent");
-                self.events.send(UiEvent::Deliveries);
-            }
-            Err(e) => {
-                tracing::warn!(delivery_id = %id, error = %e, "a reply deleted in Chatwoot could not be cancelled")
-            }
-        }
-        Ok(())
     }
 
     /// Sends what is due, each with its retries.

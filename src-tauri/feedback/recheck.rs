@@ -4,7 +4,7 @@
 //! is a single `message_updated` that Chatwoot never posts again, so each catch-up round reads back from Chatwoot
 //! the messages of the replies waiting, delivered lately, or marked failed by the relay. A deletion is stored as
 //! the `message_updated` Chatwoot would have posted (the stored reply with the message's new state) and takes the
-//! way its webhook takes: the feedback cancels a waiting reply, and GoWA is told; when the real webhook comes after
+//! way its webhook takes: the writer stops a waiting reply in the same commit, and GoWA is told; when the real webhook comes after
 //! all, it is a duplicate of the rebuilt one (a deletion's identity is the message's). A reply set back to `sent`
 //! goes back in its lane directly, as Chatwoot's Retry does (two presses' webhooks are alike, so the status read
 //! back is what tells a press that was not acted on).

@@ -530,6 +530,61 @@ pub async fn find(db: &Db, id: DeliveryId) -> sqlx::Result<Option<Delivery>> {
     })
 }
 
+/// The highest message id above `above` that a lane has started to send (an attempt made; PostgreSQL: by any
+/// relay), if any.
+///
+/// # Errors
+/// The database failed.
+pub async fn sent_in_lane_above(
+    pool: &sqlx::PgPool,
+    key: lanes::Key,
+    above: i64,
+) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar(
+        "SELECT max(message_id) FROM deliveries
+         WHERE inbox_id = $1 AND coalesce(conversation_id, 0) = $2 AND message_id > $3 AND attempts > 0",
+    )
+    .bind(key.inbox_id)
+    .bind(key.conversation_id)
+    .bind(above)
+    .fetch_one(pool)
+    .await
+}
+
+/// For the lanes that changed since `since`, newest first (at most `limit`): the highest message id each has
+/// started to send. What a relay that starts again knows of what went out before.
+pub async fn sent_in_lanes_since(
+    db: &Db,
+    since: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<(InboxId, Option<i64>, i64)>> {
+    on!(db, |pool| {
+        sqlx::query_as(
+            "SELECT inbox_id, conversation_id, max(message_id) FROM deliveries
+             WHERE status IN ('pending', 'delivered', 'dead') AND updated_at >= $1
+               AND attempts > 0 AND message_id IS NOT NULL
+             GROUP BY inbox_id, conversation_id ORDER BY max(updated_at) DESC LIMIT $2",
+        )
+        .bind(since)
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+    })
+}
+
+/// Whether delivery `id` still waits to go out (PostgreSQL: another relay may have stopped it).
+///
+/// # Errors
+/// The database failed.
+pub async fn is_pending(pool: &sqlx::PgPool, id: DeliveryId) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM deliveries WHERE id = $1 AND status = 'pending')",
+    )
+    .bind(id)
+    .fetch_one(pool)
+    .await
+}
+
 /// Every pending delivery in arrival order.
 pub async fn list_pending(db: &Db) -> sqlx::Result<Vec<PendingRef>> {
     on!(db, |pool| {
@@ -746,24 +801,6 @@ pub async fn release_identity(db: &Db, id: DeliveryId) -> sqlx::Result<()> {
     })
 }
 
-/// The `message_created` of message `message` in `inbox` that is still waiting to go out.
-pub async fn find_unsent(
-    db: &Db,
-    inbox: InboxId,
-    message: i64,
-) -> sqlx::Result<Option<DeliveryId>> {
-    on!(db, |pool| {
-        sqlx::query_scalar(
-            "SELECT id FROM deliveries WHERE inbox_id = $1 AND message_id = $2
-               AND event = 'message_created' AND status = 'pending'",
-        )
-        .bind(inbox)
-        .bind(message)
-        .fetch_optional(pool)
-        .await
-    })
-}
-
 /// Whether delivery `earlier`, which holds the identity of the `message_updated` `d`, was followed by another
 /// update of the same message: `d` is then the same change made again (an edit back, Chatwoot's Retry pressed a
 /// second time), not a twin of the latest one (on the writer's connection).
@@ -830,12 +867,13 @@ pub fn mark_dead(
     id: DeliveryId,
     reason: &str,
     now: i64,
-) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "UPDATE deliveries SET status = 'dead', last_error = ?2, updated_at = ?3 WHERE id = ?1 AND status = 'pending'",
-    )?
-    .execute(rusqlite::params![id, reason, now])?;
-    Ok(())
+) -> rusqlite::Result<bool> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE deliveries SET status = 'dead', last_error = ?2, updated_at = ?3 WHERE id = ?1 AND status = 'pending'",
+        )?
+        .execute(rusqlite::params![id, reason, now])?;
+    Ok(changed > 0)
 }
 
 #[cfg(test)]

@@ -100,6 +100,70 @@ async fn without_a_linked_account_a_reply_deleted_while_it_waited_is_not_sent_ei
     relay.stop().await;
 }
 
+/// A reply waits behind GoWA's outage while the relay is busy telling a slow Chatwoot of another reply's failure;
+/// its agent deletes it, and GoWA is back a moment later: the deletion stopped the reply as it was stored (the
+/// relay answered its webhook), not once Chatwoot had answered the calls ahead of it.
+#[tokio::test]
+async fn a_reply_deleted_while_chatwoot_is_slow_is_not_sent_when_gowa_comes_back() {
+    let chatwoot = ChatwootApi::start().await;
+    let gowa = Gowa::start().await;
+    // Conversation 41's replies wait (GoWA answers 503), conversation 42's are refused for good.
+    let outage = |r: &crate::support::Received, _: &[crate::support::Received]| {
+        let v = r.json();
+        let reply = v["event"] == "message_created" && v["private"] == false;
+        let refused = v["conversation"]["id"] == 42;
+        Reply::status(match (reply, refused) {
+            (false, _) => 200,
+            (true, true) => 401,
+            (true, false) => 503,
+        })
+    };
+    gowa.set(outage);
+    let relay = linked_relay(&chatwoot, &gowa, Duration::from_secs(600)).await;
+    let message = chatwoot.with(|w| w.agent_replies(1, 41, "Maaf, salah kirim"));
+    gowa.wait_for("the reply tried", WAIT, |_| {
+        !replies_to(&gowa, message).is_empty()
+    })
+    .await;
+    chatwoot.with(|w| {
+        w.add_conversation(1, 42, 7);
+        w.answer_after = Duration::from_secs(8);
+    });
+    let calls_before = chatwoot.with(|w| w.calls.len());
+    let refused = chatwoot.with(|w| w.agent_replies(1, 42, "Nomor resi salah"));
+    gowa.wait_for("the other reply refused", WAIT, |_| {
+        !replies_to(&gowa, refused).is_empty()
+    })
+    .await;
+    eventually("the relay telling Chatwoot of it", WAIT, || async {
+        chatwoot
+            .with(|w| {
+                w.calls[calls_before..]
+                    .iter()
+                    .any(|c| c.contains("/conversations/42/"))
+            })
+            .then_some(())
+    })
+    .await;
+    chatwoot.with(|w| w.delete_message(message));
+    deletion_stored(&relay, message).await;
+    let tried = replies_to(&gowa, message).len();
+    replies_fail(&gowa, 200);
+    let next = chatwoot.with(|w| w.agent_replies(1, 41, "Balasan yang benar"));
+    gowa.wait_for("the next reply", WAIT, |_| {
+        replies_to(&gowa, next).len() == 1
+    })
+    .await;
+    assert_eq!(
+        replies_to(&gowa, message).len(),
+        tried,
+        "the deleted reply went out after its deletion was taken"
+    );
+    chatwoot.with(|w| w.answer_after = Duration::ZERO);
+    cancelled(&relay, message).await;
+    relay.stop().await;
+}
+
 /// Chatwoot's Sidekiq posts a reply's deletion before the reply itself (both queued within the same moment, or
 /// the reply's webhook retried by a proxy): the reply that comes after its deletion is stored dead, never sent,
 /// and nothing is told of it.
@@ -115,18 +179,7 @@ async fn a_deletion_that_overtakes_its_replys_webhook_keeps_the_reply_from_going
         (id, w.message(id))
     });
     chatwoot.with(|w| w.delete_message(message));
-    eventually("the deletion stored", WAIT, || async {
-        let list = relay
-            .admin
-            .get_ok("/admin/deliveries?event=message_updated")
-            .await;
-        list["deliveries"]
-            .as_array()?
-            .iter()
-            .any(|d| d["messageId"] == message)
-            .then_some(())
-    })
-    .await;
+    deletion_stored(&relay, message).await;
     // The reply's own webhook, late.
     chatwoot.with(|w| w.fire_again("message_created", &written));
     cancelled(&relay, message).await;
@@ -149,6 +202,17 @@ async fn a_reply_posted_after_a_later_one_had_gone_is_noted_under_it() {
     let chatwoot = ChatwootApi::start().await;
     let gowa = Gowa::start().await;
     let relay = linked_relay(&chatwoot, &gowa, Duration::from_secs(600)).await;
+    let (early, written, later) = later_reply_gone_first(&chatwoot, &gowa).await;
+    chatwoot.with(|w| w.fire_again("message_created", &written));
+    noted_late_once(&chatwoot, &gowa, early).await;
+    // Nothing under the later reply.
+    assert!(chatwoot.with(|w| w.notes_under(later)).is_empty());
+    relay.stop().await;
+}
+
+/// An agent writes two replies; Chatwoot posts the webhook of the second only, and it goes out. The first's id,
+/// its message as Chatwoot shows it (to post its webhook late), and the second's id.
+async fn later_reply_gone_first(chatwoot: &ChatwootApi, gowa: &Gowa) -> (i64, Message, i64) {
     let (early, written) = chatwoot.with(|w| {
         w.deliver = false;
         let id = w.agent_replies(1, 41, "Pesanan sudah kami terima");
@@ -157,12 +221,17 @@ async fn a_reply_posted_after_a_later_one_had_gone_is_noted_under_it() {
     });
     let later = chatwoot.with(|w| w.agent_replies(1, 41, "Akan dikirim besok"));
     gowa.wait_for("the later reply", WAIT, |_| {
-        replies_to(&gowa, later).len() == 1
+        replies_to(gowa, later).len() == 1
     })
     .await;
-    chatwoot.with(|w| w.fire_again("message_created", &written));
+    (early, written, later)
+}
+
+/// The reply `early`, posted late, goes out and its agent is told once that the customer reads it below the later
+/// one.
+async fn noted_late_once(chatwoot: &ChatwootApi, gowa: &Gowa, early: i64) {
     gowa.wait_for("the early reply, late", WAIT, |_| {
-        replies_to(&gowa, early).len() == 1
+        replies_to(gowa, early).len() == 1
     })
     .await;
     let note = eventually("the note under it", WAIT, || async {
@@ -175,15 +244,46 @@ async fn a_reply_posted_after_a_later_one_had_gone_is_noted_under_it() {
         "{}",
         note.content
     );
-    // Once, and nothing under the later reply.
+    // Once.
     let next = chatwoot.with(|w| w.agent_replies(1, 41, "Terima kasih"));
     gowa.wait_for("the next reply", WAIT, |_| {
-        replies_to(&gowa, next).len() == 1
+        replies_to(gowa, next).len() == 1
     })
     .await;
     assert_eq!(chatwoot.with(|w| w.notes_under(early)).len(), 1);
-    assert!(chatwoot.with(|w| w.notes_under(later)).is_empty());
-    relay.stop().await;
+}
+
+/// Chatwoot posts a reply's webhook late, after a later reply had gone out through a relay that is gone since
+/// (restarted; on PostgreSQL, another relay of the group): the relay that sends it learns from the store, not
+/// from its own memory, that the later reply went first, and its agent is told so once.
+#[tokio::test]
+async fn a_reply_posted_late_is_noted_though_the_later_one_went_out_through_another_relay() {
+    let chatwoot = ChatwootApi::start().await;
+    let gowa = Gowa::start().await;
+    let shared = tempfile::tempdir().unwrap();
+    let relay_on_shared = || {
+        TestRelay::start(|c| {
+            c.database = crate::support::shared_database(shared.path());
+            c.retry_schedule = vec![Duration::from_millis(50)];
+            c.upkeep.delayed_after = Duration::from_secs(600);
+        })
+    };
+    let first = relay_on_shared().await;
+    link_account(&first, &chatwoot).await;
+    first
+        .add_route(7, &gowa.url("/chatwoot/webhook"), None)
+        .await;
+    let (early, written, _) = later_reply_gone_first(&chatwoot, &gowa).await;
+    first.stop().await;
+    let second = relay_on_shared().await;
+    chatwoot.with(|w| {
+        for hook in &mut w.hooks {
+            hook.url = format!("{}/webhook", second.base);
+        }
+        w.fire_again("message_created", &written);
+    });
+    noted_late_once(&chatwoot, &gowa, early).await;
+    second.stop().await;
 }
 
 /// A reply went out; its agent deletes it, but GoWA refuses the deletion (its credentials changed): the customer
@@ -242,6 +342,22 @@ async fn a_gap_in_the_ids_does_not_hold_up_reading_what_was_stored_after_it() {
         .await
         .expect("the deletion was read only once the gap had been waited for");
     relay.stop().await;
+}
+
+/// Waits for the deletion of message `message` to be stored.
+async fn deletion_stored(relay: &TestRelay, message: i64) {
+    eventually("the deletion stored", WAIT, || async {
+        let list = relay
+            .admin
+            .get_ok("/admin/deliveries?event=message_updated")
+            .await;
+        list["deliveries"]
+            .as_array()?
+            .iter()
+            .any(|d| d["messageId"] == message)
+            .then_some(())
+    })
+    .await;
 }
 
 /// Waits for reply `message` to be dead as deleted in Chatwoot before it was sent.

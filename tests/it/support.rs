@@ -733,6 +733,16 @@ pub fn on_postgres() -> bool {
     std::env::var("CHATGOWA_TEST_DATABASE").is_ok_and(|v| v == "postgres")
 }
 
+/// A database in `dir` for relays started one after another, or side by side on PostgreSQL: set it as a
+/// [`TestRelay`]'s `database`.
+pub fn shared_database(dir: &Path) -> config::Database {
+    if on_postgres() {
+        config::Database::Postgres(config::Secret::new(database_url(dir)))
+    } else {
+        config::Database::Sqlite(dir.join("relay.db"))
+    }
+}
+
 /// `DATABASE_URL` for a relay of the test in `dir`: a SQLite file in it, or a PostgreSQL database of its own.
 pub fn database_url(dir: &Path) -> String {
     if on_postgres() {

@@ -46,11 +46,19 @@ fn deletion_of(key: Option<&str>) -> Option<String> {
         .map(|rest| format!("message_deleted/{rest}"))
 }
 
+/// The identity of the reply whose deletion has identity `key`.
+fn creation_of(key: Option<&str>) -> Option<String> {
+    key?.strip_prefix("message_deleted/")
+        .map(|rest| format!("message_created/{rest}"))
+}
+
 /// What a commit changed, for whoever follows the store (the delivery lanes, the admin UI).
 #[derive(Debug, Clone, Copy)]
 pub struct Committed<'a> {
     /// New pending deliveries, in commit order, each with what was stored for it.
     pub queued: &'a [(DeliveryId, &'a NewDelivery)],
+    /// Replies still waiting to go out that the commit stored dead ([`DELETED`]): their deletion came.
+    pub cancelled: &'a [DeliveryId],
     /// When the commit's writes were made: the new deliveries' `received_at`.
     pub at: i64,
     /// Any delivery was added or changed state.
@@ -77,6 +85,14 @@ pub enum WriteError {
 /// One write's outcome in a committed batch: a webhook's decision, `None` for the other writes, or why that
 /// write alone was refused.
 type Done = Result<Option<Decision>, WriteError>;
+
+/// What a committed batch did: each write's outcome, in batch order, and the waiting replies its deletions
+/// stopped.
+#[derive(Debug, Default)]
+struct Written {
+    done: Vec<Done>,
+    cancelled: Vec<DeliveryId>,
+}
 
 enum Op {
     Ingest(
@@ -242,14 +258,14 @@ fn refuse_after_stop(rx: &mut mpsc::Receiver<Op>, batch: &mut Vec<Op>) {
 /// error that failed the whole batch.
 fn finish(
     batch: &mut Vec<Op>,
-    outcome: Result<Vec<Done>, WriteError>,
+    outcome: Result<Written, WriteError>,
     now: i64,
     on_commit: &mut impl FnMut(&Committed),
 ) {
     match outcome {
-        Ok(done) => {
-            announce(batch, &done, now, on_commit);
-            for (op, done) in batch.drain(..).zip(done) {
+        Ok(written) => {
+            announce(batch, &written, now, on_commit);
+            for (op, done) in batch.drain(..).zip(written.done) {
                 answer(op, done);
             }
         }
@@ -263,7 +279,8 @@ fn finish(
 }
 
 /// Tells `on_commit` what a committed batch changed, if anything.
-fn announce(batch: &[Op], done: &[Done], now: i64, on_commit: &mut impl FnMut(&Committed)) {
+fn announce(batch: &[Op], written: &Written, now: i64, on_commit: &mut impl FnMut(&Committed)) {
+    let done = &written.done;
     let queued: Vec<(DeliveryId, &NewDelivery)> = batch
         .iter()
         .zip(done)
@@ -274,6 +291,7 @@ fn announce(batch: &[Op], done: &[Done], now: i64, on_commit: &mut impl FnMut(&C
         .collect();
     let committed = Committed {
         queued: &queued,
+        cancelled: &written.cancelled,
         at: now,
         deliveries_changed: !queued.is_empty()
             || batch
@@ -328,6 +346,35 @@ mod tests {
         routes::insert(db, &f).await.unwrap();
     }
 
+    /// A writer on `pool` whose commits add what `heard` takes of them to the list returned.
+    fn writer_hearing(
+        pool: &Db,
+        heard: impl Fn(&Committed) -> Vec<DeliveryId> + Send + 'static,
+    ) -> (Writer, WriterThread, Arc<Mutex<Vec<DeliveryId>>>) {
+        let list = Arc::new(Mutex::new(Vec::new()));
+        let sink = list.clone();
+        let (writer, inbox) = Writer::channel();
+        let task = inbox
+            .spawn(pool, move |c| sink.lock().unwrap().extend(heard(c)))
+            .unwrap();
+        (writer, task, list)
+    }
+
+    /// A first attempt of `id` that GoWA answered 200.
+    fn answered_200(id: DeliveryId) -> Attempt {
+        Attempt {
+            delivery_id: id,
+            attempt: 1,
+            trigger: crate::store::attempts::Trigger::Scheduled,
+            started_at: 1,
+            duration_ms: 5,
+            status_code: Some(200),
+            error: None,
+            response_snippet: None,
+            ambiguous: false,
+        }
+    }
+
     #[tokio::test]
     async fn one_batch_holds_every_kind_of_decision_and_attempt_results() {
         let (dbs, _dir) = both().await;
@@ -368,17 +415,7 @@ mod tests {
             ingest(unrouted),
             ingest(new_delivery(Some(2), None)),
         ];
-        let attempt = Attempt {
-            delivery_id: earlier,
-            attempt: 1,
-            trigger: crate::store::attempts::Trigger::Scheduled,
-            started_at: 1,
-            duration_ms: 5,
-            status_code: Some(200),
-            error: None,
-            response_snippet: None,
-            ambiguous: false,
-        };
+        let attempt = answered_200(earlier);
         let recorded = {
             let w = writer.clone();
             tokio::spawn(async move { w.record_attempt(attempt, NextState::Delivered, None).await })
@@ -483,6 +520,72 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_deletion_stops_its_waiting_reply_in_its_own_commit() {
+        let (dbs, _dir) = both().await;
+        for db in dbs {
+            a_deletion_stops_its_waiting_reply_in_its_own_commit_on(db).await;
+        }
+    }
+
+    async fn a_deletion_stops_its_waiting_reply_in_its_own_commit_on(pool: Db) {
+        add_route(&pool, 7, true).await;
+        let (writer, task, told) = writer_hearing(&pool, |c| c.cancelled.to_vec());
+        let message = |event: &str, key: &str, message: i64| NewDelivery {
+            event: event.into(),
+            message_id: Some(message),
+            dedupe_key: Some(key.into()),
+            ..new_delivery(Some(41), None)
+        };
+        let queued = |d: Decision| match d {
+            Decision::Queued(id) => id,
+            other => panic!("{other:?}"),
+        };
+        let reply = queued(
+            writer
+                .ingest(message("message_created", "message_created/7/1/5", 5))
+                .await
+                .unwrap(),
+        );
+        let sent = queued(
+            writer
+                .ingest(message("message_created", "message_created/7/1/6", 6))
+                .await
+                .unwrap(),
+        );
+        let attempt = answered_200(sent);
+        writer
+            .record_attempt(attempt, NextState::Delivered, None)
+            .await
+            .unwrap();
+        // An edit stops nothing; the deletion stops the reply still waiting, the one delivered stays delivered.
+        let edit = message("message_updated", "message_updated/7/1/5/abc", 5);
+        queued(writer.ingest(edit).await.unwrap());
+        assert_eq!(
+            deliveries::find(&pool, reply)
+                .await
+                .unwrap()
+                .unwrap()
+                .status,
+            DeliveryStatus::Pending
+        );
+        let deletion = message("message_updated", "message_deleted/7/1/5", 5);
+        queued(writer.ingest(deletion).await.unwrap());
+        let stopped = deliveries::find(&pool, reply).await.unwrap().unwrap();
+        assert_eq!(
+            (stopped.status, stopped.last_error.as_deref()),
+            (DeliveryStatus::Dead, Some(DELETED)),
+            "dead once the deletion's write is answered"
+        );
+        assert_eq!(*told.lock().unwrap(), [reply], "the lanes are told");
+        let deletion = message("message_updated", "message_deleted/7/1/6", 6);
+        queued(writer.ingest(deletion).await.unwrap());
+        let kept = deliveries::find(&pool, sent).await.unwrap().unwrap();
+        assert_eq!(kept.status, DeliveryStatus::Delivered);
+        assert_eq!(told.lock().unwrap().len(), 1);
+        task.stop().await;
+    }
+
+    #[tokio::test]
     async fn decisions_and_commit_order_reach_the_callback() {
         let (dbs, _dir) = both().await;
         for db in dbs {
@@ -493,16 +596,8 @@ mod tests {
     async fn decisions_and_commit_order_reach_the_callback_on(pool: Db) {
         add_route(&pool, 7, true).await;
         add_route(&pool, 8, false).await;
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let sink = seen.clone();
-        let (writer, inbox) = Writer::channel();
-        let task = inbox
-            .spawn(&pool, move |c| {
-                sink.lock()
-                    .unwrap()
-                    .extend(c.queued.iter().map(|(id, _)| *id))
-            })
-            .unwrap();
+        let (writer, task, seen) =
+            writer_hearing(&pool, |c| c.queued.iter().map(|(id, _)| *id).collect());
 
         // Many concurrent ingests share commits, and each gets its own answer.
         let handles: Vec<_> = (0..200)

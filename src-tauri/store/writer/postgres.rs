@@ -12,8 +12,8 @@ use sqlx::{PgConnection, PgPool};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Committed, DELETED, Decision, Done, MAX_BATCH, Op, WriteError, deletion_of, finish,
-    refuse_after_stop,
+    Committed, DELETED, Decision, Done, MAX_BATCH, Op, WriteError, Written, creation_of,
+    deletion_of, finish, refuse_after_stop,
 };
 use crate::ids::{DeliveryId, InboxId};
 use crate::store::attempts::Attempt;
@@ -48,7 +48,7 @@ pub(super) async fn run(
 /// breaks by failing one) again: its transaction was rolled back whole.
 const DEADLOCK_TRIES: usize = 3;
 
-async fn commit_retrying(pool: &PgPool, batch: &[Op], now: i64) -> sqlx::Result<Vec<Done>> {
+async fn commit_retrying(pool: &PgPool, batch: &[Op], now: i64) -> sqlx::Result<Written> {
     let mut tries = 1;
     loop {
         match commit(pool, batch, now).await {
@@ -70,10 +70,11 @@ fn lost_a_deadlock(e: &sqlx::Error) -> bool {
 /// Writes one batch in one transaction; acknowledged only once `COMMIT` returned. A lane holder's write is
 /// refused alone when its lane was taken over (the lane's row stays locked until the commit, so no claim comes
 /// between the check and the write).
-async fn commit(pool: &PgPool, batch: &[Op], now: i64) -> sqlx::Result<Vec<Done>> {
+async fn commit(pool: &PgPool, batch: &[Op], now: i64) -> sqlx::Result<Written> {
     let mut tx = pool.begin().await?;
     lanes::lock(&mut tx, &lanes_of(batch)).await?;
-    let mut done: Vec<Done> = ingest(&mut tx, batch, now)
+    let mut cancelled = Vec::new();
+    let mut done: Vec<Done> = ingest(&mut tx, batch, now, &mut cancelled)
         .await?
         .into_iter()
         .map(Ok)
@@ -99,7 +100,7 @@ async fn commit(pool: &PgPool, batch: &[Op], now: i64) -> sqlx::Result<Vec<Done>
         }
     }
     tx.commit().await?;
-    Ok(done)
+    Ok(Written { done, cancelled })
 }
 
 /// Every lane the batch may write, in key order: the lanes of its webhooks and those its fenced writes check.
@@ -118,11 +119,13 @@ fn lanes_of(batch: &[Op]) -> Vec<lanes::Key> {
 }
 
 /// Stores the batch's webhooks: unrouted ones are counted, a key seen before (here or by any relay) is a
-/// duplicate of its first delivery, the rest are inserted. `None` for the batch's other writes.
+/// duplicate of its first delivery, the rest are inserted. `None` for the batch's other writes. The waiting
+/// replies the batch's deletions stopped go to `cancelled`.
 async fn ingest(
     tx: &mut PgConnection,
     batch: &[Op],
     now: i64,
+    cancelled: &mut Vec<DeliveryId>,
 ) -> sqlx::Result<Vec<Option<Decision>>> {
     let mut decisions = vec![None; batch.len()];
     let webhooks: Vec<(usize, &NewDelivery)> = batch
@@ -159,7 +162,7 @@ async fn ingest(
         }
     }
     release_superseded(tx, &new).await?;
-    for (i, decision) in insert(tx, &new, now).await? {
+    for (i, decision) in insert(tx, &new, now, cancelled).await? {
         decisions[i] = Some(decision);
     }
     for (i, first) in repeats {
@@ -203,6 +206,7 @@ async fn insert(
     tx: &mut PgConnection,
     new: &[(usize, &NewDelivery)],
     now: i64,
+    cancelled: &mut Vec<DeliveryId>,
 ) -> sqlx::Result<Vec<(usize, Decision)>> {
     if new.is_empty() {
         return Ok(Vec::new());
@@ -222,6 +226,7 @@ async fn insert(
         .collect();
     let inserted = insert_rows(tx, &rows, now).await?;
     let deleted = dead_if_deleted(tx, &rows, &inserted, now).await?;
+    cancelled.extend(cancel_deleted(tx, &rows, &inserted, now).await?);
     let touched: Vec<lanes::Key> = rows
         .iter()
         .filter(|(id, _)| inserted.contains(id))
@@ -270,6 +275,34 @@ async fn dead_if_deleted(
     .fetch_all(&mut *tx)
     .await?;
     Ok(dead.into_iter().collect())
+}
+
+/// The replies still waiting to go out whose deletions were just inserted: dead in the deletion's own commit,
+/// so that no attempt after it sends them, whichever relay holds their lane (the mirror of [`dead_if_deleted`]).
+async fn cancel_deleted(
+    tx: &mut PgConnection,
+    rows: &[(i64, &NewDelivery)],
+    inserted: &HashSet<i64>,
+    now: i64,
+) -> sqlx::Result<Vec<DeliveryId>> {
+    let replies: Vec<String> = rows
+        .iter()
+        .filter(|(id, _)| inserted.contains(id))
+        .filter_map(|(_, d)| creation_of(d.dedupe_key.as_deref()))
+        .collect();
+    if replies.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query_scalar(
+        "UPDATE deliveries SET status = 'dead', last_error = $2, updated_at = $3
+         WHERE dedupe_key = ANY($1) AND status = 'pending'
+         RETURNING id",
+    )
+    .bind(replies)
+    .bind(DELETED)
+    .bind(now)
+    .fetch_all(&mut *tx)
+    .await
 }
 
 /// One statement for the rows (in key order, see the module's doc) and one for their bodies; the ids that went

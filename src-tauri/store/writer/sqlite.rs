@@ -11,10 +11,10 @@ use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Committed, DELETED, Decision, MAX_BATCH, Op, WriteError, deletion_of, finish, lock,
-    refuse_after_stop,
+    Committed, DELETED, Decision, MAX_BATCH, Op, WriteError, Written, creation_of, deletion_of,
+    finish, lock, refuse_after_stop,
 };
-use crate::ids::InboxId;
+use crate::ids::{DeliveryId, InboxId};
 use crate::store::attempts;
 use crate::store::dedupe::{self, DedupeKeys};
 use crate::store::deliveries::{self, NewDelivery};
@@ -71,28 +71,31 @@ fn commit(
         .and_then(|tx| {
             // The keys are locked while the batch is written, not while it waits for the lock on the database
             // or for the disk: whoever forgets keys (on a tokio thread) is never held up by either.
-            let decisions = apply(&tx, batch, now, &mut lock(keys), &mut undo)?;
+            let mut cancelled = Vec::new();
+            let decisions = apply(&tx, batch, now, &mut lock(keys), &mut undo, &mut cancelled)?;
             tx.commit()?;
-            Ok(decisions)
+            Ok(Written {
+                done: decisions.into_iter().map(Ok).collect(),
+                cancelled,
+            })
         });
 
-    let outcome = result
-        .map(|decisions| decisions.into_iter().map(Ok).collect())
-        .map_err(|err| {
-            lock(keys).undo(undo);
-            WriteError::Database(Arc::new(err))
-        });
+    let outcome = result.map_err(|err| {
+        lock(keys).undo(undo);
+        WriteError::Database(Arc::new(err))
+    });
     finish(batch, outcome, now, on_commit);
 }
 
 /// Writes a batch, one prepared statement per write. Returns each op's decision (`None` for attempt results
-/// and dead marks).
+/// and dead marks); the waiting replies its deletions stopped go to `cancelled`.
 fn apply(
     conn: &Connection,
     batch: &[Op],
     now: i64,
     keys: &mut DedupeKeys,
     undo: &mut dedupe::Undo,
+    cancelled: &mut Vec<DeliveryId>,
 ) -> rusqlite::Result<Vec<Option<Decision>>> {
     let mut routes: Option<HashSet<InboxId>> = None;
     let mut decisions = Vec::with_capacity(batch.len());
@@ -103,7 +106,13 @@ fn apply(
                     Some(routes) => routes,
                     None => routes.insert(routes::inboxes(conn)?),
                 };
-                Some(ingest(conn, routes, d, now, keys, undo)?)
+                let decision = ingest(conn, routes, d, now, keys, undo)?;
+                if let Decision::Queued(_) = decision
+                    && let Some(reply) = cancel_deleted(conn, d, now, keys)?
+                {
+                    cancelled.push(reply);
+                }
+                Some(decision)
             }
             // One relay owns the file: its lanes need no fence.
             Op::Attempt(a, next, _, _) => {
@@ -161,4 +170,21 @@ fn ingest(
         return Ok(Decision::Deleted(id));
     }
     Ok(Decision::Queued(id))
+}
+
+/// A reply still waiting to go out whose deletion `d` is: stored dead ([`DELETED`]) in the deletion's own
+/// commit, so that no attempt after it sends the reply (the mirror of a deletion stored first, see `ingest`).
+fn cancel_deleted(
+    conn: &Connection,
+    d: &NewDelivery,
+    now: i64,
+    keys: &mut DedupeKeys,
+) -> rusqlite::Result<Option<DeliveryId>> {
+    let Some(creation) = creation_of(d.dedupe_key.as_deref()) else {
+        return Ok(None);
+    };
+    let Some(reply) = keys.find(conn, &creation)? else {
+        return Ok(None);
+    };
+    Ok(deliveries::mark_dead(conn, reply, DELETED, now)?.then_some(reply))
 }
