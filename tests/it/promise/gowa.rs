@@ -37,6 +37,19 @@ struct Record {
     malformed: usize,
     /// Messages of another inbox than the device's.
     misrouted: usize,
+    /// The message id of every request that came, decoded or not.
+    reached: Vec<i64>,
+    /// The first few bodies refused as malformed or misrouted, to show.
+    refused_bodies: Vec<String>,
+}
+
+impl Record {
+    fn refuse(&mut self, body: &[u8]) {
+        if self.refused_bodies.len() < 3 {
+            let text = String::from_utf8_lossy(body);
+            self.refused_bodies.push(text.chars().take(400).collect());
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -94,10 +107,19 @@ impl GowaModel {
         self.record.lock().unwrap().revoked.clone()
     }
 
-    /// Requests GoWA could not decode, and messages sent to another inbox's device.
-    pub fn refused(&self) -> (usize, usize) {
+    /// The message ids of every request that came, whether GoWA could decode it or not.
+    pub fn reached(&self) -> Vec<i64> {
+        self.record.lock().unwrap().reached.clone()
+    }
+
+    /// Requests GoWA could not decode, and messages sent to another inbox's device, with the first few bodies.
+    pub fn refused(&self) -> (usize, usize, Vec<String>) {
         let record = self.record.lock().unwrap();
-        (record.malformed, record.misrouted)
+        (
+            record.malformed,
+            record.misrouted,
+            record.refused_bodies.clone(),
+        )
     }
 }
 
@@ -161,8 +183,16 @@ async fn receive(
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/json"));
+    if let Some(id) = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v["id"].as_i64())
+    {
+        model.record.lock().unwrap().reached.push(id);
+    }
     let Some(payload) = decode(&body).filter(|_| json) else {
-        model.record.lock().unwrap().malformed += 1;
+        let mut record = model.record.lock().unwrap();
+        record.malformed += 1;
+        record.refuse(&body);
         let invalid = r#"{"code":"INVALID_REQUEST","message":"Invalid payload"}"#;
         return (StatusCode::BAD_REQUEST, invalid).into_response();
     };
@@ -180,7 +210,9 @@ async fn receive(
     if payload.account != 1 || payload.inbox != inbox {
         // Another inbox's message on this device's path: GoWA refuses it (and a relay that routes it here is
         // wrong).
-        model.record.lock().unwrap().misrouted += 1;
+        let mut record = model.record.lock().unwrap();
+        record.misrouted += 1;
+        record.refuse(&body);
         return StatusCode::UNAUTHORIZED.into_response();
     }
     if state == Device::Refusing {

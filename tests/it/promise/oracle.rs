@@ -62,6 +62,8 @@ pub struct Oracle<'a> {
     pub journal: &'a Journal,
     pub messages: &'a [Message],
     pub sent: &'a [Sent],
+    /// The message id of every request GoWA got, decoded or not.
+    pub reached: &'a [i64],
     /// Replies GoWA took back on WhatsApp, and when.
     pub revoked: &'a [(i64, Instant)],
     /// Replies whose deletion's webhook the relays took (answered 200), and when the answer came.
@@ -106,14 +108,15 @@ impl Oracle<'_> {
 
     fn nothing_unwritten(&self, v: &mut Verdict) {
         let forged: HashSet<i64> = self.journal.forged.iter().copied().collect();
-        for s in self.sent {
-            if forged.contains(&s.message) {
-                v.forged_sent += 1;
-                v.violations.push(format!(
-                    "a stranger's reply {} was sent to WhatsApp",
-                    s.message
-                ));
-            } else if !self.journal.replies.contains_key(&s.message) {
+        // A stranger's reply relayed at all is a violation, whether GoWA could decode it or not.
+        let relayed: HashSet<i64> = self.reached.iter().copied().collect();
+        for id in forged.intersection(&relayed) {
+            v.forged_sent += 1;
+            v.violations
+                .push(format!("a stranger's reply {id} was relayed to GoWA"));
+        }
+        for s in self.sent.iter().filter(|s| !forged.contains(&s.message)) {
+            if !self.journal.replies.contains_key(&s.message) {
                 v.violations.push(format!(
                     "message {} of conversation {} was sent, but no agent wrote it as a reply",
                     s.message, s.conversation
@@ -338,7 +341,7 @@ impl Verdict {
             ("delayed notes due", self.delayed_due),
             ("delayed notes written", self.delayed_noted),
             ("forged replies posted", self.forged),
-            ("forged replies sent", self.forged_sent),
+            ("forged replies relayed", self.forged_sent),
             ("violations", self.violations.len()),
         ];
         let faults = self.faults.iter().map(|(what, n)| (what.as_str(), *n));
