@@ -39,6 +39,8 @@ const INBOXES: [i64; 2] = [7, 10];
 const FIRST_CONVERSATION: i64 = 1_000;
 /// Ids of strangers' replies start here, far above Chatwoot's.
 const FIRST_FORGED: i64 = 900_000_000;
+/// A device fault this long outlasts the schedule (see `Run::long_until`).
+const LONG_OUTAGE: Duration = Duration::from_secs(20);
 /// The lanes' lease on PostgreSQL: the least the relay takes with [`ATTEMPT_TIMEOUT`], so that a freeze of the
 /// schedule outlasts it at times.
 const LEASE: &str = "6s";
@@ -112,6 +114,9 @@ struct Run {
     /// Faults still in force (device or tunnel), by what they hold, with a generation so that the end of an
     /// earlier one does not end a later one.
     generations: Arc<Mutex<HashMap<String, u64>>>,
+    /// When the last long outage ends: the schedule's end does not cut it short, so that its replies wait past
+    /// `CHATGOWA_DELAYED_AFTER`.
+    long_until: Option<Instant>,
 }
 
 impl Campaign {
@@ -122,6 +127,9 @@ impl Campaign {
         for step in &steps {
             tokio::time::sleep(step.pause).await;
             self.act(&mut run, step).await;
+        }
+        if let Some(until) = run.long_until {
+            tokio::time::sleep_until(until.into()).await;
         }
         heal(&mut run).await;
         let unsettled = quiet(&run).await;
@@ -284,6 +292,7 @@ impl Campaign {
                 ..Journal::default()
             },
             generations: Arc::default(),
+            long_until: None,
         }
     }
 
@@ -385,6 +394,10 @@ impl Campaign {
                 lasts,
             } => {
                 run.gowa.set(device, state);
+                if lasts >= LONG_OUTAGE {
+                    let until = Instant::now() + lasts;
+                    run.long_until = Some(run.long_until.map_or(until, |u| u.max(until)));
+                }
                 let gowa = run.gowa.clone();
                 fault_for(run, format!("device {device}"), lasts, move || {
                     gowa.set(device, Device::Up)
@@ -456,6 +469,9 @@ impl Campaign {
 /// How a fault is counted in the table.
 fn fault_name(act: &Act) -> Option<String> {
     Some(match act {
+        Act::Device { state, lasts, .. } if *lasts >= LONG_OUTAGE => {
+            format!("fault: GoWA device {state:?} > 20 s")
+        }
         Act::Device { state, .. } => format!("fault: GoWA device {state:?}"),
         Act::Api { fault, .. } => match fault {
             Api::Refusing(status) => format!("fault: Chatwoot API {status}"),
@@ -518,6 +534,21 @@ async fn story_of(run: &Run, violation: &str) -> String {
             detail["delivery"]["chatwoot"]
         );
     }
+    // What its agent reads in the conversation: the private notes, with where they stand among the messages.
+    let notes: Vec<String> = run.chatwoot.with(|w| {
+        w.messages
+            .iter()
+            .filter(|m| m.conversation == conversation && m.private)
+            .map(|m| {
+                format!(
+                    "{}: {}",
+                    m.id,
+                    m.content.chars().take(70).collect::<String>()
+                )
+            })
+            .collect()
+    });
+    let _ = write!(story, "\n      notes in the conversation: {notes:?}");
     story
 }
 

@@ -261,6 +261,7 @@ impl Oracle<'_> {
         if self.notes(conversation, id, "are delayed").is_empty()
             && self.notes(conversation, id, "NOT delivered").is_empty()
             && !noted_late
+            && !self.outage_noted_before(conversation, id)
         {
             v.violations.push(format!(
                 "reply {id} (conversation {conversation}): sent {:?} after it was written, with no delayed note",
@@ -269,6 +270,20 @@ impl Oracle<'_> {
         } else {
             v.delayed_noted += 1;
         }
+    }
+
+    /// Whether reply `id` was written while its conversation's delayed note was in force: the relay notes an outage
+    /// once per conversation ("replies in this conversation are delayed") until it says they went ("have now been
+    /// delivered"), so a reply written between the two is covered by the note above it.
+    fn outage_noted_before(&self, conversation: i64, id: i64) -> bool {
+        self.messages
+            .iter()
+            .filter(|m| m.private && m.conversation == conversation && m.id < id)
+            .filter(|m| {
+                m.content.contains("are delayed") || m.content.contains("have now been delivered")
+            })
+            .max_by_key(|m| m.id)
+            .is_some_and(|m| m.content.contains("are delayed"))
     }
 
     /// Chatwoot shows the reply failed, with the relay's note under it.

@@ -163,10 +163,16 @@ fn act(rng: &mut Rng, shape: Shape) -> Act {
                 3 => Device::Refusing,
                 _ => Device::SendFails,
             };
+            // One outage in four is long: its replies wait past `CHATGOWA_DELAYED_AFTER` and the note's slack.
+            let lasts = if state == Device::Down && rng.chance(250) {
+                rng.millis(25_000, 40_000)
+            } else {
+                rng.millis(300, 4_000)
+            };
             Act::Device {
                 device,
                 state,
-                lasts: rng.millis(300, 4_000),
+                lasts,
             }
         }
         965..975 => Act::Api {
