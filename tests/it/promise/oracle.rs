@@ -155,7 +155,9 @@ impl Oracle<'_> {
                 });
             // A reply still waiting when the relays took its deletion is not sent at all.
             if let Some(taken) = self.deletions_taken.get(&id)
-                && let Some(late) = sends.iter().find(|s| s.at > *taken + DELETION_TAKEN_GRACE)
+                && let Some(late) = sends.iter().find(|s| {
+                    s.at > *taken + DELETION_TAKEN_GRACE + self.stopped_between(*taken, s.at)
+                })
             {
                 v.violations.push(what(&format!(
                     "sent {:?} after the relays had taken its deletion (Chatwoot's webhook answered 200)",
@@ -222,6 +224,18 @@ impl Oracle<'_> {
                 .interruptions
                 .iter()
                 .any(|(from, to)| s.at <= *to && s.at + IN_FLIGHT >= *from)
+    }
+
+    /// How long the relays were stopped or down between `from` and `to`: an attempt that had started before a
+    /// deletion was taken reaches GoWA that much later (a relay stopped with the request half written).
+    fn stopped_between(&self, from: Instant, to: Instant) -> Duration {
+        self.journal
+            .interruptions
+            .iter()
+            .map(|(a, b)| (*a.max(&from), *b.min(&to)))
+            .filter(|(a, b)| a < b)
+            .map(|(a, b)| b - a)
+            .sum()
     }
 
     /// The later reply's first send was one the relay could not know of, and it was sent again after `s` (in
