@@ -230,12 +230,8 @@ async fn a_lost_reply_is_caught_up_even_once_a_newer_reply_of_its_conversation_a
     let (chatwoot, gowa, relay) = catching_up_every(Duration::from_millis(500)).await;
     caught_up_once(&relay).await;
     // Reply A's webhook is lost (a tunnel blip); reply B, written right after, arrives.
-    let lost = chatwoot.with(|w| {
-        w.deliver = false;
-        let lost = w.agent_replies(1, 41, "Pesanan Anda sudah kami terima");
-        w.deliver = true;
-        lost
-    });
+    let lost =
+        chatwoot.with(|w| w.unposted(|w| w.agent_replies(1, 41, "Pesanan Anda sudah kami terima")));
     let newer = chatwoot.with(|w| w.agent_replies(1, 41, "Akan dikirim besok"));
     gowa.wait_for("the newer reply", WAIT, |_| {
         arrivals_of(&gowa, newer).len() == 1
@@ -272,12 +268,9 @@ async fn the_first_catch_up_after_linking_does_not_resend_what_was_written_befor
     let (before_one, before_two) =
         chatwoot.with(|w| w.replies_two_hours_ago(41, ["Sudah dikirim", "Juga sudah"]));
     let recent = chatwoot.with(|w| {
-        w.deliver = false;
         let mut reply = message(41, "Sepuluh menit lalu");
         reply.created_at -= 600;
-        let id = w.add_message(reply);
-        w.deliver = true;
-        id
+        w.unposted(|w| w.add_message(reply))
     });
     let (relay, _) = linked(&chatwoot, &gowa, |c| {
         c.upkeep.catchup_interval = Duration::from_millis(300)
@@ -405,11 +398,7 @@ async fn a_waiting_reply_whose_deletion_webhook_was_lost_is_not_sent() {
         !arrivals_of(&gowa, deleted).is_empty()
     })
     .await;
-    chatwoot.with(|w| {
-        w.deliver = false;
-        w.delete_message(deleted);
-        w.deliver = true;
-    });
+    chatwoot.with(|w| w.unposted(|w| w.delete_message(deleted)));
     crate::feedback::cancelled(&relay, deleted).await;
     // GoWA is back: the conversation goes on without it; GoWA was told of the deletion as Chatwoot would have.
     let tried = arrivals_of(&gowa, deleted).len();
@@ -438,11 +427,7 @@ async fn a_sent_reply_whose_deletion_webhook_was_lost_is_taken_back() {
     let reply = chatwoot.with(|w| w.agent_replies(1, 41, "Harga salah"));
     gowa.wait_for("the reply", WAIT, |_| arrivals_of(&gowa, reply).len() == 1)
         .await;
-    chatwoot.with(|w| {
-        w.deliver = false;
-        w.delete_message(reply);
-        w.deliver = true;
-    });
+    chatwoot.with(|w| w.unposted(|w| w.delete_message(reply)));
     gowa.wait_for("the deletion at GoWA", WAIT, |_| {
         deletions_of(&gowa, reply) == 1
     })
@@ -468,11 +453,7 @@ async fn a_retry_whose_webhook_was_lost_sends_the_reply_again() {
     .await;
     let tried = arrivals_of(&gowa, reply).len();
     gowa.set(|_, _| Reply::status(200));
-    chatwoot.with(|w| {
-        w.deliver = false;
-        w.press_retry(reply);
-        w.deliver = true;
-    });
+    chatwoot.with(|w| w.unposted(|w| w.press_retry(reply)));
     gowa.wait_for("the reply sent again", WAIT, |_| {
         arrivals_of(&gowa, reply).len() == tried + 1
     })
@@ -649,10 +630,7 @@ async fn a_relay_clock_minutes_off_takes_signed_replies_catches_up_and_says_so()
     another_round(&relay).await;
     let lost = chatwoot.with(|w| {
         w.add_conversation(1, 42, 7);
-        w.deliver = false;
-        let lost = w.agent_replies(1, 42, "Balasan yang webhooknya hilang");
-        w.deliver = true;
-        lost
+        w.unposted(|w| w.agent_replies(1, 42, "Balasan yang webhooknya hilang"))
     });
     gowa.wait_for("the lost reply caught up", WAIT, |_| {
         arrivals_of(&gowa, lost).len() == 1

@@ -173,9 +173,7 @@ async fn a_deletion_that_overtakes_its_replys_webhook_keeps_the_reply_from_going
     let gowa = Gowa::start().await;
     let relay = linked_relay(&chatwoot, &gowa, Duration::from_secs(600)).await;
     let (message, written) = chatwoot.with(|w| {
-        w.deliver = false;
-        let id = w.agent_replies(1, 41, "Maaf, salah kirim");
-        w.deliver = true;
+        let id = w.unposted(|w| w.agent_replies(1, 41, "Maaf, salah kirim"));
         (id, w.message(id))
     });
     chatwoot.with(|w| w.delete_message(message));
@@ -214,9 +212,7 @@ async fn a_reply_posted_after_a_later_one_had_gone_is_noted_under_it() {
 /// its message as Chatwoot shows it (to post its webhook late), and the second's id.
 async fn later_reply_gone_first(chatwoot: &ChatwootApi, gowa: &Gowa) -> (i64, Message, i64) {
     let (early, written) = chatwoot.with(|w| {
-        w.deliver = false;
-        let id = w.agent_replies(1, 41, "Pesanan sudah kami terima");
-        w.deliver = true;
+        let id = w.unposted(|w| w.agent_replies(1, 41, "Pesanan sudah kami terima"));
         (id, w.message(id))
     });
     let later = chatwoot.with(|w| w.agent_replies(1, 41, "Akan dikirim besok"));
