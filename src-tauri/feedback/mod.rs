@@ -495,6 +495,10 @@ impl Task {
     async fn send_due(&self, links: &[Link]) -> sqlx::Result<()> {
         let mut clients: HashMap<i64, Option<Client>> = HashMap::new();
         for feedback in store::due(&self.db, now_ms(), BATCH).await? {
+            // Not due again while the call may last; another relay's already.
+            if !store::take(&self.db, &feedback, now_ms() + FIRST_PAUSE_MS).await? {
+                continue;
+            }
             let client = feedback.link_id.and_then(|id| {
                 clients
                     .entry(id)
@@ -584,7 +588,8 @@ async fn send(client: &Client, f: &Feedback) -> Result<(), Problem> {
                 .await
         }
         _ => {
-            // An earlier try may have been written although its answer was lost (a proxy's timeout): not twice.
+            // An earlier try may have been written although its answer was lost (a proxy's timeout, or the relay
+            // died during the call): not twice.
             if f.attempts > 0 && already_written(client, f).await? {
                 return Ok(());
             }

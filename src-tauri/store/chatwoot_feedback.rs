@@ -111,7 +111,28 @@ pub async fn next_due(db: &Db) -> sqlx::Result<Option<i64>> {
     })
 }
 
-/// Records an attempt at sending feedback: `done`, or due again at `retry_at`, or given up (`retry_at` `None`
+/// Takes feedback `f` for one call to Chatwoot: the attempt is counted before the call is made and `f` is not due
+/// again before `until`, unless another relay took it since `f` was read (then `false`). A relay that dies during
+/// the call leaves the attempt counted, so the next one looks in Chatwoot before writing a note again; two relays
+/// that read it due at once (each holding the job's turn for a moment, across a database restart) do not both
+/// call.
+pub async fn take(db: &Db, f: &Feedback, until: i64) -> sqlx::Result<bool> {
+    on!(db, |pool| {
+        let taken = sqlx::query(
+            "UPDATE chatwoot_feedback SET attempts = attempts + 1, next_at = $1, updated_at = $2 \
+             WHERE id = $3 AND status = 'pending' AND attempts = $4",
+        )
+        .bind(until)
+        .bind(now_ms())
+        .bind(f.id)
+        .bind(f.attempts)
+        .execute(pool)
+        .await?;
+        Ok(taken.rows_affected() == 1)
+    })
+}
+
+/// Records how an attempt [`take`]n went: `done`, or due again at `retry_at`, or given up (`retry_at` `None`
 /// with an error).
 pub async fn record(
     db: &Db,
@@ -126,7 +147,7 @@ pub async fn record(
             (Some(_), None) => "gave_up",
         };
         sqlx::query(
-            "UPDATE chatwoot_feedback SET status = $1, attempts = attempts + 1, last_error = $2, \
+            "UPDATE chatwoot_feedback SET status = $1, last_error = $2, \
          next_at = coalesce($3, next_at), updated_at = $4 WHERE id = $5",
         )
         .bind(status)
@@ -508,5 +529,28 @@ mod tests {
         let left = list_for_delivery(&pool, DeliveryId(1)).await.unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].status, "pending");
+    }
+
+    #[tokio::test]
+    async fn feedback_two_relays_read_due_at_once_is_taken_by_one() {
+        let (dbs, _dir) = crate::store::test_support::both().await;
+        for db in &dbs {
+            insert(db, &[note(false)]).await.unwrap();
+            let seen = due(db, now_ms() + 1, 10).await.unwrap().remove(0);
+            assert!(take(db, &seen, now_ms() + 30_000).await.unwrap());
+            assert!(
+                !take(db, &seen, now_ms() + 30_000).await.unwrap(),
+                "the other relay's already"
+            );
+            assert!(
+                due(db, now_ms() + 1, 10).await.unwrap().is_empty(),
+                "not due while its call may last"
+            );
+            record(db, seen.id, Some("HTTP 502"), Some(now_ms()))
+                .await
+                .unwrap();
+            let again = due(db, now_ms() + 1, 10).await.unwrap();
+            assert_eq!(again[0].attempts, 1, "the attempt counted once");
+        }
     }
 }

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use crate::chatwoot_api::{ChatwootApi, Message, Mode, World, link_account, link_account_number};
-use crate::support::{Gowa, Reply, TestRelay, eventually};
+use crate::support::{ADMIN_PASS, ADMIN_USER, Admin, Gowa, Reply, Server, TestRelay, eventually};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -1070,4 +1070,60 @@ async fn a_note_whose_answer_was_lost_is_not_written_twice() {
     let notes = chatwoot.with(|w| w.notes_under(message));
     assert_eq!(notes.len(), 1, "{notes:?}");
     relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_note_written_just_before_the_relay_is_killed_is_not_written_again() {
+    // A restart of the real binary: not beside the desktop app's tests.
+    let _heavy = crate::support::heavy().await;
+    let chatwoot = ChatwootApi::start().await;
+    let gowa = Gowa::start().await;
+    replies_fail(&gowa, 401);
+    let dir = tempfile::tempdir().unwrap();
+    let port = crate::support::free_port();
+    let public = format!("http://127.0.0.1:{port}/webhook");
+    let env = [
+        ("CHATGOWA_PUBLIC_URL", public.as_str()),
+        ("CHATGOWA_CHATWOOT_URL", chatwoot.base.as_str()),
+        ("CHATGOWA_CHATWOOT_ACCOUNT_ID", "1"),
+        ("CHATGOWA_CHATWOOT_TOKEN", crate::chatwoot_api::ADMIN_TOKEN),
+        ("CHATGOWA_CATCHUP_INTERVAL", "1h"),
+    ];
+    let mut server = Server::spawn_logging(dir.path(), port, &env);
+    server.wait_healthy().await;
+    let admin = Admin::login(server.base(), ADMIN_USER, ADMIN_PASS);
+    eventually("the account linked", WAIT, || async {
+        let status = admin.get_ok("/admin/chatwoot").await;
+        (status["links"][0]["webhook"]["verified"] == true).then_some(())
+    })
+    .await;
+    server.add_route(7, &gowa.url("/chatwoot/webhook")).await;
+    // Chatwoot writes what it is asked at once and answers late: the relay is killed with the note written and
+    // its answer on the way.
+    chatwoot.with(|w| w.answer_after = Duration::from_secs(8));
+    let message = chatwoot.with(|w| w.agent_replies(1, 41, "Pesanan dikirim besok"));
+    eventually("the note written", WAIT, || async {
+        (chatwoot.with(|w| w.notes_under(message).len()) == 1).then_some(())
+    })
+    .await;
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    chatwoot.with(|w| w.answer_after = Duration::ZERO);
+    let server = Server::spawn_logging(dir.path(), port, &env);
+    server.wait_healthy().await;
+    let admin = Admin::login(server.base(), ADMIN_USER, ADMIN_PASS);
+    eventually("the note told", WAIT, || async {
+        let list = admin.get_ok("/admin/deliveries?status=dead").await;
+        let id = list["deliveries"].as_array()?.first()?["id"].as_i64()?;
+        let detail = admin.get_ok(&format!("/admin/deliveries/{id}")).await;
+        let told = detail["delivery"]["chatwoot"].as_array()?.clone();
+        told.iter()
+            .any(|t| t["kind"] == "note_dead" && t["status"] == "done")
+            .then_some(())
+    })
+    .await;
+    let notes = chatwoot.with(|w| w.notes_under(message));
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    let log = server.stop_and_read_log();
+    assert!(!log.contains(crate::chatwoot_api::ADMIN_TOKEN));
 }
