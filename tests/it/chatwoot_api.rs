@@ -540,9 +540,20 @@ impl World {
     /// An agent deletes a message: Chatwoot replaces its content and fires `message_updated` with
     /// `content_attributes.deleted`.
     pub fn delete_message(&mut self, message: i64) {
+        self.update_message(message, |m| {
+            m.deleted = true;
+            m.content = "This message was deleted".into();
+        });
+    }
+
+    /// An agent edits a message: its content changes, `message_updated` is fired.
+    pub fn edit_message(&mut self, message: i64, content: &str) {
+        self.update_message(message, |m| m.content = content.into());
+    }
+
+    fn update_message(&mut self, message: i64, change: impl FnOnce(&mut Message)) {
         let m = self.messages.iter_mut().find(|m| m.id == message).unwrap();
-        m.deleted = true;
-        m.content = "This message was deleted".into();
+        change(m);
         let m = m.clone();
         self.fire("message_updated", &m);
     }

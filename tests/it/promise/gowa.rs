@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use tokio::net::TcpListener;
 
+use super::oracle::Conversation;
 use super::schedule::Device;
 use crate::chatwoot_api::{ChatwootApi, Message};
 
@@ -21,7 +22,7 @@ use crate::chatwoot_api::{ChatwootApi, Message};
 #[derive(Debug, Clone)]
 pub struct Sent {
     pub message: i64,
-    pub conversation: i64,
+    pub conversation: Conversation,
     pub at: Instant,
     /// Whether the relay could not know it was sent: answered after its timeout, or with 408.
     pub unclear: bool,
@@ -57,16 +58,15 @@ pub struct GowaModel {
     pub base: String,
     record: Arc<Mutex<Record>>,
     chatwoot: ChatwootApi,
-    /// The inbox of account 1 each device serves.
-    inboxes: Arc<Vec<i64>>,
+    /// The inbox each device serves: (account, inbox).
+    inboxes: Arc<Vec<(i64, i64)>>,
     /// Longer than the relay's attempt timeout.
     slow: Duration,
 }
 
 impl GowaModel {
-    /// A device per inbox of account 1 in `inboxes`, all up; a failed send is noted in `chatwoot` as GoWA notes
-    /// it.
-    pub async fn start(inboxes: &[i64], chatwoot: ChatwootApi, slow: Duration) -> Self {
+    /// A device per (account, inbox) in `inboxes`, all up; a failed send is noted in `chatwoot` as GoWA notes it.
+    pub async fn start(inboxes: &[(i64, i64)], chatwoot: ChatwootApi, slow: Duration) -> Self {
         let devices = inboxes.len();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let model = Self {
@@ -137,6 +137,15 @@ struct Payload {
     deletion: bool,
 }
 
+impl Payload {
+    fn conversation(&self) -> Conversation {
+        Conversation {
+            account: self.account,
+            id: self.conversation,
+        }
+    }
+}
+
 fn decode(body: &[u8]) -> Option<Payload> {
     let v: Value = serde_json::from_slice(body).ok()?;
     let int = |v: &Value| match v {
@@ -197,7 +206,7 @@ async fn receive(
         return (StatusCode::BAD_REQUEST, invalid).into_response();
     };
     let state = model.record.lock().unwrap().devices.get(device).copied();
-    let (Some(state), Some(&inbox)) = (state, model.inboxes.get(device)) else {
+    let (Some(state), Some(&(account, inbox))) = (state, model.inboxes.get(device)) else {
         // An unknown device: 200, nothing done.
         return (StatusCode::OK, "OK").into_response();
     };
@@ -207,7 +216,7 @@ async fn receive(
     if !payload.message_event {
         return (StatusCode::OK, "OK").into_response();
     }
-    if payload.account != 1 || payload.inbox != inbox {
+    if payload.account != account || payload.inbox != inbox {
         // Another inbox's message on this device's path: GoWA refuses it (and a relay that routes it here is
         // wrong).
         let mut record = model.record.lock().unwrap();
@@ -226,13 +235,13 @@ async fn receive(
         return (StatusCode::OK, "OK").into_response();
     }
     if state == Device::SendFails {
-        gowa_note(&model.chatwoot, payload.conversation);
+        gowa_note(&model.chatwoot, payload.conversation());
         return (StatusCode::OK, "OK").into_response();
     }
     let unclear = matches!(state, Device::Slow | Device::LateTimeout);
     model.record.lock().unwrap().sent.push(Sent {
         message: payload.message,
-        conversation: payload.conversation,
+        conversation: payload.conversation(),
         at: Instant::now(),
         unclear,
     });
@@ -247,12 +256,13 @@ async fn receive(
 }
 
 /// GoWA's own private note when WhatsApp refuses a send (it answers 200 all the same).
-fn gowa_note(chatwoot: &ChatwootApi, conversation: i64) {
+fn gowa_note(chatwoot: &ChatwootApi, conversation: Conversation) {
     chatwoot.with(|w| {
         let note = Message {
             private: true,
+            account: conversation.account,
             ..Message::reply(
-                conversation,
+                conversation.id,
                 "Message was not sent to WhatsApp.\n\nError: device is not logged in",
             )
         };

@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 
 use self::balancer::Balancer;
 use self::gowa::GowaModel;
-use self::oracle::{Journal, Oracle, Verdict};
+use self::oracle::{Conversation, Journal, Oracle, Verdict};
 use self::schedule::{Act, Api, Device, Shape, Step};
 use crate::chatwoot_api::{ADMIN_TOKEN, ChatwootApi, Inbox, Message, Mode};
 use crate::postgres::Cluster;
@@ -33,9 +33,10 @@ use crate::support::{Admin, Server, eventually, free_port, http_client};
 const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(1_000);
 const DELAYED_AFTER: Duration = Duration::from_secs(6);
 const CATCH_UP_EVERY: Duration = Duration::from_secs(2);
-/// The inboxes of account 1 the campaign's conversations are spread over, one GoWA device each.
-const INBOXES: [i64; 2] = [7, 10];
-/// Conversation numbers start here.
+/// The inboxes the campaign's conversations are spread over, one GoWA device each, as (account, inbox): two of
+/// account 1 (linked by the relay's environment) and one of account 2 (linked in the admin API).
+const INBOXES: [(i64, i64); 3] = [(1, 7), (1, 10), (2, 9)];
+/// Conversation numbers start here in each account, so both accounts have conversations of the same numbers.
 const FIRST_CONVERSATION: i64 = 1_000;
 /// Ids of strangers' replies start here, far above Chatwoot's.
 const FIRST_FORGED: i64 = 900_000_000;
@@ -110,6 +111,8 @@ struct Run {
     /// The relays' database, read for what they still mean to tell Chatwoot.
     db: chatgowa_lib::store::Db,
     admin: Admin,
+    /// The schedule's conversations, by their number in it.
+    conversations: Vec<Conversation>,
     journal: Journal,
     /// Faults still in force (device or tunnel), by what they hold, with a generation so that the end of an
     /// earlier one does not end a later one.
@@ -195,18 +198,18 @@ impl Campaign {
     }
 
     async fn setup(&self) -> Run {
+        let conversations = conversations(self.shape.conversations);
         let chatwoot = ChatwootApi::start().await;
         chatwoot.with(|w| {
             w.inboxes.push(Inbox {
                 account: 1,
-                id: INBOXES[1],
+                id: INBOXES[1].1,
                 name: "WhatsApp Cabang".into(),
                 channel_type: "Channel::Api".into(),
                 webhook_url: String::new(),
             });
-            for n in 0..self.shape.conversations {
-                let inbox = INBOXES[n % INBOXES.len()];
-                w.add_conversation(1, FIRST_CONVERSATION + n as i64, inbox);
+            for (c, inbox) in &conversations {
+                w.add_conversation(c.account, c.id, *inbox);
             }
             w.sender.seed = self.seed;
             w.sender.lost = 20;
@@ -256,24 +259,7 @@ impl Campaign {
             crate::support::ADMIN_PASS,
         )
         .with_client(http);
-        eventually(
-            "the relay's webhook registered",
-            Duration::from_secs(20),
-            || async {
-                let status = admin.get_ok("/admin/chatwoot").await;
-                (status["links"][0]["webhook"]["current"] == true).then_some(())
-            },
-        )
-        .await;
-        for (device, inbox) in INBOXES.iter().enumerate() {
-            let (status, body) = admin
-                .post_json(
-                    "/admin/routes",
-                    json!({"inboxId": inbox, "webhookUrl": gowa.url(device)}),
-                )
-                .await;
-            assert_eq!(status, 201, "{body}");
-        }
+        link_and_route(&admin, &relays, &chatwoot, &gowa).await;
         let db = match &database {
             Some(url) => {
                 chatgowa_lib::store::Db::Postgres(sqlx::PgPool::connect(url).await.unwrap())
@@ -287,6 +273,7 @@ impl Campaign {
             balancer,
             db,
             admin,
+            conversations: conversations.into_iter().map(|(c, _)| c).collect(),
             journal: Journal {
                 faults: run_faults,
                 ..Journal::default()
@@ -302,17 +289,14 @@ impl Campaign {
         if let Some(fault) = fault_name(&step.act).filter(|_| !skipped) {
             *run.journal.faults.entry(fault).or_default() += 1;
         }
-        let conversation_id = |n: usize| FIRST_CONVERSATION + n as i64;
         match step.act {
             Act::Reply {
                 conversation,
                 image,
             } => {
                 let n = run.journal.replies.len();
-                let mut m = Message::reply(
-                    conversation_id(conversation),
-                    &format!("s{} r{n}", self.seed),
-                );
+                let c = run.conversations[conversation];
+                let mut m = written(c, &format!("s{} r{n}", self.seed));
                 if image {
                     m.attachments = vec![json!({
                         "id": n, "file_type": "image", "extension": "jpg",
@@ -321,16 +305,14 @@ impl Campaign {
                     })];
                 }
                 let id = run.chatwoot.with(|w| w.add_message(m));
-                run.journal
-                    .replies
-                    .insert(id, (conversation_id(conversation), Instant::now()));
+                run.journal.replies.insert(id, (c, Instant::now()));
             }
             Act::Note { conversation } => {
                 let n = run.journal.replies.len();
                 let note = Message {
                     private: true,
-                    ..Message::reply(
-                        conversation_id(conversation),
+                    ..written(
+                        run.conversations[conversation],
                         &format!("s{} note after r{n}", self.seed),
                     )
                 };
@@ -340,25 +322,24 @@ impl Campaign {
                 let n = run.journal.replies.len();
                 let incoming = Message {
                     kind: 0,
-                    ..Message::reply(
-                        conversation_id(conversation),
+                    ..written(
+                        run.conversations[conversation],
                         &format!("s{} customer after r{n}", self.seed),
                     )
                 };
                 run.chatwoot.with(|w| w.add_message(incoming));
             }
             Act::Delete { back } => {
-                let candidates: Vec<i64> = run
-                    .journal
-                    .replies
-                    .keys()
-                    .rev()
-                    .filter(|id| !run.journal.deleted.contains_key(id))
-                    .copied()
-                    .collect();
-                if let Some(&id) = candidates.get(back) {
+                if let Some(id) = recent_reply(run, back) {
                     run.chatwoot.with(|w| w.delete_message(id));
                     run.journal.deleted.insert(id, Instant::now());
+                }
+            }
+            Act::Edit { back } => {
+                if let Some(id) = recent_reply(run, back) {
+                    let content = format!("s{} r{id} edited", self.seed);
+                    run.chatwoot.with(|w| w.edit_message(id, &content));
+                    run.journal.edited += 1;
                 }
             }
             Act::Retry => {
@@ -380,7 +361,7 @@ impl Campaign {
                         .push(Instant::now());
                 }
             }
-            Act::Forged { conversation } => forge(run, conversation_id(conversation)).await,
+            Act::Forged { conversation } => forge(run, run.conversations[conversation]).await,
             fault => self.fault(run, fault).await,
         }
     }
@@ -466,6 +447,93 @@ impl Campaign {
     }
 }
 
+/// Links account 2 in the admin API beside account 1 of the environment, waits until every relay has both
+/// accounts' webhooks registered, and routes each inbox to its device.
+async fn link_and_route(admin: &Admin, relays: &[Relay], chatwoot: &ChatwootApi, gowa: &GowaModel) {
+    let registered = |admin: Admin, links: usize| async move {
+        let status = admin.get_ok("/admin/chatwoot").await;
+        let all = status["links"].as_array().cloned().unwrap_or_default();
+        (all.len() == links && all.iter().all(|l| l["webhook"]["current"] == true)).then_some(())
+    };
+    eventually(
+        "account 1's webhook registered",
+        Duration::from_secs(20),
+        || registered(admin.clone(), 1),
+    )
+    .await;
+    let (status, body) = admin
+        .post_json(
+            "/admin/chatwoot/links",
+            json!({"url": chatwoot.base, "accountId": 2, "token": ADMIN_TOKEN}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let link = &body["link"]["id"];
+    let (status, body) = admin
+        .post_json(&format!("/admin/chatwoot/links/{link}/webhook"), json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    for relay in relays {
+        let admin = Admin::login(
+            relay.base(),
+            crate::support::ADMIN_USER,
+            crate::support::ADMIN_PASS,
+        );
+        eventually(
+            "both accounts linked on every relay",
+            Duration::from_secs(20),
+            || registered(admin.clone(), 2),
+        )
+        .await;
+    }
+    for (device, (_, inbox)) in INBOXES.iter().enumerate() {
+        let (status, body) = admin
+            .post_json(
+                "/admin/routes",
+                json!({"inboxId": inbox, "webhookUrl": gowa.url(device)}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+}
+
+/// The reply written `back` replies before the last, of those not deleted.
+fn recent_reply(run: &Run, back: usize) -> Option<i64> {
+    let journal = &run.journal;
+    let mut live = journal
+        .replies
+        .keys()
+        .rev()
+        .filter(|id| !journal.deleted.contains_key(id));
+    live.nth(back).copied()
+}
+
+/// The schedule's conversations with their inboxes: the n-th in `INBOXES[n % 3]`, numbered in its account from
+/// [`FIRST_CONVERSATION`].
+fn conversations(count: usize) -> Vec<(Conversation, i64)> {
+    let mut next: HashMap<i64, i64> = HashMap::new();
+    (0..count)
+        .map(|n| {
+            let (account, inbox) = INBOXES[n % INBOXES.len()];
+            let id = next.entry(account).or_insert(FIRST_CONVERSATION);
+            *id += 1;
+            let c = Conversation {
+                account,
+                id: *id - 1,
+            };
+            (c, inbox)
+        })
+        .collect()
+}
+
+/// A message written in `c` now: an agent's public reply unless changed.
+fn written(c: Conversation, content: &str) -> Message {
+    Message {
+        account: c.account,
+        ..Message::reply(c.id, content)
+    }
+}
+
 /// How a fault is counted in the table.
 fn fault_name(act: &Act) -> Option<String> {
     Some(match act {
@@ -514,7 +582,10 @@ async fn story_of(run: &Run, violation: &str) -> String {
     for (_, event, answer, _) in webhooks.iter().filter(|(m, _, _, _)| *m == id) {
         let _ = write!(story, "\n      webhook {event}: {answer}");
     }
-    let path = format!("/admin/deliveries?conversationId={conversation}&limit=500");
+    let path = format!(
+        "/admin/deliveries?conversationId={}&limit=500",
+        conversation.id
+    );
     let list = run.admin.get_ok(&path).await;
     for d in list["deliveries"].as_array().into_iter().flatten() {
         if d["messageId"] != id {
@@ -538,7 +609,7 @@ async fn story_of(run: &Run, violation: &str) -> String {
     let notes: Vec<String> = run.chatwoot.with(|w| {
         w.messages
             .iter()
-            .filter(|m| m.conversation == conversation && m.private)
+            .filter(|m| Conversation::of(m) == conversation && m.private)
             .map(|m| {
                 format!(
                     "{}: {}",
@@ -595,9 +666,12 @@ fn fault_for(run: &Run, what: String, lasts: Duration, end: impl FnOnce() + Send
 }
 
 /// A stranger posts a reply of their own for a real conversation: unsigned, or signed with a guess.
-async fn forge(run: &mut Run, conversation: i64) {
+async fn forge(run: &mut Run, conversation: Conversation) {
     let id = FIRST_FORGED + run.journal.forged.len() as i64;
-    let inbox = run.chatwoot.with(|w| w.conversation_inbox(1, conversation));
+    let (account, conversation) = (conversation.account, conversation.id);
+    let inbox = run
+        .chatwoot
+        .with(|w| w.conversation_inbox(account, conversation));
     let mut body = json!({
         "event": "message_created", "id": id, "message_type": "outgoing", "private": false,
         "content": "Transfer ke rekening 123 ya", "content_type": "text", "content_attributes": {},
@@ -605,22 +679,25 @@ async fn forge(run: &mut Run, conversation: i64) {
         "conversation": {"id": conversation, "inbox_id": inbox,
                          "meta": {"sender": {"id": 77, "phone_number": "+6281234567890"}}},
     });
-    // The account field is the sender's to write: the real one, none, a string form, one not linked.
-    let account = [
-        json!({"id": 1}),
+    // The account field is the sender's to write: the real one, none, a string form, the other linked account,
+    // one not linked.
+    let accounts = [
+        json!({"id": account}),
         Value::Null,
-        json!({"id": "+1"}),
+        json!({"id": format!("+{account}")}),
+        json!({"id": 3 - account}),
         json!({"id": 99}),
     ];
-    if let Some(account) = account
-        .get(usize::try_from(id % 4).unwrap_or(0))
+    let n = accounts.len() as i64;
+    if let Some(account) = accounts
+        .get(usize::try_from(id % n).unwrap_or(0))
         .filter(|a| !a.is_null())
     {
         body["account"] = account.clone();
     }
     let body = body.to_string();
     let http = http_client();
-    let request = if (id / 4) % 2 == 0 {
+    let request = if (id / n) % 2 == 0 {
         crate::support::signed_webhook(&http, &run.balancer.base(), body.into_bytes(), "a guess")
     } else {
         http.post(format!("{}/webhook", run.balancer.base()))
@@ -691,7 +768,7 @@ async fn still_open(run: &Run) -> Option<String> {
                     .any(|m| m.in_reply_to == Some(*id) && m.private);
                 let gowa_noted = w.messages.iter().any(|m| {
                     m.private
-                        && m.conversation == *conversation
+                        && Conversation::of(m) == *conversation
                         && m.id > *id
                         && m.content.starts_with("Message was not sent")
                 });

@@ -9,12 +9,37 @@ use std::time::{Duration, Instant};
 use super::gowa::Sent;
 use crate::chatwoot_api::Message;
 
+/// A conversation as Chatwoot numbers it: its number (display id) counts within its account, so two accounts
+/// each have a conversation 1000.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Conversation {
+    pub account: i64,
+    pub id: i64,
+}
+
+impl Conversation {
+    pub fn of(m: &Message) -> Self {
+        Self {
+            account: m.account,
+            id: m.conversation,
+        }
+    }
+}
+
+impl std::fmt::Display for Conversation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} of account {}", self.id, self.account)
+    }
+}
+
 /// What the campaign did, as the checker saw it.
 #[derive(Debug, Default)]
 pub struct Journal {
     /// Agents' public replies: message id → (conversation, when written).
-    pub replies: BTreeMap<i64, (i64, Instant)>,
+    pub replies: BTreeMap<i64, (Conversation, Instant)>,
     pub deleted: HashMap<i64, Instant>,
+    /// Replies an agent edited (Chatwoot posts `message_updated`; GoWA sends nothing for it).
+    pub edited: usize,
     /// Retry presses per reply.
     pub retried: HashMap<i64, Vec<Instant>>,
     /// Ids of the replies strangers posted, and how many the relay took (answered 200).
@@ -41,6 +66,7 @@ pub struct Verdict {
     /// Sent after a later reply whose first send the relay could not know of (sent again after it, in order).
     pub reordered_unclear: usize,
     pub deleted: usize,
+    pub edited: usize,
     pub delayed_due: usize,
     pub delayed_noted: usize,
     pub forged: usize,
@@ -78,6 +104,7 @@ impl Oracle<'_> {
         let mut v = Verdict {
             replies: self.journal.replies.len(),
             forged: self.journal.forged.len(),
+            edited: self.journal.edited,
             faults: self.journal.faults.clone(),
             ..Verdict::default()
         };
@@ -98,10 +125,10 @@ impl Oracle<'_> {
     }
 
     /// Private notes in `conversation` written after message `after` containing `text`.
-    fn notes(&self, conversation: i64, after: i64, text: &str) -> Vec<&Message> {
+    fn notes(&self, conversation: Conversation, after: i64, text: &str) -> Vec<&Message> {
         self.messages
             .iter()
-            .filter(|m| m.private && m.conversation == conversation && m.id > after)
+            .filter(|m| m.private && Conversation::of(m) == conversation && m.id > after)
             .filter(|m| m.content.contains(text))
             .collect()
     }
@@ -125,7 +152,7 @@ impl Oracle<'_> {
         }
     }
 
-    fn reply(&self, id: i64, conversation: i64, written: Instant, v: &mut Verdict) {
+    fn reply(&self, id: i64, conversation: Conversation, written: Instant, v: &mut Verdict) {
         let sends = self.sends(id);
         let retries = self.journal.retried.get(&id).map_or(0, Vec::len);
         let failed_notes = self.notes(conversation, id, "NOT delivered to WhatsApp");
@@ -253,7 +280,7 @@ impl Oracle<'_> {
     fn delayed(
         &self,
         id: i64,
-        conversation: i64,
+        conversation: Conversation,
         written: Instant,
         sends: &[&Sent],
         v: &mut Verdict,
@@ -289,10 +316,10 @@ impl Oracle<'_> {
     /// Whether reply `id` was written while its conversation's delayed note was in force: the relay notes an outage
     /// once per conversation ("replies in this conversation are delayed") until it says they went ("have now been
     /// delivered"), so a reply written between the two is covered by the note above it.
-    fn outage_noted_before(&self, conversation: i64, id: i64) -> bool {
+    fn outage_noted_before(&self, conversation: Conversation, id: i64) -> bool {
         self.messages
             .iter()
-            .filter(|m| m.private && m.conversation == conversation && m.id < id)
+            .filter(|m| m.private && Conversation::of(m) == conversation && m.id < id)
             .filter(|m| {
                 m.content.contains("are delayed") || m.content.contains("have now been delivered")
             })
@@ -321,7 +348,7 @@ impl Oracle<'_> {
     /// at an agent's Retry is a new send, not a reorder).
     fn order(&self, v: &mut Verdict) {
         // Per conversation, the first send of the highest reply sent so far.
-        let mut last: HashMap<i64, &Sent> = HashMap::new();
+        let mut last: HashMap<Conversation, &Sent> = HashMap::new();
         let mut seen: HashSet<i64> = HashSet::new();
         for s in self.sent {
             if !seen.insert(s.message) || !self.journal.replies.contains_key(&s.message) {
@@ -367,6 +394,7 @@ impl Verdict {
             ("told it went after later replies", self.told_late),
             ("after a later reply's unclear send", self.reordered_unclear),
             ("deleted by the agent", self.deleted),
+            ("edits by the agent", self.edited),
             ("delayed notes due", self.delayed_due),
             ("delayed notes written", self.delayed_noted),
             ("forged replies posted", self.forged),

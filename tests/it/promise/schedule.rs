@@ -81,6 +81,8 @@ pub enum Act {
     Customer { conversation: usize },
     /// An agent deletes one of the replies written last (`back` replies back).
     Delete { back: usize },
+    /// An agent edits one of the replies written last (`back` replies back): `message_updated`, nothing to send.
+    Edit { back: usize },
     /// An agent presses Retry on the oldest reply Chatwoot shows failed, if any.
     Retry,
     /// A stranger posts a reply of their own to the relay.
@@ -148,7 +150,10 @@ fn act(rng: &mut Rng, shape: Shape) -> Act {
             conversation,
             image: rng.chance(100),
         },
-        650..730 => Act::Note { conversation },
+        650..710 => Act::Note { conversation },
+        710..730 => Act::Edit {
+            back: usize::try_from(rng.below(5)).unwrap_or(0),
+        },
         730..820 => Act::Customer { conversation },
         820..850 => Act::Delete {
             back: usize::try_from(rng.below(5)).unwrap_or(0),
