@@ -200,7 +200,7 @@ impl Campaign {
     async fn setup(&self) -> Run {
         let conversations = conversations(self.shape.conversations);
         let chatwoot = ChatwootApi::start().await;
-        chatwoot.with(|w| {
+        let history = chatwoot.with(|w| {
             w.inboxes.push(Inbox {
                 account: 1,
                 id: INBOXES[1].1,
@@ -215,6 +215,15 @@ impl Campaign {
             w.sender.lost = 20;
             w.sender.twins = 50;
             w.sender.jitter = Duration::from_millis(300);
+            // What agents wrote two minutes before the relays were linked: not theirs to send.
+            conversations
+                .iter()
+                .map(|(c, _)| Message {
+                    created_at: chrono::Utc::now().timestamp() - 120,
+                    ..written(*c, "before the link")
+                })
+                .map(|m| w.add_message(m))
+                .collect()
         });
         let gowa = GowaModel::start(&INBOXES, chatwoot.clone(), ATTEMPT_TIMEOUT * 3 / 2).await;
         let ports: Vec<u16> = (0..self.shape.relays).map(|_| free_port()).collect();
@@ -275,6 +284,7 @@ impl Campaign {
             admin,
             conversations: conversations.into_iter().map(|(c, _)| c).collect(),
             journal: Journal {
+                history,
                 faults: run_faults,
                 ..Journal::default()
             },

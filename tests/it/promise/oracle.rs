@@ -44,6 +44,8 @@ pub struct Journal {
     pub retried: HashMap<i64, Vec<Instant>>,
     /// Ids of the replies strangers posted, and how many the relay took (answered 200).
     pub forged: Vec<i64>,
+    /// Replies agents wrote before the relays were linked: never theirs to send.
+    pub history: HashSet<i64>,
     pub forged_taken: usize,
     /// When the relay was killed (until it was up again) or stopped (until it was continued): a reply in flight
     /// then may be sent again.
@@ -143,7 +145,12 @@ impl Oracle<'_> {
                 .push(format!("a stranger's reply {id} was relayed to GoWA"));
         }
         for s in self.sent.iter().filter(|s| !forged.contains(&s.message)) {
-            if !self.journal.replies.contains_key(&s.message) {
+            if self.journal.history.contains(&s.message) {
+                v.violations.push(format!(
+                    "reply {} (conversation {}) was written before the relays were linked, and sent",
+                    s.message, s.conversation
+                ));
+            } else if !self.journal.replies.contains_key(&s.message) {
                 v.violations.push(format!(
                     "message {} of conversation {} was sent, but no agent wrote it as a reply",
                     s.message, s.conversation
