@@ -203,10 +203,11 @@ impl Task {
             // A reply its agent deleted before it went out: nothing to tell.
             let cancelled = untold.last_error.as_deref() == Some(DELETED);
             match (reply, link) {
-                // A deletion GoWA never got, of a reply that went out: the customer may still have it.
+                // A deletion GoWA never got, of a reply that went out (or may have): the customer may still have
+                // it.
                 (Some(r), Some(link)) if r.deleted => {
                     let inbox = untold.inbox_id;
-                    if deliveries::reply_delivered(&self.db, inbox, r.message).await? {
+                    if deliveries::reply_may_have_gone(&self.db, inbox, r.message).await? {
                         let text =
                             reply::not_taken_back_note(words.indonesian, &words.reason(&untold));
                         items.push(item(&untold, link, &r, "note_dead", text));

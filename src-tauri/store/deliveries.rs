@@ -776,12 +776,14 @@ pub async fn deletion_stored_after(
     })
 }
 
-/// Whether the `message_created` of message `message` in `inbox` was delivered.
-pub async fn reply_delivered(db: &Db, inbox: InboxId, message: i64) -> sqlx::Result<bool> {
+/// Whether the `message_created` of message `message` in `inbox` may be on WhatsApp: delivered, or an attempt of
+/// it answered too late for the relay to know (GoWA may have sent it), whatever became of it after.
+pub async fn reply_may_have_gone(db: &Db, inbox: InboxId, message: i64) -> sqlx::Result<bool> {
     on!(db, |pool| {
         sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM deliveries WHERE inbox_id = $1 AND message_id = $2
-                              AND event = 'message_created' AND status = 'delivered')",
+            "SELECT EXISTS (SELECT 1 FROM deliveries d WHERE d.inbox_id = $1 AND d.message_id = $2
+                              AND d.event = 'message_created' AND (d.status = 'delivered' OR EXISTS (
+                                SELECT 1 FROM delivery_attempts a WHERE a.delivery_id = d.id AND a.ambiguous)))",
         )
         .bind(inbox)
         .bind(message)

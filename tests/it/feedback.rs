@@ -292,17 +292,10 @@ async fn a_deletion_gowa_refused_of_a_reply_that_went_out_is_told() {
     let message = chatwoot.with(|w| w.agent_replies(1, 41, "Harga salah"));
     gowa.wait_for("the reply", WAIT, |_| replies_to(&gowa, message).len() == 1)
         .await;
-    gowa.set(|_, _| Reply::status(401));
-    chatwoot.with(|w| w.delete_message(message));
-    let note = eventually("the note under it", WAIT, || async {
-        chatwoot.with(|w| w.notes_under(message)).into_iter().next()
-    })
-    .await;
+    let note = deleted_with_gowa_refusing(&chatwoot, &gowa, message).await;
     assert!(
-        note.content.contains("NOT taken back on WhatsApp")
-            && note.content.contains("GoWA answered 401"),
-        "{}",
-        note.content
+        note.contains("NOT taken back on WhatsApp") && note.contains("GoWA answered 401"),
+        "{note}"
     );
     // Not marked failed: it did go out.
     assert_ne!(chatwoot.with(|w| w.message(message)).status, "failed");
@@ -1126,4 +1119,56 @@ async fn a_note_written_just_before_the_relay_is_killed_is_not_written_again() {
     assert_eq!(notes.len(), 1, "{notes:?}");
     let log = server.stop_and_read_log();
     assert!(!log.contains(crate::chatwoot_api::ADMIN_TOKEN));
+}
+
+/// GoWA sent a reply but answered after the relay gave up waiting; its agent deletes it before it is tried again,
+/// and GoWA refuses the deletion: the customer may have it, and the agent is told so under it.
+#[tokio::test]
+async fn a_deletion_gowa_refused_of_a_reply_whose_send_was_unclear_is_told() {
+    let chatwoot = ChatwootApi::start().await;
+    let gowa = Gowa::start().await;
+    gowa.set(|_, _| Reply {
+        delay: Duration::from_millis(1_500),
+        ..Reply::status(200)
+    });
+    let relay = TestRelay::start(|c| {
+        c.fetch_timeout = Duration::from_millis(300);
+        c.retry_schedule = vec![Duration::from_secs(30)];
+        c.upkeep.delayed_after = Duration::from_secs(600);
+    })
+    .await;
+    link_account(&relay, &chatwoot).await;
+    relay
+        .add_route(7, &gowa.url("/chatwoot/webhook"), None)
+        .await;
+    let message = chatwoot.with(|w| w.agent_replies(1, 41, "Diskon 50%"));
+    eventually("the send answered too late", WAIT, || async {
+        let list = relay.admin.get_ok("/admin/deliveries").await;
+        let d = list["deliveries"]
+            .as_array()?
+            .iter()
+            .find(|d| d["messageId"] == message)?
+            .clone();
+        let detail = relay
+            .admin
+            .get_ok(&format!("/admin/deliveries/{}", d["id"]))
+            .await;
+        (detail["delivery"]["attemptLog"][0]["ambiguous"] == true).then_some(())
+    })
+    .await;
+    let note = deleted_with_gowa_refusing(&chatwoot, &gowa, message).await;
+    assert!(note.contains("NOT taken back on WhatsApp"), "{note}");
+    relay.stop().await;
+}
+
+/// GoWA refuses everything from now on (its credentials changed) and the agent deletes `message`: the note the
+/// agent then reads under it.
+async fn deleted_with_gowa_refusing(chatwoot: &ChatwootApi, gowa: &Gowa, message: i64) -> String {
+    gowa.set(|_, _| Reply::status(401));
+    chatwoot.with(|w| w.delete_message(message));
+    eventually("the note under it", WAIT, || async {
+        chatwoot.with(|w| w.notes_under(message)).into_iter().next()
+    })
+    .await
+    .content
 }
