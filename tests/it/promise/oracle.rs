@@ -358,7 +358,12 @@ impl Oracle<'_> {
         let mut last: HashMap<Conversation, &Sent> = HashMap::new();
         let mut seen: HashSet<i64> = HashSet::new();
         for s in self.sent {
-            if !seen.insert(s.message) || !self.journal.replies.contains_key(&s.message) {
+            // A deleted reply is judged by the deletion rule alone: taken back, it is out of the chat wherever it
+            // stood, and a later reply does not follow it.
+            if !seen.insert(s.message)
+                || !self.journal.replies.contains_key(&s.message)
+                || self.journal.deleted.contains_key(&s.message)
+            {
                 continue;
             }
             let retried_before = self
