@@ -525,13 +525,10 @@ fn conversations(count: usize) -> Vec<(Conversation, i64)> {
     (0..count)
         .map(|n| {
             let (account, inbox) = INBOXES[n % INBOXES.len()];
-            let id = next.entry(account).or_insert(FIRST_CONVERSATION);
-            *id += 1;
-            let c = Conversation {
-                account,
-                id: *id - 1,
-            };
-            (c, inbox)
+            let next = next.entry(account).or_insert(FIRST_CONVERSATION);
+            let id = *next;
+            *next += 1;
+            (Conversation { account, id }, inbox)
         })
         .collect()
 }

@@ -44,9 +44,9 @@ pub struct Journal {
     pub retried: HashMap<i64, Vec<Instant>>,
     /// Ids of the replies strangers posted, and how many the relay took (answered 200).
     pub forged: Vec<i64>,
+    pub forged_taken: usize,
     /// Replies agents wrote before the relays were linked: never theirs to send.
     pub history: HashSet<i64>,
-    pub forged_taken: usize,
     /// When the relay was killed (until it was up again) or stopped (until it was continued): a reply in flight
     /// then may be sent again.
     pub interruptions: Vec<(Instant, Instant)>,
