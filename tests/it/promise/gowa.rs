@@ -3,12 +3,13 @@
 //! integer where GoWA wants one, or 400), sends what GoWA would send (an agent's public `message_created`) and records
 //! it: what reached WhatsApp is what the oracle reads.
 
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
@@ -18,6 +19,12 @@ use super::oracle::Conversation;
 use super::schedule::Device;
 use crate::chatwoot_api::{ChatwootApi, Message};
 
+/// A reply held before GoWA answers it: the relay's port, and what lets GoWA answer.
+pub struct Caught {
+    pub port: u16,
+    pub answer: tokio::sync::oneshot::Sender<()>,
+}
+
 /// A reply GoWA sent to WhatsApp.
 #[derive(Debug, Clone)]
 pub struct Sent {
@@ -26,11 +33,17 @@ pub struct Sent {
     pub at: Instant,
     /// Whether the relay could not know it was sent: answered after its timeout, or with 408.
     pub unclear: bool,
+    /// Answered 408 (by a proxy, after GoWA sent it).
+    pub answered_408: bool,
 }
 
 #[derive(Default)]
 struct Record {
     devices: Vec<Device>,
+    /// The whole server unreachable, whatever each device's state.
+    server_down: bool,
+    /// Who wants to hear of the next reply GoWA sends, before GoWA answers it (see [`GowaModel::catch_next`]).
+    catch: Option<tokio::sync::oneshot::Sender<Caught>>,
     sent: Vec<Sent>,
     /// Replies GoWA took back on WhatsApp (a deleted `message_updated`), and when.
     revoked: Vec<(i64, Instant)>,
@@ -82,6 +95,7 @@ impl GowaModel {
         let app = Router::new()
             .route("/chatwoot/webhook/{device}", axum::routing::post(receive))
             .with_state(model.clone());
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         tokio::spawn(async move { axum::serve(listener, app).await });
         model
     }
@@ -94,9 +108,24 @@ impl GowaModel {
         self.record.lock().unwrap().devices[device] = state;
     }
 
+    /// The next reply GoWA sends is held before its answer: the port the relay sent it from comes back with a
+    /// sender to let GoWA answer (200), so that the relay can be stopped first (it reads the answer when it is
+    /// continued).
+    pub fn catch_next(&self) -> tokio::sync::oneshot::Receiver<Caught> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.record.lock().unwrap().catch = Some(tx);
+        rx
+    }
+
+    /// GoWA's server down (every device unreachable) or up again.
+    pub fn server_down(&self, down: bool) {
+        self.record.lock().unwrap().server_down = down;
+    }
+
     pub fn heal(&self) {
         let mut record = self.record.lock().unwrap();
         record.devices.iter_mut().for_each(|d| *d = Device::Up);
+        record.server_down = false;
     }
 
     pub fn sent(&self) -> Vec<Sent> {
@@ -185,6 +214,7 @@ fn decode(body: &[u8]) -> Option<Payload> {
 async fn receive(
     State(model): State<GowaModel>,
     Path(device): Path<usize>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -210,7 +240,7 @@ async fn receive(
         // An unknown device: 200, nothing done.
         return (StatusCode::OK, "OK").into_response();
     };
-    if state == Device::Down {
+    if state == Device::Down || model.record.lock().unwrap().server_down {
         return (StatusCode::BAD_GATEWAY, "Bad Gateway").into_response();
     }
     if !payload.message_event {
@@ -244,7 +274,28 @@ async fn receive(
         conversation: payload.conversation(),
         at: Instant::now(),
         unclear,
+        answered_408: state == Device::LateTimeout,
     });
+    let catch = {
+        let mut record = model.record.lock().unwrap();
+        if state == Device::Up {
+            record.catch.take()
+        } else {
+            None
+        }
+    };
+    if let Some(catch) = catch {
+        let (answer, when) = tokio::sync::oneshot::channel();
+        if catch
+            .send(Caught {
+                port: peer.port(),
+                answer,
+            })
+            .is_ok()
+        {
+            let _ = tokio::time::timeout(Duration::from_secs(5), when).await;
+        }
+    }
     match state {
         Device::Slow => {
             tokio::time::sleep(model.slow).await;

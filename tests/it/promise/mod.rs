@@ -14,7 +14,7 @@ mod gowa;
 mod oracle;
 pub mod schedule;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use self::balancer::Balancer;
-use self::gowa::GowaModel;
+use self::gowa::{GowaModel, Sent};
 use self::oracle::{Conversation, Journal, Oracle, Verdict};
 use self::schedule::{Act, Api, Device, Shape, Step};
 use crate::chatwoot_api::{ADMIN_TOKEN, ChatwootApi, Inbox, Message, Mode};
@@ -120,6 +120,18 @@ struct Run {
     /// When the last long outage ends: the schedule's end does not cut it short, so that its replies wait past
     /// `CHATGOWA_DELAYED_AFTER`.
     long_until: Option<Instant>,
+    /// Relays stopped as they sent (see [`Act::StopSender`]): when, until when.
+    stops: Arc<Mutex<Vec<(Instant, Instant)>>>,
+}
+
+impl Run {
+    /// A fault of `lasts` begins: a long one is let run past the schedule's end.
+    fn outlasting(&mut self, lasts: Duration) {
+        if lasts >= LONG_OUTAGE {
+            let until = Instant::now() + lasts;
+            self.long_until = Some(self.long_until.map_or(until, |u| u.max(until)));
+        }
+    }
 }
 
 impl Campaign {
@@ -136,8 +148,15 @@ impl Campaign {
         }
         heal(&mut run).await;
         let unsettled = quiet(&run).await;
+        let stops = std::mem::take(&mut *run.stops.lock().unwrap());
+        if !stops.is_empty() {
+            let name = "fault: relay stopped as it sent".to_owned();
+            *run.journal.faults.entry(name).or_default() += stops.len();
+        }
+        run.journal.interruptions.extend(stops);
         let messages = run.chatwoot.with(|w| w.messages.clone());
         let sent = run.gowa.sent();
+        let flagged = flagged_ambiguous(&run, &sent).await;
         let revoked = run.gowa.revoked();
         let reached = run.gowa.reached();
         let mut deletions_taken = HashMap::new();
@@ -158,6 +177,7 @@ impl Campaign {
             reached: &reached,
             revoked: &revoked,
             deletions_taken: &deletions_taken,
+            flagged: &flagged,
             delayed_after: DELAYED_AFTER,
             // The feedback's look, two catch-up rounds, and the webhook's own way (the relay counts the delay
             // from its arrival, up to Chatwoot's 5 s timeout after the reply was written).
@@ -290,6 +310,7 @@ impl Campaign {
             },
             generations: Arc::default(),
             long_until: None,
+            stops: Arc::default(),
         }
     }
 
@@ -385,13 +406,18 @@ impl Campaign {
                 lasts,
             } => {
                 run.gowa.set(device, state);
-                if lasts >= LONG_OUTAGE {
-                    let until = Instant::now() + lasts;
-                    run.long_until = Some(run.long_until.map_or(until, |u| u.max(until)));
-                }
+                run.outlasting(lasts);
                 let gowa = run.gowa.clone();
                 fault_for(run, format!("device {device}"), lasts, move || {
                     gowa.set(device, Device::Up)
+                });
+            }
+            Act::Server { lasts } => {
+                run.gowa.server_down(true);
+                run.outlasting(lasts);
+                let gowa = run.gowa.clone();
+                fault_for(run, "GoWA server".into(), lasts, move || {
+                    gowa.server_down(false)
                 });
             }
             Act::Blip { lasts } => {
@@ -417,9 +443,11 @@ impl Campaign {
             Act::Kill { relay } => {
                 let from = Instant::now();
                 run.relays[relay].kill_and_start().await;
-                // A request the killed relay had written may reach GoWA after it died.
+                // A request the killed relay had written may reach GoWA after it died, and leave no trace.
                 run.journal.interruptions.push((from, Instant::now()));
+                run.journal.untraced.push((from, Instant::now()));
             }
+            Act::StopSender { lasts } => stop_sender(run, lasts),
             Act::Freeze { relay, lasts } => {
                 let relay = &run.relays[relay];
                 let (from, pid) = (Instant::now(), relay.pid());
@@ -451,6 +479,7 @@ impl Campaign {
                     .unwrap();
                 // An attempt whose outcome could not be recorded is made again.
                 run.journal.interruptions.push((from, Instant::now()));
+                run.journal.untraced.push((from, Instant::now()));
             }
             _ => {}
         }
@@ -548,6 +577,8 @@ fn fault_name(act: &Act) -> Option<String> {
             format!("fault: GoWA device {state:?} > 20 s")
         }
         Act::Device { state, .. } => format!("fault: GoWA device {state:?}"),
+        Act::Server { lasts } if *lasts >= LONG_OUTAGE => "fault: GoWA server down > 20 s".into(),
+        Act::Server { .. } => "fault: GoWA server down".into(),
         Act::Api { fault, .. } => match fault {
             Api::Refusing(status) => format!("fault: Chatwoot API {status}"),
             Api::Slow(_) => "fault: Chatwoot API slow".into(),
@@ -589,19 +620,7 @@ async fn story_of(run: &Run, violation: &str) -> String {
     for (_, event, answer, _) in webhooks.iter().filter(|(m, _, _, _)| *m == id) {
         let _ = write!(story, "\n      webhook {event}: {answer}");
     }
-    let path = format!(
-        "/admin/deliveries?conversationId={}&limit=500",
-        conversation.id
-    );
-    let list = run.admin.get_ok(&path).await;
-    for d in list["deliveries"].as_array().into_iter().flatten() {
-        if d["messageId"] != id {
-            continue;
-        }
-        let detail = run
-            .admin
-            .get_ok(&format!("/admin/deliveries/{}", d["id"]))
-            .await;
+    for (d, detail) in deliveries_of(run, id, conversation).await {
         let _ = write!(
             story,
             "\n      delivery {} {} {}: attempts {}, chatwoot told {}",
@@ -628,6 +647,66 @@ async fn story_of(run: &Run, violation: &str) -> String {
     });
     let _ = write!(story, "\n      notes in the conversation: {notes:?}");
     story
+}
+
+/// The relays' deliveries of reply `id`, each with its detail (attempts, what Chatwoot was told).
+async fn deliveries_of(run: &Run, id: i64, conversation: Conversation) -> Vec<(Value, Value)> {
+    let path = format!(
+        "/admin/deliveries?conversationId={}&limit=500",
+        conversation.id
+    );
+    let list = run.admin.get_ok(&path).await;
+    let mut all = Vec::new();
+    for d in list["deliveries"].as_array().into_iter().flatten() {
+        if d["messageId"] == id {
+            let path = format!("/admin/deliveries/{}", d["id"]);
+            all.push((d.clone(), run.admin.get_ok(&path).await));
+        }
+    }
+    all
+}
+
+/// The replies GoWA sent more than once that the relays' log shows may have been sent by an attempt of theirs
+/// (one flagged ambiguous).
+async fn flagged_ambiguous(run: &Run, sent: &[Sent]) -> HashSet<i64> {
+    let mut flagged = HashSet::new();
+    for (&id, &(conversation, _)) in &run.journal.replies {
+        if sent.iter().filter(|s| s.message == id).count() < 2 {
+            continue;
+        }
+        let deliveries = deliveries_of(run, id, conversation).await;
+        let ambiguous = deliveries.iter().any(|(_, detail)| {
+            detail["delivery"]["attemptLog"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|a| a["ambiguous"] == true)
+        });
+        if ambiguous {
+            flagged.insert(id);
+        }
+    }
+    flagged
+}
+
+/// The relay whose connection leaves from local `port`: the one of `pids` holding that socket (`/proc`).
+fn relay_on_port(pids: &[u32], port: u16) -> Option<u32> {
+    let tcp = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    let inode = tcp.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let local = u16::from_str_radix(fields.get(1)?.rsplit(':').next()?, 16).ok()?;
+        if local != port {
+            return None;
+        }
+        fields.get(9).map(|inode| (*inode).to_owned())
+    })?;
+    let socket = format!("socket:[{inode}]");
+    pids.iter().copied().find(|pid| {
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd"));
+        fds.into_iter().flatten().flatten().any(|fd| {
+            std::fs::read_link(fd.path()).is_ok_and(|link| link.to_string_lossy() == socket)
+        })
+    })
 }
 
 /// A relay's environment: linked to `chatwoot` by the environment, its webhook registered at the load balancer's
@@ -669,6 +748,32 @@ fn fault_for(run: &Run, what: String, lasts: Duration, end: impl FnOnce() + Send
         if generations.lock().unwrap().get(&what) == Some(&generation) {
             end();
         }
+    });
+}
+
+/// The next reply GoWA sends is caught before its answer, and the relay that sent it is stopped for `lasts` (past
+/// its lanes' lease: on PostgreSQL the other relay takes the lane) before GoWA answers 200; it reads the answer once
+/// it is continued. The schedule goes on meanwhile.
+fn stop_sender(run: &Run, lasts: Duration) {
+    let caught = run.gowa.catch_next();
+    let pids: Vec<u32> = run.relays.iter().filter_map(Relay::pid).collect();
+    let stops = run.stops.clone();
+    tokio::spawn(async move {
+        let Ok(Ok(caught)) = tokio::time::timeout(Duration::from_secs(60), caught).await else {
+            return;
+        };
+        let Some(pid) = relay_on_port(&pids, caught.port) else {
+            let _ = caught.answer.send(());
+            return;
+        };
+        let from = Instant::now();
+        signal(pid, "-STOP");
+        // The interval allows for the timer's lateness, as for a freeze.
+        let until = from + lasts + Duration::from_millis(500);
+        stops.lock().unwrap().push((from, until));
+        let _ = caught.answer.send(());
+        tokio::time::sleep(lasts).await;
+        signal(pid, "-CONT");
     });
 }
 

@@ -50,6 +50,9 @@ pub struct Journal {
     /// When the relay was killed (until it was up again) or stopped (until it was continued): a reply in flight
     /// then may be sent again.
     pub interruptions: Vec<(Instant, Instant)>,
+    /// When a relay was killed (until it was up again) or the database was down: an attempt in flight then may
+    /// leave no trace in the relays' log.
+    pub untraced: Vec<(Instant, Instant)>,
     /// The faults met, by kind (and the relays' clocks), for the table.
     pub faults: BTreeMap<String, usize>,
 }
@@ -96,6 +99,8 @@ pub struct Oracle<'a> {
     pub revoked: &'a [(i64, Instant)],
     /// Replies whose deletion's webhook the relays took (answered 200), and when the answer came.
     pub deletions_taken: &'a HashMap<i64, Instant>,
+    /// Replies the relays' log shows an ambiguous attempt of (one that may have sent it).
+    pub flagged: &'a HashSet<i64>,
     pub delayed_after: Duration,
     /// How late a delayed note may come after it is due (the feedback looks this often).
     pub note_slack: Duration,
@@ -229,6 +234,11 @@ impl Oracle<'_> {
                         "sent {n} times ({retries} Retry presses, {excused} sends whose outcome the relay could \
                          not know)"
                     )));
+                } else if n - 1 > retries && !self.flagged.contains(&id) && self.traceable(&sends) {
+                    v.violations.push(what(&format!(
+                        "sent {n} times, and the relays' log shows no attempt that may have sent it (none \
+                         ambiguous)"
+                    )));
                 } else {
                     v.repeated_unclear += usize::from(excused > 0);
                 }
@@ -247,6 +257,21 @@ impl Oracle<'_> {
     fn excused_repeats(&self, sends: &[&Sent]) -> usize {
         let earlier = &sends[..sends.len() - 1];
         earlier.iter().filter(|s| self.unclear(s)).count()
+    }
+
+    /// Whether the relays' log can show that a reply sent again may have gone before: no earlier send was answered
+    /// 408 (to the relay a failure like any other) or in flight while a relay was killed or the database down
+    /// (an attempt that leaves no trace). A relay that was only stopped reads GoWA's answer when it is continued,
+    /// and keeps it even if its lane went to another relay meanwhile.
+    fn traceable(&self, sends: &[&Sent]) -> bool {
+        sends[..sends.len() - 1].iter().all(|s| {
+            !s.answered_408
+                && !self
+                    .journal
+                    .untraced
+                    .iter()
+                    .any(|(from, to)| s.at <= *to && s.at + IN_FLIGHT >= *from)
+        })
     }
 
     /// A send whose outcome the relay could not know: answered too late or 408, or in flight when the relay was

@@ -87,6 +87,8 @@ pub enum Act {
     Retry,
     /// A stranger posts a reply of their own to the relay.
     Forged { conversation: usize },
+    /// GoWA's server is down for a while: every device behind it at once, as when its one process restarts.
+    Server { lasts: Duration },
     /// A GoWA device behaves so for a while.
     Device {
         device: usize,
@@ -102,6 +104,9 @@ pub enum Act {
     /// A relay is stopped (SIGSTOP) for a while, on PostgreSQL past its lanes' lease at times; the campaign goes
     /// on meanwhile (Chatwoot's webhooks to it time out).
     Freeze { relay: usize, lasts: Duration },
+    /// The relay that sends the next reply GoWA sends is stopped (SIGSTOP) before GoWA answers it, past its lanes'
+    /// lease (on PostgreSQL the other relay takes its lane), and continued after `lasts`.
+    StopSender { lasts: Duration },
     /// The database server crashes and is started again after a while (PostgreSQL; nothing on SQLite).
     DatabaseRestart { down: Duration },
 }
@@ -138,6 +143,54 @@ pub fn schedule(seed: u64, shape: Shape) -> Vec<Step> {
             act,
         });
     }
+    with_stopped_sender(seed, with_server_outage(seed, steps))
+}
+
+/// The steps with a relay stopped as it sends, once, by a generator of its own (as for the server's outage).
+fn with_stopped_sender(seed: u64, mut steps: Vec<Step>) -> Vec<Step> {
+    let mut rng = Rng::keyed(seed, "stopped as it sent");
+    let at = usize::try_from(rng.below(steps.len() as u64)).unwrap_or(0);
+    let lasts = rng.millis(7_000, 9_000);
+    let pause = rng.millis(2, 40);
+    steps.insert(
+        at,
+        Step {
+            pause,
+            act: Act::StopSender { lasts },
+        },
+    );
+    steps
+}
+
+/// The steps with GoWA's server down once, drawn by a generator of its own so that every seed kept the steps it
+/// had before the server's outage was drawn (and the seeds that found a hole still find it). In half the seeds the
+/// outage outlasts `CHATGOWA_DELAYED_AFTER` and the note's slack, so that every inbox's replies are delayed at once,
+/// and the agents pause a while in it: the replies written after the pause fall due in a later round of the
+/// relay's feedback than the ones before it.
+fn with_server_outage(seed: u64, mut steps: Vec<Step>) -> Vec<Step> {
+    let mut rng = Rng::keyed(seed, "GoWA server");
+    let at = usize::try_from(rng.below(steps.len() as u64)).unwrap_or(0);
+    let long = rng.chance(500);
+    let lasts = if long {
+        rng.millis(25_000, 40_000)
+    } else {
+        rng.millis(300, 4_000)
+    };
+    let pause = rng.millis(2, 40);
+    if long {
+        let lull = at + 1 + usize::try_from(rng.below(40)).unwrap_or(0);
+        let longer = rng.millis(8_000, 14_000);
+        if let Some(step) = steps.get_mut(lull) {
+            step.pause += longer;
+        }
+    }
+    steps.insert(
+        at,
+        Step {
+            pause,
+            act: Act::Server { lasts },
+        },
+    );
     steps
 }
 
