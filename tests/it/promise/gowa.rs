@@ -126,6 +126,8 @@ impl GowaModel {
         let mut record = self.record.lock().unwrap();
         record.devices.iter_mut().for_each(|d| *d = Device::Up);
         record.server_down = false;
+        // Nothing is held once the campaign settles: its relays must all answer.
+        record.catch = None;
     }
 
     pub fn sent(&self) -> Vec<Sent> {

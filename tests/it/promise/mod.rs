@@ -46,6 +46,9 @@ const LONG_OUTAGE: Duration = Duration::from_secs(20);
 /// schedule outlasts it at times.
 const LEASE: &str = "6s";
 
+/// From when until when something lasted.
+type Interval = (Instant, Instant);
+
 /// One relay (its directory, port and environment), restartable; its clock may be off (`libfaketime`).
 struct Relay {
     dir: tempfile::TempDir,
@@ -120,8 +123,8 @@ struct Run {
     /// When the last long outage ends: the schedule's end does not cut it short, so that its replies wait past
     /// `CHATGOWA_DELAYED_AFTER`.
     long_until: Option<Instant>,
-    /// Relays stopped as they sent (see [`Act::StopSender`]): when, until when.
-    stops: Arc<Mutex<Vec<(Instant, Instant)>>>,
+    /// Relays stopped as they sent (see [`Act::StopSender`]): when, until when; `None` once the campaign settles.
+    stops: Arc<Mutex<Option<Vec<Interval>>>>,
 }
 
 impl Run {
@@ -146,9 +149,10 @@ impl Campaign {
         if let Some(until) = run.long_until {
             tokio::time::sleep_until(until.into()).await;
         }
+        // No relay is stopped as it sends once the campaign settles (taken with the heal, nothing runs between).
+        let stops = run.stops.lock().unwrap().take().unwrap_or_default();
         heal(&mut run).await;
         let unsettled = quiet(&run).await;
-        let stops = std::mem::take(&mut *run.stops.lock().unwrap());
         if !stops.is_empty() {
             let name = "fault: relay stopped as it sent".to_owned();
             *run.journal.faults.entry(name).or_default() += stops.len();
@@ -310,7 +314,7 @@ impl Campaign {
             },
             generations: Arc::default(),
             long_until: None,
-            stops: Arc::default(),
+            stops: Arc::new(Mutex::new(Some(Vec::new()))),
         }
     }
 
@@ -767,10 +771,16 @@ fn stop_sender(run: &Run, lasts: Duration) {
             return;
         };
         let from = Instant::now();
-        signal(pid, "-STOP");
-        // The interval allows for the timer's lateness, as for a freeze.
-        let until = from + lasts + Duration::from_millis(500);
-        stops.lock().unwrap().push((from, until));
+        {
+            let mut stops = stops.lock().unwrap();
+            let Some(stops) = stops.as_mut() else {
+                let _ = caught.answer.send(());
+                return;
+            };
+            signal(pid, "-STOP");
+            // The interval allows for the timer's lateness, as for a freeze.
+            stops.push((from, from + lasts + Duration::from_millis(500)));
+        }
         let _ = caught.answer.send(());
         tokio::time::sleep(lasts).await;
         signal(pid, "-CONT");
