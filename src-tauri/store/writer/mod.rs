@@ -281,6 +281,7 @@ fn finish(
 /// Tells `on_commit` what a committed batch changed, if anything.
 fn announce(batch: &[Op], written: &Written, now: i64, on_commit: &mut impl FnMut(&Committed)) {
     let done = &written.done;
+    // A reply whose deletion came in the same batch was stored dead by it: it never waits in a lane.
     let queued: Vec<(DeliveryId, &NewDelivery)> = batch
         .iter()
         .zip(done)
@@ -288,6 +289,7 @@ fn announce(batch: &[Op], written: &Written, now: i64, on_commit: &mut impl FnMu
             (Op::Ingest(d, _), Ok(Some(Decision::Queued(id)))) => Some((*id, d.as_ref())),
             _ => None,
         })
+        .filter(|(id, _)| !written.cancelled.contains(id))
         .collect();
     let committed = Committed {
         queued: &queued,
@@ -583,6 +585,105 @@ mod tests {
         assert_eq!(kept.status, DeliveryStatus::Delivered);
         assert_eq!(told.lock().unwrap().len(), 1);
         task.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_reply_and_its_deletion_in_one_commit_leave_nothing_to_send() {
+        let (dbs, _dir) = both().await;
+        for db in dbs {
+            a_reply_and_its_deletion_in_one_commit_leave_nothing_to_send_on(db).await;
+        }
+    }
+
+    /// Chatwoot's webhooks of a reply and of its deletion arriving together (a burst after the relay was stopped
+    /// a while) are written in one batch: the deletion stores the reply dead, and the lanes must not be handed it
+    /// as new, or it is sent all the same.
+    async fn a_reply_and_its_deletion_in_one_commit_leave_nothing_to_send_on(pool: Db) {
+        add_route(&pool, 7, true).await;
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let sink = heard.clone();
+        let (writer, inbox) = Writer::channel();
+        let message = |event: &str, key: &str| NewDelivery {
+            event: event.into(),
+            message_id: Some(5),
+            dedupe_key: Some(key.into()),
+            ..new_delivery(Some(41), None)
+        };
+        // Both wait in the channel before the writer starts, so they are one batch.
+        let (reply, deletion, task) = tokio::join!(
+            writer.ingest(message("message_created", "message_created/7/1/5")),
+            writer.ingest(message("message_updated", "message_deleted/7/1/5")),
+            async {
+                inbox
+                    .spawn(&pool, move |c| {
+                        let mut heard = sink.lock().unwrap();
+                        heard.extend(c.queued.iter().map(|(id, _)| *id));
+                    })
+                    .unwrap()
+            }
+        );
+        // Each stored (the reply stored dead at once where the writer took the deletion first).
+        let stored = |d: Result<Decision, WriteError>| match d {
+            Ok(Decision::Queued(id) | Decision::Deleted(id)) => id,
+            other => panic!("{other:?}"),
+        };
+        let (reply, deletion) = (stored(reply), stored(deletion));
+        let stopped = deliveries::find(&pool, reply).await.unwrap().unwrap();
+        assert_eq!(stopped.status, DeliveryStatus::Dead);
+        let queued = heard.lock().unwrap().clone();
+        assert_eq!(
+            queued,
+            [deletion],
+            "the reply stored dead is not handed to the lanes"
+        );
+        task.stop().await;
+    }
+
+    /// Two relays on PostgreSQL: one takes a reply's webhook while the other takes its deletion's, at once, in a
+    /// conversation with no lane row yet (none to lock). Whichever commits second must see the first: the reply
+    /// ends dead, never waiting to be sent.
+    #[tokio::test]
+    async fn a_reply_and_its_deletion_taken_by_two_relays_at_once_leave_the_reply_dead() {
+        let pool = crate::store::test_support::postgres_db().await;
+        add_route(&pool, 7, true).await;
+        let (one, inbox) = Writer::channel();
+        let one_task = inbox.spawn(&pool, |_| {}).unwrap();
+        let (other, inbox) = Writer::channel();
+        let other_task = inbox.spawn(&pool, |_| {}).unwrap();
+        let webhook = |event: &str, key: String, conversation: i64| NewDelivery {
+            event: event.into(),
+            message_id: Some(conversation),
+            dedupe_key: Some(key),
+            ..new_delivery(Some(conversation), None)
+        };
+        let mut waiting = Vec::new();
+        for conversation in 1..=40 {
+            let (reply, _) = tokio::join!(
+                one.ingest(webhook(
+                    "message_created",
+                    format!("message_created/7/1/{conversation}"),
+                    conversation
+                )),
+                other.ingest(webhook(
+                    "message_updated",
+                    format!("message_deleted/7/1/{conversation}"),
+                    conversation
+                )),
+            );
+            let (Decision::Queued(id) | Decision::Deleted(id)) = reply.unwrap() else {
+                panic!("stored")
+            };
+            let stored = deliveries::find(&pool, id).await.unwrap().unwrap();
+            if stored.status == DeliveryStatus::Pending {
+                waiting.push(conversation);
+            }
+        }
+        assert!(
+            waiting.is_empty(),
+            "replies left waiting after their deletion: {waiting:?}"
+        );
+        one_task.stop().await;
+        other_task.stop().await;
     }
 
     #[tokio::test]

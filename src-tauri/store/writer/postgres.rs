@@ -225,14 +225,18 @@ async fn insert(
         .zip(new.iter().map(|(_, d)| *d))
         .collect();
     let inserted = insert_rows(tx, &rows, now).await?;
-    let deleted = dead_if_deleted(tx, &rows, &inserted, now).await?;
-    cancelled.extend(cancel_deleted(tx, &rows, &inserted, now).await?);
+    // The lanes are marked before a reply and its deletion look for each other: a lane row another relay's
+    // batch is inserting makes this one wait for its commit, so that of a reply and its deletion taken at once
+    // by two relays, the one written second sees the first (locking the lane rows at the start missed a lane
+    // that had none yet).
     let touched: Vec<lanes::Key> = rows
         .iter()
         .filter(|(id, _)| inserted.contains(id))
         .map(|(_, d)| lanes::Key::of(d.inbox_id, d.conversation_id))
         .collect();
     lanes::touch(tx, &touched).await?;
+    let deleted = dead_if_deleted(tx, &rows, &inserted, now).await?;
+    cancelled.extend(cancel_deleted(tx, &rows, &inserted, now).await?);
     let mut decisions = Vec::with_capacity(new.len());
     for ((i, d), id) in new.iter().zip(ids) {
         let decision = if deleted.contains(&id) {
