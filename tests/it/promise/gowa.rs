@@ -100,6 +100,15 @@ impl GowaModel {
         model
     }
 
+    /// The port GoWA listens on (loopback).
+    pub fn port(&self) -> u16 {
+        self.base
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0)
+    }
+
     pub fn url(&self, device: usize) -> String {
         format!("{}/chatwoot/webhook/{device}", self.base)
     }
@@ -270,14 +279,7 @@ async fn receive(
         gowa_note(&model.chatwoot, payload.conversation());
         return (StatusCode::OK, "OK").into_response();
     }
-    let unclear = matches!(state, Device::Slow | Device::LateTimeout);
-    model.record.lock().unwrap().sent.push(Sent {
-        message: payload.message,
-        conversation: payload.conversation(),
-        at: Instant::now(),
-        unclear,
-        answered_408: state == Device::LateTimeout,
-    });
+    let arrived = Instant::now();
     let catch = {
         let mut record = model.record.lock().unwrap();
         if state == Device::Up {
@@ -286,17 +288,21 @@ async fn receive(
             None
         }
     };
-    if let Some(catch) = catch {
-        let (answer, when) = tokio::sync::oneshot::channel();
-        if catch
-            .send(Caught {
-                port: peer.port(),
-                answer,
-            })
-            .is_ok()
-        {
-            let _ = tokio::time::timeout(Duration::from_secs(5), when).await;
-        }
+    let (answer, when) = tokio::sync::oneshot::channel();
+    let port = peer.port();
+    let held = catch.is_some_and(|catch| catch.send(Caught { port, answer }).is_ok());
+    // A reply held for a stop is answered once the stop came, maybe after the relay's timeout: as unclear to it
+    // as a slow answer.
+    let unclear = matches!(state, Device::Slow | Device::LateTimeout) || held;
+    model.record.lock().unwrap().sent.push(Sent {
+        message: payload.message,
+        conversation: payload.conversation(),
+        at: arrived,
+        unclear,
+        answered_408: state == Device::LateTimeout,
+    });
+    if held {
+        let _ = tokio::time::timeout(Duration::from_secs(5), when).await;
     }
     match state {
         Device::Slow => {

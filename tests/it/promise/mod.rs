@@ -616,13 +616,42 @@ async fn story_of(run: &Run, violation: &str) -> String {
     else {
         return String::new();
     };
-    let conversation = run.journal.replies[&id].0;
+    let (conversation, written) = run.journal.replies[&id];
+    // Times are seconds after the reply was written.
+    let after = |at: Instant| {
+        let (later, earlier) = (
+            at.saturating_duration_since(written),
+            written.saturating_duration_since(at),
+        );
+        later.as_secs_f64() - earlier.as_secs_f64()
+    };
     let mut story = String::new();
     let webhooks = run
         .chatwoot
         .with(|w| w.sender.story.lock().unwrap().clone());
-    for (_, event, answer, _) in webhooks.iter().filter(|(m, _, _, _)| *m == id) {
-        let _ = write!(story, "\n      webhook {event}: {answer}");
+    for (_, event, answer, at) in webhooks.iter().filter(|(m, _, _, _)| *m == id) {
+        let _ = write!(
+            story,
+            "\n      webhook {event}: {answer} at {:+.2} s",
+            after(*at)
+        );
+    }
+    for sent in run.gowa.sent().iter().filter(|s| s.message == id) {
+        let _ = write!(
+            story,
+            "\n      GoWA sent it at {:+.2} s (unclear {}, 408 {})",
+            after(sent.at),
+            sent.unclear,
+            sent.answered_408
+        );
+    }
+    for (from, to) in &run.journal.interruptions {
+        let _ = write!(
+            story,
+            "\n      a relay interrupted {:+.2} s to {:+.2} s",
+            after(*from),
+            after(*to)
+        );
     }
     for (d, detail) in deliveries_of(run, id, conversation).await {
         let _ = write!(
@@ -693,13 +722,15 @@ async fn flagged_ambiguous(run: &Run, sent: &[Sent]) -> HashSet<i64> {
     flagged
 }
 
-/// The relay whose connection leaves from local `port`: the one of `pids` holding that socket (`/proc`).
-fn relay_on_port(pids: &[u32], port: u16) -> Option<u32> {
+/// The relay whose connection to `to` (a port on loopback) leaves from `port`: the one of `pids` holding that
+/// socket (`/proc`; a local port is shared by connections to different places).
+fn relay_on_port(pids: &[u32], port: u16, to: u16) -> Option<u32> {
     let tcp = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    let port_of = |address: &str| u16::from_str_radix(address.rsplit(':').next()?, 16).ok();
     let inode = tcp.lines().skip(1).find_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
-        let local = u16::from_str_radix(fields.get(1)?.rsplit(':').next()?, 16).ok()?;
-        if local != port {
+        let (local, remote) = (port_of(fields.get(1)?)?, port_of(fields.get(2)?)?);
+        if (local, remote) != (port, to) {
             return None;
         }
         fields.get(9).map(|inode| (*inode).to_owned())
@@ -760,13 +791,14 @@ fn fault_for(run: &Run, what: String, lasts: Duration, end: impl FnOnce() + Send
 /// it is continued. The schedule goes on meanwhile.
 fn stop_sender(run: &Run, lasts: Duration) {
     let caught = run.gowa.catch_next();
+    let gowa_port = run.gowa.port();
     let pids: Vec<u32> = run.relays.iter().filter_map(Relay::pid).collect();
     let stops = run.stops.clone();
     tokio::spawn(async move {
         let Ok(Ok(caught)) = tokio::time::timeout(Duration::from_secs(60), caught).await else {
             return;
         };
-        let Some(pid) = relay_on_port(&pids, caught.port) else {
+        let Some(pid) = relay_on_port(&pids, caught.port, gowa_port) else {
             let _ = caught.answer.send(());
             return;
         };
