@@ -139,6 +139,7 @@ mod tests {
             is_update: update,
             received_at: id,
             attempted: false,
+            by_hand: false,
         }
     }
 

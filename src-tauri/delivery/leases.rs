@@ -280,7 +280,7 @@ async fn learn_what_went_out(
 ) -> sqlx::Result<()> {
     let oldest_new = pending
         .iter()
-        .filter(|p| !p.attempted && !p.is_update)
+        .filter(|p| !p.by_hand && !p.is_update)
         .filter_map(|p| p.message_id)
         .min();
     let Some(oldest_new) = oldest_new else {

@@ -629,8 +629,9 @@ impl Lanes {
                 conversation_id = key.conversation_id,
                 "reply arrived after a later reply of its conversation was sent: sent in arrival order"
             );
-            // Sent again by hand or by Retry, it goes after later ones as the agent asked.
-            if !pending.attempted && self.late.len() < SENT_TRACKED {
+            // Sent again by hand or by Retry, it goes after later ones as the agent asked; one that only failed
+            // before (read again after a restart, or by the lane's new holder) came late all the same.
+            if !pending.by_hand && self.late.len() < SENT_TRACKED {
                 self.late.push(pending.id);
             }
         }
@@ -667,6 +668,34 @@ impl Fresh {
 mod tests {
     use super::*;
     use crate::store::deliveries::tests::new_delivery;
+
+    /// A reply older than one its conversation sent already came late, also when it failed once before it was
+    /// read again (after a restart, or by a lane's new holder); one put back by hand goes after later ones as the
+    /// agent asked.
+    #[test]
+    fn a_reply_read_again_after_a_failed_attempt_is_still_known_late() {
+        let key = LaneKey {
+            inbox_id: InboxId(7),
+            conversation_id: Some(1),
+        };
+        let reply = |id: i64, message: i64, attempted: bool, by_hand: bool| PendingRef {
+            id: DeliveryId(id),
+            inbox_id: InboxId(7),
+            conversation_id: Some(1),
+            message_id: Some(message),
+            is_update: false,
+            received_at: 1,
+            attempted,
+            by_hand,
+        };
+        let mut lanes = Lanes::default();
+        lanes.sent(key, 20);
+        lanes.note_late(key, &reply(1, 10, false, false));
+        lanes.note_late(key, &reply(2, 11, true, false));
+        lanes.note_late(key, &reply(3, 12, true, true));
+        lanes.note_late(key, &reply(4, 21, true, false));
+        assert_eq!(lanes.late, [DeliveryId(1), DeliveryId(2)]);
+    }
 
     #[test]
     fn fresh_deliveries_stay_within_their_byte_budget() {

@@ -60,6 +60,7 @@ impl NewDelivery {
             is_update: self.event == "message_updated",
             received_at: at,
             attempted: false,
+            by_hand: false,
         }
     }
 }
@@ -148,11 +149,30 @@ pub struct PendingRef {
     pub received_at: i64,
     /// An attempt was made (before a restart, or it is a retry by hand).
     pub attempted: bool,
+    /// Put back in the queue by hand (Chatwoot's Retry, the panel): it goes after later replies as asked, so it
+    /// is not a reply that came late. One that only failed before is (a restart must not forget that).
+    pub by_hand: bool,
 }
 
-/// The columns of a [`PendingRef`].
-const PENDING_COLUMNS: &str = "id, inbox_id, conversation_id, message_id, event = 'message_updated' AS is_update, \
-                               received_at, attempts > 0 AS attempted";
+/// The columns of a [`PendingRef`], with how `by_hand` is read.
+macro_rules! pending_columns {
+    ($by_hand:literal) => {
+        concat!(
+            "id, inbox_id, conversation_id, message_id, event = 'message_updated' AS is_update, received_at, ",
+            "attempts > 0 AS attempted, ",
+            $by_hand,
+            " AS by_hand"
+        )
+    };
+}
+
+/// Of a pending delivery as stored: queued by hand now, or an attempt of it was.
+const PENDING_COLUMNS: &str = pending_columns!(
+    "(trigger = 'manual' OR EXISTS (SELECT 1 FROM delivery_attempts a \
+      WHERE a.delivery_id = deliveries.id AND a.trigger = 'manual'))"
+);
+/// Of a delivery just put back by hand.
+const REQUEUED_COLUMNS: &str = pending_columns!("trigger = 'manual'");
 
 /// The state a delivery moves to after an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -361,7 +381,7 @@ const REQUEUE: &str = "UPDATE deliveries SET status = 'pending', trigger = 'manu
 /// `None` if it does not exist or is already pending.
 pub async fn requeue(db: &Db, id: DeliveryId, now: i64) -> sqlx::Result<Option<PendingRef>> {
     let sql = format!(
-        "{REQUEUE} WHERE id = $2 AND status IN ('delivered', 'dead') RETURNING {PENDING_COLUMNS}"
+        "{REQUEUE} WHERE id = $2 AND status IN ('delivered', 'dead') RETURNING {REQUEUED_COLUMNS}"
     );
     on!(db, |pool| {
         let mut tx = pool.begin().await?;
@@ -383,7 +403,7 @@ pub async fn requeue_dead_for_inbox(
     now: i64,
 ) -> sqlx::Result<Vec<PendingRef>> {
     let sql =
-        format!("{REQUEUE} WHERE inbox_id = $2 AND status = 'dead' RETURNING {PENDING_COLUMNS}");
+        format!("{REQUEUE} WHERE inbox_id = $2 AND status = 'dead' RETURNING {REQUEUED_COLUMNS}");
     on!(db, |pool| {
         let mut tx = pool.begin().await?;
         let mut requeued: Vec<PendingRef> = sqlx::query_as(&sql)
@@ -414,7 +434,7 @@ pub async fn requeue_dead(db: &Db, ids: &[DeliveryId], now: i64) -> sqlx::Result
         for id in ids {
             list.push_bind(*id);
         }
-        query.push(format!(") RETURNING {PENDING_COLUMNS}"));
+        query.push(format!(") RETURNING {REQUEUED_COLUMNS}"));
         let mut tx = pool.begin().await?;
         let mut requeued: Vec<PendingRef> = query.build_query_as().fetch_all(&mut *tx).await?;
         tx.touch_lanes(lanes_of(&requeued)).await?;
@@ -964,8 +984,43 @@ pub(crate) mod tests {
                 is_update: false,
                 received_at: 10,
                 attempted: true,
+                by_hand: false,
             }]
         );
+    }
+
+    /// Whether a pending delivery was put back by hand: told by the requeue itself, and read again after its
+    /// attempt (a restart) from that attempt; a delivery that only failed on its own is not.
+    #[tokio::test]
+    async fn a_delivery_put_back_by_hand_is_known_so_after_its_attempt() {
+        let (pool, dir) = temp_db().await;
+        let conn = writer_connection(&dir);
+        let failed = insert(&conn, &new_delivery(Some(1), Some("k-1")), 10).unwrap();
+        let retried = insert(&conn, &new_delivery(Some(1), Some("k-2")), 11).unwrap();
+        update_after_attempt(&conn, failed, NextState::RetryAt(500), Some(503), None, 20).unwrap();
+        update_after_attempt(&conn, retried, NextState::Dead, Some(503), None, 20).unwrap();
+        let requeued = requeue(&pool, retried, 30).await.unwrap().unwrap();
+        assert!(requeued.by_hand);
+        let manual = crate::store::attempts::Attempt {
+            delivery_id: retried,
+            attempt: 2,
+            trigger: Trigger::Manual,
+            started_at: 31,
+            duration_ms: 1,
+            status_code: Some(503),
+            error: None,
+            response_snippet: None,
+            ambiguous: false,
+        };
+        crate::store::attempts::insert(&conn, &manual).unwrap();
+        update_after_attempt(&conn, retried, NextState::RetryAt(600), Some(503), None, 32).unwrap();
+        let by_hand: Vec<(DeliveryId, bool)> = list_pending(&pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.id, p.by_hand))
+            .collect();
+        assert_eq!(by_hand, [(failed, false), (retried, true)]);
     }
 
     #[tokio::test]
