@@ -87,6 +87,9 @@ const DELETE_GRACE: Duration = Duration::from_secs(2);
 const DELETION_TAKEN_GRACE: Duration = Duration::from_secs(2);
 /// How long a reply in flight at a kill or a stop may take to reach GoWA before the interruption.
 const IN_FLIGHT: Duration = Duration::from_secs(3);
+/// How long after a request was written GoWA's model may read it: a request a killed relay wrote can be read
+/// once the relay is up again (the campaign's runtime is busy at times).
+const READ_LAG: Duration = Duration::from_secs(1);
 
 /// What Chatwoot shows and GoWA sent, checked against the journal.
 pub struct Oracle<'a> {
@@ -270,7 +273,7 @@ impl Oracle<'_> {
                     .journal
                     .untraced
                     .iter()
-                    .any(|(from, to)| s.at <= *to && s.at + IN_FLIGHT >= *from)
+                    .any(|(from, to)| s.at <= *to + READ_LAG && s.at + IN_FLIGHT >= *from)
         })
     }
 
@@ -282,7 +285,7 @@ impl Oracle<'_> {
                 .journal
                 .interruptions
                 .iter()
-                .any(|(from, to)| s.at <= *to && s.at + IN_FLIGHT >= *from)
+                .any(|(from, to)| s.at <= *to + READ_LAG && s.at + IN_FLIGHT >= *from)
     }
 
     /// How long the relays were stopped or down between `from` and `to`: an attempt that had started before a
