@@ -480,8 +480,11 @@ pub async fn prune(
 
 /// Removes a delivery with its attempts and body; `None` if there was none.
 pub async fn delete(db: &Db, id: DeliveryId) -> sqlx::Result<Option<Deleted>> {
+    // On SQLite the write lock is taken first: a transaction that reads, then writes after the writer committed
+    // in between, is refused outright (a snapshot too old to write), which no waiting helps.
+    let begin = sql!(db, sqlite: "BEGIN IMMEDIATE", postgres: "BEGIN");
     on!(db, |pool| {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_with(begin).await?;
         // A lane's holder reads its deliveries again: the discarded one is not sent. The lane is marked before
         // the delivery is deleted, in the order the writer locks them (lane, then delivery): the other order
         // deadlocked with an attempt being recorded on PostgreSQL.
@@ -987,6 +990,39 @@ pub(crate) mod tests {
                 by_hand: false,
             }]
         );
+    }
+
+    /// An agent's discard while the writer commits webhooks: SQLite refuses a transaction's write outright when
+    /// another connection committed after the transaction first read (no waiting helps), so the delete takes
+    /// the write lock first.
+    #[tokio::test]
+    async fn a_delivery_is_deleted_while_the_writer_commits() {
+        let (pool, dir) = temp_db().await;
+        let conn = writer_connection(&dir);
+        let ids: Vec<DeliveryId> = (0..200)
+            .map(|i| insert(&conn, &new_delivery(Some(i), None), 10).unwrap())
+            .collect();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writing = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                // A commit every millisecond or so, as the writer's batches come under load (not one
+                // after another with no gap, which would starve any other connection).
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    insert(&conn, &new_delivery(Some(1), None), 11).unwrap();
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+            })
+        };
+        let mut refused = 0;
+        for id in ids {
+            if delete(&pool, id).await.is_err() {
+                refused += 1;
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        writing.join().unwrap();
+        assert_eq!(refused, 0, "discards refused while the writer commits");
     }
 
     /// Whether a pending delivery was put back by hand: told by the requeue itself, and read again after its
