@@ -302,10 +302,6 @@ impl Dispatcher {
                 }
             }
         }
-        // The feedback watches a late reply's conversation, to note it once it has gone.
-        if !lanes.late.is_empty() {
-            self.inner.outcomes.send_modify(|n| *n = n.wrapping_add(1));
-        }
     }
 
     /// Replies their deletion stopped (stored dead in the commit that stored it): no attempt sends them. A head
@@ -336,12 +332,6 @@ impl Dispatcher {
     /// conversation of [`Dispatcher::watch_conversations`].
     pub fn outcomes(&self) -> watch::Receiver<u64> {
         self.inner.outcomes.subscribe()
-    }
-
-    /// The replies that came after a later reply of their conversation had started to go (Chatwoot posted them
-    /// late), since the last call.
-    pub fn take_late(&self) -> Vec<DeliveryId> {
-        std::mem::take(&mut self.inner.lanes().late)
     }
 
     /// The conversations whose deliveries are to change [`Dispatcher::outcomes`] even when they go out at
@@ -482,9 +472,6 @@ impl Inner {
         for p in new {
             lanes.note_late(key, p);
         }
-        if !lanes.late.is_empty() {
-            self.outcomes.send_modify(|n| *n = n.wrapping_add(1));
-        }
         let mut pending = pending.into_iter();
         let Some(first) = pending.next() else {
             lanes.by_key.remove(&key);
@@ -564,6 +551,17 @@ impl Inner {
         (window > 0 && !lane.is_started() && until > store::now_ms()).then_some(until)
     }
 
+    /// Whether `id` came after a later reply of its conversation had started to go, and is not stored so yet.
+    fn came_late(&self, id: DeliveryId) -> bool {
+        self.lanes().late.contains(&id)
+    }
+
+    /// Reply `id` is stored as having come late: the feedback is told to mark it.
+    fn late_stored(&self, id: DeliveryId) {
+        self.lanes().late.remove(&id);
+        self.outcomes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     /// Marks the head `id` as being sent, so that nothing goes ahead of it any more; `false` when something
     /// went ahead of it meanwhile.
     fn start(&self, key: LaneKey, id: DeliveryId) -> bool {
@@ -598,12 +596,13 @@ const SENT_TRACKED: usize = 10_000;
 const SENT_LOOKBACK_MS: i64 = 24 * 3600 * 1000;
 
 /// The lanes, and the highest message id each conversation has started to send (for the replies that came too
-/// late to go in their place: logged, and kept for [`Dispatcher::take_late`]).
+/// late to go in their place: logged, and stored so before they go, see `worker`).
 #[derive(Default)]
 struct Lanes {
     by_key: HashMap<LaneKey, Lane>,
     sent: HashMap<LaneKey, i64>,
-    late: Vec<DeliveryId>,
+    /// Replies that came late, not stored so yet.
+    late: HashSet<DeliveryId>,
 }
 
 impl Lanes {
@@ -631,8 +630,14 @@ impl Lanes {
             );
             // Sent again by hand or by Retry, it goes after later ones as the agent asked; one that only failed
             // before (read again after a restart, or by the lane's new holder) came late all the same.
-            if !pending.by_hand && self.late.len() < SENT_TRACKED {
-                self.late.push(pending.id);
+            if !pending.by_hand {
+                if self.late.len() >= SENT_TRACKED {
+                    // Of those, the ones no lane holds any more (stopped, or sent by another relay) are forgotten.
+                    let waiting: HashSet<DeliveryId> =
+                        self.by_key.values().flat_map(Lane::ids).collect();
+                    self.late.retain(|id| waiting.contains(id));
+                }
+                self.late.insert(pending.id);
             }
         }
     }
@@ -694,7 +699,7 @@ mod tests {
         lanes.note_late(key, &reply(2, 11, true, false));
         lanes.note_late(key, &reply(3, 12, true, true));
         lanes.note_late(key, &reply(4, 21, true, false));
-        assert_eq!(lanes.late, [DeliveryId(1), DeliveryId(2)]);
+        assert_eq!(lanes.late, HashSet::from([DeliveryId(1), DeliveryId(2)]));
     }
 
     #[test]

@@ -158,6 +158,7 @@ async fn claim(
         return Break(Step::Again);
     }
     still_pending_after_waiting(inner, id, read_at).await?;
+    store_late_arrival(inner, id).await?;
     if !inner.start(task.key, id) {
         return Break(Step::Again);
     }
@@ -218,6 +219,21 @@ async fn still_pending_after_waiting(
         Ok(true) => Continue(()),
         Ok(false) => Break(Step::Done),
         Err(err) => Break(db_trouble(inner, "reading a delivery", &err).await),
+    }
+}
+
+/// A reply that came after a later reply of its conversation had started to go is stored so before it goes: its
+/// agent is told, by any relay, also when this one is gone before its feedback could mark it.
+async fn store_late_arrival(inner: &Inner, id: DeliveryId) -> ControlFlow<Step> {
+    if !inner.came_late(id) {
+        return Continue(());
+    }
+    match deliveries::mark_arrived_late(&inner.db, id).await {
+        Ok(()) => {
+            inner.late_stored(id);
+            Continue(())
+        }
+        Err(err) => Break(db_trouble(inner, "storing a reply that came late", &err).await),
     }
 }
 

@@ -276,35 +276,29 @@ impl Task {
         Ok(())
     }
 
-    /// Replies Chatwoot posted after a later reply of their conversation had started to go (the lanes say which,
-    /// see `Dispatcher::take_late`): marked, so that [`Task::late`] notes them once delivered, after a restart
-    /// too. Whichever relay holds the lane marks them, in turn or not.
+    /// Replies Chatwoot posted after a later reply of their conversation had started to go (stored so by the lane
+    /// that sends them, before they go): marked, so that [`Task::late`] notes them once delivered. Any relay marks
+    /// them, in turn or not, after a restart too (the one that sent them may be gone).
     async fn late_arrivals(&self, links: &[Link]) -> sqlx::Result<()> {
-        for id in self.dispatcher.take_late() {
+        for id in deliveries::arrived_late(&self.db, BATCH).await? {
             let Some(d) = deliveries::find(&self.db, id).await? else {
                 continue;
             };
-            let Some(r) = reply::read(&d.body).filter(|r| r.to_customer) else {
-                continue;
-            };
-            let Some(link) = link_of(links, r.account) else {
-                continue;
-            };
-            if store::told(&self.db, id, "late_arrival").await? {
-                continue;
-            }
-            let marker = NewFeedback {
-                delivery_id: id,
-                at_attempt: d.attempts,
-                link_id: Some(link.id),
-                account_id: r.account,
-                conversation_id: r.conversation,
-                message_id: Some(r.message),
-                kind: "late_arrival",
-                text: String::new(),
-                done: true,
-            };
-            store::insert(&self.db, &[marker]).await?;
+            let marker = reply::read(&d.body)
+                .filter(|r| r.to_customer)
+                .and_then(|r| Some((link_of(links, r.account)?, r)))
+                .map(|(link, r)| NewFeedback {
+                    delivery_id: id,
+                    at_attempt: d.attempts,
+                    link_id: Some(link.id),
+                    account_id: r.account,
+                    conversation_id: r.conversation,
+                    message_id: Some(r.message),
+                    kind: "late_arrival",
+                    text: String::new(),
+                    done: true,
+                });
+            store::settle_late_arrival(&self.db, id, marker.as_ref()).await?;
         }
         Ok(())
     }

@@ -88,6 +88,36 @@ pub async fn insert(db: &Db, items: &[NewFeedback]) -> sqlx::Result<()> {
     })
 }
 
+/// Settles reply `id`, stored as having come late: marks it with `marker` (unless such a marker exists) and clears
+/// the flag, in one transaction, so that of two relays settling it at once only one marks it. `None`: nothing to
+/// tell of it (not a reply to the customer, or its account not linked).
+pub async fn settle_late_arrival(
+    db: &Db,
+    id: DeliveryId,
+    marker: Option<&NewFeedback>,
+) -> sqlx::Result<()> {
+    on!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        let cleared = sqlx::query(
+            "UPDATE deliveries SET arrived_late = FALSE WHERE id = $1 AND arrived_late",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let told: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM chatwoot_feedback WHERE delivery_id = $1 AND kind = 'late_arrival')",
+        )
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if let Some(marker) = marker.filter(|_| cleared == 1 && !told) {
+            insert_one!(marker).execute(&mut *tx).await?;
+        }
+        tx.commit().await
+    })
+}
+
 /// Pending feedback due at `now`, oldest first.
 pub async fn due(db: &Db, now: i64, limit: i64) -> sqlx::Result<Vec<Feedback>> {
     on!(db, |pool| {

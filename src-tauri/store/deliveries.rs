@@ -608,6 +608,29 @@ pub async fn is_pending(pool: &sqlx::PgPool, id: DeliveryId) -> sqlx::Result<boo
     .await
 }
 
+/// Stores that reply `id` came after a later reply of its conversation had started to go, before it is sent: the
+/// note that tells its agent no longer depends on this relay living until it is written.
+pub async fn mark_arrived_late(db: &Db, id: DeliveryId) -> sqlx::Result<()> {
+    on!(db, |pool| {
+        sqlx::query("UPDATE deliveries SET arrived_late = TRUE WHERE id = $1")
+            .bind(id)
+            .execute(pool)
+            .await
+            .map(drop)
+    })
+}
+
+/// Up to `limit` replies stored as having come late and not marked for their note yet (see
+/// [`chatwoot_feedback::settle_late_arrival`](super::chatwoot_feedback::settle_late_arrival)).
+pub async fn arrived_late(db: &Db, limit: i64) -> sqlx::Result<Vec<DeliveryId>> {
+    on!(db, |pool| {
+        sqlx::query_scalar("SELECT id FROM deliveries WHERE arrived_late ORDER BY id LIMIT $1")
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+    })
+}
+
 /// Every pending delivery in arrival order.
 pub async fn list_pending(db: &Db) -> sqlx::Result<Vec<PendingRef>> {
     on!(db, |pool| {

@@ -282,6 +282,63 @@ async fn a_reply_posted_late_is_noted_though_the_later_one_went_out_through_anot
     second.stop().await;
 }
 
+/// Chatwoot posts a reply's webhook late and it goes out while the relay's feedback waits on a slow Chatwoot (a
+/// failure being marked); the relay is gone before its feedback could mark the late reply. The relay started after
+/// it learns from the store that the reply came late, and its agent is told so once.
+#[tokio::test]
+async fn a_reply_posted_late_is_noted_though_its_relay_was_gone_before_it_could_say_so() {
+    let chatwoot = ChatwootApi::start().await;
+    let gowa = Gowa::start().await;
+    let shared = tempfile::tempdir().unwrap();
+    let relay_on_shared = || {
+        TestRelay::start(|c| {
+            c.database = crate::support::shared_database(shared.path());
+            c.retry_schedule = vec![Duration::from_millis(50)];
+            c.upkeep.delayed_after = Duration::from_secs(600);
+        })
+    };
+    let first = relay_on_shared().await;
+    link_account(&first, &chatwoot).await;
+    first
+        .add_route(7, &gowa.url("/chatwoot/webhook"), None)
+        .await;
+    let (early, written, _) = later_reply_gone_first(&chatwoot, &gowa).await;
+    // Another conversation's reply is refused for good, and marking it failed takes Chatwoot 5 s: the first relay's
+    // feedback is held in that call while the late reply comes and goes.
+    gowa.set(|r, _| {
+        Reply::status(if r.json()["conversation"]["id"] == 43 {
+            401
+        } else {
+            200
+        })
+    });
+    let calls = chatwoot.with(|w| {
+        w.add_conversation(1, 43, 7);
+        w.answer_after = Duration::from_secs(5);
+        w.agent_replies(1, 43, "Stok habis");
+        w.calls.len()
+    });
+    eventually("the feedback in a call to Chatwoot", WAIT, || async {
+        (chatwoot.with(|w| w.calls.len()) > calls).then_some(())
+    })
+    .await;
+    chatwoot.with(|w| w.fire_again("message_created", &written));
+    gowa.wait_for("the early reply, late", WAIT, |_| {
+        replies_to(&gowa, early).len() == 1
+    })
+    .await;
+    first.stop().await;
+    let second = relay_on_shared().await;
+    chatwoot.with(|w| {
+        w.answer_after = Duration::ZERO;
+        for hook in &mut w.hooks {
+            hook.url = format!("{}/webhook", second.base);
+        }
+    });
+    noted_late_once(&chatwoot, &gowa, early).await;
+    second.stop().await;
+}
+
 /// A reply went out; its agent deletes it, but GoWA refuses the deletion (its credentials changed): the customer
 /// still has it, and the agent is told so under it.
 #[tokio::test]
