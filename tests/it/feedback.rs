@@ -271,6 +271,9 @@ async fn a_reply_posted_late_is_noted_though_the_later_one_went_out_through_anot
         .await;
     let (early, written, _) = later_reply_gone_first(&chatwoot, &gowa).await;
     first.stop().await;
+    // Chatwoot's API is down as the second relay starts, so that its first catch-up cannot find the early reply
+    // before its webhook comes (that would be a reply found by catching up, told in other words).
+    chatwoot.with(|w| w.mode = Mode::Refusing(503));
     let second = relay_on_shared().await;
     chatwoot.with(|w| {
         for hook in &mut w.hooks {
@@ -278,6 +281,11 @@ async fn a_reply_posted_late_is_noted_though_the_later_one_went_out_through_anot
         }
         w.fire_again("message_created", &written);
     });
+    gowa.wait_for("the early reply, late", WAIT, |_| {
+        replies_to(&gowa, early).len() == 1
+    })
+    .await;
+    chatwoot.with(|w| w.mode = Mode::Normal);
     noted_late_once(&chatwoot, &gowa, early).await;
     second.stop().await;
 }

@@ -250,6 +250,10 @@ impl Campaign {
                 .collect()
         });
         let gowa = GowaModel::start(&INBOXES, chatwoot.clone(), ATTEMPT_TIMEOUT * 3 / 2).await;
+        let down_at_start = schedule::down_at_start(self.seed);
+        if down_at_start.is_some() {
+            chatwoot.with(|w| w.mode = Mode::Refusing(503));
+        }
         let ports: Vec<u16> = (0..self.shape.relays).map(|_| free_port()).collect();
         let mut run_faults = std::collections::BTreeMap::new();
         let balancer = Balancer::start(ports.clone()).await;
@@ -292,14 +296,13 @@ impl Campaign {
             crate::support::ADMIN_PASS,
         )
         .with_client(http);
-        link_and_route(&admin, &relays, &chatwoot, &gowa).await;
         let db = match &database {
             Some(url) => {
                 chatgowa_lib::store::Db::Postgres(sqlx::PgPool::connect(url).await.unwrap())
             }
             None => crate::support::open_database(relays[0].dir.path()).await,
         };
-        Run {
+        let mut run = Run {
             chatwoot,
             gowa,
             relays,
@@ -315,7 +318,15 @@ impl Campaign {
             generations: Arc::default(),
             long_until: None,
             stops: Arc::new(Mutex::new(Some(Vec::new()))),
+        };
+        if let Some(down) = down_at_start {
+            unsigned_before_the_link(&mut run, down).await;
+            link(&run.admin, &run.relays, &run.chatwoot).await;
+        } else {
+            link(&run.admin, &run.relays, &run.chatwoot).await;
+            add_routes(&run.admin, &run.gowa).await;
         }
+        run
     }
 
     /// Carries out one step: what agents, customers and strangers do here, faults in [`Campaign::fault`].
@@ -492,7 +503,25 @@ impl Campaign {
 
 /// Links account 2 in the admin API beside account 1 of the environment, waits until every relay has both
 /// accounts' webhooks registered, and routes each inbox to its device.
-async fn link_and_route(admin: &Admin, relays: &[Relay], chatwoot: &ChatwootApi, gowa: &GowaModel) {
+/// Chatwoot's API is down as the relays start, for `down`: the accounts of their environment wait to be linked, no
+/// secret is known yet, and the routes are made meanwhile. Strangers post replies to every routed inbox then; a
+/// relay that took one unsigned would send it.
+async fn unsigned_before_the_link(run: &mut Run, down: Duration) {
+    let began = Instant::now();
+    add_routes(&run.admin, &run.gowa).await;
+    for c in run.conversations.clone().into_iter().take(INBOXES.len() * 2) {
+        forge(run, c).await;
+    }
+    tokio::time::sleep(down.saturating_sub(began.elapsed())).await;
+    run.chatwoot.with(|w| w.mode = Mode::Normal);
+    let name = "fault: Chatwoot down as the relays started".to_owned();
+    *run.journal.faults.entry(name).or_default() += 1;
+}
+
+/// Waits for account 1 (the relays' environment) to be linked with its webhook registered, then links account 2
+/// in the admin API and waits until every relay knows both. The environment's link is tried again 15 s after a
+/// Chatwoot that was down.
+async fn link(admin: &Admin, relays: &[Relay], chatwoot: &ChatwootApi) {
     let registered = |admin: Admin, links: usize| async move {
         let status = admin.get_ok("/admin/chatwoot").await;
         let all = status["links"].as_array().cloned().unwrap_or_default();
@@ -500,7 +529,7 @@ async fn link_and_route(admin: &Admin, relays: &[Relay], chatwoot: &ChatwootApi,
     };
     eventually(
         "account 1's webhook registered",
-        Duration::from_secs(20),
+        Duration::from_secs(40),
         || registered(admin.clone(), 1),
     )
     .await;
@@ -529,6 +558,10 @@ async fn link_and_route(admin: &Admin, relays: &[Relay], chatwoot: &ChatwootApi,
         )
         .await;
     }
+}
+
+/// A route per inbox, to its GoWA device.
+async fn add_routes(admin: &Admin, gowa: &GowaModel) {
     for (device, (_, inbox)) in INBOXES.iter().enumerate() {
         let (status, body) = admin
             .post_json(

@@ -267,6 +267,12 @@ pub fn clock(seed: u64, relay: usize) -> i64 {
     i64::try_from(rng.below(481)).unwrap_or(0) - 240
 }
 
+/// Whether Chatwoot's API is down as the relays start, and for how long (about a third of the seeds, 2–5 s).
+pub fn down_at_start(seed: u64) -> Option<Duration> {
+    let mut rng = Rng::keyed(seed, "Chatwoot down at the start");
+    rng.chance(333).then(|| rng.millis(2_000, 5_000))
+}
+
 #[test]
 fn the_same_seed_gives_the_same_schedule() {
     let shape = Shape {
