@@ -509,12 +509,17 @@ impl Campaign {
 async fn unsigned_before_the_link(run: &mut Run, down: Duration) {
     let began = Instant::now();
     add_routes(&run.admin, &run.gowa).await;
-    for c in run.conversations.clone().into_iter().take(INBOXES.len() * 2) {
+    for c in run
+        .conversations
+        .clone()
+        .into_iter()
+        .take(INBOXES.len() * 2)
+    {
         forge(run, c).await;
     }
     tokio::time::sleep(down.saturating_sub(began.elapsed())).await;
     run.chatwoot.with(|w| w.mode = Mode::Normal);
-    let name = "fault: Chatwoot down as the relays started".to_owned();
+    let name = "fault: Chatwoot down at start".to_owned();
     *run.journal.faults.entry(name).or_default() += 1;
 }
 
