@@ -209,9 +209,12 @@ async fn a_reply_posted_after_a_later_one_had_gone_is_noted_under_it() {
 }
 
 /// An agent writes two replies; Chatwoot posts the webhook of the second only, and it goes out. The first's id,
-/// its message as Chatwoot shows it (to post its webhook late), and the second's id.
+/// its message as Chatwoot shows it (to post its webhook late), and the second's id. Chatwoot's API refuses calls
+/// from here on (until [`noted_late_once`]), so that no round of catching up finds the first reply before its
+/// webhook comes (that would be a reply found by catching up, told in other words).
 async fn later_reply_gone_first(chatwoot: &ChatwootApi, gowa: &Gowa) -> (i64, Message, i64) {
     let (early, written) = chatwoot.with(|w| {
+        w.mode = Mode::Refusing(503);
         let id = w.unposted(|w| w.agent_replies(1, 41, "Pesanan sudah kami terima"));
         (id, w.message(id))
     });
@@ -223,13 +226,41 @@ async fn later_reply_gone_first(chatwoot: &ChatwootApi, gowa: &Gowa) -> (i64, Me
     (early, written, later)
 }
 
-/// The reply `early`, posted late, goes out and its agent is told once that the customer reads it below the later
-/// one.
+/// A relay on the database in `dir`, which the relays a test starts one after another share (delay notes after
+/// 10 minutes).
+async fn relay_on(dir: &std::path::Path) -> TestRelay {
+    TestRelay::start(|c| {
+        c.database = crate::support::shared_database(dir);
+        c.retry_schedule = vec![Duration::from_millis(50)];
+        c.upkeep.delayed_after = Duration::from_secs(600);
+    })
+    .await
+}
+
+/// [`later_reply_gone_first`] through a linked relay on the database in `dir`: the relay, the early reply's id and
+/// its message.
+async fn later_reply_gone_through_a_relay(
+    dir: &std::path::Path,
+    chatwoot: &ChatwootApi,
+    gowa: &Gowa,
+) -> (TestRelay, i64, Message) {
+    let relay = relay_on(dir).await;
+    link_account(&relay, chatwoot).await;
+    relay
+        .add_route(7, &gowa.url("/chatwoot/webhook"), None)
+        .await;
+    let (early, written, _) = later_reply_gone_first(chatwoot, gowa).await;
+    (relay, early, written)
+}
+
+/// The reply `early`, posted late, goes out and its agent is told once (Chatwoot's API answering again) that the
+/// customer reads it below the later one.
 async fn noted_late_once(chatwoot: &ChatwootApi, gowa: &Gowa, early: i64) {
     gowa.wait_for("the early reply, late", WAIT, |_| {
         replies_to(gowa, early).len() == 1
     })
     .await;
+    chatwoot.with(|w| w.mode = Mode::Normal);
     let note = eventually("the note under it", WAIT, || async {
         chatwoot.with(|w| w.notes_under(early)).into_iter().next()
     })
@@ -257,35 +288,16 @@ async fn a_reply_posted_late_is_noted_though_the_later_one_went_out_through_anot
     let chatwoot = ChatwootApi::start().await;
     let gowa = Gowa::start().await;
     let shared = tempfile::tempdir().unwrap();
-    let relay_on_shared = || {
-        TestRelay::start(|c| {
-            c.database = crate::support::shared_database(shared.path());
-            c.retry_schedule = vec![Duration::from_millis(50)];
-            c.upkeep.delayed_after = Duration::from_secs(600);
-        })
-    };
-    let first = relay_on_shared().await;
-    link_account(&first, &chatwoot).await;
-    first
-        .add_route(7, &gowa.url("/chatwoot/webhook"), None)
-        .await;
-    let (early, written, _) = later_reply_gone_first(&chatwoot, &gowa).await;
+    let (first, early, written) =
+        later_reply_gone_through_a_relay(shared.path(), &chatwoot, &gowa).await;
     first.stop().await;
-    // Chatwoot's API is down as the second relay starts, so that its first catch-up cannot find the early reply
-    // before its webhook comes (that would be a reply found by catching up, told in other words).
-    chatwoot.with(|w| w.mode = Mode::Refusing(503));
-    let second = relay_on_shared().await;
+    let second = relay_on(shared.path()).await;
     chatwoot.with(|w| {
         for hook in &mut w.hooks {
             hook.url = format!("{}/webhook", second.base);
         }
         w.fire_again("message_created", &written);
     });
-    gowa.wait_for("the early reply, late", WAIT, |_| {
-        replies_to(&gowa, early).len() == 1
-    })
-    .await;
-    chatwoot.with(|w| w.mode = Mode::Normal);
     noted_late_once(&chatwoot, &gowa, early).await;
     second.stop().await;
 }
@@ -298,19 +310,8 @@ async fn a_reply_posted_late_is_noted_though_its_relay_was_gone_before_it_could_
     let chatwoot = ChatwootApi::start().await;
     let gowa = Gowa::start().await;
     let shared = tempfile::tempdir().unwrap();
-    let relay_on_shared = || {
-        TestRelay::start(|c| {
-            c.database = crate::support::shared_database(shared.path());
-            c.retry_schedule = vec![Duration::from_millis(50)];
-            c.upkeep.delayed_after = Duration::from_secs(600);
-        })
-    };
-    let first = relay_on_shared().await;
-    link_account(&first, &chatwoot).await;
-    first
-        .add_route(7, &gowa.url("/chatwoot/webhook"), None)
-        .await;
-    let (early, written, _) = later_reply_gone_first(&chatwoot, &gowa).await;
+    let (first, early, written) =
+        later_reply_gone_through_a_relay(shared.path(), &chatwoot, &gowa).await;
     // Another conversation's reply is refused for good, and marking it failed takes Chatwoot 5 s: the first relay's
     // feedback is held in that call while the late reply comes and goes.
     gowa.set(|r, _| {
@@ -336,7 +337,7 @@ async fn a_reply_posted_late_is_noted_though_its_relay_was_gone_before_it_could_
     })
     .await;
     first.stop().await;
-    let second = relay_on_shared().await;
+    let second = relay_on(shared.path()).await;
     chatwoot.with(|w| {
         w.answer_after = Duration::ZERO;
         for hook in &mut w.hooks {
@@ -1190,12 +1191,32 @@ async fn a_note_written_just_before_the_relay_is_killed_is_not_written_again() {
 /// and GoWA refuses the deletion: the customer may have it, and the agent is told so under it.
 #[tokio::test]
 async fn a_deletion_gowa_refused_of_a_reply_whose_send_was_unclear_is_told() {
-    let chatwoot = ChatwootApi::start().await;
-    let gowa = Gowa::start().await;
-    gowa.set(|_, _| Reply {
+    let first = Reply {
         delay: Duration::from_millis(1_500),
         ..Reply::status(200)
-    });
+    };
+    let note = deleted_after_its_first_attempt(first, |attempt| attempt["ambiguous"] == true).await;
+    assert!(note.contains("NOT taken back on WhatsApp"), "{note}");
+}
+
+/// The same when GoWA's proxy answered the reply 408 (GoWA may have sent it before the proxy gave up on it).
+#[tokio::test]
+async fn a_deletion_gowa_refused_of_a_reply_answered_408_is_told() {
+    let note =
+        deleted_after_its_first_attempt(Reply::status(408), |attempt| attempt["statusCode"] == 408)
+            .await;
+    assert!(note.contains("NOT taken back on WhatsApp"), "{note}");
+}
+
+/// A linked relay whose attempts wait 300 ms and are tried again after 30 s; GoWA answers a reply `first`, and once
+/// its attempt is logged as `seen` says, the agent deletes it and GoWA refuses the deletion: the note under it.
+async fn deleted_after_its_first_attempt(
+    first: Reply,
+    seen: impl Fn(&serde_json::Value) -> bool,
+) -> String {
+    let chatwoot = ChatwootApi::start().await;
+    let gowa = Gowa::start().await;
+    gowa.set(move |_, _| first.clone());
     let relay = TestRelay::start(|c| {
         c.fetch_timeout = Duration::from_millis(300);
         c.retry_schedule = vec![Duration::from_secs(30)];
@@ -1207,7 +1228,7 @@ async fn a_deletion_gowa_refused_of_a_reply_whose_send_was_unclear_is_told() {
         .add_route(7, &gowa.url("/chatwoot/webhook"), None)
         .await;
     let message = chatwoot.with(|w| w.agent_replies(1, 41, "Diskon 50%"));
-    eventually("the send answered too late", WAIT, || async {
+    eventually("the first attempt", WAIT, || async {
         let list = relay.admin.get_ok("/admin/deliveries").await;
         let d = list["deliveries"]
             .as_array()?
@@ -1218,12 +1239,12 @@ async fn a_deletion_gowa_refused_of_a_reply_whose_send_was_unclear_is_told() {
             .admin
             .get_ok(&format!("/admin/deliveries/{}", d["id"]))
             .await;
-        (detail["delivery"]["attemptLog"][0]["ambiguous"] == true).then_some(())
+        seen(&detail["delivery"]["attemptLog"][0]).then_some(())
     })
     .await;
     let note = deleted_with_gowa_refusing(&chatwoot, &gowa, message).await;
-    assert!(note.contains("NOT taken back on WhatsApp"), "{note}");
     relay.stop().await;
+    note
 }
 
 /// GoWA refuses everything from now on (its credentials changed) and the agent deletes `message`: the note the
