@@ -296,19 +296,6 @@ pub async fn overtaken_waiting(db: &Db) -> sqlx::Result<Vec<i64>> {
     })
 }
 
-/// Whether feedback of `kind` about delivery `id` is stored.
-pub async fn told(db: &Db, id: DeliveryId, kind: &str) -> sqlx::Result<bool> {
-    on!(db, |pool| {
-        sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM chatwoot_feedback WHERE delivery_id = $1 AND kind = $2)",
-        )
-        .bind(id)
-        .bind(kind)
-        .fetch_one(pool)
-        .await
-    })
-}
-
 /// Replies marked failed in Chatwoot that were delivered since, with no `mark_sent` after the mark.
 pub async fn delivered_after_failed(db: &Db) -> sqlx::Result<Vec<Feedback>> {
     on!(db, |pool| {
