@@ -15,8 +15,10 @@ use crate::store::now_ms;
 
 /// An offset beyond this is told to the admin (a `Date` header counts whole seconds, and a call takes time).
 pub const TOLD_AFTER_MS: i64 = 30_000;
-/// A call that took longer than this says too little about when its `Date` was written: not used.
-const LONGEST_CALL_MS: i64 = 5_000;
+/// A call that took longer than this says less about when its `Date` was written (up to half its time off): its
+/// offset is taken only while none better is known. A few seconds off beats none: catching up allows a minute
+/// for clocks, and judged by this computer's clock minutes off it would skip replies for good.
+const PRECISE_CALL_MS: i64 = 5_000;
 /// Offsets further than a day are no clock: ignored (a proxy's cached answer, a wrong header).
 const LARGEST_MS: i64 = 24 * 3600 * 1000;
 /// A signed webhook's offset is told for this long after it arrived.
@@ -46,10 +48,16 @@ pub struct Told {
 impl Clock {
     /// Reads an answer's `Date` for a call sent at `sent` (relay ms) and answered at `answered`.
     pub fn observe(&self, date: Option<&HeaderValue>, sent: i64, answered: i64) {
-        let Some(offset) = offset_of(date, sent, answered) else {
+        let Some((offset, precise)) = offset_of(date, sent, answered) else {
             return;
         };
-        let was = self.offsets().api.replace(offset);
+        let was = {
+            let mut offsets = self.offsets();
+            if !precise && offsets.api.is_some() {
+                return;
+            }
+            offsets.api.replace(offset)
+        };
         if told(Some(offset)) && !told(was) {
             tracing::warn!(
                 seconds = offset / 1000,
@@ -119,15 +127,17 @@ fn told(offset: Option<i64>) -> bool {
     offset.is_some_and(|o| o.abs() > TOLD_AFTER_MS)
 }
 
-/// The offset a `Date` header shows: its second's middle against the call's.
-fn offset_of(date: Option<&HeaderValue>, sent: i64, answered: i64) -> Option<i64> {
-    if !(0..=LONGEST_CALL_MS).contains(&(answered - sent)) {
+/// The offset a `Date` header shows (its second's middle against the call's), and whether the call was quick.
+fn offset_of(date: Option<&HeaderValue>, sent: i64, answered: i64) -> Option<(i64, bool)> {
+    let took = answered - sent;
+    let longest = i64::try_from(super::CALL_TIMEOUT.as_millis()).unwrap_or(i64::MAX);
+    if !(0..=longest).contains(&took) {
         return None;
     }
     let at = httpdate::parse_http_date(date?.to_str().ok()?).ok()?;
     let at = i64::try_from(at.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis()).ok()?;
     let offset = at + 500 - (sent + answered) / 2;
-    (offset.abs() <= LARGEST_MS).then_some(offset)
+    (offset.abs() <= LARGEST_MS).then_some((offset, took <= PRECISE_CALL_MS))
 }
 
 /// "5 minutes ahead", "2 minutes behind": this computer's clock against Chatwoot's.
@@ -167,9 +177,11 @@ mod tests {
         // Clocks that agree within a second or two are not worth telling.
         clock.observe(Some(&date(now + 1_000)), now - 100, now);
         assert_eq!(clock.told(), None);
-        // A slow call, a missing or broken header, a day away: nothing learned.
+        // A slow call once a quick one was read, a call longer than any, a missing or broken header, a day away:
+        // nothing learned.
         for (header, sent) in [
             (Some(date(now + 600_000)), now - 6_000),
+            (Some(date(now + 600_000)), now - 11_000),
             (None, now - 100),
             (Some(HeaderValue::from_static("yesterday")), now - 100),
             (Some(date(now + 2 * LARGEST_MS)), now - 100),
@@ -177,6 +189,11 @@ mod tests {
             clock.observe(header.as_ref(), sent, now);
             assert_eq!(clock.told(), None);
         }
+        // A slow call is read while nothing better is known.
+        let fresh = Clock::default();
+        fresh.observe(Some(&date(now + 600_000)), now - 6_000, now);
+        let offset = fresh.offset_ms().unwrap();
+        assert!((602_000..=604_000).contains(&offset), "{offset}");
         assert_eq!(words(-300_000), "5 minutes (ahead)");
         assert_eq!(words(45_000), "45 seconds (behind)");
     }

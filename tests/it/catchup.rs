@@ -644,6 +644,18 @@ async fn a_relay_clock_minutes_off_takes_signed_replies_catches_up_and_says_so()
 /// "caught up to", minutes ahead, and a reply lost meanwhile counted as written before the link.
 #[tokio::test]
 async fn a_relay_whose_clock_is_ahead_catches_up_a_reply_lost_just_after_the_link() {
+    reply_lost_after_the_link_caught_up_with_the_clock_ahead(false).await;
+}
+
+/// The relay was stopped before its first round was done (nothing marks the account current), and as it starts
+/// again Chatwoot answers its first call too slowly to read its time from it: the round must not judge the reply
+/// by this computer's clock, three minutes ahead (it looked written before the link, and was skipped for good).
+#[tokio::test]
+async fn a_relay_whose_clock_is_ahead_catches_up_though_chatwoot_answered_slowly_after_a_restart() {
+    reply_lost_after_the_link_caught_up_with_the_clock_ahead(true).await;
+}
+
+async fn reply_lost_after_the_link_caught_up_with_the_clock_ahead(slow_restart: bool) {
     let chatwoot = ChatwootApi::start().await;
     let gowa = Gowa::start().await;
     let dir = tempfile::tempdir().unwrap();
@@ -676,7 +688,22 @@ async fn a_relay_whose_clock_is_ahead_catches_up_a_reply_lost_just_after_the_lin
     chatwoot.with(|w| w.deliver = false);
     let message = chatwoot.with(|w| w.agent_replies(1, 41, "Barangnya sudah sampai?"));
     chatwoot.with(|w| w.deliver = true);
+    if slow_restart {
+        // Stopped before its first round was done; Chatwoot slow (6 s) until the round's first call came.
+        crate::support::execute(&db, "UPDATE chatwoot_links SET caught_up_at = NULL").await;
+        chatwoot.with(|w| w.answer_after = Duration::from_secs(6));
+    }
+    let calls = chatwoot.with(|w| w.calls.len());
     let server = Server::spawn_logging(dir.path(), port, &env);
+    if slow_restart {
+        eventually("the round's first call", WAIT, || async {
+            chatwoot.with(|w| {
+                let first = w.calls[calls..].iter().any(|c| c.ends_with("/inboxes"));
+                first.then(|| w.answer_after = Duration::ZERO)
+            })
+        })
+        .await;
+    }
     server.wait_healthy().await;
     gowa.wait_for("the lost reply caught up", WAIT, |r| {
         r.iter().any(|r| r.json()["id"] == message)
