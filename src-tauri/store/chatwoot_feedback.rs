@@ -246,9 +246,12 @@ const MAYBE_OVERTAKEN: &str = "(SELECT delivery_id, link_id, account_id, convers
      FROM chatwoot_feedback WHERE kind = 'late_arrival' \
        AND delivery_id NOT IN (SELECT delivery_id FROM chatwoot_recovered WHERE delivery_id IS NOT NULL)) c";
 
-/// Those replies delivered since `since`, whose delivering attempt started after an attempt of a later reply to the
+/// Those replies delivered since `since`, whose delivering attempt came after an attempt of a later reply to the
 /// customer in their conversation that may have reached GoWA (answered 2xx or 408, or not at all), or that catching
-/// up found only after `CHATGOWA_DELAYED_AFTER` (marked `caught_up_late`), and not noted yet.
+/// up found only after `CHATGOWA_DELAYED_AFTER` (marked `caught_up_late`), and not noted yet. "After" is the
+/// store's order first: a lane's attempts are recorded one after another, by whichever relay holds it, whose
+/// clock may be minutes off; an attempt recorded late by a relay that lost the lane as it sent counts by the time
+/// it started.
 pub async fn overtaken(db: &Db, since: i64, limit: i64) -> sqlx::Result<Vec<Overtaken>> {
     // The later message a reply to the customer (not a private note, nor the customer's own message).
     let reply = sql!(db,
@@ -264,7 +267,8 @@ pub async fn overtaken(db: &Db, since: i64, limit: i64) -> sqlx::Result<Vec<Over
            WHERE l.inbox_id = d.inbox_id AND l.conversation_id = d.conversation_id \
            AND l.event = 'message_created' AND l.message_id > d.message_id \
            AND (a.status_code IS NULL OR a.status_code = 408 OR a.status_code BETWEEN 200 AND 299) \
-           AND a.started_at < (SELECT max(x.started_at) FROM delivery_attempts x WHERE x.delivery_id = d.id) \
+           AND (a.id < (SELECT max(x.id) FROM delivery_attempts x WHERE x.delivery_id = d.id) \
+                OR a.started_at < (SELECT max(x.started_at) FROM delivery_attempts x WHERE x.delivery_id = d.id)) \
            AND {reply})"
     );
     on!(db, |pool| {

@@ -285,11 +285,30 @@ async fn noted_late_once(chatwoot: &ChatwootApi, gowa: &Gowa, early: i64) {
 /// from its own memory, that the later reply went first, and its agent is told so once.
 #[tokio::test]
 async fn a_reply_posted_late_is_noted_though_the_later_one_went_out_through_another_relay() {
+    posted_late_after_another_relay(false).await;
+}
+
+/// The same, the relay that sent the later reply with its clock three minutes ahead (its attempt stored so): the
+/// order of the two attempts is the store's, not the relays' clocks'.
+#[tokio::test]
+async fn a_reply_posted_late_is_noted_though_the_later_one_went_out_through_a_relay_whose_clock_was_ahead()
+ {
+    posted_late_after_another_relay(true).await;
+}
+
+async fn posted_late_after_another_relay(clock_ahead: bool) {
     let chatwoot = ChatwootApi::start().await;
     let gowa = Gowa::start().await;
     let shared = tempfile::tempdir().unwrap();
     let (first, early, written) =
         later_reply_gone_through_a_relay(shared.path(), &chatwoot, &gowa).await;
+    if clock_ahead {
+        crate::support::execute(
+            &first.state.db,
+            "UPDATE delivery_attempts SET started_at = started_at + 180000",
+        )
+        .await;
+    }
     first.stop().await;
     let second = relay_on(shared.path()).await;
     chatwoot.with(|w| {

@@ -267,14 +267,17 @@ impl Oracle<'_> {
     /// (an attempt that leaves no trace). A relay that was only stopped reads GoWA's answer when it is continued,
     /// and keeps it even if its lane went to another relay meanwhile.
     fn traceable(&self, sends: &[&Sent]) -> bool {
-        sends[..sends.len() - 1].iter().all(|s| {
-            !s.answered_408
-                && !self
-                    .journal
-                    .untraced
-                    .iter()
-                    .any(|(from, to)| s.at <= *to + READ_LAG && s.at + IN_FLIGHT >= *from)
-        })
+        sends[..sends.len() - 1]
+            .iter()
+            .all(|s| !s.answered_408 && !self.left_no_trace(s))
+    }
+
+    /// A send in flight while a relay was killed or the database was down: no relay can know it was made.
+    fn left_no_trace(&self, s: &Sent) -> bool {
+        self.journal
+            .untraced
+            .iter()
+            .any(|(from, to)| s.at <= *to + READ_LAG && s.at + IN_FLIGHT >= *from)
     }
 
     /// A send whose outcome the relay could not know: answered too late or 408, or in flight when the relay was
@@ -301,13 +304,17 @@ impl Oracle<'_> {
     }
 
     /// The later reply's first send was one the relay could not know of, and it was sent again after `s` (in
-    /// its place): the customer read it twice, the second time in order.
+    /// its place): the customer read it twice, the second time in order. Or that send left no trace (its relay
+    /// killed with it in flight), the next attempt was refused, and the agent was told the later reply failed:
+    /// what the agent sees (`s` sent, the later one not) is in order, and no relay could know otherwise.
     fn reordered_by_unclear(&self, s: &Sent, first_of_later: &Sent) -> bool {
-        self.unclear(first_of_later)
-            && self
-                .sent
-                .iter()
-                .any(|x| x.message == first_of_later.message && x.at > s.at)
+        let resent = self
+            .sent
+            .iter()
+            .any(|x| x.message == first_of_later.message && x.at > s.at);
+        let told_failed =
+            self.left_no_trace(first_of_later) && self.told_failed(first_of_later.message);
+        self.unclear(first_of_later) && (resent || told_failed)
     }
 
     /// A reply first sent later than `CHATGOWA_DELAYED_AFTER` after it was written has a delayed note in its
