@@ -823,15 +823,17 @@ pub async fn deletion_stored_after(
 }
 
 /// Whether the `message_created` of message `message` in `inbox` may be on WhatsApp: delivered, or an attempt of
-/// it answered too late for the relay to know or answered 408 (GoWA may have sent it before it or a proxy in front
-/// gave up waiting), whatever became of it after.
+/// it answered 2xx (also one whose reply a deletion stopped while the attempt was on its way), too late for the
+/// relay to know, or 408 (GoWA may have sent it before it or a proxy in front gave up waiting), whatever became of
+/// it after.
 pub async fn reply_may_have_gone(db: &Db, inbox: InboxId, message: i64) -> sqlx::Result<bool> {
     on!(db, |pool| {
         sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM deliveries d WHERE d.inbox_id = $1 AND d.message_id = $2
                               AND d.event = 'message_created' AND (d.status = 'delivered' OR EXISTS (
                                 SELECT 1 FROM delivery_attempts a WHERE a.delivery_id = d.id
-                                  AND (a.ambiguous OR a.status_code = 408))))",
+                                  AND (a.ambiguous OR a.status_code = 408
+                                       OR a.status_code BETWEEN 200 AND 299))))",
         )
         .bind(inbox)
         .bind(message)
