@@ -461,25 +461,34 @@ impl Task {
 
     /// A reply set back to `sent` in Chatwoot: if the relay marked it failed, its stored original goes back in
     /// its lane. Unless Chatwoot shows it failed again by now: two presses' webhooks are alike, and this one is a
-    /// late twin of a press already acted on (a message Chatwoot cannot be asked about is taken as sent).
+    /// late twin of a press already acted on (or an edit made before the mark, posted late). Nor when Chatwoot
+    /// cannot be asked: a press is then found by the next catch-up, which reads the message back (a message
+    /// Chatwoot no longer has is taken as sent).
     async fn retry_pressed(&self, link: &Link, id: DeliveryId, r: &Reply) -> sqlx::Result<()> {
+        // `None`: Chatwoot could not be asked; `Some(None)`: it no longer has the message.
         let shown = match Client::of_link(&self.http, link) {
             Ok(client) => client
                 .messages_after(r.account, r.conversation, r.message - 1)
                 .await
                 .ok()
-                .and_then(|page| {
+                .map(|page| {
                     page.into_iter()
                         .find(|m| m["id"].as_i64() == Some(r.message))
                 }),
             Err(_) => None,
         };
-        if shown.is_some_and(|m| m["status"].as_str() != Some("sent")) {
-            tracing::info!(
-                message_id = r.message,
-                "a Retry webhook for a reply Chatwoot shows failed again: already acted on"
-            );
-            // The next press's webhook, alike, is then not taken for this twin's.
+        let not_a_press = match &shown {
+            None => Some(
+                "a Retry webhook while Chatwoot cannot be asked what it shows: left to catching up",
+            ),
+            Some(Some(m)) if m["status"].as_str() != Some("sent") => {
+                Some("a Retry webhook for a reply Chatwoot shows failed again: already acted on")
+            }
+            Some(_) => None,
+        };
+        if let Some(why) = not_a_press {
+            tracing::info!(message_id = r.message, "{why}");
+            // The next press's webhook, alike, is then not taken for this one's twin.
             return deliveries::release_identity(&self.db, id).await;
         }
         let (db, message) = (&self.db, (r.account, r.message));

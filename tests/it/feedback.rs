@@ -499,48 +499,19 @@ async fn chatwoots_retry_pressed_a_second_time_sends_the_reply_again() {
     chatwoot.with(|w| w.press_retry(message));
     let pressed = chatwoot.with(|w| w.message(message));
     marked_failed(2).await;
-    // The ids of the reply's stored `message_updated` webhooks.
-    let updates = || async {
-        let list = relay
-            .admin
-            .get_ok("/admin/deliveries?event=message_updated&limit=100")
-            .await;
-        let ids: Vec<i64> = list["deliveries"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|d| d["messageId"] == message)
-            .filter_map(|d| d["id"].as_i64())
-            .collect();
-        ids
-    };
     eventually("the new mark's own webhook stored", WAIT, || async {
-        (updates().await.len() >= 3).then_some(())
+        (updates_of(&relay, message).await.len() >= 3).then_some(())
     })
     .await;
     // A twin of that press's webhook, late (after the relay's new mark's own webhook): Chatwoot shows the reply
     // failed, so it is the press already acted on, not a second one.
     chatwoot.with(|w| w.fire_again("message_updated", &pressed));
-    let twin = eventually("the late twin stored", WAIT, || async {
-        let ids = updates().await;
-        (ids.len() >= 4).then(|| ids.into_iter().max())?
-    })
-    .await;
-    let db = &relay.state.db;
-    eventually("the late twin read by the feedback", WAIT, || async {
-        let read = crate::support::scalar(
-            db,
-            "SELECT coalesce(max(CAST(value AS BIGINT)), 0) FROM settings WHERE key = 'feedback_updates_seen'",
-        )
-        .await;
-        (read >= twin).then_some(())
-    })
-    .await;
-    let presses = format!(
-        "SELECT count(*) FROM chatwoot_feedback WHERE kind = 'resent' AND message_id = {message}"
+    late_update_read(&relay, message, 4).await;
+    assert_eq!(
+        presses(&relay, message).await,
+        1,
+        "the late twin was taken for a press"
     );
-    let presses = crate::support::scalar(db, &presses).await;
-    assert_eq!(presses, 1, "the late twin was taken for a press");
     // GoWA works again; Retry a second time: the same Retry as before, and still a new request of the agent.
     replies_fail(&gowa, 200);
     chatwoot.with(|w| w.press_retry(message));
@@ -553,6 +524,80 @@ async fn chatwoots_retry_pressed_a_second_time_sends_the_reply_again() {
     })
     .await;
     assert_eq!(replies_to(&gowa, message).len(), 3, "the twin sent nothing");
+    relay.stop().await;
+}
+
+/// The ids of reply `message`'s stored `message_updated` webhooks.
+async fn updates_of(relay: &TestRelay, message: i64) -> Vec<i64> {
+    let list = relay
+        .admin
+        .get_ok("/admin/deliveries?event=message_updated&limit=100")
+        .await;
+    list["deliveries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|d| d["messageId"] == message)
+        .filter_map(|d| d["id"].as_i64())
+        .collect()
+}
+
+/// Waits until reply `message` has `count` stored `message_updated` webhooks, the last of which the feedback read.
+async fn late_update_read(relay: &TestRelay, message: i64, count: usize) {
+    let late = eventually("the late webhook stored", WAIT, || async {
+        let ids = updates_of(relay, message).await;
+        (ids.len() >= count).then(|| ids.into_iter().max())?
+    })
+    .await;
+    eventually("the late webhook read by the feedback", WAIT, || async {
+        let read = crate::support::scalar(
+            &relay.state.db,
+            "SELECT coalesce(max(CAST(value AS BIGINT)), 0) FROM settings WHERE key = 'feedback_updates_seen'",
+        )
+        .await;
+        (read >= late).then_some(())
+    })
+    .await;
+}
+
+/// How many presses of Retry on reply `message` the relay acted on.
+async fn presses(relay: &TestRelay, message: i64) -> i64 {
+    let sql = format!(
+        "SELECT count(*) FROM chatwoot_feedback WHERE kind = 'resent' AND message_id = {message}"
+    );
+    crate::support::scalar(&relay.state.db, &sql).await
+}
+
+/// A `message_updated` saying `sent` comes after the relay marked the reply failed (an edit made before the mark,
+/// posted late) while Chatwoot's API cannot be asked what it shows: no Retry is taken from it. A press made later
+/// is acted on all the same (its webhook, alike, is not taken for a twin).
+#[tokio::test]
+async fn a_late_webhook_saying_sent_is_no_retry_while_chatwoot_cannot_be_asked() {
+    let (chatwoot, gowa, relay) = replies_refused(401).await;
+    let (message, before) = chatwoot.with(|w| {
+        let id = w.agent_replies(1, 41, "Stok kosong");
+        (id, w.message(id))
+    });
+    eventually("the mark's own webhook stored", WAIT, || async {
+        let failed = chatwoot.with(|w| w.message(message)).status == "failed";
+        (failed && !updates_of(&relay, message).await.is_empty()).then_some(())
+    })
+    .await;
+    chatwoot.with(|w| {
+        w.mode = Mode::Refusing(503);
+        w.fire_again("message_updated", &before);
+    });
+    late_update_read(&relay, message, 2).await;
+    assert_eq!(presses(&relay, message).await, 0, "taken for a press");
+    assert_eq!(replies_to(&gowa, message).len(), 1);
+    // Chatwoot answers again, GoWA works again, and the agent presses Retry: sent.
+    chatwoot.with(|w| w.mode = Mode::Normal);
+    replies_fail(&gowa, 200);
+    chatwoot.with(|w| w.press_retry(message));
+    gowa.wait_for("the reply sent again", WAIT, |_| {
+        replies_to(&gowa, message).len() == 2
+    })
+    .await;
     relay.stop().await;
 }
 
@@ -1204,6 +1249,43 @@ async fn a_note_written_just_before_the_relay_is_killed_is_not_written_again() {
     assert_eq!(notes.len(), 1, "{notes:?}");
     let log = server.stop_and_read_log();
     assert!(!log.contains(crate::chatwoot_api::ADMIN_TOKEN));
+}
+
+/// The agent deletes a reply while its attempt is on its way to GoWA, which sends it (200, a second later) and then
+/// refuses the deletion: the reply the deletion stopped went out all the same, and the agent is told it was not
+/// taken back.
+#[tokio::test]
+async fn a_deletion_gowa_refused_of_a_reply_deleted_as_it_went_is_told() {
+    let chatwoot = ChatwootApi::start().await;
+    let gowa = Gowa::start().await;
+    let relay = linked_relay(&chatwoot, &gowa, Duration::from_secs(600)).await;
+    gowa.set(|r, _| {
+        if r.json()["event"] == "message_created" {
+            Reply {
+                delay: Duration::from_millis(1_000),
+                ..Reply::status(200)
+            }
+        } else {
+            Reply::status(401)
+        }
+    });
+    let message = chatwoot.with(|w| w.agent_replies(1, 41, "Harga salah"));
+    eventually("the reply on its way", WAIT, || async {
+        (gowa.arrivals() > 0).then_some(())
+    })
+    .await;
+    chatwoot.with(|w| w.delete_message(message));
+    let note = eventually("the note under it", WAIT, || async {
+        chatwoot.with(|w| w.notes_under(message)).into_iter().next()
+    })
+    .await;
+    assert!(
+        note.content.contains("NOT taken back on WhatsApp"),
+        "{}",
+        note.content
+    );
+    assert_eq!(replies_to(&gowa, message).len(), 1);
+    relay.stop().await;
 }
 
 /// GoWA sent a reply but answered after the relay gave up waiting; its agent deletes it before it is tried again,
