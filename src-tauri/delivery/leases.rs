@@ -247,7 +247,7 @@ async fn claim_round(inner: &Arc<Inner>, leases: &Leases) -> sqlx::Result<Option
             break;
         }
     }
-    lanes::next_claimable_in(&leases.pool, &leases.owner).await
+    lanes::next_claimable_in(&leases.pool).await
 }
 
 /// Starts working a claimed lane: its pending deliveries into memory, a task for it.

@@ -268,17 +268,18 @@ pub async fn wake_paused(pool: &PgPool) -> sqlx::Result<u64> {
     Ok(done.rows_affected())
 }
 
-/// How long until a lane becomes claimable for `owner` (a free lane's due time, another relay's lease running
-/// out), by the database's clock; `None` when no lane is waiting for anyone.
+/// How long until a lane becomes claimable (a free lane's due time, a lease running out), by the database's
+/// clock; `None` when no lane is waiting for anyone. A lease of the asking relay's own counts too: a lane it
+/// holds but no longer works (its task ended on a database error as it let the lane go) is taken again then,
+/// while one it works is renewed before.
 ///
 /// # Errors
 /// The database failed.
-pub async fn next_claimable_in(pool: &PgPool, owner: &str) -> sqlx::Result<Option<i64>> {
+pub async fn next_claimable_in(pool: &PgPool) -> sqlx::Result<Option<i64>> {
     sqlx::query_scalar(
         "SELECT min(CASE WHEN owner IS NULL THEN due_at ELSE lease_until END) - chatgowa_clock_ms() FROM lanes
-         WHERE (owner IS NULL AND due_at IS NOT NULL) OR owner <> $1",
+         WHERE owner IS NOT NULL OR due_at IS NOT NULL",
     )
-    .bind(owner)
     .fetch_one(pool)
     .await
 }
@@ -468,9 +469,33 @@ mod tests {
                 .unwrap()
         );
         assert_eq!(
-            next_claimable_in(pool(&db), "b").await.unwrap(),
+            next_claimable_in(pool(&db)).await.unwrap(),
             None,
             "nothing left"
         );
+    }
+
+    /// A lane a relay holds but no longer works is claimable again when its lease ends, and its claimer wakes for
+    /// it: the lease of its own lane is waited for like another relay's.
+    #[tokio::test]
+    async fn a_relay_waits_for_the_lease_of_its_own_lane_too() {
+        let db = postgres_db().await;
+        let key = Key::of(crate::ids::InboxId(7), Some(1));
+        let mut tx = pool(&db).begin().await.unwrap();
+        touch(&mut tx, &[key]).await.unwrap();
+        tx.commit().await.unwrap();
+        let held = claim(pool(&db), "a", 60_000, 10).await.unwrap();
+        assert_eq!(held.len(), 1);
+        let wait = next_claimable_in(pool(&db)).await.unwrap();
+        assert!(
+            wait.is_some_and(|ms| (50_000..=60_000).contains(&ms)),
+            "{wait:?}"
+        );
+        sqlx::query("UPDATE lanes SET lease_until = chatgowa_clock_ms() - 1")
+            .execute(pool(&db))
+            .await
+            .unwrap();
+        let again = claim(pool(&db), "a", 60_000, 10).await.unwrap();
+        assert!(again.len() == 1 && again[0].epoch > held[0].epoch);
     }
 }
