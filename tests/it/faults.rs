@@ -58,6 +58,41 @@ fn all_arrived(acked: &[(i64, u64)], arrived: &[Received]) -> bool {
     acked.iter().all(|k| got.contains(k))
 }
 
+/// Waits for every acknowledged webhook to reach GoWA; on a timeout, says which did not and what the store holds of
+/// their lanes (a lane no relay works, or one waiting for a lease that does not end, shows there).
+async fn every_acknowledged_arrives(acked: &[(i64, u64)], gowa: &Gowa, dir: &std::path::Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !all_arrived(acked, &gowa.arrived()) {
+        if Instant::now() > deadline {
+            let got: HashSet<(i64, u64)> = gowa.arrived().iter().map(key).collect();
+            let missing: Vec<_> = acked.iter().filter(|k| !got.contains(k)).collect();
+            let db = crate::support::open_database(dir).await;
+            let pending: Vec<(i64, Option<i64>, i64, i64, i64)> = on_db!(&db, |pool| sqlx::query_as(
+                "SELECT id, conversation_id, attempts, next_attempt_at, received_at FROM deliveries \
+                 WHERE status = 'pending' ORDER BY id LIMIT 20",
+            )
+            .fetch_all(pool)
+            .await)
+            .unwrap();
+            let lanes: Vec<(i64, Option<String>, Option<i64>, Option<i64>, i64)> = match &db {
+                Db::Postgres(pool) => sqlx::query_as(
+                    "SELECT conversation_id, owner, lease_until - chatgowa_clock_ms(), \
+                     due_at - chatgowa_clock_ms(), version FROM lanes ORDER BY conversation_id",
+                )
+                .fetch_all(pool)
+                .await
+                .unwrap(),
+                Db::Sqlite(_) => Vec::new(),
+            };
+            panic!(
+                "acknowledged but never delivered: {missing:?}\npending (id, conversation, attempts, next attempt, \
+                 received): {pending:?}\nlanes (conversation, owner, lease left, due in, version): {lanes:?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// A `/proc/<pid>/status` figure (kB for memory lines).
 fn proc_status(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -176,12 +211,7 @@ async fn kill_9_ten_times_under_load_loses_nothing_acknowledged() {
         s.await.unwrap();
     }
     let acked = acked.lock().unwrap().clone();
-    eventually(
-        "every acknowledged webhook delivered",
-        Duration::from_secs(60),
-        || async { all_arrived(&acked, &gowa.arrived()).then_some(()) },
-    )
-    .await;
+    every_acknowledged_arrives(&acked, &gowa, dir.path()).await;
     // A duplicate is an attempt that was in flight when the relay was killed: GoWA saw it, but the relay has
     // no record of it and sent it again after the restart. So every delivery has exactly one recorded attempt
     // (GoWA always answers 200), and GoWA saw exactly `duplicates` requests more than the relay recorded. What
