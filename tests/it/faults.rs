@@ -74,10 +74,10 @@ async fn every_acknowledged_arrives(acked: &[(i64, u64)], gowa: &Gowa, dir: &std
             .fetch_all(pool)
             .await)
             .unwrap();
-            let lanes: Vec<(i64, Option<String>, Option<i64>, Option<i64>, i64)> = match &db {
-                Db::Postgres(pool) => sqlx::query_as(
-                    "SELECT conversation_id, owner, lease_until - chatgowa_clock_ms(), \
-                     due_at - chatgowa_clock_ms(), version FROM lanes ORDER BY conversation_id",
+            let lanes: Vec<String> = match &db {
+                Db::Postgres(pool) => sqlx::query_scalar(
+                    "SELECT concat_ws(' ', conversation_id, owner, lease_until - chatgowa_clock_ms(), \
+                     due_at - chatgowa_clock_ms(), version) FROM lanes ORDER BY conversation_id",
                 )
                 .fetch_all(pool)
                 .await
