@@ -274,21 +274,13 @@ impl Oracle<'_> {
 
     /// A send in flight while a relay was killed or the database was down: no relay can know it was made.
     fn left_no_trace(&self, s: &Sent) -> bool {
-        self.journal
-            .untraced
-            .iter()
-            .any(|(from, to)| s.at <= *to + READ_LAG && s.at + IN_FLIGHT >= *from)
+        in_flight_during(s, &self.journal.untraced)
     }
 
     /// A send whose outcome the relay could not know: answered too late or 408, or in flight when the relay was
     /// killed or stopped.
     fn unclear(&self, s: &Sent) -> bool {
-        s.unclear
-            || self
-                .journal
-                .interruptions
-                .iter()
-                .any(|(from, to)| s.at <= *to + READ_LAG && s.at + IN_FLIGHT >= *from)
+        s.unclear || in_flight_during(s, &self.journal.interruptions)
     }
 
     /// How long the relays were stopped or down between `from` and `to`: an attempt that had started before a
@@ -457,4 +449,11 @@ impl Verdict {
         }
         out
     }
+}
+
+/// Whether send `s` was in flight during one of `windows` (GoWA reading a request up to `READ_LAG` after).
+fn in_flight_during(s: &Sent, windows: &[(Instant, Instant)]) -> bool {
+    windows
+        .iter()
+        .any(|(from, to)| s.at <= *to + READ_LAG && s.at + IN_FLIGHT >= *from)
 }
